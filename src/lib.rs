@@ -1,0 +1,9 @@
+//! mcpsim: the Message Channel Protocol (MCP) and a deterministic simulator to tune its heartbeats.
+//!
+//! # Layout
+//!
+//! - [`proto`]: the sans-IO protocol core: frames, sessions, failure detectors, health, backoff.
+//!
+//! Dependencies point one way: `cli → report → sim → net → proto`.
+
+pub mod proto;

@@ -1,0 +1,21 @@
+//! The MCP protocol core, sans-IO.
+//!
+//! Everything here is a pure state machine: no tokio, no sockets, no clock reads, no global
+//! random number generator. Time comes in as a [`Time`] argument on every input; randomness
+//! comes from an RNG the caller passes in (a seeded ChaCha stream in the simulator, one seeded
+//! from the OS in production). The async drivers in `net` and the simulator in `sim` drive this
+//! same code.
+//!
+//! # Layout
+//!
+//! - [`frame`]: the 16-byte header, frame types, encoding and the streaming [`Decoder`].
+//! - [`error`]: the layer's [`Error`] and the wire [`ErrorCode`]s.
+//! - [`time`]: [`Time`], the driver's clock as the core sees it.
+
+pub mod error;
+pub mod frame;
+pub mod time;
+
+pub use error::{Error, ErrorCode};
+pub use frame::{Body, Decoder, Frame, FrameType, Header};
+pub use time::Time;
