@@ -12,8 +12,11 @@
 //! - [`error`]: the layer's [`Error`] and the wire [`ErrorCode`]s.
 //! - [`time`]: [`Time`], the driver's clock as the core sees it.
 
+pub mod backoff;
+pub mod detector;
 pub mod error;
 pub mod frame;
+pub mod health;
 pub mod time;
 
 pub use error::{Error, ErrorCode};

@@ -45,3 +45,7 @@ pub trait Detector {
     fn verdict(&self) -> Verdict;
     fn set_params(&mut self, now: Time, interval: Duration, miss_threshold: u32);
 }
+
+pub mod adaptive;
+pub mod kmiss;
+pub mod phi;
