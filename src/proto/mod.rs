@@ -17,8 +17,12 @@ pub mod detector;
 pub mod error;
 pub mod frame;
 pub mod health;
+pub mod registry;
+pub mod session;
 pub mod time;
 
 pub use error::{Error, ErrorCode};
 pub use frame::{Body, Decoder, Frame, FrameType, Header};
+pub use registry::{Admission, Registry, ServerConfig};
+pub use session::{ClientConfig, Event, Message, SendError, Session, SessionConfig, Side, State};
 pub use time::Time;

@@ -49,3 +49,5 @@ pub trait Detector {
 pub mod adaptive;
 pub mod kmiss;
 pub mod phi;
+pub mod interim;
+pub use interim::{AnyDetector, DetectorConfig};

@@ -1,0 +1,948 @@
+//! A session: one side of an MCP conversation, outliving the TCP connections that carry it.
+//!
+//! # Calling protocol
+//!
+//! The driver owns the socket and the clock; the session owns everything else.
+//!
+//! - Client: create with [`Session::client`]; when a transport connects, call
+//!   [`Session::handle_connected`] (it queues HELLO, with a resume request if the session has
+//!   been established before). Server: sessions come from [`Registry::admit`](super::registry::Registry::admit)
+//!   with WELCOME already queued.
+//! - Feed every decoded frame to [`Session::handle_frame`]. A decode error goes to
+//!   [`Session::handle_decode_error`]. Both queue a CLOSE with the right code on a violation.
+//! - Call [`Session::handle_timeout`] when `now` reaches [`Session::poll_timeout`].
+//! - After every input, drain [`Session::poll_transmit`] into the socket, then
+//!   [`Session::poll_event`] for what happened. On [`Event::ConnectionClosed`] flush what
+//!   `poll_transmit` still yields, close the socket, and call [`Session::handle_disconnect`].
+//! - The application calls [`Session::send`] and [`Session::recv`]. `send` refuses with
+//!   [`SendError::Full`] when the send queue is full: that is back-pressure.
+//!
+//! # Invariants
+//!
+//! - Memory is bounded: at most `send_queue` messages wait for the window, at most
+//!   `window` sent messages wait for an ACK, at most `window` received messages wait for the
+//!   application, and the control queue is capped (excess heartbeat replies are dropped).
+//! - DATA sequence numbers are 64-bit, start at 1 and continue across reconnects. Within a
+//!   connection nothing is retransmitted: TCP already is reliable, and frames are lost only when
+//!   a connection dies. On resume each side retransmits exactly what the peer's
+//!   `last_received` says is missing, and the receiver drops duplicates, so every message is
+//!   delivered exactly once and in order.
+//! - Heartbeats, ACKs and control frames always go before DATA and ignore the window, so no
+//!   amount of bulk data delays a heartbeat inside the session.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::detector::{AnyDetector, Detector, DetectorConfig, DetectorEvent};
+use super::error::{Error, ErrorCode};
+use super::frame::{
+    Body, Close, Data, Frame, HeartbeatInfo, HeartbeatMode, HeartbeatParams, Hello,
+    MAX_PAYLOAD_LEN, Resume, TOKEN_LEN, Welcome, expand_seq,
+};
+use super::time::Time;
+
+/// Which end of the conversation a session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum State {
+    /// No transport. A client waits for the driver to connect; a server session is detached.
+    Disconnected,
+    /// Client: HELLO sent, waiting for WELCOME.
+    Handshaking,
+    /// Heartbeats and data flow.
+    Established,
+    /// A CLOSE is queued; the connection ends once it is flushed.
+    Closing,
+    /// The session is over for good.
+    Closed,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Disconnected => "disconnected",
+            State::Handshaking => "handshaking",
+            State::Established => "established",
+            State::Closing => "closing",
+            State::Closed => "closed",
+        }
+    }
+}
+
+/// Tunables shared by both sides.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionConfig {
+    /// Received DATA frames the application may leave unread; advertised as the window.
+    pub window: u32,
+    /// Application messages that may wait for the peer's window before `send` refuses.
+    pub send_queue: usize,
+    /// Largest DATA payload (channel, priority and application bytes) this side accepts.
+    pub max_payload: usize,
+    /// How long an acknowledgement may be delayed to cover more frames.
+    pub ack_delay: Duration,
+    /// How long suspicion must last before the peer is declared dead and the connection dropped.
+    /// `None` means one more `k·η`.
+    pub dead_after: Option<Duration>,
+    /// The failure detector watching the peer.
+    pub detector: DetectorConfig,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            window: 256,
+            send_queue: 1024,
+            max_payload: 16 * 1024,
+            ack_delay: Duration::from_millis(10),
+            dead_after: None,
+            detector: DetectorConfig::default(),
+        }
+    }
+}
+
+/// What a client asks for when it connects.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub client_id: String,
+    pub credential: Bytes,
+    /// Heartbeat parameters to request; `None` lets the server choose.
+    pub requested: Option<HeartbeatParams>,
+    pub mode: Option<HeartbeatMode>,
+    /// A connection that has not completed the handshake by then is closed.
+    pub handshake_timeout: Duration,
+    pub session: SessionConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            client_id: String::new(),
+            credential: Bytes::new(),
+            requested: None,
+            mode: None,
+            handshake_timeout: Duration::from_secs(5),
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+/// An application message, as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub channel: u16,
+    pub priority: u8,
+    pub seq: u64,
+    pub payload: Bytes,
+}
+
+/// Why [`Session::send`] refused a message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("send queue full ({0} messages)")]
+    Full(usize),
+    #[error("payload of {len} bytes over the limit of {limit}")]
+    TooLarge { len: usize, limit: usize },
+    #[error("session closed")]
+    Closed,
+}
+
+/// Something the driver or application should know about.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Event {
+    /// The handshake completed on a new connection.
+    Established {
+        session_id: u32,
+        resumed: bool,
+        params: (u32, u8),
+        mode: HeartbeatMode,
+        /// DATA frames this side is retransmitting because the old connection lost them.
+        retransmitting: u64,
+    },
+    /// The detector went from trust to suspect.
+    PeerSuspected { silent: Duration },
+    /// The detector trusts the peer again.
+    PeerTrusted,
+    /// Suspicion lasted long enough: the connection is being dropped (the session survives).
+    PeerDead { silent: Duration },
+    /// A heartbeat round trip was measured.
+    Rtt { rtt: Duration },
+    /// The server changed the heartbeat parameters.
+    ParamsChanged { interval_ms: u32, miss_threshold: u8 },
+    /// The server asked the client to go away and come back after `retry_after`.
+    GoAway { code: ErrorCode, retry_after: Duration },
+    /// The connection is over. Flush `poll_transmit`, close the socket, call `handle_disconnect`.
+    ConnectionClosed {
+        code: ErrorCode,
+        reason: String,
+        by_peer: bool,
+        /// False when the session itself has ended and must not be resumed.
+        resumable: bool,
+    },
+    /// The server no longer knows this session: these sent messages were never acknowledged
+    /// and will not be delivered by it. The application decides whether to send them again.
+    #[serde(skip)]
+    SessionLost { unacknowledged: Vec<Message> },
+}
+
+/// Sender-side queues: one per (priority, channel), served most urgent first, round robin
+/// among channels of equal priority.
+#[derive(Debug, Default)]
+struct Scheduler {
+    levels: BTreeMap<u8, Level>,
+    len: usize,
+}
+
+#[derive(Debug, Default)]
+struct Level {
+    order: VecDeque<u16>,
+    channels: BTreeMap<u16, VecDeque<Bytes>>,
+}
+
+impl Scheduler {
+    fn push(&mut self, channel: u16, priority: u8, payload: Bytes) {
+        let level = self.levels.entry(priority).or_default();
+        let queue = level.channels.entry(channel).or_default();
+        if queue.is_empty() {
+            level.order.push_back(channel);
+        }
+        queue.push_back(payload);
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<(u16, u8, Bytes)> {
+        let mut entry = self.levels.first_entry()?;
+        let priority = *entry.key();
+        let level = entry.get_mut();
+        let channel = level.order.pop_front()?;
+        let queue = level.channels.get_mut(&channel)?;
+        let payload = queue.pop_front()?;
+        if queue.is_empty() {
+            level.channels.remove(&channel);
+        } else {
+            level.order.push_back(channel);
+        }
+        if level.order.is_empty() {
+            entry.remove();
+        }
+        self.len -= 1;
+        Some((channel, priority, payload))
+    }
+}
+
+/// Heartbeat send times kept for RTT measurement; older entries are forgotten.
+const RTT_SLOTS: usize = 32;
+/// Control frames that may wait for the socket; heartbeat replies beyond this are dropped.
+const CONTROL_CAP: usize = 64;
+
+/// One side of a session. See the module docs for the calling protocol.
+#[derive(Debug)]
+pub struct Session {
+    side: Side,
+    state: State,
+    config: SessionConfig,
+    client: Option<ClientConfig>,
+    id: u32,
+    token: Option<[u8; TOKEN_LEN]>,
+    params: HeartbeatParams,
+    mode: HeartbeatMode,
+    handshake_deadline: Option<Time>,
+
+    // Sending.
+    scheduler: Scheduler,
+    unacked: VecDeque<(u64, Data)>,
+    next_seq: u64,
+    peer_acked: u64,
+    peer_window: u32,
+    transmitted: u64,
+    peer_max_payload: usize,
+
+    // Receiving.
+    last_received: u64,
+    inbox: VecDeque<Message>,
+    ack_sent: u64,
+    window_sent: u32,
+    ack_deadline: Option<Time>,
+    ack_now: bool,
+
+    // Heartbeats and detection.
+    control: VecDeque<Frame>,
+    hb_seq: u32,
+    hb_deadline: Option<Time>,
+    hb_sent: VecDeque<(u32, Time, bool)>,
+    detector: Option<AnyDetector>,
+    suspected_at: Option<Time>,
+    last_heartbeat: Time,
+
+    events: VecDeque<Event>,
+}
+
+impl Session {
+    /// A client session, not yet connected.
+    pub fn client(config: ClientConfig) -> Session {
+        let params = config
+            .requested
+            .unwrap_or(HeartbeatParams { interval_ms: 1000, miss_threshold: 3 });
+        let mode = config.mode.unwrap_or(HeartbeatMode::OneWay);
+        let session = config.session.clone();
+        Session::new(Side::Client, session, Some(config), 0, None, params, mode)
+    }
+
+    /// A server session just admitted by the registry; WELCOME is queued.
+    pub(crate) fn server(
+        config: SessionConfig,
+        now: Time,
+        id: u32,
+        token: [u8; TOKEN_LEN],
+        params: HeartbeatParams,
+        mode: HeartbeatMode,
+    ) -> Session {
+        Session::new(Side::Server, config, None, id, Some(token), params, mode).attach(now, None)
+    }
+
+    fn new(
+        side: Side,
+        config: SessionConfig,
+        client: Option<ClientConfig>,
+        id: u32,
+        token: Option<[u8; TOKEN_LEN]>,
+        params: HeartbeatParams,
+        mode: HeartbeatMode,
+    ) -> Session {
+        let max_payload = config.max_payload.min(MAX_PAYLOAD_LEN);
+        Session {
+            side,
+            state: State::Disconnected,
+            config,
+            client,
+            id,
+            token,
+            params,
+            mode,
+            handshake_deadline: None,
+            scheduler: Scheduler::default(),
+            unacked: VecDeque::new(),
+            next_seq: 1,
+            peer_acked: 0,
+            peer_window: 0,
+            transmitted: 0,
+            peer_max_payload: max_payload,
+            last_received: 0,
+            inbox: VecDeque::new(),
+            ack_sent: 0,
+            window_sent: 0,
+            ack_deadline: None,
+            ack_now: false,
+            control: VecDeque::new(),
+            hb_seq: 0,
+            hb_deadline: None,
+            hb_sent: VecDeque::with_capacity(RTT_SLOTS),
+            detector: None,
+            suspected_at: None,
+            last_heartbeat: Time::ZERO,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+    pub fn state(&self) -> State {
+        self.state
+    }
+    /// The session id, 0 until a server has assigned one.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    pub fn token(&self) -> Option<[u8; TOKEN_LEN]> {
+        self.token
+    }
+    pub fn params(&self) -> HeartbeatParams {
+        self.params
+    }
+    pub fn mode(&self) -> HeartbeatMode {
+        self.mode
+    }
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.params.interval_ms as u64)
+    }
+    /// Highest DATA sequence number received in order from the peer.
+    pub fn last_received(&self) -> u64 {
+        self.last_received
+    }
+    /// Messages waiting for the peer's window plus those sent and not yet acknowledged.
+    pub fn queued(&self) -> usize {
+        self.scheduler.len + self.unacked.len()
+    }
+    /// Highest DATA sequence number this side has assigned.
+    pub fn next_seq_sent(&self) -> u64 {
+        self.next_seq - 1
+    }
+    /// Messages sent and not yet acknowledged.
+    pub fn unacknowledged(&self) -> usize {
+        self.unacked.len()
+    }
+    /// How many more messages [`Session::send`] accepts right now.
+    pub fn send_capacity(&self) -> usize {
+        self.config.send_queue.saturating_sub(self.scheduler.len)
+    }
+    /// Is the peer currently suspected?
+    pub fn peer_suspected(&self) -> bool {
+        self.suspected_at.is_some()
+    }
+
+    // ---- Connection lifecycle ---------------------------------------------------------------
+
+    /// Client: a transport is up. Queues HELLO (a resume request if the session has an id).
+    pub fn handle_connected(&mut self, now: Time) {
+        if self.client.is_none() || self.state == State::Closed {
+            return;
+        }
+        self.reset_connection();
+        let Some(client) = &self.client else { return };
+        let resume = self
+            .token
+            .map(|token| Resume { token, last_received: self.last_received as u32 });
+        let hello = Hello {
+            client_id: client.client_id.clone(),
+            credential: client.credential.clone(),
+            requested: client.requested,
+            mode: client.mode,
+            resume,
+        };
+        self.handshake_deadline = Some(now + client.handshake_timeout);
+        self.control.push_back(Frame::new(self.id, 0, Body::Hello(hello)));
+        self.state = State::Handshaking;
+    }
+
+    /// The transport is gone, for whatever reason. The session keeps its data for a resume.
+    pub fn handle_disconnect(&mut self, _now: Time) {
+        if self.state != State::Closed {
+            self.state = State::Disconnected;
+        }
+        self.reset_connection();
+    }
+
+    /// Forgets everything that belonged to the last connection.
+    fn reset_connection(&mut self) {
+        self.control.clear();
+        self.hb_deadline = None;
+        self.hb_sent.clear();
+        self.ack_deadline = None;
+        self.ack_now = false;
+        self.handshake_deadline = None;
+        self.suspected_at = None;
+    }
+
+    /// Attaches a (server) session to a new connection and queues WELCOME.
+    pub(crate) fn attach(mut self, now: Time, peer_last_received: Option<u64>) -> Session {
+        self.reset_connection();
+        let resumed = peer_last_received.is_some();
+        let retransmitting = self.resume_from(peer_last_received.unwrap_or(self.peer_acked));
+        // Until the client's first ACK we may not send it DATA.
+        self.peer_window = 0;
+        let window = self.window_available();
+        self.ack_sent = self.last_received;
+        self.window_sent = window;
+        let welcome = Welcome {
+            token: self.token.unwrap_or_default(),
+            params: self.params,
+            mode: self.mode,
+            resumed,
+            last_received: self.last_received as u32,
+            window,
+            max_payload: self.config.max_payload.min(MAX_PAYLOAD_LEN) as u16,
+        };
+        self.control.push_back(Frame::new(self.id, 0, Body::Welcome(welcome)));
+        self.establish(now, resumed, retransmitting);
+        self
+    }
+
+    /// Takes the peer's `last_received` as a cumulative ACK and rewinds transmission to it.
+    /// Returns how many DATA frames will be sent again.
+    fn resume_from(&mut self, peer_last_received: u64) -> u64 {
+        let acked = peer_last_received.clamp(self.peer_acked, self.next_seq - 1);
+        while self.unacked.front().is_some_and(|(s, _)| *s <= acked) {
+            self.unacked.pop_front();
+        }
+        self.peer_acked = acked;
+        self.transmitted = acked;
+        self.unacked.len() as u64
+    }
+
+    fn establish(&mut self, now: Time, resumed: bool, retransmitting: u64) {
+        self.state = State::Established;
+        self.handshake_deadline = None;
+        let interval = self.interval();
+        let k = self.params.miss_threshold as u32;
+        match &mut self.detector {
+            Some(d) => d.set_params(now, interval, k),
+            None => self.detector = Some(self.config.detector.build(now, interval, k)),
+        }
+        self.last_heartbeat = now;
+        if self.sends_heartbeats() {
+            self.hb_deadline = Some(now + interval);
+        }
+        self.events.push_back(Event::Established {
+            session_id: self.id,
+            resumed,
+            params: (self.params.interval_ms, self.params.miss_threshold),
+            mode: self.mode,
+            retransmitting,
+        });
+    }
+
+    /// Does this side send heartbeats on a schedule?
+    fn sends_heartbeats(&self) -> bool {
+        self.side == Side::Client || self.mode == HeartbeatMode::TwoWay
+    }
+
+    /// Ends the session for good: queues CLOSE with `code` (NORMAL for an orderly close).
+    pub fn close(&mut self, code: ErrorCode, reason: &str) {
+        match self.state {
+            State::Closed => {}
+            State::Disconnected => self.state = State::Closed,
+            _ => {
+                self.close_connection(code, reason, false);
+                self.state = State::Closed;
+            }
+        }
+    }
+
+    /// Server: changes the heartbeat parameters at run time and tells the client (CONFIG).
+    pub fn set_params(&mut self, now: Time, params: HeartbeatParams) {
+        if self.side != Side::Server || params.interval_ms == 0 || params.miss_threshold == 0 {
+            return;
+        }
+        self.params = params;
+        if self.state == State::Established {
+            self.control.push_back(Frame::new(self.id, 0, Body::Config(params)));
+            self.rearm(now);
+        }
+    }
+
+    /// Re-arms heartbeat timer and detector for the current parameters, counting from `now`.
+    fn rearm(&mut self, now: Time) {
+        let interval = self.interval();
+        if self.sends_heartbeats() {
+            self.hb_deadline = Some(now + interval);
+        }
+        if let Some(d) = &mut self.detector {
+            d.set_params(now, interval, self.params.miss_threshold as u32);
+        }
+        self.last_heartbeat = now;
+    }
+
+    /// Server: a resume for this session arrived on another connection. This connection ends
+    /// with SESSION_REPLACED; hand the session back to the registry once it is closed.
+    pub fn handle_replaced(&mut self) {
+        if matches!(self.state, State::Handshaking | State::Established) {
+            self.close_connection(ErrorCode::SessionReplaced, "resumed on another connection", true);
+        }
+    }
+
+    /// Queues CLOSE and reports the connection's end.
+    fn close_connection(&mut self, code: ErrorCode, reason: &str, resumable: bool) {
+        self.control.clear();
+        self.control.push_back(Frame::new(
+            self.id,
+            0,
+            Body::Close(Close { code, reason: reason.to_string() }),
+        ));
+        self.state = State::Closing;
+        self.events.push_back(Event::ConnectionClosed {
+            code,
+            reason: reason.to_string(),
+            by_peer: false,
+            resumable,
+        });
+    }
+
+    /// The peer ended the connection (CLOSE, REJECT or GOAWAY).
+    fn peer_closed(&mut self, code: ErrorCode, reason: String, resumable: bool) {
+        self.control.clear();
+        self.state = if resumable { State::Disconnected } else { State::Closed };
+        self.events.push_back(Event::ConnectionClosed { code, reason, by_peer: true, resumable });
+    }
+
+    // ---- Inputs ---------------------------------------------------------------------------
+
+    /// The driver's decoder failed: the stream is unusable. Queues CLOSE with the error's code.
+    pub fn handle_decode_error(&mut self, err: &Error) {
+        if matches!(self.state, State::Handshaking | State::Established) {
+            self.close_connection(err.code(), &err.to_string(), true);
+        }
+    }
+
+    /// One frame from the peer. On a protocol violation a CLOSE is queued and the error returned.
+    pub fn handle_frame(&mut self, now: Time, frame: Frame) -> Result<(), Error> {
+        if !matches!(self.state, State::Handshaking | State::Established) {
+            return Ok(());
+        }
+        let result = self.dispatch(now, frame);
+        if let Err(e) = &result {
+            match e {
+                Error::PeerClosed { .. } | Error::Rejected { .. } => {}
+                e => self.close_connection(e.code(), &e.to_string(), true),
+            }
+        }
+        result
+    }
+
+    fn unexpected(&self, frame: &Frame) -> Error {
+        Error::UnexpectedFrame { frame: frame.frame_type().name(), state: self.state.name() }
+    }
+
+    fn dispatch(&mut self, now: Time, frame: Frame) -> Result<(), Error> {
+        if self.state == State::Handshaking {
+            return self.handle_handshake_reply(now, frame);
+        }
+        if frame.session_id != self.id {
+            return Err(Error::WrongSession { got: frame.session_id, expected: self.id });
+        }
+        match frame.body {
+            Body::Heartbeat(info) => {
+                let reply = HeartbeatInfo { timestamp_us: info.timestamp_us, load: None };
+                if self.control.len() < CONTROL_CAP {
+                    self.control.push_back(Frame::new(self.id, frame.seq, Body::HeartbeatAck(reply)));
+                }
+                if self.mode == HeartbeatMode::TwoWay || self.side == Side::Server {
+                    self.heartbeat_arrived(now);
+                }
+            }
+            Body::HeartbeatAck(_) => self.heartbeat_ack(now, frame.seq),
+            Body::Data(data) => self.receive_data(now, frame.seq, data)?,
+            Body::Ack { window } => self.receive_ack(frame.seq, window)?,
+            Body::Close(c) => {
+                let resumable = c.code != ErrorCode::Normal;
+                self.peer_closed(c.code, c.reason.clone(), resumable);
+                return Err(Error::PeerClosed { code: c.code, reason: c.reason });
+            }
+            Body::GoAway(g) if self.side == Side::Client => {
+                self.events.push_back(Event::GoAway {
+                    code: g.code,
+                    retry_after: Duration::from_millis(g.retry_after_ms as u64),
+                });
+                self.peer_closed(g.code, g.reason.clone(), true);
+                return Err(Error::PeerClosed { code: g.code, reason: g.reason });
+            }
+            Body::Config(p) if self.side == Side::Client => {
+                self.params = p;
+                self.rearm(now);
+                self.events.push_back(Event::ParamsChanged {
+                    interval_ms: p.interval_ms,
+                    miss_threshold: p.miss_threshold,
+                });
+            }
+            _ => return Err(self.unexpected(&frame)),
+        }
+        Ok(())
+    }
+
+    fn handle_handshake_reply(&mut self, now: Time, frame: Frame) -> Result<(), Error> {
+        match frame.body {
+            Body::Welcome(w) if frame.session_id != 0 => {
+                let resumed_same = self.token == Some(w.token) && self.id == frame.session_id;
+                if w.resumed && !resumed_same {
+                    return Err(Error::Malformed { frame: "WELCOME", what: "resumed a session we did not ask for" });
+                }
+                if !w.resumed && self.token.is_some() {
+                    // The server started afresh: our old session is gone.
+                    self.lose_session();
+                }
+                self.id = frame.session_id;
+                self.token = Some(w.token);
+                self.params = w.params;
+                self.mode = w.mode;
+                self.peer_max_payload = (w.max_payload as usize).min(MAX_PAYLOAD_LEN);
+                let peer_last = expand_seq(w.last_received, self.peer_acked);
+                if peer_last >= self.next_seq {
+                    return Err(Error::AckBeyondSent { acked: peer_last, sent: self.next_seq - 1 });
+                }
+                let retransmitting = self.resume_from(peer_last);
+                self.peer_window = w.window.min(self.config.window.max(1));
+                // Announce our receive window at once: the server sends no DATA before it.
+                self.ack_now = true;
+                self.establish(now, w.resumed, retransmitting);
+                Ok(())
+            }
+            Body::Reject(c) => {
+                if c.code == ErrorCode::UnknownSession {
+                    self.lose_session();
+                }
+                let resumable = !matches!(c.code, ErrorCode::AuthFailed);
+                self.peer_closed(c.code, c.reason.clone(), resumable);
+                Err(Error::Rejected { code: c.code, reason: c.reason })
+            }
+            Body::Close(c) => {
+                self.peer_closed(c.code, c.reason.clone(), c.code != ErrorCode::Normal);
+                Err(Error::PeerClosed { code: c.code, reason: c.reason })
+            }
+            Body::GoAway(g) => {
+                self.events.push_back(Event::GoAway {
+                    code: g.code,
+                    retry_after: Duration::from_millis(g.retry_after_ms as u64),
+                });
+                self.peer_closed(g.code, g.reason.clone(), true);
+                Err(Error::PeerClosed { code: g.code, reason: g.reason })
+            }
+            _ => Err(self.unexpected(&frame)),
+        }
+    }
+
+    /// The server forgot us: hand unacknowledged messages back and start numbering afresh.
+    fn lose_session(&mut self) {
+        let unacknowledged = self
+            .unacked
+            .drain(..)
+            .map(|(seq, d)| Message { channel: d.channel, priority: d.priority, seq, payload: d.payload })
+            .collect();
+        self.events.push_back(Event::SessionLost { unacknowledged });
+        self.id = 0;
+        self.token = None;
+        self.next_seq = 1;
+        self.peer_acked = 0;
+        self.transmitted = 0;
+        self.last_received = 0;
+        self.ack_sent = 0;
+    }
+
+    fn heartbeat_arrived(&mut self, now: Time) {
+        self.last_heartbeat = now;
+        if let Some(d) = &mut self.detector {
+            d.handle_heartbeat(now);
+        }
+        self.drain_detector(now);
+    }
+
+    fn heartbeat_ack(&mut self, now: Time, seq: u32) {
+        let Some(pos) = self.hb_sent.iter().position(|(s, _, _)| *s == seq) else {
+            return; // too old to remember, or never sent: ignore
+        };
+        let (_, sent, probe) = self.hb_sent[pos];
+        self.hb_sent.drain(..=pos);
+        self.events.push_back(Event::Rtt { rtt: now - sent });
+        let counts = probe || (self.side == Side::Client && self.mode == HeartbeatMode::OneWay);
+        if counts {
+            self.heartbeat_arrived(now);
+        }
+    }
+
+    fn receive_data(&mut self, now: Time, wire_seq: u32, data: Data) -> Result<(), Error> {
+        let seq = expand_seq(wire_seq, self.last_received + 1);
+        if seq <= self.last_received {
+            return Ok(()); // duplicate after a resume: already delivered
+        }
+        if seq != self.last_received + 1 {
+            return Err(Error::SequenceGap { got: seq, expected: self.last_received + 1 });
+        }
+        if seq > self.ack_sent + self.window_sent as u64 {
+            return Err(Error::WindowViolation { seq, acked: self.ack_sent, window: self.window_sent });
+        }
+        self.last_received = seq;
+        self.inbox.push_back(Message {
+            channel: data.channel,
+            priority: data.priority,
+            seq,
+            payload: data.payload,
+        });
+        let unacked = self.last_received - self.ack_sent;
+        if unacked >= (self.config.window as u64 / 4).max(1) {
+            self.ack_now = true;
+        } else if self.ack_deadline.is_none() {
+            self.ack_deadline = Some(now + self.config.ack_delay);
+        }
+        Ok(())
+    }
+
+    fn receive_ack(&mut self, wire_seq: u32, window: u32) -> Result<(), Error> {
+        let acked = expand_seq(wire_seq, self.peer_acked);
+        let highest_sent = self.transmitted;
+        if acked > highest_sent {
+            return Err(Error::AckBeyondSent { acked, sent: highest_sent });
+        }
+        if acked < self.peer_acked {
+            return Ok(()); // stale
+        }
+        while self.unacked.front().is_some_and(|(s, _)| *s <= acked) {
+            self.unacked.pop_front();
+        }
+        self.peer_acked = acked;
+        // A peer may advertise any window; we never keep more than our own bound in flight.
+        self.peer_window = window.min(self.config.window.max(1));
+        Ok(())
+    }
+
+    /// Frames the receiver will still accept, given what the application has not read.
+    fn window_available(&self) -> u32 {
+        self.config.window.saturating_sub(self.inbox.len() as u32)
+    }
+
+    /// The next time [`Session::handle_timeout`] must run.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let mut t = [self.handshake_deadline, self.hb_deadline, self.ack_deadline, self.dead_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        if self.state == State::Established
+            && let Some(d) = self.detector.as_ref().and_then(|d| d.poll_timeout())
+        {
+            t = Some(t.map_or(d, |t| t.min(d)));
+        }
+        t
+    }
+
+    fn dead_after(&self) -> Duration {
+        self.config.dead_after.unwrap_or(self.interval() * self.params.miss_threshold as u32)
+    }
+
+    fn dead_deadline(&self) -> Option<Time> {
+        if self.state != State::Established {
+            return None;
+        }
+        self.suspected_at.map(|t| t + self.dead_after())
+    }
+
+    /// Time has reached `now`: send heartbeats, flush delayed ACKs, run the detector.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if self.handshake_deadline.is_some_and(|d| now >= d) && self.state == State::Handshaking {
+            self.close_connection(ErrorCode::HandshakeTimeout, "no welcome in time", true);
+            return;
+        }
+        if self.state != State::Established {
+            return;
+        }
+        if self.hb_deadline.is_some_and(|d| now >= d) {
+            self.send_heartbeat(now, false);
+            // After a stall, send one heartbeat and carry on from now rather than a burst.
+            let next = self.hb_deadline.unwrap_or(now) + self.interval();
+            self.hb_deadline = Some(if next <= now { now + self.interval() } else { next });
+        }
+        if self.ack_deadline.is_some_and(|d| now >= d) {
+            self.ack_deadline = None;
+            self.ack_now = true;
+        }
+        if let Some(d) = &mut self.detector {
+            d.handle_timeout(now);
+        }
+        self.drain_detector(now);
+        if self.dead_deadline().is_some_and(|d| now >= d) {
+            let silent = now - self.last_heartbeat;
+            self.events.push_back(Event::PeerDead { silent });
+            let reason = format!("no heartbeat for {} ms", silent.as_millis());
+            self.close_connection(ErrorCode::HeartbeatTimeout, &reason, true);
+        }
+    }
+
+    fn drain_detector(&mut self, now: Time) {
+        while let Some(ev) = self.detector.as_mut().and_then(|d| d.poll_event()) {
+            match ev {
+                DetectorEvent::Suspect { silent } => {
+                    self.suspected_at.get_or_insert(now);
+                    self.events.push_back(Event::PeerSuspected { silent });
+                }
+                DetectorEvent::Trust => {
+                    self.suspected_at = None;
+                    self.events.push_back(Event::PeerTrusted);
+                }
+                DetectorEvent::Probe => self.send_heartbeat(now, true),
+            }
+        }
+    }
+
+    fn send_heartbeat(&mut self, now: Time, probe: bool) {
+        self.hb_seq = self.hb_seq.wrapping_add(1).max(1);
+        if self.hb_sent.len() == RTT_SLOTS {
+            self.hb_sent.pop_front();
+        }
+        self.hb_sent.push_back((self.hb_seq, now, probe));
+        self.control.push_back(Frame::heartbeat(self.id, self.hb_seq));
+    }
+
+    // ---- Outputs --------------------------------------------------------------------------
+
+    /// The next frame to write, control frames first, then an ACK, then DATA.
+    pub fn poll_transmit(&mut self, _now: Time) -> Option<Frame> {
+        if let Some(f) = self.control.pop_front() {
+            return Some(f);
+        }
+        if self.state != State::Established {
+            return None;
+        }
+        if self.ack_now {
+            self.ack_now = false;
+            self.ack_deadline = None;
+            let window = self.window_available();
+            self.ack_sent = self.last_received;
+            self.window_sent = window;
+            return Some(Frame::new(self.id, self.last_received as u32, Body::Ack { window }));
+        }
+        let limit = self.peer_acked + self.peer_window as u64;
+        // Retransmissions after a resume come first, in order, within the peer's window.
+        if self.transmitted < self.next_seq - 1 && self.transmitted < limit {
+            let idx = (self.transmitted - self.peer_acked) as usize;
+            if let Some((seq, data)) = self.unacked.get(idx) {
+                self.transmitted = *seq;
+                return Some(Frame::new(self.id, *seq as u32, Body::Data(data.clone())));
+            }
+        }
+        if self.transmitted == self.next_seq - 1 && self.next_seq <= limit {
+            let (channel, priority, payload) = self.scheduler.pop()?;
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.transmitted = seq;
+            let data = Data { channel, priority, payload };
+            self.unacked.push_back((seq, data.clone()));
+            return Some(Frame::new(self.id, seq as u32, Body::Data(data)));
+        }
+        None
+    }
+
+    /// The next thing that happened, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- Application ----------------------------------------------------------------------
+
+    /// Queues an application message on `channel` (priority 0 is the most urgent).
+    pub fn send(&mut self, channel: u16, priority: u8, payload: Bytes) -> Result<(), SendError> {
+        if self.state == State::Closed {
+            return Err(SendError::Closed);
+        }
+        let limit = self.peer_max_payload.saturating_sub(super::frame::DATA_OVERHEAD);
+        if payload.len() > limit {
+            return Err(SendError::TooLarge { len: payload.len(), limit });
+        }
+        if self.scheduler.len >= self.config.send_queue {
+            return Err(SendError::Full(self.scheduler.len));
+        }
+        self.scheduler.push(channel, priority, payload);
+        Ok(())
+    }
+
+    /// The next received message, in sequence order. Reading opens the window again.
+    pub fn recv(&mut self) -> Option<Message> {
+        let m = self.inbox.pop_front()?;
+        // Tell the sender promptly once a quarter of the window has reopened, or at once if it
+        // had been shut: otherwise a stalled sender would wait for the next ACK forever.
+        let limit_sent = self.ack_sent + self.window_sent as u64;
+        let limit_now = self.last_received + self.window_available() as u64;
+        let step = (self.config.window as u64 / 4).max(1);
+        if self.state == State::Established
+            && (limit_now >= limit_sent + step || limit_sent == self.last_received)
+        {
+            self.ack_now = true;
+        }
+        Some(m)
+    }
+}
