@@ -194,46 +194,39 @@ pub enum Event {
     SessionLost { unacknowledged: Vec<Message> },
 }
 
-/// Sender-side queues: one per (priority, channel), served most urgent first, round robin
-/// among channels of equal priority.
+/// Sender-side queues: one FIFO per channel, so a channel's messages keep their order. The
+/// next message comes from the channel whose oldest message is the most urgent, round robin
+/// among channels that tie. Priority orders channels, never messages within a channel.
 #[derive(Debug, Default)]
 struct Scheduler {
-    levels: BTreeMap<u8, Level>,
+    channels: BTreeMap<u16, VecDeque<(u8, Bytes)>>,
+    last_served: u16,
     len: usize,
-}
-
-#[derive(Debug, Default)]
-struct Level {
-    order: VecDeque<u16>,
-    channels: BTreeMap<u16, VecDeque<Bytes>>,
 }
 
 impl Scheduler {
     fn push(&mut self, channel: u16, priority: u8, payload: Bytes) {
-        let level = self.levels.entry(priority).or_default();
-        let queue = level.channels.entry(channel).or_default();
-        if queue.is_empty() {
-            level.order.push_back(channel);
-        }
-        queue.push_back(payload);
+        self.channels.entry(channel).or_default().push_back((priority, payload));
         self.len += 1;
     }
 
     fn pop(&mut self) -> Option<(u16, u8, Bytes)> {
-        let mut entry = self.levels.first_entry()?;
-        let priority = *entry.key();
-        let level = entry.get_mut();
-        let channel = level.order.pop_front()?;
-        let queue = level.channels.get_mut(&channel)?;
-        let payload = queue.pop_front()?;
+        let best = self.channels.values().filter_map(|q| q.front().map(|m| m.0)).min()?;
+        let ready = |(ch, q): (&u16, &VecDeque<(u8, Bytes)>)| {
+            q.front().is_some_and(|m| m.0 == best).then_some(*ch)
+        };
+        // The first tied channel after the one served last, wrapping around.
+        let after = self.channels.range(self.last_served.saturating_add(1)..).find_map(ready);
+        let channel = match after {
+            Some(ch) if self.last_served != u16::MAX => ch,
+            _ => self.channels.iter().find_map(ready)?,
+        };
+        let queue = self.channels.get_mut(&channel)?;
+        let (priority, payload) = queue.pop_front()?;
         if queue.is_empty() {
-            level.channels.remove(&channel);
-        } else {
-            level.order.push_back(channel);
+            self.channels.remove(&channel);
         }
-        if level.order.is_empty() {
-            entry.remove();
-        }
+        self.last_served = channel;
         self.len -= 1;
         Some((channel, priority, payload))
     }

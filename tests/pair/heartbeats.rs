@@ -1,0 +1,132 @@
+use std::time::Duration;
+
+use mcpsim::proto::frame::{HeartbeatMode, HeartbeatParams};
+use mcpsim::proto::registry::ServerConfig;
+use mcpsim::proto::session::{ClientConfig, Event, State};
+
+use crate::harness::{Pair, at, secs};
+
+fn client(interval_ms: u32, k: u8, mode: HeartbeatMode) -> ClientConfig {
+    ClientConfig {
+        client_id: "c1".into(),
+        requested: Some(HeartbeatParams { interval_ms, miss_threshold: k }),
+        mode: Some(mode),
+        ..ClientConfig::default()
+    }
+}
+
+#[test]
+fn handshake_establishes_both_sides() {
+    let mut p = Pair::new(client(1000, 3, HeartbeatMode::OneWay), ServerConfig::default());
+    p.run_for(secs(0.1));
+    assert_eq!(p.client.state(), State::Established);
+    let server = p.server.as_ref().expect("server session");
+    assert_eq!(server.state(), State::Established);
+    assert_ne!(p.client.id(), 0);
+    assert_eq!(p.client.id(), server.id());
+    assert_eq!(p.client.token(), server.token());
+}
+
+#[test]
+fn one_way_heartbeats_flow_and_measure_rtt() {
+    let mut p = Pair::new(client(1000, 3, HeartbeatMode::OneWay), ServerConfig::default());
+    p.run_until(at(10.5));
+    let rtts: Vec<Duration> = p
+        .client_events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Rtt { rtt } => Some(*rtt),
+            _ => None,
+        })
+        .collect();
+    // Handshake at 10 ms (5 ms each way), then a heartbeat every second.
+    assert_eq!(rtts.len(), 10);
+    assert!(rtts.iter().all(|r| *r == Duration::from_millis(10)));
+    assert!(p.client_times(|e| matches!(e, Event::PeerSuspected { .. })).is_empty());
+    assert!(p.server_times(|e| matches!(e, Event::PeerSuspected { .. })).is_empty());
+    // One-way: the server sends no heartbeats of its own, so it measures no RTT.
+    assert!(p.server_times(|e| matches!(e, Event::Rtt { .. })).is_empty());
+}
+
+#[test]
+fn empty_heartbeat_costs_sixteen_bytes() {
+    let mut p = Pair::new(client(1000, 3, HeartbeatMode::OneWay), ServerConfig::default());
+    p.run_until(at(1.0));
+    let before = p.bytes_to_server;
+    p.run_until(at(101.0));
+    assert_eq!(p.bytes_to_server - before, 100 * 16);
+}
+
+#[test]
+fn two_way_heartbeats_flow_both_ways() {
+    let mut p = Pair::new(client(500, 3, HeartbeatMode::TwoWay), ServerConfig::default());
+    p.run_until(at(5.2));
+    assert_eq!(p.client_times(|e| matches!(e, Event::Rtt { .. })).len(), 10);
+    assert_eq!(p.server_times(|e| matches!(e, Event::Rtt { .. })).len(), 10);
+}
+
+#[test]
+fn k_miss_detection_fires_at_exactly_k_intervals_after_the_last_reply() {
+    let mut p = Pair::new(client(1000, 3, HeartbeatMode::OneWay), ServerConfig::default());
+    p.run_until(at(4.5));
+    p.server_up = false; // machine crash: silence
+    p.run_until(at(12.0));
+    let last_reply = *p.client_times(|e| matches!(e, Event::Rtt { .. })).last().unwrap();
+    // Heartbeats leave at 1.010, 2.010, ... and replies come back 10 ms later.
+    assert_eq!(last_reply, at(4.02));
+    let suspected = p.client_times(|e| matches!(e, Event::PeerSuspected { .. }));
+    assert_eq!(suspected, vec![at(4.02 + 3.0)]);
+    // Dead one more k·η later, and the connection is dropped.
+    let dead = p.client_times(|e| matches!(e, Event::PeerDead { .. }));
+    assert_eq!(dead, vec![at(10.02)]);
+}
+
+#[test]
+fn server_detects_a_crashed_client_at_k_intervals_after_its_last_heartbeat() {
+    let mut p = Pair::new(client(1000, 2, HeartbeatMode::OneWay), ServerConfig::default());
+    p.run_until(at(3.5));
+    p.client_up = false;
+    p.run_until(at(8.0));
+    // Last heartbeat left at 3.010 and arrived at 3.015.
+    let suspected = p.server_times(|e| matches!(e, Event::PeerSuspected { .. }));
+    assert_eq!(suspected, vec![at(5.015)]);
+}
+
+#[test]
+fn suspicion_ends_when_heartbeats_return() {
+    let mut p = Pair::new(client(1000, 2, HeartbeatMode::OneWay), ServerConfig::default());
+    p.latency = secs(0.005);
+    p.run_until(at(2.5));
+    // A 2.5 s stall on the server: its kernel keeps the bytes, its application is paused.
+    p.server_up = false;
+    p.run_until(at(5.0));
+    p.server_up = true;
+    p.run_until(at(8.0));
+    let suspected = p.client_times(|e| matches!(e, Event::PeerSuspected { .. }));
+    let trusted = p.client_times(|e| matches!(e, Event::PeerTrusted));
+    assert_eq!(suspected.len(), 1);
+    assert_eq!(trusted.len(), 1);
+    // Suspected at 4.02 (last reply 2.02, k = 2); the stalled server answers its backlog at 5.0.
+    assert_eq!(suspected, vec![at(4.02)]);
+    assert_eq!(trusted, vec![at(5.005)]);
+    assert!(p.client_times(|e| matches!(e, Event::PeerDead { .. })).is_empty());
+}
+
+#[test]
+fn server_can_lengthen_the_interval_and_the_client_follows() {
+    let mut p = Pair::new(client(1000, 3, HeartbeatMode::OneWay), ServerConfig::default());
+    p.run_until(at(2.5));
+    let now = p.now;
+    p.server.as_mut().unwrap().set_params(now, HeartbeatParams { interval_ms: 3000, miss_threshold: 2 });
+    p.pump();
+    let before = p.bytes_to_server;
+    p.run_until(at(32.5));
+    assert_eq!(p.client.params().interval_ms, 3000);
+    // CONFIG reaches the client at 2.505; it re-arms from then: 5.505, 8.505, ..., 29.505.
+    assert_eq!((p.bytes_to_server - before) / 16, 9);
+    assert!(matches!(
+        p.client_events.iter().find(|(_, e)| matches!(e, Event::ParamsChanged { .. })),
+        Some((_, Event::ParamsChanged { interval_ms: 3000, miss_threshold: 2 }))
+    ));
+    assert!(p.server_times(|e| matches!(e, Event::PeerSuspected { .. })).is_empty());
+}

@@ -1,0 +1,8 @@
+//! Protocol behaviour: a client and a server session over a fake link with a fake clock.
+
+mod harness;
+
+mod errors;
+mod heartbeats;
+mod resume;
+mod window;
