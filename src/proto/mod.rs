@@ -11,6 +11,9 @@
 //! - [`frame`]: the 16-byte header, frame types, encoding and the streaming [`Decoder`].
 //! - [`error`]: the layer's [`Error`] and the wire [`ErrorCode`]s.
 //! - [`time`]: [`Time`], the driver's clock as the core sees it.
+//! - [`detector`]: failure detectors (k-miss, phi accrual, adaptive probing) behind one
+//!   [`detector::Detector`] trait, chosen at run time with [`detector::DetectorConfig`].
+//! - [`health`]: the [`health::HealthEvaluator`] that folds RTT, loss and suspicion into a state.
 
 pub mod backoff;
 pub mod detector;

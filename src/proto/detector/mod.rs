@@ -11,6 +11,19 @@
 //!   CONFIG frame). The detector re-arms as if a heartbeat had arrived at `now`.
 //!
 //! A detector starts trusting, with a virtual heartbeat at its creation time.
+//!
+//! # Ties
+//!
+//! When a heartbeat arrives at exactly the instant a timeout is due, drivers must call
+//! `handle_heartbeat` first. Every detector here treats a deadline as reached only by
+//! `handle_timeout`, so an arrival processed first at the deadline re-arms it and no suspicion
+//! happens. The simulator orders same-instant arrivals before timers for this reason.
+//!
+//! # Choosing a detector
+//!
+//! [`DetectorConfig`] names a detector and its tunables (it is what scenario files carry);
+//! [`DetectorConfig::build`] turns it into an [`AnyDetector`], which dispatches statically so that
+//! the simulator's inner loop pays no virtual call.
 
 use std::time::Duration;
 
@@ -46,8 +59,327 @@ pub trait Detector {
     fn set_params(&mut self, now: Time, interval: Duration, miss_threshold: u32);
 }
 
+/// A detector chosen at run time, dispatching by `match` rather than through a vtable: the
+/// simulator updates millions of detectors per second and the match inlines.
+#[derive(Clone, Debug)]
+pub enum AnyDetector {
+    KMiss(KMiss),
+    Phi(PhiAccrual),
+    Adaptive(AdaptiveProbing),
+}
+
+impl AnyDetector {
+    /// The detector's name in reports: `"k-miss"`, `"phi"` or `"adaptive"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnyDetector::KMiss(_) => "k-miss",
+            AnyDetector::Phi(_) => "phi",
+            AnyDetector::Adaptive(_) => "adaptive",
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $d:ident => $e:expr) => {
+        match $self {
+            AnyDetector::KMiss($d) => $e,
+            AnyDetector::Phi($d) => $e,
+            AnyDetector::Adaptive($d) => $e,
+        }
+    };
+}
+
+impl Detector for AnyDetector {
+    #[inline]
+    fn handle_heartbeat(&mut self, now: Time) {
+        dispatch!(self, d => d.handle_heartbeat(now))
+    }
+    #[inline]
+    fn handle_timeout(&mut self, now: Time) {
+        dispatch!(self, d => d.handle_timeout(now))
+    }
+    #[inline]
+    fn poll_timeout(&self) -> Option<Time> {
+        dispatch!(self, d => d.poll_timeout())
+    }
+    #[inline]
+    fn poll_event(&mut self) -> Option<DetectorEvent> {
+        dispatch!(self, d => d.poll_event())
+    }
+    #[inline]
+    fn verdict(&self) -> Verdict {
+        dispatch!(self, d => d.verdict())
+    }
+    #[inline]
+    fn set_params(&mut self, now: Time, interval: Duration, miss_threshold: u32) {
+        dispatch!(self, d => d.set_params(now, interval, miss_threshold))
+    }
+}
+
+/// Which detector to run, with its own tunables, as written in a scenario or config file.
+///
+/// The heartbeat interval η and miss threshold k are not here: they are protocol parameters
+/// negotiated in the handshake and passed to [`DetectorConfig::build`] and
+/// [`Detector::set_params`]. Durations are written as integer milliseconds in fields named
+/// `*_ms`; omitted fields take their defaults. For example (TOML):
+///
+/// ```toml
+/// [detector]
+/// kind = "phi"
+/// threshold = 10.0
+/// acceptable_heartbeat_pause_ms = 2000
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DetectorConfig {
+    KMiss(KMissConfig),
+    Phi(PhiConfig),
+    Adaptive(AdaptiveConfig),
+}
+
+impl Default for DetectorConfig {
+    /// The seed's design: a plain k-miss detector without grace.
+    fn default() -> Self {
+        DetectorConfig::KMiss(KMissConfig::default())
+    }
+}
+
+impl DetectorConfig {
+    /// A detector created at `now` for a peer heartbeating every `interval`, with miss
+    /// threshold `miss_threshold`.
+    pub fn build(&self, now: Time, interval: Duration, miss_threshold: u32) -> AnyDetector {
+        match self {
+            DetectorConfig::KMiss(c) => {
+                AnyDetector::KMiss(KMiss::new(now, interval, miss_threshold, *c))
+            }
+            DetectorConfig::Phi(c) => {
+                AnyDetector::Phi(PhiAccrual::new(now, interval, miss_threshold, *c))
+            }
+            DetectorConfig::Adaptive(c) => {
+                AnyDetector::Adaptive(AdaptiveProbing::new(now, interval, miss_threshold, *c))
+            }
+        }
+    }
+
+    /// The detector's name in reports: `"k-miss"`, `"phi"` or `"adaptive"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DetectorConfig::KMiss(_) => "k-miss",
+            DetectorConfig::Phi(_) => "phi",
+            DetectorConfig::Adaptive(_) => "adaptive",
+        }
+    }
+}
+
+/// A small FIFO of pending detector events with a fixed capacity, so a detector never allocates
+/// on its hot path and never grows without bound if its owner forgets to drain it. On overflow
+/// the oldest event is dropped: the owner is expected to drain after every call, and at most
+/// two or three events can be produced by one call.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EventQueue {
+    buf: [Option<DetectorEvent>; EventQueue::CAPACITY],
+    head: u8,
+    len: u8,
+}
+
+impl EventQueue {
+    const CAPACITY: usize = 8;
+
+    #[inline]
+    pub(crate) fn push(&mut self, e: DetectorEvent) {
+        if usize::from(self.len) == Self::CAPACITY {
+            self.head = ((usize::from(self.head) + 1) % Self::CAPACITY) as u8;
+            self.len -= 1;
+        }
+        let tail = (usize::from(self.head) + usize::from(self.len)) % Self::CAPACITY;
+        self.buf[tail] = Some(e);
+        self.len += 1;
+    }
+
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<DetectorEvent> {
+        if self.len == 0 {
+            return None;
+        }
+        let e = self.buf[usize::from(self.head)].take();
+        self.head = ((usize::from(self.head) + 1) % Self::CAPACITY) as u8;
+        self.len -= 1;
+        e
+    }
+}
+
+/// `interval · k`, saturating instead of panicking on absurd parameters.
+pub(crate) fn times(interval: Duration, k: u32) -> Duration {
+    interval.checked_mul(k).unwrap_or(Duration::MAX)
+}
+
+/// Serde helper: a [`Duration`] written as whole milliseconds (sub-millisecond parts are
+/// truncated on output), so config files stay plain integers without a duration-parsing crate.
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+
+    /// The same for `Option<Duration>`, where `None` means "derive from η and k".
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_millis))
+        }
+    }
+}
+
 pub mod adaptive;
 pub mod kmiss;
 pub mod phi;
-pub mod interim;
-pub use interim::{AnyDetector, DetectorConfig};
+
+pub use adaptive::{AdaptiveConfig, AdaptiveProbing};
+pub use kmiss::{KMiss, KMissConfig};
+pub use phi::{PhiAccrual, PhiConfig};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_kind_tag_and_millisecond_fields() {
+        let c: DetectorConfig =
+            serde_json::from_str(r#"{"kind":"k-miss","grace_ms":250}"#).unwrap();
+        assert_eq!(
+            c,
+            DetectorConfig::KMiss(KMissConfig {
+                grace: Duration::from_millis(250)
+            })
+        );
+        let c: DetectorConfig = serde_json::from_str(
+            r#"{"kind":"phi","threshold":10.0,"acceptable_heartbeat_pause_ms":2000}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            DetectorConfig::Phi(PhiConfig {
+                threshold: 10.0,
+                acceptable_heartbeat_pause: Duration::from_secs(2),
+                ..PhiConfig::default()
+            })
+        );
+        let c: DetectorConfig =
+            serde_json::from_str(r#"{"kind":"adaptive","probe_interval_ms":100,"probes":3}"#)
+                .unwrap();
+        assert_eq!(
+            c,
+            DetectorConfig::Adaptive(AdaptiveConfig {
+                grace: Duration::ZERO,
+                probe_interval: Some(Duration::from_millis(100)),
+                probes: Some(3),
+            })
+        );
+    }
+
+    #[test]
+    fn config_rejects_unknown_kinds_and_fields() {
+        assert!(serde_json::from_str::<DetectorConfig>(r#"{"kind":"magic"}"#).is_err());
+        assert!(serde_json::from_str::<DetectorConfig>(r#"{"kind":"k-miss","grace":5}"#).is_err());
+    }
+
+    #[test]
+    fn config_round_trips_through_its_serialized_form() {
+        for c in [
+            DetectorConfig::default(),
+            DetectorConfig::Phi(PhiConfig::default()),
+            DetectorConfig::Adaptive(AdaptiveConfig::default()),
+        ] {
+            let text = serde_json::to_string(&c).unwrap();
+            assert_eq!(
+                serde_json::from_str::<DetectorConfig>(&text).unwrap(),
+                c,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn build_gives_the_named_detector_with_its_parameters() {
+        let eta = Duration::from_secs(1);
+        for (c, name, first_deadline_ms) in [
+            (DetectorConfig::default(), "k-miss", 3000),
+            (
+                DetectorConfig::Adaptive(AdaptiveConfig::default()),
+                "adaptive",
+                1000,
+            ),
+        ] {
+            let d = c.build(Time::ZERO, eta, 3);
+            assert_eq!((c.name(), d.name()), (name, name));
+            assert_eq!(
+                d.poll_timeout(),
+                Some(Time::from_epoch(Duration::from_millis(first_deadline_ms)))
+            );
+        }
+        let phi = DetectorConfig::Phi(PhiConfig::default()).build(Time::ZERO, eta, 3);
+        assert_eq!(phi.name(), "phi");
+        assert!(phi.poll_timeout() > Some(Time::from_epoch(Duration::from_secs(4))));
+    }
+
+    #[test]
+    fn any_detector_forwards_every_call() {
+        let mut d = DetectorConfig::default().build(Time::ZERO, Duration::from_secs(1), 1);
+        d.handle_timeout(Time::from_epoch(Duration::from_secs(1)));
+        assert_eq!(d.verdict(), Verdict::Suspect);
+        assert_eq!(
+            d.poll_event(),
+            Some(DetectorEvent::Suspect {
+                silent: Duration::from_secs(1)
+            })
+        );
+        d.set_params(
+            Time::from_epoch(Duration::from_secs(2)),
+            Duration::from_secs(2),
+            1,
+        );
+        assert_eq!(d.poll_event(), Some(DetectorEvent::Trust));
+        d.handle_heartbeat(Time::from_epoch(Duration::from_secs(3)));
+        assert_eq!(d.poll_event(), None);
+        assert_eq!(
+            d.poll_timeout(),
+            Some(Time::from_epoch(Duration::from_secs(5)))
+        );
+    }
+
+    #[test]
+    fn event_queue_keeps_the_newest_events_when_full() {
+        let mut q = EventQueue::default();
+        for i in 0..(EventQueue::CAPACITY as u64 + 2) {
+            q.push(DetectorEvent::Suspect {
+                silent: Duration::from_secs(i),
+            });
+        }
+        let kept: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(kept.len(), EventQueue::CAPACITY);
+        assert_eq!(
+            kept[0],
+            DetectorEvent::Suspect {
+                silent: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(q.pop(), None);
+    }
+}
