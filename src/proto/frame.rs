@@ -293,7 +293,7 @@ impl Frame {
     pub fn payload_len(&self) -> usize {
         match &self.body {
             Body::Hello(h) => {
-                1 + h.client_id.len().min(255)
+                1 + reason_len(&h.client_id)
                     + 2
                     + h.credential.len()
                     + 4
@@ -408,7 +408,7 @@ impl Frame {
     }
 }
 
-/// Length of `s` once cut to 255 bytes on a character boundary.
+/// Length of `s` once cut to 255 bytes on a character boundary, as [`put_str`] writes it.
 fn reason_len(s: &str) -> usize {
     truncated(s).len()
 }
