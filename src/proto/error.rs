@@ -105,6 +105,12 @@ impl ErrorCode {
         }
     }
 
+    /// Does a CLOSE with this code end the session, not just the connection? True for NORMAL
+    /// and for application codes (0x8000 and up); every other code leaves it resumable.
+    pub fn ends_session(self) -> bool {
+        self == ErrorCode::Normal || self.to_u16() >= 0x8000
+    }
+
     /// A short lowercase name, used in logs, metrics labels and traces.
     pub fn name(self) -> &'static str {
         use ErrorCode::*;
@@ -148,6 +154,8 @@ impl std::fmt::Display for ErrorCode {
 /// code in a CLOSE frame before the driver drops the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
     #[error("bad magic 0x{0:08x}")]
     BadMagic(u32),
     #[error("unsupported version {0}")]
@@ -184,6 +192,7 @@ impl Error {
     /// The code to send to the peer (or that the peer sent) for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
+            Error::Protocol(_) => ErrorCode::ProtocolError,
             Error::BadMagic(_) => ErrorCode::BadMagic,
             Error::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             Error::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,

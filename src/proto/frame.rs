@@ -367,12 +367,13 @@ impl Frame {
                 put_str(dst, &c.reason);
             }
             Body::Heartbeat(i) | Body::HeartbeatAck(i) => {
-                if let Some(ts) = i.timestamp_us {
-                    dst.put_u64(ts);
-                    if let Some(l) = i.load {
-                        dst.put_u16(l.cpu_permille);
-                        dst.put_u16(l.mem_permille);
-                    }
+                // Load travels only after a timestamp; without one, the timestamp is 0.
+                if i.timestamp_us.is_some() || i.load.is_some() {
+                    dst.put_u64(i.timestamp_us.unwrap_or(0));
+                }
+                if let Some(l) = i.load {
+                    dst.put_u16(l.cpu_permille);
+                    dst.put_u16(l.mem_permille);
                 }
             }
             Body::Data(d) => {
@@ -432,9 +433,9 @@ fn put_str(dst: &mut BytesMut, s: &str) {
 
 fn heartbeat_info_len(i: &HeartbeatInfo) -> usize {
     match (i.timestamp_us, i.load) {
-        (None, _) => 0,
+        (None, None) => 0,
         (Some(_), None) => 8,
-        (Some(_), Some(_)) => 12,
+        (_, Some(_)) => 12,
     }
 }
 
@@ -536,6 +537,9 @@ fn parse_body(t: FrameType, payload: Bytes) -> Result<Body, Error> {
             let last_received = r.u32("last received missing")?;
             let window = r.u32("window missing")?;
             let max_payload = r.u16("max payload missing")?;
+            if (max_payload as usize) < DATA_OVERHEAD {
+                return Err(Error::Malformed { frame: "WELCOME", what: "max payload below 3" });
+            }
             Body::Welcome(Welcome { token, params, mode, resumed, last_received, window, max_payload })
         }
         FrameType::Reject | FrameType::Close => {

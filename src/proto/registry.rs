@@ -149,6 +149,7 @@ impl Registry {
             }
         }
         match &hello.resume {
+            None if frame.session_id != 0 => reject(ErrorCode::WrongSession, "new session must use id 0"),
             Some(resume) => self.resume(now, frame.session_id, &resume.token, resume.last_received),
             None => self.open(now, hello),
         }

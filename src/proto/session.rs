@@ -36,8 +36,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::detector::{AnyDetector, Detector, DetectorConfig, DetectorEvent};
+use super::detector::{AnyDetector, Detector, DetectorConfig, DetectorEvent, Verdict};
 use super::error::{Error, ErrorCode};
+use super::health::{HealthConfig, HealthEvaluator, HealthEvent, HealthState};
 use super::frame::{
     Body, Close, Data, Frame, HeartbeatInfo, HeartbeatMode, HeartbeatParams, Hello,
     MAX_PAYLOAD_LEN, Resume, TOKEN_LEN, Welcome, expand_seq,
@@ -90,9 +91,9 @@ pub struct SessionConfig {
     pub max_payload: usize,
     /// How long an acknowledgement may be delayed to cover more frames.
     pub ack_delay: Duration,
-    /// How long suspicion must last before the peer is declared dead and the connection dropped.
-    /// `None` means one more `k·η`.
-    pub dead_after: Option<Duration>,
+    /// Health rules (degraded, suspect, dead). `None` derives them from the negotiated η and k
+    /// with [`HealthConfig::for_params`], and again whenever they change.
+    pub health: Option<HealthConfig>,
     /// The failure detector watching the peer.
     pub detector: DetectorConfig,
 }
@@ -104,7 +105,7 @@ impl Default for SessionConfig {
             send_queue: 1024,
             max_payload: 16 * 1024,
             ack_delay: Duration::from_millis(10),
-            dead_after: None,
+            health: None,
             detector: DetectorConfig::default(),
         }
     }
@@ -188,10 +189,13 @@ pub enum Event {
         /// False when the session itself has ended and must not be resumed.
         resumable: bool,
     },
-    /// The server no longer knows this session: these sent messages were never acknowledged
-    /// and will not be delivered by it. The application decides whether to send them again.
+    /// The peer's health changed (healthy, degraded, suspect, dead), with the reason.
+    Health(HealthEvent),
+    /// The session ended or the server lost it: these messages were sent but never
+    /// acknowledged, or never sent at all, and will not be delivered. Nothing is dropped
+    /// silently; the application decides whether to send them again.
     #[serde(skip)]
-    SessionLost { unacknowledged: Vec<Message> },
+    Undelivered { messages: Vec<Message> },
 }
 
 /// Sender-side queues: one FIFO per channel, so a channel's messages keep their order. The
@@ -273,7 +277,7 @@ pub struct Session {
     hb_deadline: Option<Time>,
     hb_sent: VecDeque<(u32, Time, bool)>,
     detector: Option<AnyDetector>,
-    suspected_at: Option<Time>,
+    health: Option<HealthEvaluator>,
     last_heartbeat: Time,
 
     events: VecDeque<Event>,
@@ -340,7 +344,7 @@ impl Session {
             hb_deadline: None,
             hb_sent: VecDeque::with_capacity(RTT_SLOTS),
             detector: None,
-            suspected_at: None,
+            health: None,
             last_heartbeat: Time::ZERO,
             events: VecDeque::new(),
         }
@@ -390,7 +394,7 @@ impl Session {
     }
     /// Is the peer currently suspected?
     pub fn peer_suspected(&self) -> bool {
-        self.suspected_at.is_some()
+        self.detector.as_ref().is_some_and(|d| d.verdict() == Verdict::Suspect)
     }
 
     // ---- Connection lifecycle ---------------------------------------------------------------
@@ -433,7 +437,6 @@ impl Session {
         self.ack_deadline = None;
         self.ack_now = false;
         self.handshake_deadline = None;
-        self.suspected_at = None;
     }
 
     /// Attaches a (server) session to a new connection and queues WELCOME.
@@ -481,6 +484,7 @@ impl Session {
             Some(d) => d.set_params(now, interval, k),
             None => self.detector = Some(self.config.detector.build(now, interval, k)),
         }
+        self.reset_health(now);
         self.last_heartbeat = now;
         if self.sends_heartbeats() {
             self.hb_deadline = Some(now + interval);
@@ -492,6 +496,20 @@ impl Session {
             mode: self.mode,
             retransmitting,
         });
+    }
+
+    /// A fresh health evaluator for the current parameters (history belongs to a connection).
+    fn reset_health(&mut self, now: Time) {
+        let config = self
+            .config
+            .health
+            .unwrap_or_else(|| HealthConfig::for_params(self.interval(), self.params.miss_threshold as u32));
+        self.health = Some(HealthEvaluator::new(now, config));
+    }
+
+    /// The peer's health as this side judges it.
+    pub fn health(&self) -> HealthState {
+        self.health.as_ref().map_or(HealthState::Healthy, |h| h.state())
     }
 
     /// Does this side send heartbeats on a schedule?
@@ -509,6 +527,7 @@ impl Session {
                 self.state = State::Closed;
             }
         }
+        self.report_undelivered();
     }
 
     /// Server: changes the heartbeat parameters at run time and tells the client (CONFIG).
@@ -532,6 +551,8 @@ impl Session {
         if let Some(d) = &mut self.detector {
             d.set_params(now, interval, self.params.miss_threshold as u32);
         }
+        self.drain_detector(now);
+        self.reset_health(now);
         self.last_heartbeat = now;
     }
 
@@ -564,6 +585,9 @@ impl Session {
     fn peer_closed(&mut self, code: ErrorCode, reason: String, resumable: bool) {
         self.control.clear();
         self.state = if resumable { State::Disconnected } else { State::Closed };
+        if !resumable {
+            self.report_undelivered();
+        }
         self.events.push_back(Event::ConnectionClosed { code, reason, by_peer: true, resumable });
     }
 
@@ -616,7 +640,7 @@ impl Session {
             Body::Data(data) => self.receive_data(now, frame.seq, data)?,
             Body::Ack { window } => self.receive_ack(frame.seq, window)?,
             Body::Close(c) => {
-                let resumable = c.code != ErrorCode::Normal;
+                let resumable = !c.code.ends_session();
                 self.peer_closed(c.code, c.reason.clone(), resumable);
                 return Err(Error::PeerClosed { code: c.code, reason: c.reason });
             }
@@ -644,13 +668,12 @@ impl Session {
     fn handle_handshake_reply(&mut self, now: Time, frame: Frame) -> Result<(), Error> {
         match frame.body {
             Body::Welcome(w) if frame.session_id != 0 => {
-                let resumed_same = self.token == Some(w.token) && self.id == frame.session_id;
-                if w.resumed && !resumed_same {
-                    return Err(Error::Malformed { frame: "WELCOME", what: "resumed a session we did not ask for" });
+                let asked_resume = self.token.is_some();
+                if w.resumed != asked_resume {
+                    return Err(Error::Protocol("WELCOME resumed flag differs from the request"));
                 }
-                if !w.resumed && self.token.is_some() {
-                    // The server started afresh: our old session is gone.
-                    self.lose_session();
+                if asked_resume && (frame.session_id != self.id || Some(w.token) != self.token) {
+                    return Err(Error::WrongSession { got: frame.session_id, expected: self.id });
                 }
                 self.id = frame.session_id;
                 self.token = Some(w.token);
@@ -677,7 +700,7 @@ impl Session {
                 Err(Error::Rejected { code: c.code, reason: c.reason })
             }
             Body::Close(c) => {
-                self.peer_closed(c.code, c.reason.clone(), c.code != ErrorCode::Normal);
+                self.peer_closed(c.code, c.reason.clone(), !c.code.ends_session());
                 Err(Error::PeerClosed { code: c.code, reason: c.reason })
             }
             Body::GoAway(g) => {
@@ -692,14 +715,32 @@ impl Session {
         }
     }
 
-    /// The server forgot us: hand unacknowledged messages back and start numbering afresh.
-    fn lose_session(&mut self) {
-        let unacknowledged = self
+    /// Hands every message not known to be delivered back to the application.
+    fn report_undelivered(&mut self) {
+        let mut messages: Vec<Message> = self
             .unacked
             .drain(..)
             .map(|(seq, d)| Message { channel: d.channel, priority: d.priority, seq, payload: d.payload })
             .collect();
-        self.events.push_back(Event::SessionLost { unacknowledged });
+        while let Some((channel, priority, payload)) = self.scheduler.pop() {
+            messages.push(Message { channel, priority, seq: 0, payload });
+        }
+        if !messages.is_empty() {
+            self.events.push_back(Event::Undelivered { messages });
+        }
+    }
+
+    /// The server forgot us: hand unacknowledged messages back and start numbering afresh.
+    /// Messages still waiting for the window stay queued for the next session.
+    fn lose_session(&mut self) {
+        let messages: Vec<Message> = self
+            .unacked
+            .drain(..)
+            .map(|(seq, d)| Message { channel: d.channel, priority: d.priority, seq, payload: d.payload })
+            .collect();
+        if !messages.is_empty() {
+            self.events.push_back(Event::Undelivered { messages });
+        }
         self.id = 0;
         self.token = None;
         self.next_seq = 1;
@@ -715,6 +756,7 @@ impl Session {
             d.handle_heartbeat(now);
         }
         self.drain_detector(now);
+        self.drain_health(now);
     }
 
     fn heartbeat_ack(&mut self, now: Time, seq: u32) {
@@ -723,11 +765,17 @@ impl Session {
         };
         let (_, sent, probe) = self.hb_sent[pos];
         self.hb_sent.drain(..=pos);
-        self.events.push_back(Event::Rtt { rtt: now - sent });
+        let rtt = now - sent;
+        self.events.push_back(Event::Rtt { rtt });
+        if let Some(h) = &mut self.health {
+            h.handle_reply(now, seq as u64);
+            h.handle_rtt(now, rtt);
+        }
         let counts = probe || (self.side == Side::Client && self.mode == HeartbeatMode::OneWay);
         if counts {
             self.heartbeat_arrived(now);
         }
+        self.drain_health(now);
     }
 
     fn receive_data(&mut self, now: Time, wire_seq: u32, data: Data) -> Result<(), Error> {
@@ -735,11 +783,11 @@ impl Session {
         if seq <= self.last_received {
             return Ok(()); // duplicate after a resume: already delivered
         }
-        if seq != self.last_received + 1 {
-            return Err(Error::SequenceGap { got: seq, expected: self.last_received + 1 });
-        }
         if seq > self.ack_sent + self.window_sent as u64 {
             return Err(Error::WindowViolation { seq, acked: self.ack_sent, window: self.window_sent });
+        }
+        if seq != self.last_received + 1 {
+            return Err(Error::SequenceGap { got: seq, expected: self.last_received + 1 });
         }
         self.last_received = seq;
         self.inbox.push_back(Message {
@@ -782,7 +830,8 @@ impl Session {
 
     /// The next time [`Session::handle_timeout`] must run.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let mut t = [self.handshake_deadline, self.hb_deadline, self.ack_deadline, self.dead_deadline()]
+        let health = self.health.as_ref().and_then(|h| h.poll_timeout());
+        let mut t = [self.handshake_deadline, self.hb_deadline, self.ack_deadline, health]
             .into_iter()
             .flatten()
             .min();
@@ -792,17 +841,6 @@ impl Session {
             t = Some(t.map_or(d, |t| t.min(d)));
         }
         t
-    }
-
-    fn dead_after(&self) -> Duration {
-        self.config.dead_after.unwrap_or(self.interval() * self.params.miss_threshold as u32)
-    }
-
-    fn dead_deadline(&self) -> Option<Time> {
-        if self.state != State::Established {
-            return None;
-        }
-        self.suspected_at.map(|t| t + self.dead_after())
     }
 
     /// Time has reached `now`: send heartbeats, flush delayed ACKs, run the detector.
@@ -828,7 +866,19 @@ impl Session {
             d.handle_timeout(now);
         }
         self.drain_detector(now);
-        if self.dead_deadline().is_some_and(|d| now >= d) {
+        if let Some(h) = &mut self.health {
+            h.handle_timeout(now);
+        }
+        self.drain_health(now);
+    }
+
+    fn drain_health(&mut self, now: Time) {
+        let mut dead = false;
+        while let Some(ev) = self.health.as_mut().and_then(|h| h.poll_event()) {
+            dead |= ev.to == HealthState::Dead;
+            self.events.push_back(Event::Health(ev));
+        }
+        if dead && self.state == State::Established {
             let silent = now - self.last_heartbeat;
             self.events.push_back(Event::PeerDead { silent });
             let reason = format!("no heartbeat for {} ms", silent.as_millis());
@@ -840,12 +890,16 @@ impl Session {
         while let Some(ev) = self.detector.as_mut().and_then(|d| d.poll_event()) {
             match ev {
                 DetectorEvent::Suspect { silent } => {
-                    self.suspected_at.get_or_insert(now);
                     self.events.push_back(Event::PeerSuspected { silent });
+                    if let Some(h) = &mut self.health {
+                        h.handle_verdict(now, Verdict::Suspect);
+                    }
                 }
                 DetectorEvent::Trust => {
-                    self.suspected_at = None;
                     self.events.push_back(Event::PeerTrusted);
+                    if let Some(h) = &mut self.health {
+                        h.handle_verdict(now, Verdict::Trust);
+                    }
                 }
                 DetectorEvent::Probe => self.send_heartbeat(now, true),
             }
@@ -858,6 +912,9 @@ impl Session {
             self.hb_sent.pop_front();
         }
         self.hb_sent.push_back((self.hb_seq, now, probe));
+        if let Some(h) = &mut self.health {
+            h.handle_heartbeat_sent(now, self.hb_seq as u64);
+        }
         self.control.push_back(Frame::heartbeat(self.id, self.hb_seq));
     }
 
@@ -931,9 +988,8 @@ impl Session {
         let limit_sent = self.ack_sent + self.window_sent as u64;
         let limit_now = self.last_received + self.window_available() as u64;
         let step = (self.config.window as u64 / 4).max(1);
-        if self.state == State::Established
-            && (limit_now >= limit_sent + step || limit_sent == self.last_received)
-        {
+        let window_was_small = (self.window_sent as u64) < step;
+        if self.state == State::Established && (limit_now >= limit_sent + step || window_was_small) {
             self.ack_now = true;
         }
         Some(m)

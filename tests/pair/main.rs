@@ -3,6 +3,7 @@
 mod harness;
 
 mod errors;
+mod health;
 mod heartbeats;
 mod resume;
 mod window;

@@ -96,7 +96,7 @@ fn an_expired_session_hands_unacknowledged_messages_back() {
         .client_events
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::SessionLost { unacknowledged } => Some(unacknowledged.len()),
+            Event::Undelivered { messages } => Some(messages.len()),
             _ => None,
         })
         .collect();
