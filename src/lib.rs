@@ -3,7 +3,9 @@
 //! # Layout
 //!
 //! - [`proto`]: the sans-IO protocol core: frames, sessions, failure detectors, health, backoff.
+//! - [`cli`]: the `mcpsim` subcommands (presentation only).
 //!
 //! Dependencies point one way: `cli → report → sim → net → proto`.
 
+pub mod cli;
 pub mod proto;

@@ -167,13 +167,19 @@ pub enum Error {
     #[error("reserved flag bits set: 0x{0:02x}")]
     ReservedFlags(u8),
     #[error("malformed {frame} payload: {what}")]
-    Malformed { frame: &'static str, what: &'static str },
+    Malformed {
+        frame: &'static str,
+        what: &'static str,
+    },
     #[error("truncated frame: {have} bytes buffered at end of stream")]
     Truncated { have: usize },
     #[error("wrong session id {got}, expected {expected}")]
     WrongSession { got: u32, expected: u32 },
     #[error("unexpected {frame} frame while {state}")]
-    UnexpectedFrame { frame: &'static str, state: &'static str },
+    UnexpectedFrame {
+        frame: &'static str,
+        state: &'static str,
+    },
     #[error("data seq {got} out of order, expected {expected}")]
     SequenceGap { got: u64, expected: u64 },
     #[error("ack {acked} for data never sent (highest sent {sent})")]

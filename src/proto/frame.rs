@@ -119,14 +119,24 @@ impl Header {
         let frame_type = FrameType::from_nibble(flags & 0x0F)?;
         let payload_len = b.get_u16();
         if payload_len as usize > max_payload {
-            return Err(Error::FrameTooLarge { len: payload_len as usize, limit: max_payload });
+            return Err(Error::FrameTooLarge {
+                len: payload_len as usize,
+                limit: max_payload,
+            });
         }
-        Ok(Header { frame_type, payload_len, session_id: b.get_u32(), seq: b.get_u32() })
+        Ok(Header {
+            frame_type,
+            payload_len,
+            session_id: b.get_u32(),
+            seq: b.get_u32(),
+        })
     }
 }
 
 /// How the two sides exchange heartbeats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum HeartbeatMode {
     /// The client sends heartbeats; the server answers each with HEARTBEAT_ACK.
@@ -146,7 +156,10 @@ impl HeartbeatMode {
         match v {
             1 => Ok(HeartbeatMode::OneWay),
             2 => Ok(HeartbeatMode::TwoWay),
-            _ => Err(Error::Malformed { frame, what: "heartbeat mode not 1 or 2" }),
+            _ => Err(Error::Malformed {
+                frame,
+                what: "heartbeat mode not 1 or 2",
+            }),
         }
     }
 }
@@ -244,7 +257,9 @@ pub enum Body {
     HeartbeatAck(HeartbeatInfo),
     Data(Data),
     /// Cumulative acknowledgement (in the header's seq) and the receive window.
-    Ack { window: u32 },
+    Ack {
+        window: u32,
+    },
     Close(Close),
     GoAway(GoAway),
     Config(HeartbeatParams),
@@ -277,7 +292,11 @@ pub struct Frame {
 
 impl Frame {
     pub fn new(session_id: u32, seq: u32, body: Body) -> Frame {
-        Frame { session_id, seq, body }
+        Frame {
+            session_id,
+            seq,
+            body,
+        }
     }
 
     /// The empty heartbeat: 16 bytes on the wire.
@@ -325,7 +344,10 @@ impl Frame {
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), Error> {
         let len = self.payload_len();
         if len > MAX_PAYLOAD_LEN {
-            return Err(Error::FrameTooLarge { len, limit: MAX_PAYLOAD_LEN });
+            return Err(Error::FrameTooLarge {
+                len,
+                limit: MAX_PAYLOAD_LEN,
+            });
         }
         dst.reserve(HEADER_LEN + len);
         dst.put_u32(MAGIC);
@@ -339,7 +361,10 @@ impl Frame {
                 put_str(dst, &h.client_id);
                 dst.put_u16(h.credential.len() as u16);
                 dst.put_slice(&h.credential);
-                let p = h.requested.unwrap_or(HeartbeatParams { interval_ms: 0, miss_threshold: 0 });
+                let p = h.requested.unwrap_or(HeartbeatParams {
+                    interval_ms: 0,
+                    miss_threshold: 0,
+                });
                 dst.put_u32(p.interval_ms);
                 dst.put_u8(p.miss_threshold);
                 dst.put_u8(h.mode.map_or(0, HeartbeatMode::to_u8));
@@ -405,7 +430,11 @@ impl Frame {
     /// Parses a payload whose header has already been validated.
     pub fn from_parts(header: &Header, payload: Bytes) -> Result<Frame, Error> {
         let body = parse_body(header.frame_type, payload)?;
-        Ok(Frame { session_id: header.session_id, seq: header.seq, body })
+        Ok(Frame {
+            session_id: header.session_id,
+            seq: header.seq,
+            body,
+        })
     }
 }
 
@@ -448,7 +477,10 @@ struct Reader {
 impl Reader {
     fn need(&self, n: usize, what: &'static str) -> Result<(), Error> {
         if self.buf.remaining() < n {
-            return Err(Error::Malformed { frame: self.frame, what });
+            return Err(Error::Malformed {
+                frame: self.frame,
+                what,
+            });
         }
         Ok(())
     }
@@ -481,26 +513,44 @@ impl Reader {
     fn string(&mut self, what: &'static str) -> Result<String, Error> {
         let n = self.u8(what)? as usize;
         let b = self.bytes(n, what)?;
-        String::from_utf8(b.to_vec())
-            .map_err(|_| Error::Malformed { frame: self.frame, what: "text is not utf-8" })
+        String::from_utf8(b.to_vec()).map_err(|_| Error::Malformed {
+            frame: self.frame,
+            what: "text is not utf-8",
+        })
     }
     fn finish(self) -> Result<(), Error> {
         if self.buf.has_remaining() {
-            return Err(Error::Malformed { frame: self.frame, what: "trailing bytes" });
+            return Err(Error::Malformed {
+                frame: self.frame,
+                what: "trailing bytes",
+            });
         }
         Ok(())
     }
 }
 
-fn params(interval_ms: u32, miss_threshold: u8, frame: &'static str) -> Result<HeartbeatParams, Error> {
+fn params(
+    interval_ms: u32,
+    miss_threshold: u8,
+    frame: &'static str,
+) -> Result<HeartbeatParams, Error> {
     if interval_ms == 0 || miss_threshold == 0 {
-        return Err(Error::Malformed { frame, what: "interval and miss threshold must be positive" });
+        return Err(Error::Malformed {
+            frame,
+            what: "interval and miss threshold must be positive",
+        });
     }
-    Ok(HeartbeatParams { interval_ms, miss_threshold })
+    Ok(HeartbeatParams {
+        interval_ms,
+        miss_threshold,
+    })
 }
 
 fn parse_body(t: FrameType, payload: Bytes) -> Result<Body, Error> {
-    let mut r = Reader { buf: payload, frame: t.name() };
+    let mut r = Reader {
+        buf: payload,
+        frame: t.name(),
+    };
     let body = match t {
         FrameType::Hello => {
             let client_id = r.string("client id cut short")?;
@@ -518,10 +568,24 @@ fn parse_body(t: FrameType, payload: Bytes) -> Result<Body, Error> {
             };
             let resume = match r.u8("resume flag missing")? {
                 0 => None,
-                1 => Some(Resume { token: r.token()?, last_received: r.u32("last received missing")? }),
-                _ => return Err(Error::Malformed { frame: "HELLO", what: "resume flag not 0 or 1" }),
+                1 => Some(Resume {
+                    token: r.token()?,
+                    last_received: r.u32("last received missing")?,
+                }),
+                _ => {
+                    return Err(Error::Malformed {
+                        frame: "HELLO",
+                        what: "resume flag not 0 or 1",
+                    });
+                }
             };
-            Body::Hello(Hello { client_id, credential, requested, mode, resume })
+            Body::Hello(Hello {
+                client_id,
+                credential,
+                requested,
+                mode,
+                resume,
+            })
         }
         FrameType::Welcome => {
             let token = r.token()?;
@@ -532,46 +596,91 @@ fn parse_body(t: FrameType, payload: Bytes) -> Result<Body, Error> {
             let resumed = match r.u8("resumed flag missing")? {
                 0 => false,
                 1 => true,
-                _ => return Err(Error::Malformed { frame: "WELCOME", what: "resumed flag not 0 or 1" }),
+                _ => {
+                    return Err(Error::Malformed {
+                        frame: "WELCOME",
+                        what: "resumed flag not 0 or 1",
+                    });
+                }
             };
             let last_received = r.u32("last received missing")?;
             let window = r.u32("window missing")?;
             let max_payload = r.u16("max payload missing")?;
             if (max_payload as usize) < DATA_OVERHEAD {
-                return Err(Error::Malformed { frame: "WELCOME", what: "max payload below 3" });
+                return Err(Error::Malformed {
+                    frame: "WELCOME",
+                    what: "max payload below 3",
+                });
             }
-            Body::Welcome(Welcome { token, params, mode, resumed, last_received, window, max_payload })
+            Body::Welcome(Welcome {
+                token,
+                params,
+                mode,
+                resumed,
+                last_received,
+                window,
+                max_payload,
+            })
         }
         FrameType::Reject | FrameType::Close => {
             let code = ErrorCode::from_u16(r.u16("code missing")?);
             let reason = r.string("reason cut short")?;
             let c = Close { code, reason };
-            if t == FrameType::Reject { Body::Reject(c) } else { Body::Close(c) }
+            if t == FrameType::Reject {
+                Body::Reject(c)
+            } else {
+                Body::Close(c)
+            }
         }
         FrameType::Heartbeat | FrameType::HeartbeatAck => {
             let info = match r.buf.remaining() {
                 0 => HeartbeatInfo::default(),
-                8 => HeartbeatInfo { timestamp_us: Some(r.u64("timestamp")?), load: None },
+                8 => HeartbeatInfo {
+                    timestamp_us: Some(r.u64("timestamp")?),
+                    load: None,
+                },
                 12 => HeartbeatInfo {
                     timestamp_us: Some(r.u64("timestamp")?),
-                    load: Some(Load { cpu_permille: r.u16("cpu")?, mem_permille: r.u16("mem")? }),
+                    load: Some(Load {
+                        cpu_permille: r.u16("cpu")?,
+                        mem_permille: r.u16("mem")?,
+                    }),
                 },
-                _ => return Err(Error::Malformed { frame: t.name(), what: "payload is not 0, 8 or 12 bytes" }),
+                _ => {
+                    return Err(Error::Malformed {
+                        frame: t.name(),
+                        what: "payload is not 0, 8 or 12 bytes",
+                    });
+                }
             };
-            if t == FrameType::Heartbeat { Body::Heartbeat(info) } else { Body::HeartbeatAck(info) }
+            if t == FrameType::Heartbeat {
+                Body::Heartbeat(info)
+            } else {
+                Body::HeartbeatAck(info)
+            }
         }
         FrameType::Data => {
             let channel = r.u16("channel missing")?;
             let priority = r.u8("priority missing")?;
             let payload = std::mem::take(&mut r.buf);
-            Body::Data(Data { channel, priority, payload })
+            Body::Data(Data {
+                channel,
+                priority,
+                payload,
+            })
         }
-        FrameType::Ack => Body::Ack { window: r.u32("window missing")? },
+        FrameType::Ack => Body::Ack {
+            window: r.u32("window missing")?,
+        },
         FrameType::GoAway => {
             let code = ErrorCode::from_u16(r.u16("code missing")?);
             let retry_after_ms = r.u32("retry-after missing")?;
             let reason = r.string("reason cut short")?;
-            Body::GoAway(GoAway { code, retry_after_ms, reason })
+            Body::GoAway(GoAway {
+                code,
+                retry_after_ms,
+                reason,
+            })
         }
         FrameType::Config => {
             let interval_ms = r.u32("interval missing")?;
@@ -597,7 +706,10 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder that refuses payloads over `max_payload` bytes (at most 65,535).
     pub fn new(max_payload: usize) -> Decoder {
-        Decoder { max_payload: max_payload.min(MAX_PAYLOAD_LEN), head: None }
+        Decoder {
+            max_payload: max_payload.min(MAX_PAYLOAD_LEN),
+            head: None,
+        }
     }
 
     pub fn max_payload(&self) -> usize {
@@ -667,13 +779,19 @@ mod tests {
         let bytes = f.to_bytes().unwrap();
         assert_eq!(bytes.len(), f.encoded_len());
         let mut buf = BytesMut::from(&bytes[..]);
-        let got = Decoder::new(MAX_PAYLOAD_LEN).decode(&mut buf).unwrap().unwrap();
+        let got = Decoder::new(MAX_PAYLOAD_LEN)
+            .decode(&mut buf)
+            .unwrap()
+            .unwrap();
         assert_eq!(got, f);
         assert!(buf.is_empty());
     }
 
     fn close(code: ErrorCode, reason: &str) -> Close {
-        Close { code, reason: reason.into() }
+        Close {
+            code,
+            reason: reason.into(),
+        }
     }
 
     #[test]
@@ -681,54 +799,115 @@ mod tests {
         let b = Frame::heartbeat(7, 42).to_bytes().unwrap();
         assert_eq!(
             &b[..],
-            &[0x00, 0x4D, 0x43, 0x50, 1, 0x04, 0, 0, 0, 0, 0, 7, 0, 0, 0, 42]
+            &[
+                0x00, 0x4D, 0x43, 0x50, 1, 0x04, 0, 0, 0, 0, 0, 7, 0, 0, 0, 42
+            ]
         );
     }
 
     #[test]
     fn every_frame_type_round_trips() {
         let token = [0xAB; TOKEN_LEN];
-        let p = HeartbeatParams { interval_ms: 1000, miss_threshold: 3 };
+        let p = HeartbeatParams {
+            interval_ms: 1000,
+            miss_threshold: 3,
+        };
         let frames = vec![
-            Frame::new(0, 0, Body::Hello(Hello {
-                client_id: "edge-7".into(),
-                credential: Bytes::from_static(b"secret"),
-                requested: Some(p),
-                mode: Some(HeartbeatMode::TwoWay),
-                resume: Some(Resume { token, last_received: 9 }),
-            })),
-            Frame::new(0, 0, Body::Hello(Hello {
-                client_id: String::new(),
-                credential: Bytes::new(),
-                requested: None,
-                mode: None,
-                resume: None,
-            })),
-            Frame::new(5, 0, Body::Welcome(Welcome {
-                token,
-                params: p,
-                mode: HeartbeatMode::OneWay,
-                resumed: true,
-                last_received: 3,
-                window: 64,
-                max_payload: 16384,
-            })),
-            Frame::new(0, 0, Body::Reject(close(ErrorCode::AuthFailed, "bad credential"))),
+            Frame::new(
+                0,
+                0,
+                Body::Hello(Hello {
+                    client_id: "edge-7".into(),
+                    credential: Bytes::from_static(b"secret"),
+                    requested: Some(p),
+                    mode: Some(HeartbeatMode::TwoWay),
+                    resume: Some(Resume {
+                        token,
+                        last_received: 9,
+                    }),
+                }),
+            ),
+            Frame::new(
+                0,
+                0,
+                Body::Hello(Hello {
+                    client_id: String::new(),
+                    credential: Bytes::new(),
+                    requested: None,
+                    mode: None,
+                    resume: None,
+                }),
+            ),
+            Frame::new(
+                5,
+                0,
+                Body::Welcome(Welcome {
+                    token,
+                    params: p,
+                    mode: HeartbeatMode::OneWay,
+                    resumed: true,
+                    last_received: 3,
+                    window: 64,
+                    max_payload: 16384,
+                }),
+            ),
+            Frame::new(
+                0,
+                0,
+                Body::Reject(close(ErrorCode::AuthFailed, "bad credential")),
+            ),
             Frame::heartbeat(5, 1),
-            Frame::new(5, 2, Body::Heartbeat(HeartbeatInfo { timestamp_us: Some(123), load: None })),
-            Frame::new(5, 2, Body::HeartbeatAck(HeartbeatInfo {
-                timestamp_us: Some(123),
-                load: Some(Load { cpu_permille: 250, mem_permille: 500 }),
-            })),
-            Frame::new(5, 9, Body::Data(Data { channel: 3, priority: 1, payload: Bytes::from_static(b"{}") })),
+            Frame::new(
+                5,
+                2,
+                Body::Heartbeat(HeartbeatInfo {
+                    timestamp_us: Some(123),
+                    load: None,
+                }),
+            ),
+            Frame::new(
+                5,
+                2,
+                Body::HeartbeatAck(HeartbeatInfo {
+                    timestamp_us: Some(123),
+                    load: Some(Load {
+                        cpu_permille: 250,
+                        mem_permille: 500,
+                    }),
+                }),
+            ),
+            Frame::new(
+                5,
+                9,
+                Body::Data(Data {
+                    channel: 3,
+                    priority: 1,
+                    payload: Bytes::from_static(b"{}"),
+                }),
+            ),
             Frame::new(5, 9, Body::Ack { window: 32 }),
-            Frame::new(5, 0, Body::Close(close(ErrorCode::Other(0x7777), "ünïcode"))),
-            Frame::new(5, 0, Body::GoAway(GoAway {
-                code: ErrorCode::ShuttingDown,
-                retry_after_ms: 500,
-                reason: "restart".into(),
-            })),
-            Frame::new(5, 0, Body::Config(HeartbeatParams { interval_ms: 2000, miss_threshold: 4 })),
+            Frame::new(
+                5,
+                0,
+                Body::Close(close(ErrorCode::Other(0x7777), "ünïcode")),
+            ),
+            Frame::new(
+                5,
+                0,
+                Body::GoAway(GoAway {
+                    code: ErrorCode::ShuttingDown,
+                    retry_after_ms: 500,
+                    reason: "restart".into(),
+                }),
+            ),
+            Frame::new(
+                5,
+                0,
+                Body::Config(HeartbeatParams {
+                    interval_ms: 2000,
+                    miss_threshold: 4,
+                }),
+            ),
         ];
         for f in frames {
             round_trip(f);
@@ -740,18 +919,27 @@ mod tests {
         let reason = "é".repeat(200); // 400 bytes
         let f = Frame::new(1, 0, Body::Close(close(ErrorCode::Normal, &reason)));
         let mut buf = BytesMut::from(&f.to_bytes().unwrap()[..]);
-        let got = Decoder::new(MAX_PAYLOAD_LEN).decode(&mut buf).unwrap().unwrap();
-        let Body::Close(c) = got.body else { panic!("not a close") };
+        let got = Decoder::new(MAX_PAYLOAD_LEN)
+            .decode(&mut buf)
+            .unwrap()
+            .unwrap();
+        let Body::Close(c) = got.body else {
+            panic!("not a close")
+        };
         assert_eq!(c.reason, "é".repeat(127));
     }
 
     #[test]
     fn header_split_across_reads_decodes() {
-        let bytes = Frame::new(1, 2, Body::Data(Data {
-            channel: 1,
-            priority: 0,
-            payload: Bytes::from(vec![7u8; 100]),
-        }))
+        let bytes = Frame::new(
+            1,
+            2,
+            Body::Data(Data {
+                channel: 1,
+                priority: 0,
+                payload: Bytes::from(vec![7u8; 100]),
+            }),
+        )
         .to_bytes()
         .unwrap();
         for split in 0..bytes.len() {
@@ -778,7 +966,9 @@ mod tests {
         for (at, byte, code) in cases {
             let mut b = good.clone();
             b[at] = byte;
-            let err = Decoder::new(1024).decode(&mut BytesMut::from(&b[..])).unwrap_err();
+            let err = Decoder::new(1024)
+                .decode(&mut BytesMut::from(&b[..]))
+                .unwrap_err();
             assert_eq!(err.code(), code, "byte {at} = {byte:#x}: {err}");
         }
     }
@@ -789,13 +979,21 @@ mod tests {
         b[6] = 0x40; // payload length 0x4000 = 16384
         let mut buf = BytesMut::from(&b[..]);
         let err = Decoder::new(1024).decode(&mut buf).unwrap_err();
-        assert_eq!(err, Error::FrameTooLarge { len: 16384, limit: 1024 });
+        assert_eq!(
+            err,
+            Error::FrameTooLarge {
+                len: 16384,
+                limit: 1024
+            }
+        );
     }
 
     #[test]
     fn malformed_payloads_name_the_frame_and_field() {
         let mut b = BytesMut::new();
-        Frame::new(1, 0, Body::Ack { window: 1 }).encode(&mut b).unwrap();
+        Frame::new(1, 0, Body::Ack { window: 1 })
+            .encode(&mut b)
+            .unwrap();
         b[7] = 3; // claim 3 payload bytes, give 3 of the 4
         b.truncate(HEADER_LEN + 3);
         let err = Decoder::new(1024).decode(&mut b).unwrap_err();
@@ -808,7 +1006,10 @@ mod tests {
         let mut buf = BytesMut::from(&bytes[..10]);
         let err = Decoder::new(1024).decode_eof(&mut buf).unwrap_err();
         assert_eq!(err, Error::Truncated { have: 10 });
-        assert_eq!(Decoder::new(1024).decode_eof(&mut BytesMut::new()).unwrap(), None);
+        assert_eq!(
+            Decoder::new(1024).decode_eof(&mut BytesMut::new()).unwrap(),
+            None
+        );
     }
 
     #[test]

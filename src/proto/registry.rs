@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::error::ErrorCode;
-use super::frame::{Body, Close, Frame, HeartbeatMode, HeartbeatParams, Hello, TOKEN_LEN, expand_seq};
+use super::frame::{
+    Body, Close, Frame, HeartbeatMode, HeartbeatParams, Hello, TOKEN_LEN, expand_seq,
+};
 use super::session::{Session, SessionConfig, State};
 use super::time::Time;
 
@@ -61,7 +63,11 @@ pub enum Admission {
     /// A new or resumed session, WELCOME queued. Drive it on this connection.
     Accepted(Box<Session>),
     /// Send this REJECT, flush, and close the connection.
-    Rejected { frame: Frame, code: ErrorCode, reason: String },
+    Rejected {
+        frame: Frame,
+        code: ErrorCode,
+        reason: String,
+    },
     /// The session is still attached to another connection. End that one with
     /// [`Session::handle_replaced`], [`Registry::detach`] it, then admit this HELLO again.
     Attached { session_id: u32 },
@@ -75,8 +81,14 @@ pub enum RegistryEvent {
 }
 
 enum Slot {
-    Attached { token: [u8; TOKEN_LEN] },
-    Detached { token: [u8; TOKEN_LEN], session: Box<Session>, expires: Time },
+    Attached {
+        token: [u8; TOKEN_LEN],
+    },
+    Detached {
+        token: [u8; TOKEN_LEN],
+        session: Box<Session>,
+        expires: Time,
+    },
 }
 
 impl Slot {
@@ -106,15 +118,32 @@ impl std::fmt::Debug for Registry {
 }
 
 fn reject(code: ErrorCode, reason: &str) -> Admission {
-    let frame = Frame::new(0, 0, Body::Reject(Close { code, reason: reason.to_string() }));
-    Admission::Rejected { frame, code, reason: reason.to_string() }
+    let frame = Frame::new(
+        0,
+        0,
+        Body::Reject(Close {
+            code,
+            reason: reason.to_string(),
+        }),
+    );
+    Admission::Rejected {
+        frame,
+        code,
+        reason: reason.to_string(),
+    }
 }
 
 impl Registry {
     /// A registry drawing session ids and resume tokens from `rng`. In production seed it from
     /// the operating system (`ChaCha20Rng::from_os_rng()`): tokens must be unguessable.
     pub fn new(config: ServerConfig, rng: ChaCha20Rng) -> Registry {
-        Registry { config, rng, slots: BTreeMap::new(), expiries: BTreeSet::new(), events: VecDeque::new() }
+        Registry {
+            config,
+            rng,
+            slots: BTreeMap::new(),
+            expiries: BTreeSet::new(),
+            events: VecDeque::new(),
+        }
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -149,18 +178,26 @@ impl Registry {
             }
         }
         match &hello.resume {
-            None if frame.session_id != 0 => reject(ErrorCode::WrongSession, "new session must use id 0"),
+            None if frame.session_id != 0 => {
+                reject(ErrorCode::WrongSession, "new session must use id 0")
+            }
             Some(resume) => self.resume(now, frame.session_id, &resume.token, resume.last_received),
             None => self.open(now, hello),
         }
     }
 
     fn resume(&mut self, now: Time, id: u32, token: &[u8; TOKEN_LEN], wire_last: u32) -> Admission {
-        let known = self.slots.get(&id).is_some_and(|s| bool::from(s.token().ct_eq(token)));
+        let known = self
+            .slots
+            .get(&id)
+            .is_some_and(|s| bool::from(s.token().ct_eq(token)));
         if !known {
             return reject(ErrorCode::UnknownSession, "no such session");
         }
-        let Some(Slot::Detached { session, expires, .. }) = self.slots.remove(&id) else {
+        let Some(Slot::Detached {
+            session, expires, ..
+        }) = self.slots.remove(&id)
+        else {
             return Admission::Attached { session_id: id };
         };
         self.expiries.remove(&(expires, id));
@@ -169,9 +206,19 @@ impl Registry {
         let last = expand_seq(wire_last, sent);
         if last > sent {
             // The client claims data we never sent; keep the session for an honest retry.
-            self.slots.insert(id, Slot::Detached { token, session, expires });
+            self.slots.insert(
+                id,
+                Slot::Detached {
+                    token,
+                    session,
+                    expires,
+                },
+            );
             self.expiries.insert((expires, id));
-            return reject(ErrorCode::SequenceError, "last received beyond what was sent");
+            return reject(
+                ErrorCode::SequenceError,
+                "last received beyond what was sent",
+            );
         }
         self.slots.insert(id, Slot::Attached { token });
         Admission::Accepted(Box::new(session.attach(now, Some(last))))
@@ -184,7 +231,9 @@ impl Registry {
         let c = &self.config;
         let params = match hello.requested {
             Some(p) => HeartbeatParams {
-                interval_ms: p.interval_ms.clamp(c.min_interval_ms.max(1), c.max_interval_ms.max(1)),
+                interval_ms: p
+                    .interval_ms
+                    .clamp(c.min_interval_ms.max(1), c.max_interval_ms.max(1)),
                 miss_threshold: p.miss_threshold.max(1),
             },
             None => HeartbeatParams {
@@ -210,21 +259,32 @@ impl Registry {
     pub fn detach(&mut self, now: Time, mut session: Session) {
         session.handle_disconnect(now);
         let id = session.id();
-        let Some(slot) = self.slots.remove(&id) else { return };
+        let Some(slot) = self.slots.remove(&id) else {
+            return;
+        };
         if session.state() == State::Closed {
             return;
         }
         let token = *slot.token();
         let expires = now + self.config.resume_window;
         self.expiries.insert((expires, id));
-        self.slots.insert(id, Slot::Detached { token, session: Box::new(session), expires });
+        self.slots.insert(
+            id,
+            Slot::Detached {
+                token,
+                session: Box::new(session),
+                expires,
+            },
+        );
     }
 
     /// Ends a session for good (the application closed it, or it is being dropped).
     pub fn remove(&mut self, session_id: u32) -> Option<Session> {
         match self.slots.remove(&session_id)? {
             Slot::Attached { .. } => None,
-            Slot::Detached { session, expires, .. } => {
+            Slot::Detached {
+                session, expires, ..
+            } => {
                 self.expiries.remove(&(expires, session_id));
                 Some(*session)
             }
@@ -244,7 +304,8 @@ impl Registry {
             }
             self.expiries.pop_first();
             self.slots.remove(&id);
-            self.events.push_back(RegistryEvent::Expired { session_id: id });
+            self.events
+                .push_back(RegistryEvent::Expired { session_id: id });
         }
     }
 

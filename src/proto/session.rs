@@ -38,11 +38,11 @@ use serde::{Deserialize, Serialize};
 
 use super::detector::{AnyDetector, Detector, DetectorConfig, DetectorEvent, Verdict};
 use super::error::{Error, ErrorCode};
-use super::health::{HealthConfig, HealthEvaluator, HealthEvent, HealthState};
 use super::frame::{
     Body, Close, Data, Frame, HeartbeatInfo, HeartbeatMode, HeartbeatParams, Hello,
     MAX_PAYLOAD_LEN, Resume, TOKEN_LEN, Welcome, expand_seq,
 };
+use super::health::{HealthConfig, HealthEvaluator, HealthEvent, HealthState};
 use super::time::Time;
 
 /// Which end of the conversation a session is.
@@ -178,9 +178,15 @@ pub enum Event {
     /// A heartbeat round trip was measured.
     Rtt { rtt: Duration },
     /// The server changed the heartbeat parameters.
-    ParamsChanged { interval_ms: u32, miss_threshold: u8 },
+    ParamsChanged {
+        interval_ms: u32,
+        miss_threshold: u8,
+    },
     /// The server asked the client to go away and come back after `retry_after`.
-    GoAway { code: ErrorCode, retry_after: Duration },
+    GoAway {
+        code: ErrorCode,
+        retry_after: Duration,
+    },
     /// The connection is over. Flush `poll_transmit`, close the socket, call `handle_disconnect`.
     ConnectionClosed {
         code: ErrorCode,
@@ -210,17 +216,27 @@ struct Scheduler {
 
 impl Scheduler {
     fn push(&mut self, channel: u16, priority: u8, payload: Bytes) {
-        self.channels.entry(channel).or_default().push_back((priority, payload));
+        self.channels
+            .entry(channel)
+            .or_default()
+            .push_back((priority, payload));
         self.len += 1;
     }
 
     fn pop(&mut self) -> Option<(u16, u8, Bytes)> {
-        let best = self.channels.values().filter_map(|q| q.front().map(|m| m.0)).min()?;
+        let best = self
+            .channels
+            .values()
+            .filter_map(|q| q.front().map(|m| m.0))
+            .min()?;
         let ready = |(ch, q): (&u16, &VecDeque<(u8, Bytes)>)| {
             q.front().is_some_and(|m| m.0 == best).then_some(*ch)
         };
         // The first tied channel after the one served last, wrapping around.
-        let after = self.channels.range(self.last_served.saturating_add(1)..).find_map(ready);
+        let after = self
+            .channels
+            .range(self.last_served.saturating_add(1)..)
+            .find_map(ready);
         let channel = match after {
             Some(ch) if self.last_served != u16::MAX => ch,
             _ => self.channels.iter().find_map(ready)?,
@@ -286,9 +302,10 @@ pub struct Session {
 impl Session {
     /// A client session, not yet connected.
     pub fn client(config: ClientConfig) -> Session {
-        let params = config
-            .requested
-            .unwrap_or(HeartbeatParams { interval_ms: 1000, miss_threshold: 3 });
+        let params = config.requested.unwrap_or(HeartbeatParams {
+            interval_ms: 1000,
+            miss_threshold: 3,
+        });
         let mode = config.mode.unwrap_or(HeartbeatMode::OneWay);
         let session = config.session.clone();
         Session::new(Side::Client, session, Some(config), 0, None, params, mode)
@@ -394,7 +411,9 @@ impl Session {
     }
     /// Is the peer currently suspected?
     pub fn peer_suspected(&self) -> bool {
-        self.detector.as_ref().is_some_and(|d| d.verdict() == Verdict::Suspect)
+        self.detector
+            .as_ref()
+            .is_some_and(|d| d.verdict() == Verdict::Suspect)
     }
 
     // ---- Connection lifecycle ---------------------------------------------------------------
@@ -406,9 +425,10 @@ impl Session {
         }
         self.reset_connection();
         let Some(client) = &self.client else { return };
-        let resume = self
-            .token
-            .map(|token| Resume { token, last_received: self.last_received as u32 });
+        let resume = self.token.map(|token| Resume {
+            token,
+            last_received: self.last_received as u32,
+        });
         let hello = Hello {
             client_id: client.client_id.clone(),
             credential: client.credential.clone(),
@@ -417,7 +437,8 @@ impl Session {
             resume,
         };
         self.handshake_deadline = Some(now + client.handshake_timeout);
-        self.control.push_back(Frame::new(self.id, 0, Body::Hello(hello)));
+        self.control
+            .push_back(Frame::new(self.id, 0, Body::Hello(hello)));
         self.state = State::Handshaking;
     }
 
@@ -458,7 +479,8 @@ impl Session {
             window,
             max_payload: self.config.max_payload.min(MAX_PAYLOAD_LEN) as u16,
         };
-        self.control.push_back(Frame::new(self.id, 0, Body::Welcome(welcome)));
+        self.control
+            .push_back(Frame::new(self.id, 0, Body::Welcome(welcome)));
         self.establish(now, resumed, retransmitting);
         self
     }
@@ -500,16 +522,17 @@ impl Session {
 
     /// A fresh health evaluator for the current parameters (history belongs to a connection).
     fn reset_health(&mut self, now: Time) {
-        let config = self
-            .config
-            .health
-            .unwrap_or_else(|| HealthConfig::for_params(self.interval(), self.params.miss_threshold as u32));
+        let config = self.config.health.unwrap_or_else(|| {
+            HealthConfig::for_params(self.interval(), self.params.miss_threshold as u32)
+        });
         self.health = Some(HealthEvaluator::new(now, config));
     }
 
     /// The peer's health as this side judges it.
     pub fn health(&self) -> HealthState {
-        self.health.as_ref().map_or(HealthState::Healthy, |h| h.state())
+        self.health
+            .as_ref()
+            .map_or(HealthState::Healthy, |h| h.state())
     }
 
     /// Does this side send heartbeats on a schedule?
@@ -537,7 +560,8 @@ impl Session {
         }
         self.params = params;
         if self.state == State::Established {
-            self.control.push_back(Frame::new(self.id, 0, Body::Config(params)));
+            self.control
+                .push_back(Frame::new(self.id, 0, Body::Config(params)));
             self.rearm(now);
         }
     }
@@ -560,7 +584,11 @@ impl Session {
     /// with SESSION_REPLACED; hand the session back to the registry once it is closed.
     pub fn handle_replaced(&mut self) {
         if matches!(self.state, State::Handshaking | State::Established) {
-            self.close_connection(ErrorCode::SessionReplaced, "resumed on another connection", true);
+            self.close_connection(
+                ErrorCode::SessionReplaced,
+                "resumed on another connection",
+                true,
+            );
         }
     }
 
@@ -570,7 +598,10 @@ impl Session {
         self.control.push_back(Frame::new(
             self.id,
             0,
-            Body::Close(Close { code, reason: reason.to_string() }),
+            Body::Close(Close {
+                code,
+                reason: reason.to_string(),
+            }),
         ));
         self.state = State::Closing;
         self.events.push_back(Event::ConnectionClosed {
@@ -584,11 +615,20 @@ impl Session {
     /// The peer ended the connection (CLOSE, REJECT or GOAWAY).
     fn peer_closed(&mut self, code: ErrorCode, reason: String, resumable: bool) {
         self.control.clear();
-        self.state = if resumable { State::Disconnected } else { State::Closed };
+        self.state = if resumable {
+            State::Disconnected
+        } else {
+            State::Closed
+        };
         if !resumable {
             self.report_undelivered();
         }
-        self.events.push_back(Event::ConnectionClosed { code, reason, by_peer: true, resumable });
+        self.events.push_back(Event::ConnectionClosed {
+            code,
+            reason,
+            by_peer: true,
+            resumable,
+        });
     }
 
     // ---- Inputs ---------------------------------------------------------------------------
@@ -616,7 +656,10 @@ impl Session {
     }
 
     fn unexpected(&self, frame: &Frame) -> Error {
-        Error::UnexpectedFrame { frame: frame.frame_type().name(), state: self.state.name() }
+        Error::UnexpectedFrame {
+            frame: frame.frame_type().name(),
+            state: self.state.name(),
+        }
     }
 
     fn dispatch(&mut self, now: Time, frame: Frame) -> Result<(), Error> {
@@ -624,13 +667,23 @@ impl Session {
             return self.handle_handshake_reply(now, frame);
         }
         if frame.session_id != self.id {
-            return Err(Error::WrongSession { got: frame.session_id, expected: self.id });
+            return Err(Error::WrongSession {
+                got: frame.session_id,
+                expected: self.id,
+            });
         }
         match frame.body {
             Body::Heartbeat(info) => {
-                let reply = HeartbeatInfo { timestamp_us: info.timestamp_us, load: None };
+                let reply = HeartbeatInfo {
+                    timestamp_us: info.timestamp_us,
+                    load: None,
+                };
                 if self.control.len() < CONTROL_CAP {
-                    self.control.push_back(Frame::new(self.id, frame.seq, Body::HeartbeatAck(reply)));
+                    self.control.push_back(Frame::new(
+                        self.id,
+                        frame.seq,
+                        Body::HeartbeatAck(reply),
+                    ));
                 }
                 if self.mode == HeartbeatMode::TwoWay || self.side == Side::Server {
                     self.heartbeat_arrived(now);
@@ -642,7 +695,10 @@ impl Session {
             Body::Close(c) => {
                 let resumable = !c.code.ends_session();
                 self.peer_closed(c.code, c.reason.clone(), resumable);
-                return Err(Error::PeerClosed { code: c.code, reason: c.reason });
+                return Err(Error::PeerClosed {
+                    code: c.code,
+                    reason: c.reason,
+                });
             }
             Body::GoAway(g) if self.side == Side::Client => {
                 self.events.push_back(Event::GoAway {
@@ -650,7 +706,10 @@ impl Session {
                     retry_after: Duration::from_millis(g.retry_after_ms as u64),
                 });
                 self.peer_closed(g.code, g.reason.clone(), true);
-                return Err(Error::PeerClosed { code: g.code, reason: g.reason });
+                return Err(Error::PeerClosed {
+                    code: g.code,
+                    reason: g.reason,
+                });
             }
             Body::Config(p) if self.side == Side::Client => {
                 self.params = p;
@@ -670,10 +729,15 @@ impl Session {
             Body::Welcome(w) if frame.session_id != 0 => {
                 let asked_resume = self.token.is_some();
                 if w.resumed != asked_resume {
-                    return Err(Error::Protocol("WELCOME resumed flag differs from the request"));
+                    return Err(Error::Protocol(
+                        "WELCOME resumed flag differs from the request",
+                    ));
                 }
                 if asked_resume && (frame.session_id != self.id || Some(w.token) != self.token) {
-                    return Err(Error::WrongSession { got: frame.session_id, expected: self.id });
+                    return Err(Error::WrongSession {
+                        got: frame.session_id,
+                        expected: self.id,
+                    });
                 }
                 self.id = frame.session_id;
                 self.token = Some(w.token);
@@ -682,7 +746,10 @@ impl Session {
                 self.peer_max_payload = (w.max_payload as usize).min(MAX_PAYLOAD_LEN);
                 let peer_last = expand_seq(w.last_received, self.peer_acked);
                 if peer_last >= self.next_seq {
-                    return Err(Error::AckBeyondSent { acked: peer_last, sent: self.next_seq - 1 });
+                    return Err(Error::AckBeyondSent {
+                        acked: peer_last,
+                        sent: self.next_seq - 1,
+                    });
                 }
                 let retransmitting = self.resume_from(peer_last);
                 self.peer_window = w.window.min(self.config.window.max(1));
@@ -697,11 +764,17 @@ impl Session {
                 }
                 let resumable = !matches!(c.code, ErrorCode::AuthFailed);
                 self.peer_closed(c.code, c.reason.clone(), resumable);
-                Err(Error::Rejected { code: c.code, reason: c.reason })
+                Err(Error::Rejected {
+                    code: c.code,
+                    reason: c.reason,
+                })
             }
             Body::Close(c) => {
                 self.peer_closed(c.code, c.reason.clone(), !c.code.ends_session());
-                Err(Error::PeerClosed { code: c.code, reason: c.reason })
+                Err(Error::PeerClosed {
+                    code: c.code,
+                    reason: c.reason,
+                })
             }
             Body::GoAway(g) => {
                 self.events.push_back(Event::GoAway {
@@ -709,7 +782,10 @@ impl Session {
                     retry_after: Duration::from_millis(g.retry_after_ms as u64),
                 });
                 self.peer_closed(g.code, g.reason.clone(), true);
-                Err(Error::PeerClosed { code: g.code, reason: g.reason })
+                Err(Error::PeerClosed {
+                    code: g.code,
+                    reason: g.reason,
+                })
             }
             _ => Err(self.unexpected(&frame)),
         }
@@ -720,10 +796,20 @@ impl Session {
         let mut messages: Vec<Message> = self
             .unacked
             .drain(..)
-            .map(|(seq, d)| Message { channel: d.channel, priority: d.priority, seq, payload: d.payload })
+            .map(|(seq, d)| Message {
+                channel: d.channel,
+                priority: d.priority,
+                seq,
+                payload: d.payload,
+            })
             .collect();
         while let Some((channel, priority, payload)) = self.scheduler.pop() {
-            messages.push(Message { channel, priority, seq: 0, payload });
+            messages.push(Message {
+                channel,
+                priority,
+                seq: 0,
+                payload,
+            });
         }
         if !messages.is_empty() {
             self.events.push_back(Event::Undelivered { messages });
@@ -736,7 +822,12 @@ impl Session {
         let messages: Vec<Message> = self
             .unacked
             .drain(..)
-            .map(|(seq, d)| Message { channel: d.channel, priority: d.priority, seq, payload: d.payload })
+            .map(|(seq, d)| Message {
+                channel: d.channel,
+                priority: d.priority,
+                seq,
+                payload: d.payload,
+            })
             .collect();
         if !messages.is_empty() {
             self.events.push_back(Event::Undelivered { messages });
@@ -784,10 +875,17 @@ impl Session {
             return Ok(()); // duplicate after a resume: already delivered
         }
         if seq > self.ack_sent + self.window_sent as u64 {
-            return Err(Error::WindowViolation { seq, acked: self.ack_sent, window: self.window_sent });
+            return Err(Error::WindowViolation {
+                seq,
+                acked: self.ack_sent,
+                window: self.window_sent,
+            });
         }
         if seq != self.last_received + 1 {
-            return Err(Error::SequenceGap { got: seq, expected: self.last_received + 1 });
+            return Err(Error::SequenceGap {
+                got: seq,
+                expected: self.last_received + 1,
+            });
         }
         self.last_received = seq;
         self.inbox.push_back(Message {
@@ -809,7 +907,10 @@ impl Session {
         let acked = expand_seq(wire_seq, self.peer_acked);
         let highest_sent = self.transmitted;
         if acked > highest_sent {
-            return Err(Error::AckBeyondSent { acked, sent: highest_sent });
+            return Err(Error::AckBeyondSent {
+                acked,
+                sent: highest_sent,
+            });
         }
         if acked < self.peer_acked {
             return Ok(()); // stale
@@ -831,10 +932,15 @@ impl Session {
     /// The next time [`Session::handle_timeout`] must run.
     pub fn poll_timeout(&self) -> Option<Time> {
         let health = self.health.as_ref().and_then(|h| h.poll_timeout());
-        let mut t = [self.handshake_deadline, self.hb_deadline, self.ack_deadline, health]
-            .into_iter()
-            .flatten()
-            .min();
+        let mut t = [
+            self.handshake_deadline,
+            self.hb_deadline,
+            self.ack_deadline,
+            health,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if self.state == State::Established
             && let Some(d) = self.detector.as_ref().and_then(|d| d.poll_timeout())
         {
@@ -856,7 +962,11 @@ impl Session {
             self.send_heartbeat(now, false);
             // After a stall, send one heartbeat and carry on from now rather than a burst.
             let next = self.hb_deadline.unwrap_or(now) + self.interval();
-            self.hb_deadline = Some(if next <= now { now + self.interval() } else { next });
+            self.hb_deadline = Some(if next <= now {
+                now + self.interval()
+            } else {
+                next
+            });
         }
         if self.ack_deadline.is_some_and(|d| now >= d) {
             self.ack_deadline = None;
@@ -915,7 +1025,8 @@ impl Session {
         if let Some(h) = &mut self.health {
             h.handle_heartbeat_sent(now, self.hb_seq as u64);
         }
-        self.control.push_back(Frame::heartbeat(self.id, self.hb_seq));
+        self.control
+            .push_back(Frame::heartbeat(self.id, self.hb_seq));
     }
 
     // ---- Outputs --------------------------------------------------------------------------
@@ -934,7 +1045,11 @@ impl Session {
             let window = self.window_available();
             self.ack_sent = self.last_received;
             self.window_sent = window;
-            return Some(Frame::new(self.id, self.last_received as u32, Body::Ack { window }));
+            return Some(Frame::new(
+                self.id,
+                self.last_received as u32,
+                Body::Ack { window },
+            ));
         }
         let limit = self.peer_acked + self.peer_window as u64;
         // Retransmissions after a resume come first, in order, within the peer's window.
@@ -950,7 +1065,11 @@ impl Session {
             let seq = self.next_seq;
             self.next_seq += 1;
             self.transmitted = seq;
-            let data = Data { channel, priority, payload };
+            let data = Data {
+                channel,
+                priority,
+                payload,
+            };
             self.unacked.push_back((seq, data.clone()));
             return Some(Frame::new(self.id, seq as u32, Body::Data(data)));
         }
@@ -969,9 +1088,14 @@ impl Session {
         if self.state == State::Closed {
             return Err(SendError::Closed);
         }
-        let limit = self.peer_max_payload.saturating_sub(super::frame::DATA_OVERHEAD);
+        let limit = self
+            .peer_max_payload
+            .saturating_sub(super::frame::DATA_OVERHEAD);
         if payload.len() > limit {
-            return Err(SendError::TooLarge { len: payload.len(), limit });
+            return Err(SendError::TooLarge {
+                len: payload.len(),
+                limit,
+            });
         }
         if self.scheduler.len >= self.config.send_queue {
             return Err(SendError::Full(self.scheduler.len));
@@ -989,7 +1113,8 @@ impl Session {
         let limit_now = self.last_received + self.window_available() as u64;
         let step = (self.config.window as u64 / 4).max(1);
         let window_was_small = (self.window_sent as u64) < step;
-        if self.state == State::Established && (limit_now >= limit_sent + step || window_was_small) {
+        if self.state == State::Established && (limit_now >= limit_sent + step || window_was_small)
+        {
             self.ack_now = true;
         }
         Some(m)

@@ -78,10 +78,6 @@ impl Pair {
         pair
     }
 
-    pub fn connected(&self) -> bool {
-        self.conn.is_some()
-    }
-
     fn connect(&mut self) {
         self.reconnect_at = None;
         if !self.server_up || !self.client_up {
@@ -121,7 +117,11 @@ impl Pair {
     pub fn run_until(&mut self, t: Time) {
         let mut steps_at_same_time = 0;
         while let Some(next) = self.next_time().filter(|n| *n <= t) {
-            steps_at_same_time = if next <= self.now { steps_at_same_time + 1 } else { 0 };
+            steps_at_same_time = if next <= self.now {
+                steps_at_same_time + 1
+            } else {
+                0
+            };
             assert!(steps_at_same_time < 10_000, "no progress at {:?}", self.now);
             // A side back from a crash finds overdue bytes and timers: handle them now.
             self.now = next.max(self.now);
@@ -174,7 +174,12 @@ impl Pair {
             self.registry.handle_timeout(now);
         }
         self.pump();
-        if self.conn.as_ref().and_then(|c| c.teardown_at).is_some_and(|t| t <= now) {
+        if self
+            .conn
+            .as_ref()
+            .and_then(|c| c.teardown_at)
+            .is_some_and(|t| t <= now)
+        {
             self.break_connection();
         }
     }
@@ -194,7 +199,10 @@ impl Pair {
                 conn.client_rx.extend_from_slice(&b);
             }
         }
-        self.max_rx_buffered = self.max_rx_buffered.max(conn.server_rx.len()).max(conn.client_rx.len());
+        self.max_rx_buffered = self
+            .max_rx_buffered
+            .max(conn.server_rx.len())
+            .max(conn.client_rx.len());
         // Server side.
         loop {
             let Some(conn) = &mut self.conn else { return };
@@ -303,10 +311,10 @@ impl Pair {
         }
         if let Some(s) = &mut self.server {
             while let Some(e) = s.poll_event() {
-                if matches!(e, Event::ConnectionClosed { .. }) {
-                    if let Some(c) = &mut self.conn {
-                        c.teardown_at.get_or_insert(now + self.latency);
-                    }
+                if matches!(e, Event::ConnectionClosed { .. })
+                    && let Some(c) = &mut self.conn
+                {
+                    c.teardown_at.get_or_insert(now + self.latency);
                 }
                 self.server_events.push((now, e));
             }
@@ -320,11 +328,19 @@ impl Pair {
 
     /// Times at which the client's events matched `pred`.
     pub fn client_times(&self, pred: impl Fn(&Event) -> bool) -> Vec<Time> {
-        self.client_events.iter().filter(|(_, e)| pred(e)).map(|(t, _)| *t).collect()
+        self.client_events
+            .iter()
+            .filter(|(_, e)| pred(e))
+            .map(|(t, _)| *t)
+            .collect()
     }
 
     pub fn server_times(&self, pred: impl Fn(&Event) -> bool) -> Vec<Time> {
-        self.server_events.iter().filter(|(_, e)| pred(e)).map(|(t, _)| *t).collect()
+        self.server_events
+            .iter()
+            .filter(|(_, e)| pred(e))
+            .map(|(t, _)| *t)
+            .collect()
     }
 }
 

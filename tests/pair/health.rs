@@ -1,16 +1,19 @@
 use bytes::Bytes;
+use mcpsim::proto::ErrorCode;
 use mcpsim::proto::detector::{AdaptiveConfig, DetectorConfig};
 use mcpsim::proto::frame::{HeartbeatMode, HeartbeatParams};
 use mcpsim::proto::health::HealthState;
 use mcpsim::proto::registry::ServerConfig;
 use mcpsim::proto::session::{ClientConfig, Event, SessionConfig};
-use mcpsim::proto::ErrorCode;
 
 use crate::harness::{Pair, at, secs};
 
 fn one_way(interval_ms: u32, k: u8) -> ClientConfig {
     ClientConfig {
-        requested: Some(HeartbeatParams { interval_ms, miss_threshold: k }),
+        requested: Some(HeartbeatParams {
+            interval_ms,
+            miss_threshold: k,
+        }),
         mode: Some(HeartbeatMode::OneWay),
         ..ClientConfig::default()
     }
@@ -52,11 +55,25 @@ fn a_dead_peer_goes_suspect_then_dead_and_the_connection_closes() {
         .collect();
     // Last reply 2.02; suspect at 2.02 + 2 s; dead 2 s of suspicion later.
     assert_eq!(
-        states.iter().filter(|s| s.1 >= HealthState::Suspect).cloned().collect::<Vec<_>>(),
-        vec![(at(4.02), HealthState::Suspect), (at(6.02), HealthState::Dead)]
+        states
+            .iter()
+            .filter(|s| s.1 >= HealthState::Suspect)
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![
+            (at(4.02), HealthState::Suspect),
+            (at(6.02), HealthState::Dead)
+        ]
     );
     assert!(p.client_events.iter().any(|(t, e)| *t == at(6.02)
-        && matches!(e, Event::ConnectionClosed { code: ErrorCode::HeartbeatTimeout, resumable: true, .. })));
+        && matches!(
+            e,
+            Event::ConnectionClosed {
+                code: ErrorCode::HeartbeatTimeout,
+                resumable: true,
+                ..
+            }
+        )));
 }
 
 #[test]
@@ -95,9 +112,15 @@ fn adaptive_probe_replies_keep_a_live_client_trusted() {
     p.run_until(at(2.2));
     p.client_up = true;
     p.run_until(at(5.0));
-    assert!(p.server_times(|e| matches!(e, Event::PeerSuspected { .. })).is_empty());
+    assert!(
+        p.server_times(|e| matches!(e, Event::PeerSuspected { .. }))
+            .is_empty()
+    );
     // The server measured RTT from its probe's reply.
-    assert!(!p.server_times(|e| matches!(e, Event::Rtt { .. })).is_empty());
+    assert!(
+        !p.server_times(|e| matches!(e, Event::Rtt { .. }))
+            .is_empty()
+    );
 }
 
 #[test]

@@ -9,7 +9,10 @@ use crate::harness::{Pair, at, secs};
 fn client(interval_ms: u32, k: u8, mode: HeartbeatMode) -> ClientConfig {
     ClientConfig {
         client_id: "c1".into(),
-        requested: Some(HeartbeatParams { interval_ms, miss_threshold: k }),
+        requested: Some(HeartbeatParams {
+            interval_ms,
+            miss_threshold: k,
+        }),
         mode: Some(mode),
         ..ClientConfig::default()
     }
@@ -17,7 +20,10 @@ fn client(interval_ms: u32, k: u8, mode: HeartbeatMode) -> ClientConfig {
 
 #[test]
 fn handshake_establishes_both_sides() {
-    let mut p = Pair::new(client(1000, 3, HeartbeatMode::OneWay), ServerConfig::default());
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
     p.run_for(secs(0.1));
     assert_eq!(p.client.state(), State::Established);
     let server = p.server.as_ref().expect("server session");
@@ -29,7 +35,10 @@ fn handshake_establishes_both_sides() {
 
 #[test]
 fn one_way_heartbeats_flow_and_measure_rtt() {
-    let mut p = Pair::new(client(1000, 3, HeartbeatMode::OneWay), ServerConfig::default());
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
     p.run_until(at(10.5));
     let rtts: Vec<Duration> = p
         .client_events
@@ -42,15 +51,27 @@ fn one_way_heartbeats_flow_and_measure_rtt() {
     // Handshake at 10 ms (5 ms each way), then a heartbeat every second.
     assert_eq!(rtts.len(), 10);
     assert!(rtts.iter().all(|r| *r == Duration::from_millis(10)));
-    assert!(p.client_times(|e| matches!(e, Event::PeerSuspected { .. })).is_empty());
-    assert!(p.server_times(|e| matches!(e, Event::PeerSuspected { .. })).is_empty());
+    assert!(
+        p.client_times(|e| matches!(e, Event::PeerSuspected { .. }))
+            .is_empty()
+    );
+    assert!(
+        p.server_times(|e| matches!(e, Event::PeerSuspected { .. }))
+            .is_empty()
+    );
     // One-way: the server sends no heartbeats of its own, so it measures no RTT.
-    assert!(p.server_times(|e| matches!(e, Event::Rtt { .. })).is_empty());
+    assert!(
+        p.server_times(|e| matches!(e, Event::Rtt { .. }))
+            .is_empty()
+    );
 }
 
 #[test]
 fn empty_heartbeat_costs_sixteen_bytes() {
-    let mut p = Pair::new(client(1000, 3, HeartbeatMode::OneWay), ServerConfig::default());
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
     p.run_until(at(1.0));
     let before = p.bytes_to_server;
     p.run_until(at(101.0));
@@ -59,7 +80,10 @@ fn empty_heartbeat_costs_sixteen_bytes() {
 
 #[test]
 fn two_way_heartbeats_flow_both_ways() {
-    let mut p = Pair::new(client(500, 3, HeartbeatMode::TwoWay), ServerConfig::default());
+    let mut p = Pair::new(
+        client(500, 3, HeartbeatMode::TwoWay),
+        ServerConfig::default(),
+    );
     p.run_until(at(5.2));
     assert_eq!(p.client_times(|e| matches!(e, Event::Rtt { .. })).len(), 10);
     assert_eq!(p.server_times(|e| matches!(e, Event::Rtt { .. })).len(), 10);
@@ -67,11 +91,17 @@ fn two_way_heartbeats_flow_both_ways() {
 
 #[test]
 fn k_miss_detection_fires_at_exactly_k_intervals_after_the_last_reply() {
-    let mut p = Pair::new(client(1000, 3, HeartbeatMode::OneWay), ServerConfig::default());
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
     p.run_until(at(4.5));
     p.server_up = false; // machine crash: silence
     p.run_until(at(12.0));
-    let last_reply = *p.client_times(|e| matches!(e, Event::Rtt { .. })).last().unwrap();
+    let last_reply = *p
+        .client_times(|e| matches!(e, Event::Rtt { .. }))
+        .last()
+        .unwrap();
     // Heartbeats leave at 1.010, 2.010, ... and replies come back 10 ms later.
     assert_eq!(last_reply, at(4.02));
     let suspected = p.client_times(|e| matches!(e, Event::PeerSuspected { .. }));
@@ -83,7 +113,10 @@ fn k_miss_detection_fires_at_exactly_k_intervals_after_the_last_reply() {
 
 #[test]
 fn server_detects_a_crashed_client_at_k_intervals_after_its_last_heartbeat() {
-    let mut p = Pair::new(client(1000, 2, HeartbeatMode::OneWay), ServerConfig::default());
+    let mut p = Pair::new(
+        client(1000, 2, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
     p.run_until(at(3.5));
     p.client_up = false;
     p.run_until(at(8.0));
@@ -94,7 +127,10 @@ fn server_detects_a_crashed_client_at_k_intervals_after_its_last_heartbeat() {
 
 #[test]
 fn suspicion_ends_when_heartbeats_return() {
-    let mut p = Pair::new(client(1000, 2, HeartbeatMode::OneWay), ServerConfig::default());
+    let mut p = Pair::new(
+        client(1000, 2, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
     p.latency = secs(0.005);
     p.run_until(at(2.5));
     // A 2.5 s stall on the server: its kernel keeps the bytes, its application is paused.
@@ -109,15 +145,27 @@ fn suspicion_ends_when_heartbeats_return() {
     // Suspected at 4.02 (last reply 2.02, k = 2); the stalled server answers its backlog at 5.0.
     assert_eq!(suspected, vec![at(4.02)]);
     assert_eq!(trusted, vec![at(5.005)]);
-    assert!(p.client_times(|e| matches!(e, Event::PeerDead { .. })).is_empty());
+    assert!(
+        p.client_times(|e| matches!(e, Event::PeerDead { .. }))
+            .is_empty()
+    );
 }
 
 #[test]
 fn server_can_lengthen_the_interval_and_the_client_follows() {
-    let mut p = Pair::new(client(1000, 3, HeartbeatMode::OneWay), ServerConfig::default());
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
     p.run_until(at(2.5));
     let now = p.now;
-    p.server.as_mut().unwrap().set_params(now, HeartbeatParams { interval_ms: 3000, miss_threshold: 2 });
+    p.server.as_mut().unwrap().set_params(
+        now,
+        HeartbeatParams {
+            interval_ms: 3000,
+            miss_threshold: 2,
+        },
+    );
     p.pump();
     let before = p.bytes_to_server;
     p.run_until(at(32.5));
@@ -125,8 +173,19 @@ fn server_can_lengthen_the_interval_and_the_client_follows() {
     // CONFIG reaches the client at 2.505; it re-arms from then: 5.505, 8.505, ..., 29.505.
     assert_eq!((p.bytes_to_server - before) / 16, 9);
     assert!(matches!(
-        p.client_events.iter().find(|(_, e)| matches!(e, Event::ParamsChanged { .. })),
-        Some((_, Event::ParamsChanged { interval_ms: 3000, miss_threshold: 2 }))
+        p.client_events
+            .iter()
+            .find(|(_, e)| matches!(e, Event::ParamsChanged { .. })),
+        Some((
+            _,
+            Event::ParamsChanged {
+                interval_ms: 3000,
+                miss_threshold: 2
+            }
+        ))
     ));
-    assert!(p.server_times(|e| matches!(e, Event::PeerSuspected { .. })).is_empty());
+    assert!(
+        p.server_times(|e| matches!(e, Event::PeerSuspected { .. }))
+            .is_empty()
+    );
 }

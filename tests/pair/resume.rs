@@ -56,12 +56,27 @@ fn resume_after_a_break_delivers_every_message_exactly_once_in_order() {
         }
         p.run_for(secs(5.0));
         assert!(breaks > 5, "seed {seed}: only {breaks} breaks");
-        assert_eq!(by_channel(&p.server_received), sent_up, "seed {seed}: client → server");
-        assert_eq!(by_channel(&p.client_received), sent_down, "seed {seed}: server → client");
+        assert_eq!(
+            by_channel(&p.server_received),
+            sent_up,
+            "seed {seed}: client → server"
+        );
+        assert_eq!(
+            by_channel(&p.client_received),
+            sent_down,
+            "seed {seed}: server → client"
+        );
         let seqs: Vec<u64> = p.server_received.iter().map(|m| m.seq).collect();
-        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seed {seed}: gap or repeat");
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "seed {seed}: gap or repeat"
+        );
         let resumed = p.client_times(|e| matches!(e, Event::Established { resumed: true, .. }));
-        assert!(resumed.len() > 5, "seed {seed}: only {} resumes", resumed.len());
+        assert!(
+            resumed.len() > 5,
+            "seed {seed}: only {} resumes",
+            resumed.len()
+        );
     }
 }
 
@@ -80,7 +95,10 @@ fn messages_sent_while_disconnected_are_delivered_after_resume() {
 
 #[test]
 fn an_expired_session_hands_unacknowledged_messages_back() {
-    let server = ServerConfig { resume_window: secs(1.0), ..ServerConfig::default() };
+    let server = ServerConfig {
+        resume_window: secs(1.0),
+        ..ServerConfig::default()
+    };
     let mut p = Pair::new(ClientConfig::default(), server);
     p.run_until(at(1.0));
     p.server_up = false;
@@ -103,7 +121,11 @@ fn an_expired_session_hands_unacknowledged_messages_back() {
     assert_eq!(lost, vec![3]);
     assert!(p.server_received.is_empty());
     // The client carries on with a fresh session.
-    assert_eq!(p.client_times(|e| matches!(e, Event::Established { resumed: false, .. })).len(), 2);
+    assert_eq!(
+        p.client_times(|e| matches!(e, Event::Established { resumed: false, .. }))
+            .len(),
+        2
+    );
     assert_eq!(p.client.send(0, 0, payload(0, 9)), Ok(()));
     p.run_for(secs(1.0));
     assert_eq!(p.server_received.len(), 1);
@@ -120,7 +142,11 @@ fn a_closed_session_refuses_to_send() {
     assert_eq!(p.client.send(0, 0, payload(0, 0)), Err(SendError::Closed));
     assert!(p.server_events.iter().any(|(_, e)| matches!(
         e,
-        Event::ConnectionClosed { by_peer: true, resumable: false, .. }
+        Event::ConnectionClosed {
+            by_peer: true,
+            resumable: false,
+            ..
+        }
     )));
     // The server forgot the session: nothing is kept for a resume.
     assert_eq!(p.registry.len(), 0);

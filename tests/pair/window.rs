@@ -6,7 +6,11 @@ use crate::harness::{Pair, at, secs};
 
 fn small_window() -> ServerConfig {
     ServerConfig {
-        session: SessionConfig { window: 8, send_queue: 16, ..SessionConfig::default() },
+        session: SessionConfig {
+            window: 8,
+            send_queue: 16,
+            ..SessionConfig::default()
+        },
         ..ServerConfig::default()
     }
 }
@@ -14,7 +18,11 @@ fn small_window() -> ServerConfig {
 #[test]
 fn a_reader_that_stops_bounds_the_senders_memory() {
     let client = ClientConfig {
-        session: SessionConfig { window: 8, send_queue: 16, ..SessionConfig::default() },
+        session: SessionConfig {
+            window: 8,
+            send_queue: 16,
+            ..SessionConfig::default()
+        },
         ..ClientConfig::default()
     };
     let mut p = Pair::new(client, small_window());
@@ -54,16 +62,25 @@ fn bulk_data_does_not_delay_heartbeats_or_urgent_channels() {
     let mut p = Pair::new(ClientConfig::default(), ServerConfig::default());
     p.run_until(at(0.5));
     for i in 0..500u32 {
-        p.client.send(9, 200, Bytes::from(format!("bulk {i}"))).unwrap();
+        p.client
+            .send(9, 200, Bytes::from(format!("bulk {i}")))
+            .unwrap();
     }
     p.client.send(1, 0, Bytes::from_static(b"urgent")).unwrap();
     p.pump();
     p.run_until(at(10.0));
     // The urgent message jumped the queue of bulk messages that had not been sequenced yet.
-    let pos = p.server_received.iter().position(|m| m.channel == 1).unwrap();
+    let pos = p
+        .server_received
+        .iter()
+        .position(|m| m.channel == 1)
+        .unwrap();
     assert!(pos <= 256, "urgent message arrived at position {pos}");
     assert_eq!(p.server_received.len(), 501);
-    assert!(p.server_times(|e| matches!(e, mcpsim::proto::Event::PeerSuspected { .. })).is_empty());
+    assert!(
+        p.server_times(|e| matches!(e, mcpsim::proto::Event::PeerSuspected { .. }))
+            .is_empty()
+    );
 }
 
 #[test]
