@@ -17,7 +17,7 @@ use super::error::ErrorCode;
 use super::frame::{
     Body, Close, Frame, HeartbeatMode, HeartbeatParams, Hello, TOKEN_LEN, expand_seq,
 };
-use super::session::{Session, SessionConfig, State};
+use super::session::{Message, Session, SessionConfig, State};
 use super::time::Time;
 
 /// What the server accepts and grants.
@@ -74,10 +74,14 @@ pub enum Admission {
 }
 
 /// Things the registry did on its own.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistryEvent {
-    /// A detached session was not resumed within the resume window and is gone.
-    Expired { session_id: u32 },
+    /// A detached session was not resumed within the resume window and is gone. `undelivered`
+    /// holds the messages the server application sent that the client never acknowledged.
+    Expired {
+        session_id: u32,
+        undelivered: Vec<Message>,
+    },
 }
 
 enum Slot {
@@ -303,9 +307,14 @@ impl Registry {
                 break;
             }
             self.expiries.pop_first();
-            self.slots.remove(&id);
-            self.events
-                .push_back(RegistryEvent::Expired { session_id: id });
+            let undelivered = match self.slots.remove(&id) {
+                Some(Slot::Detached { mut session, .. }) => session.take_undelivered(),
+                _ => Vec::new(),
+            };
+            self.events.push_back(RegistryEvent::Expired {
+                session_id: id,
+                undelivered,
+            });
         }
     }
 

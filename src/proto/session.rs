@@ -791,8 +791,9 @@ impl Session {
         }
     }
 
-    /// Hands every message not known to be delivered back to the application.
-    fn report_undelivered(&mut self) {
+    /// Takes every message not known to be delivered: sent and unacknowledged (with their
+    /// sequence numbers) and still queued (sequence number 0).
+    pub(crate) fn take_undelivered(&mut self) -> Vec<Message> {
         let mut messages: Vec<Message> = self
             .unacked
             .drain(..)
@@ -811,6 +812,12 @@ impl Session {
                 payload,
             });
         }
+        messages
+    }
+
+    /// Hands every message not known to be delivered back to the application.
+    fn report_undelivered(&mut self) {
+        let messages = self.take_undelivered();
         if !messages.is_empty() {
             self.events.push_back(Event::Undelivered { messages });
         }
