@@ -3,9 +3,12 @@
 //! # Layout
 //!
 //! - [`proto`]: the sans-IO protocol core: frames, sessions, failure detectors, health, backoff.
+//! - [`net`]: async drivers over any byte stream: the real server and client, also run by the
+//!   simulator.
 //! - [`cli`]: the `mcpsim` subcommands (presentation only).
 //!
 //! Dependencies point one way: `cli → report → sim → net → proto`.
 
 pub mod cli;
+pub mod net;
 pub mod proto;

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::detector::{AnyDetector, Detector, DetectorConfig, DetectorEvent, Verdict};
 use super::error::{Error, ErrorCode};
 use super::frame::{
-    Body, Close, Data, Frame, HeartbeatInfo, HeartbeatMode, HeartbeatParams, Hello,
+    Body, Close, Data, Frame, GoAway, HeartbeatInfo, HeartbeatMode, HeartbeatParams, Hello,
     MAX_PAYLOAD_LEN, Resume, TOKEN_LEN, Welcome, expand_seq,
 };
 use super::health::{HealthConfig, HealthEvaluator, HealthEvent, HealthState};
@@ -578,6 +578,30 @@ impl Session {
         self.drain_detector(now);
         self.reset_health(now);
         self.last_heartbeat = now;
+    }
+
+    /// Server: ends this connection with GOAWAY (e.g. shutting down); the session stays
+    /// resumable and the client should come back after `retry_after`.
+    pub fn go_away(&mut self, code: ErrorCode, retry_after: Duration, reason: &str) {
+        if self.side != Side::Server || self.state != State::Established {
+            return;
+        }
+        self.control.clear();
+        let retry_after_ms = retry_after.as_millis().min(u32::MAX as u128) as u32;
+        let frame = GoAway {
+            code,
+            retry_after_ms,
+            reason: reason.to_string(),
+        };
+        self.control
+            .push_back(Frame::new(self.id, 0, Body::GoAway(frame)));
+        self.state = State::Closing;
+        self.events.push_back(Event::ConnectionClosed {
+            code,
+            reason: reason.to_string(),
+            by_peer: false,
+            resumable: true,
+        });
     }
 
     /// Server: a resume for this session arrived on another connection. This connection ends

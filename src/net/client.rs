@@ -1,0 +1,253 @@
+//! The client driver: connect, drive the session, reconnect with backoff and a circuit breaker,
+//! resume.
+//!
+//! The session outlives connections: messages queued while disconnected, and messages sent but
+//! not acknowledged when a connection died, are delivered after the resume exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, sleep_until, timeout};
+
+use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, Outgoing, ReadState, drive};
+use super::{Clock, ConnEnd, Connector, NetEvent, Observer};
+use crate::proto::backoff::{Action, ConfigError, ReconnectConfig, ReconnectPolicy};
+use crate::proto::frame::MAX_PAYLOAD_LEN;
+use crate::proto::session::{ClientConfig, Event, Session, Side, State};
+use crate::proto::{Decoder, ErrorCode};
+
+/// Everything a client needs besides its connector.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// The node's name in logs and traces.
+    pub name: String,
+    pub session: ClientConfig,
+    pub reconnect: ReconnectConfig,
+    /// A connection attempt that takes longer fails.
+    pub connect_timeout: Duration,
+    pub limits: ConnLimits,
+    /// Seed of the jitter RNG. Production seeds it from the OS; the simulator from its master seed.
+    pub seed: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            name: "client".into(),
+            session: ClientConfig::default(),
+            reconnect: ReconnectConfig::default(),
+            connect_timeout: Duration::from_secs(5),
+            limits: ConnLimits::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// How a client run ended.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid reconnect policy: {0}")]
+    Config(#[from] ConfigError),
+    #[error("gave up after {attempts} failed attempts")]
+    GaveUp { attempts: u32 },
+    #[error("server refused the session: {code}: {reason}")]
+    Refused { code: ErrorCode, reason: String },
+}
+
+/// Runs a client until its session ends, `shutdown` turns true, or the reconnect policy gives up.
+///
+/// Messages from `outgoing` are sent in order; received messages go to `handler`. Keep the
+/// `shutdown` sender alive for as long as the client should run.
+pub async fn run<C: Connector>(
+    connector: C,
+    opts: ClientOptions,
+    observer: Arc<dyn Observer>,
+    handler: Arc<dyn Handler>,
+    mut outgoing: Option<mpsc::Receiver<Outgoing>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ClientError> {
+    let clock = Clock::start();
+    let mut policy = ReconnectPolicy::new(opts.reconnect)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut session = Session::client(opts.session.clone());
+    let ctx = ConnCtx {
+        node: &opts.name,
+        clock,
+        observer: &*observer,
+        handler: &*handler,
+        limits: opts.limits,
+        on_shutdown: OnShutdown::Close,
+    };
+    let observe = |session: &Session, ev: NetEvent| {
+        observer.observe(&opts.name, Side::Client, session.id(), &ev)
+    };
+    let mut attempt = 0u32;
+    loop {
+        if *shutdown.borrow() || session.state() == State::Closed {
+            return Ok(());
+        }
+        attempt += 1;
+        observe(&session, NetEvent::Connecting { attempt });
+        let mut go_away: Option<Duration> = None;
+        let mut refused: Option<(ErrorCode, String)> = None;
+        let connected = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return Ok(()),
+            r = timeout(opts.connect_timeout, connector.connect()) => r,
+        };
+        match connected {
+            Ok(Ok(stream)) => {
+                session.handle_connected(clock.now());
+                let read = ReadState {
+                    buf: BytesMut::new(),
+                    decoder: Decoder::new(MAX_PAYLOAD_LEN),
+                };
+                let watcher = EventWatch::default();
+                let end = {
+                    let obs = WatchingObserver {
+                        inner: &*observer,
+                        watch: &watcher,
+                    };
+                    let ctx = ConnCtx {
+                        observer: &obs,
+                        ..ctx_ref(&ctx)
+                    };
+                    drive(
+                        stream,
+                        &mut session,
+                        &ctx,
+                        read,
+                        outgoing.as_mut(),
+                        shutdown.clone(),
+                        None,
+                    )
+                    .await
+                };
+                session.handle_disconnect(clock.now());
+                let seen = watcher.take();
+                go_away = seen.go_away;
+                refused = seen.refused;
+                if seen.established {
+                    policy.handle_success(clock.now());
+                    attempt = 0;
+                }
+                if end == ConnEnd::Shutdown {
+                    return Ok(());
+                }
+            }
+            Ok(Err(e)) => observe(
+                &session,
+                NetEvent::ConnectFailed {
+                    error: e.to_string(),
+                },
+            ),
+            Err(_) => observe(
+                &session,
+                NetEvent::ConnectFailed {
+                    error: "connect timed out".into(),
+                },
+            ),
+        }
+        if let Some((code, reason)) = refused
+            && code == ErrorCode::AuthFailed
+        {
+            return Err(ClientError::Refused { code, reason });
+        }
+        if session.state() == State::Closed {
+            return Ok(());
+        }
+        let now = clock.now();
+        // After a working connection died the policy was reset, so this is its first, short,
+        // jittered delay; never sooner than a GOAWAY's retry-after.
+        let action = policy.handle_failure(now, &mut rng);
+        while let Some(ev) = policy.poll_event() {
+            observe(&session, NetEvent::Breaker(ev));
+        }
+        let wait = match action {
+            Action::Retry { after } => after,
+            Action::WaitForBreaker { until } => until.saturating_since(now),
+            Action::GiveUp { attempts } => {
+                observe(&session, NetEvent::GaveUp { attempts });
+                return Err(ClientError::GaveUp { attempts });
+            }
+        };
+        let wait = wait.max(go_away.unwrap_or(Duration::ZERO));
+        observe(
+            &session,
+            NetEvent::ReconnectIn {
+                delay: wait,
+                attempt: attempt + 1,
+            },
+        );
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return Ok(()),
+            _ = sleep(wait) => {}
+        }
+        // The breaker may still be open if the wait was cut short by rounding: wait it out.
+        while !policy.allow(clock.now()) {
+            match policy.poll_timeout() {
+                Some(t) => sleep_until(clock.instant(t)).await,
+                None => break,
+            }
+        }
+    }
+}
+
+fn ctx_ref<'a>(c: &ConnCtx<'a>) -> ConnCtx<'a> {
+    ConnCtx {
+        node: c.node,
+        clock: c.clock,
+        observer: c.observer,
+        handler: c.handler,
+        limits: c.limits,
+        on_shutdown: c.on_shutdown,
+    }
+}
+
+/// What the client loop needs to know about a finished connection.
+#[derive(Default)]
+struct Seen {
+    established: bool,
+    go_away: Option<Duration>,
+    refused: Option<(ErrorCode, String)>,
+}
+
+#[derive(Default)]
+struct EventWatch(std::sync::Mutex<Seen>);
+
+impl EventWatch {
+    fn take(&self) -> Seen {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Passes events on, noting the few the reconnect loop acts on.
+struct WatchingObserver<'a> {
+    inner: &'a dyn Observer,
+    watch: &'a EventWatch,
+}
+
+impl Observer for WatchingObserver<'_> {
+    fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
+        if let NetEvent::Session(e) = event {
+            let mut seen = self.watch.0.lock().unwrap_or_else(|e| e.into_inner());
+            match e {
+                Event::Established { .. } => seen.established = true,
+                Event::GoAway { retry_after, .. } => seen.go_away = Some(*retry_after),
+                Event::ConnectionClosed {
+                    code,
+                    reason,
+                    by_peer: true,
+                    resumable: false,
+                } => seen.refused = Some((*code, reason.clone())),
+                _ => {}
+            }
+        }
+        self.inner.observe(node, side, session_id, event);
+    }
+}

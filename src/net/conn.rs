@@ -1,0 +1,343 @@
+//! One connection's loop, shared by the client and the server.
+//!
+//! Each turn: hand received messages to the application, move the core's frames into the write
+//! buffer, report its events, then wait (biased, in this order) for shutdown, a replacement
+//! notice, write progress, bytes to read, the core's next deadline, a stalled writer, or an
+//! outgoing application message. Every input goes straight into the [`Session`].
+//!
+//! Memory per connection is bounded: the read buffer holds at most one frame (the decoder's
+//! limit), the write buffer stops taking frames at [`ConnLimits::write_buffer`], and the
+//! session bounds everything else.
+
+use std::future::pending;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::{Instant, sleep_until};
+
+use super::{Clock, ConnEnd, NetEvent, Observer, Stream};
+use crate::proto::session::{Event, Message, Session};
+use crate::proto::{Decoder, Error as ProtoError, ErrorCode};
+
+/// Per-connection limits.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// Bytes of encoded frames buffered for the socket before the core is asked for more.
+    pub write_buffer: usize,
+    /// A connection whose writes make no progress this long is dropped (the peer stopped reading).
+    pub write_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            write_buffer: 256 * 1024,
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An application message to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub channel: u16,
+    pub priority: u8,
+    pub payload: Bytes,
+}
+
+/// The application's side of a session: what to do with a received message.
+pub trait Handler: Send + Sync + 'static {
+    /// A message arrived on session `session_id`. A returned message is sent back on it.
+    fn on_message(&self, session_id: u32, message: Message) -> Option<Outgoing>;
+}
+
+/// A handler that drops every message.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Discard;
+
+impl Handler for Discard {
+    fn on_message(&self, _: u32, _: Message) -> Option<Outgoing> {
+        None
+    }
+}
+
+/// A handler that sends every message back on its channel.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&self, _: u32, m: Message) -> Option<Outgoing> {
+        Some(Outgoing {
+            channel: m.channel,
+            priority: m.priority,
+            payload: m.payload,
+        })
+    }
+}
+
+/// What a connection loop needs besides the stream and the session.
+pub struct ConnCtx<'a> {
+    pub node: &'a str,
+    pub clock: Clock,
+    pub observer: &'a dyn Observer,
+    pub handler: &'a dyn Handler,
+    pub limits: ConnLimits,
+    /// What to do when `shutdown` fires: the server sends GOAWAY, the client closes.
+    pub on_shutdown: OnShutdown,
+}
+
+/// How a connection ends when its side shuts down.
+#[derive(Clone, Copy, Debug)]
+pub enum OnShutdown {
+    /// Server: GOAWAY SHUTTING_DOWN, come back after this long.
+    GoAway { retry_after: Duration },
+    /// Client: CLOSE NORMAL, the session ends.
+    Close,
+}
+
+/// Bytes already read and the decoder's state, handed from the handshake to the loop.
+pub struct ReadState {
+    pub buf: BytesMut,
+    pub decoder: Decoder,
+}
+
+/// Runs one connection until it ends. The caller then tells the session
+/// ([`Session::handle_disconnect`]) or the registry.
+pub async fn drive<S: Stream>(
+    stream: S,
+    session: &mut Session,
+    ctx: &ConnCtx<'_>,
+    mut read: ReadState,
+    mut outgoing: Option<&mut mpsc::Receiver<Outgoing>>,
+    mut shutdown: watch::Receiver<bool>,
+    replaced: Option<Arc<Notify>>,
+) -> ConnEnd {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut wbuf = BytesMut::with_capacity(1024);
+    let mut bytes_in = read.buf.len() as u64;
+    let mut bytes_out = 0u64;
+    let mut progress = Instant::now();
+    let mut closing = false;
+    let mut reading = true;
+    let mut end: Option<ConnEnd> = None;
+    let mut shutting_down = *shutdown.borrow();
+    if shutting_down {
+        shut(session, ctx.on_shutdown);
+    }
+    // Frames that arrived with the handshake's read are still in the buffer.
+    if let Err(e) = decode_all(&mut read, session, ctx) {
+        reading = false;
+        end = Some(ConnEnd::Decode(e));
+    }
+
+    let result = loop {
+        deliver(session, ctx);
+        closing |= pump(session, &mut wbuf, ctx);
+        if closing && wbuf.is_empty() {
+            // Best effort: the peer may be gone. The FIN tells it we are done.
+            let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+            break end.take().unwrap_or(ConnEnd::Closed);
+        }
+        if wbuf.is_empty() {
+            progress = Instant::now();
+        }
+        let deadline = session.poll_timeout().map(|t| ctx.clock.instant(t));
+        let stall = progress + ctx.limits.write_timeout;
+        let can_send = outgoing.is_some() && session.send_capacity() > 0 && !closing;
+
+        tokio::select! {
+            biased;
+            _ = shutdown.changed(), if !shutting_down => {
+                shutting_down = true;
+                shut(session, ctx.on_shutdown);
+                end = Some(ConnEnd::Shutdown);
+                if !matches!(session.state(), crate::proto::State::Closing) {
+                    // Nothing to say on this connection (not established): just stop.
+                    break ConnEnd::Shutdown;
+                }
+            }
+            _ = wait_replaced(&replaced) => {
+                session.handle_replaced();
+            }
+            r = wr.write(&wbuf), if !wbuf.is_empty() => match r {
+                Ok(0) => break ConnEnd::Io("write returned zero".into()),
+                Ok(n) => {
+                    wbuf.advance(n);
+                    bytes_out += n as u64;
+                    progress = Instant::now();
+                }
+                Err(e) => break ConnEnd::Io(e.to_string()),
+            },
+            r = rd.read_buf(&mut read.buf), if reading && !closing => match r {
+                Ok(0) => {
+                    match read.decoder.decode_eof(&mut read.buf) {
+                        Err(e) => {
+                            reject(session, ctx, &e);
+                            reading = false;
+                            end = Some(ConnEnd::Decode(e));
+                        }
+                        Ok(Some(frame)) => {
+                            let _ = session.handle_frame(ctx.clock.now(), frame);
+                            reading = false;
+                            end = Some(ConnEnd::Eof);
+                        }
+                        Ok(None) => break ConnEnd::Eof,
+                    }
+                    if !closing && !matches!(session.state(), crate::proto::State::Closing) {
+                        break end.take().unwrap_or(ConnEnd::Eof);
+                    }
+                }
+                Ok(n) => {
+                    bytes_in += n as u64;
+                    if let Err(e) = decode_all(&mut read, session, ctx) {
+                        reading = false;
+                        end = Some(ConnEnd::Decode(e));
+                    }
+                }
+                Err(e) => break ConnEnd::Io(e.to_string()),
+            },
+            _ = sleep_or_never(deadline) => {
+                session.handle_timeout(ctx.clock.now());
+            }
+            _ = sleep_until(stall), if !wbuf.is_empty() => break ConnEnd::WriteStalled,
+            m = recv_or_never(&mut outgoing), if can_send => match m {
+                Some(o) => {
+                    // Capacity was checked, so only an oversized payload can fail here.
+                    if let Err(e) = session.send(o.channel, o.priority, o.payload) {
+                        tracing::warn!(node = ctx.node, error = %e, "message not sent");
+                    }
+                }
+                None => outgoing = None,
+            },
+        }
+    };
+    // Whatever the core still wants to say about this connection.
+    pump(session, &mut wbuf, ctx);
+    ctx.observer.observe(
+        ctx.node,
+        session.side(),
+        session.id(),
+        &NetEvent::Disconnected {
+            reason: result.clone(),
+            bytes_in,
+            bytes_out,
+        },
+    );
+    result
+}
+
+fn shut(session: &mut Session, how: OnShutdown) {
+    match how {
+        OnShutdown::GoAway { retry_after } => {
+            session.go_away(ErrorCode::ShuttingDown, retry_after, "server shutting down")
+        }
+        OnShutdown::Close => session.close(ErrorCode::Normal, "client shutting down"),
+    }
+}
+
+/// Decodes every complete frame in the buffer into the session. On a decode error the session
+/// has queued CLOSE with the error's code; the stream is not read any further.
+fn decode_all(
+    read: &mut ReadState,
+    session: &mut Session,
+    ctx: &ConnCtx<'_>,
+) -> Result<(), ProtoError> {
+    loop {
+        match read.decoder.decode(&mut read.buf) {
+            Ok(Some(frame)) => {
+                if let Err(e) = session.handle_frame(ctx.clock.now(), frame)
+                    && !matches!(
+                        e,
+                        ProtoError::PeerClosed { .. } | ProtoError::Rejected { .. }
+                    )
+                {
+                    ctx.observer.observe(
+                        ctx.node,
+                        session.side(),
+                        session.id(),
+                        &NetEvent::Rejected { error: e },
+                    );
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                reject(session, ctx, &e);
+                read.buf.clear();
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn reject(session: &mut Session, ctx: &ConnCtx<'_>, e: &ProtoError) {
+    session.handle_decode_error(e);
+    ctx.observer.observe(
+        ctx.node,
+        session.side(),
+        session.id(),
+        &NetEvent::Rejected { error: e.clone() },
+    );
+}
+
+/// Gives received messages to the handler. A reply needs room in the send queue; without it the
+/// message stays in the session, whose window then pushes back on the peer.
+fn deliver(session: &mut Session, ctx: &ConnCtx<'_>) {
+    while session.send_capacity() > 0 {
+        let Some(m) = session.recv() else { break };
+        if let Some(reply) = ctx.handler.on_message(session.id(), m)
+            && let Err(e) = session.send(reply.channel, reply.priority, reply.payload)
+        {
+            tracing::warn!(node = ctx.node, error = %e, "reply not sent");
+        }
+    }
+}
+
+/// Moves frames into the write buffer and events to the observer. True once the connection
+/// is closing.
+fn pump(session: &mut Session, wbuf: &mut BytesMut, ctx: &ConnCtx<'_>) -> bool {
+    let now = ctx.clock.now();
+    while wbuf.len() < ctx.limits.write_buffer {
+        let Some(frame) = session.poll_transmit(now) else {
+            break;
+        };
+        if let Err(e) = frame.encode(wbuf) {
+            // Only a payload over 64 KiB fails, and `send` refuses those: a bug, not input.
+            tracing::error!(node = ctx.node, error = %e, "frame not encodable");
+        }
+    }
+    let mut closing = false;
+    while let Some(ev) = session.poll_event() {
+        closing |= matches!(ev, Event::ConnectionClosed { .. });
+        ctx.observer.observe(
+            ctx.node,
+            session.side(),
+            session.id(),
+            &NetEvent::Session(ev),
+        );
+    }
+    closing
+}
+
+async fn sleep_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => sleep_until(d).await,
+        None => pending().await,
+    }
+}
+
+async fn wait_replaced(n: &Option<Arc<Notify>>) {
+    match n {
+        Some(n) => n.notified().await,
+        None => pending().await,
+    }
+}
+
+async fn recv_or_never(rx: &mut Option<&mut mpsc::Receiver<Outgoing>>) -> Option<Outgoing> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => pending().await,
+    }
+}

@@ -1,0 +1,182 @@
+//! Async drivers: thin loops that move bytes between a socket and the sans-IO core.
+//!
+//! The drivers are generic over the stream (`AsyncRead + AsyncWrite + Unpin`) and take the
+//! [`Listener`] or [`Connector`] as an argument, so the very same code runs on `tokio::net`
+//! in production and on `turmoil::net` in the simulator. They read time only through
+//! `tokio::time` (virtual under turmoil) and every `select!` is `biased;` so that the order in
+//! which ready branches run does not depend on tokio's random choice.
+//!
+//! What they must not do: decide anything about the protocol. Every decision is made by
+//! [`crate::proto`]; a driver only reads, writes, sleeps until the core's next deadline, and
+//! reports what happened to an [`Observer`].
+//!
+//! # Layout
+//!
+//! - [`conn`]: one connection's loop, shared by both sides.
+//! - [`client`]: connect, drive, reconnect with backoff and a circuit breaker, resume.
+//! - [`server`]: accept with limits, handshake timeout, session registry, graceful shutdown.
+
+pub mod client;
+pub mod conn;
+pub mod server;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::proto::backoff::BreakerEvent;
+use crate::proto::session::{Event, Side};
+use crate::proto::{Error as ProtoError, Time};
+
+/// A byte stream the drivers can run a connection over.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// Accepts incoming connections (a `tokio::net::TcpListener`, a `turmoil::net::TcpListener`).
+pub trait Listener: Send + 'static {
+    type Stream: Stream;
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+}
+
+/// Opens outgoing connections to one server.
+pub trait Connector: Send + Sync + 'static {
+    type Stream: Stream;
+    fn connect(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
+        let (s, addr) = tokio::net::TcpListener::accept(self).await?;
+        // Heartbeats are small writes: without TCP_NODELAY, Nagle holds them behind
+        // unacknowledged data.
+        s.set_nodelay(true)?;
+        Ok((s, addr))
+    }
+}
+
+/// Connects over `tokio::net` with TCP_NODELAY on.
+#[derive(Clone, Debug)]
+pub struct TcpConnector {
+    pub addr: String,
+}
+
+impl Connector for TcpConnector {
+    type Stream = tokio::net::TcpStream;
+    async fn connect(&self) -> io::Result<Self::Stream> {
+        let s = tokio::net::TcpStream::connect(&self.addr).await?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+}
+
+/// The protocol core's clock, read from `tokio::time`.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    epoch: tokio::time::Instant,
+}
+
+impl Clock {
+    /// A clock whose epoch is now.
+    pub fn start() -> Clock {
+        Clock {
+            epoch: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Time {
+        Time::from_epoch(self.epoch.elapsed())
+    }
+
+    /// The tokio instant of a core time, to sleep until it.
+    pub fn instant(&self, t: Time) -> tokio::time::Instant {
+        self.epoch + t.since_epoch()
+    }
+}
+
+/// Why a connection ended, from the driver's point of view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnEnd {
+    /// The session closed the connection (CLOSE sent or received, GOAWAY, REJECT).
+    Closed,
+    /// The peer closed its end without a CLOSE.
+    Eof,
+    /// The byte stream broke (reset, timeout).
+    Io(String),
+    /// The peer sent bytes that are not MCP; a CLOSE with the code was attempted.
+    Decode(ProtoError),
+    /// The peer stopped reading: our writes made no progress for the write timeout.
+    WriteStalled,
+    /// This side is shutting down.
+    Shutdown,
+}
+
+impl std::fmt::Display for ConnEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnEnd::Closed => f.write_str("closed"),
+            ConnEnd::Eof => f.write_str("peer closed the stream"),
+            ConnEnd::Io(e) => write!(f, "i/o error: {e}"),
+            ConnEnd::Decode(e) => write!(f, "bad input: {e}"),
+            ConnEnd::WriteStalled => f.write_str("peer stopped reading"),
+            ConnEnd::Shutdown => f.write_str("shutting down"),
+        }
+    }
+}
+
+/// Something a driver did or saw, for logs, metrics, alerts and simulation traces.
+#[derive(Debug, Clone)]
+pub enum NetEvent {
+    /// Client: a connection attempt starts.
+    Connecting { attempt: u32 },
+    /// Client: the attempt failed before a connection existed.
+    ConnectFailed { error: String },
+    /// Client: the next attempt is scheduled.
+    ReconnectIn { delay: Duration, attempt: u32 },
+    /// Client: the circuit breaker changed state.
+    Breaker(BreakerEvent),
+    /// Client: the reconnect policy gave up.
+    GaveUp { attempts: u32 },
+    /// Server: a connection was accepted.
+    Accepted { peer: SocketAddr },
+    /// Server: a connection was refused at a limit.
+    Refused {
+        peer: SocketAddr,
+        reason: &'static str,
+    },
+    /// Server: no valid HELLO within the handshake timeout.
+    HandshakeTimeout { peer: SocketAddr },
+    /// Server: a detached session expired unresumed.
+    Expired { undelivered: usize },
+    /// A frame was rejected as malformed or illegal.
+    Rejected { error: ProtoError },
+    /// The session core reported something.
+    Session(Event),
+    /// A connection ended.
+    Disconnected {
+        reason: ConnEnd,
+        bytes_in: u64,
+        bytes_out: u64,
+    },
+}
+
+/// Receives every [`NetEvent`]; logging, metrics and the simulator's trace implement it.
+pub trait Observer: Send + Sync {
+    /// `session_id` is 0 while no session is known. `node` names the client or server.
+    fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent);
+}
+
+/// An observer that drops everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn observe(&self, _: &str, _: Side, _: u32, _: &NetEvent) {}
+}
+
+/// Shared handle to an observer.
+pub type SharedObserver = Arc<dyn Observer>;
