@@ -1,9 +1,10 @@
 //! One connection's loop, shared by the client and the server.
 //!
 //! Each turn: hand received messages to the application, move the core's frames into the write
-//! buffer, report its events, then wait (biased, in this order) for shutdown, a replacement
-//! notice, write progress, bytes to read, the core's next deadline, a stalled writer, or an
-//! outgoing application message. Every input goes straight into the [`Session`].
+//! buffer, report its events, run any deadline already due, then wait (biased, in this order)
+//! for shutdown, a replacement notice, write progress, the core's next deadline, a stalled
+//! writer, bytes to read, or an outgoing application message. Every input goes straight into
+//! the [`Session`]. Deadlines come before reads so that a flooding peer cannot starve them.
 //!
 //! Memory per connection is bounded: the read buffer holds at most one frame (the decoder's
 //! limit), the write buffer stops taking frames at [`ConnLimits::write_buffer`], and the
@@ -27,7 +28,9 @@ use crate::proto::{Decoder, Error as ProtoError, ErrorCode};
 pub struct ConnLimits {
     /// Bytes of encoded frames buffered for the socket before the core is asked for more.
     pub write_buffer: usize,
-    /// A connection whose writes make no progress this long is dropped (the peer stopped reading).
+    /// A connection whose write buffer has not once been empty for this long is dropped: the
+    /// peer is not reading. (A slow but live reader drains it between bursts, because the
+    /// window stops our data until it acknowledges.)
     pub write_timeout: Duration,
 }
 
@@ -146,7 +149,21 @@ pub async fn drive<S: Stream>(
         }
         let deadline = session.poll_timeout().map(|t| ctx.clock.instant(t));
         let stall = progress + ctx.limits.write_timeout;
+        // Checked here as well as in the select: a peer that floods us keeps the read branch
+        // ready, and no deadline may starve behind it.
+        let now = Instant::now();
+        if !wbuf.is_empty() && now >= stall {
+            break ConnEnd::WriteStalled;
+        }
+        if deadline.is_some_and(|d| d <= now) {
+            session.handle_timeout(ctx.clock.now());
+            continue;
+        }
         let can_send = outgoing.is_some() && session.send_capacity() > 0 && !closing;
+        // Reading goes on while writes are blocked: what a peer can make us buffer is bounded
+        // anyway (the session caps replies and windows data), and its heartbeats must still
+        // reach the detector.
+        let can_read = reading && !closing;
 
         tokio::select! {
             biased;
@@ -154,7 +171,8 @@ pub async fn drive<S: Stream>(
                 shutting_down = true;
                 shut(session, ctx.on_shutdown);
                 end = Some(ConnEnd::Shutdown);
-                if !matches!(session.state(), crate::proto::State::Closing) {
+                closing |= pump(session, &mut wbuf, ctx);
+                if !closing {
                     // Nothing to say on this connection (not established): just stop.
                     break ConnEnd::Shutdown;
                 }
@@ -167,11 +185,14 @@ pub async fn drive<S: Stream>(
                 Ok(n) => {
                     wbuf.advance(n);
                     bytes_out += n as u64;
-                    progress = Instant::now();
                 }
                 Err(e) => break ConnEnd::Io(e.to_string()),
             },
-            r = rd.read_buf(&mut read.buf), if reading && !closing => match r {
+            _ = sleep_or_never(deadline) => {
+                session.handle_timeout(ctx.clock.now());
+            }
+            _ = sleep_until(stall), if !wbuf.is_empty() => break ConnEnd::WriteStalled,
+            r = rd.read_buf(&mut read.buf), if can_read => match r {
                 Ok(0) => {
                     match read.decoder.decode_eof(&mut read.buf) {
                         Err(e) => {
@@ -186,7 +207,8 @@ pub async fn drive<S: Stream>(
                         }
                         Ok(None) => break ConnEnd::Eof,
                     }
-                    if !closing && !matches!(session.state(), crate::proto::State::Closing) {
+                    closing |= pump(session, &mut wbuf, ctx);
+                    if !closing {
                         break end.take().unwrap_or(ConnEnd::Eof);
                     }
                 }
@@ -199,10 +221,6 @@ pub async fn drive<S: Stream>(
                 }
                 Err(e) => break ConnEnd::Io(e.to_string()),
             },
-            _ = sleep_or_never(deadline) => {
-                session.handle_timeout(ctx.clock.now());
-            }
-            _ = sleep_until(stall), if !wbuf.is_empty() => break ConnEnd::WriteStalled,
             m = recv_or_never(&mut outgoing), if can_send => match m {
                 Some(o) => {
                     // Capacity was checked, so only an oversized payload can fail here.

@@ -1,0 +1,119 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mcpsim::net::NetEvent;
+use mcpsim::net::conn::Outgoing;
+use mcpsim::proto::session::Event;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn heartbeats_flow_and_messages_echo_over_loopback() {
+    let srv = start_server(fast_server_options(), echo()).await;
+    let (conn, opts) = fast_client_options("c1", &srv.addr);
+    let got = Arc::new(Collect::default());
+    let c = start_client(conn, opts, srv.recorder.clone(), got.clone());
+    srv.recorder
+        .wait_for(
+            "c1",
+            Duration::from_secs(2),
+            is_session(|e| matches!(e, Event::Established { .. })),
+        )
+        .await
+        .expect("established");
+    for i in 0..100u32 {
+        let payload = Bytes::from(format!("{{\"n\":{i}}}"));
+        c.send
+            .send(Outgoing {
+                channel: (i % 3) as u16,
+                priority: 0,
+                payload,
+            })
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let msgs = got.messages.lock().unwrap().clone();
+    assert_eq!(msgs.len(), 100);
+    for ch in 0..3u16 {
+        let ns: Vec<_> = msgs
+            .iter()
+            .filter(|m| m.channel == ch)
+            .map(|m| m.payload.clone())
+            .collect();
+        let expected: Vec<_> = (0..100u32)
+            .filter(|i| (i % 3) as u16 == ch)
+            .map(|i| Bytes::from(format!("{{\"n\":{i}}}")))
+            .collect();
+        assert_eq!(ns, expected, "channel {ch} out of order");
+    }
+    // 100 ms heartbeats for ~0.6 s at least: several RTT samples, all well under a heartbeat.
+    let rtts: Vec<Duration> = srv
+        .recorder
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(_, n, _, e)| match e {
+            NetEvent::Session(Event::Rtt { rtt }) if n == "c1" => Some(*rtt),
+            _ => None,
+        })
+        .collect();
+    assert!(rtts.len() >= 4, "{} rtt samples", rtts.len());
+    assert!(
+        rtts.iter().all(|r| *r < Duration::from_millis(50)),
+        "{rtts:?}"
+    );
+    assert_eq!(
+        srv.recorder.count(
+            "c1",
+            is_session(|e| matches!(e, Event::PeerSuspected { .. }))
+        ),
+        0
+    );
+    c.stop.send(true).unwrap();
+    assert!(c.task.await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn client_shutdown_ends_the_session_on_the_server() {
+    let srv = start_server(fast_server_options(), echo()).await;
+    let (conn, opts) = fast_client_options("c1", &srv.addr);
+    let c = start_client(conn, opts, srv.recorder.clone(), echo());
+    srv.recorder
+        .wait_for(
+            "c1",
+            Duration::from_secs(2),
+            is_session(|e| matches!(e, Event::Established { .. })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(srv.server.sessions(), 1);
+    c.stop.send(true).unwrap();
+    c.task.await.unwrap().unwrap();
+    let closed = srv
+        .recorder
+        .wait_for(
+            "server",
+            Duration::from_secs(2),
+            is_session(|e| {
+                matches!(
+                    e,
+                    Event::ConnectionClosed {
+                        by_peer: true,
+                        resumable: false,
+                        ..
+                    }
+                )
+            }),
+        )
+        .await;
+    assert!(closed.is_some());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        srv.server.sessions(),
+        0,
+        "an ended session is not kept for resume"
+    );
+}
