@@ -3,9 +3,11 @@
 //! # Layout
 //!
 //! - [`proto`]: the sans-IO protocol core: frames, sessions, failure detectors, health, backoff.
+//! - [`sim`]: the simulation layer; for now the synthetic heartbeat model that measures detectors.
 //! - [`cli`]: the `mcpsim` subcommands (presentation only).
 //!
 //! Dependencies point one way: `cli → report → sim → net → proto`.
 
 pub mod cli;
 pub mod proto;
+pub mod sim;
