@@ -732,14 +732,20 @@ pub fn measure_all(
     effort: &Effort,
     threads: usize,
 ) -> Vec<Measurement> {
+    // Longest first (the work is proportional to 1/η), so that no thread is left with a long
+    // pairing at the end. The schedule changes only which thread measures what.
+    let mut order: Vec<usize> = (0..pairings.len()).collect();
+    order.sort_by_key(|&i| pairings[i].interval);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Measurement>>> = Mutex::new(vec![None; pairings.len()]);
     std::thread::scope(|s| {
         for _ in 0..threads.clamp(1, pairings.len().max(1)) {
             s.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(p) = pairings.get(i) else { break };
+                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let p = &pairings[i];
                     let m = measure(model, p, effort);
                     results.lock().expect("no worker panicked")[i] = Some(m);
                 }
