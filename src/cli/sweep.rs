@@ -626,6 +626,15 @@ fn table(plan: &Plan, r: &Report) -> String {
                 rate(row.false_rate_ci95.1),
                 c.false_rate_ratio
             );
+            let _ = writeln!(
+                o,
+                "  the {} limit came closer to being met",
+                if c.detection_ratio <= c.false_rate_ratio {
+                    "detection-time"
+                } else {
+                    "false-suspicion"
+                }
+            );
         }
         (None, None) => {
             let _ = writeln!(o, "no pairing to recommend.");

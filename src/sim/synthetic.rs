@@ -741,10 +741,7 @@ pub fn measure_all(
     std::thread::scope(|s| {
         for _ in 0..threads.clamp(1, pairings.len().max(1)) {
             s.spawn(|| {
-                loop {
-                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let p = &pairings[i];
                     let m = measure(model, p, effort);
                     results.lock().expect("no worker panicked")[i] = Some(m);
