@@ -5,6 +5,7 @@
 //! - [`proto`]: the sans-IO protocol core: frames, sessions, failure detectors, health, backoff.
 //! - [`net`]: async drivers over any byte stream: the real server and client, also run by the
 //!   simulator.
+//! - [`sim`]: the simulation layer; for now the synthetic heartbeat model that measures detectors.
 //! - [`cli`]: the `mcpsim` subcommands (presentation only).
 //!
 //! Dependencies point one way: `cli → report → sim → net → proto`.
@@ -12,3 +13,4 @@
 pub mod cli;
 pub mod net;
 pub mod proto;
+pub mod sim;

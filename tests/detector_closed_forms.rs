@@ -1,6 +1,7 @@
 //! The detectors against the closed forms of `docs/qos.md` (Chen, Toueg, Aguilera 2002) and
-//! against their own documented detection times, driven by a synthetic arrival process: the peer
-//! sends a heartbeat every η, each lost independently with probability p, with no delay.
+//! against their own documented detection times, measured with the library's synthetic model
+//! (`mcpsim::sim::synthetic`): the peer sends a heartbeat every η, each lost independently with
+//! probability p, with no delay.
 //!
 //! Every comparison allows four standard errors computed from the run itself, so a real bias of a
 //! few percent fails while sampling noise passes with probability about 1 − 6·10⁻⁵ per check.
@@ -9,10 +10,12 @@
 use std::time::Duration;
 
 use mcpsim::proto::Time;
+use mcpsim::proto::detector::Detector;
 use mcpsim::proto::detector::{
-    AdaptiveConfig, AdaptiveProbing, Detector, DetectorConfig, DetectorEvent, KMiss, KMissConfig,
-    PhiAccrual, PhiConfig, Verdict,
+    AdaptiveConfig, AnyDetector, DetectorConfig, DetectorEvent, KMissConfig, PhiAccrual, PhiConfig,
+    Verdict,
 };
+use mcpsim::sim::synthetic::{Loss, Model, Pairing, Purpose, Simulation, Summary, stream};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -23,10 +26,9 @@ const Z: f64 = 4.0;
 
 /// Sample mean and its standard error.
 fn mean_and_se(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, (var / n).sqrt())
+    let mut s = Summary::default();
+    xs.iter().for_each(|&x| s.push(x));
+    (s.mean, s.std_error())
 }
 
 fn assert_close(what: &str, observed: f64, expected: f64, se: f64) {
@@ -37,108 +39,42 @@ fn assert_close(what: &str, observed: f64, expected: f64, se: f64) {
     );
 }
 
-/// Hands every due timeout to the detector up to `until` (inclusive or not), recording events.
-fn run_timeouts(
-    d: &mut impl Detector,
-    until: Time,
-    inclusive: bool,
-    out: &mut Vec<(Time, DetectorEvent)>,
-) {
-    while let Some(t) = d.poll_timeout() {
-        if t > until || (!inclusive && t == until) {
-            break;
-        }
-        d.handle_timeout(t);
-        out.extend(std::iter::from_fn(|| d.poll_event()).map(|e| (t, e)));
+fn model(p: f64) -> Model {
+    Model {
+        loss: Loss::Independent { p },
+        jitter: Duration::ZERO,
     }
 }
 
-/// Delivers one arrival at `t` the way the calling protocol asks: timeouts strictly before `t`,
-/// then the arrival, then timeouts due at `t` itself.
-fn arrive(d: &mut impl Detector, t: Time, out: &mut Vec<(Time, DetectorEvent)>) {
-    run_timeouts(d, t, false, out);
-    d.handle_heartbeat(t);
-    out.extend(std::iter::from_fn(|| d.poll_event()).map(|e| (t, e)));
-    run_timeouts(d, t, true, out);
-}
-
-/// What a long run of a live, lossy peer shows: the QoS metrics of a detector.
-struct Mistakes {
-    /// Times between consecutive false suspicions (T_MR), in seconds.
-    recurrences: Vec<f64>,
-    /// Durations of false suspicions (T_M), in seconds.
-    durations: Vec<f64>,
-    /// Number of false suspicions.
-    count: usize,
-    /// Total monitored time, in seconds.
-    exposure: f64,
-}
-
-fn lossy_run(d: &mut impl Detector, p: f64, slots: u64, seed: u64) -> Mistakes {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut events = Vec::new();
-    for i in 1..=slots {
-        let t = Time::ZERO + ETA * u32::try_from(i).unwrap();
-        if rng.random::<f64>() >= p {
-            arrive(d, t, &mut events);
-        } else {
-            run_timeouts(d, t, true, &mut events);
-        }
+fn pairing(detector: DetectorConfig, k: u32) -> Pairing {
+    Pairing {
+        detector,
+        interval: ETA,
+        miss_threshold: k,
     }
-    let end = Time::ZERO + ETA * u32::try_from(slots).unwrap();
-    let mut m = Mistakes {
-        recurrences: Vec::new(),
-        durations: Vec::new(),
-        count: 0,
-        exposure: end.as_secs_f64(),
-    };
-    let mut last_suspect: Option<Time> = None;
-    let mut open: Option<Time> = None;
-    for (t, e) in events {
-        match e {
-            DetectorEvent::Suspect { .. } => {
-                m.count += 1;
-                if let Some(prev) = last_suspect {
-                    m.recurrences.push((t - prev).as_secs_f64());
-                }
-                last_suspect = Some(t);
-                open = Some(t);
-            }
-            DetectorEvent::Trust => {
-                let start = open.take().expect("trust without a suspicion");
-                m.durations.push((t - start).as_secs_f64());
-            }
-            DetectorEvent::Probe => {}
-        }
-    }
-    // A suspicion still open at the end counts for its observed part.
-    if let Some(start) = open {
-        m.durations.push((end - start).as_secs_f64());
-    }
-    m
 }
 
 #[test]
 fn k_miss_false_suspicions_match_chen_toueg_aguilera_closed_forms() {
     let eta = ETA.as_secs_f64();
-    for (k, p, slots, seed) in [(2u32, 0.3, 100_000u64, 1u64), (3, 0.3, 150_000, 2)] {
-        let mut d = KMiss::new(Time::ZERO, ETA, k, KMissConfig::default());
-        let m = lossy_run(&mut d, p, slots, seed);
+    for (k, p, slots, seed) in [(2u32, 0.3, 100_000u32, 1u64), (3, 0.3, 150_000, 2)] {
+        let mut sim = Simulation::new(&model(p), &pairing(DetectorConfig::default(), k), seed);
+        sim.run_until(Time::ZERO + ETA * slots);
+        let m = sim.live_stats();
         assert!(
-            m.count >= 2000,
+            m.false_suspicions >= 2000,
             "only {} mistakes, too few to test",
-            m.count
+            m.false_suspicions
         );
         let pk = p.powi(k as i32);
+        let exposure = m.exposure.as_secs_f64();
 
         // Mistake rate λ_M. The suspicions form a renewal process, so the count's variance is
         // about n·CV² of the recurrence times (CV² = 1 for a Poisson process).
-        let (mean_tmr, _) = mean_and_se(&m.recurrences);
-        let sd_tmr = (mean_and_se(&m.recurrences).1.powi(2) * m.recurrences.len() as f64).sqrt();
-        let cv2 = (sd_tmr / mean_tmr).powi(2);
-        let n = m.count as f64;
-        let rate = n / m.exposure;
-        let rate_se = (n * cv2).sqrt() / m.exposure;
+        let cv2 = m.recurrence.variance() / m.recurrence.mean.powi(2);
+        let n = m.false_suspicions as f64;
+        let rate = n / exposure;
+        let rate_se = (n * cv2).sqrt() / exposure;
         assert_close(
             &format!("λ_M, k={k} p={p}"),
             rate,
@@ -147,86 +83,71 @@ fn k_miss_false_suspicions_match_chen_toueg_aguilera_closed_forms() {
         );
 
         // Mean mistake duration E(T_M).
-        let (tm, tm_se) = mean_and_se(&m.durations);
+        let (tm, tm_se) = (m.mistake_duration.mean, m.mistake_duration.std_error());
         assert_close(&format!("E(T_M), k={k} p={p}"), tm, eta / (1.0 - p), tm_se);
 
         // Query accuracy P_A: the suspected time is a random sum S of the durations, with
         // Var(S) ≈ n·Var(T_M) + E(T_M)²·Var(n).
-        let suspected: f64 = m.durations.iter().sum();
-        let var_tm = tm_se.powi(2) * m.durations.len() as f64;
+        let var_tm = m.mistake_duration.variance();
         let s_se = (n * var_tm + tm * tm * n * cv2).sqrt();
-        let pa = 1.0 - suspected / m.exposure;
         assert_close(
             &format!("P_A, k={k} p={p}"),
-            pa,
+            m.query_accuracy(),
             1.0 - pk,
-            s_se / m.exposure,
+            s_se / exposure,
         );
     }
 }
 
-/// Alternates live phases and crashes at a uniformly random phase of the heartbeat period, with
-/// no loss. Returns the detection times; checks each against `worst`, evaluated at the crash.
-fn crash_trials<D: Detector>(
-    d: &mut D,
-    trials: usize,
+/// Crash trials on a loss-free live run: every 5 heartbeats, the simulation is cloned and the
+/// peer crashes at a uniformly random phase of the heartbeat period. Returns the detection
+/// times; checks each against `worst`, evaluated on the detector at the crash and measured from
+/// the last heartbeat.
+fn crash_trials(
+    detector: DetectorConfig,
+    k: u32,
+    trials: u32,
     seed: u64,
-    worst: impl Fn(&D) -> Duration,
+    worst: impl Fn(&AnyDetector) -> Duration,
 ) -> Vec<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut sim = Simulation::new(&model(0.0), &pairing(detector, k), seed);
+    let mut phases = stream(seed, Purpose::Crashes, &[]);
     let eta_ns = u64::try_from(ETA.as_nanos()).unwrap();
-    let mut events = Vec::new();
-    let mut detections = Vec::with_capacity(trials);
-    let mut t = Time::ZERO;
-    for trial in 0..trials {
-        // A live phase of a few heartbeats: no suspicion may happen in it.
-        for _ in 0..5 {
-            t += ETA;
-            arrive(d, t, &mut events);
-        }
-        assert!(
-            events
-                .iter()
-                .all(|(_, e)| !matches!(e, DetectorEvent::Suspect { .. })),
-            "trial {trial}: false suspicion of a live peer: {events:?}"
-        );
-        assert_eq!(d.verdict(), Verdict::Trust);
-        events.clear();
-        // The crash: the heartbeat due at t + η is never sent. The phase is in (0, η] so that a
-        // crash never coincides with a heartbeat the peer might or might not have sent.
-        let crash = t + Duration::from_nanos(rng.random_range(1..=eta_ns));
-        let bound = worst(d);
-        let detected = loop {
-            let Some(next) = d.poll_timeout() else {
-                panic!("trial {trial}: detector stopped waking up without suspecting");
-            };
-            d.handle_timeout(next);
-            let suspected = std::iter::from_fn(|| d.poll_event())
-                .any(|e| matches!(e, DetectorEvent::Suspect { .. }));
-            if suspected {
-                break next;
-            }
-        };
-        assert!(
-            detected - t <= bound,
-            "trial {trial}: suspected {:?} after the last heartbeat, worst case {bound:?}",
-            detected - t
-        );
-        detections.push((detected - crash).as_secs_f64());
-        // The peer comes back a random time later, and the first heartbeat restores trust.
-        t = detected + Duration::from_nanos(rng.random_range(1..=eta_ns));
-        d.handle_heartbeat(t);
-        assert_eq!(d.poll_event(), Some(DetectorEvent::Trust));
-    }
-    detections
+    (1..=trials)
+        .map(|trial| {
+            let t = Time::ZERO + ETA * (5 * trial);
+            sim.run_until(t);
+            assert_eq!(
+                sim.live_stats().false_suspicions,
+                0,
+                "trial {trial}: false suspicion of a live peer"
+            );
+            assert_eq!(sim.detector().verdict(), Verdict::Trust);
+            let bound = worst(sim.detector());
+            // The phase is in (0, η] so that a crash never coincides with a heartbeat the peer
+            // might or might not have sent.
+            let crash = t + Duration::from_nanos(phases.random_range(1..=eta_ns));
+            let out = sim.crash_at(crash);
+            assert_eq!(out.last_arrival, t);
+            let detected = out.detected.expect("no missed detection");
+            assert!(
+                detected - t <= bound,
+                "trial {trial}: suspected {:?} after the last heartbeat, worst case {bound:?}",
+                detected - t
+            );
+            (detected - crash).as_secs_f64()
+        })
+        .collect()
 }
 
 #[test]
 fn k_miss_mean_detection_time_is_k_minus_half_intervals() {
     for k in [1u32, 3] {
-        let mut d = KMiss::new(Time::ZERO, ETA, k, KMissConfig::default());
-        let worst = |d: &KMiss| d.timeout();
-        let td = crash_trials(&mut d, 4000, 10 + u64::from(k), worst);
+        let worst = |d: &AnyDetector| match d {
+            AnyDetector::KMiss(d) => d.timeout(),
+            _ => unreachable!(),
+        };
+        let td = crash_trials(DetectorConfig::default(), k, 4000, 10 + u64::from(k), worst);
         let (mean, se) = mean_and_se(&td);
         assert_close(
             &format!("mean T_D, k={k}"),
@@ -242,8 +163,8 @@ fn k_miss_mean_detection_time_is_k_minus_half_intervals() {
 #[test]
 fn k_miss_with_grace_never_exceeds_k_intervals_plus_grace() {
     let grace = Duration::from_millis(300);
-    let mut d = KMiss::new(Time::ZERO, ETA, 2, KMissConfig { grace });
-    let td = crash_trials(&mut d, 2000, 20, |_| ETA * 2 + grace);
+    let config = DetectorConfig::KMiss(KMissConfig { grace });
+    let td = crash_trials(config, 2, 2000, 20, |_| ETA * 2 + grace);
     let (mean, se) = mean_and_se(&td);
     assert_close("mean T_D with grace", mean, 1.5 + 0.3, se);
 }
@@ -286,9 +207,9 @@ fn phi_detects_a_crash_within_its_documented_worst_case() {
 
     // Crash trials on a fresh detector. The long silences of earlier trials enter the history,
     // so the bound is read from the detector at each crash.
-    let mut d = PhiAccrual::new(Time::ZERO, ETA, 3, config);
-    let td = crash_trials(&mut d, 1000, 30, |d| {
-        d.suspect_after().unwrap() + Duration::from_nanos(1)
+    let td = crash_trials(DetectorConfig::Phi(config), 3, 1000, 30, |d| match d {
+        AnyDetector::Phi(d) => d.suspect_after().unwrap() + Duration::from_nanos(1),
+        _ => unreachable!(),
     });
     assert!(td.iter().all(|&x| x > 0.0));
 
@@ -319,20 +240,25 @@ fn adaptive_mean_detection_time_matches_its_formula() {
         grace,
         ..AdaptiveConfig::default()
     };
-    let mut d = AdaptiveProbing::new(Time::ZERO, ETA, 4, config);
-    let worst = d.worst_case_detection();
+    let worst_of = |d: &AnyDetector| match d {
+        AnyDetector::Adaptive(d) => d.worst_case_detection(),
+        _ => unreachable!(),
+    };
+    let worst = worst_of(&DetectorConfig::Adaptive(config).build(Time::ZERO, ETA, 4));
     assert_eq!(worst, Duration::from_millis(1000 + 3 * 250 + 2 * 50));
-    let td = crash_trials(&mut d, 4000, 40, |d| d.worst_case_detection());
+    let td = crash_trials(DetectorConfig::Adaptive(config), 4, 4000, 40, worst_of);
     let (mean, se) = mean_and_se(&td);
     assert_close("adaptive mean T_D", mean, worst.as_secs_f64() - 0.5, se);
 }
 
 #[test]
 fn adaptive_probes_the_documented_number_of_times_before_suspecting() {
-    let mut d = DetectorConfig::Adaptive(AdaptiveConfig::default()).build(Time::ZERO, ETA, 4);
-    let mut events = Vec::new();
-    run_timeouts(&mut d, Time::ZERO + ETA * 10, true, &mut events);
-    let probes: Vec<Time> = events
+    // The peer dies before its first heartbeat: the detector probes from its virtual heartbeat.
+    let config = DetectorConfig::Adaptive(AdaptiveConfig::default());
+    let sim = Simulation::new(&model(0.0), &pairing(config, 4), 1);
+    let out = sim.crash_at(Time::ZERO + Duration::from_nanos(1));
+    let probes: Vec<Time> = out
+        .events
         .iter()
         .filter(|(_, e)| *e == DetectorEvent::Probe)
         .map(|(t, _)| *t)
@@ -340,7 +266,7 @@ fn adaptive_probes_the_documented_number_of_times_before_suspecting() {
     let ms = |n| Time::ZERO + Duration::from_millis(n);
     assert_eq!(probes, [ms(1000), ms(1250), ms(1500)]);
     assert_eq!(
-        events.last(),
+        out.events.last(),
         Some(&(
             ms(1750),
             DetectorEvent::Suspect {
@@ -348,4 +274,5 @@ fn adaptive_probes_the_documented_number_of_times_before_suspecting() {
             }
         ))
     );
+    assert_eq!(out.detected, Some(ms(1750)));
 }

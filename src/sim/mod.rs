@@ -1,0 +1,12 @@
+//! The simulation layer: drives the sans-IO protocol core against a model of the network, with
+//! ground truth, and measures what the detectors do.
+//!
+//! For now it holds only [`synthetic`], the abstract heartbeat model of `docs/qos.md`: a peer
+//! heartbeating every η over a channel that loses heartbeats (independently or in bursts) and
+//! delays them, with no TCP underneath. The TCP-faithful network simulator comes later and will
+//! sit beside it; both report the same QoS metrics.
+//!
+//! Like the protocol core, nothing here reads a clock or a global RNG: time is simulated and
+//! every random draw comes from a ChaCha stream derived from one master seed.
+
+pub mod synthetic;
