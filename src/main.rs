@@ -16,12 +16,18 @@ enum Command {
     /// Compare failure detectors over a grid of heartbeat interval × miss threshold on a
     /// synthetic heartbeat-loss model, and recommend a pairing.
     Sweep(cli::sweep::SweepArgs),
+    /// Run an MCP server on TCP (or TLS) until SIGINT or SIGTERM.
+    Serve(cli::serve::ServeArgs),
+    /// Run one MCP client, or many for load, printing stats periodically.
+    Client(cli::client::ClientArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sweep(args) => cli::sweep::run(args),
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(cli::serve::run(args))),
+        Command::Client(args) => runtime().and_then(|rt| rt.block_on(cli::client::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,4 +36,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The network commands run on tokio's multi-thread runtime; `sweep` stays synchronous.
+fn runtime() -> Result<tokio::runtime::Runtime, cli::CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| cli::CliError::Run(format!("cannot start the async runtime: {e}")))
 }

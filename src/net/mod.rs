@@ -15,10 +15,12 @@
 //! - [`conn`]: one connection's loop, shared by both sides.
 //! - [`client`]: connect, drive, reconnect with backoff and a circuit breaker, resume.
 //! - [`server`]: accept with limits, handshake timeout, session registry, graceful shutdown.
+//! - [`tls`]: TLS around any listener or connector.
 
 pub mod client;
 pub mod conn;
 pub mod server;
+pub mod tls;
 
 use std::future::Future;
 use std::io;

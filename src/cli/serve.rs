@@ -1,0 +1,193 @@
+//! `mcpsim serve`: an MCP server on TCP (optionally TLS) until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::CliError;
+use super::observe::{Telemetry, Webhook, init_logging, install_metrics};
+use super::opts::{DetectorKind, Mode, ObserveArgs, SecretArgs, Signals, duration};
+use crate::net::conn::{Discard, Echo, Handler};
+use crate::net::server::{Server, ServerOptions};
+use crate::net::tls::{TlsListener, server_config};
+use crate::proto::frame::MAX_PAYLOAD_LEN;
+use crate::proto::session::Side;
+
+/// Arguments of `mcpsim serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7800")]
+    pub listen: String,
+    /// Heartbeat interval granted to clients that do not ask for one.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1s")]
+    pub heartbeat_interval: Duration,
+    /// Missed heartbeats before a peer is suspected, for clients that do not ask.
+    #[arg(long, value_name = "K", default_value_t = 3,
+          value_parser = clap::value_parser!(u8).range(1..))]
+    pub miss_threshold: u8,
+    /// Failure detector watching each client.
+    #[arg(long, value_enum, default_value_t = DetectorKind::KMiss)]
+    pub detector: DetectorKind,
+    /// Heartbeat mode for clients that do not ask for one.
+    #[arg(long, value_enum, default_value_t = Mode::OneWay)]
+    pub mode: Mode,
+    /// Connections served at once; more are refused with SERVER_BUSY.
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    pub max_connections: usize,
+    /// Sessions kept (attached or awaiting resume); more are refused with SERVER_BUSY.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_sessions: usize,
+    /// Largest DATA payload accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024)]
+    pub max_frame: usize,
+    /// Received messages a session may hold unread (the advertised window).
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: u32,
+    /// A connection without a valid HELLO by then is closed (also bounds the TLS handshake).
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s")]
+    pub handshake_timeout: Duration,
+    /// How long a disconnected session is kept for its client to resume.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s")]
+    pub resume_window: Duration,
+    /// On shutdown, how long connections get to flush their GOAWAY.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s")]
+    pub shutdown_grace: Duration,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// Send every DATA message back on its channel (default: discard).
+    #[arg(long)]
+    pub echo: bool,
+    #[command(flatten)]
+    pub observe: ObserveArgs,
+    /// Serve TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn read_file(path: &PathBuf, flag: &str) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path)
+        .map_err(|e| CliError::Run(format!("cannot read {flag} {}: {e}", path.display())))
+}
+
+impl ServeArgs {
+    fn options(&self) -> Result<ServerOptions, CliError> {
+        let interval_ms = u32::try_from(self.heartbeat_interval.as_millis())
+            .ok()
+            .filter(|&ms| ms > 0)
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--heartbeat-interval {:?} is out of range (1ms up to 49 days)",
+                    self.heartbeat_interval
+                ))
+            })?;
+        if self.max_frame == 0 || self.max_frame > MAX_PAYLOAD_LEN {
+            return Err(CliError::Usage(format!(
+                "--max-frame {} is out of range (1 to {MAX_PAYLOAD_LEN})",
+                self.max_frame
+            )));
+        }
+        let mut opts = ServerOptions {
+            name: "server".into(),
+            max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
+            shutdown_grace: self.shutdown_grace,
+            ..ServerOptions::default()
+        };
+        let c = &mut opts.config;
+        c.credential = self.secret.load()?;
+        c.default_interval_ms = interval_ms;
+        c.default_miss_threshold = self.miss_threshold;
+        c.default_mode = self.mode.into();
+        // The operator's default must itself be grantable.
+        c.min_interval_ms = c.min_interval_ms.min(interval_ms);
+        c.max_interval_ms = c.max_interval_ms.max(interval_ms);
+        c.resume_window = self.resume_window;
+        c.max_sessions = self.max_sessions;
+        c.session.max_payload = self.max_frame;
+        c.session.window = self.window;
+        c.session.detector = self.detector.config();
+        Ok(opts)
+    }
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+    init_logging(args.observe.log_format);
+    let mut signals = Signals::register()?;
+    let opts = args.options()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert_pem = read_file(cert, "--tls-cert")?;
+            let key_pem = read_file(key, "--tls-key")?;
+            Some(server_config(&cert_pem, &key_pem).map_err(|e| {
+                CliError::Run(format!(
+                    "cannot use --tls-cert {} with --tls-key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?)
+        }
+        _ => None,
+    };
+    let webhook = args
+        .observe
+        .alert_webhook
+        .as_deref()
+        .map(Webhook::new)
+        .transpose()?;
+    if let Some(addr) = args.observe.metrics {
+        install_metrics(addr)?;
+    }
+    let observer = Arc::new(Telemetry::new(Side::Server, webhook));
+    let handler: Arc<dyn Handler> = if args.echo {
+        Arc::new(Echo)
+    } else {
+        Arc::new(Discard)
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| CliError::Run(format!("cannot listen on {} (--listen): {e}", args.listen)))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        addr = %local,
+        tls = tls.is_some(),
+        interval_ms = opts.config.default_interval_ms,
+        miss_threshold = opts.config.default_miss_threshold,
+        detector = opts.config.session.detector.name(),
+        auth = opts.config.credential.is_some(),
+        "listening on {local}"
+    );
+
+    let (stop_tx, stop) = watch::channel(false);
+    let handshake_timeout = opts.handshake_timeout;
+    let server = Server::new(opts, observer, handler);
+    let serving = async {
+        match tls {
+            Some(config) => {
+                let listener = TlsListener::new(listener, config, handshake_timeout);
+                server.serve(listener, stop).await
+            }
+            None => server.serve(listener, stop).await,
+        }
+    };
+    tokio::pin!(serving);
+    tokio::select! {
+        biased;
+        r = &mut serving => return r.map_err(|e| CliError::Run(format!("server failed: {e}"))),
+        sig = signals.recv() => {
+            tracing::info!(signal = sig, "shutting down");
+            let _ = stop_tx.send(true);
+        }
+    }
+    serving
+        .await
+        .map_err(|e| CliError::Run(format!("server failed: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! `mcpsim serve` and `mcpsim client` as a person runs them: the built binary, loopback only,
+//! every child killed when its test ends, every wait bounded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcpsim");
+
+/// A child process that is killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+}
+
+/// Starts `mcpsim serve` on a free loopback port and returns it with the address it reports.
+fn serve(extra: &[&str]) -> (Proc, String, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stderr.take().unwrap());
+    let proc = Proc(child);
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("serve did not report its address within 5 s");
+        if let Some((_, addr)) = line.split_once("listening on ") {
+            let addr = addr.split_whitespace().next().unwrap().to_string();
+            return (proc, addr, lines);
+        }
+    }
+}
+
+/// Forwards a child's stderr line by line, so reads can have a deadline.
+fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs a command that must finish within `limit`.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc(child);
+    let mut stderr = proc.0.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let status = proc
+        .wait_for(limit)
+        .unwrap_or_else(|| panic!("{cmd:?} still running after {limit:?}"));
+    let mut stdout = Vec::new();
+    if let Some(mut out) = proc.0.stdout.take() {
+        let _ = out.read_to_end(&mut stdout);
+    }
+    Output {
+        status,
+        stdout,
+        stderr: reader.join().unwrap(),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn three_load_clients_connect_and_exit_cleanly() {
+    let (_server, addr, _lines) = serve(&["--echo", "--heartbeat-interval", "200ms"]);
+    let out = run_bounded(
+        Command::new(BIN).args([
+            "client",
+            "--connect",
+            &addr,
+            "--connections",
+            "3",
+            "--send-rate",
+            "20",
+            "--channels",
+            "2",
+            "--duration",
+            "3s",
+            "--stats-interval",
+            "1s",
+        ]),
+        Duration::from_secs(9),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client failed: {stderr}");
+    let stats: Vec<&str> = stderr.lines().filter(|l| l.starts_with("stats:")).collect();
+    assert!(
+        stats.iter().any(|l| l.contains("connected=3/3")),
+        "no stats line with 3 connected:\n{stderr}"
+    );
+    let last = stats.last().unwrap();
+    assert!(!last.contains(" sent=0 "), "nothing sent: {last}");
+    assert!(!last.contains(" received=0 "), "nothing echoed: {last}");
+}
+
+#[test]
+fn sigterm_stops_the_server_gracefully() {
+    let (mut server, addr, _lines) = serve(&["--shutdown-grace", "2s"]);
+    // A connected client gets a GOAWAY; the server must not wait on it past the grace.
+    let mut client = Proc(
+        Command::new(BIN)
+            .args(["client", "--connect", &addr, "--max-attempts", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    thread::sleep(Duration::from_millis(500));
+    server.signal("-TERM");
+    let status = server
+        .wait_for(Duration::from_secs(4))
+        .expect("serve still running 4 s after SIGTERM");
+    assert!(status.success(), "serve exited with {status}");
+    // The client keeps retrying; SIGINT ends it cleanly too.
+    client.signal("-INT");
+    let status = client
+        .wait_for(Duration::from_secs(4))
+        .expect("client still running 4 s after SIGINT");
+    assert!(status.success(), "client exited with {status}");
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (_server, addr, _lines) = serve(&["--metrics", &metrics]);
+    let _ = addr;
+    let end = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let got = TcpStream::connect(&metrics).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        });
+        match got {
+            Ok(body) if body.contains("mcp_sessions") => break body,
+            _ if Instant::now() > end => panic!("no mcp_sessions from {metrics}: {got:?}"),
+            _ => thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("# TYPE mcp_sessions gauge"), "{body}");
+}
+
+#[test]
+fn bad_heartbeat_interval_names_the_flag() {
+    let out = run_bounded(
+        Command::new(BIN).args(["serve", "--heartbeat-interval", "xyz"]),
+        Duration::from_secs(5),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--heartbeat-interval"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn unreadable_secret_file_and_busy_address_are_clear_errors() {
+    let out = run_bounded(
+        Command::new(BIN).args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--secret-file",
+            "/nonexistent/mcpsim-secret",
+        ]),
+        Duration::from_secs(5),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot read secret file /nonexistent/mcpsim-secret"),
+        "{stderr}"
+    );
+
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run_bounded(
+        Command::new(BIN).args(["serve", "--listen", &addr]),
+        Duration::from_secs(5),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn wrong_secret_is_refused_and_the_client_says_so() {
+    let dir = std::env::temp_dir().join(format!("mcpsim-cli-net-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good");
+    std::fs::write(&good, "s3cret\n").unwrap();
+    let (_server, addr, _lines) = serve(&["--secret-file", good.to_str().unwrap()]);
+
+    let ok = run_bounded(
+        Command::new(BIN)
+            .args([
+                "client",
+                "--connect",
+                &addr,
+                "--secret-env",
+                "MCPSIM_TEST_SECRET",
+            ])
+            .args(["--duration", "1s"])
+            .env("MCPSIM_TEST_SECRET", "s3cret"),
+        Duration::from_secs(5),
+    );
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{stderr}");
+    assert!(stderr.contains("connected=1/1"), "{stderr}");
+
+    let bad = run_bounded(
+        Command::new(BIN)
+            .args([
+                "client",
+                "--connect",
+                &addr,
+                "--secret-env",
+                "MCPSIM_TEST_SECRET",
+            ])
+            .args(["--duration", "5s"])
+            .env("MCPSIM_TEST_SECRET", "wrong"),
+        Duration::from_secs(8),
+    );
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "{stderr}");
+    assert!(stderr.contains("auth"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
