@@ -157,7 +157,11 @@ pub async fn drive<S: Stream>(
         }
         if deadline.is_some_and(|d| d <= now) {
             session.handle_timeout(ctx.clock.now());
-            continue;
+            // Go round again only if the core moved its deadline: a deadline it keeps in the
+            // past must not become a busy loop that never writes.
+            if session.poll_timeout().map(|t| ctx.clock.instant(t)) != deadline {
+                continue;
+            }
         }
         let can_send = outgoing.is_some() && session.send_capacity() > 0 && !closing;
         // Reading goes on while writes are blocked: what a peer can make us buffer is bounded

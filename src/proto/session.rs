@@ -962,6 +962,12 @@ impl Session {
 
     /// The next time [`Session::handle_timeout`] must run.
     pub fn poll_timeout(&self) -> Option<Time> {
+        // Timers belong to a state: a closing or disconnected session has none.
+        match self.state {
+            State::Established => {}
+            State::Handshaking => return self.handshake_deadline,
+            _ => return None,
+        }
         let health = self.health.as_ref().and_then(|h| h.poll_timeout());
         let mut t = [
             self.handshake_deadline,

@@ -174,6 +174,21 @@ impl Pair {
             self.registry.handle_timeout(now);
         }
         self.pump();
+        // The core must make progress: after handle_timeout(now) no deadline is still due.
+        if self.client_up {
+            let t = self.client.poll_timeout();
+            assert!(
+                t.is_none_or(|t| t > now),
+                "client deadline stuck at {now:?}"
+            );
+        }
+        if let (true, Some(s)) = (self.server_up, &self.server) {
+            let t = s.poll_timeout();
+            assert!(
+                t.is_none_or(|t| t > now),
+                "server deadline stuck at {now:?}"
+            );
+        }
         if self
             .conn
             .as_ref()

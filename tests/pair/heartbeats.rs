@@ -189,3 +189,16 @@ fn server_can_lengthen_the_interval_and_the_client_follows() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_closing_session_has_no_deadlines_left() {
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
+    p.run_until(at(1.5));
+    assert!(p.client.poll_timeout().is_some());
+    p.client.close(mcpsim::proto::ErrorCode::Normal, "bye");
+    // A driver flushing the CLOSE must not be woken (or spun) by the heartbeat timer.
+    assert_eq!(p.client.poll_timeout(), None);
+}
