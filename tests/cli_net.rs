@@ -181,8 +181,25 @@ fn sigterm_stops_the_server_gracefully() {
 #[test]
 fn metrics_endpoint_serves_prometheus_text() {
     let metrics = format!("127.0.0.1:{}", free_port());
-    let (_server, addr, _lines) = serve(&["--metrics", &metrics]);
-    let _ = addr;
+    let (_server, addr, _lines) = serve(&["--metrics", &metrics, "--heartbeat-interval", "100ms"]);
+    // A client heartbeating every 100 ms, so traffic counters move while it is connected.
+    let _client = Proc(
+        Command::new(BIN)
+            .args([
+                "client",
+                "--connect",
+                &addr,
+                "--heartbeat-interval",
+                "100ms",
+                "--duration",
+                "8s",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let end = Instant::now() + Duration::from_secs(5);
     let body = loop {
         let got = TcpStream::connect(&metrics).and_then(|mut s| {
@@ -196,13 +213,24 @@ fn metrics_endpoint_serves_prometheus_text() {
             Ok(body)
         });
         match got {
-            Ok(body) if body.contains("mcp_sessions") => break body,
-            _ if Instant::now() > end => panic!("no mcp_sessions from {metrics}: {got:?}"),
+            Ok(body) if body.contains("mcp_sessions") && heartbeats_received(&body) > 0 => {
+                break body;
+            }
+            _ if Instant::now() > end => panic!("no live metrics from {metrics}: {got:?}"),
             _ => thread::sleep(Duration::from_millis(100)),
         }
     };
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("# TYPE mcp_sessions gauge"), "{body}");
+}
+
+/// The server's `mcp_heartbeats_received_total`, 0 if absent.
+fn heartbeats_received(body: &str) -> u64 {
+    body.lines()
+        .find(|l| l.starts_with("mcp_heartbeats_received_total{side=\"server\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
 }
 
 #[test]

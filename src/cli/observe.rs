@@ -510,14 +510,25 @@ impl Observer for Telemetry {
                     "frame rejected"
                 );
             }
+            NetEvent::Traffic {
+                bytes_in,
+                bytes_out,
+                heartbeats_sent,
+                heartbeats_received,
+            } => {
+                counter!("mcp_bytes_received_total", "side" => side_s).increment(*bytes_in);
+                counter!("mcp_bytes_sent_total", "side" => side_s).increment(*bytes_out);
+                counter!("mcp_heartbeats_sent_total", "side" => side_s).increment(*heartbeats_sent);
+                counter!("mcp_heartbeats_received_total", "side" => side_s)
+                    .increment(*heartbeats_received);
+            }
             NetEvent::Disconnected {
                 reason,
                 bytes_in,
                 bytes_out,
             } => {
+                // Bytes were counted from the connection's Traffic events.
                 self.set_live((node.to_string(), side, sid), None);
-                counter!("mcp_bytes_received_total", "side" => side_s).increment(*bytes_in);
-                counter!("mcp_bytes_sent_total", "side" => side_s).increment(*bytes_out);
                 tracing::info!(
                     node,
                     side = side_s,

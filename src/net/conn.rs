@@ -126,6 +126,7 @@ pub async fn drive<S: Stream>(
     let mut closing = false;
     let mut reading = true;
     let mut end: Option<ConnEnd> = None;
+    let mut traffic = TrafficMeter::new(session, Instant::now());
     let mut shutting_down = *shutdown.borrow();
     if shutting_down {
         shut(session, ctx.on_shutdown);
@@ -147,6 +148,7 @@ pub async fn drive<S: Stream>(
         if wbuf.is_empty() {
             progress = Instant::now();
         }
+        traffic.maybe_report(session, ctx, bytes_in, bytes_out, false);
         let deadline = session.poll_timeout().map(|t| ctx.clock.instant(t));
         let stall = progress + ctx.limits.write_timeout;
         // Checked here as well as in the select: a peer that floods us keeps the read branch
@@ -238,6 +240,7 @@ pub async fn drive<S: Stream>(
     };
     // Whatever the core still wants to say about this connection.
     pump(session, &mut wbuf, ctx);
+    traffic.maybe_report(session, ctx, bytes_in, bytes_out, true);
     ctx.observer.observe(
         ctx.node,
         session.side(),
@@ -249,6 +252,64 @@ pub async fn drive<S: Stream>(
         },
     );
     result
+}
+
+/// Reports traffic deltas at most once a second, so metrics stay live on long connections
+/// without an event per frame.
+struct TrafficMeter {
+    last: Instant,
+    bytes_in: u64,
+    bytes_out: u64,
+    counters: crate::proto::session::Counters,
+}
+
+impl TrafficMeter {
+    fn new(session: &Session, now: Instant) -> TrafficMeter {
+        TrafficMeter {
+            last: now,
+            bytes_in: 0,
+            bytes_out: 0,
+            counters: session.counters(),
+        }
+    }
+
+    fn maybe_report(
+        &mut self,
+        session: &Session,
+        ctx: &ConnCtx<'_>,
+        bytes_in: u64,
+        bytes_out: u64,
+        last: bool,
+    ) {
+        let now = Instant::now();
+        if !last && now < self.last + Duration::from_secs(1) {
+            return;
+        }
+        let c = session.counters();
+        let ev = NetEvent::Traffic {
+            bytes_in: bytes_in - self.bytes_in,
+            bytes_out: bytes_out - self.bytes_out,
+            heartbeats_sent: c.heartbeats_sent - self.counters.heartbeats_sent,
+            heartbeats_received: c.heartbeats_received - self.counters.heartbeats_received,
+        };
+        *self = TrafficMeter {
+            last: now,
+            bytes_in,
+            bytes_out,
+            counters: c,
+        };
+        if !matches!(
+            ev,
+            NetEvent::Traffic {
+                bytes_in: 0,
+                bytes_out: 0,
+                ..
+            }
+        ) {
+            ctx.observer
+                .observe(ctx.node, session.side(), session.id(), &ev);
+        }
+    }
 }
 
 fn shut(session: &mut Session, how: OnShutdown) {

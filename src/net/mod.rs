@@ -158,7 +158,15 @@ pub enum NetEvent {
     Rejected { error: ProtoError },
     /// The session core reported something.
     Session(Event),
-    /// A connection ended.
+    /// Traffic since the previous `Traffic` event of this connection: at most one a second
+    /// while it lives, and a last one just before `Disconnected`. Counters add these up.
+    Traffic {
+        bytes_in: u64,
+        bytes_out: u64,
+        heartbeats_sent: u64,
+        heartbeats_received: u64,
+    },
+    /// A connection ended, with its totals.
     Disconnected {
         reason: ConnEnd,
         bytes_in: u64,

@@ -252,6 +252,17 @@ impl Scheduler {
     }
 }
 
+/// Running totals for metrics; they only grow, across connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// HEARTBEAT frames this side sent, probes included.
+    pub heartbeats_sent: u64,
+    /// HEARTBEAT frames received from the peer.
+    pub heartbeats_received: u64,
+    /// HEARTBEAT_ACK frames received that matched a heartbeat we sent.
+    pub heartbeat_acks_received: u64,
+}
+
 /// Heartbeat send times kept for RTT measurement; older entries are forgotten.
 const RTT_SLOTS: usize = 32;
 /// Control frames that may wait for the socket; heartbeat replies beyond this are dropped.
@@ -297,6 +308,7 @@ pub struct Session {
     last_heartbeat: Time,
 
     events: VecDeque<Event>,
+    counters: Counters,
 }
 
 impl Session {
@@ -364,6 +376,7 @@ impl Session {
             health: None,
             last_heartbeat: Time::ZERO,
             events: VecDeque::new(),
+            counters: Counters::default(),
         }
     }
 
@@ -408,6 +421,10 @@ impl Session {
     /// How many more messages [`Session::send`] accepts right now.
     pub fn send_capacity(&self) -> usize {
         self.config.send_queue.saturating_sub(self.scheduler.len)
+    }
+    /// Running totals for metrics.
+    pub fn counters(&self) -> Counters {
+        self.counters
     }
     /// Is the peer currently suspected?
     pub fn peer_suspected(&self) -> bool {
@@ -698,6 +715,7 @@ impl Session {
         }
         match frame.body {
             Body::Heartbeat(info) => {
+                self.counters.heartbeats_received += 1;
                 let reply = HeartbeatInfo {
                     timestamp_us: info.timestamp_us,
                     load: None,
@@ -885,6 +903,7 @@ impl Session {
         let Some(pos) = self.hb_sent.iter().position(|(s, _, _)| *s == seq) else {
             return; // too old to remember, or never sent: ignore
         };
+        self.counters.heartbeat_acks_received += 1;
         let (_, sent, probe) = self.hb_sent[pos];
         self.hb_sent.drain(..=pos);
         let rtt = now - sent;
@@ -1054,6 +1073,7 @@ impl Session {
     }
 
     fn send_heartbeat(&mut self, now: Time, probe: bool) {
+        self.counters.heartbeats_sent += 1;
         self.hb_seq = self.hb_seq.wrapping_add(1).max(1);
         if self.hb_sent.len() == RTT_SLOTS {
             self.hb_sent.pop_front();
