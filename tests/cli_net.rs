@@ -322,3 +322,44 @@ fn wrong_secret_is_refused_and_the_client_says_so() {
     assert!(stderr.contains("auth"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_killed_client_process_is_noticed_by_the_server_within_k_intervals() {
+    let (_server, addr, lines) = serve(&["--heartbeat-interval", "200ms", "--miss-threshold", "3"]);
+    let mut client = Proc(
+        Command::new(BIN)
+            .args([
+                "client",
+                "--connect",
+                &addr,
+                "--heartbeat-interval",
+                "200ms",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let wait_line = |what: &str, limit: Duration| {
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return Instant::now(),
+                Ok(_) => {}
+                Err(_) => panic!("server never logged {what:?} within {limit:?}"),
+            }
+        }
+    };
+    wait_line("session established", Duration::from_secs(5));
+    let killed = Instant::now();
+    client.signal("-KILL");
+    // The dead process's kernel closes the socket, so the server need not even wait for k·η.
+    let ended = wait_line("connection ended", Duration::from_secs(3));
+    assert!(
+        ended - killed < Duration::from_millis(600),
+        "{:?}",
+        ended - killed
+    );
+}
