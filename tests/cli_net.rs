@@ -326,7 +326,7 @@ fn wrong_secret_is_refused_and_the_client_says_so() {
 #[test]
 fn a_killed_client_process_is_noticed_by_the_server_within_k_intervals() {
     let (_server, addr, lines) = serve(&["--heartbeat-interval", "200ms", "--miss-threshold", "3"]);
-    let mut client = Proc(
+    let client = Proc(
         Command::new(BIN)
             .args([
                 "client",
