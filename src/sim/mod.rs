@@ -9,4 +9,6 @@
 //! Like the protocol core, nothing here reads a clock or a global RNG: time is simulated and
 //! every random draw comes from a ChaCha stream derived from one master seed.
 
+pub mod net;
+pub mod runner;
 pub mod synthetic;

@@ -345,6 +345,8 @@ pub enum Purpose {
     Heartbeats = 1,
     Crashes = 2,
     Probes = 3,
+    /// The network simulator's own draws: turmoil's seed, tokens, jitter (`sim::runner`).
+    Simulator = 16,
 }
 
 /// SplitMix64's finalizer: a stable, well-mixing bijection on `u64`.

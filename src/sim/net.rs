@@ -1,0 +1,751 @@
+//! An in-memory TCP for the simulator: connections between named hosts whose faults behave as
+//! they do on Linux (`shared/docs/network-semantics.md`).
+//!
+//! turmoil's own TCP drops a segment for good under `fail_rate` or `partition` and wedges the
+//! stream, and its `crash` always sends FIN. So connections here do not use turmoil's network
+//! at all: turmoil provides the hosts (one tokio runtime each, crash and bounce) and the clock;
+//! this module provides the sockets. The drivers in `net` run on them unchanged through
+//! [`SimListener`] and [`SimConnector`].
+//!
+//! # The model
+//!
+//! Each write is one segment. A [`PathModel`] (one per connection direction) says when the
+//! receiver gets it and when the sender gets its ACK or gives up: loss and partitions become
+//! retransmission delay, never missing bytes. Segments are delivered in order: a late one holds
+//! back everything behind it (head-of-line blocking). Unacknowledged bytes count against the
+//! sender's buffer, so a long stall blocks the writer as a real socket does.
+//!
+//! Endpoint faults:
+//!
+//! - **kill** (process dies, kernel alive): each socket sends FIN, or RST if it had unread data;
+//!   the peer reads EOF or gets `ConnectionReset`; connects to the host are refused.
+//! - **crash** (machine dies): silence. Nothing more leaves the host; what is sent to it is never
+//!   acknowledged, so senders time out by their retransmission budget; connects time out.
+//! - **reboot**: a crash, then the host is up again with no memory of old connections: a peer's
+//!   next transmission on one gets RST.
+//! - **pause** (SIGSTOP, GC stall): the host's kernel keeps acknowledging, so peers see no
+//!   retransmissions; its sockets deliver nothing to the application and send nothing until it
+//!   resumes, then the backlog flows at once. (Its tokio timers do keep running in the
+//!   simulator: frames it writes during the pause are held and leave at the resume.)
+//!
+//! All times are durations since the simulation started (`turmoil::sim_elapsed`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// What happens to one segment sent on a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmission {
+    /// When the receiver has it; `None` if no attempt ever gets through.
+    pub delivered_at: Option<Duration>,
+    pub sender: SenderOutcome,
+}
+
+/// How the sender's side of a transmission ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderOutcome {
+    /// The ACK arrived at this time.
+    Acked(Duration),
+    /// The retransmission budget ran out: the sender's socket fails with ETIMEDOUT then.
+    TimedOut(Duration),
+}
+
+/// How a connection attempt ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    Established(Duration),
+    TimedOut(Duration),
+}
+
+/// One direction of one connection: the faults between two hosts as this connection sees them.
+pub trait PathModel: Send {
+    /// A segment sent at `send_at`.
+    fn transmit(&mut self, send_at: Duration) -> Transmission;
+    /// A SYN sent at `at` towards a listening host.
+    fn connect(&mut self, at: Duration) -> ConnectOutcome;
+}
+
+/// Makes the path models for new connections.
+pub trait Links: Send {
+    /// The model for data from `from` to `to` on connection `conn`.
+    fn path(&mut self, from: &str, to: &str, conn: u64) -> Box<dyn PathModel>;
+}
+
+/// A path with a fixed one-way delay and no faults.
+#[derive(Clone, Copy, Debug)]
+pub struct Ideal(pub Duration);
+
+impl PathModel for Ideal {
+    fn transmit(&mut self, at: Duration) -> Transmission {
+        let d = at + self.0;
+        Transmission {
+            delivered_at: Some(d),
+            sender: SenderOutcome::Acked(d + self.0),
+        }
+    }
+    fn connect(&mut self, at: Duration) -> ConnectOutcome {
+        ConnectOutcome::Established(at + self.0 * 2)
+    }
+}
+
+impl Links for Ideal {
+    fn path(&mut self, _: &str, _: &str, _: u64) -> Box<dyn PathModel> {
+        Box::new(*self)
+    }
+}
+
+/// What a host is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostState {
+    Up,
+    /// The process died; the kernel answers (FIN/RST, connection refused).
+    Killed,
+    /// The machine is gone: silence.
+    Crashed,
+    /// The process is stopped; the kernel still acknowledges.
+    Paused,
+}
+
+/// Bytes a socket may have unacknowledged before writes block.
+const SEND_BUFFER: usize = 256 * 1024;
+/// Largest segment a write produces.
+const MAX_SEGMENT: usize = 64 * 1024;
+
+struct Segment {
+    at: Duration,
+    data: Bytes,
+}
+
+/// Data flowing from one side of a connection to the other.
+#[derive(Default)]
+struct Pipe {
+    segments: VecDeque<Segment>,
+    /// Delivery time of the last segment: later ones may not overtake it.
+    last_delivery: Duration,
+    /// No later segment will ever arrive (an earlier one never got through).
+    stalled: bool,
+    /// (ack time, bytes) of segments not yet acknowledged.
+    in_flight: VecDeque<(Duration, usize)>,
+    /// The reader sees end of stream from this time on.
+    fin_at: Option<Duration>,
+    /// The reader sees a reset from this time on.
+    rst_at: Option<Duration>,
+    /// The writer's side failed (ETIMEDOUT) from this time on.
+    timed_out_at: Option<Duration>,
+    /// Bytes written while the sender's host was paused, sent when it resumes.
+    held: Vec<Bytes>,
+    write_shut: bool,
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+}
+
+struct Conn {
+    hosts: [String; 2],
+    /// `pipes[i]` carries data from side `i` to side `1 - i`.
+    pipes: [Pipe; 2],
+    paths: [Box<dyn PathModel>; 2],
+    /// Side `i` has dropped its socket.
+    closed: [bool; 2],
+    /// Side `i`'s host has forgotten this connection (crash and reboot).
+    forgotten: [bool; 2],
+}
+
+struct Pending {
+    stream: SimStream,
+    peer: SocketAddr,
+}
+
+struct ListenerState {
+    queue: VecDeque<Pending>,
+    waker: Option<Waker>,
+}
+
+struct State {
+    hosts: BTreeMap<String, HostState>,
+    listeners: BTreeMap<(String, u16), ListenerState>,
+    conns: BTreeMap<u64, Conn>,
+    next_conn: u64,
+    links: Box<dyn Links>,
+    /// Time as last seen inside a host, for code that runs outside one (drops during a crash).
+    last_now: Duration,
+}
+
+/// The simulated network. Cheap to clone; every host holds one.
+#[derive(Clone)]
+pub struct SimNet {
+    state: Arc<Mutex<State>>,
+}
+
+fn ip_of(index: u64) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, (index >> 8) as u8, index as u8))
+}
+
+impl SimNet {
+    pub fn new(links: Box<dyn Links>) -> SimNet {
+        SimNet {
+            state: Arc::new(Mutex::new(State {
+                hosts: BTreeMap::new(),
+                listeners: BTreeMap::new(),
+                conns: BTreeMap::new(),
+                next_conn: 1,
+                links,
+                last_now: Duration::ZERO,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current simulated time: the host's clock inside a host, else the last one seen.
+    pub fn now(&self) -> Duration {
+        match turmoil::sim_elapsed() {
+            Some(t) => {
+                let mut s = self.lock();
+                s.last_now = s.last_now.max(t);
+                t
+            }
+            None => self.lock().last_now,
+        }
+    }
+
+    /// Tells the network the time when no host is running (between simulation steps).
+    pub fn set_time(&self, t: Duration) {
+        let mut s = self.lock();
+        s.last_now = s.last_now.max(t);
+    }
+
+    pub fn add_host(&self, name: &str) {
+        self.lock().hosts.insert(name.to_string(), HostState::Up);
+    }
+
+    pub fn host_state(&self, name: &str) -> HostState {
+        self.lock()
+            .hosts
+            .get(name)
+            .copied()
+            .unwrap_or(HostState::Crashed)
+    }
+
+    /// A listener for `host:port`. Fails if the port is taken.
+    pub fn listen(&self, host: &str, port: u16) -> io::Result<SimListener> {
+        let mut s = self.lock();
+        let key = (host.to_string(), port);
+        if s.listeners.contains_key(&key) {
+            return Err(io::ErrorKind::AddrInUse.into());
+        }
+        s.listeners.insert(
+            key,
+            ListenerState {
+                queue: VecDeque::new(),
+                waker: None,
+            },
+        );
+        Ok(SimListener {
+            net: self.clone(),
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// A connector from `from` to `to:port`.
+    pub fn connector(&self, from: &str, to: &str, port: u16) -> SimConnector {
+        SimConnector {
+            net: self.clone(),
+            from: from.to_string(),
+            to: to.to_string(),
+            port,
+        }
+    }
+
+    /// Applies an endpoint fault to `host` (call before crashing it in turmoil).
+    ///
+    /// `Killed` and `Crashed` make the host's sockets behave as described in the module docs
+    /// when turmoil drops them; `Paused` holds its traffic until [`SimNet::resume`].
+    pub fn set_host_state(&self, host: &str, state: HostState) {
+        self.lock().hosts.insert(host.to_string(), state);
+    }
+
+    /// Resumes a paused host: what it wrote goes out now, what it was sent becomes readable.
+    pub fn resume(&self, host: &str) {
+        let now = self.now();
+        let mut wake = Vec::new();
+        {
+            let mut s = self.lock();
+            s.hosts.insert(host.to_string(), HostState::Up);
+            let ids: Vec<u64> = s.conns.keys().copied().collect();
+            for id in ids {
+                let Some(conn) = s.conns.get_mut(&id) else {
+                    continue;
+                };
+                for side in 0..2 {
+                    if conn.hosts[side] != host {
+                        continue;
+                    }
+                    let held = std::mem::take(&mut conn.pipes[side].held);
+                    for data in held {
+                        send_segment(conn, side, now, data);
+                    }
+                    wake.extend(conn.pipes[side].reader.take());
+                    wake.extend(conn.pipes[1 - side].reader.take());
+                    wake.extend(conn.pipes[side].writer.take());
+                }
+            }
+        }
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// A crashed host comes back with an empty kernel: its old connections are forgotten, and a
+    /// peer's next transmission on one gets RST. Call before bouncing it in turmoil.
+    pub fn reboot(&self, host: &str) {
+        let now = self.now();
+        let mut wake = Vec::new();
+        {
+            let mut s = self.lock();
+            s.hosts.insert(host.to_string(), HostState::Up);
+            for conn in s.conns.values_mut() {
+                for side in 0..2 {
+                    if conn.hosts[side] != host {
+                        continue;
+                    }
+                    conn.forgotten[side] = true;
+                    conn.closed[side] = true;
+                    let peer = 1 - side;
+                    // The peer's outstanding data is retransmitted and answered with RST.
+                    if conn.pipes[peer]
+                        .in_flight
+                        .iter()
+                        .any(|(acked, _)| *acked > now)
+                        || conn.pipes[peer].timed_out_at.is_some_and(|t| t > now)
+                    {
+                        reset_peer(conn, side, now);
+                    }
+                    wake.extend(conn.pipes[side].reader.take());
+                    wake.extend(conn.pipes[peer].reader.take());
+                    wake.extend(conn.pipes[peer].writer.take());
+                }
+            }
+        }
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Number of connections not yet closed by both sides (for tests).
+    pub fn open_connections(&self) -> usize {
+        self.lock()
+            .conns
+            .values()
+            .filter(|c| !(c.closed[0] && c.closed[1]))
+            .count()
+    }
+}
+
+/// Sends `data` from `side` now: schedules its delivery and its ACK.
+fn send_segment(conn: &mut Conn, side: usize, now: Duration, data: Bytes) {
+    let t = conn.paths[side].transmit(now);
+    let pipe = &mut conn.pipes[side];
+    match t.sender {
+        SenderOutcome::Acked(at) => pipe.in_flight.push_back((at, data.len())),
+        SenderOutcome::TimedOut(at) => {
+            pipe.in_flight.push_back((Duration::MAX, data.len()));
+            pipe.timed_out_at = Some(pipe.timed_out_at.map_or(at, |x| x.min(at)));
+        }
+    }
+    match t.delivered_at {
+        Some(at) if !pipe.stalled => {
+            let at = at.max(pipe.last_delivery);
+            pipe.last_delivery = at;
+            pipe.segments.push_back(Segment { at, data });
+        }
+        _ => pipe.stalled = true,
+    }
+}
+
+/// The peer of `side` gets a reset: `side` answers its next transmission with RST.
+fn reset_peer(conn: &mut Conn, side: usize, now: Duration) {
+    let peer = 1 - side;
+    let t = conn.paths[side].transmit(now);
+    let at = t.delivered_at.unwrap_or(now).max(now);
+    let p = &mut conn.pipes[side];
+    p.rst_at = Some(p.rst_at.map_or(at, |x| x.min(at)));
+    let _ = peer;
+}
+
+/// A simulated TCP socket.
+pub struct SimStream {
+    net: SimNet,
+    conn: u64,
+    side: usize,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl std::fmt::Debug for SimStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SimStream(conn {}, side {})", self.conn, self.side)
+    }
+}
+
+impl SimStream {
+    /// Sleeps until simulated time `at`, waking this task then.
+    fn arm(&mut self, cx: &mut Context<'_>, now: Duration, at: Duration) {
+        let deadline = tokio::time::Instant::now() + at.saturating_sub(now);
+        match &mut self.sleep {
+            Some(s) => s.as_mut().reset(deadline),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        if let Some(s) = &mut self.sleep {
+            // Registers the waker; if it is already due, poll again at once.
+            if s.as_mut().poll(cx).is_ready() {
+                cx.waker().wake_by_ref();
+            }
+        }
+    }
+}
+
+impl AsyncRead for SimStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let now = self.net.now();
+        let (side, id) = (self.side, self.conn);
+        let mut next: Option<Duration> = None;
+        {
+            let net = self.net.clone();
+            let mut s = net.lock();
+            let paused = s.hosts.get(
+                &s.conns
+                    .get(&id)
+                    .map(|c| c.hosts[side].clone())
+                    .unwrap_or_default(),
+            ) == Some(&HostState::Paused);
+            let Some(conn) = s.conns.get_mut(&id) else {
+                return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+            };
+            if let Some(t) = conn.pipes[side].timed_out_at
+                && t <= now
+            {
+                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+            }
+            let incoming = &mut conn.pipes[1 - side];
+            if paused {
+                incoming.reader = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            if incoming.rst_at.is_some_and(|t| t <= now) {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            let mut read_any = false;
+            while buf.remaining() > 0 {
+                let Some(seg) = incoming.segments.front_mut() else {
+                    break;
+                };
+                if seg.at > now {
+                    break;
+                }
+                let n = seg.data.len().min(buf.remaining());
+                buf.put_slice(&seg.data[..n]);
+                seg.data.advance(n);
+                if seg.data.is_empty() {
+                    incoming.segments.pop_front();
+                }
+                read_any = true;
+            }
+            if read_any {
+                return Poll::Ready(Ok(()));
+            }
+            if incoming.segments.is_empty() && incoming.fin_at.is_some_and(|t| t <= now) {
+                return Poll::Ready(Ok(()));
+            }
+            incoming.reader = Some(cx.waker().clone());
+            for t in [
+                incoming.segments.front().map(|s| s.at),
+                incoming.fin_at,
+                incoming.rst_at,
+                conn.pipes[side].timed_out_at,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                next = Some(next.map_or(t, |n: Duration| n.min(t)));
+            }
+        }
+        if let Some(at) = next {
+            self.arm(cx, now, at);
+        }
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for SimStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let now = self.net.now();
+        let (side, id) = (self.side, self.conn);
+        let wait_until;
+        {
+            let net = self.net.clone();
+            let mut s = net.lock();
+            let host_state = s
+                .conns
+                .get(&id)
+                .and_then(|c| s.hosts.get(&c.hosts[side]).copied())
+                .unwrap_or(HostState::Crashed);
+            let Some(conn) = s.conns.get_mut(&id) else {
+                return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+            };
+            let incoming_rst = conn.pipes[1 - side].rst_at.is_some_and(|t| t <= now);
+            let pipe = &mut conn.pipes[side];
+            if pipe.timed_out_at.is_some_and(|t| t <= now) {
+                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+            }
+            if incoming_rst {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            if pipe.write_shut {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            while pipe.in_flight.front().is_some_and(|(t, _)| *t <= now) {
+                pipe.in_flight.pop_front();
+            }
+            let buffered: usize = pipe.in_flight.iter().map(|x| x.1).sum::<usize>()
+                + pipe.held.iter().map(Bytes::len).sum::<usize>();
+            if buffered >= SEND_BUFFER {
+                pipe.writer = Some(cx.waker().clone());
+                wait_until = pipe
+                    .in_flight
+                    .front()
+                    .map(|x| x.0)
+                    .filter(|t| *t != Duration::MAX);
+            } else {
+                let n = data.len().min(SEND_BUFFER - buffered).min(MAX_SEGMENT);
+                let bytes = Bytes::copy_from_slice(&data[..n]);
+                // The peer reads what this side writes from `pipes[side]`.
+                let waker = conn.pipes[side].reader.take();
+                match host_state {
+                    HostState::Paused => conn.pipes[side].held.push(bytes),
+                    // A crashed or killed host's writes go nowhere (its tasks are being dropped).
+                    HostState::Crashed | HostState::Killed => {}
+                    HostState::Up => {
+                        if conn.forgotten[1 - side] {
+                            // The peer rebooted: our segment is answered with RST.
+                            reset_peer(conn, 1 - side, now);
+                        } else {
+                            send_segment(conn, side, now, bytes);
+                        }
+                    }
+                }
+                drop(s);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                return Poll::Ready(Ok(n));
+            }
+        }
+        if let Some(at) = wait_until {
+            self.arm(cx, now, at);
+        }
+        Poll::Pending
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let now = self.net.now();
+        let mut s = self.net.lock();
+        if let Some(conn) = s.conns.get_mut(&self.conn) {
+            send_fin(conn, self.side, now);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// FIN from `side`, in order behind its data.
+fn send_fin(conn: &mut Conn, side: usize, now: Duration) {
+    if conn.pipes[side].write_shut {
+        return;
+    }
+    conn.pipes[side].write_shut = true;
+    let t = conn.paths[side].transmit(now);
+    let pipe = &mut conn.pipes[side];
+    if let Some(at) = t.delivered_at
+        && !pipe.stalled
+    {
+        let at = at.max(pipe.last_delivery);
+        pipe.fin_at = Some(at);
+    }
+}
+
+impl Drop for SimStream {
+    fn drop(&mut self) {
+        let now = self.net.now();
+        let mut wake = Vec::new();
+        {
+            let mut s = self.net.lock();
+            let host = s.conns.get(&self.conn).map(|c| c.hosts[self.side].clone());
+            let host_state = host
+                .and_then(|h| s.hosts.get(&h).copied())
+                .unwrap_or(HostState::Crashed);
+            let Some(conn) = s.conns.get_mut(&self.conn) else {
+                return;
+            };
+            let side = self.side;
+            conn.closed[side] = true;
+            if host_state != HostState::Crashed && !conn.forgotten[side] {
+                // The kernel closes the socket: RST if the application left data unread,
+                // else FIN behind whatever it had written.
+                let unread = !conn.pipes[1 - side].segments.is_empty();
+                if unread {
+                    reset_peer(conn, side, now);
+                } else {
+                    send_fin(conn, side, now);
+                }
+            }
+            wake.extend(conn.pipes[side].reader.take());
+            wake.extend(conn.pipes[1 - side].reader.take());
+            wake.extend(conn.pipes[1 - side].writer.take());
+            if conn.closed[0] && conn.closed[1] {
+                s.conns.remove(&self.conn);
+            }
+        }
+        wake.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Accepts connections on `host:port`.
+pub struct SimListener {
+    net: SimNet,
+    host: String,
+    port: u16,
+}
+
+impl Drop for SimListener {
+    fn drop(&mut self) {
+        self.net
+            .lock()
+            .listeners
+            .remove(&(self.host.clone(), self.port));
+    }
+}
+
+impl crate::net::Listener for SimListener {
+    type Stream = SimStream;
+    fn accept(&mut self) -> impl Future<Output = io::Result<(SimStream, SocketAddr)>> + Send {
+        std::future::poll_fn(move |cx| {
+            let mut s = self.net.lock();
+            let Some(l) = s.listeners.get_mut(&(self.host.clone(), self.port)) else {
+                return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+            };
+            match l.queue.pop_front() {
+                Some(p) => Poll::Ready(Ok((p.stream, p.peer))),
+                None => {
+                    l.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+}
+
+/// Connects from one host to another's listener.
+#[derive(Clone)]
+pub struct SimConnector {
+    net: SimNet,
+    from: String,
+    to: String,
+    port: u16,
+}
+
+impl crate::net::Connector for SimConnector {
+    type Stream = SimStream;
+    fn connect(&self) -> impl Future<Output = io::Result<SimStream>> + Send {
+        let this = self.clone();
+        async move {
+            let net = &this.net;
+            let now = net.now();
+            let (id, outcome) = {
+                let mut s = net.lock();
+                let id = s.next_conn;
+                s.next_conn += 1;
+                let mut path = s.links.path(&this.from, &this.to, id);
+                let back = s.links.path(&this.to, &this.from, id);
+                let outcome = path.connect(now);
+                (id, (outcome, path, back))
+            };
+            let (outcome, path, back) = outcome;
+            let at = match outcome {
+                ConnectOutcome::Established(t) | ConnectOutcome::TimedOut(t) => t,
+            };
+            // The handshake takes its time whatever the answer.
+            tokio::time::sleep(at.saturating_sub(now)).await;
+            if let ConnectOutcome::TimedOut(_) = outcome {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            let target = net
+                .lock()
+                .hosts
+                .get(&this.to)
+                .copied()
+                .unwrap_or(HostState::Crashed);
+            if target == HostState::Crashed {
+                // A dead machine answers nothing: the SYNs go unanswered until the attempt's
+                // own timeout (the driver's connect timeout cuts it shorter).
+                std::future::pending::<()>().await;
+            }
+            let mut s = net.lock();
+            let key = (this.to.clone(), this.port);
+            if !s.listeners.contains_key(&key) {
+                return Err(io::ErrorKind::ConnectionRefused.into());
+            }
+            s.conns.insert(
+                id,
+                Conn {
+                    hosts: [this.from.clone(), this.to.clone()],
+                    pipes: [Pipe::default(), Pipe::default()],
+                    paths: [path, back],
+                    closed: [false, false],
+                    forgotten: [false, false],
+                },
+            );
+            let server_side = SimStream {
+                net: net.clone(),
+                conn: id,
+                side: 1,
+                sleep: None,
+            };
+            let peer = SocketAddr::new(ip_of(id), (id % 50_000 + 10_000) as u16);
+            let l = s.listeners.get_mut(&key).expect("checked above");
+            l.queue.push_back(Pending {
+                stream: server_side,
+                peer,
+            });
+            let waker = l.waker.take();
+            drop(s);
+            if let Some(w) = waker {
+                w.wake();
+            }
+            Ok(SimStream {
+                net: net.clone(),
+                conn: id,
+                side: 0,
+                sleep: None,
+            })
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! Runs the real drivers on turmoil hosts over [`SimNet`], applies faults on schedule, and
+//! records the trace and the ground truth.
+//!
+//! # Hosts
+//!
+//! Few hosts, many sessions: turmoil's cost grows with the cube of the host count, so one host
+//! `server` runs the server and one host `clients` runs every client session (each its own
+//! `net::client::run` task, named `client-0 … client-N-1`). Faults aimed at `clients` hit them
+//! all; per-session variety comes from the path models.
+//!
+//! # Determinism
+//!
+//! One master seed. The turmoil seed, the server's token RNG, each client's jitter RNG and each
+//! connection's path model get their own stream derived from it ([`super::synthetic::stream`]).
+//! Time is turmoil's only. Every `select!` in the drivers is `biased;`. Trace lines are recorded
+//! in the order the single simulation thread produces them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::net::{HostState, Links, SimNet};
+use super::synthetic::{Purpose, stream};
+use crate::net::client::{self, ClientOptions};
+use crate::net::conn::Discard;
+use crate::net::server::{Server, ServerOptions};
+use crate::net::{NetEvent, Observer};
+use crate::proto::detector::DetectorConfig;
+use crate::proto::frame::{HeartbeatMode, HeartbeatParams};
+use crate::proto::session::{Event, Side};
+use rand::RngCore;
+
+/// The name of the server host.
+pub const SERVER: &str = "server";
+/// The name of the host that runs every client session.
+pub const CLIENTS: &str = "clients";
+const PORT: u16 = 7800;
+
+/// A fault applied to a host at a time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// The process dies (FIN/RST from a live kernel) and is restarted after `downtime`, if given,
+    /// with fresh state.
+    Kill {
+        host: String,
+        downtime: Option<Duration>,
+    },
+    /// The machine dies: silence. With `downtime`, it reboots then (peers' next transmission
+    /// gets RST) and the process starts afresh.
+    Crash {
+        host: String,
+        downtime: Option<Duration>,
+    },
+    /// The process stops for `duration` (SIGSTOP, GC stall) and then resumes.
+    Pause { host: String, duration: Duration },
+}
+
+impl Fault {
+    pub fn host(&self) -> &str {
+        match self {
+            Fault::Kill { host, .. } | Fault::Crash { host, .. } | Fault::Pause { host, .. } => {
+                host
+            }
+        }
+    }
+}
+
+/// What to simulate. (Scenario files map onto this.)
+pub struct Scenario {
+    pub duration: Duration,
+    /// turmoil's step: timers fire and segments arrive on this grid.
+    pub tick: Duration,
+    pub sessions: usize,
+    pub heartbeat: HeartbeatParams,
+    pub mode: HeartbeatMode,
+    pub detector: DetectorConfig,
+    /// Makes the path model of each connection direction, given the seed.
+    pub links: Box<dyn Fn(u64) -> Box<dyn Links>>,
+    /// Faults by start time.
+    pub faults: Vec<(Duration, Fault)>,
+}
+
+/// One line of the trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceLine {
+    pub at: Duration,
+    pub node: String,
+    pub text: String,
+}
+
+/// When a host was really down, as the fault schedule made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownPeriod {
+    pub host: String,
+    pub start: Duration,
+    /// `None`: still down when the run ended.
+    pub end: Option<Duration>,
+    pub kind: &'static str,
+}
+
+/// A detector transition on one side of one session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub at: Duration,
+    /// The watching node: `client-7`, or `server` (watching that client).
+    pub watcher: String,
+    /// The watched node.
+    pub peer: String,
+    pub suspect: bool,
+}
+
+/// What a run produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub trace: Vec<TraceLine>,
+    pub down: Vec<DownPeriod>,
+    pub transitions: Vec<Transition>,
+}
+
+impl Outcome {
+    /// The trace as text: one event per line, simulated time first.
+    pub fn trace_text(&self) -> String {
+        let mut s = String::new();
+        for l in &self.trace {
+            let _ = writeln!(
+                s,
+                "{:>10.3}s  {:<10} {}",
+                l.at.as_secs_f64(),
+                l.node,
+                l.text
+            );
+        }
+        s
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    lines: Vec<TraceLine>,
+    transitions: Vec<Transition>,
+    /// Session id → client name, learned from the client side.
+    names: BTreeMap<u32, String>,
+}
+
+/// Writes every event worth reading into the trace, stamped with simulated time.
+struct TraceObserver {
+    rec: Arc<Mutex<Recorder>>,
+}
+
+impl Observer for TraceObserver {
+    fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
+        let at = turmoil::sim_elapsed().unwrap_or_default();
+        let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
+        if side == Side::Client
+            && let NetEvent::Session(Event::Established { .. }) = event
+        {
+            rec.names.insert(session_id, node.to_string());
+        }
+        let peer = match side {
+            Side::Client => SERVER.to_string(),
+            Side::Server => rec
+                .names
+                .get(&session_id)
+                .cloned()
+                .unwrap_or_else(|| format!("session-{session_id:08x}")),
+        };
+        let watcher = match side {
+            Side::Client => node.to_string(),
+            Side::Server => SERVER.to_string(),
+        };
+        let text = match event {
+            NetEvent::Connecting { attempt } if *attempt > 1 => {
+                format!("connect attempt {attempt}")
+            }
+            NetEvent::ConnectFailed { error } => format!("connect failed: {error}"),
+            NetEvent::ReconnectIn { delay, .. } => format!("reconnect in {}ms", delay.as_millis()),
+            NetEvent::GaveUp { attempts } => format!("gave up after {attempts} attempts"),
+            NetEvent::Expired { .. } => format!("session of {peer} expired"),
+            NetEvent::Rejected { error } => format!("rejected frame from {peer}: {error}"),
+            NetEvent::Disconnected { reason, .. } => {
+                format!("connection to {peer} ended: {reason}")
+            }
+            NetEvent::Session(e) => match e {
+                Event::Established { resumed: true, .. } => format!("resumed with {peer}"),
+                Event::Established { .. } if side == Side::Client => "connected".to_string(),
+                Event::PeerSuspected { silent } => {
+                    rec.transitions.push(Transition {
+                        at,
+                        watcher: watcher.clone(),
+                        peer: peer.clone(),
+                        suspect: true,
+                    });
+                    format!("suspect {peer}  (silent {}ms)", silent.as_millis())
+                }
+                Event::PeerTrusted => {
+                    rec.transitions.push(Transition {
+                        at,
+                        watcher: watcher.clone(),
+                        peer: peer.clone(),
+                        suspect: false,
+                    });
+                    format!("trust {peer}")
+                }
+                Event::PeerDead { silent } => {
+                    format!("dead {peer}  (silent {}ms)", silent.as_millis())
+                }
+                Event::ConnectionClosed { code, by_peer, .. } => {
+                    let who = if *by_peer { "by peer" } else { "by us" };
+                    format!("closed {who}: {code}")
+                }
+                Event::GoAway { retry_after, .. } => {
+                    format!("goaway, retry after {}ms", retry_after.as_millis())
+                }
+                Event::Undelivered { messages } => {
+                    format!("{} messages undelivered", messages.len())
+                }
+                _ => return,
+            },
+            _ => return,
+        };
+        let node = watcher;
+        rec.lines.push(TraceLine { at, node, text });
+    }
+}
+
+/// Runs `scenario` with `seed`. Same scenario and seed, same outcome, byte for byte.
+pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let mut turmoil_rng = stream(seed, Purpose::Simulator, &[0]);
+    let net = SimNet::new((scenario.links)(seed));
+    net.add_host(SERVER);
+    net.add_host(CLIENTS);
+    let rec = Arc::new(Mutex::new(Recorder::default()));
+    let mut sim = turmoil::Builder::new()
+        .tick_duration(scenario.tick)
+        .simulation_duration(scenario.duration + Duration::from_secs(3600))
+        .epoch(UNIX_EPOCH)
+        .rng_seed(turmoil_rng.next_u64())
+        .build();
+
+    let server_seed = stream(seed, Purpose::Simulator, &[1]).next_u64();
+    {
+        let net = net.clone();
+        let rec = rec.clone();
+        let heartbeat = scenario.heartbeat;
+        let mode = scenario.mode;
+        let detector = scenario.detector.clone();
+        sim.host(SERVER, move || {
+            let net = net.clone();
+            let rec = rec.clone();
+            let detector = detector.clone();
+            async move {
+                let mut opts = ServerOptions {
+                    name: SERVER.into(),
+                    seed: Some(server_seed),
+                    ..ServerOptions::default()
+                };
+                opts.config.default_interval_ms = heartbeat.interval_ms;
+                opts.config.default_miss_threshold = heartbeat.miss_threshold;
+                opts.config.min_interval_ms = 1;
+                opts.config.default_mode = mode;
+                opts.config.session.detector = detector;
+                let listener = net.listen(SERVER, PORT)?;
+                let server = Server::new(opts, Arc::new(TraceObserver { rec }), Arc::new(Discard));
+                let (_keep, shutdown) = tokio::sync::watch::channel(false);
+                server.serve(listener, shutdown).await?;
+                Ok(())
+            }
+        });
+    }
+    {
+        let net = net.clone();
+        let rec = rec.clone();
+        let sessions = scenario.sessions;
+        let heartbeat = scenario.heartbeat;
+        let mode = scenario.mode;
+        let detector = scenario.detector.clone();
+        sim.host(CLIENTS, move || {
+            let net = net.clone();
+            let rec = rec.clone();
+            let detector = detector.clone();
+            async move {
+                let observer: Arc<dyn Observer> = Arc::new(TraceObserver { rec });
+                let (_keep, shutdown) = tokio::sync::watch::channel(false);
+                let mut tasks = tokio::task::JoinSet::new();
+                for i in 0..sessions {
+                    let mut opts = ClientOptions {
+                        name: format!("client-{i}"),
+                        seed: stream(seed, Purpose::Simulator, &[2, i as u64]).next_u64(),
+                        ..ClientOptions::default()
+                    };
+                    opts.session.client_id = opts.name.clone();
+                    opts.session.requested = Some(heartbeat);
+                    opts.session.mode = Some(mode);
+                    opts.session.session.detector = detector.clone();
+                    opts.reconnect.backoff.max_attempts = None;
+                    let connector = net.connector(CLIENTS, SERVER, PORT);
+                    let observer = observer.clone();
+                    let shutdown = shutdown.clone();
+                    tasks.spawn(async move {
+                        let _ = client::run(
+                            connector,
+                            opts,
+                            observer,
+                            Arc::new(Discard),
+                            None,
+                            shutdown,
+                        )
+                        .await;
+                    });
+                }
+                while tasks.join_next().await.is_some() {}
+                Ok(())
+            }
+        });
+    }
+
+    // Faults: each becomes a start and, where it has one, an end action at a time.
+    enum Action {
+        Start(Fault),
+        Restart { host: String, reboot: bool },
+        Resume { host: String },
+    }
+    let mut actions: Vec<(Duration, usize, Action)> = Vec::new();
+    for (i, (at, f)) in scenario.faults.iter().enumerate() {
+        match f {
+            Fault::Kill {
+                host,
+                downtime: Some(d),
+            } => actions.push((
+                *at + *d,
+                i,
+                Action::Restart {
+                    host: host.clone(),
+                    reboot: false,
+                },
+            )),
+            Fault::Crash {
+                host,
+                downtime: Some(d),
+            } => actions.push((
+                *at + *d,
+                i,
+                Action::Restart {
+                    host: host.clone(),
+                    reboot: true,
+                },
+            )),
+            Fault::Pause { host, duration } => {
+                actions.push((*at + *duration, i, Action::Resume { host: host.clone() }))
+            }
+            _ => {}
+        }
+        actions.push((*at, i, Action::Start(f.clone())));
+    }
+    // By time, then in scenario order, so equal times apply deterministically.
+    actions.sort_by_key(|(t, i, a)| (*t, *i, matches!(a, Action::Start(_))));
+    let mut actions = actions.into_iter().peekable();
+    let mut down: Vec<DownPeriod> = Vec::new();
+    let mut fault_lines: Vec<TraceLine> = Vec::new();
+
+    while sim.elapsed() < scenario.duration {
+        let now = sim.elapsed();
+        net.set_time(now);
+        while let Some((_, _, action)) = actions.next_if(|(t, _, _)| *t <= now) {
+            match action {
+                Action::Start(f) => {
+                    let host = f.host().to_string();
+                    let (state, kind, text) = match &f {
+                        Fault::Kill { .. } => (
+                            HostState::Killed,
+                            "killed",
+                            "fault: process killed".to_string(),
+                        ),
+                        Fault::Crash { .. } => (
+                            HostState::Crashed,
+                            "crashed",
+                            "fault: machine crashed".to_string(),
+                        ),
+                        Fault::Pause { duration, .. } => (
+                            HostState::Paused,
+                            "paused",
+                            format!("fault: paused for {}ms", duration.as_millis()),
+                        ),
+                    };
+                    net.set_host_state(&host, state);
+                    if state != HostState::Paused {
+                        sim.crash(host.as_str());
+                    }
+                    down.push(DownPeriod {
+                        host: host.clone(),
+                        start: now,
+                        end: None,
+                        kind,
+                    });
+                    fault_lines.push(TraceLine {
+                        at: now,
+                        node: host,
+                        text,
+                    });
+                }
+                Action::Restart { host, reboot } => {
+                    if reboot {
+                        net.reboot(&host);
+                    } else {
+                        net.set_host_state(&host, HostState::Up);
+                    }
+                    sim.bounce(host.as_str());
+                    close_period(&mut down, &host, now);
+                    fault_lines.push(TraceLine {
+                        at: now,
+                        node: host,
+                        text: "fault ends: restarted".into(),
+                    });
+                }
+                Action::Resume { host } => {
+                    net.resume(&host);
+                    close_period(&mut down, &host, now);
+                    fault_lines.push(TraceLine {
+                        at: now,
+                        node: host,
+                        text: "fault ends: resumed".into(),
+                    });
+                }
+            }
+        }
+        sim.step()?;
+    }
+
+    let rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut trace = rec.lines;
+    trace.extend(fault_lines);
+    // Stable: equal times keep recording order, fault lines after the events of their tick.
+    trace.sort_by_key(|l| l.at);
+    Ok(Outcome {
+        trace,
+        down,
+        transitions: rec.transitions,
+    })
+}
+
+fn close_period(down: &mut [DownPeriod], host: &str, at: Duration) {
+    if let Some(p) = down
+        .iter_mut()
+        .rev()
+        .find(|p| p.host == host && p.end.is_none())
+    {
+        p.end = Some(at);
+    }
+}

@@ -1,0 +1,3 @@
+//! The real drivers on simulated hosts: faults, detection, determinism.
+
+mod endpoint_faults;
