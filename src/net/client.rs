@@ -131,9 +131,14 @@ pub async fn run<C: Connector>(
                 let seen = watcher.take();
                 go_away = seen.go_away;
                 refused = seen.refused;
-                if seen.established {
+                if seen.established || seen.session_lost {
+                    // The server is reachable: the breaker closes and backoff starts over.
                     policy.handle_success(clock.now());
                     attempt = 0;
+                }
+                if seen.session_lost {
+                    // The session was reset by the REJECT; open a new one without waiting.
+                    continue;
                 }
                 if end == ConnEnd::Shutdown {
                     return Ok(());
@@ -213,6 +218,8 @@ fn ctx_ref<'a>(c: &ConnCtx<'a>) -> ConnCtx<'a> {
 #[derive(Default)]
 struct Seen {
     established: bool,
+    /// The server answered but no longer knows the session: start a new one at once.
+    session_lost: bool,
     go_away: Option<Duration>,
     refused: Option<(ErrorCode, String)>,
 }
@@ -238,6 +245,11 @@ impl Observer for WatchingObserver<'_> {
             let mut seen = self.watch.0.lock().unwrap_or_else(|e| e.into_inner());
             match e {
                 Event::Established { .. } => seen.established = true,
+                Event::ConnectionClosed {
+                    code: ErrorCode::UnknownSession,
+                    by_peer: true,
+                    ..
+                } => seen.session_lost = true,
                 Event::GoAway { retry_after, .. } => seen.go_away = Some(*retry_after),
                 Event::ConnectionClosed {
                     code,

@@ -178,6 +178,10 @@ struct State {
     links: Box<dyn Links>,
     /// Time as last seen inside a host, for code that runs outside one (drops during a crash).
     last_now: Duration,
+    /// Wakers from sockets dropped outside any host (turmoil dropping a crashed host's tasks,
+    /// in an order that depends on tokio's process-wide task ids): woken later by
+    /// [`SimNet::flush_wakes`] in connection order, so the run stays deterministic.
+    deferred: BTreeMap<(u64, usize, usize), Waker>,
 }
 
 /// The simulated network. Cheap to clone; every host holds one.
@@ -200,6 +204,7 @@ impl SimNet {
                 next_conn: 1,
                 links,
                 last_now: Duration::ZERO,
+                deferred: BTreeMap::new(),
             })),
         }
     }
@@ -338,6 +343,12 @@ impl SimNet {
             }
         }
         wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Wakes, in a fixed order, the tasks that sockets dropped outside a host left waiting.
+    pub fn flush_wakes(&self) {
+        let deferred = std::mem::take(&mut self.lock().deferred);
+        deferred.into_values().for_each(Waker::wake);
     }
 
     /// Number of connections not yet closed by both sides (for tests).
@@ -617,11 +628,24 @@ impl Drop for SimStream {
                     send_fin(conn, side, now);
                 }
             }
-            wake.extend(conn.pipes[side].reader.take());
-            wake.extend(conn.pipes[1 - side].reader.take());
-            wake.extend(conn.pipes[1 - side].writer.take());
+            let id = self.conn;
+            let wakers = [
+                (0, conn.pipes[side].reader.take()),
+                (1, conn.pipes[1 - side].reader.take()),
+                (2, conn.pipes[1 - side].writer.take()),
+            ];
             if conn.closed[0] && conn.closed[1] {
-                s.conns.remove(&self.conn);
+                s.conns.remove(&id);
+            }
+            let inside_host = turmoil::sim_elapsed().is_some();
+            for (kind, w) in wakers {
+                if let Some(w) = w {
+                    if inside_host {
+                        wake.push(w);
+                    } else {
+                        s.deferred.insert((id, side, kind), w);
+                    }
+                }
             }
         }
         wake.into_iter().for_each(Waker::wake);

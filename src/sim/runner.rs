@@ -238,17 +238,22 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         .rng_seed(turmoil_rng.next_u64())
         .build();
 
-    let server_seed = stream(seed, Purpose::Simulator, &[1]).next_u64();
+    // Each incarnation of the server process draws its own session ids and tokens: a restarted
+    // server must not hand out the ids and tokens of its previous life.
+    let incarnation = Arc::new(std::sync::atomic::AtomicU64::new(0));
     {
         let net = net.clone();
         let rec = rec.clone();
         let heartbeat = scenario.heartbeat;
         let mode = scenario.mode;
         let detector = scenario.detector.clone();
+        let incarnation = incarnation.clone();
         sim.host(SERVER, move || {
             let net = net.clone();
             let rec = rec.clone();
             let detector = detector.clone();
+            let life = incarnation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let server_seed = stream(seed, Purpose::Simulator, &[1, life]).next_u64();
             async move {
                 let mut opts = ServerOptions {
                     name: SERVER.into(),
@@ -386,6 +391,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                     net.set_host_state(&host, state);
                     if state != HostState::Paused {
                         sim.crash(host.as_str());
+                        net.flush_wakes();
                     }
                     down.push(DownPeriod {
                         host: host.clone(),
@@ -430,8 +436,11 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     let rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
     let mut trace = rec.lines;
     trace.extend(fault_lines);
-    // Stable: equal times keep recording order, fault lines after the events of their tick.
-    trace.sort_by_key(|l| l.at);
+    // Within one instant, lines are grouped by node (stable, so each node keeps its own order).
+    // Which of two tasks woken for the same instant tokio runs first can depend on
+    // process-wide state (task ids), so cross-node order within an instant is not part of
+    // the contract; everything a node does, and when, is.
+    trace.sort_by(|a, b| (a.at, &a.node).cmp(&(b.at, &b.node)));
     Ok(Outcome {
         trace,
         down,

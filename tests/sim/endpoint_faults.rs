@@ -3,11 +3,11 @@ use std::time::Duration;
 use mcpsim::proto::detector::DetectorConfig;
 use mcpsim::proto::frame::{HeartbeatMode, HeartbeatParams};
 use mcpsim::sim::net::Ideal;
-use mcpsim::sim::runner::{Fault, Scenario, run};
+use mcpsim::sim::runner::{Fault, Outcome, Scenario, run};
 
-fn scenario(sessions: usize, faults: Vec<(Duration, Fault)>) -> Scenario {
+pub fn scenario(sessions: usize, duration: f64, faults: Vec<(Duration, Fault)>) -> Scenario {
     Scenario {
-        duration: Duration::from_secs(30),
+        duration: secs(duration),
         tick: Duration::from_millis(1),
         sessions,
         heartbeat: HeartbeatParams {
@@ -21,30 +21,107 @@ fn scenario(sessions: usize, faults: Vec<(Duration, Fault)>) -> Scenario {
     }
 }
 
-fn secs(s: f64) -> Duration {
+pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+fn lines<'a>(out: &'a Outcome, node: &str, text: &str) -> Vec<&'a mcpsim::sim::runner::TraceLine> {
+    out.trace
+        .iter()
+        .filter(|l| l.node == node && l.text.contains(text))
+        .collect()
+}
+
 #[test]
-fn a_crashed_server_is_suspected_by_every_client_after_k_intervals() {
+fn a_crashed_server_is_silence_and_clients_suspect_it_k_intervals_after_the_last_reply() {
     let crash = Fault::Crash {
         host: "server".into(),
         downtime: None,
     };
-    let out = run(&scenario(3, vec![(secs(10.0), crash)]), 1).unwrap();
-    println!("{}", out.trace_text());
-    let suspects: Vec<_> = out
-        .transitions
-        .iter()
-        .filter(|t| t.suspect && t.peer == "server")
-        .collect();
-    assert_eq!(suspects.len(), 3, "{}", out.trace_text());
-    for s in suspects {
-        let d = s.at - secs(10.0);
+    let out = run(&scenario(3, 20.0, vec![(secs(10.0), crash)]), 1).unwrap();
+    // Connected at 0.020 s; heartbeats leave at 1.020, 2.020 … and are answered 10 ms later.
+    // The last reply before the crash arrives at 9.030; k·η later the client suspects.
+    for c in ["client-0", "client-1", "client-2"] {
+        let s = lines(&out, c, "suspect server");
+        assert_eq!(s.len(), 1, "{}", out.trace_text());
+        assert_eq!(s[0].at, secs(12.030), "{c}");
+        // Silence: no end of stream, no reset, only the detector notices.
+        assert!(lines(&out, c, "ended: peer closed").is_empty());
+        assert!(lines(&out, c, "connection reset").is_empty());
+    }
+}
+
+#[test]
+fn a_killed_server_closes_its_connections_and_refuses_new_ones_until_restarted() {
+    let kill = Fault::Kill {
+        host: "server".into(),
+        downtime: Some(secs(4.0)),
+    };
+    // Long enough for the circuit breaker (open after 5 refusals, 30 s cooldown) to let the
+    // clients try again.
+    let out = run(&scenario(2, 45.0, vec![(secs(10.0), kill)]), 1).unwrap();
+    for c in ["client-0", "client-1"] {
+        // FIN from the dead process's kernel reaches the client one link delay later.
+        let ended = lines(&out, c, "ended: peer closed the stream");
+        // (Timers fire on the 1 ms tick grid, so one tick of rounding is allowed.)
+        let at = ended.first().map(|l| l.at).unwrap();
         assert!(
-            d > secs(2.0) && d <= secs(3.1),
-            "{} suspected after {d:?}",
-            s.watcher
+            at >= secs(10.005) && at <= secs(10.006),
+            "{}",
+            out.trace_text()
+        );
+        assert!(
+            lines(&out, c, "suspect server").is_empty(),
+            "EOF, not the detector"
+        );
+        assert!(!lines(&out, c, "connect failed: connection refused").is_empty());
+        // After the restart the server has no memory of the session: a new one starts.
+        assert!(lines(&out, c, "resumed").is_empty());
+        let connected = lines(&out, c, "connected");
+        assert!(
+            connected.len() >= 2 && connected.last().unwrap().at > secs(14.0),
+            "{}",
+            out.trace_text()
         );
     }
+    assert_eq!(out.down[0].start, secs(10.0));
+    assert_eq!(out.down[0].end, Some(secs(14.0)));
+}
+
+#[test]
+fn a_paused_server_is_suspected_then_trusted_when_it_resumes_with_its_backlog() {
+    let pause = Fault::Pause {
+        host: "server".into(),
+        duration: secs(5.0),
+    };
+    let out = run(&scenario(1, 20.0, vec![(secs(10.0), pause)]), 1).unwrap();
+    let suspect = lines(&out, "client-0", "suspect server");
+    let trust = lines(&out, "client-0", "trust server");
+    assert_eq!(suspect.len(), 1, "{}", out.trace_text());
+    assert_eq!(suspect[0].at, secs(12.030));
+    // The kernel kept the heartbeats; the resumed server answers them all at once.
+    assert_eq!(trust.len(), 1, "{}", out.trace_text());
+    assert_eq!(trust[0].at, secs(15.005));
+    // Trust came back before the dead deadline (12.030 + 3 s): the connection survived.
+    assert!(
+        lines(&out, "client-0", "dead server").is_empty(),
+        "{}",
+        out.trace_text()
+    );
+    assert!(lines(&out, "client-0", "ended").is_empty());
+}
+
+#[test]
+fn a_rebooted_server_answers_the_old_connection_with_a_reset() {
+    let crash = Fault::Crash {
+        host: "server".into(),
+        downtime: Some(secs(1.5)),
+    };
+    let out = run(&scenario(1, 20.0, vec![(secs(10.0), crash)]), 1).unwrap();
+    // The machine is back at 11.5 before the client's detector fires (12.030): the client's
+    // next heartbeat (12.020) is answered with RST.
+    let reset = lines(&out, "client-0", "connection reset");
+    assert_eq!(reset.len(), 1, "{}", out.trace_text());
+    assert_eq!(reset[0].at, secs(12.025));
+    assert!(lines(&out, "client-0", "suspect server").is_empty());
 }

@@ -1,3 +1,5 @@
 //! The real drivers on simulated hosts: faults, detection, determinism.
 
+mod closed_form;
+mod determinism;
 mod endpoint_faults;
