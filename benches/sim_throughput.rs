@@ -1,0 +1,59 @@
+//! Simulated connection-hours per wall-second: one server and N client sessions heartbeating
+//! every second over the simulated network, with no faults.
+//!
+//!   cargo bench --bench sim_throughput                       # 1,000 sessions, 1 simulated hour
+//!   SESSIONS=100 MINUTES=10 TICK_MS=10 THREADS=2 cargo bench --bench sim_throughput
+//!
+//! THREADS runs that many seeds at once, one simulation per thread (a `Sim` is `!Send`, so each
+//! is built inside its thread); the figure is the total over all threads.
+
+use std::time::{Duration, Instant};
+
+use mcpsim::proto::detector::DetectorConfig;
+use mcpsim::proto::frame::{HeartbeatMode, HeartbeatParams};
+use mcpsim::sim::net::Ideal;
+use mcpsim::sim::runner::{Scenario, run};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    // `cargo test --benches` runs this with --bench absent: keep that instant.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let sessions = env("SESSIONS", 1000) as usize;
+    let minutes = env("MINUTES", 60);
+    let tick = Duration::from_millis(env("TICK_MS", 1));
+    let threads = env("THREADS", 1);
+    let start = Instant::now();
+    let lines: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                s.spawn(move || {
+                    let scenario = Scenario {
+                        duration: Duration::from_secs(60 * minutes),
+                        tick,
+                        sessions,
+                        heartbeat: HeartbeatParams { interval_ms: 1000, miss_threshold: 3 },
+                        mode: HeartbeatMode::OneWay,
+                        detector: DetectorConfig::default(),
+                        links: Box::new(|_| Box::new(Ideal(Duration::from_millis(1)))),
+                        faults: Vec::new(),
+                    };
+                    run(&scenario, i).expect("simulation").trace.len()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let conn_hours = (sessions as u64 * minutes * threads) as f64 / 60.0;
+    println!(
+        "sessions={sessions} simulated={minutes}min tick={}ms threads={threads}: wall {wall:.2} s, \
+         {:.1} simulated connection-hours per wall-second ({lines} trace lines)",
+        tick.as_millis(),
+        conn_hours / wall
+    );
+}
