@@ -11,11 +11,14 @@ use std::time::{Duration, Instant};
 
 use mcpsim::proto::detector::DetectorConfig;
 use mcpsim::proto::frame::{HeartbeatMode, HeartbeatParams};
-use mcpsim::sim::net::Ideal;
+use mcpsim::sim::links::NetworkSpec;
 use mcpsim::sim::runner::{Scenario, run};
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -36,10 +39,13 @@ fn main() {
                         duration: Duration::from_secs(60 * minutes),
                         tick,
                         sessions,
-                        heartbeat: HeartbeatParams { interval_ms: 1000, miss_threshold: 3 },
+                        heartbeat: HeartbeatParams {
+                            interval_ms: 1000,
+                            miss_threshold: 3,
+                        },
                         mode: HeartbeatMode::OneWay,
                         detector: DetectorConfig::default(),
-                        links: Box::new(|_| Box::new(Ideal(Duration::from_millis(1)))),
+                        network: NetworkSpec::constant(Duration::from_millis(1)),
                         faults: Vec::new(),
                     };
                     run(&scenario, i).expect("simulation").trace.len()

@@ -6,9 +6,14 @@
 //! delays them, with no TCP underneath. The TCP-faithful network simulator comes later and will
 //! sit beside it; both report the same QoS metrics.
 //!
+//! - [`fault`]: its fault model: latency distributions, loss and outages in simulated time, and
+//!   the Linux retransmission schedule that turns them into delays (`docs/network-semantics.md`).
+//!
 //! Like the protocol core, nothing here reads a clock or a global RNG: time is simulated and
 //! every random draw comes from a ChaCha stream derived from one master seed.
 
+pub mod fault;
+pub mod links;
 pub mod net;
 pub mod runner;
 pub mod synthetic;

@@ -43,29 +43,7 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-/// What happens to one segment sent on a path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transmission {
-    /// When the receiver has it; `None` if no attempt ever gets through.
-    pub delivered_at: Option<Duration>,
-    pub sender: SenderOutcome,
-}
-
-/// How the sender's side of a transmission ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SenderOutcome {
-    /// The ACK arrived at this time.
-    Acked(Duration),
-    /// The retransmission budget ran out: the sender's socket fails with ETIMEDOUT then.
-    TimedOut(Duration),
-}
-
-/// How a connection attempt ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectOutcome {
-    Established(Duration),
-    TimedOut(Duration),
-}
+pub use super::fault::{ConnectOutcome, SenderOutcome, Transmission};
 
 /// One direction of one connection: the faults between two hosts as this connection sees them.
 pub trait PathModel: Send {
@@ -91,6 +69,7 @@ impl PathModel for Ideal {
         Transmission {
             delivered_at: Some(d),
             sender: SenderOutcome::Acked(d + self.0),
+            attempts: 1,
         }
     }
     fn connect(&mut self, at: Duration) -> ConnectOutcome {

@@ -20,7 +20,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::net::{HostState, Links, SimNet};
+use super::links::{FaultLinks, NetworkSpec};
+use super::net::{HostState, SimNet};
 use super::synthetic::{Purpose, stream};
 use crate::net::client::{self, ClientOptions};
 use crate::net::conn::Discard;
@@ -54,6 +55,9 @@ pub enum Fault {
     },
     /// The process stops for `duration` (SIGSTOP, GC stall) and then resumes.
     Pause { host: String, duration: Duration },
+    /// Nothing gets from `from` to `to` (and, unless `oneway`, back) for `duration`: segments
+    /// are retransmitted until it heals, or until the sender's retransmission budget runs out.
+    Partition { from: String, to: String, duration: Duration, oneway: bool },
 }
 
 impl Fault {
@@ -62,6 +66,7 @@ impl Fault {
             Fault::Kill { host, .. } | Fault::Crash { host, .. } | Fault::Pause { host, .. } => {
                 host
             }
+            Fault::Partition { from, .. } => from,
         }
     }
 }
@@ -75,8 +80,8 @@ pub struct Scenario {
     pub heartbeat: HeartbeatParams,
     pub mode: HeartbeatMode,
     pub detector: DetectorConfig,
-    /// Makes the path model of each connection direction, given the seed.
-    pub links: Box<dyn Fn(u64) -> Box<dyn Links>>,
+    /// Latency, loss and random outages between the hosts, and the kernels' TCP settings.
+    pub network: NetworkSpec,
     /// Faults by start time.
     pub faults: Vec<(Duration, Fault)>,
 }
@@ -227,7 +232,23 @@ impl Observer for TraceObserver {
 /// Runs `scenario` with `seed`. Same scenario and seed, same outcome, byte for byte.
 pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error::Error>> {
     let mut turmoil_rng = stream(seed, Purpose::Simulator, &[0]);
-    let net = SimNet::new((scenario.links)(seed));
+    // Partitions are known in advance: they go into the links' outage timelines, so that every
+    // segment's retransmissions see them.
+    let mut network = scenario.network.clone();
+    for (at, f) in &scenario.faults {
+        if let Fault::Partition { from, to, duration, oneway } = f {
+            let mut add = |a: &str, b: &str| {
+                let key = (a.to_string(), b.to_string());
+                network.partitions.entry(key).or_default().push(*at..*at + *duration)
+            };
+            add(from, to);
+            if !oneway {
+                add(to, from);
+            }
+        }
+    }
+    let links = FaultLinks::new(network, seed, scenario.duration + Duration::from_secs(3600))?;
+    let net = SimNet::new(Box::new(links));
     net.add_host(SERVER);
     net.add_host(CLIENTS);
     let rec = Arc::new(Mutex::new(Recorder::default()));
@@ -325,6 +346,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         Start(Fault),
         Restart { host: String, reboot: bool },
         Resume { host: String },
+        Heal,
     }
     let mut actions: Vec<(Duration, usize, Action)> = Vec::new();
     for (i, (at, f)) in scenario.faults.iter().enumerate() {
@@ -354,6 +376,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
             Fault::Pause { host, duration } => {
                 actions.push((*at + *duration, i, Action::Resume { host: host.clone() }))
             }
+            Fault::Partition { duration, .. } => actions.push((*at + *duration, i, Action::Heal)),
             _ => {}
         }
         actions.push((*at, i, Action::Start(f.clone())));
@@ -369,6 +392,16 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         net.set_time(now);
         while let Some((_, _, action)) = actions.next_if(|(t, _, _)| *t <= now) {
             match action {
+                Action::Start(Fault::Partition { from, to, duration, oneway }) => {
+                    let arrow = if oneway { "->" } else { "<->" };
+                    let ms = duration.as_millis();
+                    let text = format!("fault: partition {from} {arrow} {to} for {ms}ms");
+                    let link = format!("{from}{arrow}{to}");
+                    let end = Some(now + duration);
+                    down.push(DownPeriod { host: link, start: now, end, kind: "partitioned" });
+                    fault_lines.push(TraceLine { at: now, node: from, text });
+                }
+                Action::Heal => {}
                 Action::Start(f) => {
                     let host = f.host().to_string();
                     let (state, kind, text) = match &f {
@@ -387,6 +420,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                             "paused",
                             format!("fault: paused for {}ms", duration.as_millis()),
                         ),
+                        Fault::Partition { .. } => unreachable!("handled above"),
                     };
                     net.set_host_state(&host, state);
                     if state != HostState::Paused {

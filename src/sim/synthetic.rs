@@ -345,6 +345,12 @@ pub enum Purpose {
     Heartbeats = 1,
     Crashes = 2,
     Probes = 3,
+    /// The Gilbert-Elliott state timeline of one direction of a link ([`super::fault`]).
+    LossState = 4,
+    /// The random outages of one direction of a link ([`super::fault`]).
+    Outages = 5,
+    /// The per-attempt loss and latency draws of one direction's segments ([`super::fault`]).
+    Segments = 6,
     /// The network simulator's own draws: turmoil's seed, tokens, jitter (`sim::runner`).
     Simulator = 16,
 }

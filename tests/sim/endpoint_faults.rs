@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use mcpsim::proto::detector::DetectorConfig;
 use mcpsim::proto::frame::{HeartbeatMode, HeartbeatParams};
-use mcpsim::sim::net::Ideal;
+use mcpsim::sim::links::NetworkSpec;
 use mcpsim::sim::runner::{Fault, Outcome, Scenario, run};
 
 pub fn scenario(sessions: usize, duration: f64, faults: Vec<(Duration, Fault)>) -> Scenario {
@@ -16,7 +16,7 @@ pub fn scenario(sessions: usize, duration: f64, faults: Vec<(Duration, Fault)>) 
         },
         mode: HeartbeatMode::OneWay,
         detector: DetectorConfig::default(),
-        links: Box::new(|_| Box::new(Ideal(Duration::from_millis(5)))),
+        network: NetworkSpec::constant(Duration::from_millis(5)),
         faults,
     }
 }

@@ -1,0 +1,183 @@
+//! The network's faults between hosts, as [`Links`] for [`super::net::SimNet`].
+//!
+//! Each directed host pair (`clients → server`, `server → clients`) is one [`Direction`] shared
+//! by every connection between them, so a partition or a loss burst hits all of them at once,
+//! as on a real link. Each connection direction draws its own per-segment randomness from its
+//! own stream, so adding a connection does not shift the draws of the others.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+use super::fault::{
+    ConnectOutcome, Direction, FaultError, Latency, Loss, LossProcess, Path, RandomOutages, TcpConfig, Timeline,
+    Transmission,
+};
+use super::net::{Links, PathModel};
+use super::synthetic::{Purpose, stream};
+
+/// The faults of one direction between two hosts.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirectionSpec {
+    pub latency: Latency,
+    #[serde(default = "no_loss")]
+    pub loss: Loss,
+    /// Random outages (link flapping, short partitions), sampled over the run.
+    #[serde(default)]
+    pub outages: Option<RandomOutages>,
+}
+
+fn no_loss() -> Loss {
+    Loss::None
+}
+
+impl DirectionSpec {
+    /// A fixed one-way delay, nothing else.
+    pub fn constant(latency: Duration) -> DirectionSpec {
+        DirectionSpec { latency: Latency::constant(latency), loss: Loss::None, outages: None }
+    }
+}
+
+/// The whole network: a default for every direction, overrides per `(from, to)`, scheduled
+/// outages per direction, and the kernels' TCP settings.
+#[derive(Clone, Debug)]
+pub struct NetworkSpec {
+    pub default: DirectionSpec,
+    pub directions: BTreeMap<(String, String), DirectionSpec>,
+    /// Scheduled outages (partitions) per direction, `[start, end)`.
+    pub partitions: BTreeMap<(String, String), Vec<Range<Duration>>>,
+    pub tcp: TcpConfig,
+}
+
+impl NetworkSpec {
+    pub fn constant(latency: Duration) -> NetworkSpec {
+        NetworkSpec {
+            default: DirectionSpec::constant(latency),
+            directions: BTreeMap::new(),
+            partitions: BTreeMap::new(),
+            tcp: TcpConfig::default(),
+        }
+    }
+
+    fn spec(&self, from: &str, to: &str) -> &DirectionSpec {
+        self.directions.get(&(from.to_string(), to.to_string())).unwrap_or(&self.default)
+    }
+}
+
+struct Inner {
+    spec: NetworkSpec,
+    seed: u64,
+    horizon: Duration,
+    /// Directions in order of first use, and their index by `(from, to)`.
+    dirs: Vec<Direction>,
+    index: BTreeMap<(String, String), usize>,
+}
+
+impl Inner {
+    fn direction(&mut self, from: &str, to: &str) -> Result<usize, FaultError> {
+        let key = (from.to_string(), to.to_string());
+        if let Some(i) = self.index.get(&key) {
+            return Ok(*i);
+        }
+        // Keyed by the direction's position in a stable order of names, not by use order.
+        let key_hash = names_key(from, to);
+        let spec = self.spec.spec(from, to).clone();
+        spec.latency.validate()?;
+        let loss = LossProcess::seeded(&spec.loss, self.seed, &[key_hash])?;
+        let mut timeline = Timeline::new(self.spec.partitions.get(&key).cloned().unwrap_or_default());
+        if let Some(o) = &spec.outages {
+            timeline = timeline.union(&o.sample_seeded(self.horizon, self.seed, &[key_hash])?);
+        }
+        let dir = Direction::new(spec.latency, loss, timeline)?;
+        self.dirs.push(dir);
+        self.index.insert(key, self.dirs.len() - 1);
+        Ok(self.dirs.len() - 1)
+    }
+}
+
+/// A stable number for a direction's names (FNV-1a), to key its random streams.
+fn names_key(from: &str, to: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in from.bytes().chain([0u8]).chain(to.bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// [`Links`] built from a [`NetworkSpec`] and a seed.
+#[derive(Clone)]
+pub struct FaultLinks {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FaultLinks {
+    /// Validates the spec; random outages are sampled up to `horizon`.
+    pub fn new(spec: NetworkSpec, seed: u64, horizon: Duration) -> Result<FaultLinks, FaultError> {
+        spec.default.latency.validate()?;
+        spec.default.loss.validate()?;
+        for d in spec.directions.values() {
+            d.latency.validate()?;
+            d.loss.validate()?;
+        }
+        Ok(FaultLinks {
+            inner: Arc::new(Mutex::new(Inner { spec, seed, horizon, dirs: Vec::new(), index: BTreeMap::new() })),
+        })
+    }
+}
+
+impl Links for FaultLinks {
+    fn path(&mut self, from: &str, to: &str, conn: u64) -> Box<dyn PathModel> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // Specs were validated in `new`, so building a direction cannot fail here.
+        let forward = inner.direction(from, to).expect("validated direction");
+        let reverse = inner.direction(to, from).expect("validated direction");
+        let rng = stream(inner.seed, Purpose::Segments, &[names_key(from, to), conn]);
+        Box::new(ConnPath { inner: self.inner.clone(), forward, reverse, rng })
+    }
+}
+
+/// One direction of one connection.
+struct ConnPath {
+    inner: Arc<Mutex<Inner>>,
+    forward: usize,
+    reverse: usize,
+    rng: ChaCha8Rng,
+}
+
+impl ConnPath {
+    fn with_path<T>(&mut self, f: impl FnOnce(&mut Path<'_>, &mut ChaCha8Rng) -> T) -> T {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Inner { dirs, spec, .. } = &mut *inner;
+        let tcp = spec.tcp;
+        let (fwd, rev) = two_mut(dirs, self.forward, self.reverse);
+        let mut path = Path::new(fwd, rev, &tcp);
+        f(&mut path, &mut self.rng)
+    }
+}
+
+/// Two distinct elements of a slice, mutably.
+fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert_ne!(a, b, "a direction is not its own reverse");
+    if a < b {
+        let (l, r) = v.split_at_mut(b);
+        (&mut l[a], &mut r[0])
+    } else {
+        let (l, r) = v.split_at_mut(a);
+        (&mut r[0], &mut l[b])
+    }
+}
+
+impl PathModel for ConnPath {
+    fn transmit(&mut self, send_at: Duration) -> Transmission {
+        self.with_path(|p, rng| p.transmit(send_at, rng))
+    }
+    fn connect(&mut self, at: Duration) -> ConnectOutcome {
+        self.with_path(|p, rng| p.syn(at, rng))
+    }
+}
