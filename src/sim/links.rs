@@ -14,8 +14,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
 use super::fault::{
-    ConnectOutcome, Direction, FaultError, Latency, Loss, LossProcess, Path, RandomOutages, TcpConfig, Timeline,
-    Transmission,
+    ConnectOutcome, Direction, FaultError, Latency, Loss, LossProcess, Path, RandomOutages,
+    TcpConfig, Timeline, Transmission,
 };
 use super::net::{Links, PathModel};
 use super::synthetic::{Purpose, stream};
@@ -39,7 +39,11 @@ fn no_loss() -> Loss {
 impl DirectionSpec {
     /// A fixed one-way delay, nothing else.
     pub fn constant(latency: Duration) -> DirectionSpec {
-        DirectionSpec { latency: Latency::constant(latency), loss: Loss::None, outages: None }
+        DirectionSpec {
+            latency: Latency::constant(latency),
+            loss: Loss::None,
+            outages: None,
+        }
     }
 }
 
@@ -65,7 +69,9 @@ impl NetworkSpec {
     }
 
     fn spec(&self, from: &str, to: &str) -> &DirectionSpec {
-        self.directions.get(&(from.to_string(), to.to_string())).unwrap_or(&self.default)
+        self.directions
+            .get(&(from.to_string(), to.to_string()))
+            .unwrap_or(&self.default)
     }
 }
 
@@ -89,7 +95,8 @@ impl Inner {
         let spec = self.spec.spec(from, to).clone();
         spec.latency.validate()?;
         let loss = LossProcess::seeded(&spec.loss, self.seed, &[key_hash])?;
-        let mut timeline = Timeline::new(self.spec.partitions.get(&key).cloned().unwrap_or_default());
+        let mut timeline =
+            Timeline::new(self.spec.partitions.get(&key).cloned().unwrap_or_default());
         if let Some(o) = &spec.outages {
             timeline = timeline.union(&o.sample_seeded(self.horizon, self.seed, &[key_hash])?);
         }
@@ -126,7 +133,13 @@ impl FaultLinks {
             d.loss.validate()?;
         }
         Ok(FaultLinks {
-            inner: Arc::new(Mutex::new(Inner { spec, seed, horizon, dirs: Vec::new(), index: BTreeMap::new() })),
+            inner: Arc::new(Mutex::new(Inner {
+                spec,
+                seed,
+                horizon,
+                dirs: Vec::new(),
+                index: BTreeMap::new(),
+            })),
         })
     }
 }
@@ -138,7 +151,12 @@ impl Links for FaultLinks {
         let forward = inner.direction(from, to).expect("validated direction");
         let reverse = inner.direction(to, from).expect("validated direction");
         let rng = stream(inner.seed, Purpose::Segments, &[names_key(from, to), conn]);
-        Box::new(ConnPath { inner: self.inner.clone(), forward, reverse, rng })
+        Box::new(ConnPath {
+            inner: self.inner.clone(),
+            forward,
+            reverse,
+            rng,
+        })
     }
 }
 

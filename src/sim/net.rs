@@ -600,7 +600,11 @@ impl Drop for SimStream {
             if host_state != HostState::Crashed && !conn.forgotten[side] {
                 // The kernel closes the socket: RST if the application left data unread,
                 // else FIN behind whatever it had written.
-                let unread = !conn.pipes[1 - side].segments.is_empty();
+                // Only what has arrived counts: segments still in flight are not in the buffer.
+                let unread = conn.pipes[1 - side]
+                    .segments
+                    .front()
+                    .is_some_and(|seg| seg.at <= now);
                 if unread {
                     reset_peer(conn, side, now);
                 } else {

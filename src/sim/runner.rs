@@ -57,7 +57,12 @@ pub enum Fault {
     Pause { host: String, duration: Duration },
     /// Nothing gets from `from` to `to` (and, unless `oneway`, back) for `duration`: segments
     /// are retransmitted until it heals, or until the sender's retransmission budget runs out.
-    Partition { from: String, to: String, duration: Duration, oneway: bool },
+    Partition {
+        from: String,
+        to: String,
+        duration: Duration,
+        oneway: bool,
+    },
 }
 
 impl Fault {
@@ -236,10 +241,20 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     // segment's retransmissions see them.
     let mut network = scenario.network.clone();
     for (at, f) in &scenario.faults {
-        if let Fault::Partition { from, to, duration, oneway } = f {
+        if let Fault::Partition {
+            from,
+            to,
+            duration,
+            oneway,
+        } = f
+        {
             let mut add = |a: &str, b: &str| {
                 let key = (a.to_string(), b.to_string());
-                network.partitions.entry(key).or_default().push(*at..*at + *duration)
+                network
+                    .partitions
+                    .entry(key)
+                    .or_default()
+                    .push(*at..*at + *duration)
             };
             add(from, to);
             if !oneway {
@@ -392,14 +407,28 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         net.set_time(now);
         while let Some((_, _, action)) = actions.next_if(|(t, _, _)| *t <= now) {
             match action {
-                Action::Start(Fault::Partition { from, to, duration, oneway }) => {
+                Action::Start(Fault::Partition {
+                    from,
+                    to,
+                    duration,
+                    oneway,
+                }) => {
                     let arrow = if oneway { "->" } else { "<->" };
                     let ms = duration.as_millis();
                     let text = format!("fault: partition {from} {arrow} {to} for {ms}ms");
                     let link = format!("{from}{arrow}{to}");
                     let end = Some(now + duration);
-                    down.push(DownPeriod { host: link, start: now, end, kind: "partitioned" });
-                    fault_lines.push(TraceLine { at: now, node: from, text });
+                    down.push(DownPeriod {
+                        host: link,
+                        start: now,
+                        end,
+                        kind: "partitioned",
+                    });
+                    fault_lines.push(TraceLine {
+                        at: now,
+                        node: from,
+                        text,
+                    });
                 }
                 Action::Heal => {}
                 Action::Start(f) => {

@@ -3,3 +3,4 @@
 mod closed_form;
 mod determinism;
 mod endpoint_faults;
+mod network_faults;

@@ -1,0 +1,134 @@
+//! Network faults mean what they mean on Linux (`shared/docs/network-semantics.md`).
+
+use std::time::Duration;
+
+use mcpsim::proto::frame::HeartbeatParams;
+use mcpsim::sim::fault::Loss;
+use mcpsim::sim::runner::{Fault, Outcome, run};
+
+use crate::endpoint_faults::{scenario, secs};
+
+fn lines<'a>(out: &'a Outcome, node: &str, text: &str) -> Vec<Duration> {
+    out.trace
+        .iter()
+        .filter(|l| l.node == node && l.text.contains(text))
+        .map(|l| l.at)
+        .collect()
+}
+
+#[test]
+fn twenty_percent_loss_delays_but_never_breaks_a_connection() {
+    let mut s = scenario(5, 300.0, vec![]);
+    s.network.default.loss = Loss::Independent { p: 0.2 };
+    // k large enough that the detector does not act on the delays: this is about TCP.
+    s.heartbeat = HeartbeatParams {
+        interval_ms: 1000,
+        miss_threshold: 8,
+    };
+    let out = run(&s, 7).unwrap();
+    assert!(
+        out.trace.iter().all(|l| !l.text.contains("ended")),
+        "{}",
+        out.trace_text()
+    );
+    for c in 0..5 {
+        assert_eq!(lines(&out, &format!("client-{c}"), "connected").len(), 1);
+    }
+}
+
+#[test]
+fn a_three_second_partition_stalls_until_the_retransmission_after_it_heals() {
+    let cut = Fault::Partition {
+        from: "clients".into(),
+        to: "server".into(),
+        duration: secs(3.0),
+        oneway: false,
+    };
+    let mut s = scenario(1, 30.0, vec![(secs(10.5), cut)]);
+    s.heartbeat = HeartbeatParams {
+        interval_ms: 1000,
+        miss_threshold: 3,
+    };
+    let out = run(&s, 1).unwrap();
+    // Last reply before the cut: 10.030. Suspected 3 s later, during the partition.
+    assert_eq!(
+        lines(&out, "client-0", "suspect server"),
+        vec![secs(13.030)],
+        "{}",
+        out.trace_text()
+    );
+    // The heartbeats sent during the cut are resent with backoff (0.2, 0.4, 0.8, 1.6 s …): the
+    // first resend after the heal at 13.5 gets through, so trust returns after the heal plus
+    // less than the backoff in force then, not at the heal itself.
+    let trust = lines(&out, "client-0", "trust server");
+    assert_eq!(trust.len(), 1, "{}", out.trace_text());
+    assert!(
+        trust[0] > secs(13.5) && trust[0] < secs(13.5 + 1.7),
+        "trust at {:?}",
+        trust[0]
+    );
+    // Nothing broke: the same connection carried on.
+    assert!(
+        lines(&out, "client-0", "ended").is_empty(),
+        "{}",
+        out.trace_text()
+    );
+}
+
+#[test]
+fn a_partition_longer_than_the_user_timeout_ends_in_a_timeout_error() {
+    let cut = Fault::Partition {
+        from: "clients".into(),
+        to: "server".into(),
+        duration: secs(30.0),
+        oneway: false,
+    };
+    let mut s = scenario(1, 40.0, vec![(secs(10.5), cut)]);
+    // A detector far slower than the user timeout, so TCP is what notices.
+    s.heartbeat = HeartbeatParams {
+        interval_ms: 1000,
+        miss_threshold: 60,
+    };
+    s.network.tcp.user_timeout = Some(secs(5.0));
+    let out = run(&s, 1).unwrap();
+    let ended = out
+        .trace
+        .iter()
+        .find(|l| l.node == "client-0" && l.text.contains("ended"))
+        .unwrap_or_else(|| panic!("no timeout\n{}", out.trace_text()));
+    assert!(ended.text.contains("timed out"), "{}", ended.text);
+    // First heartbeat into the cut at 11.020, first resend ~0.2 s later, abort 5 s after that.
+    assert!(
+        ended.at > secs(16.0) && ended.at < secs(17.0),
+        "{:?}",
+        ended.at
+    );
+}
+
+#[test]
+fn a_one_way_partition_silences_one_direction_only() {
+    // Server → clients is cut: the server still hears heartbeats, the client hears nothing.
+    let cut = Fault::Partition {
+        from: "server".into(),
+        to: "clients".into(),
+        duration: secs(10.0),
+        oneway: true,
+    };
+    let mut s = scenario(1, 30.0, vec![(secs(10.5), cut)]);
+    s.heartbeat = HeartbeatParams {
+        interval_ms: 1000,
+        miss_threshold: 3,
+    };
+    let out = run(&s, 1).unwrap();
+    assert_eq!(
+        lines(&out, "client-0", "suspect server"),
+        vec![secs(13.030)],
+        "{}",
+        out.trace_text()
+    );
+    assert!(
+        lines(&out, "server", "suspect").is_empty(),
+        "{}",
+        out.trace_text()
+    );
+}
