@@ -8,7 +8,7 @@ use mcpsim::sim::runner::{Fault, Outcome, run};
 
 use crate::endpoint_faults::{scenario, secs};
 
-fn lines<'a>(out: &'a Outcome, node: &str, text: &str) -> Vec<Duration> {
+fn lines(out: &Outcome, node: &str, text: &str) -> Vec<Duration> {
     out.trace
         .iter()
         .filter(|l| l.node == node && l.text.contains(text))
