@@ -148,12 +148,12 @@ pub async fn drive<S: Stream>(
         if wbuf.is_empty() {
             progress = Instant::now();
         }
-        traffic.maybe_report(session, ctx, bytes_in, bytes_out, false);
+        let now = Instant::now();
+        traffic.maybe_report(session, ctx, bytes_in, bytes_out, now, false);
         let deadline = session.poll_timeout().map(|t| ctx.clock.instant(t));
         let stall = progress + ctx.limits.write_timeout;
         // Checked here as well as in the select: a peer that floods us keeps the read branch
         // ready, and no deadline may starve behind it.
-        let now = Instant::now();
         if !wbuf.is_empty() && now >= stall {
             break ConnEnd::WriteStalled;
         }
@@ -240,7 +240,7 @@ pub async fn drive<S: Stream>(
     };
     // Whatever the core still wants to say about this connection.
     pump(session, &mut wbuf, ctx);
-    traffic.maybe_report(session, ctx, bytes_in, bytes_out, true);
+    traffic.maybe_report(session, ctx, bytes_in, bytes_out, Instant::now(), true);
     ctx.observer.observe(
         ctx.node,
         session.side(),
@@ -279,9 +279,9 @@ impl TrafficMeter {
         ctx: &ConnCtx<'_>,
         bytes_in: u64,
         bytes_out: u64,
+        now: Instant,
         last: bool,
     ) {
-        let now = Instant::now();
         if !last && now < self.last + Duration::from_secs(1) {
             return;
         }

@@ -161,6 +161,42 @@ struct State {
     /// in an order that depends on tokio's process-wide task ids): woken later by
     /// [`SimNet::flush_wakes`] in connection order, so the run stays deterministic.
     deferred: BTreeMap<(u64, usize, usize), Waker>,
+    /// Bumped whenever a host's state changes, so sockets can cache theirs.
+    host_epoch: u64,
+}
+
+impl State {
+    /// The state of the host on `side` of connection `id`, through the socket's cache.
+    fn host_state_of(
+        &self,
+        id: u64,
+        side: usize,
+        cache: &mut Option<(u64, HostState)>,
+    ) -> HostState {
+        if let Some((epoch, state)) = *cache
+            && epoch == self.host_epoch
+        {
+            return state;
+        }
+        let state = self
+            .conns
+            .get(&id)
+            .and_then(|c| self.hosts.get(&c.hosts[side]).copied())
+            .unwrap_or(HostState::Crashed);
+        *cache = Some((self.host_epoch, state));
+        state
+    }
+
+    /// The current time, given what the host's clock says (if inside a host).
+    fn now(&mut self, in_host: Option<Duration>) -> Duration {
+        match in_host {
+            Some(t) => {
+                self.last_now = self.last_now.max(t);
+                t
+            }
+            None => self.last_now,
+        }
+    }
 }
 
 /// The simulated network. Cheap to clone; every host holds one.
@@ -184,6 +220,7 @@ impl SimNet {
                 links,
                 last_now: Duration::ZERO,
                 deferred: BTreeMap::new(),
+                host_epoch: 0,
             })),
         }
     }
@@ -211,7 +248,9 @@ impl SimNet {
     }
 
     pub fn add_host(&self, name: &str) {
-        self.lock().hosts.insert(name.to_string(), HostState::Up);
+        let mut s = self.lock();
+        s.hosts.insert(name.to_string(), HostState::Up);
+        s.host_epoch += 1;
     }
 
     pub fn host_state(&self, name: &str) -> HostState {
@@ -258,7 +297,9 @@ impl SimNet {
     /// `Killed` and `Crashed` make the host's sockets behave as described in the module docs
     /// when turmoil drops them; `Paused` holds its traffic until [`SimNet::resume`].
     pub fn set_host_state(&self, host: &str, state: HostState) {
-        self.lock().hosts.insert(host.to_string(), state);
+        let mut s = self.lock();
+        s.hosts.insert(host.to_string(), state);
+        s.host_epoch += 1;
     }
 
     /// Resumes a paused host: what it wrote goes out now, what it was sent becomes readable.
@@ -268,6 +309,7 @@ impl SimNet {
         {
             let mut s = self.lock();
             s.hosts.insert(host.to_string(), HostState::Up);
+            s.host_epoch += 1;
             let ids: Vec<u64> = s.conns.keys().copied().collect();
             for id in ids {
                 let Some(conn) = s.conns.get_mut(&id) else {
@@ -298,6 +340,7 @@ impl SimNet {
         {
             let mut s = self.lock();
             s.hosts.insert(host.to_string(), HostState::Up);
+            s.host_epoch += 1;
             for conn in s.conns.values_mut() {
                 for side in 0..2 {
                     if conn.hosts[side] != host {
@@ -377,6 +420,8 @@ pub struct SimStream {
     conn: u64,
     side: usize,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// This socket's host state as of a host epoch.
+    host_cache: Option<(u64, HostState)>,
 }
 
 impl std::fmt::Debug for SimStream {
@@ -408,18 +453,17 @@ impl AsyncRead for SimStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let now = self.net.now();
+        let in_host = turmoil::sim_elapsed();
         let (side, id) = (self.side, self.conn);
         let mut next: Option<Duration> = None;
+        let now;
         {
             let net = self.net.clone();
             let mut s = net.lock();
-            let paused = s.hosts.get(
-                &s.conns
-                    .get(&id)
-                    .map(|c| c.hosts[side].clone())
-                    .unwrap_or_default(),
-            ) == Some(&HostState::Paused);
+            now = s.now(in_host);
+            let mut cache = self.host_cache;
+            let paused = s.host_state_of(id, side, &mut cache) == HostState::Paused;
+            self.host_cache = cache;
             let Some(conn) = s.conns.get_mut(&id) else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
@@ -484,17 +528,17 @@ impl AsyncWrite for SimStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let now = self.net.now();
+        let in_host = turmoil::sim_elapsed();
         let (side, id) = (self.side, self.conn);
         let wait_until;
+        let now;
         {
             let net = self.net.clone();
             let mut s = net.lock();
-            let host_state = s
-                .conns
-                .get(&id)
-                .and_then(|c| s.hosts.get(&c.hosts[side]).copied())
-                .unwrap_or(HostState::Crashed);
+            now = s.now(in_host);
+            let mut cache = self.host_cache;
+            let host_state = s.host_state_of(id, side, &mut cache);
+            self.host_cache = cache;
             let Some(conn) = s.conns.get_mut(&id) else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
@@ -735,6 +779,7 @@ impl crate::net::Connector for SimConnector {
                 conn: id,
                 side: 1,
                 sleep: None,
+                host_cache: None,
             };
             let peer = SocketAddr::new(ip_of(id), (id % 50_000 + 10_000) as u16);
             let l = s.listeners.get_mut(&key).expect("checked above");
@@ -752,6 +797,7 @@ impl crate::net::Connector for SimConnector {
                 conn: id,
                 side: 0,
                 sleep: None,
+                host_cache: None,
             })
         }
     }

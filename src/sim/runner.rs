@@ -160,6 +160,16 @@ struct TraceObserver {
 
 impl Observer for TraceObserver {
     fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
+        // The hot events (one per heartbeat or per second) never reach the trace: leave before
+        // reading the clock or taking the lock.
+        if matches!(
+            event,
+            NetEvent::Traffic { .. }
+                | NetEvent::Accepted { .. }
+                | NetEvent::Session(Event::Rtt { .. } | Event::Health(_))
+        ) {
+            return;
+        }
         let at = turmoil::sim_elapsed().unwrap_or_default();
         let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
         if side == Side::Client
