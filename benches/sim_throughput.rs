@@ -47,6 +47,7 @@ fn main() {
                         detector: DetectorConfig::default(),
                         network: NetworkSpec::constant(Duration::from_millis(1)),
                         faults: Vec::new(),
+                        random_faults: Vec::new(),
                     };
                     run(&scenario, i).expect("simulation").trace.len()
                 })

@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::fault::{FaultError, RandomOutages};
 use super::links::{FaultLinks, NetworkSpec};
 use super::net::{HostState, SimNet};
 use super::synthetic::{Purpose, stream};
@@ -76,6 +77,67 @@ impl Fault {
     }
 }
 
+/// Which fault a [`RandomFault`] process produces.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RandomKind {
+    /// Process kills, restarted after the drawn duration.
+    Kill,
+    /// Machine crashes, rebooted after the drawn duration.
+    Crash,
+    /// Pauses of the drawn duration.
+    Pause,
+    /// Partitions from the host to `to` (both ways unless `oneway`) of the drawn duration.
+    Partition { to: String, oneway: bool },
+}
+
+/// A random fault process aimed at one host: `process.rate_per_hour` arrivals per hour of
+/// simulated time, each lasting a duration drawn from `process.duration`. Overlapping ones merge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RandomFault {
+    pub host: String,
+    pub kind: RandomKind,
+    pub process: RandomOutages,
+}
+
+impl RandomFault {
+    /// The faults this process produces over `horizon` with `seed` (stream keyed by `index`).
+    pub fn sample(
+        &self,
+        horizon: Duration,
+        seed: u64,
+        index: u64,
+    ) -> Result<Vec<(Duration, Fault)>, FaultError> {
+        let timeline = self
+            .process
+            .sample_seeded(horizon, seed, &[0x00ff_a017, index])?;
+        Ok(timeline
+            .intervals()
+            .iter()
+            .map(|r| {
+                let (host, d) = (self.host.clone(), r.end - r.start);
+                let fault = match &self.kind {
+                    RandomKind::Kill => Fault::Kill {
+                        host,
+                        downtime: Some(d),
+                    },
+                    RandomKind::Crash => Fault::Crash {
+                        host,
+                        downtime: Some(d),
+                    },
+                    RandomKind::Pause => Fault::Pause { host, duration: d },
+                    RandomKind::Partition { to, oneway } => Fault::Partition {
+                        from: host,
+                        to: to.clone(),
+                        duration: d,
+                        oneway: *oneway,
+                    },
+                };
+                (r.start, fault)
+            })
+            .collect())
+    }
+}
+
 /// What to simulate. (Scenario files map onto this.)
 pub struct Scenario {
     pub duration: Duration,
@@ -89,6 +151,9 @@ pub struct Scenario {
     pub network: NetworkSpec,
     /// Faults by start time.
     pub faults: Vec<(Duration, Fault)>,
+    /// Faults that strike at random: each a Poisson process in simulated time, sampled from
+    /// the seed when the run starts and then applied like scheduled ones.
+    pub random_faults: Vec<RandomFault>,
 }
 
 /// One line of the trace.
@@ -250,7 +315,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     // Partitions are known in advance: they go into the links' outage timelines, so that every
     // segment's retransmissions see them.
     let mut network = scenario.network.clone();
-    for (at, f) in &scenario.faults {
+    let mut faults = scenario.faults.clone();
+    for (i, r) in scenario.random_faults.iter().enumerate() {
+        faults.extend(r.sample(scenario.duration, seed, i as u64)?);
+    }
+    faults.sort_by_key(|(at, _)| *at);
+    for (at, f) in &faults {
         if let Fault::Partition {
             from,
             to,
@@ -374,7 +444,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         Heal,
     }
     let mut actions: Vec<(Duration, usize, Action)> = Vec::new();
-    for (i, (at, f)) in scenario.faults.iter().enumerate() {
+    for (i, (at, f)) in faults.iter().enumerate() {
         match f {
             Fault::Kill {
                 host,

@@ -18,6 +18,7 @@ pub fn scenario(sessions: usize, duration: f64, faults: Vec<(Duration, Fault)>) 
         detector: DetectorConfig::default(),
         network: NetworkSpec::constant(Duration::from_millis(5)),
         faults,
+        random_faults: Vec::new(),
     }
 }
 
@@ -124,4 +125,40 @@ fn a_rebooted_server_answers_the_old_connection_with_a_reset() {
     assert_eq!(reset.len(), 1, "{}", out.trace_text());
     assert_eq!(reset[0].at, secs(12.025));
     assert!(lines(&out, "client-0", "suspect server").is_empty());
+}
+
+#[test]
+fn random_crashes_strike_at_their_rate_and_every_one_is_in_the_ground_truth() {
+    use mcpsim::sim::fault::{Latency, RandomOutages};
+    use mcpsim::sim::runner::{RandomFault, RandomKind};
+    let mut s = scenario(2, 600.0, vec![]);
+    s.random_faults = vec![RandomFault {
+        host: "server".into(),
+        kind: RandomKind::Crash,
+        process: RandomOutages {
+            rate_per_hour: 60.0,
+            duration: Latency::constant(secs(10.0)),
+        },
+    }];
+    let out = run(&s, 3).unwrap();
+    let crashes: Vec<_> = out.down.iter().filter(|d| d.kind == "crashed").collect();
+    // Poisson with mean 10 over ten minutes (fewer if two overlap and merge).
+    assert!(
+        (2..=22).contains(&crashes.len()),
+        "{} crashes",
+        crashes.len()
+    );
+    for d in &crashes {
+        let lasted = d.end.map(|e| e - d.start).unwrap();
+        assert!(lasted >= secs(10.0), "{d:?}");
+    }
+    // Each crash is noticed by both clients, through silence (k·η = 3 s < 20 s of downtime).
+    for c in ["client-0", "client-1"] {
+        let suspicions = out
+            .transitions
+            .iter()
+            .filter(|t| t.watcher == c && t.suspect)
+            .count();
+        assert_eq!(suspicions, crashes.len(), "{c}\n{}", out.trace_text());
+    }
 }
