@@ -730,6 +730,9 @@ pub struct Direction {
     latency: Latency,
     loss: LossProcess,
     outages: Timeline,
+    /// Latency episodes (spikes, a slow "gray" peer): `[start, end)` with their own
+    /// distribution, sorted by start; outside them `latency` applies.
+    episodes: Vec<(Range<Duration>, Latency)>,
 }
 
 impl Direction {
@@ -743,7 +746,31 @@ impl Direction {
             latency,
             loss,
             outages,
+            episodes: Vec::new(),
         })
+    }
+
+    /// The same direction with latency episodes: during each `[start, end)` one-way delays are
+    /// drawn from its distribution instead (the first episode containing `t` wins).
+    pub fn with_episodes(
+        mut self,
+        mut episodes: Vec<(Range<Duration>, Latency)>,
+    ) -> Result<Direction, FaultError> {
+        for (_, l) in &episodes {
+            l.validate()?;
+        }
+        episodes.sort_by_key(|(r, _)| r.start);
+        self.episodes = episodes;
+        Ok(self)
+    }
+
+    /// The latency distribution in force at `t`.
+    fn latency_at(&self, t: Duration) -> &Latency {
+        self.episodes
+            .iter()
+            .take_while(|(r, _)| r.start <= t)
+            .find(|(r, _)| r.contains(&t))
+            .map_or(&self.latency, |(_, l)| l)
     }
 
     /// A direction with only latency: no loss, no outage.
@@ -771,7 +798,10 @@ impl Direction {
 
     /// When a transmission sent at `t` arrives, or `None` if lost.
     fn carry<R: Rng + ?Sized>(&mut self, t: Duration, rng: &mut R) -> Option<Duration> {
-        (!self.lost(t, rng)).then(|| t.saturating_add(self.latency.sample(rng)))
+        if self.lost(t, rng) {
+            return None;
+        }
+        Some(t.saturating_add(self.latency_at(t).sample(rng)))
     }
 }
 

@@ -55,6 +55,8 @@ pub struct NetworkSpec {
     pub directions: BTreeMap<(String, String), DirectionSpec>,
     /// Scheduled outages (partitions) per direction, `[start, end)`.
     pub partitions: BTreeMap<(String, String), Vec<Range<Duration>>>,
+    /// Scheduled latency episodes (spikes, a slow peer) per direction.
+    pub episodes: BTreeMap<(String, String), Vec<(Range<Duration>, Latency)>>,
     pub tcp: TcpConfig,
 }
 
@@ -64,6 +66,7 @@ impl NetworkSpec {
             default: DirectionSpec::constant(latency),
             directions: BTreeMap::new(),
             partitions: BTreeMap::new(),
+            episodes: BTreeMap::new(),
             tcp: TcpConfig::default(),
         }
     }
@@ -100,7 +103,8 @@ impl Inner {
         if let Some(o) = &spec.outages {
             timeline = timeline.union(&o.sample_seeded(self.horizon, self.seed, &[key_hash])?);
         }
-        let dir = Direction::new(spec.latency, loss, timeline)?;
+        let episodes = self.spec.episodes.get(&key).cloned().unwrap_or_default();
+        let dir = Direction::new(spec.latency, loss, timeline)?.with_episodes(episodes)?;
         self.dirs.push(dir);
         self.index.insert(key, self.dirs.len() - 1);
         Ok(self.dirs.len() - 1)

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::fault::{FaultError, RandomOutages};
+use super::fault::{FaultError, Latency, RandomOutages};
 use super::links::{FaultLinks, NetworkSpec};
 use super::net::{HostState, SimNet};
 use super::synthetic::{Purpose, stream};
@@ -64,6 +64,15 @@ pub enum Fault {
         duration: Duration,
         oneway: bool,
     },
+    /// One-way delays from `from` to `to` (and back, unless `oneway`) are drawn from `latency`
+    /// for `duration`: a latency spike, or with a long duration a slow but alive "gray" peer.
+    Slow {
+        from: String,
+        to: String,
+        latency: Latency,
+        duration: Duration,
+        oneway: bool,
+    },
 }
 
 impl Fault {
@@ -72,7 +81,7 @@ impl Fault {
             Fault::Kill { host, .. } | Fault::Crash { host, .. } | Fault::Pause { host, .. } => {
                 host
             }
-            Fault::Partition { from, .. } => from,
+            Fault::Partition { from, .. } | Fault::Slow { from, .. } => from,
         }
     }
 }
@@ -341,6 +350,24 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                 add(to, from);
             }
         }
+        if let Fault::Slow {
+            from,
+            to,
+            latency,
+            duration,
+            oneway,
+        } = f
+        {
+            let mut add = |a: &str, b: &str| {
+                let key = (a.to_string(), b.to_string());
+                let episode = (*at..*at + *duration, latency.clone());
+                network.episodes.entry(key).or_default().push(episode)
+            };
+            add(from, to);
+            if !oneway {
+                add(to, from);
+            }
+        }
     }
     let links = FaultLinks::new(network, seed, scenario.duration + Duration::from_secs(3600))?;
     let net = SimNet::new(Box::new(links));
@@ -471,7 +498,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
             Fault::Pause { host, duration } => {
                 actions.push((*at + *duration, i, Action::Resume { host: host.clone() }))
             }
-            Fault::Partition { duration, .. } => actions.push((*at + *duration, i, Action::Heal)),
+            Fault::Partition { duration, .. } | Fault::Slow { duration, .. } => {
+                actions.push((*at + *duration, i, Action::Heal))
+            }
             _ => {}
         }
         actions.push((*at, i, Action::Start(f.clone())));
@@ -487,6 +516,22 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         net.set_time(now);
         while let Some((_, _, action)) = actions.next_if(|(t, _, _)| *t <= now) {
             match action {
+                Action::Start(Fault::Slow {
+                    from,
+                    to,
+                    latency,
+                    duration,
+                    oneway,
+                }) => {
+                    let arrow = if oneway { "->" } else { "<->" };
+                    let (ms, typical) = (duration.as_millis(), latency.typical().as_millis());
+                    let text = format!("fault: slow {from} {arrow} {to} ({typical}ms) for {ms}ms");
+                    fault_lines.push(TraceLine {
+                        at: now,
+                        node: from,
+                        text,
+                    });
+                }
                 Action::Start(Fault::Partition {
                     from,
                     to,
@@ -529,7 +574,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                             "paused",
                             format!("fault: paused for {}ms", duration.as_millis()),
                         ),
-                        Fault::Partition { .. } => unreachable!("handled above"),
+                        Fault::Partition { .. } | Fault::Slow { .. } => {
+                            unreachable!("handled above")
+                        }
                     };
                     net.set_host_state(&host, state);
                     if state != HostState::Paused {

@@ -132,3 +132,34 @@ fn a_one_way_partition_silences_one_direction_only() {
         out.trace_text()
     );
 }
+
+#[test]
+fn a_latency_spike_longer_than_k_intervals_is_a_false_suspicion_of_a_live_server() {
+    use mcpsim::sim::fault::Latency;
+    // Replies take 4 s for 10 s: the server is alive, the client cannot tell.
+    let slow = Fault::Slow {
+        from: "server".into(),
+        to: "clients".into(),
+        latency: Latency::constant(secs(4.0)),
+        duration: secs(10.0),
+        oneway: true,
+    };
+    let mut s = scenario(1, 40.0, vec![(secs(10.5), slow)]);
+    s.heartbeat = HeartbeatParams {
+        interval_ms: 1000,
+        miss_threshold: 3,
+    };
+    let out = run(&s, 1).unwrap();
+    // Last fast reply 10.030; the next (heartbeat 11.020) arrives 4 s late, at 15.025: after
+    // the 3 s deadline (13.030), so a suspicion, then trust when it arrives.
+    assert_eq!(
+        lines(&out, "client-0", "suspect server"),
+        vec![secs(13.030)],
+        "{}",
+        out.trace_text()
+    );
+    assert_eq!(lines(&out, "client-0", "trust server"), vec![secs(15.025)]);
+    // Nobody was down: this is what a false suspicion looks like.
+    assert!(out.down.is_empty());
+    assert!(lines(&out, "server", "suspect").is_empty());
+}
