@@ -47,6 +47,9 @@ impl DirectionSpec {
     }
 }
 
+/// A latency episode: `[start, end)` and the distribution in force then.
+pub type Episode = (Range<Duration>, Latency);
+
 /// The whole network: a default for every direction, overrides per `(from, to)`, scheduled
 /// outages per direction, and the kernels' TCP settings.
 #[derive(Clone, Debug)]
@@ -56,7 +59,7 @@ pub struct NetworkSpec {
     /// Scheduled outages (partitions) per direction, `[start, end)`.
     pub partitions: BTreeMap<(String, String), Vec<Range<Duration>>>,
     /// Scheduled latency episodes (spikes, a slow peer) per direction.
-    pub episodes: BTreeMap<(String, String), Vec<(Range<Duration>, Latency)>>,
+    pub episodes: BTreeMap<(String, String), Vec<Episode>>,
     pub tcp: TcpConfig,
 }
 

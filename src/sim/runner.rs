@@ -360,7 +360,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         {
             let mut add = |a: &str, b: &str| {
                 let key = (a.to_string(), b.to_string());
-                let episode = (*at..*at + *duration, latency.clone());
+                let episode = (*at..*at + *duration, *latency);
                 network.episodes.entry(key).or_default().push(episode)
             };
             add(from, to);
