@@ -2,7 +2,9 @@
 //! every second over the simulated network, with no faults.
 //!
 //!   cargo bench --bench sim_throughput                       # 1,000 sessions, 1 simulated hour
-//!   SESSIONS=100 MINUTES=10 TICK_MS=10 THREADS=2 cargo bench --bench sim_throughput
+//!   SESSIONS=100 MINUTES=10 TICK_MS=10 THREADS=2 HOSTS=4 cargo bench --bench sim_throughput
+//!
+//! HOSTS spreads the sessions over that many client hosts (plus the server host).
 //!
 //! THREADS runs that many seeds at once, one simulation per thread (a `Sim` is `!Send`, so each
 //! is built inside its thread); the figure is the total over all threads.
@@ -30,6 +32,7 @@ fn main() {
     let minutes = env("MINUTES", 60);
     let tick = Duration::from_millis(env("TICK_MS", 1));
     let threads = env("THREADS", 1);
+    let hosts = env("HOSTS", 1) as usize;
     let start = Instant::now();
     let lines: usize = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -39,6 +42,7 @@ fn main() {
                         duration: Duration::from_secs(60 * minutes),
                         tick,
                         sessions,
+                        client_hosts: hosts,
                         heartbeat: HeartbeatParams {
                             interval_ms: 1000,
                             miss_threshold: 3,
@@ -58,7 +62,7 @@ fn main() {
     let wall = start.elapsed().as_secs_f64();
     let conn_hours = (sessions as u64 * minutes * threads) as f64 / 60.0;
     println!(
-        "sessions={sessions} simulated={minutes}min tick={}ms threads={threads}: wall {wall:.2} s, \
+        "sessions={sessions} hosts={hosts}+1 simulated={minutes}min tick={}ms threads={threads}: wall {wall:.2} s, \
          {:.1} simulated connection-hours per wall-second ({lines} trace lines)",
         tick.as_millis(),
         conn_hours / wall

@@ -153,6 +153,9 @@ pub struct Scenario {
     /// turmoil's step: timers fire and segments arrive on this grid.
     pub tick: Duration,
     pub sessions: usize,
+    /// Hosts the sessions are spread over, round robin: `clients` if 1, else `clients-0` …
+    /// (turmoil's cost grows fast with hosts: keep this small).
+    pub client_hosts: usize,
     pub heartbeat: HeartbeatParams,
     pub mode: HeartbeatMode,
     pub detector: DetectorConfig,
@@ -372,7 +375,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     let links = FaultLinks::new(network, seed, scenario.duration + Duration::from_secs(3600))?;
     let net = SimNet::new(Box::new(links));
     net.add_host(SERVER);
-    net.add_host(CLIENTS);
+    let client_hosts: Vec<String> = match scenario.client_hosts.max(1) {
+        1 => vec![CLIENTS.to_string()],
+        n => (0..n).map(|h| format!("{CLIENTS}-{h}")).collect(),
+    };
+    for h in &client_hosts {
+        net.add_host(h);
+    }
     let rec = Arc::new(Mutex::new(Recorder::default()));
     let mut sim = turmoil::Builder::new()
         .tick_duration(scenario.tick)
@@ -416,22 +425,25 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
             }
         });
     }
-    {
+    for (h, host) in client_hosts.iter().enumerate() {
+        let host = host.clone();
+        let stride = client_hosts.len();
         let net = net.clone();
         let rec = rec.clone();
         let sessions = scenario.sessions;
         let heartbeat = scenario.heartbeat;
         let mode = scenario.mode;
         let detector = scenario.detector.clone();
-        sim.host(CLIENTS, move || {
+        sim.host(host.clone(), move || {
             let net = net.clone();
             let rec = rec.clone();
             let detector = detector.clone();
+            let host = host.clone();
             async move {
                 let observer: Arc<dyn Observer> = Arc::new(TraceObserver { rec });
                 let (_keep, shutdown) = tokio::sync::watch::channel(false);
                 let mut tasks = tokio::task::JoinSet::new();
-                for i in 0..sessions {
+                for i in (h..sessions).step_by(stride) {
                     let mut opts = ClientOptions {
                         name: format!("client-{i}"),
                         seed: stream(seed, Purpose::Simulator, &[2, i as u64]).next_u64(),
@@ -442,7 +454,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                     opts.session.mode = Some(mode);
                     opts.session.session.detector = detector.clone();
                     opts.reconnect.backoff.max_attempts = None;
-                    let connector = net.connector(CLIENTS, SERVER, PORT);
+                    let connector = net.connector(&host, SERVER, PORT);
                     let observer = observer.clone();
                     let shutdown = shutdown.clone();
                     tasks.spawn(async move {

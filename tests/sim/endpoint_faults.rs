@@ -10,6 +10,7 @@ pub fn scenario(sessions: usize, duration: f64, faults: Vec<(Duration, Fault)>) 
         duration: secs(duration),
         tick: Duration::from_millis(1),
         sessions,
+        client_hosts: 1,
         heartbeat: HeartbeatParams {
             interval_ms: 1000,
             miss_threshold: 3,
@@ -161,4 +162,27 @@ fn random_crashes_strike_at_their_rate_and_every_one_is_in_the_ground_truth() {
             .count();
         assert_eq!(suspicions, crashes.len(), "{c}\n{}", out.trace_text());
     }
+}
+
+#[test]
+fn sessions_spread_over_client_hosts_and_a_host_crash_takes_only_its_own() {
+    let crash = Fault::Crash {
+        host: "clients-1".into(),
+        downtime: None,
+    };
+    let mut s = scenario(4, 20.0, vec![(secs(10.0), crash)]);
+    s.client_hosts = 2;
+    let out = run(&s, 1).unwrap();
+    let suspected: Vec<_> = out
+        .transitions
+        .iter()
+        .filter(|t| t.watcher == "server" && t.suspect)
+        .map(|t| t.peer.as_str())
+        .collect();
+    // Round robin: clients-1 ran client-1 and client-3.
+    assert_eq!(suspected.len(), 2, "{}", out.trace_text());
+    assert!(
+        suspected.contains(&"client-1") && suspected.contains(&"client-3"),
+        "{suspected:?}"
+    );
 }
