@@ -836,16 +836,7 @@ impl Session {
     /// Takes every message not known to be delivered: sent and unacknowledged (with their
     /// sequence numbers) and still queued (sequence number 0).
     pub(crate) fn take_undelivered(&mut self) -> Vec<Message> {
-        let mut messages: Vec<Message> = self
-            .unacked
-            .drain(..)
-            .map(|(seq, d)| Message {
-                channel: d.channel,
-                priority: d.priority,
-                seq,
-                payload: d.payload,
-            })
-            .collect();
+        let mut messages = self.drain_unacked();
         while let Some((channel, priority, payload)) = self.scheduler.pop() {
             messages.push(Message {
                 channel,
@@ -855,6 +846,19 @@ impl Session {
             });
         }
         messages
+    }
+
+    /// Takes the sent, unacknowledged messages, in sequence order.
+    fn drain_unacked(&mut self) -> Vec<Message> {
+        self.unacked
+            .drain(..)
+            .map(|(seq, d)| Message {
+                channel: d.channel,
+                priority: d.priority,
+                seq,
+                payload: d.payload,
+            })
+            .collect()
     }
 
     /// Hands every message not known to be delivered back to the application.
@@ -868,16 +872,7 @@ impl Session {
     /// The server forgot us: hand unacknowledged messages back and start numbering afresh.
     /// Messages still waiting for the window stay queued for the next session.
     fn lose_session(&mut self) {
-        let messages: Vec<Message> = self
-            .unacked
-            .drain(..)
-            .map(|(seq, d)| Message {
-                channel: d.channel,
-                priority: d.priority,
-                seq,
-                payload: d.payload,
-            })
-            .collect();
+        let messages = self.drain_unacked();
         if !messages.is_empty() {
             self.events.push_back(Event::Undelivered { messages });
         }

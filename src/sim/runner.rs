@@ -333,43 +333,37 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     }
     faults.sort_by_key(|(at, _)| *at);
     for (at, f) in &faults {
-        if let Fault::Partition {
-            from,
-            to,
-            duration,
-            oneway,
-        } = f
-        {
-            let mut add = |a: &str, b: &str| {
-                let key = (a.to_string(), b.to_string());
-                network
-                    .partitions
-                    .entry(key)
-                    .or_default()
-                    .push(*at..*at + *duration)
-            };
-            add(from, to);
-            if !oneway {
-                add(to, from);
+        match f {
+            Fault::Partition {
+                from,
+                to,
+                duration,
+                oneway,
+            } => {
+                for key in directions(from, to, *oneway) {
+                    network
+                        .partitions
+                        .entry(key)
+                        .or_default()
+                        .push(*at..*at + *duration);
+                }
             }
-        }
-        if let Fault::Slow {
-            from,
-            to,
-            latency,
-            duration,
-            oneway,
-        } = f
-        {
-            let mut add = |a: &str, b: &str| {
-                let key = (a.to_string(), b.to_string());
-                let episode = (*at..*at + *duration, *latency);
-                network.episodes.entry(key).or_default().push(episode)
-            };
-            add(from, to);
-            if !oneway {
-                add(to, from);
+            Fault::Slow {
+                from,
+                to,
+                latency,
+                duration,
+                oneway,
+            } => {
+                for key in directions(from, to, *oneway) {
+                    network
+                        .episodes
+                        .entry(key)
+                        .or_default()
+                        .push((*at..*at + *duration, *latency));
+                }
             }
+            _ => {}
         }
     }
     let links = FaultLinks::new(network, seed, scenario.duration + Duration::from_secs(3600))?;
@@ -648,6 +642,17 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         down,
         transitions: rec.transitions,
     })
+}
+
+/// The directions a link fault covers: `from → to`, and back unless one-way.
+fn directions(from: &str, to: &str, oneway: bool) -> Vec<(String, String)> {
+    let there = (from.to_string(), to.to_string());
+    let back = (to.to_string(), from.to_string());
+    if oneway {
+        vec![there]
+    } else {
+        vec![there, back]
+    }
 }
 
 fn close_period(down: &mut [DownPeriod], host: &str, at: Duration) {
