@@ -15,5 +15,6 @@
 pub mod fault;
 pub mod links;
 pub mod net;
+pub mod qos;
 pub mod runner;
 pub mod synthetic;

@@ -179,7 +179,10 @@ pub struct TraceLine {
 /// When a host was really down, as the fault schedule made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DownPeriod {
+    /// The host, or for a partition `from<->to` / `from->to`.
     pub host: String,
+    /// For a partition: the directions it blocked.
+    pub blocked: Vec<(String, String)>,
     pub start: Duration,
     /// `None`: still down when the run ended.
     pub end: Option<Duration>,
@@ -198,11 +201,16 @@ pub struct Transition {
 }
 
 /// What a run produced.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outcome {
     pub trace: Vec<TraceLine>,
     pub down: Vec<DownPeriod>,
     pub transitions: Vec<Transition>,
+    /// Which host each node ran on (`server`, `client-7`, …).
+    pub hosts: BTreeMap<String, String>,
+    /// How long the run lasted.
+    pub duration: Duration,
+    pub mode: HeartbeatMode,
 }
 
 impl Outcome {
@@ -549,8 +557,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                     let text = format!("fault: partition {from} {arrow} {to} for {ms}ms");
                     let link = format!("{from}{arrow}{to}");
                     let end = Some(now + duration);
+                    let blocked = directions(&from, &to, oneway);
                     down.push(DownPeriod {
                         host: link,
+                        blocked,
                         start: now,
                         end,
                         kind: "partitioned",
@@ -591,6 +601,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                     }
                     down.push(DownPeriod {
                         host: host.clone(),
+                        blocked: Vec::new(),
                         start: now,
                         end: None,
                         kind,
@@ -637,10 +648,21 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     // process-wide state (task ids), so cross-node order within an instant is not part of
     // the contract; everything a node does, and when, is.
     trace.sort_by(|a, b| (a.at, &a.node).cmp(&(b.at, &b.node)));
+    let mut hosts = BTreeMap::new();
+    hosts.insert(SERVER.to_string(), SERVER.to_string());
+    for i in 0..scenario.sessions {
+        hosts.insert(
+            format!("client-{i}"),
+            client_hosts[i % client_hosts.len()].clone(),
+        );
+    }
     Ok(Outcome {
         trace,
         down,
         transitions: rec.transitions,
+        hosts,
+        duration: scenario.duration,
+        mode: scenario.mode,
     })
 }
 

@@ -3,4 +3,5 @@
 mod closed_form;
 mod determinism;
 mod endpoint_faults;
+mod judge;
 mod network_faults;

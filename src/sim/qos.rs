@@ -1,0 +1,327 @@
+//! Judging a run's detector transitions against its ground truth, in the vocabulary of
+//! `shared/docs/qos.md` (Chen, Toueg and Aguilera 2002): detection time, missed detections,
+//! false suspicions, mistake duration, and the exposure to compute rates from.
+//!
+//! # Rules
+//!
+//! Each watcher → peer pair is judged on its own (`client-7 → server`, `server → client-7`).
+//!
+//! - **Failure** of the peer, as the watcher sees it: the peer's host is killed, crashed, or
+//!   paused for longer than [`Judge::tolerable_pause`]; or the peer's messages cannot reach the
+//!   watcher (a partition blocking peer → watcher). A client in one-way mode learns of the server
+//!   only through replies to its own heartbeats, so for it a partition blocking client → server
+//!   is a failure too. Overlapping failures merge.
+//! - **Detection time** of a failure `[a, b)`: from `a` to the start of the suspicion that is
+//!   still held at `b` (the detector "suspects and keeps suspecting"); zero if that suspicion
+//!   began before `a`. No such suspicion: a **missed detection**.
+//! - **False suspicion**: a trust → suspect transition that starts outside every failure of the
+//!   pair. Its **mistake duration** runs to the next trust; one still open when a failure or the
+//!   run begins is *censored*: counted as a false suspicion, left out of the durations.
+//! - A transition made while the watcher's own host was paused is ignored: a stopped process
+//!   decides nothing (see `docs/simulator.md` on why the simulator still produces them).
+//! - **Exposure**: the run's length minus the pair's failures, the time during which a false
+//!   suspicion was possible.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use super::runner::{DownPeriod, Outcome, SERVER};
+use crate::proto::frame::HeartbeatMode;
+
+/// How a run is judged.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Judge {
+    /// Pauses up to this long are noise the detector should ride out, not failures.
+    pub tolerable_pause: Duration,
+}
+
+/// One watcher → peer pair's results.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PairQos {
+    pub watcher: String,
+    pub peer: String,
+    pub failures: usize,
+    /// Detection times of the detected failures.
+    pub detections: Vec<Duration>,
+    pub missed: usize,
+    pub false_suspicions: usize,
+    /// Durations of the false suspicions that ended in trust.
+    pub mistake_durations: Vec<Duration>,
+    pub exposure: Duration,
+}
+
+impl Judge {
+    /// Every client → server and server → client pair of the run, in node order.
+    pub fn judge(&self, out: &Outcome) -> Vec<PairQos> {
+        let clients: Vec<&String> = out.hosts.keys().filter(|n| *n != SERVER).collect();
+        let mut pairs = Vec::new();
+        for c in &clients {
+            pairs.push(self.pair(out, c, SERVER));
+        }
+        for c in &clients {
+            pairs.push(self.pair(out, SERVER, c));
+        }
+        pairs
+    }
+
+    /// One watcher → peer pair.
+    pub fn pair(&self, out: &Outcome, watcher: &str, peer: &str) -> PairQos {
+        let end = out.duration;
+        let host = |n: &str| out.hosts.get(n).cloned().unwrap_or_else(|| n.to_string());
+        let (hw, hp) = (host(watcher), host(peer));
+        let one_way_client = out.mode == HeartbeatMode::OneWay && watcher != SERVER;
+        let failures = merge(
+            out.down
+                .iter()
+                .filter(|d| self.fails(d, &hw, &hp, one_way_client))
+                .map(|d| d.start..d.end.unwrap_or(end).min(end))
+                .collect(),
+        );
+        let watcher_paused = merge(
+            out.down
+                .iter()
+                .filter(|d| d.kind == "paused" && d.host == hw)
+                .map(|d| d.start..d.end.unwrap_or(end))
+                .collect(),
+        );
+        // The watcher's suspicion intervals [start, end), in time order.
+        let mut suspicions: Vec<Range<Duration>> = Vec::new();
+        let mut open: Option<Duration> = None;
+        for t in out
+            .transitions
+            .iter()
+            .filter(|t| t.watcher == watcher && t.peer == peer)
+        {
+            if watcher_paused.iter().any(|p| p.contains(&t.at)) {
+                continue;
+            }
+            match (t.suspect, open) {
+                (true, None) => open = Some(t.at),
+                (false, Some(s)) => {
+                    suspicions.push(s..t.at);
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = open {
+            suspicions.push(s..Duration::MAX);
+        }
+
+        let mut q = PairQos {
+            watcher: watcher.to_string(),
+            peer: peer.to_string(),
+            failures: failures.len(),
+            ..PairQos::default()
+        };
+        for f in &failures {
+            // The suspicion held when the failure ends (or the run does).
+            let held = suspicions
+                .iter()
+                .find(|s| s.start < f.end && s.end >= f.end);
+            match held {
+                Some(s) => q.detections.push(s.start.max(f.start) - f.start),
+                None => q.missed += 1,
+            }
+        }
+        for s in &suspicions {
+            if failures.iter().any(|f| f.contains(&s.start)) {
+                continue;
+            }
+            q.false_suspicions += 1;
+            let next_failure = failures
+                .iter()
+                .map(|f| f.start)
+                .filter(|a| *a > s.start)
+                .min();
+            let censored = s.end == Duration::MAX || next_failure.is_some_and(|a| s.end > a);
+            if !censored {
+                q.mistake_durations.push(s.end - s.start);
+            }
+        }
+        let failed: Duration = failures.iter().map(|f| f.end - f.start).sum();
+        q.exposure = end.saturating_sub(failed);
+        q
+    }
+
+    fn fails(
+        &self,
+        d: &DownPeriod,
+        watcher_host: &str,
+        peer_host: &str,
+        one_way_client: bool,
+    ) -> bool {
+        match d.kind {
+            "partitioned" => d.blocked.iter().any(|(from, to)| {
+                (from == peer_host && to == watcher_host)
+                    || (one_way_client && from == watcher_host && to == peer_host)
+            }),
+            "paused" => {
+                d.host == peer_host && d.end.is_none_or(|e| e - d.start > self.tolerable_pause)
+            }
+            _ => d.host == peer_host,
+        }
+    }
+}
+
+/// Sorted, merged intervals.
+fn merge(mut v: Vec<Range<Duration>>) -> Vec<Range<Duration>> {
+    v.retain(|r| r.start < r.end);
+    v.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<Duration>> = Vec::new();
+    for r in v {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::sim::runner::Transition;
+
+    fn s(x: f64) -> Duration {
+        Duration::from_secs_f64(x)
+    }
+
+    fn outcome(down: Vec<DownPeriod>, transitions: Vec<(f64, bool)>) -> Outcome {
+        let mut hosts = BTreeMap::new();
+        hosts.insert("server".to_string(), "server".to_string());
+        hosts.insert("client-0".to_string(), "clients".to_string());
+        Outcome {
+            trace: Vec::new(),
+            down,
+            transitions: transitions
+                .into_iter()
+                .map(|(at, suspect)| Transition {
+                    at: s(at),
+                    watcher: "client-0".into(),
+                    peer: "server".into(),
+                    suspect,
+                })
+                .collect(),
+            hosts,
+            duration: s(100.0),
+            mode: HeartbeatMode::OneWay,
+        }
+    }
+
+    fn down(host: &str, kind: &'static str, a: f64, b: Option<f64>) -> DownPeriod {
+        DownPeriod {
+            host: host.into(),
+            blocked: Vec::new(),
+            start: s(a),
+            end: b.map(s),
+            kind,
+        }
+    }
+
+    fn client_view(out: &Outcome) -> PairQos {
+        Judge::default().pair(out, "client-0", "server")
+    }
+
+    #[test]
+    fn detection_time_runs_from_the_failure_to_the_suspicion_that_is_kept() {
+        let out = outcome(
+            vec![down("server", "crashed", 10.0, Some(20.0))],
+            vec![(12.5, true), (21.0, false)],
+        );
+        let q = client_view(&out);
+        assert_eq!(q.detections, vec![s(2.5)]);
+        assert_eq!((q.missed, q.false_suspicions), (0, 0));
+        assert_eq!(q.exposure, s(90.0));
+    }
+
+    #[test]
+    fn a_suspicion_dropped_before_the_failure_ends_is_not_a_detection() {
+        // Suspected, trusted again (a stale reply), suspected again: the second one counts.
+        let out = outcome(
+            vec![down("server", "crashed", 10.0, Some(20.0))],
+            vec![(12.0, true), (13.0, false), (14.0, true), (25.0, false)],
+        );
+        assert_eq!(client_view(&out).detections, vec![s(4.0)]);
+    }
+
+    #[test]
+    fn a_failure_that_ends_unsuspected_is_a_missed_detection() {
+        let out = outcome(vec![down("server", "crashed", 10.0, Some(11.0))], vec![]);
+        let q = client_view(&out);
+        assert_eq!((q.failures, q.missed), (1, 1));
+        assert!(q.detections.is_empty());
+    }
+
+    #[test]
+    fn already_suspecting_when_the_failure_comes_is_detection_at_once() {
+        let out = outcome(
+            vec![down("server", "crashed", 10.0, None)],
+            vec![(8.0, true)],
+        );
+        let q = client_view(&out);
+        assert_eq!(q.detections, vec![Duration::ZERO]);
+        // The suspicion began while the server was alive: also a false suspicion, censored.
+        assert_eq!(q.false_suspicions, 1);
+        assert!(q.mistake_durations.is_empty());
+    }
+
+    #[test]
+    fn suspicions_of_a_live_peer_are_false_and_their_durations_counted() {
+        let out = outcome(
+            vec![],
+            vec![(5.0, true), (5.5, false), (50.0, true), (51.0, false)],
+        );
+        let q = client_view(&out);
+        assert_eq!(q.false_suspicions, 2);
+        assert_eq!(q.mistake_durations, vec![s(0.5), s(1.0)]);
+        assert_eq!(q.exposure, s(100.0));
+    }
+
+    #[test]
+    fn a_short_pause_is_noise_and_a_long_one_a_failure() {
+        let out = outcome(
+            vec![down("server", "paused", 10.0, Some(12.0))],
+            vec![(11.5, true), (12.1, false)],
+        );
+        let lenient = Judge {
+            tolerable_pause: s(3.0),
+        }
+        .pair(&out, "client-0", "server");
+        assert_eq!((lenient.failures, lenient.false_suspicions), (0, 1));
+        let strict = Judge {
+            tolerable_pause: s(1.0),
+        }
+        .pair(&out, "client-0", "server");
+        assert_eq!(
+            (
+                strict.failures,
+                strict.false_suspicions,
+                strict.detections.len()
+            ),
+            (1, 0, 1)
+        );
+    }
+
+    #[test]
+    fn a_one_way_partition_fails_the_side_that_cannot_hear() {
+        let mut p = down("server->clients", "partitioned", 10.0, Some(20.0));
+        p.blocked = vec![("server".into(), "clients".into())];
+        let out = outcome(vec![p], vec![]);
+        let judge = Judge::default();
+        assert_eq!(judge.pair(&out, "client-0", "server").failures, 1);
+        assert_eq!(judge.pair(&out, "server", "client-0").failures, 0);
+    }
+
+    #[test]
+    fn transitions_of_a_paused_watcher_are_ignored() {
+        let out = outcome(
+            vec![down("clients", "paused", 10.0, Some(15.0))],
+            vec![(12.0, true), (15.0, false)],
+        );
+        let q = client_view(&out);
+        assert_eq!(q.false_suspicions, 0);
+    }
+}

@@ -1,0 +1,62 @@
+//! The QoS judge on real runs.
+
+use std::time::Duration;
+
+use mcpsim::proto::frame::HeartbeatParams;
+use mcpsim::sim::fault::Latency;
+use mcpsim::sim::qos::Judge;
+use mcpsim::sim::runner::{Fault, run};
+
+use crate::endpoint_faults::{scenario, secs};
+
+#[test]
+fn a_server_crash_is_one_failure_per_client_detected_k_intervals_after_the_last_reply() {
+    let crash = Fault::Crash {
+        host: "server".into(),
+        downtime: Some(secs(10.0)),
+    };
+    let out = run(&scenario(3, 40.0, vec![(secs(10.0), crash)]), 1).unwrap();
+    let pairs = Judge::default().judge(&out);
+    let to_server: Vec<_> = pairs.iter().filter(|p| p.peer == "server").collect();
+    assert_eq!(to_server.len(), 3);
+    for p in to_server {
+        assert_eq!(p.failures, 1, "{p:?}");
+        // Last reply 9.030, k·η = 3 s: suspected at 12.030, 2.030 s into the failure.
+        assert_eq!(p.detections, vec![Duration::from_millis(2030)], "{p:?}");
+        assert_eq!(
+            (p.missed, p.false_suspicions),
+            (0, 0),
+            "{p:?}\n{}",
+            out.trace_text()
+        );
+        assert_eq!(p.exposure, secs(30.0));
+    }
+}
+
+#[test]
+fn a_slow_live_server_yields_false_suspicions_and_no_failures() {
+    let slow = Fault::Slow {
+        from: "server".into(),
+        to: "clients".into(),
+        latency: Latency::constant(secs(4.0)),
+        duration: secs(10.0),
+        oneway: true,
+    };
+    let mut s = scenario(2, 40.0, vec![(secs(10.5), slow)]);
+    s.heartbeat = HeartbeatParams {
+        interval_ms: 1000,
+        miss_threshold: 3,
+    };
+    let out = run(&s, 1).unwrap();
+    for p in Judge::default()
+        .judge(&out)
+        .iter()
+        .filter(|p| p.peer == "server")
+    {
+        assert_eq!(p.failures, 0);
+        assert_eq!(p.false_suspicions, 1, "{p:?}\n{}", out.trace_text());
+        // Suspected at 13.030, trusted when the late reply lands at 15.025.
+        assert_eq!(p.mistake_durations, vec![Duration::from_millis(1995)]);
+        assert_eq!(p.exposure, secs(40.0));
+    }
+}
