@@ -74,10 +74,10 @@ impl NetworkSpec {
         }
     }
 
-    fn spec(&self, from: &str, to: &str) -> &DirectionSpec {
-        self.directions
-            .get(&(from.to_string(), to.to_string()))
-            .unwrap_or(&self.default)
+    fn mentions(&self, key: &(String, String)) -> bool {
+        self.directions.contains_key(key)
+            || self.partitions.contains_key(key)
+            || self.episodes.contains_key(key)
     }
 }
 
@@ -91,27 +91,50 @@ struct Inner {
 }
 
 impl Inner {
-    fn direction(&mut self, from: &str, to: &str) -> Result<usize, FaultError> {
-        let key = (from.to_string(), to.to_string());
+    /// The direction for `key`: a host pair, or a session and a host when faults name the
+    /// session. A session's direction has the host pair's spec unless it has its own, and both
+    /// the host pair's and its own partitions and episodes.
+    fn direction(
+        &mut self,
+        key: (String, String),
+        hosts: (String, String),
+    ) -> Result<usize, FaultError> {
         if let Some(i) = self.index.get(&key) {
             return Ok(*i);
         }
-        // Keyed by the direction's position in a stable order of names, not by use order.
-        let key_hash = names_key(from, to);
-        let spec = self.spec.spec(from, to).clone();
+        // Keyed by the direction's names, not by the order of first use.
+        let key_hash = names_key(&key.0, &key.1);
+        let spec = self
+            .spec
+            .directions
+            .get(&key)
+            .or(self.spec.directions.get(&hosts));
+        let spec = spec.unwrap_or(&self.spec.default).clone();
         spec.latency.validate()?;
         let loss = LossProcess::seeded(&spec.loss, self.seed, &[key_hash])?;
-        let mut timeline =
-            Timeline::new(self.spec.partitions.get(&key).cloned().unwrap_or_default());
+        let mut timeline = Timeline::new(both(&self.spec.partitions, &key, &hosts));
         if let Some(o) = &spec.outages {
             timeline = timeline.union(&o.sample_seeded(self.horizon, self.seed, &[key_hash])?);
         }
-        let episodes = self.spec.episodes.get(&key).cloned().unwrap_or_default();
+        let episodes = both(&self.spec.episodes, &key, &hosts);
         let dir = Direction::new(spec.latency, loss, timeline)?.with_episodes(episodes)?;
         self.dirs.push(dir);
         self.index.insert(key, self.dirs.len() - 1);
         Ok(self.dirs.len() - 1)
     }
+}
+
+/// The entries for the host pair, and for the session's own key if it differs.
+fn both<T: Clone>(
+    m: &BTreeMap<(String, String), Vec<T>>,
+    key: &(String, String),
+    hosts: &(String, String),
+) -> Vec<T> {
+    let mut v = m.get(hosts).cloned().unwrap_or_default();
+    if key != hosts {
+        v.extend(m.get(key).cloned().unwrap_or_default());
+    }
+    v
 }
 
 /// A stable number for a direction's names (FNV-1a), to key its random streams.
@@ -152,11 +175,40 @@ impl FaultLinks {
 }
 
 impl Links for FaultLinks {
-    fn path(&mut self, from: &str, to: &str, conn: u64) -> Box<dyn PathModel> {
+    fn path(
+        &mut self,
+        from: &str,
+        to: &str,
+        conn: u64,
+        client: (&str, &str),
+    ) -> Box<dyn PathModel> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (client_host, session) = client;
+        let hosts = (from.to_string(), to.to_string());
+        let back = (to.to_string(), from.to_string());
+        // Faults may name the session instead of its host: then it gets directions of its own.
+        let name = |h: &str| {
+            if h == client_host {
+                session.to_string()
+            } else {
+                h.to_string()
+            }
+        };
+        let named = (name(from), name(to));
+        let named_back = (named.1.clone(), named.0.clone());
+        let (fwd_key, back_key) = if inner.spec.mentions(&named) || inner.spec.mentions(&named_back)
+        {
+            (named, named_back)
+        } else {
+            (hosts.clone(), back.clone())
+        };
         // Specs were validated in `new`, so building a direction cannot fail here.
-        let forward = inner.direction(from, to).expect("validated direction");
-        let reverse = inner.direction(to, from).expect("validated direction");
+        let forward = inner
+            .direction(fwd_key, hosts)
+            .expect("validated direction");
+        let reverse = inner
+            .direction(back_key, back)
+            .expect("validated direction");
         let rng = stream(inner.seed, Purpose::Segments, &[names_key(from, to), conn]);
         Box::new(ConnPath {
             inner: self.inner.clone(),

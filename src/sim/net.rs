@@ -55,8 +55,10 @@ pub trait PathModel: Send {
 
 /// Makes the path models for new connections.
 pub trait Links: Send {
-    /// The model for data from `from` to `to` on connection `conn`.
-    fn path(&mut self, from: &str, to: &str, conn: u64) -> Box<dyn PathModel>;
+    /// The model for data from host `from` to host `to` on connection `conn`, opened by the
+    /// client session `client.1` on host `client.0` (faults may name the session).
+    fn path(&mut self, from: &str, to: &str, conn: u64, client: (&str, &str))
+    -> Box<dyn PathModel>;
 }
 
 /// A path with a fixed one-way delay and no faults.
@@ -78,7 +80,7 @@ impl PathModel for Ideal {
 }
 
 impl Links for Ideal {
-    fn path(&mut self, _: &str, _: &str, _: u64) -> Box<dyn PathModel> {
+    fn path(&mut self, _: &str, _: &str, _: u64, _: (&str, &str)) -> Box<dyn PathModel> {
         Box::new(*self)
     }
 }
@@ -282,11 +284,12 @@ impl SimNet {
         })
     }
 
-    /// A connector from `from` to `to:port`.
-    pub fn connector(&self, from: &str, to: &str, port: u16) -> SimConnector {
+    /// A connector from `from` to `to:port`, for the client session `node`.
+    pub fn connector(&self, from: &str, node: &str, to: &str, port: u16) -> SimConnector {
         SimConnector {
             net: self.clone(),
             from: from.to_string(),
+            node: node.to_string(),
             to: to.to_string(),
             port,
         }
@@ -719,6 +722,8 @@ impl crate::net::Listener for SimListener {
 pub struct SimConnector {
     net: SimNet,
     from: String,
+    /// The client session connecting, so faults can be aimed at it alone.
+    node: String,
     to: String,
     port: u16,
 }
@@ -734,8 +739,9 @@ impl crate::net::Connector for SimConnector {
                 let mut s = net.lock();
                 let id = s.next_conn;
                 s.next_conn += 1;
-                let mut path = s.links.path(&this.from, &this.to, id);
-                let back = s.links.path(&this.to, &this.from, id);
+                let client = (this.from.as_str(), this.node.as_str());
+                let mut path = s.links.path(&this.from, &this.to, id, client);
+                let back = s.links.path(&this.to, &this.from, id, client);
                 let outcome = path.connect(now);
                 (id, (outcome, path, back))
             };

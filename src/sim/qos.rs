@@ -73,7 +73,7 @@ impl Judge {
         let failures = merge(
             out.down
                 .iter()
-                .filter(|d| self.fails(d, &hw, &hp, one_way_client))
+                .filter(|d| self.fails(d, (watcher, &hw), (peer, &hp), one_way_client))
                 .map(|d| d.start..d.end.unwrap_or(end).min(end))
                 .collect(),
         );
@@ -144,17 +144,21 @@ impl Judge {
         q
     }
 
+    /// Does `d` fail the peer for the watcher? Each is `(node, host)`: a partition may name
+    /// either.
     fn fails(
         &self,
         d: &DownPeriod,
-        watcher_host: &str,
-        peer_host: &str,
+        watcher: (&str, &str),
+        peer: (&str, &str),
         one_way_client: bool,
     ) -> bool {
+        let is = |name: &str, (node, host): (&str, &str)| name == node || name == host;
+        let peer_host = peer.1;
         match d.kind {
             "partitioned" => d.blocked.iter().any(|(from, to)| {
-                (from == peer_host && to == watcher_host)
-                    || (one_way_client && from == watcher_host && to == peer_host)
+                (is(from, peer) && is(to, watcher))
+                    || (one_way_client && is(from, watcher) && is(to, peer))
             }),
             "paused" => {
                 d.host == peer_host && d.end.is_none_or(|e| e - d.start > self.tolerable_pause)

@@ -335,6 +335,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     // Partitions are known in advance: they go into the links' outage timelines, so that every
     // segment's retransmissions see them.
     let mut network = scenario.network.clone();
+    check_targets(scenario)?;
     let mut faults = scenario.faults.clone();
     for (i, r) in scenario.random_faults.iter().enumerate() {
         faults.extend(r.sample(scenario.duration, seed, i as u64)?);
@@ -456,7 +457,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                     opts.session.mode = Some(mode);
                     opts.session.session.detector = detector.clone();
                     opts.reconnect.backoff.max_attempts = None;
-                    let connector = net.connector(&host, SERVER, PORT);
+                    let connector = net.connector(&host, &opts.name, SERVER, PORT);
                     let observer = observer.clone();
                     let shutdown = shutdown.clone();
                     tasks.spawn(async move {
@@ -664,6 +665,53 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         duration: scenario.duration,
         mode: scenario.mode,
     })
+}
+
+/// Every fault must name something that exists: a host for kills, crashes and pauses; a host
+/// or a client session for partitions and latency episodes.
+fn check_targets(scenario: &Scenario) -> Result<(), String> {
+    let hosts: Vec<String> = match scenario.client_hosts.max(1) {
+        1 => vec![SERVER.into(), CLIENTS.into()],
+        n => std::iter::once(SERVER.to_string())
+            .chain((0..n).map(|h| format!("{CLIENTS}-{h}")))
+            .collect(),
+    };
+    let is_host = |h: &str| hosts.iter().any(|x| x == h);
+    let is_session = |h: &str| {
+        h.strip_prefix("client-")
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i < scenario.sessions)
+    };
+    let random = scenario.random_faults.iter().map(|r| match &r.kind {
+        RandomKind::Partition { to, oneway } => Fault::Partition {
+            from: r.host.clone(),
+            to: to.clone(),
+            duration: Duration::ZERO,
+            oneway: *oneway,
+        },
+        _ => Fault::Pause {
+            host: r.host.clone(),
+            duration: Duration::ZERO,
+        },
+    });
+    for f in scenario.faults.iter().map(|(_, f)| f.clone()).chain(random) {
+        let bad = match &f {
+            Fault::Kill { host, .. } | Fault::Crash { host, .. } | Fault::Pause { host, .. } => {
+                (!is_host(host)).then(|| host.clone())
+            }
+            Fault::Partition { from, to, .. } | Fault::Slow { from, to, .. } => [from, to]
+                .into_iter()
+                .find(|h| !is_host(h) && !is_session(h))
+                .cloned(),
+        };
+        if let Some(name) = bad {
+            let known = hosts.join(", ");
+            return Err(format!(
+                "fault aimed at unknown host or session `{name}` (hosts: {known})"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The directions a link fault covers: `from → to`, and back unless one-way.

@@ -163,3 +163,57 @@ fn a_latency_spike_longer_than_k_intervals_is_a_false_suspicion_of_a_live_server
     assert!(out.down.is_empty());
     assert!(lines(&out, "server", "suspect").is_empty());
 }
+
+#[test]
+fn a_partition_aimed_at_one_session_cuts_only_that_session() {
+    use mcpsim::sim::qos::Judge;
+    let cut = Fault::Partition {
+        from: "client-1".into(),
+        to: "server".into(),
+        duration: secs(10.0),
+        oneway: false,
+    };
+    let mut s = scenario(3, 30.0, vec![(secs(10.5), cut)]);
+    s.heartbeat = HeartbeatParams {
+        interval_ms: 1000,
+        miss_threshold: 3,
+    };
+    let out = run(&s, 1).unwrap();
+    assert_eq!(
+        lines(&out, "client-1", "suspect server"),
+        vec![secs(13.030)],
+        "{}",
+        out.trace_text()
+    );
+    assert!(lines(&out, "client-0", "suspect").is_empty());
+    assert!(lines(&out, "client-2", "suspect").is_empty());
+    let judged = Judge::default().judge(&out);
+    let failures = |w: &str, p: &str| {
+        judged
+            .iter()
+            .find(|q| q.watcher == w && q.peer == p)
+            .unwrap()
+            .failures
+    };
+    assert_eq!(failures("client-1", "server"), 1);
+    assert_eq!(failures("server", "client-1"), 1);
+    assert_eq!(failures("client-0", "server"), 0);
+}
+
+#[test]
+fn a_fault_aimed_at_nothing_is_an_error_naming_it() {
+    let cut = Fault::Partition {
+        from: "client-9".into(),
+        to: "server".into(),
+        duration: secs(1.0),
+        oneway: false,
+    };
+    let err = run(&scenario(3, 5.0, vec![(secs(1.0), cut)]), 1).unwrap_err();
+    assert!(err.to_string().contains("`client-9`"), "{err}");
+    let pause = Fault::Pause {
+        host: "client-0".into(),
+        duration: secs(1.0),
+    };
+    let err = run(&scenario(3, 5.0, vec![(secs(1.0), pause)]), 1).unwrap_err();
+    assert!(err.to_string().contains("`client-0`"), "{err}");
+}
