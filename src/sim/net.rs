@@ -407,14 +407,13 @@ fn send_segment(conn: &mut Conn, side: usize, now: Duration, data: Bytes) {
     }
 }
 
-/// The peer of `side` gets a reset: `side` answers its next transmission with RST.
+/// The peer of `side` gets a reset: `side` answers its next transmission with RST, which
+/// reaches the peer one trip later (the peer reads it from `pipes[side]`).
 fn reset_peer(conn: &mut Conn, side: usize, now: Duration) {
-    let peer = 1 - side;
     let t = conn.paths[side].transmit(now);
     let at = t.delivered_at.unwrap_or(now).max(now);
     let p = &mut conn.pipes[side];
     p.rst_at = Some(p.rst_at.map_or(at, |x| x.min(at)));
-    let _ = peer;
 }
 
 /// A simulated TCP socket.

@@ -11,8 +11,6 @@
 //! so E[D] = (k − ½)·η + d, and every D lies in (k·η + d − η, k·η + d]. The simulator adds at
 //! most one 1 ms tick of timer rounding on top.
 
-use std::time::Duration;
-
 use mcpsim::sim::runner::{Fault, run};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -76,5 +74,4 @@ fn mean_detection_of_a_server_crash_at_a_random_phase_is_k_minus_half_intervals_
     );
     // The spread is that of a uniform phase: sd ≈ η/√12.
     assert!((sd - eta / 12f64.sqrt()).abs() < 0.1, "sd {sd:.4}");
-    let _ = Duration::ZERO;
 }
