@@ -171,6 +171,16 @@ pub fn start_client(
     RunningClient { send, stop, task }
 }
 
+impl Recorder {
+    /// Waits until `node` has established a session (at most 2 s), or fails the test.
+    pub async fn established(&self, node: &str) {
+        let est = is_session(|e| matches!(e, Event::Established { .. }));
+        self.wait_for(node, Duration::from_secs(2), est)
+            .await
+            .expect("session established");
+    }
+}
+
 pub fn echo() -> Arc<dyn Handler> {
     Arc::new(Echo)
 }

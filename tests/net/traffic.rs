@@ -14,14 +14,7 @@ async fn heartbeats_flow_and_messages_echo_over_loopback() {
     let (conn, opts) = fast_client_options("c1", &srv.addr);
     let got = Arc::new(Collect::default());
     let c = start_client(conn, opts, srv.recorder.clone(), got.clone());
-    srv.recorder
-        .wait_for(
-            "c1",
-            Duration::from_secs(2),
-            is_session(|e| matches!(e, Event::Established { .. })),
-        )
-        .await
-        .expect("established");
+    srv.recorder.established("c1").await;
     for i in 0..100u32 {
         let payload = Bytes::from(format!("{{\"n\":{i}}}"));
         c.send
@@ -81,14 +74,7 @@ async fn client_shutdown_ends_the_session_on_the_server() {
     let srv = start_server(fast_server_options(), echo()).await;
     let (conn, opts) = fast_client_options("c1", &srv.addr);
     let c = start_client(conn, opts, srv.recorder.clone(), echo());
-    srv.recorder
-        .wait_for(
-            "c1",
-            Duration::from_secs(2),
-            is_session(|e| matches!(e, Event::Established { .. })),
-        )
-        .await
-        .unwrap();
+    srv.recorder.established("c1").await;
     assert_eq!(srv.server.sessions(), 1);
     c.stop.send(true).unwrap();
     c.task.await.unwrap().unwrap();
