@@ -11,10 +11,10 @@ use bytes::BytesMut;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{sleep, sleep_until, timeout};
+use tokio::time::timeout;
 
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, Outgoing, ReadState, drive};
-use super::{Clock, ConnEnd, Connector, NetEvent, Observer};
+use super::{Clock, ConnEnd, Connector, GateHandle, NetEvent, Observer};
 use crate::proto::backoff::{Action, ConfigError, ReconnectConfig, ReconnectPolicy};
 use crate::proto::frame::MAX_PAYLOAD_LEN;
 use crate::proto::session::{ClientConfig, Event, Session, Side, State};
@@ -32,6 +32,8 @@ pub struct ClientOptions {
     pub limits: ConnLimits,
     /// Seed of the jitter RNG. Production seeds it from the OS; the simulator from its master seed.
     pub seed: u64,
+    /// Closed while the simulator holds this process paused; `None` in production.
+    pub gate: Option<GateHandle>,
 }
 
 impl Default for ClientOptions {
@@ -43,6 +45,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(5),
             limits: ConnLimits::default(),
             seed: 0,
+            gate: None,
         }
     }
 }
@@ -70,13 +73,13 @@ pub async fn run<C: Connector>(
     mut outgoing: Option<mpsc::Receiver<Outgoing>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
-    let clock = Clock::start();
+    let clock = Clock::with_gate(opts.gate.clone());
     let mut policy = ReconnectPolicy::new(opts.reconnect)?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut session = Session::client(opts.session.clone());
     let ctx = ConnCtx {
         node: &opts.name,
-        clock,
+        clock: clock.clone(),
         observer: &*observer,
         handler: &*handler,
         limits: opts.limits,
@@ -191,12 +194,12 @@ pub async fn run<C: Connector>(
         tokio::select! {
             biased;
             _ = shutdown.changed() => return Ok(()),
-            _ = sleep(wait) => {}
+            _ = clock.sleep_until(tokio::time::Instant::now() + wait) => {}
         }
         // The breaker may still be open if the wait was cut short by rounding: wait it out.
         while !policy.allow(clock.now()) {
             match policy.poll_timeout() {
-                Some(t) => sleep_until(clock.instant(t)).await,
+                Some(t) => clock.sleep_until(clock.instant(t)).await,
                 None => break,
             }
         }
@@ -206,7 +209,7 @@ pub async fn run<C: Connector>(
 fn ctx_ref<'a>(c: &ConnCtx<'a>) -> ConnCtx<'a> {
     ConnCtx {
         node: c.node,
-        clock: c.clock,
+        clock: c.clock.clone(),
         observer: c.observer,
         handler: c.handler,
         limits: c.limits,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use super::{Clock, ConnEnd, NetEvent, Observer, Stream};
 use crate::proto::session::{Event, Message, Session};
@@ -138,6 +138,8 @@ pub async fn drive<S: Stream>(
     }
 
     let result = loop {
+        // A paused process does nothing until it resumes (see `Gate`).
+        ctx.clock.wait_open().await;
         deliver(session, ctx);
         closing |= pump(session, &mut wbuf, ctx);
         if closing && wbuf.is_empty() {
@@ -194,10 +196,10 @@ pub async fn drive<S: Stream>(
                 }
                 Err(e) => break ConnEnd::Io(e.to_string()),
             },
-            _ = sleep_or_never(deadline) => {
+            _ = sleep_or_never(&ctx.clock, deadline) => {
                 session.handle_timeout(ctx.clock.now());
             }
-            _ = sleep_until(stall), if !wbuf.is_empty() => break ConnEnd::WriteStalled,
+            _ = ctx.clock.sleep_until(stall), if !wbuf.is_empty() => break ConnEnd::WriteStalled,
             r = rd.read_buf(&mut read.buf), if can_read => match r {
                 Ok(0) => {
                     match read.decoder.decode_eof(&mut read.buf) {
@@ -404,9 +406,9 @@ fn pump(session: &mut Session, wbuf: &mut BytesMut, ctx: &ConnCtx<'_>) -> bool {
     closing
 }
 
-async fn sleep_or_never(deadline: Option<Instant>) {
+async fn sleep_or_never(clock: &Clock, deadline: Option<Instant>) {
     match deadline {
-        Some(d) => sleep_until(d).await,
+        Some(d) => clock.sleep_until(d).await,
         None => pending().await,
     }
 }

@@ -25,6 +25,7 @@ pub mod tls;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,10 +77,29 @@ impl Connector for TcpConnector {
     }
 }
 
-/// The protocol core's clock, read from `tokio::time`.
-#[derive(Clone, Copy, Debug)]
+/// Whether the process may run right now. Production has none: it always may. The simulator
+/// closes a host's gate while it is paused (SIGSTOP, a GC stall), so that the drivers' timers
+/// cannot fire during the pause and fire, overdue, the moment it ends, as in a stopped process.
+pub trait Gate: Send + Sync {
+    /// Resolves at once while open; while closed, when it opens.
+    fn wait_open(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// A shared [`Gate`], for options structs.
+#[derive(Clone)]
+pub struct GateHandle(pub Arc<dyn Gate>);
+
+impl std::fmt::Debug for GateHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GateHandle")
+    }
+}
+
+/// The protocol core's clock, read from `tokio::time`, and the drivers' way to sleep.
+#[derive(Clone, Debug)]
 pub struct Clock {
     epoch: tokio::time::Instant,
+    gate: Option<GateHandle>,
 }
 
 impl Clock {
@@ -87,6 +107,15 @@ impl Clock {
     pub fn start() -> Clock {
         Clock {
             epoch: tokio::time::Instant::now(),
+            gate: None,
+        }
+    }
+
+    /// A clock whose sleeps also wait for `gate` to be open.
+    pub fn with_gate(gate: Option<GateHandle>) -> Clock {
+        Clock {
+            gate,
+            ..Clock::start()
         }
     }
 
@@ -97,6 +126,19 @@ impl Clock {
     /// The tokio instant of a core time, to sleep until it.
     pub fn instant(&self, t: Time) -> tokio::time::Instant {
         self.epoch + t.since_epoch()
+    }
+
+    /// Waits until the process may run (at once, outside the simulator).
+    pub async fn wait_open(&self) {
+        if let Some(g) = &self.gate {
+            g.0.wait_open().await;
+        }
+    }
+
+    /// Sleeps until `deadline`, and until the process may run.
+    pub async fn sleep_until(&self, deadline: tokio::time::Instant) {
+        tokio::time::sleep_until(deadline).await;
+        self.wait_open().await;
     }
 }
 

@@ -18,10 +18,10 @@ use rand_chacha::ChaCha20Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
-use tokio::time::{sleep, sleep_until, timeout};
+use tokio::time::{sleep, timeout};
 
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, ReadState, drive};
-use super::{Clock, Listener, NetEvent, Observer, Stream};
+use super::{Clock, GateHandle, Listener, NetEvent, Observer, Stream};
 use crate::proto::frame::{Body, Close, Frame};
 use crate::proto::registry::{Admission, Registry, RegistryEvent, ServerConfig};
 use crate::proto::session::Side;
@@ -45,6 +45,8 @@ pub struct ServerOptions {
     /// Seed for session ids and resume tokens. `None` seeds from the operating system, as
     /// production must (tokens have to be unguessable); the simulator passes its own.
     pub seed: Option<u64>,
+    /// Closed while the simulator holds this process paused; `None` in production.
+    pub gate: Option<GateHandle>,
 }
 
 impl Default for ServerOptions {
@@ -58,6 +60,7 @@ impl Default for ServerOptions {
             shutdown_grace: Duration::from_secs(5),
             retry_after: Duration::from_secs(1),
             seed: None,
+            gate: None,
         }
     }
 }
@@ -110,7 +113,7 @@ impl Server {
             shared: Arc::new(Shared {
                 registry: Mutex::new(Registry::new(opts.config.clone(), rng)),
                 owners: Mutex::new(BTreeMap::new()),
-                clock: Clock::start(),
+                clock: Clock::with_gate(opts.gate.clone()),
                 observer,
                 handler,
                 opts,
@@ -152,11 +155,13 @@ async fn serve_on<L: Listener>(
     mut listener: L,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let clock = shared.clock;
+    let clock = shared.clock.clone();
     let conns = Arc::new(Semaphore::new(shared.opts.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     let mut tasks = JoinSet::new();
     loop {
+        // A paused server accepts nothing and expires nothing until it resumes.
+        clock.wait_open().await;
         // Wake at the next expiry, or within a second to notice newly detached sessions.
         let next = lock(&shared.registry).poll_timeout();
         let tick = clock.now() + Duration::from_secs(1);
@@ -195,7 +200,7 @@ async fn serve_on<L: Listener>(
                     }
                 }
             }
-            _ = sleep_until(wake) => {
+            _ = clock.sleep_until(wake) => {
                 let mut registry = lock(&shared.registry);
                 registry.handle_timeout(clock.now());
                 while let Some(RegistryEvent::Expired { session_id, undelivered }) = registry.poll_event() {
@@ -357,7 +362,7 @@ async fn connection<S: Stream>(
     lock(&shared.owners).insert(id, owner.clone());
     let ctx = ConnCtx {
         node: &opts.name,
-        clock: shared.clock,
+        clock: shared.clock.clone(),
         observer: &*shared.observer,
         handler: &*shared.handler,
         limits: opts.limits,

@@ -25,8 +25,9 @@
 //!   next transmission on one gets RST.
 //! - **pause** (SIGSTOP, GC stall): the host's kernel keeps acknowledging, so peers see no
 //!   retransmissions; its sockets deliver nothing to the application and send nothing until it
-//!   resumes, then the backlog flows at once. (Its tokio timers do keep running in the
-//!   simulator: frames it writes during the pause are held and leave at the resume.)
+//!   resumes, then the backlog flows at once. The drivers stop too: their clock's gate
+//!   ([`SimNet::gate`]) holds every sleep until the resume. Anything written during the pause
+//!   anyway is held and leaves at the resume.
 //!
 //! All times are durations since the simulation started (`turmoil::sim_elapsed`).
 
@@ -35,13 +36,17 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Sleep;
+
+use crate::net::{Gate, GateHandle};
 
 pub use super::fault::{ConnectOutcome, SenderOutcome, Transmission};
 
@@ -165,6 +170,31 @@ struct State {
     deferred: BTreeMap<(u64, usize, usize), Waker>,
     /// Bumped whenever a host's state changes, so sockets can cache theirs.
     host_epoch: u64,
+    /// Each host's gate: closed while it is paused.
+    gates: BTreeMap<String, Arc<HostGate>>,
+}
+
+/// Holds a paused host's drivers: their timers wait for the resume (see `net::Gate`).
+pub struct HostGate {
+    paused: AtomicBool,
+    resumed: Notify,
+}
+
+impl Gate for HostGate {
+    fn wait_open(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            loop {
+                let resumed = self.resumed.notified();
+                tokio::pin!(resumed);
+                // Registered before the check, so a resume in between is not missed.
+                resumed.as_mut().enable();
+                if !self.paused.load(Ordering::Acquire) {
+                    return;
+                }
+                resumed.await;
+            }
+        })
+    }
 }
 
 impl State {
@@ -223,6 +253,7 @@ impl SimNet {
                 last_now: Duration::ZERO,
                 deferred: BTreeMap::new(),
                 host_epoch: 0,
+                gates: BTreeMap::new(),
             })),
         }
     }
@@ -261,6 +292,27 @@ impl SimNet {
             .get(name)
             .copied()
             .unwrap_or(HostState::Crashed)
+    }
+
+    /// The gate of `host`, for the drivers running there.
+    pub fn gate(&self, host: &str) -> GateHandle {
+        let mut s = self.lock();
+        let g = s.gates.entry(host.to_string()).or_insert_with(|| {
+            Arc::new(HostGate {
+                paused: AtomicBool::new(false),
+                resumed: Notify::new(),
+            })
+        });
+        GateHandle(g.clone())
+    }
+
+    fn set_paused(s: &mut State, host: &str, paused: bool) {
+        if let Some(g) = s.gates.get(host) {
+            g.paused.store(paused, Ordering::Release);
+            if !paused {
+                g.resumed.notify_waiters();
+            }
+        }
     }
 
     /// A listener for `host:port`. Fails if the port is taken.
@@ -303,6 +355,7 @@ impl SimNet {
         let mut s = self.lock();
         s.hosts.insert(host.to_string(), state);
         s.host_epoch += 1;
+        SimNet::set_paused(&mut s, host, state == HostState::Paused);
     }
 
     /// Resumes a paused host: what it wrote goes out now, what it was sent becomes readable.
@@ -313,6 +366,7 @@ impl SimNet {
             let mut s = self.lock();
             s.hosts.insert(host.to_string(), HostState::Up);
             s.host_epoch += 1;
+            SimNet::set_paused(&mut s, host, false);
             let ids: Vec<u64> = s.conns.keys().copied().collect();
             for id in ids {
                 let Some(conn) = s.conns.get_mut(&id) else {

@@ -18,7 +18,8 @@
 //!   pair. Its **mistake duration** runs to the next trust; one still open when a failure or the
 //!   run begins is *censored*: counted as a false suspicion, left out of the durations.
 //! - A transition made while the watcher's own host was paused is ignored: a stopped process
-//!   decides nothing (see `docs/simulator.md` on why the simulator still produces them).
+//!   decides nothing (the drivers' gate already keeps them from acting; this is the judge's own
+//!   guard).
 //! - **Exposure**: the run's length minus the pair's failures, the time during which a false
 //!   suspicion was possible.
 

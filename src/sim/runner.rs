@@ -413,6 +413,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                 let mut opts = ServerOptions {
                     name: SERVER.into(),
                     seed: Some(server_seed),
+                    gate: Some(net.gate(SERVER)),
                     ..ServerOptions::default()
                 };
                 opts.config.default_interval_ms = heartbeat.interval_ms;
@@ -453,6 +454,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                         ..ClientOptions::default()
                     };
                     opts.session.client_id = opts.name.clone();
+                    opts.gate = Some(net.gate(&host));
                     opts.session.requested = Some(heartbeat);
                     opts.session.mode = Some(mode);
                     opts.session.session.detector = detector.clone();

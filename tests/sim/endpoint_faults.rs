@@ -104,6 +104,15 @@ fn a_paused_server_is_suspected_then_trusted_when_it_resumes_with_its_backlog() 
     // The kernel kept the heartbeats; the resumed server answers them all at once.
     assert_eq!(trust.len(), 1, "{}", out.trace_text());
     assert_eq!(trust[0].at, secs(15.005));
+    // A stopped process decides nothing: the paused server's own detector stays quiet until it
+    // resumes (its timers wait for the resume, as a SIGSTOPped process's would).
+    assert!(
+        out.trace
+            .iter()
+            .all(|l| !(l.node == "server" && l.text.contains("suspect") && l.at < secs(15.0))),
+        "{}",
+        out.trace_text()
+    );
     // Trust came back before the dead deadline (12.030 + 3 s): the connection survived.
     assert!(
         lines(&out, "client-0", "dead server").is_empty(),
