@@ -10,8 +10,9 @@
 //! limit), the write buffer stops taking frames at [`ConnLimits::write_buffer`], and the
 //! session bounds everything else.
 
-use std::future::pending;
+use std::future::{Future, pending};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -126,6 +127,8 @@ pub async fn drive<S: Stream>(
     let mut closing = false;
     let mut reading = true;
     let mut end: Option<ConnEnd> = None;
+    // The overdue deadline for which the socket was already drained before judging.
+    let mut drained_for: Option<Instant> = None;
     let mut traffic = TrafficMeter::new(session, Instant::now());
     let mut shutting_down = *shutdown.borrow();
     if shutting_down {
@@ -159,7 +162,25 @@ pub async fn drive<S: Stream>(
         if !wbuf.is_empty() && now >= stall {
             break ConnEnd::WriteStalled;
         }
-        if deadline.is_some_and(|d| d <= now) {
+        if let Some(d) = deadline.filter(|d| *d <= now) {
+            // Before judging the peer, take what already arrived, once per overdue deadline:
+            // after a stall of our own (a GC pause, SIGSTOP, a descheduled VM) its heartbeats may
+            // be waiting unread, and an overdue timer must not blame the peer for our stall.
+            if reading && !closing && drained_for != Some(d) {
+                drained_for = Some(d);
+                let mut cx = Context::from_waker(Waker::noop());
+                let mut rd_now = std::pin::pin!(rd.read_buf(&mut read.buf));
+                if let Poll::Ready(Ok(n)) = rd_now.as_mut().poll(&mut cx)
+                    && n > 0
+                {
+                    bytes_in += n as u64;
+                    if let Err(e) = decode_all(&mut read, session, ctx) {
+                        reading = false;
+                        end = Some(ConnEnd::Decode(e));
+                    }
+                    continue;
+                }
+            }
             session.handle_timeout(ctx.clock.now());
             // Go round again only if the core moved its deadline: a deadline it keeps in the
             // past must not become a busy loop that never writes.
@@ -196,9 +217,8 @@ pub async fn drive<S: Stream>(
                 }
                 Err(e) => break ConnEnd::Io(e.to_string()),
             },
-            _ = sleep_or_never(&ctx.clock, deadline) => {
-                session.handle_timeout(ctx.clock.now());
-            }
+            // Due: the top of the loop handles it, reading what already arrived first.
+            _ = sleep_or_never(&ctx.clock, deadline) => {}
             _ = ctx.clock.sleep_until(stall), if !wbuf.is_empty() => break ConnEnd::WriteStalled,
             r = rd.read_buf(&mut read.buf), if can_read => match r {
                 Ok(0) => {

@@ -195,3 +195,21 @@ fn sessions_spread_over_client_hosts_and_a_host_crash_takes_only_its_own() {
         "{suspected:?}"
     );
 }
+
+#[test]
+fn a_server_resuming_from_a_pause_reads_waiting_heartbeats_before_judging_its_clients() {
+    // Its clients kept sending; their heartbeats wait in the server's socket. On waking, its
+    // detectors' deadlines are all overdue: it must read before blaming the clients.
+    let pause = Fault::Pause {
+        host: "server".into(),
+        duration: secs(5.0),
+    };
+    let out = run(&scenario(3, 20.0, vec![(secs(10.0), pause)]), 1).unwrap();
+    assert!(
+        lines(&out, "server", "suspect").is_empty(),
+        "{}",
+        out.trace_text()
+    );
+    // The clients, who really heard nothing for 5 s, did suspect the server.
+    assert_eq!(lines(&out, "client-0", "suspect server").len(), 1);
+}
