@@ -233,15 +233,7 @@ impl Detector for AdaptiveProbing {
 mod tests {
     use super::*;
 
-    const ETA: Duration = Duration::from_secs(1);
-
-    fn at(ms: u64) -> Time {
-        Time::from_epoch(Duration::from_millis(ms))
-    }
-
-    fn drain(d: &mut impl Detector) -> Vec<DetectorEvent> {
-        std::iter::from_fn(|| d.poll_event()).collect()
-    }
+    use crate::proto::detector::test_util::{ETA, at, drain};
 
     /// Runs the detector by its own timeouts until `end`, recording (time, event).
     fn run_until(d: &mut AdaptiveProbing, end: Time) -> Vec<(Time, DetectorEvent)> {

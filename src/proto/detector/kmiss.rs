@@ -138,15 +138,7 @@ impl Detector for KMiss {
 mod tests {
     use super::*;
 
-    const ETA: Duration = Duration::from_secs(1);
-
-    fn at(ms: u64) -> Time {
-        Time::from_epoch(Duration::from_millis(ms))
-    }
-
-    fn drain(d: &mut impl Detector) -> Vec<DetectorEvent> {
-        std::iter::from_fn(|| d.poll_event()).collect()
-    }
+    use crate::proto::detector::test_util::{ETA, at, drain};
 
     #[test]
     fn k_miss_suspects_after_k_missed_beats() {

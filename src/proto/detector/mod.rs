@@ -255,6 +255,26 @@ pub use adaptive::{AdaptiveConfig, AdaptiveProbing};
 pub use kmiss::{KMiss, KMissConfig};
 pub use phi::{PhiAccrual, PhiConfig};
 
+/// Helpers shared by the detectors' unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::time::Duration;
+
+    use super::{Detector, DetectorEvent, Time};
+
+    pub const ETA: Duration = Duration::from_secs(1);
+
+    /// `ms` milliseconds after the epoch.
+    pub fn at(ms: u64) -> Time {
+        Time::from_epoch(Duration::from_millis(ms))
+    }
+
+    /// Every event the detector has queued, oldest first.
+    pub fn drain(d: &mut impl Detector) -> Vec<DetectorEvent> {
+        std::iter::from_fn(|| d.poll_event()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -319,15 +319,7 @@ impl Detector for PhiAccrual {
 mod tests {
     use super::*;
 
-    const ETA: Duration = Duration::from_secs(1);
-
-    fn at(ms: u64) -> Time {
-        Time::from_epoch(Duration::from_millis(ms))
-    }
-
-    fn drain(d: &mut impl Detector) -> Vec<DetectorEvent> {
-        std::iter::from_fn(|| d.poll_event()).collect()
-    }
+    use crate::proto::detector::test_util::{ETA, at, drain};
 
     /// phi by bisection on the definition, to check the closed form against.
     fn y_star_by_bisection(threshold: f64) -> f64 {
