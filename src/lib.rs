@@ -13,4 +13,5 @@
 pub mod cli;
 pub mod net;
 pub mod proto;
+pub mod scenario;
 pub mod sim;

@@ -1,0 +1,86 @@
+//! The scenario layer's one error: what is wrong, and where in which file.
+
+use std::ops::Range;
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use thiserror::Error;
+
+/// A scenario file that cannot be used. `Display` gives `path:line:column: message`; as a
+/// [`Diagnostic`] it also shows the offending line.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{path}:{line}:{column}: {message}")]
+pub struct ScenarioError {
+    pub path: String,
+    /// 1-based; 0 when the error concerns the whole file (it could not be read).
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    pub message: String,
+    #[source_code]
+    source_code: NamedSource<String>,
+    #[label("here")]
+    span: Option<SourceSpan>,
+    #[help]
+    pub help: Option<String>,
+}
+
+impl ScenarioError {
+    /// An error at byte range `span` of `text` (the file at `path`).
+    pub fn at(path: &str, text: &str, span: Option<Range<usize>>, message: String) -> Self {
+        let (line, column) = match &span {
+            Some(r) => line_column(text, r.start),
+            None => (1, 1),
+        };
+        ScenarioError {
+            path: path.to_string(),
+            line,
+            column,
+            message,
+            source_code: NamedSource::new(path, text.to_string()),
+            span: span.map(|r| SourceSpan::from(r.start..r.end.max(r.start))),
+            help: None,
+        }
+    }
+
+    /// The file could not be read at all.
+    pub fn unreadable(path: &str, error: &std::io::Error) -> Self {
+        ScenarioError {
+            path: path.to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the scenario file: {error}"),
+            source_code: NamedSource::new(path, String::new()),
+            span: None,
+            help: None,
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_become_one_based_lines_and_columns() {
+        let text = "a = 1\nbé = 2\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 6), (2, 1));
+        // `=` after a two-byte character is the fourth character of the line.
+        assert_eq!(line_column(text, 10), (2, 4));
+    }
+}

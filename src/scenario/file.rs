@@ -1,0 +1,603 @@
+//! What a scenario file says, exactly as written: the serde model of the TOML, with the
+//! JSON Schema derived from the same types. [`super::compile`] turns it into runs.
+//!
+//! Every table refuses unknown keys. Durations and percentages are strings with units
+//! ([`super::units`]). Fields that can be wrong only in relation to others (a fault aimed at a
+//! host that does not exist, an assertion naming a pairing not in the grid) keep their place in
+//! the file ([`Spanned`]) so the error can point at them.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::units::{Dur, Percent};
+
+/// A scenario: the situation to simulate, the heartbeat pairings to try in it, and what must
+/// hold for each.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Defaults to the file's name without `.toml`.
+    pub name: Option<String>,
+    /// The real situation this models, in a sentence or two; shown in reports.
+    pub description: Option<String>,
+    /// Simulated time of each run.
+    pub duration: Dur,
+    /// Seeds to run every pairing on (common random numbers): a count `n` (seeds 1 … n) or an
+    /// explicit list.
+    #[serde(default)]
+    pub seeds: Seeds,
+    /// The simulator's time step (default 1ms): timers and arrivals snap to it.
+    #[schemars(with = "Option<Dur>")]
+    pub tick: Option<Spanned<Dur>>,
+    #[schemars(with = "Topology")]
+    pub topology: Spanned<Topology>,
+    #[serde(default = "unplaced::<Stack>")]
+    #[schemars(with = "Stack")]
+    pub stack: Spanned<Stack>,
+    #[schemars(with = "Grid")]
+    pub grid: Spanned<Grid>,
+    #[serde(default)]
+    pub network: Network,
+    /// Faults at scheduled times.
+    #[serde(default)]
+    #[schemars(with = "Vec<FaultSpec>")]
+    pub faults: Vec<Spanned<FaultSpec>>,
+    /// Faults that strike at random (a Poisson process in simulated time).
+    #[serde(default)]
+    #[schemars(with = "Vec<RandomFaultSpec>")]
+    pub random_faults: Vec<Spanned<RandomFaultSpec>>,
+    #[serde(default)]
+    pub judge: JudgeSpec,
+    /// What must hold. Every assertion applies to every pairing unless it names one.
+    #[serde(default, rename = "assert")]
+    #[schemars(with = "Vec<AssertSpec>")]
+    pub asserts: Vec<Spanned<AssertSpec>>,
+    /// The short fixed-seed run whose trace `cargo test` keeps as a snapshot.
+    #[serde(default = "unplaced::<SnapshotSpec>")]
+    #[schemars(with = "SnapshotSpec")]
+    pub snapshot: Spanned<SnapshotSpec>,
+}
+
+/// A table the file leaves out: its defaults, placed at the start of the file.
+fn unplaced<T: Default>() -> Spanned<T> {
+    Spanned::new(0..0, T::default())
+}
+
+/// Seeds: a count or a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seeds {
+    Count(u64),
+    List(Vec<u64>),
+}
+
+impl Default for Seeds {
+    fn default() -> Seeds {
+        Seeds::Count(8)
+    }
+}
+
+impl Seeds {
+    pub fn list(&self) -> Vec<u64> {
+        match self {
+            Seeds::Count(n) => (1..=*n).collect(),
+            Seeds::List(v) => v.clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Seeds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Seeds, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Seeds;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of seeds (e.g. 20) or a list of seeds (e.g. [1, 7, 42])")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Seeds, E> {
+                match u64::try_from(n) {
+                    Ok(n) if n > 0 => Ok(Seeds::Count(n)),
+                    _ => Err(E::custom(format!("seeds must be at least 1, found {n}"))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Seeds, E> {
+                self.visit_i64(n.min(i64::MAX as u64) as i64)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Seeds, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = seq.next_element::<u64>()? {
+                    v.push(s);
+                }
+                if v.is_empty() {
+                    return Err(de::Error::custom("the list of seeds is empty"));
+                }
+                Ok(Seeds::List(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Seeds {
+    fn schema_name() -> Cow<'static, str> {
+        "Seeds".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A number of seeds n (runs seeds 1 … n) or an explicit list.",
+            "anyOf": [
+                { "type": "integer", "minimum": 1 },
+                { "type": "array", "items": { "type": "integer", "minimum": 0 }, "minItems": 1 }
+            ]
+        })
+    }
+}
+
+/// Who runs: one server host, and client sessions spread over client hosts.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Client sessions (`client-0` … `client-N-1`), each its own connection to the server.
+    pub sessions: usize,
+    /// Client hosts the sessions are spread over, round robin: one host `clients`, or
+    /// `clients-0` … when more. Keep it small: the simulator's cost grows fast with hosts.
+    #[serde(default = "one")]
+    pub client_hosts: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Heartbeat mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The client heartbeats; the server answers each beat.
+    OneWay,
+    /// Both sides heartbeat on their own schedule.
+    #[default]
+    TwoWay,
+}
+
+/// Settings of the detectors, shared by every pairing.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stack {
+    #[serde(default)]
+    pub mode: Mode,
+    /// Grace δ₀ added to the k-miss and adaptive deadlines, to absorb delay and jitter.
+    pub grace: Option<Dur>,
+    #[serde(default)]
+    pub phi: PhiSpec,
+    #[serde(default)]
+    pub adaptive: AdaptiveSpec,
+}
+
+/// Phi accrual tunables (Akka's defaults unless given).
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhiSpec {
+    /// Suspect when phi reaches this (default 8).
+    pub threshold: Option<f64>,
+    /// Floor on the standard deviation (default 100ms).
+    pub min_std_deviation: Option<Dur>,
+    /// Silence tolerated on top of the mean interval. Default: (k − 1)·η, so that the grid's
+    /// miss threshold k means for phi what it means for k-miss.
+    pub acceptable_pause: Option<Dur>,
+    /// Inter-arrival samples kept (default 1000).
+    pub max_sample_size: Option<usize>,
+}
+
+/// Adaptive probing tunables.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveSpec {
+    /// Time between probes after a first miss (default η/4).
+    pub probe_interval: Option<Dur>,
+    /// Probes before suspecting (default k − 1).
+    pub probes: Option<u32>,
+}
+
+/// The grid of pairings: every interval × miss threshold × detector.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grid {
+    /// Heartbeat intervals η.
+    #[schemars(length(min = 1))]
+    pub interval: Vec<Dur>,
+    /// Miss thresholds k (1 to 255).
+    #[schemars(length(min = 1))]
+    pub miss_threshold: Vec<u8>,
+    /// Detectors to compare (default k-miss only).
+    #[serde(default = "kmiss_only")]
+    pub detector: Vec<DetectorKind>,
+}
+
+fn kmiss_only() -> Vec<DetectorKind> {
+    vec![DetectorKind::KMiss]
+}
+
+/// A failure detector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DetectorKind {
+    /// Suspect after k missed heartbeats (plus grace).
+    KMiss,
+    /// Phi accrual (Hayashibara et al.), as in Akka and Cassandra.
+    Phi,
+    /// On a first miss, probe faster before suspecting.
+    Adaptive,
+}
+
+impl DetectorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorKind::KMiss => "k-miss",
+            DetectorKind::Phi => "phi",
+            DetectorKind::Adaptive => "adaptive",
+        }
+    }
+}
+
+/// The network: what every direction does unless overridden, overrides per direction, and the
+/// kernels' TCP settings.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// One-way delay of every direction (default 1ms).
+    #[schemars(with = "Option<LatencySpec>")]
+    pub latency: Option<Spanned<LatencySpec>>,
+    /// Loss of every direction (default none). Lost segments are retransmitted, as TCP does.
+    #[schemars(with = "Option<LossSpec>")]
+    pub loss: Option<Spanned<LossSpec>>,
+    /// Overrides for one direction, keyed `"from->to"`, e.g. `"server->clients"`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, DirectionSpec>")]
+    pub direction: BTreeMap<Spanned<String>, DirectionSpec>,
+    #[serde(default)]
+    pub tcp: TcpSpec,
+}
+
+/// One direction's override.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectionSpec {
+    #[schemars(with = "Option<LatencySpec>")]
+    pub latency: Option<Spanned<LatencySpec>>,
+    #[schemars(with = "Option<LossSpec>")]
+    pub loss: Option<Spanned<LossSpec>>,
+}
+
+/// The kernels' TCP settings (Linux defaults unless given).
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSpec {
+    /// `TCP_USER_TIMEOUT`: abort a connection whose data stays unacknowledged this long.
+    /// Default: the `tcp_retries2` budget (about 15 minutes).
+    pub user_timeout: Option<Dur>,
+    /// The RTO floor (default 200ms).
+    pub rto_min: Option<Dur>,
+    /// `tcp_retries2` (default 15).
+    pub retries2: Option<u32>,
+    /// `tcp_syn_retries` (default 6).
+    pub syn_retries: Option<u32>,
+}
+
+/// A delay distribution: a fixed duration (`"20ms"`) or a table with `dist`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LatencySpec {
+    Constant(Dur),
+    Dist(LatencyDist),
+}
+
+/// Delay distributions, in the words of `tc netem` where it has them. `mean` and `median` are
+/// of the whole delay, floor included.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(tag = "dist", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LatencyDist {
+    /// Always `value`.
+    Constant { value: Dur },
+    /// Uniform on [`min`, `max`] (Toxiproxy's latency ± jitter).
+    Uniform { min: Dur, max: Dur },
+    /// Normal with `mean` and `sd`, redrawn below `min` (default 0).
+    Normal {
+        mean: Dur,
+        sd: Dur,
+        min: Option<Dur>,
+    },
+    /// `min` plus a lognormal part; `median` is the whole delay's median, `sigma` the log-scale
+    /// spread (0.5 is moderate, 1.5 heavy-tailed).
+    Lognormal { min: Dur, median: Dur, sigma: f64 },
+    /// `min` plus a Pareto (Lomax) tail of `scale` and `shape` (finite mean needs shape > 1).
+    Pareto { min: Dur, scale: Dur, shape: f64 },
+    /// `min` plus an exponential part; `mean` is the whole delay's mean.
+    Exponential { min: Dur, mean: Dur },
+}
+
+impl<'de> Deserialize<'de> for LatencySpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LatencySpec, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LatencySpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a delay (e.g. \"20ms\") or a table with `dist` \
+                     (constant, uniform, normal, lognormal, pareto, exponential)",
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<LatencySpec, E> {
+                Dur::parse(s).map(LatencySpec::Constant).map_err(E::custom)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LatencySpec, A::Error> {
+                LatencyDist::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(LatencySpec::Dist)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for LatencySpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Latency".into()
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let dur = g.subschema_for::<Dur>();
+        let dist = g.subschema_for::<LatencyDist>();
+        json_schema!({
+            "description": "A fixed one-way delay, or a distribution table with `dist`.",
+            "anyOf": [dur, dist]
+        })
+    }
+}
+
+/// How a direction loses segments: a percentage (independent loss) or a table with `model`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LossSpec {
+    Independent(Percent),
+    Model(LossModel),
+}
+
+/// Loss models. Every lost transmission is retransmitted after the RTO, as TCP does.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(tag = "model", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LossModel {
+    /// Each transmission lost independently with probability `p`.
+    Independent { p: Percent },
+    /// Gilbert-Elliott bursts in simulated time: Good and Bad states lasting exponential times
+    /// with means `mean_good` and `mean_bad`, losing `loss_good` and `loss_bad` of
+    /// transmissions (netem's `gemodel`, with sojourn times instead of per-packet odds).
+    GilbertElliott {
+        mean_good: Dur,
+        mean_bad: Dur,
+        #[serde(default = "zero_percent")]
+        loss_good: Percent,
+        loss_bad: Percent,
+    },
+}
+
+fn zero_percent() -> Percent {
+    Percent(0.0)
+}
+
+impl<'de> Deserialize<'de> for LossSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LossSpec, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LossSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a percentage (e.g. \"1%\") or a table with `model` \
+                     (independent, gilbert-elliott)",
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<LossSpec, E> {
+                Percent::parse(s).map(LossSpec::Independent).map_err(E::custom)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LossSpec, A::Error> {
+                LossModel::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(LossSpec::Model)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for LossSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Loss".into()
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let pct = g.subschema_for::<Percent>();
+        let model = g.subschema_for::<LossModel>();
+        json_schema!({
+            "description": "Independent loss as a percentage, or a loss model table with `model`.",
+            "anyOf": [pct, model]
+        })
+    }
+}
+
+/// A fault at a scheduled time, starting `at`, optionally repeated. Hosts are `server`,
+/// `clients` (or `clients-0` … with several client hosts); link faults may also name one
+/// session, `client-7`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FaultSpec {
+    /// The process dies: its kernel sends FIN (RST if unread data had arrived). With
+    /// `downtime`, it restarts afresh then.
+    Kill {
+        at: Dur,
+        host: String,
+        downtime: Option<Dur>,
+        repeat: Option<Repeat>,
+    },
+    /// The machine dies: silence, no FIN, no RST. With `downtime`, it reboots then.
+    Crash {
+        at: Dur,
+        host: String,
+        downtime: Option<Dur>,
+        repeat: Option<Repeat>,
+    },
+    /// The machine crashes and is back after `downtime`: peers' next retransmission gets RST.
+    Reboot {
+        at: Dur,
+        host: String,
+        downtime: Dur,
+        repeat: Option<Repeat>,
+    },
+    /// SIGSTOP or a GC stall: the process is silent while its kernel still acknowledges data;
+    /// the backlog is delivered on resume.
+    Pause {
+        at: Dur,
+        host: String,
+        duration: Dur,
+        repeat: Option<Repeat>,
+    },
+    /// Nothing gets from `from` to `to` (and back, unless `oneway`) for `duration`.
+    Partition {
+        at: Dur,
+        from: String,
+        to: String,
+        duration: Dur,
+        #[serde(default)]
+        oneway: bool,
+        repeat: Option<Repeat>,
+    },
+    /// Delays from `from` to `to` (and back, unless `oneway`) follow `latency` for
+    /// `duration`: a latency spike, or a gray (slow but alive) peer.
+    Slow {
+        at: Dur,
+        from: String,
+        to: String,
+        latency: LatencySpec,
+        duration: Dur,
+        #[serde(default)]
+        oneway: bool,
+        repeat: Option<Repeat>,
+    },
+}
+
+impl FaultSpec {
+    /// When it (first) starts, and how it repeats.
+    pub fn schedule(&self) -> (Dur, Option<&Repeat>) {
+        match self {
+            FaultSpec::Kill { at, repeat, .. }
+            | FaultSpec::Crash { at, repeat, .. }
+            | FaultSpec::Reboot { at, repeat, .. }
+            | FaultSpec::Pause { at, repeat, .. }
+            | FaultSpec::Partition { at, repeat, .. }
+            | FaultSpec::Slow { at, repeat, .. } => (*at, repeat.as_ref()),
+        }
+    }
+}
+
+/// A repetition: `times` occurrences in all, one every `every` (a flapping link, recurring
+/// pauses).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Repeat {
+    pub every: Dur,
+    pub times: u32,
+}
+
+/// Faults that strike at random: `per_hour` arrivals per simulated hour, each lasting a draw
+/// of `duration`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RandomFaultSpec {
+    pub kind: RandomKindSpec,
+    /// The host struck; for partitions, one end (a host or a session `client-7`).
+    pub host: String,
+    /// For partitions: the other end.
+    pub to: Option<String>,
+    /// For partitions: block only `host → to`.
+    #[serde(default)]
+    pub oneway: bool,
+    /// Mean arrivals per simulated hour.
+    pub per_hour: f64,
+    /// How long each lasts (downtime of kills and crashes).
+    pub duration: LatencySpec,
+}
+
+/// Random fault kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RandomKindSpec {
+    Kill,
+    Crash,
+    Pause,
+    Partition,
+}
+
+/// How runs are judged.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeSpec {
+    /// Pauses up to this long are noise to ride out, not failures to detect (default 0).
+    pub tolerable_pause: Option<Dur>,
+}
+
+/// Which side's detectors an assertion is about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SideSpec {
+    /// The clients watching the server.
+    Client,
+    /// The server watching its clients.
+    Server,
+    /// Both.
+    #[default]
+    Both,
+}
+
+/// A bound that must hold over every seed of a pairing. Bounds are inclusive.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssertSpec {
+    /// The pairing it is about, e.g. `"1s/3"` or `"phi:1s/3"`; default every pairing.
+    pub pairing: Option<String>,
+    #[serde(default)]
+    pub side: SideSpec,
+    /// Why this bound: shown when it fails.
+    pub why: Option<String>,
+    pub max_detection_p50: Option<Dur>,
+    pub max_detection_p90: Option<Dur>,
+    pub max_detection_p99: Option<Dur>,
+    pub max_detection: Option<Dur>,
+    /// Failures that may end undetected.
+    pub max_missed: Option<u64>,
+    /// False suspicions counted over all runs.
+    pub max_false_suspicions: Option<u64>,
+    /// False suspicions per connection-hour: the upper end of the confidence interval must be
+    /// at most this.
+    pub max_false_per_hour: Option<f64>,
+    /// Confidence of that interval (default 0.95).
+    pub confidence: Option<f64>,
+    pub max_mistake_duration: Option<Dur>,
+    /// Fraction of time a live peer is trusted, e.g. 0.999.
+    pub min_query_accuracy: Option<f64>,
+    /// Connection attempts at the server in any one-second window (a reconnect storm's peak).
+    pub max_connect_peak: Option<u64>,
+    /// Failures that must occur (guards against a fault schedule that silently does nothing).
+    pub min_failures: Option<u64>,
+}
+
+/// The snapshot run: one seed, one pairing, few sessions, so its trace reads in a diff.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSpec {
+    /// Default: the first seed.
+    pub seed: Option<u64>,
+    /// Default: the first pairing.
+    pub pairing: Option<String>,
+    /// Default: the scenario's sessions, at most 3.
+    pub sessions: Option<usize>,
+    /// Default: the scenario's duration.
+    pub duration: Option<Dur>,
+}

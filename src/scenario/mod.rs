@@ -1,0 +1,815 @@
+//! Scenario files: what to simulate, the heartbeat pairings to try, and what must hold.
+//!
+//! [`load`] reads a TOML file ([`file::ScenarioFile`]) and checks it whole, so that every
+//! mistake is reported with its file, line and column before anything runs; the result is a
+//! [`Plan`], which builds the [`runner::Scenario`] of each pairing. `docs/scenarios.md` is the
+//! reference; [`schema`] gives the JSON Schema editors use to complete and check files.
+
+pub mod error;
+pub mod file;
+pub mod units;
+
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+pub use error::ScenarioError;
+use file::{
+    AssertSpec, DetectorKind, FaultSpec, LatencyDist, LatencySpec, LossModel, LossSpec, Mode,
+    RandomKindSpec, ScenarioFile, SideSpec,
+};
+use units::{Dur, show};
+
+use crate::proto::detector::{AdaptiveConfig, DetectorConfig, KMissConfig, PhiConfig};
+use crate::proto::frame::{HeartbeatMode, HeartbeatParams};
+use crate::sim::fault::{Latency, Loss, RandomOutages, TcpConfig};
+use crate::sim::links::{DirectionSpec, NetworkSpec};
+use crate::sim::qos::Judge;
+use crate::sim::runner::{self, CLIENTS, Fault, RandomFault, RandomKind, SERVER};
+
+/// One heartbeat pairing of the grid: a detector, an interval η and a miss threshold k.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pairing {
+    pub detector: DetectorKind,
+    pub interval: Duration,
+    pub miss_threshold: u8,
+}
+
+impl Pairing {
+    /// `1s/3`, or `phi:1s/3` when the grid compares detectors.
+    pub fn name(&self, with_detector: bool) -> String {
+        let base = format!("{}/{}", show(self.interval), self.miss_threshold);
+        if with_detector {
+            format!("{}:{base}", self.detector.name())
+        } else {
+            base
+        }
+    }
+}
+
+/// An assertion, checked and tied to its place in the file.
+#[derive(Clone, Debug)]
+pub struct Assertion {
+    /// Index into [`Plan::pairings`]; `None` = every pairing.
+    pub pairing: Option<usize>,
+    pub side: SideSpec,
+    pub spec: AssertSpec,
+    /// `path:line:column` of the `[[assert]]` table.
+    pub location: String,
+}
+
+/// A checked scenario, ready to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The file it came from, as given.
+    pub path: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub seeds: Vec<u64>,
+    pub pairings: Vec<Pairing>,
+    pub asserts: Vec<Assertion>,
+    pub judge: Judge,
+    /// The snapshot run: a seed, a pairing index, sessions and duration.
+    pub snapshot: Snapshot,
+    base: Base,
+}
+
+/// The fixed-seed run `cargo test` keeps a trace snapshot of.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub seed: u64,
+    pub pairing: usize,
+    pub sessions: usize,
+    pub duration: Duration,
+}
+
+/// Everything of a run but the pairing.
+#[derive(Clone, Debug)]
+struct Base {
+    duration: Duration,
+    tick: Duration,
+    sessions: usize,
+    client_hosts: usize,
+    mode: HeartbeatMode,
+    grace: Duration,
+    phi: file::PhiSpec,
+    adaptive: file::AdaptiveSpec,
+    network: NetworkSpec,
+    faults: Vec<(Duration, Fault)>,
+    random_faults: Vec<RandomFault>,
+}
+
+impl Plan {
+    /// Whether pairing names carry the detector (the grid has more than one).
+    pub fn names_detector(&self) -> bool {
+        self.pairings
+            .iter()
+            .any(|p| p.detector != self.pairings[0].detector)
+    }
+
+    /// The pairing's name as reports and `--pairing` write it.
+    pub fn pairing_name(&self, i: usize) -> String {
+        self.pairings[i].name(self.names_detector())
+    }
+
+    /// The pairing called `name`: `1s/3`, `1000ms/3` or `phi:1s/3` (the detector may be left
+    /// out when only one is in the grid).
+    pub fn find_pairing(&self, name: &str) -> Result<usize, String> {
+        let wanted = parse_pairing(name)?;
+        let matches: Vec<usize> = (0..self.pairings.len())
+            .filter(|&i| {
+                let p = &self.pairings[i];
+                p.interval == wanted.1
+                    && p.miss_threshold == wanted.2
+                    && wanted.0.is_none_or(|d| d == p.detector)
+            })
+            .collect();
+        let known = || {
+            (0..self.pairings.len())
+                .map(|i| self.pairing_name(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match matches.as_slice() {
+            [i] => Ok(*i),
+            [] => Err(format!(
+                "no pairing {name:?} in the grid; the grid has {}",
+                known()
+            )),
+            _ => Err(format!(
+                "pairing {name:?} is ambiguous: name the detector, e.g. \"phi:{name}\" \
+                 (the grid has {})",
+                known()
+            )),
+        }
+    }
+
+    /// The run of pairing `i`.
+    pub fn scenario(&self, i: usize) -> runner::Scenario {
+        let b = &self.base;
+        let p = &self.pairings[i];
+        runner::Scenario {
+            duration: b.duration,
+            tick: b.tick,
+            sessions: b.sessions,
+            client_hosts: b.client_hosts,
+            heartbeat: HeartbeatParams {
+                interval_ms: p.interval.as_millis() as u32,
+                miss_threshold: p.miss_threshold,
+            },
+            mode: b.mode,
+            detector: self.detector(p),
+            network: b.network.clone(),
+            faults: b.faults.clone(),
+            random_faults: b.random_faults.clone(),
+        }
+    }
+
+    /// The snapshot run: fewer sessions, perhaps shorter, one pairing.
+    pub fn snapshot_scenario(&self) -> runner::Scenario {
+        let mut s = self.scenario(self.snapshot.pairing);
+        s.sessions = self.snapshot.sessions;
+        s.client_hosts = s.client_hosts.min(s.sessions);
+        s.duration = self.snapshot.duration;
+        s
+    }
+
+    /// The detector configuration of a pairing.
+    fn detector(&self, p: &Pairing) -> DetectorConfig {
+        let b = &self.base;
+        let k = p.miss_threshold;
+        match p.detector {
+            DetectorKind::KMiss => DetectorConfig::KMiss(KMissConfig { grace: b.grace }),
+            DetectorKind::Phi => {
+                let d = PhiConfig::default();
+                DetectorConfig::Phi(PhiConfig {
+                    threshold: b.phi.threshold.unwrap_or(d.threshold),
+                    max_sample_size: b.phi.max_sample_size.unwrap_or(d.max_sample_size),
+                    min_std_deviation: b.phi.min_std_deviation.map_or(d.min_std_deviation, |x| x.0),
+                    acceptable_heartbeat_pause: b
+                        .phi
+                        .acceptable_pause
+                        .map_or(p.interval * u32::from(k.saturating_sub(1)), |x| x.0),
+                })
+            }
+            DetectorKind::Adaptive => DetectorConfig::Adaptive(AdaptiveConfig {
+                grace: b.grace,
+                probe_interval: b.adaptive.probe_interval.map(|x| x.0),
+                probes: b.adaptive.probes,
+            }),
+        }
+    }
+}
+
+/// `(detector, interval, k)` from `phi:1s/3` or `1s/3`.
+fn parse_pairing(name: &str) -> Result<(Option<DetectorKind>, Duration, u8), String> {
+    let bad = || {
+        format!("pairing {name:?} is not of the form INTERVAL/K or DETECTOR:INTERVAL/K, e.g. \"1s/3\" or \"phi:1s/3\"")
+    };
+    let (detector, rest) = match name.split_once(':') {
+        Some((d, rest)) => {
+            let d = match d {
+                "k-miss" => DetectorKind::KMiss,
+                "phi" => DetectorKind::Phi,
+                "adaptive" => DetectorKind::Adaptive,
+                _ => return Err(format!("unknown detector {d:?} in pairing {name:?}; detectors are k-miss, phi, adaptive")),
+            };
+            (Some(d), rest)
+        }
+        None => (None, name),
+    };
+    let (interval, k) = rest.split_once('/').ok_or_else(bad)?;
+    let interval = Dur::parse(interval).map_err(|e| format!("{}: {e}", bad()))?.0;
+    let k = k.parse().map_err(|_| bad())?;
+    Ok((detector, interval, k))
+}
+
+/// Reads and checks the scenario file at `path`.
+pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
+    let shown = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ScenarioError::unreadable(&shown, &e))?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "scenario".into());
+    parse(&shown, &stem, &text)
+}
+
+/// Checks scenario `text`, read from `path` (used in messages); `stem` names it when the file
+/// does not.
+pub fn parse(path: &str, stem: &str, text: &str) -> Result<Plan, ScenarioError> {
+    let file: ScenarioFile = toml::from_str(text).map_err(|e| {
+        ScenarioError::at(path, text, e.span(), e.message().trim_end().to_string())
+    })?;
+    Checker { path, text }.plan(file, stem)
+}
+
+/// The JSON Schema of scenario files, pretty-printed.
+pub fn schema() -> String {
+    let schema = schemars::schema_for!(ScenarioFile);
+    let mut s = serde_json::to_string_pretty(&schema).expect("a schema serialises");
+    s.push('\n');
+    s
+}
+
+/// Turns a parsed file into a plan, reporting the first mistake with its place.
+struct Checker<'a> {
+    path: &'a str,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::at(self.path, self.text, Some(span), message.into())
+    }
+
+    fn location(&self, span: &Range<usize>) -> String {
+        let (l, c) = error::line_column(self.text, span.start);
+        format!("{}:{l}:{c}", self.path)
+    }
+
+    fn plan(&self, f: ScenarioFile, stem: &str) -> Result<Plan, ScenarioError> {
+        let whole = 0..0;
+        let duration = f.duration.0;
+        if duration.is_zero() {
+            return Err(self.err(whole, "duration must be more than 0s"));
+        }
+        let tick = match &f.tick {
+            Some(t) if t.get_ref().0.is_zero() || t.get_ref().0 > Duration::from_millis(100) => {
+                return Err(self.err(t.span(), "tick must be in (0s, 100ms]"));
+            }
+            Some(t) => t.get_ref().0,
+            None => Duration::from_millis(1),
+        };
+        let seeds = f.seeds.list();
+
+        let topo = f.topology.get_ref();
+        if topo.sessions == 0 {
+            return Err(self.err(f.topology.span(), "topology.sessions must be at least 1"));
+        }
+        if topo.client_hosts == 0 || topo.client_hosts > topo.sessions.min(64) {
+            return Err(self.err(
+                f.topology.span(),
+                format!(
+                    "topology.client_hosts must be in 1..={} (at most one per session, and few: \
+                     the simulator's cost grows fast with hosts)",
+                    topo.sessions.min(64)
+                ),
+            ));
+        }
+        let names = Names {
+            sessions: topo.sessions,
+            client_hosts: topo.client_hosts,
+        };
+
+        let pairings = self.pairings(&f.grid)?;
+        let stack = f.stack.get_ref();
+        let network = self.network(&f.network, &names)?;
+        let mut faults = Vec::new();
+        for spec in &f.faults {
+            faults.extend(self.fault(spec, &names, duration)?);
+        }
+        faults.sort_by_key(|(at, _)| *at);
+        let random_faults = f
+            .random_faults
+            .iter()
+            .map(|r| self.random_fault(r, &names))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut plan = Plan {
+            path: self.path.to_string(),
+            name: f.name.clone().unwrap_or_else(|| stem.to_string()),
+            description: f.description.clone(),
+            seeds,
+            pairings,
+            asserts: Vec::new(),
+            judge: Judge {
+                tolerable_pause: f.judge.tolerable_pause.map_or(Duration::ZERO, |d| d.0),
+            },
+            snapshot: Snapshot {
+                seed: 0,
+                pairing: 0,
+                sessions: 0,
+                duration,
+            },
+            base: Base {
+                duration,
+                tick,
+                sessions: topo.sessions,
+                client_hosts: topo.client_hosts,
+                mode: match stack.mode {
+                    Mode::OneWay => HeartbeatMode::OneWay,
+                    Mode::TwoWay => HeartbeatMode::TwoWay,
+                },
+                grace: stack.grace.map_or(Duration::ZERO, |d| d.0),
+                phi: stack.phi.clone(),
+                adaptive: stack.adaptive.clone(),
+                network,
+                faults,
+                random_faults,
+            },
+        };
+        if let Some(t) = stack.phi.threshold
+            && !(t.is_finite() && t > 0.0)
+        {
+            return Err(self.err(f.stack.span(), "stack.phi.threshold must be a positive number"));
+        }
+        for a in &f.asserts {
+            let checked = self.assertion(a, &plan)?;
+            plan.asserts.push(checked);
+        }
+        plan.snapshot = self.snapshot(&f, &plan, &names)?;
+        Ok(plan)
+    }
+
+    fn pairings(&self, grid: &Spanned<file::Grid>) -> Result<Vec<Pairing>, ScenarioError> {
+        let g = grid.get_ref();
+        let span = grid.span();
+        if g.interval.is_empty() || g.miss_threshold.is_empty() || g.detector.is_empty() {
+            return Err(self.err(
+                span,
+                "grid.interval, grid.miss_threshold and grid.detector need at least one value each",
+            ));
+        }
+        for i in &g.interval {
+            let ms = i.0.as_millis();
+            if i.0.is_zero() || i.0 != Duration::from_millis(ms as u64) || ms > u32::MAX as u128 {
+                return Err(self.err(
+                    span,
+                    format!("grid.interval {i} must be a whole number of milliseconds, at least 1ms"),
+                ));
+            }
+        }
+        if let Some(k) = g.miss_threshold.iter().find(|k| **k == 0) {
+            return Err(self.err(span, format!("grid.miss_threshold {k}: must be at least 1")));
+        }
+        let mut out = Vec::new();
+        for &detector in &g.detector {
+            for i in &g.interval {
+                for &k in &g.miss_threshold {
+                    let p = Pairing {
+                        detector,
+                        interval: i.0,
+                        miss_threshold: k,
+                    };
+                    if out.contains(&p) {
+                        return Err(self.err(span, format!("grid repeats pairing {}", p.name(true))));
+                    }
+                    out.push(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn latency(&self, l: &Spanned<LatencySpec>) -> Result<Latency, ScenarioError> {
+        to_latency(l.get_ref()).map_err(|m| self.err(l.span(), m))
+    }
+
+    fn loss(&self, l: &Spanned<LossSpec>) -> Result<Loss, ScenarioError> {
+        let loss = match l.get_ref() {
+            LossSpec::Independent(p) | LossSpec::Model(LossModel::Independent { p }) => {
+                Loss::Independent { p: p.0 }
+            }
+            LossSpec::Model(LossModel::GilbertElliott {
+                mean_good,
+                mean_bad,
+                loss_good,
+                loss_bad,
+            }) => {
+                if mean_good.0.is_zero() || mean_bad.0.is_zero() {
+                    return Err(self.err(l.span(), "mean_good and mean_bad must be more than 0s"));
+                }
+                Loss::GilbertElliott {
+                    p_good_to_bad_per_s: 1.0 / mean_good.0.as_secs_f64(),
+                    p_bad_to_good_per_s: 1.0 / mean_bad.0.as_secs_f64(),
+                    loss_good: loss_good.0,
+                    loss_bad: loss_bad.0,
+                }
+            }
+        };
+        loss.validate().map_err(|e| self.err(l.span(), e.to_string()))?;
+        Ok(loss)
+    }
+
+    fn network(&self, n: &file::Network, names: &Names) -> Result<NetworkSpec, ScenarioError> {
+        let mut spec = NetworkSpec::constant(Duration::from_millis(1));
+        if let Some(l) = &n.latency {
+            spec.default.latency = self.latency(l)?;
+        }
+        if let Some(l) = &n.loss {
+            spec.default.loss = self.loss(l)?;
+        }
+        for (key, d) in &n.direction {
+            let bad = |m: String| self.err(key.span(), m);
+            let (from, to) = key.get_ref().split_once("->").ok_or_else(|| {
+                bad(format!(
+                    "direction {:?} is not of the form \"from->to\", e.g. \"server->clients\"",
+                    key.get_ref()
+                ))
+            })?;
+            for end in [from, to] {
+                names.check_link_end(end).map_err(bad)?;
+            }
+            let mut dir = DirectionSpec {
+                latency: spec.default.latency,
+                loss: spec.default.loss,
+                outages: None,
+            };
+            if let Some(l) = &d.latency {
+                dir.latency = self.latency(l)?;
+            }
+            if let Some(l) = &d.loss {
+                dir.loss = self.loss(l)?;
+            }
+            spec.directions.insert((from.to_string(), to.to_string()), dir);
+        }
+        let t = &n.tcp;
+        let mut tcp = TcpConfig::default();
+        tcp.user_timeout = t.user_timeout.map(|d| d.0);
+        if let Some(x) = t.rto_min {
+            tcp.rto_min = x.0;
+        }
+        if let Some(x) = t.retries2 {
+            tcp.retries2 = x;
+        }
+        if let Some(x) = t.syn_retries {
+            tcp.syn_retries = x;
+        }
+        spec.tcp = tcp;
+        Ok(spec)
+    }
+
+    /// A scheduled fault, expanded over its repetitions.
+    fn fault(
+        &self,
+        spec: &Spanned<FaultSpec>,
+        names: &Names,
+        horizon: Duration,
+    ) -> Result<Vec<(Duration, Fault)>, ScenarioError> {
+        let bad = |m: String| self.err(spec.span(), m);
+        let host = |h: &str| names.check_host(h).map(|()| h.to_string()).map_err(bad);
+        let link = |a: &str, b: &str| -> Result<(), ScenarioError> {
+            names.check_link_end(a).map_err(bad)?;
+            names.check_link_end(b).map_err(bad)?;
+            if a == b {
+                return Err(bad(format!("a link fault needs two different ends, got {a:?} twice")));
+            }
+            Ok(())
+        };
+        let fault = match spec.get_ref() {
+            FaultSpec::Kill { host: h, downtime, .. } => Fault::Kill {
+                host: host(h)?,
+                downtime: downtime.map(|d| d.0),
+            },
+            FaultSpec::Crash { host: h, downtime, .. } => Fault::Crash {
+                host: host(h)?,
+                downtime: downtime.map(|d| d.0),
+            },
+            FaultSpec::Reboot { host: h, downtime, .. } => Fault::Crash {
+                host: host(h)?,
+                downtime: Some(downtime.0),
+            },
+            FaultSpec::Pause { host: h, duration, .. } => Fault::Pause {
+                host: host(h)?,
+                duration: duration.0,
+            },
+            FaultSpec::Partition {
+                from,
+                to,
+                duration,
+                oneway,
+                ..
+            } => {
+                link(from, to)?;
+                Fault::Partition {
+                    from: from.clone(),
+                    to: to.clone(),
+                    duration: duration.0,
+                    oneway: *oneway,
+                }
+            }
+            FaultSpec::Slow {
+                from,
+                to,
+                latency,
+                duration,
+                oneway,
+                ..
+            } => {
+                link(from, to)?;
+                Fault::Slow {
+                    from: from.clone(),
+                    to: to.clone(),
+                    latency: to_latency(latency).map_err(bad)?,
+                    duration: duration.0,
+                    oneway: *oneway,
+                }
+            }
+        };
+        let (at, repeat) = spec.get_ref().schedule();
+        if at.0 >= horizon {
+            return Err(bad(format!(
+                "the fault starts at {at}, at or after the end of the run ({})",
+                show(horizon)
+            )));
+        }
+        let (every, times) = match repeat {
+            None => (Duration::ZERO, 1),
+            Some(r) if r.every.0.is_zero() || r.times == 0 => {
+                return Err(bad("repeat needs every > 0s and times >= 1".into()));
+            }
+            Some(r) => (r.every.0, r.times),
+        };
+        Ok((0..times)
+            .map(|n| (at.0 + every * n, fault.clone()))
+            .take_while(|(t, _)| *t < horizon)
+            .collect())
+    }
+
+    fn random_fault(
+        &self,
+        spec: &Spanned<file::RandomFaultSpec>,
+        names: &Names,
+    ) -> Result<RandomFault, ScenarioError> {
+        let bad = |m: String| self.err(spec.span(), m);
+        let r = spec.get_ref();
+        if !(r.per_hour.is_finite() && r.per_hour >= 0.0) {
+            return Err(bad(format!("per_hour must be a finite rate >= 0, found {}", r.per_hour)));
+        }
+        let kind = match (r.kind, &r.to) {
+            (RandomKindSpec::Partition, Some(to)) => {
+                names.check_link_end(&r.host).map_err(bad)?;
+                names.check_link_end(to).map_err(bad)?;
+                RandomKind::Partition {
+                    to: to.clone(),
+                    oneway: r.oneway,
+                }
+            }
+            (RandomKindSpec::Partition, None) => {
+                return Err(bad("a random partition needs `to`, its other end".into()));
+            }
+            (_, Some(_)) => return Err(bad("`to` applies only to partitions".into())),
+            (kind, None) => {
+                names.check_host(&r.host).map_err(bad)?;
+                match kind {
+                    RandomKindSpec::Kill => RandomKind::Kill,
+                    RandomKindSpec::Crash => RandomKind::Crash,
+                    _ => RandomKind::Pause,
+                }
+            }
+        };
+        let process = RandomOutages {
+            rate_per_hour: r.per_hour,
+            duration: to_latency(&r.duration).map_err(bad)?,
+        };
+        Ok(RandomFault {
+            host: r.host.clone(),
+            kind,
+            process,
+        })
+    }
+
+    fn assertion(
+        &self,
+        a: &Spanned<AssertSpec>,
+        plan: &Plan,
+    ) -> Result<Assertion, ScenarioError> {
+        let bad = |m: String| self.err(a.span(), m);
+        let spec = a.get_ref();
+        let pairing = match &spec.pairing {
+            Some(name) => Some(plan.find_pairing(name).map_err(bad)?),
+            None => None,
+        };
+        if let Some(c) = spec.confidence
+            && !(c > 0.0 && c < 1.0)
+        {
+            return Err(bad(format!("confidence must be in (0, 1), e.g. 0.95; found {c}")));
+        }
+        if let Some(q) = spec.min_query_accuracy
+            && !(0.0..=1.0).contains(&q)
+        {
+            return Err(bad(format!("min_query_accuracy must be in [0, 1]; found {q}")));
+        }
+        if let Some(r) = spec.max_false_per_hour
+            && !(r.is_finite() && r >= 0.0)
+        {
+            return Err(bad(format!("max_false_per_hour must be a finite rate >= 0; found {r}")));
+        }
+        Ok(Assertion {
+            pairing,
+            side: spec.side,
+            spec: spec.clone(),
+            location: self.location(&a.span()),
+        })
+    }
+
+    fn snapshot(
+        &self,
+        f: &ScenarioFile,
+        plan: &Plan,
+        names: &Names,
+    ) -> Result<Snapshot, ScenarioError> {
+        let s = f.snapshot.get_ref();
+        let bad = |m: String| self.err(f.snapshot.span(), m);
+        let pairing = match &s.pairing {
+            Some(name) => plan.find_pairing(name).map_err(bad)?,
+            None => 0,
+        };
+        // Enough sessions to include every session a fault names.
+        let named = f
+            .faults
+            .iter()
+            .flat_map(|s| session_names(s.get_ref()))
+            .chain(f.random_faults.iter().flat_map(|r| {
+                let r = r.get_ref();
+                [Some(r.host.as_str()), r.to.as_deref()]
+            }))
+            .flatten()
+            .chain(f.network.direction.keys().flat_map(|k| {
+                let (a, b) = k.get_ref().split_once("->").unwrap_or(("", ""));
+                [a, b]
+            }))
+            .filter_map(session_index)
+            .max()
+            .map_or(0, |i| i + 1);
+        let sessions = s.sessions.unwrap_or(names.sessions.min(3).max(named));
+        if sessions == 0 || sessions > names.sessions {
+            return Err(bad(format!(
+                "snapshot.sessions must be in 1..={}",
+                names.sessions
+            )));
+        }
+        if sessions < named {
+            return Err(bad(format!(
+                "snapshot.sessions is {sessions}, but faults name client-{}",
+                named - 1
+            )));
+        }
+        let duration = s.duration.map_or(plan.base.duration, |d| d.0);
+        if duration.is_zero() || duration > plan.base.duration {
+            return Err(bad(format!(
+                "snapshot.duration must be in (0s, {}]",
+                show(plan.base.duration)
+            )));
+        }
+        Ok(Snapshot {
+            seed: s.seed.unwrap_or(plan.seeds[0]),
+            pairing,
+            sessions,
+            duration,
+        })
+    }
+}
+
+fn session_names(f: &FaultSpec) -> [Option<&str>; 2] {
+    match f {
+        FaultSpec::Partition { from, to, .. } | FaultSpec::Slow { from, to, .. } => {
+            [Some(from), Some(to)]
+        }
+        _ => [None, None],
+    }
+}
+
+/// `7` from `client-7`.
+fn session_index(name: &str) -> Option<usize> {
+    name.strip_prefix("client-")?.parse().ok()
+}
+
+/// The names a scenario may aim faults at.
+struct Names {
+    sessions: usize,
+    client_hosts: usize,
+}
+
+impl Names {
+    fn hosts(&self) -> Vec<String> {
+        let mut h = vec![SERVER.to_string()];
+        match self.client_hosts {
+            1 => h.push(CLIENTS.to_string()),
+            n => h.extend((0..n).map(|i| format!("{CLIENTS}-{i}"))),
+        }
+        h
+    }
+
+    /// A host (for kills, crashes, pauses).
+    fn check_host(&self, name: &str) -> Result<(), String> {
+        let hosts = self.hosts();
+        if hosts.iter().any(|h| h == name) {
+            return Ok(());
+        }
+        let hint = if session_index(name).is_some() {
+            " (a session is not a host: kill, crash and pause strike hosts)"
+        } else {
+            ""
+        };
+        Err(format!(
+            "no host {name:?}{hint}; the hosts are {}",
+            hosts.join(", ")
+        ))
+    }
+
+    /// A host or a session (for link faults).
+    fn check_link_end(&self, name: &str) -> Result<(), String> {
+        if self.check_host(name).is_ok() {
+            return Ok(());
+        }
+        match session_index(name) {
+            Some(i) if i < self.sessions => Ok(()),
+            Some(_) => Err(format!(
+                "no session {name:?}: the scenario has client-0 … client-{}",
+                self.sessions - 1
+            )),
+            None => Err(format!(
+                "no host or session {name:?}; the hosts are {}, the sessions client-0 … client-{}",
+                self.hosts().join(", "),
+                self.sessions - 1
+            )),
+        }
+    }
+}
+
+/// The simulator's latency model of a file's latency.
+fn to_latency(l: &LatencySpec) -> Result<Latency, String> {
+    let ms = |d: &Dur| d.0.as_secs_f64() * 1e3;
+    let above = |what: &str, total: &Dur, min: &Dur| {
+        if total.0 > min.0 {
+            Ok(ms(total) - ms(min))
+        } else {
+            Err(format!("{what} {total} must be more than min {min}"))
+        }
+    };
+    let latency = match l {
+        LatencySpec::Constant(d) | LatencySpec::Dist(LatencyDist::Constant { value: d }) => {
+            Latency::constant(d.0)
+        }
+        LatencySpec::Dist(LatencyDist::Uniform { min, max }) => Latency::Uniform {
+            min_ms: ms(min),
+            max_ms: ms(max),
+        },
+        LatencySpec::Dist(LatencyDist::Normal { mean, sd, min }) => Latency::Normal {
+            mean_ms: ms(mean),
+            sd_ms: ms(sd),
+            min_ms: min.as_ref().map_or(0.0, ms),
+        },
+        LatencySpec::Dist(LatencyDist::Lognormal { min, median, sigma }) => Latency::Lognormal {
+            min_ms: ms(min),
+            median_ms: above("median", median, min)?,
+            sigma: *sigma,
+        },
+        LatencySpec::Dist(LatencyDist::Pareto { min, scale, shape }) => Latency::Pareto {
+            min_ms: ms(min),
+            scale_ms: ms(scale),
+            shape: *shape,
+        },
+        LatencySpec::Dist(LatencyDist::Exponential { min, mean }) => Latency::Exponential {
+            min_ms: ms(min),
+            mean_ms: above("mean", mean, min)?,
+        },
+    };
+    latency.validate().map_err(|e| e.to_string())?;
+    Ok(latency)
+}

@@ -1,0 +1,255 @@
+//! The units a scenario file writes: durations (`"250ms"`, `"1.5s"`, `"2m"`, `"1h"`) and
+//! percentages (`"0.5%"`). Each is a string with one strict grammar, so that a typo such as
+//! `"5 sec"` or `"5"` is an error naming what was expected, never a silent guess.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The grammar of a duration, as a regular expression (also published in the JSON Schema).
+pub const DURATION_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(us|ms|s|m|h)$";
+/// The grammar of a percentage.
+pub const PERCENT_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?%$";
+
+/// A duration written with a unit: `us`, `ms`, `s`, `m` or `h`, no space, e.g. `"250ms"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    /// Parses the strict grammar; the error says what was expected.
+    pub fn parse(s: &str) -> Result<Dur, String> {
+        let expected = || {
+            format!(
+                "expected a duration such as \"250ms\", \"1.5s\", \"2m\" or \"1h\" \
+                 (a number, then us, ms, s, m or h, no space), found {s:?}"
+            )
+        };
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(expected)?;
+        let (number, unit) = s.split_at(split);
+        let scale = match unit {
+            "us" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(expected()),
+        };
+        if !is_decimal(number) {
+            return Err(expected());
+        }
+        let value: f64 = number.parse().map_err(|_| expected())?;
+        let secs = value * scale;
+        if !(secs.is_finite() && secs < 1e9) {
+            return Err(format!("duration {s:?} is too long"));
+        }
+        Ok(Dur(Duration::from_secs_f64(secs)))
+    }
+}
+
+/// `digits` or `digits.digits`.
+fn is_decimal(s: &str) -> bool {
+    let mut parts = s.splitn(2, '.');
+    let whole = parts.next().unwrap_or("");
+    let all_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    all_digits(whole) && parts.next().is_none_or(all_digits)
+}
+
+impl fmt::Display for Dur {
+    /// The shortest exact form: `"1h"`, `"2m"`, `"1.5s"`, `"250ms"`, `"20us"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&show(self.0))
+    }
+}
+
+/// Writes a duration the way a scenario file does, in the largest unit that keeps it exact to
+/// a microsecond: `1h`, `90s`, `1.5s`, `250ms`.
+pub fn show(d: Duration) -> String {
+    let us = d.as_micros();
+    if us == 0 {
+        return "0s".into();
+    }
+    for (unit, size) in [("h", 3_600_000_000u128), ("m", 60_000_000)] {
+        if us % size == 0 {
+            return format!("{}{unit}", us / size);
+        }
+    }
+    if us % 1000 == 0 && us >= 1_000_000 {
+        let s = us as f64 / 1e6;
+        return format!("{s}s");
+    }
+    if us % 1000 == 0 {
+        return format!("{}ms", us / 1000);
+    }
+    format!("{us}us")
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration string such as \"250ms\", \"1.5s\", \"2m\" or \"1h\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                Dur::parse(s).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Dur, E> {
+                Err(E::custom(format!(
+                    "a duration needs a unit: write \"{n}s\" or \"{n}ms\", not {n}"
+                )))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Dur, E> {
+                self.visit_i64(n as i64)
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Dur, E> {
+                Err(E::custom(format!(
+                    "a duration needs a unit: write \"{n}s\", not {n}"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Dur {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "A duration: a number and a unit (us, ms, s, m, h), e.g. \"250ms\", \"1.5s\", \"2m\".",
+            "examples": ["250ms", "1s", "1.5s", "2m", "1h"]
+        })
+    }
+}
+
+/// A fraction written as a percentage, e.g. `"0.5%"`; holds the fraction (0.005).
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Percent(pub f64);
+
+impl Percent {
+    pub fn parse(s: &str) -> Result<Percent, String> {
+        let expected =
+            || format!("expected a percentage such as \"1%\" or \"0.5%\" (0% to 100%), found {s:?}");
+        let number = s.strip_suffix('%').ok_or_else(expected)?;
+        if !is_decimal(number) {
+            return Err(expected());
+        }
+        let v: f64 = number.parse().map_err(|_| expected())?;
+        if v > 100.0 {
+            return Err(expected());
+        }
+        Ok(Percent(v / 100.0))
+    }
+}
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%", self.0 * 100.0)
+    }
+}
+
+impl Serialize for Percent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Percent, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Percent;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a percentage string such as \"1%\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Percent, E> {
+                Percent::parse(s).map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Percent, E> {
+                Err(E::custom(format!(
+                    "write a percentage as a string with %, e.g. \"{}%\" for {n}",
+                    n * 100.0
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Percent, E> {
+                Err(E::custom(format!(
+                    "write a percentage as a string with %, e.g. \"{n}%\""
+                )))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Percent, E> {
+                self.visit_i64(n as i64)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Percent {
+    fn schema_name() -> Cow<'static, str> {
+        "Percent".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": PERCENT_PATTERN,
+            "description": "A percentage, e.g. \"1%\" or \"0.5%\".",
+            "examples": ["1%", "0.5%", "30%"]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_number_and_a_unit() {
+        let ms = Duration::from_millis;
+        assert_eq!(Dur::parse("250ms").unwrap().0, ms(250));
+        assert_eq!(Dur::parse("1.5s").unwrap().0, ms(1500));
+        assert_eq!(Dur::parse("2m").unwrap().0, ms(120_000));
+        assert_eq!(Dur::parse("1h").unwrap().0, ms(3_600_000));
+        assert_eq!(Dur::parse("20us").unwrap().0, Duration::from_micros(20));
+    }
+
+    #[test]
+    fn a_duration_with_a_space_a_long_unit_or_no_unit_is_refused_with_the_expected_form() {
+        for bad in ["5 sec", "5sec", "5", "s", "1.s", ".5s", "-1s", "1e3ms", "5S"] {
+            let err = Dur::parse(bad).unwrap_err();
+            assert!(err.contains("expected a duration"), "{bad}: {err}");
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_print_back_in_the_largest_exact_unit() {
+        for s in ["1h", "2m", "90s", "1.5s", "250ms", "20us", "0s"] {
+            assert_eq!(Dur::parse(s).unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn percentages_hold_fractions() {
+        assert_eq!(Percent::parse("1%").unwrap().0, 0.01);
+        assert_eq!(Percent::parse("0.5%").unwrap().0, 0.005);
+        assert!(Percent::parse("1").is_err());
+        assert!(Percent::parse("101%").is_err());
+        assert!(Percent::parse("1 %").is_err());
+    }
+}
