@@ -20,6 +20,11 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Run one MCP client, or many for load, printing stats periodically.
     Client(cli::client::ClientArgs),
+    /// Re-run one run of a scenario (a seed and a pairing) and print its trace, byte-identical
+    /// every time.
+    Replay(cli::replay::ReplayArgs),
+    /// Print the JSON Schema of scenario files (for editors: `#:schema` in a TOML file).
+    Schema,
 }
 
 fn main() -> ExitCode {
@@ -28,12 +33,18 @@ fn main() -> ExitCode {
         Command::Sweep(args) => cli::sweep::run(args),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(cli::serve::run(args))),
         Command::Client(args) => runtime().and_then(|rt| rt.block_on(cli::client::run(args))),
+        Command::Replay(args) => cli::replay::replay(args),
+        Command::Schema => cli::replay::schema(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(cli::CliError::Scenario(e)) => {
+            eprintln!("{:?}", miette::Report::new_boxed(e));
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

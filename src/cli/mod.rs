@@ -10,6 +10,7 @@
 pub mod client;
 pub mod observe;
 pub mod opts;
+pub mod replay;
 pub mod serve;
 pub mod sweep;
 
@@ -23,4 +24,27 @@ pub enum CliError {
     /// Something failed while running, e.g. an address that cannot be bound.
     #[error("{0}")]
     Run(String),
+    /// A scenario file that cannot be used: its place and what is wrong.
+    #[error(transparent)]
+    Scenario(Box<crate::scenario::ScenarioError>),
+    /// The run worked and an assertion did not hold (already reported).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<crate::scenario::ScenarioError> for CliError {
+    fn from(e: crate::scenario::ScenarioError) -> CliError {
+        CliError::Scenario(Box::new(e))
+    }
+}
+
+impl CliError {
+    /// The exit status: 2 for input that cannot be used, 1 for everything else (a failed
+    /// assertion, a run that could not be done).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) | CliError::Scenario(_) => 2,
+            _ => 1,
+        }
+    }
 }

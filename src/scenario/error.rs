@@ -1,6 +1,7 @@
 //! The scenario layer's one error: what is wrong, and where in which file.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use thiserror::Error;
@@ -17,7 +18,7 @@ pub struct ScenarioError {
     pub column: usize,
     pub message: String,
     #[source_code]
-    source_code: NamedSource<String>,
+    source_code: Arc<NamedSource<String>>,
     #[label("here")]
     span: Option<SourceSpan>,
     #[help]
@@ -36,7 +37,7 @@ impl ScenarioError {
             line,
             column,
             message,
-            source_code: NamedSource::new(path, text.to_string()),
+            source_code: Arc::new(NamedSource::new(path, text.to_string())),
             span: span.map(|r| SourceSpan::from(r.start..r.end.max(r.start))),
             help: None,
         }
@@ -49,7 +50,7 @@ impl ScenarioError {
             line: 0,
             column: 0,
             message: format!("cannot read the scenario file: {error}"),
-            source_code: NamedSource::new(path, String::new()),
+            source_code: Arc::new(NamedSource::new(path, String::new())),
             span: None,
             help: None,
         }

@@ -224,7 +224,9 @@ fn kmiss_only() -> Vec<DetectorKind> {
 }
 
 /// A failure detector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DetectorKind {
     /// Suspect after k missed heartbeats (plus grace).
@@ -398,7 +400,9 @@ impl<'de> Deserialize<'de> for LossSpec {
                 )
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<LossSpec, E> {
-                Percent::parse(s).map(LossSpec::Independent).map_err(E::custom)
+                Percent::parse(s)
+                    .map(LossSpec::Independent)
+                    .map_err(E::custom)
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LossSpec, A::Error> {
                 LossModel::deserialize(de::value::MapAccessDeserializer::new(map))

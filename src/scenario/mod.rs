@@ -206,7 +206,9 @@ impl Plan {
 /// `(detector, interval, k)` from `phi:1s/3` or `1s/3`.
 fn parse_pairing(name: &str) -> Result<(Option<DetectorKind>, Duration, u8), String> {
     let bad = || {
-        format!("pairing {name:?} is not of the form INTERVAL/K or DETECTOR:INTERVAL/K, e.g. \"1s/3\" or \"phi:1s/3\"")
+        format!(
+            "pairing {name:?} is not of the form INTERVAL/K or DETECTOR:INTERVAL/K, e.g. \"1s/3\" or \"phi:1s/3\""
+        )
     };
     let (detector, rest) = match name.split_once(':') {
         Some((d, rest)) => {
@@ -214,14 +216,20 @@ fn parse_pairing(name: &str) -> Result<(Option<DetectorKind>, Duration, u8), Str
                 "k-miss" => DetectorKind::KMiss,
                 "phi" => DetectorKind::Phi,
                 "adaptive" => DetectorKind::Adaptive,
-                _ => return Err(format!("unknown detector {d:?} in pairing {name:?}; detectors are k-miss, phi, adaptive")),
+                _ => {
+                    return Err(format!(
+                        "unknown detector {d:?} in pairing {name:?}; detectors are k-miss, phi, adaptive"
+                    ));
+                }
             };
             (Some(d), rest)
         }
         None => (None, name),
     };
     let (interval, k) = rest.split_once('/').ok_or_else(bad)?;
-    let interval = Dur::parse(interval).map_err(|e| format!("{}: {e}", bad()))?.0;
+    let interval = Dur::parse(interval)
+        .map_err(|e| format!("{}: {e}", bad()))?
+        .0;
     let k = k.parse().map_err(|_| bad())?;
     Ok((detector, interval, k))
 }
@@ -229,8 +237,7 @@ fn parse_pairing(name: &str) -> Result<(Option<DetectorKind>, Duration, u8), Str
 /// Reads and checks the scenario file at `path`.
 pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
     let shown = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| ScenarioError::unreadable(&shown, &e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::unreadable(&shown, &e))?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -241,9 +248,8 @@ pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
 /// Checks scenario `text`, read from `path` (used in messages); `stem` names it when the file
 /// does not.
 pub fn parse(path: &str, stem: &str, text: &str) -> Result<Plan, ScenarioError> {
-    let file: ScenarioFile = toml::from_str(text).map_err(|e| {
-        ScenarioError::at(path, text, e.span(), e.message().trim_end().to_string())
-    })?;
+    let file: ScenarioFile = toml::from_str(text)
+        .map_err(|e| ScenarioError::at(path, text, e.span(), e.message().trim_end().to_string()))?;
     Checker { path, text }.plan(file, stem)
 }
 
@@ -355,7 +361,10 @@ impl Checker<'_> {
         if let Some(t) = stack.phi.threshold
             && !(t.is_finite() && t > 0.0)
         {
-            return Err(self.err(f.stack.span(), "stack.phi.threshold must be a positive number"));
+            return Err(self.err(
+                f.stack.span(),
+                "stack.phi.threshold must be a positive number",
+            ));
         }
         for a in &f.asserts {
             let checked = self.assertion(a, &plan)?;
@@ -379,7 +388,9 @@ impl Checker<'_> {
             if i.0.is_zero() || i.0 != Duration::from_millis(ms as u64) || ms > u32::MAX as u128 {
                 return Err(self.err(
                     span,
-                    format!("grid.interval {i} must be a whole number of milliseconds, at least 1ms"),
+                    format!(
+                        "grid.interval {i} must be a whole number of milliseconds, at least 1ms"
+                    ),
                 ));
             }
         }
@@ -396,7 +407,9 @@ impl Checker<'_> {
                         miss_threshold: k,
                     };
                     if out.contains(&p) {
-                        return Err(self.err(span, format!("grid repeats pairing {}", p.name(true))));
+                        return Err(
+                            self.err(span, format!("grid repeats pairing {}", p.name(true)))
+                        );
                     }
                     out.push(p);
                 }
@@ -431,7 +444,8 @@ impl Checker<'_> {
                 }
             }
         };
-        loss.validate().map_err(|e| self.err(l.span(), e.to_string()))?;
+        loss.validate()
+            .map_err(|e| self.err(l.span(), e.to_string()))?;
         Ok(loss)
     }
 
@@ -465,11 +479,14 @@ impl Checker<'_> {
             if let Some(l) = &d.loss {
                 dir.loss = self.loss(l)?;
             }
-            spec.directions.insert((from.to_string(), to.to_string()), dir);
+            spec.directions
+                .insert((from.to_string(), to.to_string()), dir);
         }
         let t = &n.tcp;
-        let mut tcp = TcpConfig::default();
-        tcp.user_timeout = t.user_timeout.map(|d| d.0);
+        let mut tcp = TcpConfig {
+            user_timeout: t.user_timeout.map(|d| d.0),
+            ..TcpConfig::default()
+        };
         if let Some(x) = t.rto_min {
             tcp.rto_min = x.0;
         }
@@ -496,24 +513,34 @@ impl Checker<'_> {
             names.check_link_end(a).map_err(bad)?;
             names.check_link_end(b).map_err(bad)?;
             if a == b {
-                return Err(bad(format!("a link fault needs two different ends, got {a:?} twice")));
+                return Err(bad(format!(
+                    "a link fault needs two different ends, got {a:?} twice"
+                )));
             }
             Ok(())
         };
         let fault = match spec.get_ref() {
-            FaultSpec::Kill { host: h, downtime, .. } => Fault::Kill {
+            FaultSpec::Kill {
+                host: h, downtime, ..
+            } => Fault::Kill {
                 host: host(h)?,
                 downtime: downtime.map(|d| d.0),
             },
-            FaultSpec::Crash { host: h, downtime, .. } => Fault::Crash {
+            FaultSpec::Crash {
+                host: h, downtime, ..
+            } => Fault::Crash {
                 host: host(h)?,
                 downtime: downtime.map(|d| d.0),
             },
-            FaultSpec::Reboot { host: h, downtime, .. } => Fault::Crash {
+            FaultSpec::Reboot {
+                host: h, downtime, ..
+            } => Fault::Crash {
                 host: host(h)?,
                 downtime: Some(downtime.0),
             },
-            FaultSpec::Pause { host: h, duration, .. } => Fault::Pause {
+            FaultSpec::Pause {
+                host: h, duration, ..
+            } => Fault::Pause {
                 host: host(h)?,
                 duration: duration.0,
             },
@@ -578,7 +605,10 @@ impl Checker<'_> {
         let bad = |m: String| self.err(spec.span(), m);
         let r = spec.get_ref();
         if !(r.per_hour.is_finite() && r.per_hour >= 0.0) {
-            return Err(bad(format!("per_hour must be a finite rate >= 0, found {}", r.per_hour)));
+            return Err(bad(format!(
+                "per_hour must be a finite rate >= 0, found {}",
+                r.per_hour
+            )));
         }
         let kind = match (r.kind, &r.to) {
             (RandomKindSpec::Partition, Some(to)) => {
@@ -613,11 +643,7 @@ impl Checker<'_> {
         })
     }
 
-    fn assertion(
-        &self,
-        a: &Spanned<AssertSpec>,
-        plan: &Plan,
-    ) -> Result<Assertion, ScenarioError> {
+    fn assertion(&self, a: &Spanned<AssertSpec>, plan: &Plan) -> Result<Assertion, ScenarioError> {
         let bad = |m: String| self.err(a.span(), m);
         let spec = a.get_ref();
         let pairing = match &spec.pairing {
@@ -627,17 +653,23 @@ impl Checker<'_> {
         if let Some(c) = spec.confidence
             && !(c > 0.0 && c < 1.0)
         {
-            return Err(bad(format!("confidence must be in (0, 1), e.g. 0.95; found {c}")));
+            return Err(bad(format!(
+                "confidence must be in (0, 1), e.g. 0.95; found {c}"
+            )));
         }
         if let Some(q) = spec.min_query_accuracy
             && !(0.0..=1.0).contains(&q)
         {
-            return Err(bad(format!("min_query_accuracy must be in [0, 1]; found {q}")));
+            return Err(bad(format!(
+                "min_query_accuracy must be in [0, 1]; found {q}"
+            )));
         }
         if let Some(r) = spec.max_false_per_hour
             && !(r.is_finite() && r >= 0.0)
         {
-            return Err(bad(format!("max_false_per_hour must be a finite rate >= 0; found {r}")));
+            return Err(bad(format!(
+                "max_false_per_hour must be a finite rate >= 0; found {r}"
+            )));
         }
         Ok(Assertion {
             pairing,

@@ -75,15 +75,15 @@ pub fn show(d: Duration) -> String {
         return "0s".into();
     }
     for (unit, size) in [("h", 3_600_000_000u128), ("m", 60_000_000)] {
-        if us % size == 0 {
+        if us.is_multiple_of(size) {
             return format!("{}{unit}", us / size);
         }
     }
-    if us % 1000 == 0 && us >= 1_000_000 {
+    if us.is_multiple_of(1000) && us >= 1_000_000 {
         let s = us as f64 / 1e6;
         return format!("{s}s");
     }
-    if us % 1000 == 0 {
+    if us.is_multiple_of(1000) {
         return format!("{}ms", us / 1000);
     }
     format!("{us}us")
@@ -144,8 +144,9 @@ pub struct Percent(pub f64);
 
 impl Percent {
     pub fn parse(s: &str) -> Result<Percent, String> {
-        let expected =
-            || format!("expected a percentage such as \"1%\" or \"0.5%\" (0% to 100%), found {s:?}");
+        let expected = || {
+            format!("expected a percentage such as \"1%\" or \"0.5%\" (0% to 100%), found {s:?}")
+        };
         let number = s.strip_suffix('%').ok_or_else(expected)?;
         if !is_decimal(number) {
             return Err(expected());
@@ -230,7 +231,9 @@ mod tests {
 
     #[test]
     fn a_duration_with_a_space_a_long_unit_or_no_unit_is_refused_with_the_expected_form() {
-        for bad in ["5 sec", "5sec", "5", "s", "1.s", ".5s", "-1s", "1e3ms", "5S"] {
+        for bad in [
+            "5 sec", "5sec", "5", "s", "1.s", ".5s", "-1s", "1e3ms", "5S",
+        ] {
             let err = Dur::parse(bad).unwrap_err();
             assert!(err.contains("expected a duration"), "{bad}: {err}");
             assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");

@@ -1,0 +1,161 @@
+//! A broken scenario file is refused before anything runs, with its file, line, column and
+//! what was expected.
+
+use mcpsim::scenario::{ScenarioError, parse, schema};
+
+const GOOD: &str = r#"
+duration = "10m"
+seeds = 2
+
+[topology]
+sessions = 4
+
+[grid]
+interval = ["500ms", "1s"]
+miss_threshold = [2, 3]
+"#;
+
+fn error_of(text: &str) -> ScenarioError {
+    parse("broken.toml", "broken", text).expect_err("the file should be refused")
+}
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).expect("needle in text");
+    text[..at].matches('\n').count() + 1
+}
+
+#[test]
+fn a_good_file_gives_every_pairing_of_the_grid_on_every_seed() {
+    let plan = parse("good.toml", "good", GOOD).unwrap();
+    let names: Vec<String> = (0..plan.pairings.len())
+        .map(|i| plan.pairing_name(i))
+        .collect();
+    assert_eq!(names, ["500ms/2", "500ms/3", "1s/2", "1s/3"]);
+    assert_eq!(plan.seeds, [1, 2]);
+    assert_eq!(plan.name, "good");
+}
+
+#[test]
+fn an_unknown_key_is_named_with_the_keys_that_are_allowed() {
+    let text = GOOD.replace("sessions = 4", "sessions = 4\nsesions = 5");
+    let e = error_of(&text);
+    assert_eq!((e.line, e.column), (line_of(&text, "sesions"), 1));
+    assert!(
+        e.message.contains("unknown field `sesions`"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("`sessions`"), "{}", e.message);
+}
+
+#[test]
+fn a_duration_written_5_sec_is_refused_with_the_form_expected() {
+    let text = GOOD.replace("\"10m\"", "\"5 sec\"");
+    let e = error_of(&text);
+    assert_eq!((e.line, e.column), (line_of(&text, "5 sec"), 12));
+    assert!(
+        e.message.contains("expected a duration such as"),
+        "{}",
+        e.message
+    );
+    assert!(e.to_string().starts_with("broken.toml:2:12: "), "{e}");
+}
+
+#[test]
+fn a_duration_without_a_unit_is_refused() {
+    let text = GOOD.replace("\"10m\"", "600");
+    let e = error_of(&text);
+    assert!(e.message.contains("needs a unit"), "{}", e.message);
+}
+
+#[test]
+fn a_percentage_written_as_a_bare_number_is_refused() {
+    let text = format!("{GOOD}\n[network]\nloss = 0.01\n");
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "loss = 0.01"));
+    assert!(e.message.contains("\"1%\""), "{}", e.message);
+}
+
+#[test]
+fn an_assertion_about_a_pairing_not_in_the_grid_lists_the_grid() {
+    let text = format!("{GOOD}\n[[assert]]\npairing = \"2s/3\"\nmax_missed = 0\n");
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "[[assert]]"));
+    assert!(e.message.contains("no pairing \"2s/3\""), "{}", e.message);
+    assert!(
+        e.message.contains("500ms/2, 500ms/3, 1s/2, 1s/3"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn a_fault_aimed_at_a_host_that_does_not_exist_lists_the_hosts() {
+    let text = format!("{GOOD}\n[[faults]]\nkind = \"crash\"\nat = \"1m\"\nhost = \"sever\"\n");
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "[[faults]]"));
+    assert!(e.message.contains("no host \"sever\""), "{}", e.message);
+    assert!(e.message.contains("server, clients"), "{}", e.message);
+}
+
+#[test]
+fn a_partition_aimed_at_a_session_beyond_the_topology_is_refused() {
+    let text = format!(
+        "{GOOD}\n[[faults]]\nkind = \"partition\"\nat = \"1m\"\nfrom = \"client-9\"\n\
+         to = \"server\"\nduration = \"3s\"\n"
+    );
+    let e = error_of(&text);
+    assert!(e.message.contains("client-0 … client-3"), "{}", e.message);
+}
+
+#[test]
+fn a_fault_of_an_unknown_kind_names_the_kinds() {
+    let text = format!("{GOOD}\n[[faults]]\nkind = \"explode\"\nat = \"1m\"\nhost = \"server\"\n");
+    let e = error_of(&text);
+    assert!(e.message.contains("explode"), "{}", e.message);
+    assert!(e.message.contains("partition"), "{}", e.message);
+}
+
+#[test]
+fn a_latency_distribution_with_impossible_parameters_is_refused_where_it_is_written() {
+    let text = format!(
+        "{GOOD}\n[network]\nlatency = {{ dist = \"lognormal\", min = \"20ms\", median = \"10ms\", sigma = 0.5 }}\n"
+    );
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "latency = "));
+    assert!(
+        e.message.contains("median 10ms must be more than min 20ms"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn a_fault_after_the_end_of_the_run_is_refused() {
+    let text = format!(
+        "{GOOD}\n[[faults]]\nkind = \"pause\"\nat = \"20m\"\nhost = \"server\"\nduration = \"1s\"\n"
+    );
+    let e = error_of(&text);
+    assert!(
+        e.message.contains("after the end of the run"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn a_file_that_is_not_toml_is_refused_at_the_broken_line() {
+    let e = error_of("duration = \"1m\"\n[topology\nsessions = 1\n");
+    assert_eq!(e.line, 2);
+}
+
+#[test]
+fn the_published_json_schema_is_the_one_the_code_derives() {
+    let published = std::fs::read_to_string("docs/scenario.schema.json").unwrap();
+    assert_eq!(
+        published,
+        schema(),
+        "docs/scenario.schema.json is stale: run `cargo run -- schema > docs/scenario.schema.json`"
+    );
+}
