@@ -5,6 +5,7 @@
 //! [`Plan`], which builds the [`runner::Scenario`] of each pairing. `docs/scenarios.md` is the
 //! reference; [`schema`] gives the JSON Schema editors use to complete and check files.
 
+pub mod check;
 pub mod error;
 pub mod file;
 pub mod units;
