@@ -213,6 +213,9 @@ mod tests {
             hosts,
             duration: s(100.0),
             mode: HeartbeatMode::OneWay,
+            reconnects: BTreeMap::new(),
+            connect_attempts: Vec::new(),
+            traffic: BTreeMap::new(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The real drivers on simulated hosts: faults, detection, determinism.
 
 mod closed_form;
+mod counters;
 mod determinism;
 mod endpoint_faults;
 mod judge;
