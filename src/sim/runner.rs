@@ -97,10 +97,52 @@ pub enum RandomKind {
     Pause,
     /// Partitions from the host to `to` (both ways unless `oneway`) of the drawn duration.
     Partition { to: String, oneway: bool },
+    /// Latency episodes of the drawn duration from the host to `to` (both ways unless
+    /// `oneway`), one-way delays drawn from `latency` while they last.
+    Slow {
+        to: String,
+        latency: Latency,
+        oneway: bool,
+    },
 }
 
-/// A random fault process aimed at one host: `process.rate_per_hour` arrivals per hour of
-/// simulated time, each lasting a duration drawn from `process.duration`. Overlapping ones merge.
+impl RandomKind {
+    /// The fault this kind produces on `host` for `duration`.
+    fn fault(&self, host: String, duration: Duration) -> Fault {
+        match self {
+            RandomKind::Kill => Fault::Kill {
+                host,
+                downtime: Some(duration),
+            },
+            RandomKind::Crash => Fault::Crash {
+                host,
+                downtime: Some(duration),
+            },
+            RandomKind::Pause => Fault::Pause { host, duration },
+            RandomKind::Partition { to, oneway } => Fault::Partition {
+                from: host,
+                to: to.clone(),
+                duration,
+                oneway: *oneway,
+            },
+            RandomKind::Slow {
+                to,
+                latency,
+                oneway,
+            } => Fault::Slow {
+                from: host,
+                to: to.clone(),
+                latency: *latency,
+                duration,
+                oneway: *oneway,
+            },
+        }
+    }
+}
+
+/// A random fault process aimed at one host (or, for partitions and latency episodes, one
+/// client session such as `client-7`): `process.rate_per_hour` arrivals per hour of simulated
+/// time, each lasting a duration drawn from `process.duration`. Overlapping ones merge.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RandomFault {
     pub host: String,
@@ -122,27 +164,7 @@ impl RandomFault {
         Ok(timeline
             .intervals()
             .iter()
-            .map(|r| {
-                let (host, d) = (self.host.clone(), r.end - r.start);
-                let fault = match &self.kind {
-                    RandomKind::Kill => Fault::Kill {
-                        host,
-                        downtime: Some(d),
-                    },
-                    RandomKind::Crash => Fault::Crash {
-                        host,
-                        downtime: Some(d),
-                    },
-                    RandomKind::Pause => Fault::Pause { host, duration: d },
-                    RandomKind::Partition { to, oneway } => Fault::Partition {
-                        from: host,
-                        to: to.clone(),
-                        duration: d,
-                        oneway: *oneway,
-                    },
-                };
-                (r.start, fault)
-            })
+            .map(|r| (r.start, self.kind.fault(self.host.clone(), r.end - r.start)))
             .collect())
     }
 }
@@ -861,18 +883,10 @@ fn check_targets(scenario: &Scenario) -> Result<(), String> {
             .and_then(|i| i.parse::<usize>().ok())
             .is_some_and(|i| i < scenario.sessions)
     };
-    let random = scenario.random_faults.iter().map(|r| match &r.kind {
-        RandomKind::Partition { to, oneway } => Fault::Partition {
-            from: r.host.clone(),
-            to: to.clone(),
-            duration: Duration::ZERO,
-            oneway: *oneway,
-        },
-        _ => Fault::Pause {
-            host: r.host.clone(),
-            duration: Duration::ZERO,
-        },
-    });
+    let random = scenario
+        .random_faults
+        .iter()
+        .map(|r| r.kind.fault(r.host.clone(), Duration::ZERO));
     for f in scenario.faults.iter().map(|(_, f)| f.clone()).chain(random) {
         let bad = match &f {
             Fault::Kill { host, .. } | Fault::Crash { host, .. } | Fault::Pause { host, .. } => {
