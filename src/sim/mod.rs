@@ -14,6 +14,7 @@
 
 pub mod fault;
 pub mod links;
+pub mod metrics;
 pub mod net;
 pub mod qos;
 pub mod runner;
