@@ -5,4 +5,5 @@ mod counters;
 mod determinism;
 mod endpoint_faults;
 mod judge;
+mod metrics;
 mod network_faults;
