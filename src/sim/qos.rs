@@ -22,6 +22,11 @@
 //!   guard).
 //! - **Exposure**: the run's length minus the pair's failures, the time during which a false
 //!   suspicion was possible.
+//! - **Suspected time**: the part of the exposure during which the watcher suspected the peer,
+//!   for P_A. Every suspicion counts for the time it overlaps the exposure, whoever started
+//!   it: a censored one up to the failure or the end of the run that cut it, and one begun
+//!   during a failure for as long as it outlasts the failure (the peer is back, still
+//!   suspected).
 
 use std::ops::Range;
 use std::time::Duration;
@@ -48,7 +53,11 @@ pub struct PairQos {
     pub false_suspicions: usize,
     /// Durations of the false suspicions that ended in trust.
     pub mistake_durations: Vec<Duration>,
+    /// False suspicions left out of the durations: still open at a failure or at the end.
+    pub censored: usize,
     pub exposure: Duration,
+    /// The part of the exposure during which the watcher suspected the peer.
+    pub suspected: Duration,
 }
 
 impl Judge {
@@ -136,12 +145,18 @@ impl Judge {
                 .filter(|a| *a > s.start)
                 .min();
             let censored = s.end == Duration::MAX || next_failure.is_some_and(|a| s.end > a);
-            if !censored {
+            if censored {
+                q.censored += 1;
+            } else {
                 q.mistake_durations.push(s.end - s.start);
             }
         }
         let failed: Duration = failures.iter().map(|f| f.end - f.start).sum();
         q.exposure = end.saturating_sub(failed);
+        q.suspected = suspicions
+            .iter()
+            .map(|s| outside(s.start..s.end.min(end), &failures))
+            .sum();
         q
     }
 
@@ -167,6 +182,15 @@ impl Judge {
             _ => d.host == peer_host,
         }
     }
+}
+
+/// How much of `r` lies outside every one of `failures` (sorted, disjoint).
+fn outside(r: Range<Duration>, failures: &[Range<Duration>]) -> Duration {
+    let covered: Duration = failures
+        .iter()
+        .map(|f| r.end.min(f.end).saturating_sub(r.start.max(f.start)))
+        .sum();
+    r.end.saturating_sub(r.start).saturating_sub(covered)
 }
 
 /// Sorted, merged intervals.
@@ -213,6 +237,9 @@ mod tests {
             hosts,
             duration: s(100.0),
             mode: HeartbeatMode::OneWay,
+            reconnects: BTreeMap::new(),
+            connect_attempts: Vec::new(),
+            traffic: BTreeMap::new(),
         }
     }
 
@@ -318,6 +345,28 @@ mod tests {
         let judge = Judge::default();
         assert_eq!(judge.pair(&out, "client-0", "server").failures, 1);
         assert_eq!(judge.pair(&out, "server", "client-0").failures, 0);
+    }
+
+    #[test]
+    fn suspected_time_is_the_suspicions_overlap_with_the_exposure() {
+        // A false suspicion of 2 s, one cut by the failure at 10 s (1 s of it counts), and a
+        // detection held 3 s past the failure's end: 2 + 1 + 3 s of a live peer suspected.
+        let out = outcome(
+            vec![down("server", "crashed", 10.0, Some(20.0))],
+            vec![(3.0, true), (5.0, false), (9.0, true), (23.0, false)],
+        );
+        let q = client_view(&out);
+        assert_eq!(q.suspected, s(6.0));
+        assert_eq!((q.false_suspicions, q.censored), (2, 1));
+    }
+
+    #[test]
+    fn a_suspicion_open_at_the_end_counts_up_to_the_end() {
+        let out = outcome(vec![], vec![(90.0, true)]);
+        let q = client_view(&out);
+        assert_eq!(q.suspected, s(10.0));
+        assert_eq!((q.false_suspicions, q.censored), (1, 1));
+        assert!(q.mistake_durations.is_empty());
     }
 
     #[test]

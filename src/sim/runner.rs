@@ -97,10 +97,52 @@ pub enum RandomKind {
     Pause,
     /// Partitions from the host to `to` (both ways unless `oneway`) of the drawn duration.
     Partition { to: String, oneway: bool },
+    /// Latency episodes of the drawn duration from the host to `to` (both ways unless
+    /// `oneway`), one-way delays drawn from `latency` while they last.
+    Slow {
+        to: String,
+        latency: Latency,
+        oneway: bool,
+    },
 }
 
-/// A random fault process aimed at one host: `process.rate_per_hour` arrivals per hour of
-/// simulated time, each lasting a duration drawn from `process.duration`. Overlapping ones merge.
+impl RandomKind {
+    /// The fault this kind produces on `host` for `duration`.
+    fn fault(&self, host: String, duration: Duration) -> Fault {
+        match self {
+            RandomKind::Kill => Fault::Kill {
+                host,
+                downtime: Some(duration),
+            },
+            RandomKind::Crash => Fault::Crash {
+                host,
+                downtime: Some(duration),
+            },
+            RandomKind::Pause => Fault::Pause { host, duration },
+            RandomKind::Partition { to, oneway } => Fault::Partition {
+                from: host,
+                to: to.clone(),
+                duration,
+                oneway: *oneway,
+            },
+            RandomKind::Slow {
+                to,
+                latency,
+                oneway,
+            } => Fault::Slow {
+                from: host,
+                to: to.clone(),
+                latency: *latency,
+                duration,
+                oneway: *oneway,
+            },
+        }
+    }
+}
+
+/// A random fault process aimed at one host (or, for partitions and latency episodes, one
+/// client session such as `client-7`): `process.rate_per_hour` arrivals per hour of simulated
+/// time, each lasting a duration drawn from `process.duration`. Overlapping ones merge.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RandomFault {
     pub host: String,
@@ -122,27 +164,7 @@ impl RandomFault {
         Ok(timeline
             .intervals()
             .iter()
-            .map(|r| {
-                let (host, d) = (self.host.clone(), r.end - r.start);
-                let fault = match &self.kind {
-                    RandomKind::Kill => Fault::Kill {
-                        host,
-                        downtime: Some(d),
-                    },
-                    RandomKind::Crash => Fault::Crash {
-                        host,
-                        downtime: Some(d),
-                    },
-                    RandomKind::Pause => Fault::Pause { host, duration: d },
-                    RandomKind::Partition { to, oneway } => Fault::Partition {
-                        from: host,
-                        to: to.clone(),
-                        duration: d,
-                        oneway: *oneway,
-                    },
-                };
-                (r.start, fault)
-            })
+            .map(|r| (r.start, self.kind.fault(self.host.clone(), r.end - r.start)))
             .collect())
     }
 }
@@ -200,6 +222,31 @@ pub struct Transition {
     pub suspect: bool,
 }
 
+/// One client's connection history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reconnects {
+    /// Connection attempts (`NetEvent::Connecting`), the first one included.
+    pub attempts: u64,
+    /// Sessions established afresh.
+    pub fresh: u64,
+    /// Sessions resumed on a new connection.
+    pub resumed: u64,
+}
+
+/// What one end of a client's connections sent and received, and how long it was connected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Every byte of the connections: handshakes, heartbeats, and data if any.
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    /// Heartbeat frames (heartbeats and their replies).
+    pub heartbeats_sent: u64,
+    pub heartbeats_received: u64,
+    /// Time during which this end had an established connection: from `Established` to
+    /// `Disconnected`, to the death of its process, or to the end of the run.
+    pub connected: Duration,
+}
+
 /// What a run produced.
 #[derive(Debug)]
 pub struct Outcome {
@@ -211,6 +258,13 @@ pub struct Outcome {
     /// How long the run lasted.
     pub duration: Duration,
     pub mode: HeartbeatMode,
+    /// Per client node: connection attempts, fresh sessions and resumes.
+    pub reconnects: BTreeMap<String, Reconnects>,
+    /// The time of every client's every connection attempt, ascending.
+    pub connect_attempts: Vec<Duration>,
+    /// Per `(watcher, peer)` pair, like [`Transition`]: `(client-7, server)` is the client's
+    /// end of its connections, `(server, client-7)` the server's end.
+    pub traffic: BTreeMap<(String, String), Traffic>,
 }
 
 impl Outcome {
@@ -236,6 +290,141 @@ struct Recorder {
     transitions: Vec<Transition>,
     /// Session id → client name, learned from the client side.
     names: BTreeMap<u32, String>,
+    reconnects: BTreeMap<String, Reconnects>,
+    attempts: Vec<Duration>,
+    /// The clients' ends of their connections, by client name.
+    client_ends: BTreeMap<String, End>,
+    /// The server's ends, by session id (named once the run is over).
+    server_ends: BTreeMap<u32, End>,
+}
+
+/// One end's traffic, and its established connections: how many, and since when.
+#[derive(Clone, Copy, Debug, Default)]
+struct End {
+    traffic: Traffic,
+    open: u32,
+    since: Duration,
+}
+
+impl End {
+    fn up(&mut self, at: Duration) {
+        if self.open == 0 {
+            self.since = at;
+        }
+        self.open += 1;
+    }
+
+    fn down(&mut self, at: Duration) {
+        if self.open > 0 {
+            self.open -= 1;
+            if self.open == 0 {
+                self.traffic.connected += at.saturating_sub(self.since);
+            }
+        }
+    }
+
+    /// Every connection of this end is gone (its process died, or the run ended).
+    fn cut(&mut self, at: Duration) {
+        self.open = self.open.min(1);
+        self.down(at);
+    }
+}
+
+impl Recorder {
+    fn end(&mut self, node: &str, side: Side, session_id: u32) -> &mut End {
+        match side {
+            Side::Client => {
+                if !self.client_ends.contains_key(node) {
+                    self.client_ends.insert(node.to_string(), End::default());
+                }
+                self.client_ends.get_mut(node).expect("inserted above")
+            }
+            Side::Server => self.server_ends.entry(session_id).or_default(),
+        }
+    }
+
+    fn add_traffic(&mut self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
+        if let NetEvent::Traffic {
+            bytes_in,
+            bytes_out,
+            heartbeats_sent,
+            heartbeats_received,
+        } = event
+        {
+            let t = &mut self.end(node, side, session_id).traffic;
+            t.bytes_in += bytes_in;
+            t.bytes_out += bytes_out;
+            t.heartbeats_sent += heartbeats_sent;
+            t.heartbeats_received += heartbeats_received;
+        }
+    }
+
+    /// Connection attempts, sessions and connected time.
+    fn count(&mut self, at: Duration, node: &str, side: Side, session_id: u32, event: &NetEvent) {
+        match event {
+            NetEvent::Connecting { .. } => {
+                self.attempts.push(at);
+                self.reconnects_of(node).attempts += 1;
+            }
+            NetEvent::Session(Event::Established { resumed, .. }) => {
+                self.end(node, side, session_id).up(at);
+                if side == Side::Client {
+                    let r = self.reconnects_of(node);
+                    if *resumed {
+                        r.resumed += 1;
+                    } else {
+                        r.fresh += 1;
+                    }
+                }
+            }
+            NetEvent::Disconnected { .. } => self.end(node, side, session_id).down(at),
+            _ => {}
+        }
+    }
+
+    fn reconnects_of(&mut self, node: &str) -> &mut Reconnects {
+        if !self.reconnects.contains_key(node) {
+            self.reconnects
+                .insert(node.to_string(), Reconnects::default());
+        }
+        self.reconnects.get_mut(node).expect("inserted above")
+    }
+
+    /// The process on `host` died: its ends' connections are gone with it.
+    fn cut_host(&mut self, host: &str, hosts: &BTreeMap<String, String>, at: Duration) {
+        if host == SERVER {
+            self.server_ends.values_mut().for_each(|e| e.cut(at));
+        }
+        for (node, end) in &mut self.client_ends {
+            if hosts.get(node).is_some_and(|h| h == host) {
+                end.cut(at);
+            }
+        }
+    }
+
+    /// Every end's traffic by `(watcher, peer)`, the run having ended at `at`.
+    fn traffic(&mut self, at: Duration) -> BTreeMap<(String, String), Traffic> {
+        let mut out: BTreeMap<(String, String), Traffic> = BTreeMap::new();
+        for (node, end) in &mut self.client_ends {
+            end.cut(at);
+            out.insert((node.clone(), SERVER.to_string()), end.traffic);
+        }
+        for (id, end) in &mut self.server_ends {
+            end.cut(at);
+            let client = self
+                .names
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| format!("session-{id:08x}"));
+            let sum = out.entry((SERVER.to_string(), client)).or_default();
+            sum.bytes_out += end.traffic.bytes_out;
+            sum.bytes_in += end.traffic.bytes_in;
+            sum.heartbeats_sent += end.traffic.heartbeats_sent;
+            sum.heartbeats_received += end.traffic.heartbeats_received;
+            sum.connected += end.traffic.connected;
+        }
+        out
+    }
 }
 
 /// Writes every event worth reading into the trace, stamped with simulated time.
@@ -246,17 +435,21 @@ struct TraceObserver {
 impl Observer for TraceObserver {
     fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
         // The hot events (one per heartbeat or per second) never reach the trace: leave before
-        // reading the clock or taking the lock.
+        // reading the clock; traffic only adds to its end's counters.
+        if let NetEvent::Traffic { .. } = event {
+            let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
+            rec.add_traffic(node, side, session_id, event);
+            return;
+        }
         if matches!(
             event,
-            NetEvent::Traffic { .. }
-                | NetEvent::Accepted { .. }
-                | NetEvent::Session(Event::Rtt { .. } | Event::Health(_))
+            NetEvent::Accepted { .. } | NetEvent::Session(Event::Rtt { .. } | Event::Health(_))
         ) {
             return;
         }
         let at = turmoil::sim_elapsed().unwrap_or_default();
         let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
+        rec.count(at, node, side, session_id, event);
         if side == Side::Client
             && let NetEvent::Session(Event::Established { .. }) = event
         {
@@ -525,6 +718,14 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     // By time, then in scenario order, so equal times apply deterministically.
     actions.sort_by_key(|(t, i, a)| (*t, *i, matches!(a, Action::Start(_))));
     let mut actions = actions.into_iter().peekable();
+    let mut hosts = BTreeMap::new();
+    hosts.insert(SERVER.to_string(), SERVER.to_string());
+    for i in 0..scenario.sessions {
+        hosts.insert(
+            format!("client-{i}"),
+            client_hosts[i % client_hosts.len()].clone(),
+        );
+    }
     let mut down: Vec<DownPeriod> = Vec::new();
     let mut fault_lines: Vec<TraceLine> = Vec::new();
 
@@ -601,6 +802,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                     if state != HostState::Paused {
                         sim.crash(host.as_str());
                         net.flush_wakes();
+                        let mut rec = rec.lock().unwrap_or_else(|e| e.into_inner());
+                        rec.cut_host(&host, &hosts, now);
                     }
                     down.push(DownPeriod {
                         host: host.clone(),
@@ -643,7 +846,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         sim.step()?;
     }
 
-    let rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
+    let traffic = rec.traffic(scenario.duration);
     let mut trace = rec.lines;
     trace.extend(fault_lines);
     // Within one instant, lines are grouped by node (stable, so each node keeps its own order).
@@ -651,14 +855,6 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     // process-wide state (task ids), so cross-node order within an instant is not part of
     // the contract; everything a node does, and when, is.
     trace.sort_by(|a, b| (a.at, &a.node).cmp(&(b.at, &b.node)));
-    let mut hosts = BTreeMap::new();
-    hosts.insert(SERVER.to_string(), SERVER.to_string());
-    for i in 0..scenario.sessions {
-        hosts.insert(
-            format!("client-{i}"),
-            client_hosts[i % client_hosts.len()].clone(),
-        );
-    }
     Ok(Outcome {
         trace,
         down,
@@ -666,6 +862,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         hosts,
         duration: scenario.duration,
         mode: scenario.mode,
+        reconnects: rec.reconnects,
+        connect_attempts: rec.attempts,
+        traffic,
     })
 }
 
@@ -684,18 +883,10 @@ fn check_targets(scenario: &Scenario) -> Result<(), String> {
             .and_then(|i| i.parse::<usize>().ok())
             .is_some_and(|i| i < scenario.sessions)
     };
-    let random = scenario.random_faults.iter().map(|r| match &r.kind {
-        RandomKind::Partition { to, oneway } => Fault::Partition {
-            from: r.host.clone(),
-            to: to.clone(),
-            duration: Duration::ZERO,
-            oneway: *oneway,
-        },
-        _ => Fault::Pause {
-            host: r.host.clone(),
-            duration: Duration::ZERO,
-        },
-    });
+    let random = scenario
+        .random_faults
+        .iter()
+        .map(|r| r.kind.fault(r.host.clone(), Duration::ZERO));
     for f in scenario.faults.iter().map(|(_, f)| f.clone()).chain(random) {
         let bad = match &f {
             Fault::Kill { host, .. } | Fault::Crash { host, .. } | Fault::Pause { host, .. } => {

@@ -1,7 +1,9 @@
 //! The real drivers on simulated hosts: faults, detection, determinism.
 
 mod closed_form;
+mod counters;
 mod determinism;
 mod endpoint_faults;
 mod judge;
+mod metrics;
 mod network_faults;

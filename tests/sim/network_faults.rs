@@ -217,3 +217,73 @@ fn a_fault_aimed_at_nothing_is_an_error_naming_it() {
     let err = run(&scenario(3, 5.0, vec![(secs(1.0), pause)]), 1).unwrap_err();
     assert!(err.to_string().contains("`client-0`"), "{err}");
 }
+
+#[test]
+fn a_random_partition_process_aimed_at_one_session_cuts_only_that_session() {
+    use mcpsim::sim::fault::{Latency, RandomOutages};
+    use mcpsim::sim::qos::Judge;
+    use mcpsim::sim::runner::{RandomFault, RandomKind};
+    let mut s = scenario(3, 300.0, vec![]);
+    s.random_faults = vec![RandomFault {
+        host: "client-1".into(),
+        kind: RandomKind::Partition {
+            to: "server".into(),
+            oneway: false,
+        },
+        process: RandomOutages {
+            rate_per_hour: 60.0,
+            duration: Latency::constant(secs(10.0)),
+        },
+    }];
+    let out = run(&s, 2).unwrap();
+    assert!(
+        !out.down.is_empty(),
+        "no partition drawn: pick another seed"
+    );
+    assert!(
+        out.down.iter().all(|d| d.host == "client-1<->server"),
+        "{:?}",
+        out.down
+    );
+    let judged = Judge::default().judge(&out);
+    for q in &judged {
+        if q.watcher == "client-1" || q.peer == "client-1" {
+            assert_eq!(q.failures, out.down.len(), "{q:?}");
+            assert_eq!(q.missed, 0, "{q:?}\n{}", out.trace_text());
+        } else {
+            assert_eq!((q.failures, q.false_suspicions), (0, 0), "{q:?}");
+        }
+    }
+    for c in ["client-0", "client-2"] {
+        assert!(lines(&out, c, "suspect").is_empty(), "{}", out.trace_text());
+        assert_eq!(out.reconnects[c].attempts, 1);
+    }
+}
+
+#[test]
+fn random_latency_episodes_aimed_at_one_session_slow_only_that_session() {
+    use mcpsim::sim::fault::{Latency, RandomOutages};
+    use mcpsim::sim::runner::{RandomFault, RandomKind};
+    let mut s = scenario(3, 300.0, vec![]);
+    s.random_faults = vec![RandomFault {
+        host: "server".into(),
+        kind: RandomKind::Slow {
+            to: "client-1".into(),
+            latency: Latency::constant(secs(4.0)),
+            oneway: true,
+        },
+        process: RandomOutages {
+            rate_per_hour: 60.0,
+            duration: Latency::constant(secs(10.0)),
+        },
+    }];
+    let out = run(&s, 2).unwrap();
+    let episodes = lines(&out, "server", "fault: slow server -> client-1");
+    assert!(!episodes.is_empty(), "no episode drawn: pick another seed");
+    // Replies 4 s late outlast k·η = 3 s: the slowed client suspects the live server.
+    assert!(!lines(&out, "client-1", "suspect server").is_empty());
+    for c in ["client-0", "client-2"] {
+        assert!(lines(&out, c, "suspect").is_empty(), "{}", out.trace_text());
+    }
+    assert!(out.down.is_empty());
+}
