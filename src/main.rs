@@ -20,6 +20,9 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Run one MCP client, or many for load, printing stats periodically.
     Client(cli::client::ClientArgs),
+    /// Run scenario files: every pairing on every seed, judged against the files' assertions.
+    /// Exit status 0 when all hold, 1 when one fails, 2 on unusable input.
+    Run(cli::run::RunArgs),
     /// Re-run one run of a scenario (a seed and a pairing) and print its trace, byte-identical
     /// every time.
     Replay(cli::replay::ReplayArgs),
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => cli::sweep::run(args),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(cli::serve::run(args))),
         Command::Client(args) => runtime().and_then(|rt| rt.block_on(cli::client::run(args))),
+        Command::Run(args) => cli::run::run(args),
         Command::Replay(args) => cli::replay::replay(args),
         Command::Schema => cli::replay::schema(),
     };

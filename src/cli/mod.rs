@@ -11,6 +11,7 @@ pub mod client;
 pub mod observe;
 pub mod opts;
 pub mod replay;
+pub mod run;
 pub mod serve;
 pub mod sweep;
 

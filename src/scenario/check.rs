@@ -222,7 +222,8 @@ fn judge(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Ch
         let worst_false = m.most_false_suspicions.map(|w| w.seed);
         let secs = |x: Option<f64>| x.map_or("none".to_string(), fmt_secs);
         let at_most = |d: std::time::Duration| format!("<= {}", show(d));
-        let within = |x: Option<f64>, d: std::time::Duration| x.is_none_or(|x| x <= d.as_secs_f64());
+        let within =
+            |x: Option<f64>, d: std::time::Duration| x.is_none_or(|x| x <= d.as_secs_f64());
         let quantiles = [
             ("detection p50", spec.max_detection_p50, m.detection.p50),
             ("detection p90", spec.max_detection_p90, m.detection.p90),

@@ -518,11 +518,13 @@ pub struct RandomFaultSpec {
     pub kind: RandomKindSpec,
     /// The host struck; for partitions, one end (a host or a session `client-7`).
     pub host: String,
-    /// For partitions: the other end.
+    /// For partitions and slow episodes: the other end.
     pub to: Option<String>,
-    /// For partitions: block only `host → to`.
+    /// For partitions and slow episodes: only `host → to`.
     #[serde(default)]
     pub oneway: bool,
+    /// For slow episodes: the one-way delay while they last.
+    pub latency: Option<LatencySpec>,
     /// Mean arrivals per simulated hour.
     pub per_hour: f64,
     /// How long each lasts (downtime of kills and crashes).
@@ -537,6 +539,8 @@ pub enum RandomKindSpec {
     Crash,
     Pause,
     Partition,
+    /// Latency episodes (spikes) between `host` and `to`.
+    Slow,
 }
 
 /// How runs are judged.

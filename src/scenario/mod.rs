@@ -611,19 +611,41 @@ impl Checker<'_> {
                 r.per_hour
             )));
         }
+        let link = |to: &str| -> Result<(), ScenarioError> {
+            names.check_link_end(&r.host).map_err(bad)?;
+            names.check_link_end(to).map_err(bad)
+        };
+        if r.latency.is_some() && r.kind != RandomKindSpec::Slow {
+            return Err(bad("`latency` applies only to slow episodes".into()));
+        }
         let kind = match (r.kind, &r.to) {
             (RandomKindSpec::Partition, Some(to)) => {
-                names.check_link_end(&r.host).map_err(bad)?;
-                names.check_link_end(to).map_err(bad)?;
+                link(to)?;
                 RandomKind::Partition {
                     to: to.clone(),
                     oneway: r.oneway,
                 }
             }
-            (RandomKindSpec::Partition, None) => {
-                return Err(bad("a random partition needs `to`, its other end".into()));
+            (RandomKindSpec::Slow, Some(to)) => {
+                link(to)?;
+                let latency = r
+                    .latency
+                    .as_ref()
+                    .ok_or_else(|| bad("a random slow episode needs `latency`".into()))?;
+                RandomKind::Slow {
+                    to: to.clone(),
+                    latency: to_latency(latency).map_err(bad)?,
+                    oneway: r.oneway,
+                }
             }
-            (_, Some(_)) => return Err(bad("`to` applies only to partitions".into())),
+            (RandomKindSpec::Partition | RandomKindSpec::Slow, None) => {
+                return Err(bad("a random link fault needs `to`, its other end".into()));
+            }
+            (_, Some(_)) => {
+                return Err(bad(
+                    "`to` applies only to partitions and slow episodes".into()
+                ));
+            }
             (kind, None) => {
                 names.check_host(&r.host).map_err(bad)?;
                 match kind {

@@ -1,0 +1,254 @@
+//! `mcpsim run`: every pairing of every scenario file on every seed, judged, with a table per
+//! scenario and the assertions that failed, each with the command that replays its worst run.
+//!
+//! Exit status: 0 when every assertion holds, 1 when one fails, 2 on unusable input.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::CliError;
+use crate::scenario::check::{self, Report, fmt_rate, fmt_secs};
+use crate::scenario::units::show;
+use crate::scenario::{self, Plan};
+use crate::sim::metrics::SideMetrics;
+
+/// Arguments of `mcpsim run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Scenario files, or directories whose `*.toml` files are all run.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Run seeds 1 … N instead of the files' seeds.
+    #[arg(long, conflicts_with = "seed")]
+    pub seeds: Option<u64>,
+    /// Run this one seed instead of the files' seeds.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Also write every result as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Runs at once (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
+/// The scenario files named by `paths`: files as given, directories' `*.toml` in name order.
+pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| CliError::Usage(format!("cannot list {}: {e}", p.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            if found.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "{} holds no scenario (*.toml) files",
+                    p.display()
+                )));
+            }
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `mcpsim run`.
+pub fn run(args: RunArgs) -> Result<(), CliError> {
+    if args.seeds == Some(0) {
+        return Err(CliError::Usage("--seeds must be at least 1".into()));
+    }
+    // Every file is checked before anything runs: a typo in the last file should not cost the
+    // time of the first.
+    let plans = files(&args.paths)?
+        .iter()
+        .map(|f| scenario::load(f))
+        .collect::<Result<Vec<Plan>, _>>()?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let mut reports = Vec::new();
+    for plan in &plans {
+        let seeds = match (args.seed, args.seeds) {
+            (Some(s), _) => vec![s],
+            (None, Some(n)) => (1..=n).collect(),
+            (None, None) => plan.seeds.clone(),
+        };
+        let total = plan.pairings.len() * seeds.len();
+        let bar = ProgressBar::new(total as u64).with_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(plan.name.clone());
+        let started = Instant::now();
+        let report = check::run(plan, &seeds, jobs, |done, _| bar.set_position(done as u64))
+            .map_err(|e| CliError::Run(format!("{}: {e}", plan.path)))?;
+        bar.finish_and_clear();
+        print!("{}", table(plan, &report, started.elapsed().as_secs_f64()));
+        reports.push(report);
+    }
+    if let Some(path) = &args.json {
+        write_json(path, &reports)?;
+    }
+    let failed: usize = reports.iter().map(|r| r.failed().count()).sum();
+    let checks: usize = reports.iter().map(|r| r.checks.len()).sum();
+    if failed > 0 {
+        return Err(CliError::Failed(format!(
+            "{failed} of {checks} assertion checks failed"
+        )));
+    }
+    println!("all {checks} assertion checks hold");
+    Ok(())
+}
+
+fn write_json(path: &Path, reports: &[Report]) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(reports)
+        .map_err(|e| CliError::Run(format!("cannot encode the results: {e}")))?;
+    std::fs::write(path, text + "\n")
+        .map_err(|e| CliError::Run(format!("cannot write {}: {e}", path.display())))
+}
+
+/// The report of one scenario: a row per pairing and side, then the assertion checks.
+pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
+    let mut o = String::new();
+    let sc = plan.scenario(0);
+    let _ = writeln!(
+        o,
+        "{} ({}): {} pairings x {} seeds, {} sessions for {} each; {:.1}s wall",
+        plan.name,
+        plan.path,
+        plan.pairings.len(),
+        r.seeds.len(),
+        sc.sessions,
+        show(sc.duration),
+        wall_s
+    );
+    if let Some(d) = &plan.description {
+        let _ = writeln!(o, "  {d}");
+    }
+    let mut rows = vec![
+        [
+            "pairing",
+            "side",
+            "failures",
+            "T_D p50",
+            "p90",
+            "p99",
+            "max",
+            "missed",
+            "false",
+            "λ_M per conn-h [95% CI]",
+            "T_M max",
+            "P_A",
+            "reconn/h",
+            "B/s out",
+            "hb/s out",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for p in &r.pairings {
+        let m = &p.metrics;
+        for (side, s) in [("client", &m.client), ("server", &m.server)] {
+            let mut row = vec![
+                if side == "client" {
+                    p.pairing.clone()
+                } else {
+                    String::new()
+                },
+                side.to_string(),
+            ];
+            row.extend(side_cells(s));
+            row.push(if side == "client" {
+                m.reconnects
+                    .reconnects_per_hour
+                    .map_or("-".into(), |x| format!("{x:.2}"))
+            } else {
+                String::new()
+            });
+            row.push(
+                s.overhead
+                    .bytes_out_per_sec
+                    .map_or("-".into(), |x| format!("{x:.1}")),
+            );
+            row.push(
+                s.overhead
+                    .heartbeats_sent_per_sec
+                    .map_or("-".into(), |x| format!("{x:.2}")),
+            );
+            rows.push(row);
+        }
+    }
+    o.push_str(&columns(&rows));
+    let _ = writeln!(
+        o,
+        "  client: the clients watching the server; server: the server watching each client. \
+         T_D, T_M in seconds; P_A: share of live time trusted."
+    );
+    let held = r.checks.iter().filter(|c| c.holds).count();
+    let _ = writeln!(o, "  assertions: {held} of {} checks hold", r.checks.len());
+    for c in r.failed() {
+        let _ = writeln!(o, "  {c}");
+    }
+    o.push('\n');
+    o
+}
+
+fn side_cells(s: &SideMetrics) -> Vec<String> {
+    let q = |x: Option<f64>| x.map_or("-".to_string(), fmt_secs);
+    let rate = match (s.mistake_rate_per_hour, s.mistake_rate_interval) {
+        (Some(r), Some(i)) => format!(
+            "{} [{}, {}]",
+            fmt_rate(r),
+            fmt_rate(i.lower),
+            fmt_rate(i.upper)
+        ),
+        _ => "-".into(),
+    };
+    vec![
+        s.failures.to_string(),
+        q(s.detection.p50),
+        q(s.detection.p90),
+        q(s.detection.p99),
+        q(s.detection.max),
+        s.missed.to_string(),
+        s.false_suspicions.to_string(),
+        rate,
+        q(s.mistake_duration.max),
+        s.query_accuracy.map_or("-".into(), |x| format!("{x:.6}")),
+    ]
+}
+
+/// Left-aligned text in columns two spaces apart, indented by two.
+fn columns(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut o = String::new();
+    for r in rows {
+        let mut line = String::from(" ");
+        for (i, c) in r.iter().enumerate() {
+            let pad = widths[i] - c.chars().count();
+            let _ = write!(line, " {c}{}", " ".repeat(pad));
+        }
+        let _ = writeln!(o, "{}", line.trim_end());
+    }
+    o
+}
