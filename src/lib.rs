@@ -15,3 +15,4 @@ pub mod net;
 pub mod proto;
 pub mod scenario;
 pub mod sim;
+pub mod tune;

@@ -113,6 +113,22 @@ pub fn run(
     let jobs: Vec<(usize, u64)> = (0..plan.pairings.len())
         .flat_map(|p| seeds.iter().map(move |s| (p, *s)))
         .collect();
+    let summaries = run_jobs(plan, &jobs, threads, progress)?;
+    let mut by_pairing: Vec<RunSummary> = vec![RunSummary::default(); plan.pairings.len()];
+    for (&(p, _), s) in jobs.iter().zip(&summaries) {
+        by_pairing[p].merge(s);
+    }
+    Ok(report(plan, by_pairing, seeds))
+}
+
+/// Runs each `(pairing, seed)` of `jobs`, `threads` at a time; the summaries come back in the
+/// order of `jobs`.
+pub fn run_jobs(
+    plan: &Plan,
+    jobs: &[(usize, u64)],
+    threads: usize,
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<Vec<RunSummary>, RunError> {
     let scenarios: Vec<runner::Scenario> =
         (0..plan.pairings.len()).map(|p| plan.scenario(p)).collect();
     let done = AtomicUsize::new(0);
@@ -120,7 +136,7 @@ pub fn run(
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| RunError::Threads(e.to_string()))?;
-    let summaries: Vec<RunSummary> = pool.install(|| {
+    pool.install(|| {
         jobs.par_iter()
             .map(|&(p, seed)| {
                 let out = runner::run(&scenarios[p], seed).map_err(|e| RunError::Simulation {
@@ -132,12 +148,13 @@ pub fn run(
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
                 Ok(summary)
             })
-            .collect::<Result<Vec<_>, RunError>>()
-    })?;
-    let mut by_pairing: Vec<RunSummary> = vec![RunSummary::default(); plan.pairings.len()];
-    for (&(p, _), s) in jobs.iter().zip(&summaries) {
-        by_pairing[p].merge(s);
-    }
+            .collect()
+    })
+}
+
+/// The report of `plan` from each pairing's merged summary (`by_pairing[i]` for pairing `i`):
+/// metrics, and every assertion judged.
+pub fn report(plan: &Plan, by_pairing: Vec<RunSummary>, seeds: &[u64]) -> Report {
     let pairings: Vec<PairingResult> = by_pairing
         .into_iter()
         .enumerate()
@@ -161,13 +178,13 @@ pub fn run(
             }
         }
     }
-    Ok(Report {
+    Report {
         scenario: plan.name.clone(),
         path: plan.path.clone(),
         seeds: seeds.to_vec(),
         pairings,
         checks,
-    })
+    }
 }
 
 /// The checks of one assertion on one pairing.

@@ -1,0 +1,415 @@
+//! `mcpsim tune`: which heartbeat interval, miss threshold and detector to run, given a network
+//! (a scenario) and limits on detection time and false suspicions.
+//!
+//! Every pairing of the grid runs on the same seeds (common random numbers), in rounds: each
+//! round adds seeds to the pairings whose false-suspicion rate is not yet known well enough,
+//! until all are ([`Budget::precision`]) or the seed or time budget is spent; the report says
+//! which. A pairing's rate is known well enough when its confidence interval lies wholly on one
+//! side of the limit (the decision cannot change) or is narrow: half-width at most
+//! `precision` × the estimate.
+//!
+//! The report ([`TuneReport`]) marks the Pareto frontier (detection time, false-suspicion rate,
+//! heartbeat overhead) and recommends the cheapest pairing (least heartbeat overhead) that meets
+//! the limits, with its margins; or says that none does and which limit came closest.
+
+pub mod render;
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::Plan;
+use crate::scenario::check::{self, RunError};
+use crate::sim::metrics::{Metrics, RunSummary, SideMetrics};
+
+/// What the chosen pairing must achieve, on both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Detection time p99 at most this (and no missed detection).
+    pub max_detection: Duration,
+    /// False suspicions per connection-hour: the upper end of the interval at most this.
+    pub max_false_rate: f64,
+    /// Of that interval.
+    pub confidence: f64,
+}
+
+/// How long to keep running seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Stop adding seeds to a pairing when its rate interval's half-width is at most this
+    /// fraction of the estimate (or the interval is wholly on one side of the limit).
+    pub precision: f64,
+    /// Seeds every pairing runs at least, and the seeds added per round.
+    pub seeds_per_round: u64,
+    /// At most this many seeds per pairing.
+    pub max_seeds: u64,
+    /// Start no new round after this much wall time.
+    pub wall: Option<Duration>,
+}
+
+/// Why the sweep stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// Every pairing's rate is known to the requested precision or decided against the limit.
+    Precision,
+    /// Some pairing reached the most seeds allowed.
+    SeedBudget,
+    /// The wall-time budget ran out.
+    TimeBudget,
+    /// Fixed seeds were run (a shard, or `--seeds`): no stopping rule.
+    FixedSeeds,
+}
+
+impl StopReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::Precision => "every pairing's false-suspicion rate reached the requested precision",
+            StopReason::SeedBudget => "the seed budget was spent before every rate reached the requested precision",
+            StopReason::TimeBudget => "the time budget was spent before every rate reached the requested precision",
+            StopReason::FixedSeeds => "a fixed set of seeds was run",
+        }
+    }
+}
+
+/// One pairing's results.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TuneRow {
+    /// `1s/3` or `phi:1s/3`.
+    pub pairing: String,
+    pub detector: String,
+    pub interval_ms: u64,
+    pub miss_threshold: u8,
+    /// Seeds run.
+    pub seeds: u64,
+    /// At [`Limits::confidence`].
+    pub metrics: Metrics,
+    /// The worse side's detection p99, seconds (`inf` when a failure went undetected, `None`
+    /// when there were no failures).
+    pub detection_p99_s: Option<f64>,
+    /// The worse side's λ_M and its interval, per connection-hour.
+    pub false_rate: Option<f64>,
+    pub false_rate_lower: Option<f64>,
+    pub false_rate_upper: Option<f64>,
+    /// Heartbeat overhead: the client's and the server's bytes sent per second of connection.
+    pub overhead_bytes_per_s: Option<f64>,
+    /// Heartbeat frames sent per second per connection, both ends.
+    pub overhead_frames_per_s: Option<f64>,
+    /// Not dominated on (detection p99, false rate, overhead).
+    pub pareto: bool,
+    pub meets_limits: bool,
+    /// Whether the rate's interval settled (see the module docs).
+    pub settled: bool,
+}
+
+/// The recommendation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Recommendation {
+    pub pairing: String,
+    /// Limit minus measured, seconds.
+    pub detection_margin_s: f64,
+    /// Limit minus the rate's upper bound, per connection-hour.
+    pub false_rate_margin: f64,
+}
+
+/// When nothing meets the limits: the pairing that came closest, and the limit it misses.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Closest {
+    pub pairing: String,
+    /// `detection` or `false-rate`.
+    pub limit: String,
+    /// Measured ÷ limit for that limit (> 1).
+    pub ratio: f64,
+}
+
+/// A pairing of the grid, as reports name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingInfo {
+    pub pairing: String,
+    pub detector: String,
+    pub interval_ms: u64,
+    pub miss_threshold: u8,
+}
+
+/// What was swept: enough to build a report without the scenario file (shards carry it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TuneMeta {
+    pub scenario: String,
+    pub description: Option<String>,
+    pub sessions: usize,
+    pub duration_s: f64,
+    pub pairings: Vec<PairingInfo>,
+}
+
+impl TuneMeta {
+    pub fn of(plan: &Plan) -> TuneMeta {
+        let base = plan.scenario(0);
+        TuneMeta {
+            scenario: plan.name.clone(),
+            description: plan.description.clone(),
+            sessions: base.sessions,
+            duration_s: base.duration.as_secs_f64(),
+            pairings: plan
+                .pairings
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PairingInfo {
+                    pairing: plan.pairing_name(i),
+                    detector: p.detector.name().to_string(),
+                    interval_ms: p.interval.as_millis() as u64,
+                    miss_threshold: p.miss_threshold,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Everything `tune` found.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TuneReport {
+    pub scenario: String,
+    pub description: Option<String>,
+    pub sessions: usize,
+    pub duration_s: f64,
+    pub limits: Limits,
+    pub budget: Budget,
+    pub stop: StopReason,
+    /// Wall time of the sweep, seconds.
+    pub wall_s: f64,
+    /// Simulated connection-hours over all runs.
+    pub connection_hours: f64,
+    pub rows: Vec<TuneRow>,
+    pub recommendation: Option<Recommendation>,
+    pub closest: Option<Closest>,
+    /// The command that reproduces this sweep.
+    pub command: String,
+}
+
+/// The seeds of round `r` (0-based): `seeds_per_round` consecutive seeds.
+fn round_seeds(budget: &Budget, r: u64) -> std::ops::Range<u64> {
+    let n = budget.seeds_per_round.max(1);
+    1 + r * n..1 + (r + 1) * n
+}
+
+/// Runs the adaptive sweep of `plan` and reports. `progress(done, total_this_round, round)`.
+pub fn tune(
+    plan: &Plan,
+    limits: Limits,
+    budget: Budget,
+    threads: usize,
+    command: String,
+    progress: impl Fn(usize, usize, u64) + Sync,
+) -> Result<TuneReport, RunError> {
+    let started = Instant::now();
+    let n = plan.pairings.len();
+    let mut summaries = vec![RunSummary::default(); n];
+    let mut seeds = vec![0u64; n];
+    let mut active: Vec<usize> = (0..n).collect();
+    let mut round = 0;
+    let stop = loop {
+        let round_seeds = round_seeds(&budget, round);
+        let jobs: Vec<(usize, u64)> = active
+            .iter()
+            .flat_map(|&p| round_seeds.clone().map(move |s| (p, s)))
+            .collect();
+        let results = check::run_jobs(plan, &jobs, threads, |d, t| progress(d, t, round))?;
+        for (&(p, _), s) in jobs.iter().zip(&results) {
+            summaries[p].merge(s);
+            seeds[p] += 1;
+        }
+        round += 1;
+        active.retain(|&p| !settled(&summaries[p], &limits, budget.precision));
+        if active.is_empty() {
+            break StopReason::Precision;
+        }
+        if active.iter().any(|&p| seeds[p] + budget.seeds_per_round > budget.max_seeds) {
+            break StopReason::SeedBudget;
+        }
+        if budget.wall.is_some_and(|w| started.elapsed() >= w) {
+            break StopReason::TimeBudget;
+        }
+    };
+    Ok(build_report(
+        &TuneMeta::of(plan),
+        limits,
+        budget,
+        stop,
+        summaries,
+        seeds,
+        started.elapsed().as_secs_f64(),
+        command,
+    ))
+}
+
+/// Whether a pairing's false-suspicion rate is known well enough (see the module docs).
+pub fn settled(s: &RunSummary, limits: &Limits, precision: f64) -> bool {
+    let m = s.metrics(limits.confidence);
+    [&m.client, &m.server].into_iter().all(|side| {
+        let (Some(rate), Some(ci)) = (side.mistake_rate_per_hour, side.mistake_rate_interval)
+        else {
+            return false;
+        };
+        let decided = ci.upper <= limits.max_false_rate || ci.lower > limits.max_false_rate;
+        let narrow = rate > 0.0 && (ci.upper - ci.lower) / 2.0 <= precision * rate;
+        decided || narrow
+    })
+}
+
+/// The report from each pairing's merged summary and seed count.
+#[allow(clippy::too_many_arguments)]
+pub fn build_report(
+    meta: &TuneMeta,
+    limits: Limits,
+    budget: Budget,
+    stop: StopReason,
+    summaries: Vec<RunSummary>,
+    seeds: Vec<u64>,
+    wall_s: f64,
+    command: String,
+) -> TuneReport {
+    let mut rows: Vec<TuneRow> = summaries
+        .iter()
+        .zip(&meta.pairings)
+        .zip(&seeds)
+        .map(|((s, p), n)| row(p, s, *n, &limits, budget.precision))
+        .collect();
+    mark_pareto(&mut rows);
+    let connection_hours = summaries
+        .iter()
+        .map(|s| s.metrics(limits.confidence).reconnects.connection_hours)
+        .sum();
+    let recommendation = recommend(&rows, &limits);
+    let closest = if recommendation.is_none() {
+        closest(&rows, &limits)
+    } else {
+        None
+    };
+    TuneReport {
+        scenario: meta.scenario.clone(),
+        description: meta.description.clone(),
+        sessions: meta.sessions,
+        duration_s: meta.duration_s,
+        limits,
+        budget,
+        stop,
+        wall_s,
+        connection_hours,
+        rows,
+        recommendation,
+        closest,
+        command,
+    }
+}
+
+fn worse(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn row(p: &PairingInfo, s: &RunSummary, seeds: u64, limits: &Limits, precision: f64) -> TuneRow {
+    let m = s.metrics(limits.confidence);
+    let sides: [&SideMetrics; 2] = [&m.client, &m.server];
+    let detection_p99_s = worse(m.client.detection.p99, m.server.detection.p99);
+    // The worse side's rate, and that side's interval.
+    let worst_side = sides
+        .iter()
+        .max_by(|a, b| {
+            let r = |x: &SideMetrics| x.mistake_rate_interval.map_or(0.0, |i| i.upper);
+            r(a).total_cmp(&r(b))
+        })
+        .expect("two sides");
+    let add = |a: Option<f64>, b: Option<f64>| Some(a? + b?);
+    let overhead_bytes_per_s = add(
+        m.client.overhead.bytes_out_per_sec,
+        m.server.overhead.bytes_out_per_sec,
+    );
+    let overhead_frames_per_s = add(
+        m.client.overhead.heartbeats_sent_per_sec,
+        m.server.overhead.heartbeats_sent_per_sec,
+    );
+    let missed = m.client.missed + m.server.missed;
+    let detection_ok = missed == 0
+        && detection_p99_s.is_none_or(|d| d <= limits.max_detection.as_secs_f64());
+    let rate_ok = sides.iter().all(|x| {
+        x.mistake_rate_interval
+            .is_some_and(|ci| ci.upper <= limits.max_false_rate)
+    });
+    TuneRow {
+        pairing: p.pairing.clone(),
+        detector: p.detector.clone(),
+        interval_ms: p.interval_ms,
+        miss_threshold: p.miss_threshold,
+        seeds,
+        detection_p99_s,
+        false_rate: worst_side.mistake_rate_per_hour,
+        false_rate_lower: worst_side.mistake_rate_interval.map(|i| i.lower),
+        false_rate_upper: worst_side.mistake_rate_interval.map(|i| i.upper),
+        overhead_bytes_per_s,
+        overhead_frames_per_s,
+        pareto: false,
+        meets_limits: detection_ok && rate_ok,
+        settled: settled(s, limits, precision),
+        metrics: m,
+    }
+}
+
+/// Objectives to minimise: detection p99, false rate, overhead (missing = worst).
+fn objectives(r: &TuneRow) -> [f64; 3] {
+    [
+        r.detection_p99_s.unwrap_or(f64::INFINITY),
+        r.false_rate.unwrap_or(f64::INFINITY),
+        r.overhead_bytes_per_s.unwrap_or(f64::INFINITY),
+    ]
+}
+
+/// Marks the rows no other row dominates (at least as good on every objective, better on one).
+pub fn mark_pareto(rows: &mut [TuneRow]) {
+    let obj: Vec<[f64; 3]> = rows.iter().map(objectives).collect();
+    for (i, r) in rows.iter_mut().enumerate() {
+        r.pareto = !obj.iter().enumerate().any(|(j, o)| {
+            j != i
+                && o.iter().zip(&obj[i]).all(|(a, b)| a <= b)
+                && o.iter().zip(&obj[i]).any(|(a, b)| a < b)
+        });
+    }
+}
+
+/// The cheapest row that meets the limits: least overhead, then fastest detection.
+fn recommend(rows: &[TuneRow], limits: &Limits) -> Option<Recommendation> {
+    let best = rows.iter().filter(|r| r.meets_limits).min_by(|a, b| {
+        let (oa, ob) = (objectives(a), objectives(b));
+        oa[2].total_cmp(&ob[2]).then(oa[0].total_cmp(&ob[0]))
+    })?;
+    Some(Recommendation {
+        pairing: best.pairing.clone(),
+        detection_margin_s: limits.max_detection.as_secs_f64()
+            - best.detection_p99_s.unwrap_or(0.0),
+        false_rate_margin: limits.max_false_rate - best.false_rate_upper.unwrap_or(0.0),
+    })
+}
+
+/// The row whose worst limit ratio (measured ÷ limit) is smallest, and that limit.
+fn closest(rows: &[TuneRow], limits: &Limits) -> Option<Closest> {
+    rows.iter()
+        .map(|r| {
+            let det = if r.metrics.client.missed + r.metrics.server.missed > 0 {
+                f64::INFINITY
+            } else {
+                r.detection_p99_s.unwrap_or(0.0) / limits.max_detection.as_secs_f64()
+            };
+            let rate = r.false_rate_upper.unwrap_or(f64::INFINITY) / limits.max_false_rate;
+            if det >= rate {
+                (r, "detection", det)
+            } else {
+                (r, "false-rate", rate)
+            }
+        })
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+        .map(|(r, limit, ratio)| Closest {
+            pairing: r.pairing.clone(),
+            limit: limit.to_string(),
+            ratio,
+        })
+}

@@ -1,0 +1,1 @@
+//! A [`super::TuneReport`] written out for people and tools.
