@@ -20,6 +20,12 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Run one MCP client, or many for load, printing stats periodically.
     Client(cli::client::ClientArgs),
+    /// Which heartbeat interval, miss threshold and detector to run: sweep the pairings of a
+    /// scenario (default: a built-in WAN with bursty loss and crashing servers) and recommend
+    /// the cheapest that meets the limits.
+    Tune(cli::tune::TuneArgs),
+    /// Combine the JSON Lines of `mcpsim tune --shard` runs into one report.
+    Merge(cli::tune::MergeArgs),
     /// Run scenario files: every pairing on every seed, judged against the files' assertions.
     /// Exit status 0 when all hold, 1 when one fails, 2 on unusable input.
     Run(cli::run::RunArgs),
@@ -36,6 +42,8 @@ fn main() -> ExitCode {
         Command::Sweep(args) => cli::sweep::run(args),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(cli::serve::run(args))),
         Command::Client(args) => runtime().and_then(|rt| rt.block_on(cli::client::run(args))),
+        Command::Tune(args) => cli::tune::run(args),
+        Command::Merge(args) => cli::tune::merge(args),
         Command::Run(args) => cli::run::run(args),
         Command::Replay(args) => cli::replay::replay(args),
         Command::Schema => cli::replay::schema(),

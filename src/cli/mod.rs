@@ -14,6 +14,7 @@ pub mod replay;
 pub mod run;
 pub mod serve;
 pub mod sweep;
+pub mod tune;
 
 /// An error from a subcommand, already worded for the person at the terminal.
 #[derive(Debug, thiserror::Error)]

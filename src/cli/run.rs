@@ -230,7 +230,7 @@ fn side_cells(s: &SideMetrics) -> Vec<String> {
 }
 
 /// Left-aligned text in columns two spaces apart, indented by two.
-fn columns(rows: &[Vec<String>]) -> String {
+pub(crate) fn columns(rows: &[Vec<String>]) -> String {
     let n = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..n)
         .map(|i| {

@@ -58,6 +58,10 @@ pub struct ScenarioFile {
     #[serde(default, rename = "assert")]
     #[schemars(with = "Vec<AssertSpec>")]
     pub asserts: Vec<Spanned<AssertSpec>>,
+    /// What `mcpsim tune` must find: its default limits for this scenario.
+    #[serde(default = "unplaced::<LimitsSpec>")]
+    #[schemars(with = "LimitsSpec")]
+    pub limits: Spanned<LimitsSpec>,
     /// The short fixed-seed run whose trace `cargo test` keeps as a snapshot.
     #[serde(default = "unplaced::<SnapshotSpec>")]
     #[schemars(with = "SnapshotSpec")]
@@ -594,6 +598,18 @@ pub struct AssertSpec {
     pub max_connect_peak: Option<u64>,
     /// Failures that must occur (guards against a fault schedule that silently does nothing).
     pub min_failures: Option<u64>,
+}
+
+/// Limits a recommended pairing must meet (flags of `mcpsim tune` override them).
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Detection time p99 on both sides at most this, and no missed detection.
+    pub max_detection: Option<Dur>,
+    /// False suspicions per connection-hour (the upper end of the interval) at most this.
+    pub max_false_per_hour: Option<f64>,
+    /// Of that interval (default 0.95).
+    pub confidence: Option<f64>,
 }
 
 /// The snapshot run: one seed, one pairing, few sessions, so its trace reads in a diff.

@@ -74,6 +74,8 @@ pub struct Plan {
     pub judge: Judge,
     /// The snapshot run: a seed, a pairing index, sessions and duration.
     pub snapshot: Snapshot,
+    /// Limits for `mcpsim tune`, as the file gives them.
+    pub limits: file::LimitsSpec,
     base: Base,
 }
 
@@ -145,6 +147,51 @@ impl Plan {
                 known()
             )),
         }
+    }
+
+    /// The same scenario over another grid: every interval × threshold × detector. Assertions
+    /// name pairings of the file's grid, so they are dropped.
+    pub fn with_grid(
+        &self,
+        intervals: &[Duration],
+        thresholds: &[u8],
+        detectors: &[DetectorKind],
+    ) -> Result<Plan, String> {
+        if intervals.is_empty() || thresholds.is_empty() || detectors.is_empty() {
+            return Err("the grid needs at least one interval, threshold and detector".into());
+        }
+        if let Some(i) = intervals
+            .iter()
+            .find(|i| i.is_zero() || i.subsec_nanos() % 1_000_000 != 0)
+        {
+            return Err(format!(
+                "interval {} must be a whole number of milliseconds, at least 1ms",
+                show(*i)
+            ));
+        }
+        if thresholds.contains(&0) {
+            return Err("miss thresholds must be at least 1".into());
+        }
+        let mut pairings = Vec::new();
+        for &detector in detectors {
+            for &interval in intervals {
+                for &miss_threshold in thresholds {
+                    let p = Pairing {
+                        detector,
+                        interval,
+                        miss_threshold,
+                    };
+                    if !pairings.contains(&p) {
+                        pairings.push(p);
+                    }
+                }
+            }
+        }
+        let mut plan = self.clone();
+        plan.snapshot.pairing = 0;
+        plan.pairings = pairings;
+        plan.asserts.clear();
+        Ok(plan)
     }
 
     /// The run of pairing `i`.
@@ -336,6 +383,7 @@ impl Checker<'_> {
             judge: Judge {
                 tolerable_pause: f.judge.tolerable_pause.map_or(Duration::ZERO, |d| d.0),
             },
+            limits: f.limits.get_ref().clone(),
             snapshot: Snapshot {
                 seed: 0,
                 pairing: 0,
@@ -366,6 +414,16 @@ impl Checker<'_> {
                 f.stack.span(),
                 "stack.phi.threshold must be a positive number",
             ));
+        }
+        if let Some(c) = f.limits.get_ref().confidence
+            && !(c > 0.0 && c < 1.0)
+        {
+            return Err(self.err(f.limits.span(), format!("limits.confidence must be in (0, 1); found {c}")));
+        }
+        if let Some(r) = f.limits.get_ref().max_false_per_hour
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(self.err(f.limits.span(), format!("limits.max_false_per_hour must be a rate > 0; found {r}")));
         }
         for a in &f.asserts {
             let checked = self.assertion(a, &plan)?;
