@@ -139,7 +139,11 @@ fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
 }
 
-fn list<T>(flag: &str, s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, CliError> {
+fn list<T>(
+    flag: &str,
+    s: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, CliError> {
     s.split(',')
         .map(str::trim)
         .filter(|x| !x.is_empty())
@@ -171,12 +175,17 @@ fn load(args: &TuneArgs) -> Result<Plan, CliError> {
             "k-miss" => Ok(DetectorKind::KMiss),
             "phi" => Ok(DetectorKind::Phi),
             "adaptive" => Ok(DetectorKind::Adaptive),
-            _ => Err(format!("unknown detector {x:?}; choose from k-miss, phi, adaptive")),
+            _ => Err(format!(
+                "unknown detector {x:?}; choose from k-miss, phi, adaptive"
+            )),
         })?,
         None => plan.pairings.iter().map(|p| p.detector).collect(),
     };
-    let (intervals, thresholds, detectors) =
-        (distinct(intervals), distinct(thresholds), distinct(detectors));
+    let (intervals, thresholds, detectors) = (
+        distinct(intervals),
+        distinct(thresholds),
+        distinct(detectors),
+    );
     plan.with_grid(&intervals, &thresholds, &detectors)
         .map_err(usage)
 }
@@ -188,9 +197,16 @@ fn distinct<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
-fn limits(args: &LimitArgs, plan_limits: Option<&scenario::file::LimitsSpec>) -> Result<Limits, CliError> {
+fn limits(
+    args: &LimitArgs,
+    plan_limits: Option<&scenario::file::LimitsSpec>,
+) -> Result<Limits, CliError> {
     let max_detection = match &args.max_detection {
-        Some(s) => Dur::parse(s).map_err(|e| usage(format!("--max-detection: {e}")))?.0,
+        Some(s) => {
+            Dur::parse(s)
+                .map_err(|e| usage(format!("--max-detection: {e}")))?
+                .0
+        }
         None => plan_limits
             .and_then(|l| l.max_detection)
             .map_or(Duration::from_secs(10), |d| d.0),
@@ -216,7 +232,9 @@ fn limits(args: &LimitArgs, plan_limits: Option<&scenario::file::LimitsSpec>) ->
         .or(plan_limits.and_then(|l| l.confidence))
         .unwrap_or(0.95);
     if !(confidence > 0.0 && confidence < 1.0) {
-        return Err(usage(format!("--confidence must be in (0, 1), found {confidence}")));
+        return Err(usage(format!(
+            "--confidence must be in (0, 1), found {confidence}"
+        )));
     }
     Ok(Limits {
         max_detection,
@@ -231,7 +249,11 @@ fn jobs(j: Option<usize>) -> usize {
 
 /// `K/N` with 1 ≤ K ≤ N.
 fn parse_shard(s: &str) -> Result<(u64, u64), CliError> {
-    let bad = || usage(format!("--shard: expected K/N with 1 <= K <= N, e.g. 2/8; found {s:?}"));
+    let bad = || {
+        usage(format!(
+            "--shard: expected K/N with 1 <= K <= N, e.g. 2/8; found {s:?}"
+        ))
+    };
     let (k, n) = s.split_once('/').ok_or_else(bad)?;
     let (k, n): (u64, u64) = (k.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
     if k == 0 || k > n {
@@ -246,7 +268,9 @@ fn command_line() -> String {
     let quoted: Vec<String> = args
         .iter()
         .map(|a| {
-            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:,=".contains(c)) {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:,=".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -258,9 +282,11 @@ fn command_line() -> String {
 
 fn bar(total: u64, prefix: String) -> ProgressBar {
     let b = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}")
-            .expect("a valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
     );
     b.set_prefix(prefix);
     b
@@ -275,12 +301,19 @@ pub fn run(args: TuneArgs) -> Result<(), CliError> {
     let plan = load(&args)?;
     let limits = limits(&args.limits, Some(&plan.limits))?;
     if !(args.precision > 0.0 && args.precision < 1.0) {
-        return Err(usage(format!("--precision must be in (0, 1), found {}", args.precision)));
+        return Err(usage(format!(
+            "--precision must be in (0, 1), found {}",
+            args.precision
+        )));
     }
     if args.seeds_per_round == 0 || args.max_seeds < args.seeds_per_round {
-        return Err(usage("--seeds-per-round must be at least 1 and at most --max-seeds"));
+        return Err(usage(
+            "--seeds-per-round must be at least 1 and at most --max-seeds",
+        ));
     }
-    let wall = Dur::parse(&args.budget).map_err(|e| usage(format!("--budget: {e}")))?.0;
+    let wall = Dur::parse(&args.budget)
+        .map_err(|e| usage(format!("--budget: {e}")))?
+        .0;
     let budget = Budget {
         precision: args.precision,
         seeds_per_round: args.seeds_per_round,
@@ -291,7 +324,15 @@ pub fn run(args: TuneArgs) -> Result<(), CliError> {
     let command = command_line();
     if let Some(shard) = &args.shard {
         let seeds = args.seeds.expect("clap requires --seeds with --shard");
-        return run_shard(&plan, parse_shard(shard)?, seeds, limits, threads, command, args.out.as_deref());
+        return run_shard(
+            &plan,
+            parse_shard(shard)?,
+            seeds,
+            limits,
+            threads,
+            command,
+            args.out.as_deref(),
+        );
     }
     let started = Instant::now();
     let report = match args.seeds {
@@ -399,13 +440,14 @@ pub fn merge(args: MergeArgs) -> Result<(), CliError> {
         let file = std::fs::File::open(path)
             .map_err(|e| usage(format!("cannot open {}: {e}", path.display())))?;
         let mut lines = BufReader::new(file).lines().enumerate();
-        let bad = |line: usize, what: String| usage(format!("{}:{}: {what}", path.display(), line + 1));
+        let bad =
+            |line: usize, what: String| usage(format!("{}:{}: {what}", path.display(), line + 1));
         let (_, first) = lines
             .next()
             .ok_or_else(|| usage(format!("{} is empty: not a shard", path.display())))?;
         let first = first.map_err(|e| bad(0, e.to_string()))?;
-        let h: ShardHeader = serde_json::from_str(&first)
-            .map_err(|e| bad(0, format!("not a shard header: {e}")))?;
+        let h: ShardHeader =
+            serde_json::from_str(&first).map_err(|e| bad(0, format!("not a shard header: {e}")))?;
         if let Some(other) = shards_seen.insert(h.shard.clone(), path.clone()) {
             return Err(usage(format!(
                 "{} and {} are both shard {}",
@@ -433,7 +475,10 @@ pub fn merge(args: MergeArgs) -> Result<(), CliError> {
             let r: ShardRun =
                 serde_json::from_str(&line).map_err(|e| bad(i, format!("not a run: {e}")))?;
             if runs.insert((r.pairing, r.seed), r.summary).is_some() {
-                return Err(bad(i, format!("pairing {} seed {} appears twice", r.pairing, r.seed)));
+                return Err(bad(
+                    i,
+                    format!("pairing {} seed {} appears twice", r.pairing, r.seed),
+                ));
             }
         }
     }
@@ -448,13 +493,20 @@ pub fn merge(args: MergeArgs) -> Result<(), CliError> {
         return Err(usage(format!(
             "{} runs are missing (a shard not given?), e.g. {}",
             missing.len(),
-            missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let mut summaries = vec![RunSummary::default(); n];
     for ((p, _), s) in &runs {
         if *p >= n {
-            return Err(usage(format!("a run names pairing {p}, but the grid has {n}")));
+            return Err(usage(format!(
+                "a run names pairing {p}, but the grid has {n}"
+            )));
         }
         summaries[*p].merge(s);
     }
@@ -527,8 +579,18 @@ pub fn text(r: &TuneReport) -> String {
     let _ = writeln!(o);
     let mut rows = vec![
         [
-            "", "pairing", "seeds", "T_D p50 c/s", "T_D p99 c/s", "missed", "λ_M per conn-h [CI]",
-            "T_M mean", "P_A", "B/s", "hb/s", "meets",
+            "",
+            "pairing",
+            "seeds",
+            "T_D p50 c/s",
+            "T_D p99 c/s",
+            "missed",
+            "λ_M per conn-h [CI]",
+            "T_M mean",
+            "P_A",
+            "B/s",
+            "hb/s",
+            "meets",
         ]
         .map(String::from)
         .to_vec(),
@@ -543,7 +605,10 @@ pub fn text(r: &TuneReport) -> String {
             }
             _ => "-".into(),
         };
-        let tm = tune_worse(m.client.mistake_duration.mean, m.server.mistake_duration.mean);
+        let tm = tune_worse(
+            m.client.mistake_duration.mean,
+            m.server.mistake_duration.mean,
+        );
         let pa = match (m.client.query_accuracy, m.server.query_accuracy) {
             (Some(a), Some(b)) => format!("{:.5}", a.min(b)),
             _ => "-".into(),
@@ -558,8 +623,10 @@ pub fn text(r: &TuneReport) -> String {
             rate,
             q(tm),
             pa,
-            row.overhead_bytes_per_s.map_or("-".into(), |x| format!("{x:.0}")),
-            row.overhead_frames_per_s.map_or("-".into(), |x| format!("{x:.2}")),
+            row.overhead_bytes_per_s
+                .map_or("-".into(), |x| format!("{x:.0}")),
+            row.overhead_frames_per_s
+                .map_or("-".into(), |x| format!("{x:.2}")),
             if row.meets_limits { "yes" } else { "no" }.to_string(),
         ]);
     }

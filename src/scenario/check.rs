@@ -57,7 +57,7 @@ impl fmt::Display for Check {
         let verdict = if self.holds { "holds" } else { "FAILED" };
         write!(
             f,
-            "{}: {verdict}: {} {} of {} is {}, bound {}",
+            "{}: {verdict}: {}, {} side: {} is {}, bound {}",
             self.location, self.pairing, self.side, self.what, self.measured, self.bound
         )?;
         if let Some(why) = &self.why {

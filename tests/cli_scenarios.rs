@@ -1,0 +1,218 @@
+//! `mcpsim run`, `replay`, `tune` and `merge` run as a user runs them: the built binary, its
+//! exit status and its output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mcpsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mcpsim"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A scratch directory of this test's own.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcpsim-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Three clients on a 5 ms LAN; the server machine crashes at 61.3 s and reboots 10 s later.
+const CRASH: &str = r#"
+duration = "2m"
+tick = "5ms"
+seeds = 2
+
+[topology]
+sessions = 3
+
+[grid]
+interval = ["500ms", "1s"]
+miss_threshold = [2, 3]
+
+[network]
+latency = "5ms"
+
+[[faults]]
+kind = "crash"
+at = "61.3s"
+host = "server"
+downtime = "10s"
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn run_exits_0_when_every_assertion_holds() {
+    let dir = scratch("holds");
+    let file = write(
+        &dir,
+        "crash.toml",
+        &format!(
+            "{CRASH}\n[[assert]]\nside = \"client\"\nmax_missed = 0\nmin_failures = 3\nmax_detection = \"3.2s\"\n"
+        ),
+    );
+    let out = mcpsim(&["run", &file]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("12 of 12 checks hold"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_failed_assertion_exits_1_and_prints_the_replay_of_the_worst_run_which_replays_byte_for_byte() {
+    let dir = scratch("fails");
+    // Detection of a crash takes about k·η: 1s/3 cannot make 2 s.
+    let file = write(
+        &dir,
+        "crash.toml",
+        &format!(
+            "{CRASH}\n[[assert]]\npairing = \"1s/3\"\nside = \"client\"\nmax_detection = \"2s\"\n"
+        ),
+    );
+    let out = mcpsim(&["run", &file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("FAILED: 1s/3, client side: detection max is ")
+            && text.contains("bound <= 2s"),
+        "{text}"
+    );
+    let replay = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("worst run: "))
+        .expect("a replay command")
+        .to_string();
+    assert!(
+        replay.starts_with(&format!("mcpsim replay {file} --seed ")),
+        "{replay}"
+    );
+    assert!(replay.ends_with("--pairing 1s/3"), "{replay}");
+    let args: Vec<&str> = replay.split(' ').skip(1).collect();
+    let (a, b) = (mcpsim(&args), mcpsim(&args));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(stdout(&a).contains("suspect server"), "{}", stdout(&a));
+    assert_eq!(a.stdout, b.stdout, "two replays of one run differ");
+}
+
+#[test]
+fn a_broken_file_exits_2_with_its_place_and_runs_nothing() {
+    let dir = scratch("broken");
+    let file = write(&dir, "broken.toml", &CRASH.replace("\"2m\"", "\"2 min\""));
+    let out = mcpsim(&["run", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!("{file}:2:12: expected a duration")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+}
+
+#[test]
+fn tune_recommends_the_cheapest_pairing_that_meets_the_detection_limit() {
+    let dir = scratch("tune");
+    let file = write(&dir, "crash.toml", CRASH);
+    let json = dir.join("report.json");
+    // Crash detection takes about k·η plus grace and delay: within 2.5 s are 500ms/2, 500ms/3
+    // and 1s/2; the cheapest (fewest heartbeats) is 1s/2. The limit on false suspicions is
+    // loose: a quiet LAN has none, but a few connection-minutes cannot show a low rate.
+    let out = mcpsim(&[
+        "tune",
+        &file,
+        "--seeds",
+        "2",
+        "--max-detection",
+        "2.5s",
+        "--max-false-rate",
+        "50/h",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("recommended: 1s/2"),
+        "{}",
+        stdout(&out)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["recommendation"]["pairing"], "1s/2");
+    let meets: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["meets_limits"] == true)
+        .map(|r| r["pairing"].as_str().unwrap())
+        .collect();
+    assert_eq!(meets, ["500ms/2", "500ms/3", "1s/2"]);
+}
+
+#[test]
+fn shards_merged_give_the_report_of_the_whole_sweep() {
+    let dir = scratch("shards");
+    let file = write(&dir, "crash.toml", CRASH);
+    let whole = dir.join("whole.json");
+    let out = mcpsim(&[
+        "tune",
+        &file,
+        "--seeds",
+        "2",
+        "--json",
+        whole.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut shards = Vec::new();
+    for k in 1..=3 {
+        let path = dir.join(format!("shard-{k}.jsonl"));
+        let shard = format!("{k}/3");
+        let out = mcpsim(&[
+            "tune",
+            &file,
+            "--seeds",
+            "2",
+            "--shard",
+            &shard,
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        shards.push(path.to_string_lossy().into_owned());
+    }
+    let merged = dir.join("merged.json");
+    let mut args = vec!["merge"];
+    args.extend(shards.iter().map(String::as_str));
+    args.extend(["--json", merged.to_str().unwrap()]);
+    let out = mcpsim(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let (a, b) = (read(&whole), read(&merged));
+    assert_eq!(a["rows"], b["rows"]);
+    assert_eq!(a["recommendation"], b["recommendation"]);
+
+    // A missing shard is named, not silently ignored.
+    let out = mcpsim(&["merge", &shards[0], &shards[1]]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("runs are missing"),
+        "{}",
+        stderr(&out)
+    );
+}
