@@ -633,7 +633,7 @@ pub fn text(r: &TuneReport) -> String {
     o.push_str(&super::run::columns(&rows));
     let _ = writeln!(
         o,
-        "  * Pareto frontier (detection p99, false rate, overhead). c/s: clients watching the server / server watching clients."
+        "  * Pareto frontier of detection p99 against false rate. c/s: clients watching the server / server watching clients."
     );
     let _ = writeln!(
         o,

@@ -8,8 +8,8 @@
 //! side of the limit (the decision cannot change) or is narrow: half-width at most
 //! `precision` × the estimate.
 //!
-//! The report ([`TuneReport`]) marks the Pareto frontier (detection time, false-suspicion rate,
-//! heartbeat overhead) and recommends the cheapest pairing (least heartbeat overhead) that meets
+//! The report ([`TuneReport`]) marks the Pareto frontier of detection time against
+//! false-suspicion rate (overhead breaks ties) and recommends the cheapest pairing (least heartbeat overhead) that meets
 //! the limits, with its margins; or says that none does and which limit came closest.
 
 pub mod render;
@@ -64,9 +64,15 @@ pub enum StopReason {
 impl StopReason {
     pub fn describe(self) -> &'static str {
         match self {
-            StopReason::Precision => "every pairing's false-suspicion rate reached the requested precision",
-            StopReason::SeedBudget => "the seed budget was spent before every rate reached the requested precision",
-            StopReason::TimeBudget => "the time budget was spent before every rate reached the requested precision",
+            StopReason::Precision => {
+                "every pairing's false-suspicion rate reached the requested precision"
+            }
+            StopReason::SeedBudget => {
+                "the seed budget was spent before every rate reached the requested precision"
+            }
+            StopReason::TimeBudget => {
+                "the time budget was spent before every rate reached the requested precision"
+            }
             StopReason::FixedSeeds => "a fixed set of seeds was run",
         }
     }
@@ -95,7 +101,7 @@ pub struct TuneRow {
     pub overhead_bytes_per_s: Option<f64>,
     /// Heartbeat frames sent per second per connection, both ends.
     pub overhead_frames_per_s: Option<f64>,
-    /// Not dominated on (detection p99, false rate, overhead).
+    /// On the Pareto frontier of detection p99 against false rate (see [`mark_pareto`]).
     pub pareto: bool,
     pub meets_limits: bool,
     /// Whether the rate's interval settled (see the module docs).
@@ -222,7 +228,10 @@ pub fn tune(
         if active.is_empty() {
             break StopReason::Precision;
         }
-        if active.iter().any(|&p| seeds[p] + budget.seeds_per_round > budget.max_seeds) {
+        if active
+            .iter()
+            .any(|&p| seeds[p] + budget.seeds_per_round > budget.max_seeds)
+        {
             break StopReason::SeedBudget;
         }
         if budget.wall.is_some_and(|w| started.elapsed() >= w) {
@@ -330,8 +339,8 @@ fn row(p: &PairingInfo, s: &RunSummary, seeds: u64, limits: &Limits, precision: 
         m.server.overhead.heartbeats_sent_per_sec,
     );
     let missed = m.client.missed + m.server.missed;
-    let detection_ok = missed == 0
-        && detection_p99_s.is_none_or(|d| d <= limits.max_detection.as_secs_f64());
+    let detection_ok =
+        missed == 0 && detection_p99_s.is_none_or(|d| d <= limits.max_detection.as_secs_f64());
     let rate_ok = sides.iter().all(|x| {
         x.mistake_rate_interval
             .is_some_and(|ci| ci.upper <= limits.max_false_rate)
@@ -364,15 +373,21 @@ fn objectives(r: &TuneRow) -> [f64; 3] {
     ]
 }
 
-/// Marks the rows no other row dominates (at least as good on every objective, better on one).
+/// Marks the rows on the Pareto frontier of detection p99 against false rate: no other row is
+/// at least as good on both and better on one. Of rows equal on both, only the cheapest in
+/// overhead is on the frontier.
 pub fn mark_pareto(rows: &mut [TuneRow]) {
     let obj: Vec<[f64; 3]> = rows.iter().map(objectives).collect();
+    let dominates = |a: &[f64; 3], b: &[f64; 3]| {
+        let (ad, ar, ao) = (a[0], a[1], a[2]);
+        let (bd, br, bo) = (b[0], b[1], b[2]);
+        ad <= bd && ar <= br && (ad < bd || ar < br || ao < bo)
+    };
     for (i, r) in rows.iter_mut().enumerate() {
-        r.pareto = !obj.iter().enumerate().any(|(j, o)| {
-            j != i
-                && o.iter().zip(&obj[i]).all(|(a, b)| a <= b)
-                && o.iter().zip(&obj[i]).any(|(a, b)| a < b)
-        });
+        r.pareto = !obj
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != i && dominates(o, &obj[i]));
     }
 }
 
@@ -412,4 +427,92 @@ fn closest(rows: &[TuneRow], limits: &Limits) -> Option<Closest> {
             limit: limit.to_string(),
             ratio,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, detection: f64, rate: f64, bytes: f64) -> TuneRow {
+        let summary = RunSummary::default();
+        TuneRow {
+            pairing: name.into(),
+            detector: "k-miss".into(),
+            interval_ms: 1000,
+            miss_threshold: 3,
+            seeds: 1,
+            metrics: summary.metrics(0.95),
+            detection_p99_s: Some(detection),
+            false_rate: Some(rate),
+            false_rate_lower: Some(rate / 2.0),
+            false_rate_upper: Some(rate * 2.0),
+            overhead_bytes_per_s: Some(bytes),
+            overhead_frames_per_s: Some(bytes / 32.0),
+            pareto: false,
+            meets_limits: false,
+            settled: false,
+        }
+    }
+
+    fn frontier(rows: &mut [TuneRow]) -> Vec<&str> {
+        mark_pareto(rows);
+        rows.iter()
+            .filter(|r| r.pareto)
+            .map(|r| r.pairing.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_row_slower_and_noisier_than_another_is_off_the_frontier() {
+        let mut rows = [
+            row("fast-noisy", 1.0, 5.0, 64.0),
+            row("slow-quiet", 4.0, 0.1, 64.0),
+            row("worse", 4.5, 6.0, 32.0),
+        ];
+        assert_eq!(frontier(&mut rows), ["fast-noisy", "slow-quiet"]);
+    }
+
+    #[test]
+    fn of_two_rows_equal_on_detection_and_rate_only_the_cheaper_is_on_the_frontier() {
+        let mut rows = [row("dear", 2.0, 1.0, 128.0), row("cheap", 2.0, 1.0, 64.0)];
+        assert_eq!(frontier(&mut rows), ["cheap"]);
+    }
+
+    #[test]
+    fn the_recommendation_is_the_cheapest_row_meeting_the_limits_with_its_margins() {
+        let limits = Limits {
+            max_detection: Duration::from_secs(5),
+            max_false_rate: 1.0,
+            confidence: 0.95,
+        };
+        let mut rows = vec![
+            row("dear", 1.0, 0.1, 128.0),
+            row("cheap", 3.0, 0.25, 64.0),
+            row("cheapest-but-noisy", 4.0, 2.0, 32.0),
+        ];
+        for r in &mut rows {
+            r.meets_limits = r.false_rate_upper.unwrap() <= 1.0;
+        }
+        let rec = recommend(&rows, &limits).unwrap();
+        assert_eq!(rec.pairing, "cheap");
+        assert!((rec.detection_margin_s - 2.0).abs() < 1e-9);
+        assert!((rec.false_rate_margin - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn when_nothing_meets_the_limits_the_closest_row_and_its_missed_limit_are_named() {
+        let limits = Limits {
+            max_detection: Duration::from_secs(2),
+            max_false_rate: 1.0,
+            confidence: 0.95,
+        };
+        // Upper bounds are twice the rate: 3.0 (ratio 3) and 1.2 (ratio 1.2, but detection 1.5).
+        let rows = vec![row("noisy", 1.0, 1.5, 64.0), row("slow", 3.0, 0.6, 64.0)];
+        let c = closest(&rows, &limits).unwrap();
+        assert_eq!(
+            (c.pairing.as_str(), c.limit.as_str()),
+            ("slow", "detection")
+        );
+        assert!((c.ratio - 1.5).abs() < 1e-9);
+    }
 }
