@@ -216,3 +216,23 @@ fn shards_merged_give_the_report_of_the_whole_sweep() {
         stderr(&out)
     );
 }
+
+#[test]
+fn run_results_do_not_depend_on_how_many_runs_go_at_once() {
+    let dir = scratch("jobs");
+    let file = write(&dir, "crash.toml", CRASH);
+    let json = |jobs: &str| {
+        let path = dir.join(format!("jobs-{jobs}.json"));
+        let out = mcpsim(&[
+            "run",
+            &file,
+            "--jobs",
+            jobs,
+            "--json",
+            path.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read_to_string(path).unwrap()
+    };
+    assert_eq!(json("1"), json("3"));
+}
