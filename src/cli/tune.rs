@@ -16,7 +16,7 @@ use crate::scenario::file::DetectorKind;
 use crate::scenario::units::{Dur, show};
 use crate::scenario::{self, Plan};
 use crate::sim::metrics::RunSummary;
-use crate::tune::{self, Budget, Limits, StopReason, TuneMeta, TuneReport};
+use crate::tune::{self, Budget, Limits, StopReason, TuneMeta, TuneReport, render};
 
 /// The scenario `tune` runs when given none: a WAN with bursty loss and crashing servers.
 pub const DEFAULT_SCENARIO: &str = include_str!("../tune/default.toml");
@@ -548,6 +548,9 @@ fn emit(report: &TuneReport, out: &OutputArgs) -> Result<(), CliError> {
         &out.json,
         serde_json::to_string_pretty(report).expect("plain data serialises") + "\n",
     )?;
+    write(&out.csv, render::csv(report))?;
+    write(&out.markdown, render::markdown(report))?;
+    write(&out.html, render::html(report))?;
     Ok(())
 }
 
