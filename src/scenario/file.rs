@@ -594,7 +594,8 @@ pub struct AssertSpec {
     pub max_mistake_duration: Option<Dur>,
     /// Fraction of time a live peer is trusted, e.g. 0.999.
     pub min_query_accuracy: Option<f64>,
-    /// Connection attempts at the server in any one-second window (a reconnect storm's peak).
+    /// Reconnection attempts (every attempt but each client's first) in any one-second window:
+    /// a reconnect storm's peak.
     pub max_connect_peak: Option<u64>,
     /// Failures that must occur (guards against a fault schedule that silently does nothing).
     pub min_failures: Option<u64>,

@@ -418,12 +418,18 @@ impl Checker<'_> {
         if let Some(c) = f.limits.get_ref().confidence
             && !(c > 0.0 && c < 1.0)
         {
-            return Err(self.err(f.limits.span(), format!("limits.confidence must be in (0, 1); found {c}")));
+            return Err(self.err(
+                f.limits.span(),
+                format!("limits.confidence must be in (0, 1); found {c}"),
+            ));
         }
         if let Some(r) = f.limits.get_ref().max_false_per_hour
             && !(r.is_finite() && r > 0.0)
         {
-            return Err(self.err(f.limits.span(), format!("limits.max_false_per_hour must be a rate > 0; found {r}")));
+            return Err(self.err(
+                f.limits.span(),
+                format!("limits.max_false_per_hour must be a rate > 0; found {r}"),
+            ));
         }
         for a in &f.asserts {
             let checked = self.assertion(a, &plan)?;

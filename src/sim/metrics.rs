@@ -22,8 +22,9 @@
 //!   suspicion counts for the time it overlaps the exposure, a censored one up to the failure
 //!   or the end of the run that cut it (see [`PairQos::suspected`]).
 //! - **Reconnects**: connection attempts after each client's first, per connection-hour of
-//!   client time (clients × run length). **Storm peak**: the most connection attempts of all
-//!   clients in any [`STORM_WINDOW`], the maximum over runs.
+//!   client time (clients × run length). **Storm peak**: the most reconnection attempts (every
+//!   attempt but each client's first) of all clients in any [`STORM_WINDOW`], the maximum over
+//!   runs.
 //! - **Heartbeat overhead**: each end's bytes and heartbeat frames per second of connected
 //!   time. Traffic is reported at most once a second, so the last second of a connection that
 //!   outlives the run or its process is not counted.

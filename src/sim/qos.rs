@@ -4,7 +4,9 @@
 //!
 //! # Rules
 //!
-//! Each watcher → peer pair is judged on its own (`client-7 → server`, `server → client-7`).
+//! Each watcher → peer pair is judged on its own (`client-7 → server`, `server → client-7`),
+//! from the runner's transitions: the watcher's detector, plus the loss of its connection to
+//! the peer (a suspicion) and a session established again (trust).
 //!
 //! - **Failure** of the peer, as the watcher sees it: the peer's host is killed, crashed, or
 //!   paused for longer than [`Judge::tolerable_pause`]; or the peer's messages cannot reach the

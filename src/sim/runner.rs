@@ -260,7 +260,8 @@ pub struct Outcome {
     pub mode: HeartbeatMode,
     /// Per client node: connection attempts, fresh sessions and resumes.
     pub reconnects: BTreeMap<String, Reconnects>,
-    /// The time of every client's every connection attempt, ascending.
+    /// The time of every reconnection attempt (every connection attempt but each client's
+    /// first), ascending.
     pub connect_attempts: Vec<Duration>,
     /// Per `(watcher, peer)` pair, like [`Transition`]: `(client-7, server)` is the client's
     /// end of its connections, `(server, client-7)` the server's end.
@@ -287,7 +288,9 @@ impl Outcome {
 #[derive(Default)]
 struct Recorder {
     lines: Vec<TraceLine>,
-    transitions: Vec<Transition>,
+    /// What each side saw of its peer, in time order; [`Recorder::transitions`] turns it into
+    /// detector transitions once every session is named.
+    views: Vec<View>,
     /// Session id → client name, learned from the client side.
     names: BTreeMap<u32, String>,
     reconnects: BTreeMap<String, Reconnects>,
@@ -296,6 +299,29 @@ struct Recorder {
     client_ends: BTreeMap<String, End>,
     /// The server's ends, by session id (named once the run is over).
     server_ends: BTreeMap<u32, End>,
+}
+
+/// Something a watcher learned about its peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// The detector began to suspect.
+    Suspect,
+    /// The detector trusts again.
+    Trust,
+    /// A session with the peer was established (or resumed): the peer is there.
+    Up,
+    /// An established connection to the peer ended (FIN, RST, timeout, close): the peer is
+    /// gone for now.
+    Down,
+}
+
+#[derive(Clone, Debug)]
+struct View {
+    at: Duration,
+    side: Side,
+    node: String,
+    session_id: u32,
+    seen: Seen,
 }
 
 /// One end's traffic, and its established connections: how many, and since when.
@@ -331,6 +357,60 @@ impl End {
 }
 
 impl Recorder {
+    /// The watchers' transitions. A watcher suspects its peer when its detector says so or
+    /// when its connection to the peer ends (a FIN or RST tells it at once that the peer is
+    /// gone); it trusts again when its detector says so or when a session with the peer is
+    /// established again. Repeats (a detector suspecting a peer already lost) are dropped.
+    ///
+    /// Within one instant, a pair's losses come before its recoveries: two connections of one
+    /// pair (one ending, one starting) may be run by different tasks in either order.
+    fn transitions(&self) -> Vec<Transition> {
+        let pair = |v: &View| match v.side {
+            Side::Client => (v.node.clone(), SERVER.to_string()),
+            Side::Server => (SERVER.to_string(), self.client_name(v.session_id)),
+        };
+        let rank = |s: Seen| match s {
+            Seen::Down => 0,
+            Seen::Suspect => 1,
+            Seen::Trust => 2,
+            Seen::Up => 3,
+        };
+        let mut views: Vec<(Duration, (String, String), u8, Seen)> = self
+            .views
+            .iter()
+            .map(|v| (v.at, pair(v), rank(v.seen), v.seen))
+            .collect();
+        views.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+        let mut suspecting: BTreeMap<(String, String), bool> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (at, (watcher, peer), _, seen) in views {
+            let state = suspecting
+                .entry((watcher.clone(), peer.clone()))
+                .or_default();
+            let suspect = match seen {
+                Seen::Suspect | Seen::Down => true,
+                Seen::Trust | Seen::Up => false,
+            };
+            if suspect != *state {
+                *state = suspect;
+                out.push(Transition {
+                    at,
+                    watcher,
+                    peer,
+                    suspect,
+                });
+            }
+        }
+        out
+    }
+
+    fn client_name(&self, session_id: u32) -> String {
+        self.names
+            .get(&session_id)
+            .cloned()
+            .unwrap_or_else(|| format!("session-{session_id:08x}"))
+    }
+
     fn end(&mut self, node: &str, side: Side, session_id: u32) -> &mut End {
         match side {
             Side::Client => {
@@ -363,10 +443,16 @@ impl Recorder {
     fn count(&mut self, at: Duration, node: &str, side: Side, session_id: u32, event: &NetEvent) {
         match event {
             NetEvent::Connecting { .. } => {
-                self.attempts.push(at);
+                let r = self.reconnects_of(node);
+                // A client's first connection is not a reconnection: only later attempts count
+                // towards a storm.
+                if r.attempts > 0 {
+                    self.attempts.push(at);
+                }
                 self.reconnects_of(node).attempts += 1;
             }
             NetEvent::Session(Event::Established { resumed, .. }) => {
+                self.see(at, node, side, session_id, Seen::Up);
                 self.end(node, side, session_id).up(at);
                 if side == Side::Client {
                     let r = self.reconnects_of(node);
@@ -377,9 +463,24 @@ impl Recorder {
                     }
                 }
             }
-            NetEvent::Disconnected { .. } => self.end(node, side, session_id).down(at),
+            NetEvent::Disconnected { .. } => {
+                if session_id != 0 {
+                    self.see(at, node, side, session_id, Seen::Down);
+                }
+                self.end(node, side, session_id).down(at);
+            }
             _ => {}
         }
+    }
+
+    fn see(&mut self, at: Duration, node: &str, side: Side, session_id: u32, seen: Seen) {
+        self.views.push(View {
+            at,
+            side,
+            node: node.to_string(),
+            session_id,
+            seen,
+        });
     }
 
     fn reconnects_of(&mut self, node: &str) -> &mut Reconnects {
@@ -483,21 +584,11 @@ impl Observer for TraceObserver {
                 Event::Established { resumed: true, .. } => format!("resumed with {peer}"),
                 Event::Established { .. } if side == Side::Client => "connected".to_string(),
                 Event::PeerSuspected { silent } => {
-                    rec.transitions.push(Transition {
-                        at,
-                        watcher: watcher.clone(),
-                        peer: peer.clone(),
-                        suspect: true,
-                    });
+                    rec.see(at, node, side, session_id, Seen::Suspect);
                     format!("suspect {peer}  (silent {}ms)", silent.as_millis())
                 }
                 Event::PeerTrusted => {
-                    rec.transitions.push(Transition {
-                        at,
-                        watcher: watcher.clone(),
-                        peer: peer.clone(),
-                        suspect: false,
-                    });
+                    rec.see(at, node, side, session_id, Seen::Trust);
                     format!("trust {peer}")
                 }
                 Event::PeerDead { silent } => {
@@ -848,6 +939,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
 
     let mut rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
     let traffic = rec.traffic(scenario.duration);
+    let transitions = rec.transitions();
     let mut trace = rec.lines;
     trace.extend(fault_lines);
     // Within one instant, lines are grouped by node (stable, so each node keeps its own order).
@@ -858,7 +950,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     Ok(Outcome {
         trace,
         down,
-        transitions: rec.transitions,
+        transitions,
         hosts,
         duration: scenario.duration,
         mode: scenario.mode,

@@ -60,3 +60,62 @@ fn a_slow_live_server_yields_false_suspicions_and_no_failures() {
         assert_eq!(p.exposure, secs(40.0));
     }
 }
+
+#[test]
+fn a_killed_server_is_suspected_when_its_fin_arrives_and_trusted_when_a_session_is_back() {
+    let kill = Fault::Kill {
+        host: "server".into(),
+        downtime: Some(secs(4.0)),
+    };
+    let out = run(&scenario(2, 60.0, vec![(secs(10.0), kill)]), 1).unwrap();
+    for p in Judge::default()
+        .judge(&out)
+        .iter()
+        .filter(|p| p.peer == "server")
+    {
+        // The FIN takes the one-way delay (5 ms); the client reads it on the next tick.
+        assert_eq!(p.failures, 1, "{p:?}");
+        assert_eq!(p.detections, vec![Duration::from_millis(6)], "{p:?}");
+        assert_eq!((p.missed, p.false_suspicions), (0, 0), "{p:?}");
+    }
+    for t in out.transitions.iter().filter(|t| t.peer == "server") {
+        // Suspected at the FIN, trusted once the restarted server has given it a new session.
+        assert!(
+            t.suspect == (t.at < secs(14.0)),
+            "{t:?}\n{}",
+            out.trace_text()
+        );
+    }
+}
+
+#[test]
+fn a_server_that_loses_a_client_and_gets_it_back_trusts_it_again() {
+    // A partition longer than the server's detection: it suspects the client, the connection
+    // dies of its user timeout, and the client comes back with a session of its own.
+    let cut = Fault::Partition {
+        from: "clients".into(),
+        to: "server".into(),
+        duration: secs(20.0),
+        oneway: false,
+    };
+    let mut s = scenario(1, 90.0, vec![(secs(10.0), cut)]);
+    s.network.tcp.user_timeout = Some(secs(5.0));
+    let out = run(&s, 1).unwrap();
+    let server: Vec<_> = out
+        .transitions
+        .iter()
+        .filter(|t| t.watcher == "server")
+        .collect();
+    assert!(
+        server.first().is_some_and(|t| t.suspect),
+        "{}",
+        out.trace_text()
+    );
+    assert!(
+        server
+            .last()
+            .is_some_and(|t| !t.suspect && t.at > secs(30.0)),
+        "the server still suspects a client that is back: {server:?}\n{}",
+        out.trace_text()
+    );
+}
