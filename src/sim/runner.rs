@@ -291,6 +291,9 @@ struct Recorder {
     /// What each side saw of its peer, in time order; [`Recorder::transitions`] turns it into
     /// detector transitions once every session is named.
     views: Vec<View>,
+    /// Connections whose session reported a CLOSE (sent or received) before the connection
+    /// ended, by `(server side?, node, session id)`: their end is not a loss of the peer.
+    closed_cleanly: std::collections::BTreeSet<(bool, String, u32)>,
     /// Session id → client name, learned from the client side.
     names: BTreeMap<u32, String>,
     reconnects: BTreeMap<String, Reconnects>,
@@ -310,8 +313,9 @@ enum Seen {
     Trust,
     /// A session with the peer was established (or resumed): the peer is there.
     Up,
-    /// An established connection to the peer ended (FIN, RST, timeout, close): the peer is
-    /// gone for now.
+    /// An established connection to the peer ended without a CLOSE from either side (EOF,
+    /// RST, a timeout): the peer is gone for now. A connection closed by a CLOSE frame (the
+    /// peer's or our own: a heartbeat timeout, a replaced session) says nothing new.
     Down,
 }
 
@@ -358,8 +362,8 @@ impl End {
 
 impl Recorder {
     /// The watchers' transitions. A watcher suspects its peer when its detector says so or
-    /// when its connection to the peer ends (a FIN or RST tells it at once that the peer is
-    /// gone); it trusts again when its detector says so or when a session with the peer is
+    /// when its connection to the peer ends without a CLOSE (a FIN or RST tells it at once
+    /// that the peer is gone); it trusts again when its detector says so or when a session with the peer is
     /// established again. Repeats (a detector suspecting a peer already lost) are dropped.
     ///
     /// Within one instant, a pair's losses come before its recoveries: two connections of one
@@ -463,8 +467,13 @@ impl Recorder {
                     }
                 }
             }
+            NetEvent::Session(Event::ConnectionClosed { .. }) => {
+                let key = (side == Side::Server, node.to_string(), session_id);
+                self.closed_cleanly.insert(key);
+            }
             NetEvent::Disconnected { .. } => {
-                if session_id != 0 {
+                let key = (side == Side::Server, node.to_string(), session_id);
+                if !self.closed_cleanly.remove(&key) && session_id != 0 {
                     self.see(at, node, side, session_id, Seen::Down);
                 }
                 self.end(node, side, session_id).down(at);
@@ -625,6 +634,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         faults.extend(r.sample(scenario.duration, seed, i as u64)?);
     }
     faults.sort_by_key(|(at, _)| *at);
+    let (faults, merged_lines) = merge_host_faults(faults);
     for (at, f) in &faults {
         match f {
             Fault::Partition {
@@ -818,7 +828,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         );
     }
     let mut down: Vec<DownPeriod> = Vec::new();
-    let mut fault_lines: Vec<TraceLine> = Vec::new();
+    let mut fault_lines: Vec<TraceLine> = merged_lines;
 
     while sim.elapsed() < scenario.duration {
         let now = sim.elapsed();
@@ -958,6 +968,65 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         connect_attempts: rec.attempts,
         traffic,
     })
+}
+
+/// When a host fault (kill, crash, pause) strikes a host already down from another (two random
+/// processes, or a schedule and a process), the host stays down until the later end: a fault
+/// of the same kind extends the one in force, one of another kind is left out. Each merged or
+/// left-out fault gets a trace line at its start. `faults` is sorted by start.
+fn merge_host_faults(faults: Vec<(Duration, Fault)>) -> (Vec<(Duration, Fault)>, Vec<TraceLine>) {
+    // Until when each host is down (`None`: for good), and the index of the fault in force.
+    let mut down: BTreeMap<String, (usize, Option<Duration>)> = BTreeMap::new();
+    let mut out: Vec<(Duration, Fault)> = Vec::new();
+    let mut lines = Vec::new();
+    let end = |at: Duration, f: &Fault| match f {
+        Fault::Kill { downtime, .. } | Fault::Crash { downtime, .. } => downtime.map(|d| at + d),
+        Fault::Pause { duration, .. } => Some(at + *duration),
+        _ => Some(at),
+    };
+    for (at, f) in faults {
+        if matches!(f, Fault::Partition { .. } | Fault::Slow { .. }) {
+            out.push((at, f));
+            continue;
+        }
+        let host = f.host().to_string();
+        let in_force = down
+            .get(&host)
+            .filter(|(_, until)| until.is_none_or(|u| at < u))
+            .copied();
+        let Some((i, until)) = in_force else {
+            down.insert(host, (out.len(), end(at, &f)));
+            out.push((at, f));
+            continue;
+        };
+        let (start, first) = &mut out[i];
+        let same = std::mem::discriminant(first) == std::mem::discriminant(&f);
+        let text = if same {
+            let new_end = match (until, end(at, &f)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+            match first {
+                Fault::Kill { downtime, .. } | Fault::Crash { downtime, .. } => {
+                    *downtime = new_end.map(|e| e - *start);
+                }
+                Fault::Pause { duration, .. } => {
+                    *duration = new_end.map_or(*duration, |e| e - *start);
+                }
+                _ => {}
+            }
+            down.insert(host.clone(), (i, new_end));
+            "fault merged: the host is already down from the same kind of fault, which now lasts as long as both"
+        } else {
+            "fault left out: the host is already down from another kind of fault"
+        };
+        lines.push(TraceLine {
+            at,
+            node: host,
+            text: text.to_string(),
+        });
+    }
+    (out, lines)
 }
 
 /// Every fault must name something that exists: a host for kills, crashes and pauses; a host

@@ -213,3 +213,31 @@ fn a_server_resuming_from_a_pause_reads_waiting_heartbeats_before_judging_its_cl
     // The clients, who really heard nothing for 5 s, did suspect the server.
     assert_eq!(lines(&out, "client-0", "suspect server").len(), 1);
 }
+
+#[test]
+fn two_overlapping_pauses_keep_the_host_paused_until_the_later_one_ends() {
+    let pause = |d: f64| Fault::Pause {
+        host: "server".into(),
+        duration: secs(d),
+    };
+    let out = run(
+        &scenario(
+            1,
+            30.0,
+            vec![(secs(5.0), pause(4.0)), (secs(8.0), pause(3.0))],
+        ),
+        1,
+    )
+    .unwrap();
+    let paused: Vec<_> = out.down.iter().filter(|d| d.kind == "paused").collect();
+    assert_eq!(paused.len(), 1, "{:?}", out.down);
+    assert_eq!(
+        (paused[0].start, paused[0].end),
+        (secs(5.0), Some(secs(11.0)))
+    );
+    assert_eq!(lines(&out, "server", "fault merged").len(), 1);
+    assert_eq!(
+        lines(&out, "server", "fault ends: resumed")[0].at,
+        secs(11.0)
+    );
+}
