@@ -6,11 +6,14 @@ use std::sync::Arc;
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use thiserror::Error;
 
-/// A scenario file that cannot be used. `Display` gives `path:line:column: message`; as a
+/// A scenario file that cannot be used. `Display` gives `path:line:column: message` (`path:
+/// message` for a file that cannot be read); as a
 /// [`Diagnostic`] it also shows the offending line.
 #[derive(Debug, Error, Diagnostic)]
-#[error("{path}:{line}:{column}: {message}")]
+#[error("{location}: {message}")]
 pub struct ScenarioError {
+    /// `path:line:column`, or just `path` when the file could not be read.
+    location: String,
     pub path: String,
     /// 1-based; 0 when the error concerns the whole file (it could not be read).
     pub line: usize,
@@ -21,8 +24,6 @@ pub struct ScenarioError {
     source_code: Arc<NamedSource<String>>,
     #[label("here")]
     span: Option<SourceSpan>,
-    #[help]
-    pub help: Option<String>,
 }
 
 impl ScenarioError {
@@ -33,32 +34,27 @@ impl ScenarioError {
             None => (1, 1),
         };
         ScenarioError {
+            location: format!("{path}:{line}:{column}"),
             path: path.to_string(),
             line,
             column,
             message,
             source_code: Arc::new(NamedSource::new(path, text.to_string())),
             span: span.map(|r| SourceSpan::from(r.start..r.end.max(r.start))),
-            help: None,
         }
     }
 
     /// The file could not be read at all.
     pub fn unreadable(path: &str, error: &std::io::Error) -> Self {
         ScenarioError {
+            location: path.to_string(),
             path: path.to_string(),
             line: 0,
             column: 0,
             message: format!("cannot read the scenario file: {error}"),
             source_code: Arc::new(NamedSource::new(path, String::new())),
             span: None,
-            help: None,
         }
-    }
-
-    pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
-        self
     }
 }
 
