@@ -137,6 +137,8 @@ struct Pipe {
 
 struct Conn {
     hosts: [String; 2],
+    /// Each side's host as an index into [`State::clocks`].
+    host_ids: [usize; 2],
     /// `pipes[i]` carries data from side `i` to side `1 - i`.
     pipes: [Pipe; 2],
     paths: [Box<dyn PathModel>; 2],
@@ -172,6 +174,21 @@ struct State {
     host_epoch: u64,
     /// Each host's gate: closed while it is paused.
     gates: BTreeMap<String, Arc<HostGate>>,
+    /// Counts [`SimNet::set_time`] calls, one before each simulation step; 0 until the first.
+    step: u64,
+    /// Index of each host that has connections, into `clocks`.
+    host_ids: BTreeMap<String, usize>,
+    /// Per host, its clock as read once in the current step (see [`State::host_now`]).
+    clocks: Vec<Option<StepClock>>,
+}
+
+/// A host's clock as read at one instant of one step: within that step, the host's simulated
+/// time is `sim` plus however far its tokio clock has moved since `instant`.
+#[derive(Clone, Copy)]
+struct StepClock {
+    step: u64,
+    instant: tokio::time::Instant,
+    sim: Duration,
 }
 
 /// Holds a paused host's drivers: their timers wait for the resume (see `net::Gate`).
@@ -234,10 +251,49 @@ impl State {
         state
     }
 
-    /// The current time, given what the host's clock says (if inside a host).
-    fn now(&mut self, in_host: Option<Duration>) -> Duration {
-        seen(&mut self.last_now, in_host)
+    /// The index of `host` in `clocks`.
+    fn host_id(&mut self, host: &str) -> usize {
+        if let Some(&i) = self.host_ids.get(host) {
+            return i;
+        }
+        self.clocks.push(None);
+        self.host_ids
+            .insert(host.to_string(), self.clocks.len() - 1);
+        self.clocks.len() - 1
     }
+}
+
+/// The current time for a socket on host `id`, when called from inside that host.
+///
+/// `turmoil::sim_elapsed` finds the running host in a hash map and reads the host's tokio
+/// clock, for every call. Within one step a host's simulated time is a fixed offset from its
+/// tokio clock (turmoil computes it that way), so the first call in a step reads it and later
+/// ones only read the tokio clock. A step is known from [`SimNet::set_time`]; without it (step 0)
+/// nothing is cached.
+fn host_now(
+    clocks: &mut [Option<StepClock>],
+    id: usize,
+    step: u64,
+    last_now: &mut Duration,
+) -> Duration {
+    if step != 0
+        && let Some(c) = clocks[id]
+        && c.step == step
+    {
+        let t = c.sim + tokio::time::Instant::now().duration_since(c.instant);
+        return seen(last_now, Some(t));
+    }
+    let in_host = turmoil::sim_elapsed();
+    if step != 0
+        && let Some(sim) = in_host
+    {
+        clocks[id] = Some(StepClock {
+            step,
+            instant: tokio::time::Instant::now(),
+            sim,
+        });
+    }
+    seen(last_now, in_host)
 }
 
 /// The current time, given what the host's clock says (if inside a host), and `last_now`
@@ -275,6 +331,9 @@ impl SimNet {
                 deferred: BTreeMap::new(),
                 host_epoch: 0,
                 gates: BTreeMap::new(),
+                step: 0,
+                host_ids: BTreeMap::new(),
+                clocks: Vec::new(),
             })),
         }
     }
@@ -295,10 +354,12 @@ impl SimNet {
         }
     }
 
-    /// Tells the network the time when no host is running (between simulation steps).
+    /// Tells the network the time when no host is running. Call it between simulation steps,
+    /// before each one: sockets read a host's clock once per step and reuse it within the step.
     pub fn set_time(&self, t: Duration) {
         let mut s = self.lock();
         s.last_now = s.last_now.max(t);
+        s.step += 1;
     }
 
     pub fn add_host(&self, name: &str) {
@@ -551,7 +612,7 @@ impl AsyncRead for SimStream {
             now = if idle {
                 Duration::ZERO
             } else {
-                seen(&mut s.last_now, turmoil::sim_elapsed())
+                host_now(&mut s.clocks, conn.host_ids[side], s.step, &mut s.last_now)
             };
             if let Some(t) = conn.pipes[side].timed_out_at
                 && t <= now
@@ -623,17 +684,17 @@ impl AsyncWrite for SimStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let in_host = turmoil::sim_elapsed();
         let (side, id) = (this.side, this.conn);
         let wait_until;
         let now;
         {
-            let mut s = this.net.lock();
-            now = s.now(in_host);
+            let mut guard = this.net.lock();
+            let s = &mut *guard;
             let host_state = s.host_state_of(id, side, &mut this.host_cache);
             let Some(conn) = s.conns.get_mut(&id) else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
+            now = host_now(&mut s.clocks, conn.host_ids[side], s.step, &mut s.last_now);
             let incoming_rst = conn.pipes[1 - side].rst_at.is_some_and(|t| t <= now);
             let pipe = &mut conn.pipes[side];
             if pipe.timed_out_at.is_some_and(|t| t <= now) {
@@ -675,7 +736,7 @@ impl AsyncWrite for SimStream {
                         }
                     }
                 }
-                drop(s);
+                drop(guard);
                 if let Some(w) = waker {
                     w.wake();
                 }
@@ -859,10 +920,12 @@ impl crate::net::Connector for SimConnector {
             if !s.listeners.contains_key(&key) {
                 return Err(io::ErrorKind::ConnectionRefused.into());
             }
+            let host_ids = [s.host_id(&this.from), s.host_id(&this.to)];
             s.conns.insert(
                 id,
                 Conn {
                     hosts: [this.from.clone(), this.to.clone()],
+                    host_ids,
                     pipes: [Pipe::default(), Pipe::default()],
                     paths: [path, back],
                     closed: [false, false],
