@@ -134,6 +134,9 @@ pub async fn drive<S: Stream>(
     if shutting_down {
         shut(session, ctx.on_shutdown);
     }
+    // One wait for the whole connection, not a new one (registered with the watch shared by
+    // every connection, then dropped) at every turn of the loop.
+    let mut shutdown_changed = std::pin::pin!(shutdown.changed());
     // Frames that arrived with the handshake's read are still in the buffer.
     if let Err(e) = decode_all(&mut read, session, ctx) {
         reading = false;
@@ -196,7 +199,7 @@ pub async fn drive<S: Stream>(
 
         tokio::select! {
             biased;
-            _ = shutdown.changed(), if !shutting_down => {
+            _ = &mut shutdown_changed, if !shutting_down => {
                 shutting_down = true;
                 shut(session, ctx.on_shutdown);
                 end = Some(ConnEnd::Shutdown);
