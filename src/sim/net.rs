@@ -148,6 +148,43 @@ struct Conn {
     forgotten: [bool; 2],
 }
 
+/// Connections by id. Ids are handed out in order from 1, so a vector indexed by id finds one
+/// without a search and iterates in id order; a closed connection leaves an empty slot.
+#[derive(Default)]
+struct Conns(Vec<Option<Box<Conn>>>);
+
+impl Conns {
+    fn get(&self, id: u64) -> Option<&Conn> {
+        self.0.get(usize::try_from(id).ok()?)?.as_deref()
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Conn> {
+        self.0.get_mut(usize::try_from(id).ok()?)?.as_deref_mut()
+    }
+
+    fn insert(&mut self, id: u64, conn: Conn) {
+        let i = usize::try_from(id).expect("connection ids fit in memory");
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, || None);
+        }
+        self.0[i] = Some(Box::new(conn));
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(slot) = usize::try_from(id).ok().and_then(|i| self.0.get_mut(i)) {
+            *slot = None;
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Conn> {
+        self.0.iter().filter_map(|c| c.as_deref())
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Conn> {
+        self.0.iter_mut().filter_map(|c| c.as_deref_mut())
+    }
+}
+
 struct Pending {
     stream: SimStream,
     peer: SocketAddr,
@@ -161,7 +198,7 @@ struct ListenerState {
 struct State {
     hosts: BTreeMap<String, HostState>,
     listeners: BTreeMap<(String, u16), ListenerState>,
-    conns: BTreeMap<u64, Conn>,
+    conns: Conns,
     next_conn: u64,
     links: Box<dyn Links>,
     /// Time as last seen inside a host, for code that runs outside one (drops during a crash).
@@ -244,7 +281,7 @@ impl State {
         }
         let state = self
             .conns
-            .get(&id)
+            .get(id)
             .and_then(|c| self.hosts.get(&c.hosts[side]).copied())
             .unwrap_or(HostState::Crashed);
         *cache = Some((self.host_epoch, state));
@@ -324,7 +361,7 @@ impl SimNet {
             state: Arc::new(Mutex::new(State {
                 hosts: BTreeMap::new(),
                 listeners: BTreeMap::new(),
-                conns: BTreeMap::new(),
+                conns: Conns::default(),
                 next_conn: 1,
                 links,
                 last_now: Duration::ZERO,
@@ -449,11 +486,7 @@ impl SimNet {
             s.hosts.insert(host.to_string(), HostState::Up);
             s.host_epoch += 1;
             SimNet::set_paused(&mut s, host, false);
-            let ids: Vec<u64> = s.conns.keys().copied().collect();
-            for id in ids {
-                let Some(conn) = s.conns.get_mut(&id) else {
-                    continue;
-                };
+            for conn in s.conns.values_mut() {
                 for side in 0..2 {
                     if conn.hosts[side] != host {
                         continue;
@@ -599,7 +632,7 @@ impl AsyncRead for SimStream {
             let mut guard = this.net.lock();
             let s = &mut *guard;
             let paused = s.host_state_of(id, side, &mut this.host_cache) == HostState::Paused;
-            let Some(conn) = s.conns.get_mut(&id) else {
+            let Some(conn) = s.conns.get_mut(id) else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
             let incoming = &conn.pipes[1 - side];
@@ -691,7 +724,7 @@ impl AsyncWrite for SimStream {
             let mut guard = this.net.lock();
             let s = &mut *guard;
             let host_state = s.host_state_of(id, side, &mut this.host_cache);
-            let Some(conn) = s.conns.get_mut(&id) else {
+            let Some(conn) = s.conns.get_mut(id) else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
             now = host_now(&mut s.clocks, conn.host_ids[side], s.step, &mut s.last_now);
@@ -756,7 +789,7 @@ impl AsyncWrite for SimStream {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let now = self.net.now();
         let mut s = self.net.lock();
-        if let Some(conn) = s.conns.get_mut(&self.conn) {
+        if let Some(conn) = s.conns.get_mut(self.conn) {
             send_fin(conn, self.side, now);
         }
         Poll::Ready(Ok(()))
@@ -785,11 +818,11 @@ impl Drop for SimStream {
         let mut wake = Vec::new();
         {
             let mut s = self.net.lock();
-            let host = s.conns.get(&self.conn).map(|c| c.hosts[self.side].clone());
+            let host = s.conns.get(self.conn).map(|c| c.hosts[self.side].clone());
             let host_state = host
                 .and_then(|h| s.hosts.get(&h).copied())
                 .unwrap_or(HostState::Crashed);
-            let Some(conn) = s.conns.get_mut(&self.conn) else {
+            let Some(conn) = s.conns.get_mut(self.conn) else {
                 return;
             };
             let side = self.side;
@@ -815,7 +848,7 @@ impl Drop for SimStream {
                 (2, conn.pipes[1 - side].writer.take()),
             ];
             if conn.closed[0] && conn.closed[1] {
-                s.conns.remove(&id);
+                s.conns.remove(id);
             }
             let inside_host = turmoil::sim_elapsed().is_some();
             for (kind, w) in wakers {
