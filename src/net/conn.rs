@@ -137,6 +137,8 @@ pub async fn drive<S: Stream>(
     // One wait for the whole connection, not a new one (registered with the watch shared by
     // every connection, then dropped) at every turn of the loop.
     let mut shutdown_changed = std::pin::pin!(shutdown.changed());
+    // Likewise one wait for a replacement notice, renewed after each notice.
+    let mut replaced_notice = std::pin::pin!(wait_replaced(&replaced));
     // Frames that arrived with the handshake's read are still in the buffer.
     if let Err(e) = decode_all(&mut read, session, ctx) {
         reading = false;
@@ -209,7 +211,8 @@ pub async fn drive<S: Stream>(
                     break ConnEnd::Shutdown;
                 }
             }
-            _ = wait_replaced(&replaced) => {
+            _ = &mut replaced_notice => {
+                replaced_notice.set(wait_replaced(&replaced));
                 session.handle_replaced();
             }
             r = wr.write(&wbuf), if !wbuf.is_empty() => match r {
