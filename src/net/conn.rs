@@ -155,10 +155,10 @@ pub async fn drive<S: Stream>(
             let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
             break end.take().unwrap_or(ConnEnd::Closed);
         }
-        if wbuf.is_empty() {
-            progress = Instant::now();
-        }
         let now = Instant::now();
+        if wbuf.is_empty() {
+            progress = now;
+        }
         traffic.maybe_report(session, ctx, bytes_in, bytes_out, now, false);
         let deadline = session.poll_timeout().map(|t| ctx.clock.instant(t));
         let stall = progress + ctx.limits.write_timeout;
