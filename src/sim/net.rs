@@ -288,6 +288,13 @@ impl State {
         state
     }
 
+    /// A host's state changed: sockets look theirs up again, and every host's clock is read
+    /// afresh (a host restarted by turmoil runs on a new tokio clock).
+    fn host_changed(&mut self) {
+        self.host_epoch += 1;
+        self.clocks.fill(None);
+    }
+
     /// The index of `host` in `clocks`.
     fn host_id(&mut self, host: &str) -> usize {
         if let Some(&i) = self.host_ids.get(host) {
@@ -402,7 +409,7 @@ impl SimNet {
     pub fn add_host(&self, name: &str) {
         let mut s = self.lock();
         s.hosts.insert(name.to_string(), HostState::Up);
-        s.host_epoch += 1;
+        s.host_changed();
     }
 
     pub fn host_state(&self, name: &str) -> HostState {
@@ -473,7 +480,7 @@ impl SimNet {
     pub fn set_host_state(&self, host: &str, state: HostState) {
         let mut s = self.lock();
         s.hosts.insert(host.to_string(), state);
-        s.host_epoch += 1;
+        s.host_changed();
         SimNet::set_paused(&mut s, host, state == HostState::Paused);
     }
 
@@ -484,7 +491,7 @@ impl SimNet {
         {
             let mut s = self.lock();
             s.hosts.insert(host.to_string(), HostState::Up);
-            s.host_epoch += 1;
+            s.host_changed();
             SimNet::set_paused(&mut s, host, false);
             for conn in s.conns.values_mut() {
                 for side in 0..2 {
@@ -512,7 +519,7 @@ impl SimNet {
         {
             let mut s = self.lock();
             s.hosts.insert(host.to_string(), HostState::Up);
-            s.host_epoch += 1;
+            s.host_changed();
             for conn in s.conns.values_mut() {
                 for side in 0..2 {
                     if conn.hosts[side] != host {
