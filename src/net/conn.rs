@@ -134,6 +134,11 @@ pub async fn drive<S: Stream>(
     if shutting_down {
         shut(session, ctx.on_shutdown);
     }
+    // One wait for the whole connection, not a new one (registered with the watch shared by
+    // every connection, then dropped) at every turn of the loop.
+    let mut shutdown_changed = std::pin::pin!(shutdown.changed());
+    // Likewise one wait for a replacement notice, renewed after each notice.
+    let mut replaced_notice = std::pin::pin!(wait_replaced(&replaced));
     // Frames that arrived with the handshake's read are still in the buffer.
     if let Err(e) = decode_all(&mut read, session, ctx) {
         reading = false;
@@ -150,10 +155,10 @@ pub async fn drive<S: Stream>(
             let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
             break end.take().unwrap_or(ConnEnd::Closed);
         }
-        if wbuf.is_empty() {
-            progress = Instant::now();
-        }
         let now = Instant::now();
+        if wbuf.is_empty() {
+            progress = now;
+        }
         traffic.maybe_report(session, ctx, bytes_in, bytes_out, now, false);
         let deadline = session.poll_timeout().map(|t| ctx.clock.instant(t));
         let stall = progress + ctx.limits.write_timeout;
@@ -196,7 +201,7 @@ pub async fn drive<S: Stream>(
 
         tokio::select! {
             biased;
-            _ = shutdown.changed(), if !shutting_down => {
+            _ = &mut shutdown_changed, if !shutting_down => {
                 shutting_down = true;
                 shut(session, ctx.on_shutdown);
                 end = Some(ConnEnd::Shutdown);
@@ -206,7 +211,8 @@ pub async fn drive<S: Stream>(
                     break ConnEnd::Shutdown;
                 }
             }
-            _ = wait_replaced(&replaced) => {
+            _ = &mut replaced_notice => {
+                replaced_notice.set(wait_replaced(&replaced));
                 session.handle_replaced();
             }
             r = wr.write(&wbuf), if !wbuf.is_empty() => match r {

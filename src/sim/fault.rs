@@ -728,6 +728,10 @@ impl Timeline {
 #[derive(Clone, Debug)]
 pub struct Direction {
     latency: Latency,
+    /// `latency.typical()`, and its one value if it is constant: worked out once, since every
+    /// segment needs them.
+    typical: Duration,
+    constant: Option<Duration>,
     loss: LossProcess,
     outages: Timeline,
     /// Latency episodes (spikes, a slow "gray" peer): `[start, end)` with their own
@@ -742,7 +746,13 @@ impl Direction {
         outages: Timeline,
     ) -> Result<Direction, FaultError> {
         latency.validate()?;
+        let constant = match latency {
+            Latency::Constant { value_ms } => Some(from_ms(value_ms)),
+            _ => None,
+        };
         Ok(Direction {
+            typical: latency.typical(),
+            constant,
             latency,
             loss,
             outages,
@@ -764,13 +774,19 @@ impl Direction {
         Ok(self)
     }
 
-    /// The latency distribution in force at `t`.
-    fn latency_at(&self, t: Duration) -> &Latency {
-        self.episodes
+    /// One-way delay of a transmission at `t`: drawn from the episode in force then, if any,
+    /// else from `latency` (a constant one draws nothing).
+    fn delay_at<R: Rng + ?Sized>(&self, t: Duration, rng: &mut R) -> Duration {
+        let episode = self
+            .episodes
             .iter()
             .take_while(|(r, _)| r.start <= t)
-            .find(|(r, _)| r.contains(&t))
-            .map_or(&self.latency, |(_, l)| l)
+            .find(|(r, _)| r.contains(&t));
+        match (episode, self.constant) {
+            (Some((_, l)), _) => l.sample(rng),
+            (None, Some(d)) => d,
+            (None, None) => self.latency.sample(rng),
+        }
     }
 
     /// A direction with only latency: no loss, no outage.
@@ -801,7 +817,7 @@ impl Direction {
         if self.lost(t, rng) {
             return None;
         }
-        Some(t.saturating_add(self.latency_at(t).sample(rng)))
+        Some(t.saturating_add(self.delay_at(t, rng)))
     }
 }
 
@@ -970,12 +986,9 @@ impl<'a> Path<'a> {
         reverse: &'a mut Direction,
         tcp: &'a TcpConfig,
     ) -> Path<'a> {
-        let srtt = tcp.srtt.unwrap_or_else(|| {
-            forward
-                .latency
-                .typical()
-                .saturating_add(reverse.latency.typical())
-        });
+        let srtt = tcp
+            .srtt
+            .unwrap_or_else(|| forward.typical.saturating_add(reverse.typical));
         Path {
             forward,
             reverse,

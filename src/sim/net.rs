@@ -137,6 +137,8 @@ struct Pipe {
 
 struct Conn {
     hosts: [String; 2],
+    /// Each side's host as an index into [`State::clocks`].
+    host_ids: [usize; 2],
     /// `pipes[i]` carries data from side `i` to side `1 - i`.
     pipes: [Pipe; 2],
     paths: [Box<dyn PathModel>; 2],
@@ -144,6 +146,43 @@ struct Conn {
     closed: [bool; 2],
     /// Side `i`'s host has forgotten this connection (crash and reboot).
     forgotten: [bool; 2],
+}
+
+/// Connections by id. Ids are handed out in order from 1, so a vector indexed by id finds one
+/// without a search and iterates in id order; a closed connection leaves an empty slot.
+#[derive(Default)]
+struct Conns(Vec<Option<Box<Conn>>>);
+
+impl Conns {
+    fn get(&self, id: u64) -> Option<&Conn> {
+        self.0.get(usize::try_from(id).ok()?)?.as_deref()
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Conn> {
+        self.0.get_mut(usize::try_from(id).ok()?)?.as_deref_mut()
+    }
+
+    fn insert(&mut self, id: u64, conn: Conn) {
+        let i = usize::try_from(id).expect("connection ids fit in memory");
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, || None);
+        }
+        self.0[i] = Some(Box::new(conn));
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(slot) = usize::try_from(id).ok().and_then(|i| self.0.get_mut(i)) {
+            *slot = None;
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Conn> {
+        self.0.iter().filter_map(|c| c.as_deref())
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Conn> {
+        self.0.iter_mut().filter_map(|c| c.as_deref_mut())
+    }
 }
 
 struct Pending {
@@ -159,7 +198,7 @@ struct ListenerState {
 struct State {
     hosts: BTreeMap<String, HostState>,
     listeners: BTreeMap<(String, u16), ListenerState>,
-    conns: BTreeMap<u64, Conn>,
+    conns: Conns,
     next_conn: u64,
     links: Box<dyn Links>,
     /// Time as last seen inside a host, for code that runs outside one (drops during a crash).
@@ -172,6 +211,21 @@ struct State {
     host_epoch: u64,
     /// Each host's gate: closed while it is paused.
     gates: BTreeMap<String, Arc<HostGate>>,
+    /// Counts [`SimNet::set_time`] calls, one before each simulation step; 0 until the first.
+    step: u64,
+    /// Index of each host that has connections, into `clocks`.
+    host_ids: BTreeMap<String, usize>,
+    /// Per host, its clock as read once in the current step (see [`State::host_now`]).
+    clocks: Vec<Option<StepClock>>,
+}
+
+/// A host's clock as read at one instant of one step: within that step, the host's simulated
+/// time is `sim` plus however far its tokio clock has moved since `instant`.
+#[derive(Clone, Copy)]
+struct StepClock {
+    step: u64,
+    instant: tokio::time::Instant,
+    sim: Duration,
 }
 
 /// Holds a paused host's drivers: their timers wait for the resume (see `net::Gate`).
@@ -180,8 +234,23 @@ pub struct HostGate {
     resumed: Notify,
 }
 
+/// A gate found open: resolves at once. Zero-sized, so boxing it does not allocate.
+struct Open;
+
+impl Future for Open {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
 impl Gate for HostGate {
     fn wait_open(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        // The drivers ask at every turn of their loops and the gate is almost always open:
+        // answer that without touching the `Notify`. Only a closed gate needs the careful path.
+        if !self.paused.load(Ordering::Acquire) {
+            return Box::pin(Open);
+        }
         Box::pin(async move {
             loop {
                 let resumed = self.resumed.notified();
@@ -212,22 +281,74 @@ impl State {
         }
         let state = self
             .conns
-            .get(&id)
+            .get(id)
             .and_then(|c| self.hosts.get(&c.hosts[side]).copied())
             .unwrap_or(HostState::Crashed);
         *cache = Some((self.host_epoch, state));
         state
     }
 
-    /// The current time, given what the host's clock says (if inside a host).
-    fn now(&mut self, in_host: Option<Duration>) -> Duration {
-        match in_host {
-            Some(t) => {
-                self.last_now = self.last_now.max(t);
-                t
-            }
-            None => self.last_now,
+    /// A host's state changed: sockets look theirs up again, and every host's clock is read
+    /// afresh (a host restarted by turmoil runs on a new tokio clock).
+    fn host_changed(&mut self) {
+        self.host_epoch += 1;
+        self.clocks.fill(None);
+    }
+
+    /// The index of `host` in `clocks`.
+    fn host_id(&mut self, host: &str) -> usize {
+        if let Some(&i) = self.host_ids.get(host) {
+            return i;
         }
+        self.clocks.push(None);
+        self.host_ids
+            .insert(host.to_string(), self.clocks.len() - 1);
+        self.clocks.len() - 1
+    }
+}
+
+/// The current time for a socket on host `id`, when called from inside that host.
+///
+/// `turmoil::sim_elapsed` finds the running host in a hash map and reads the host's tokio
+/// clock, for every call. Within one step a host's simulated time is a fixed offset from its
+/// tokio clock (turmoil computes it that way), so the first call in a step reads it and later
+/// ones only read the tokio clock. A step is known from [`SimNet::set_time`]; without it (step 0)
+/// nothing is cached.
+fn host_now(
+    clocks: &mut [Option<StepClock>],
+    id: usize,
+    step: u64,
+    last_now: &mut Duration,
+) -> Duration {
+    if step != 0
+        && let Some(c) = clocks[id]
+        && c.step == step
+    {
+        let t = c.sim + tokio::time::Instant::now().duration_since(c.instant);
+        return seen(last_now, Some(t));
+    }
+    let in_host = turmoil::sim_elapsed();
+    if step != 0
+        && let Some(sim) = in_host
+    {
+        clocks[id] = Some(StepClock {
+            step,
+            instant: tokio::time::Instant::now(),
+            sim,
+        });
+    }
+    seen(last_now, in_host)
+}
+
+/// The current time, given what the host's clock says (if inside a host), and `last_now`
+/// brought up to it.
+fn seen(last_now: &mut Duration, in_host: Option<Duration>) -> Duration {
+    match in_host {
+        Some(t) => {
+            *last_now = (*last_now).max(t);
+            t
+        }
+        None => *last_now,
     }
 }
 
@@ -247,13 +368,16 @@ impl SimNet {
             state: Arc::new(Mutex::new(State {
                 hosts: BTreeMap::new(),
                 listeners: BTreeMap::new(),
-                conns: BTreeMap::new(),
+                conns: Conns::default(),
                 next_conn: 1,
                 links,
                 last_now: Duration::ZERO,
                 deferred: BTreeMap::new(),
                 host_epoch: 0,
                 gates: BTreeMap::new(),
+                step: 0,
+                host_ids: BTreeMap::new(),
+                clocks: Vec::new(),
             })),
         }
     }
@@ -274,16 +398,18 @@ impl SimNet {
         }
     }
 
-    /// Tells the network the time when no host is running (between simulation steps).
+    /// Tells the network the time when no host is running. Call it between simulation steps,
+    /// before each one: sockets read a host's clock once per step and reuse it within the step.
     pub fn set_time(&self, t: Duration) {
         let mut s = self.lock();
         s.last_now = s.last_now.max(t);
+        s.step += 1;
     }
 
     pub fn add_host(&self, name: &str) {
         let mut s = self.lock();
         s.hosts.insert(name.to_string(), HostState::Up);
-        s.host_epoch += 1;
+        s.host_changed();
     }
 
     pub fn host_state(&self, name: &str) -> HostState {
@@ -354,7 +480,7 @@ impl SimNet {
     pub fn set_host_state(&self, host: &str, state: HostState) {
         let mut s = self.lock();
         s.hosts.insert(host.to_string(), state);
-        s.host_epoch += 1;
+        s.host_changed();
         SimNet::set_paused(&mut s, host, state == HostState::Paused);
     }
 
@@ -365,13 +491,9 @@ impl SimNet {
         {
             let mut s = self.lock();
             s.hosts.insert(host.to_string(), HostState::Up);
-            s.host_epoch += 1;
+            s.host_changed();
             SimNet::set_paused(&mut s, host, false);
-            let ids: Vec<u64> = s.conns.keys().copied().collect();
-            for id in ids {
-                let Some(conn) = s.conns.get_mut(&id) else {
-                    continue;
-                };
+            for conn in s.conns.values_mut() {
                 for side in 0..2 {
                     if conn.hosts[side] != host {
                         continue;
@@ -397,7 +519,7 @@ impl SimNet {
         {
             let mut s = self.lock();
             s.hosts.insert(host.to_string(), HostState::Up);
-            s.host_epoch += 1;
+            s.host_changed();
             for conn in s.conns.values_mut() {
                 for side in 0..2 {
                     if conn.hosts[side] != host {
@@ -505,23 +627,32 @@ impl SimStream {
 
 impl AsyncRead for SimStream {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let in_host = turmoil::sim_elapsed();
-        let (side, id) = (self.side, self.conn);
+        let this = self.get_mut();
+        let (side, id) = (this.side, this.conn);
         let mut next: Option<Duration> = None;
         let now;
         {
-            let net = self.net.clone();
-            let mut s = net.lock();
-            now = s.now(in_host);
-            let mut cache = self.host_cache;
-            let paused = s.host_state_of(id, side, &mut cache) == HostState::Paused;
-            self.host_cache = cache;
-            let Some(conn) = s.conns.get_mut(&id) else {
+            let mut guard = this.net.lock();
+            let s = &mut *guard;
+            let paused = s.host_state_of(id, side, &mut this.host_cache) == HostState::Paused;
+            let Some(conn) = s.conns.get_mut(id) else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+            };
+            let incoming = &conn.pipes[1 - side];
+            // Nothing here depends on the time when nothing is due or pending, which is the
+            // common case (a reader waiting for the next heartbeat): skip reading the clock.
+            let idle = incoming.segments.is_empty()
+                && incoming.fin_at.is_none()
+                && incoming.rst_at.is_none()
+                && conn.pipes[side].timed_out_at.is_none();
+            now = if idle {
+                Duration::ZERO
+            } else {
+                host_now(&mut s.clocks, conn.host_ids[side], s.step, &mut s.last_now)
             };
             if let Some(t) = conn.pipes[side].timed_out_at
                 && t <= now
@@ -530,7 +661,7 @@ impl AsyncRead for SimStream {
             }
             let incoming = &mut conn.pipes[1 - side];
             if paused {
-                incoming.reader = Some(cx.waker().clone());
+                register(&mut incoming.reader, cx);
                 return Poll::Pending;
             }
             if incoming.rst_at.is_some_and(|t| t <= now) {
@@ -558,7 +689,7 @@ impl AsyncRead for SimStream {
             if incoming.segments.is_empty() && incoming.fin_at.is_some_and(|t| t <= now) {
                 return Poll::Ready(Ok(()));
             }
-            incoming.reader = Some(cx.waker().clone());
+            register(&mut incoming.reader, cx);
             for t in [
                 incoming.segments.front().map(|s| s.at),
                 incoming.fin_at,
@@ -572,32 +703,38 @@ impl AsyncRead for SimStream {
             }
         }
         if let Some(at) = next {
-            self.arm(cx, now, at);
+            this.arm(cx, now, at);
         }
         Poll::Pending
     }
 }
 
+/// Stores the task's waker in `slot`, unless the one already there wakes the same task.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
 impl AsyncWrite for SimStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let in_host = turmoil::sim_elapsed();
-        let (side, id) = (self.side, self.conn);
+        let this = self.get_mut();
+        let (side, id) = (this.side, this.conn);
         let wait_until;
         let now;
         {
-            let net = self.net.clone();
-            let mut s = net.lock();
-            now = s.now(in_host);
-            let mut cache = self.host_cache;
-            let host_state = s.host_state_of(id, side, &mut cache);
-            self.host_cache = cache;
-            let Some(conn) = s.conns.get_mut(&id) else {
+            let mut guard = this.net.lock();
+            let s = &mut *guard;
+            let host_state = s.host_state_of(id, side, &mut this.host_cache);
+            let Some(conn) = s.conns.get_mut(id) else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
+            now = host_now(&mut s.clocks, conn.host_ids[side], s.step, &mut s.last_now);
             let incoming_rst = conn.pipes[1 - side].rst_at.is_some_and(|t| t <= now);
             let pipe = &mut conn.pipes[side];
             if pipe.timed_out_at.is_some_and(|t| t <= now) {
@@ -615,7 +752,7 @@ impl AsyncWrite for SimStream {
             let buffered: usize = pipe.in_flight.iter().map(|x| x.1).sum::<usize>()
                 + pipe.held.iter().map(Bytes::len).sum::<usize>();
             if buffered >= SEND_BUFFER {
-                pipe.writer = Some(cx.waker().clone());
+                register(&mut pipe.writer, cx);
                 wait_until = pipe
                     .in_flight
                     .front()
@@ -639,7 +776,7 @@ impl AsyncWrite for SimStream {
                         }
                     }
                 }
-                drop(s);
+                drop(guard);
                 if let Some(w) = waker {
                     w.wake();
                 }
@@ -647,7 +784,7 @@ impl AsyncWrite for SimStream {
             }
         }
         if let Some(at) = wait_until {
-            self.arm(cx, now, at);
+            this.arm(cx, now, at);
         }
         Poll::Pending
     }
@@ -659,7 +796,7 @@ impl AsyncWrite for SimStream {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let now = self.net.now();
         let mut s = self.net.lock();
-        if let Some(conn) = s.conns.get_mut(&self.conn) {
+        if let Some(conn) = s.conns.get_mut(self.conn) {
             send_fin(conn, self.side, now);
         }
         Poll::Ready(Ok(()))
@@ -688,11 +825,11 @@ impl Drop for SimStream {
         let mut wake = Vec::new();
         {
             let mut s = self.net.lock();
-            let host = s.conns.get(&self.conn).map(|c| c.hosts[self.side].clone());
+            let host = s.conns.get(self.conn).map(|c| c.hosts[self.side].clone());
             let host_state = host
                 .and_then(|h| s.hosts.get(&h).copied())
                 .unwrap_or(HostState::Crashed);
-            let Some(conn) = s.conns.get_mut(&self.conn) else {
+            let Some(conn) = s.conns.get_mut(self.conn) else {
                 return;
             };
             let side = self.side;
@@ -718,7 +855,7 @@ impl Drop for SimStream {
                 (2, conn.pipes[1 - side].writer.take()),
             ];
             if conn.closed[0] && conn.closed[1] {
-                s.conns.remove(&id);
+                s.conns.remove(id);
             }
             let inside_host = turmoil::sim_elapsed().is_some();
             for (kind, w) in wakers {
@@ -823,10 +960,12 @@ impl crate::net::Connector for SimConnector {
             if !s.listeners.contains_key(&key) {
                 return Err(io::ErrorKind::ConnectionRefused.into());
             }
+            let host_ids = [s.host_id(&this.from), s.host_id(&this.to)];
             s.conns.insert(
                 id,
                 Conn {
                     hosts: [this.from.clone(), this.to.clone()],
+                    host_ids,
                     pipes: [Pipe::default(), Pipe::default()],
                     paths: [path, back],
                     closed: [false, false],
