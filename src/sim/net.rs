@@ -881,10 +881,11 @@ pub struct SimListener {
 
 impl Drop for SimListener {
     fn drop(&mut self) {
-        self.net
-            .lock()
-            .listeners
-            .remove(&(self.host.clone(), self.port));
+        let key = (self.host.clone(), self.port);
+        let listener = self.net.lock().listeners.remove(&key);
+        // Connections still waiting to be accepted close now, and a stream's drop takes the
+        // network's lock: drop them only once it is released.
+        drop(listener);
     }
 }
 

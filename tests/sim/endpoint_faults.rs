@@ -241,3 +241,52 @@ fn two_overlapping_pauses_keep_the_host_paused_until_the_later_one_ends() {
         secs(11.0)
     );
 }
+
+#[test]
+fn a_server_that_dies_with_connections_it_has_not_accepted_closes_them() {
+    use mcpsim::net::Connector;
+    use mcpsim::sim::links::{FaultLinks, NetworkSpec};
+    use mcpsim::sim::net::SimNet;
+
+    // Run in a thread of its own: the bug this guards against was a deadlock.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let links = FaultLinks::new(NetworkSpec::constant(secs(0.005)), 1, secs(60.0)).unwrap();
+        let net = SimNet::new(Box::new(links));
+        net.add_host("server");
+        net.add_host("clients");
+        let mut sim = turmoil::Builder::new()
+            .tick_duration(secs(0.001))
+            .simulation_duration(secs(60.0))
+            .build();
+        let server_net = net.clone();
+        sim.host("server", move || {
+            let net = server_net.clone();
+            async move {
+                // Listens and never accepts: the connection waits in the backlog.
+                let _listener = net.listen("server", 7800)?;
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        let connector = net.connector("clients", "client-0", "server", 7800);
+        sim.host("clients", move || {
+            let connector = connector.clone();
+            async move {
+                let _stream = connector.connect().await?;
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        while sim.elapsed() < secs(1.0) {
+            net.set_time(sim.elapsed());
+            sim.step().unwrap();
+        }
+        net.set_host_state("server", mcpsim::sim::net::HostState::Killed);
+        sim.crash("server");
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("killing a server with an unaccepted connection deadlocked");
+}
