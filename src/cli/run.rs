@@ -82,14 +82,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
             (None, None) => plan.seeds.clone(),
         };
         let total = plan.pairings.len() * seeds.len();
-        let bar = ProgressBar::new(total as u64).with_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}",
-            )
-            .expect("a valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(plan.name.clone());
+        let bar = bar(total as u64, plan.name.clone());
         let started = Instant::now();
         let report = check::run(plan, &seeds, jobs, |done, _| bar.set_position(done as u64))
             .map_err(|e| CliError::Run(format!("{}: {e}", plan.path)))?;
@@ -109,6 +102,20 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     }
     println!("all {checks} assertion checks hold");
     Ok(())
+}
+
+/// A progress bar of runs with an ETA on standard error; indicatif draws nothing when that is
+/// not a terminal.
+pub(crate) fn bar(total: u64, prefix: String) -> ProgressBar {
+    let b = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    b.set_prefix(prefix);
+    b
 }
 
 fn write_json(path: &Path, reports: &[Report]) -> Result<(), CliError> {

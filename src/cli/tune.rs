@@ -7,10 +7,10 @@ use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::CliError;
+use super::run::bar;
 use crate::scenario::check::{self, fmt_rate, fmt_secs};
 use crate::scenario::file::DetectorKind;
 use crate::scenario::units::{Dur, show};
@@ -278,18 +278,6 @@ fn command_line() -> String {
         })
         .collect();
     format!("mcpsim {}", quoted.join(" "))
-}
-
-fn bar(total: u64, prefix: String) -> ProgressBar {
-    let b = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    b.set_prefix(prefix);
-    b
 }
 
 /// Runs `mcpsim tune`.
@@ -608,7 +596,7 @@ pub fn text(r: &TuneReport) -> String {
             }
             _ => "-".into(),
         };
-        let tm = tune_worse(
+        let tm = tune::worse(
             m.client.mistake_duration.mean,
             m.server.mistake_duration.mean,
         );
@@ -673,12 +661,4 @@ pub fn text(r: &TuneReport) -> String {
     }
     let _ = writeln!(o, "reproduce: {}", r.command);
     o
-}
-
-/// The larger of two optional values, or whichever is present.
-fn tune_worse(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        (x, y) => x.or(y),
-    }
 }

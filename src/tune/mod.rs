@@ -310,7 +310,8 @@ pub fn build_report(
     }
 }
 
-fn worse(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+/// The larger of two optional values (the worse side's), or the one present.
+pub fn worse(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.max(y)),
         (x, y) => x.or(y),

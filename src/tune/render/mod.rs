@@ -16,7 +16,7 @@ pub use self::csv::csv;
 pub use self::html::html;
 pub use self::markdown::markdown;
 
-use super::{Limits, TuneReport, TuneRow};
+use super::{Limits, TuneReport, TuneRow, worse};
 use crate::scenario::units::show;
 
 /// Shown for a value that was not measured.
@@ -56,14 +56,6 @@ fn share(x: Option<f64>) -> String {
 /// `250ms`, `1s`.
 fn interval(ms: u64) -> String {
     show(Duration::from_millis(ms))
-}
-
-/// The larger of two optional values, or the one present.
-fn worse(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        (x, y) => x.or(y),
-    }
 }
 
 /// The smaller of two optional values, or the one present.
