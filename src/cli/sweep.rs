@@ -194,7 +194,7 @@ impl Plan {
                     let detector = match *d {
                         "k-miss" => DetectorConfig::KMiss(KMissConfig { grace }),
                         "phi" => DetectorConfig::Phi(PhiConfig {
-                            acceptable_heartbeat_pause: eta * (k - 1),
+                            acceptable_heartbeat_pause: PhiConfig::pause_for_miss_threshold(eta, k),
                             ..PhiConfig::default()
                         }),
                         _ => DetectorConfig::Adaptive(AdaptiveConfig {

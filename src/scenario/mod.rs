@@ -236,10 +236,10 @@ impl Plan {
                     threshold: b.phi.threshold.unwrap_or(d.threshold),
                     max_sample_size: b.phi.max_sample_size.unwrap_or(d.max_sample_size),
                     min_std_deviation: b.phi.min_std_deviation.map_or(d.min_std_deviation, |x| x.0),
-                    acceptable_heartbeat_pause: b
-                        .phi
-                        .acceptable_pause
-                        .map_or(p.interval * u32::from(k.saturating_sub(1)), |x| x.0),
+                    acceptable_heartbeat_pause: b.phi.acceptable_pause.map_or(
+                        PhiConfig::pause_for_miss_threshold(p.interval, k.into()),
+                        |x| x.0,
+                    ),
                 })
             }
             DetectorKind::Adaptive => DetectorConfig::Adaptive(AdaptiveConfig {

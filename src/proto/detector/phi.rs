@@ -92,6 +92,14 @@ impl Default for PhiConfig {
     }
 }
 
+impl PhiConfig {
+    /// The acceptable pause that makes a miss threshold k mean for phi what it means for
+    /// k-miss: (k − 1)·η of silence beyond the expected interval.
+    pub fn pause_for_miss_threshold(interval: Duration, miss_threshold: u32) -> Duration {
+        interval * miss_threshold.saturating_sub(1)
+    }
+}
+
 /// The phi accrual detector. See the module docs for the model and the suspicion instant.
 #[derive(Clone, Debug)]
 pub struct PhiAccrual {
