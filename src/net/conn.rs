@@ -11,12 +11,13 @@
 //! session bounds everything else.
 
 use std::future::{Future, pending};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
@@ -145,6 +146,11 @@ pub async fn drive<S: Stream>(
         end = Some(ConnEnd::Decode(e));
     }
 
+    // One timer for the core's deadline, moved when the deadline moves, instead of a new one
+    // registered and dropped at every turn. `armed` is the deadline it is set to.
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+    let mut armed: Option<Instant> = None;
+
     let result = loop {
         // A paused process does nothing until it resumes (see `Gate`).
         ctx.clock.wait_open().await;
@@ -193,6 +199,31 @@ pub async fn drive<S: Stream>(
                 continue;
             }
         }
+        if deadline != armed {
+            if let Some(d) = deadline {
+                timer.as_mut().reset(d);
+            }
+            armed = deadline;
+        }
+        // Before waiting, write what this turn queued if the socket takes it now, rather than
+        // in a turn of its own.
+        if !wbuf.is_empty() {
+            match try_write(&mut wr, &wbuf).await {
+                Some(Ok(0)) => break ConnEnd::Io("write returned zero".into()),
+                Some(Ok(n)) => {
+                    wbuf.advance(n);
+                    bytes_out += n as u64;
+                    if wbuf.is_empty() {
+                        progress = now;
+                        if closing {
+                            continue;
+                        }
+                    }
+                }
+                Some(Err(e)) => break ConnEnd::Io(e.to_string()),
+                None => {}
+            }
+        }
         let can_send = outgoing.is_some() && session.send_capacity() > 0 && !closing;
         // Reading goes on while writes are blocked: what a peer can make us buffer is bounded
         // anyway (the session caps replies and windows data), and its heartbeats must still
@@ -223,8 +254,9 @@ pub async fn drive<S: Stream>(
                 }
                 Err(e) => break ConnEnd::Io(e.to_string()),
             },
-            // Due: the top of the loop handles it, reading what already arrived first.
-            _ = sleep_or_never(&ctx.clock, deadline) => {}
+            // Due: the top of the loop handles it, reading what already arrived first (after
+            // waiting for the gate: a paused process runs no timers).
+            _ = &mut timer, if armed.is_some() => {}
             _ = ctx.clock.sleep_until(stall), if !wbuf.is_empty() => break ConnEnd::WriteStalled,
             r = rd.read_buf(&mut read.buf), if can_read => match r {
                 Ok(0) => {
@@ -432,11 +464,19 @@ fn pump(session: &mut Session, wbuf: &mut BytesMut, ctx: &ConnCtx<'_>) -> bool {
     closing
 }
 
-async fn sleep_or_never(clock: &Clock, deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => clock.sleep_until(d).await,
-        None => pending().await,
-    }
+/// One write attempt, answered at once: `None` if the socket cannot take bytes now (the
+/// attempt registers this task to be woken when it can, as any poll does).
+async fn try_write<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    buf: &[u8],
+) -> Option<std::io::Result<usize>> {
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match Pin::new(&mut *wr).poll_write(cx, buf) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 async fn wait_replaced(n: &Option<Arc<Notify>>) {

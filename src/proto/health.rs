@@ -146,6 +146,9 @@ pub struct HealthEvaluator {
     window: VecDeque<Sent>,
     window_cap: usize,
     lost: usize,
+    /// Heartbeats in `window` still waiting for a reply: none is the common case between a
+    /// reply and the next send, and needs no scan of the window.
+    pending: usize,
     loss_degraded: bool,
     suspect_since: Option<Time>,
     events: VecDeque<HealthEvent>,
@@ -168,6 +171,7 @@ impl HealthEvaluator {
             window: VecDeque::with_capacity(window_cap),
             window_cap,
             lost: 0,
+            pending: 0,
             loss_degraded: false,
             suspect_since: None,
             events: VecDeque::new(),
@@ -225,15 +229,19 @@ impl HealthEvaluator {
         self.sweep(now);
         if self.window.len() == self.window_cap
             && let Some(old) = self.window.pop_front()
-            && old.outcome == Outcome::Lost
         {
-            self.lost -= 1;
+            match old.outcome {
+                Outcome::Lost => self.lost -= 1,
+                Outcome::Pending => self.pending -= 1,
+                Outcome::Replied => {}
+            }
         }
         self.window.push_back(Sent {
             seq,
             at: now,
             outcome: Outcome::Pending,
         });
+        self.pending += 1;
         self.check_loss();
     }
 
@@ -252,6 +260,7 @@ impl HealthEvaluator {
         else {
             return;
         };
+        self.pending -= 1;
         if now <= sent.at + timeout {
             sent.outcome = Outcome::Replied;
         } else {
@@ -299,12 +308,15 @@ impl HealthEvaluator {
         if self.state == HealthState::Dead {
             return None;
         }
-        let reply = self
-            .window
-            .iter()
-            .filter(|s| s.outcome == Outcome::Pending)
-            .map(|s| s.at + self.config.reply_timeout)
-            .min();
+        // Sent in time order, so the first pending one is due first.
+        let reply = match self.pending {
+            0 => None,
+            _ => self
+                .window
+                .iter()
+                .find(|s| s.outcome == Outcome::Pending)
+                .map(|s| s.at + self.config.reply_timeout),
+        };
         let dead = self.suspect_since.map(|t| t + self.config.dead_after);
         match (reply, dead) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -318,11 +330,15 @@ impl HealthEvaluator {
     }
 
     fn sweep(&mut self, now: Time) {
+        if self.pending == 0 {
+            return;
+        }
         let timeout = self.config.reply_timeout;
         for s in self.window.iter_mut() {
             if s.outcome == Outcome::Pending && now >= s.at + timeout {
                 s.outcome = Outcome::Lost;
                 self.lost += 1;
+                self.pending -= 1;
             }
         }
     }

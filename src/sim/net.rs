@@ -31,7 +31,8 @@
 //!
 //! All times are durations since the simulation started (`turmoil::sim_elapsed`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -217,6 +218,13 @@ struct State {
     host_ids: BTreeMap<String, usize>,
     /// Per host, its clock as read once in the current step (see [`State::host_now`]).
     clocks: Vec<Option<StepClock>>,
+    /// When the current step started, and how long a step is (from [`SimNet::set_time`]).
+    step_start: Duration,
+    tick: Duration,
+    /// Readers waiting for a segment that arrives in a later step: (arrival, connection, pipe).
+    /// Woken by [`SimNet::set_time`] at the start of the step the segment arrives in, not when
+    /// it was sent: a reader woken early only finds it still in flight.
+    arrivals: BinaryHeap<Reverse<(Duration, u64, usize)>>,
 }
 
 /// A host's clock as read at one instant of one step: within that step, the host's simulated
@@ -378,6 +386,9 @@ impl SimNet {
                 step: 0,
                 host_ids: BTreeMap::new(),
                 clocks: Vec::new(),
+                step_start: Duration::ZERO,
+                tick: Duration::ZERO,
+                arrivals: BinaryHeap::new(),
             })),
         }
     }
@@ -398,12 +409,35 @@ impl SimNet {
         }
     }
 
-    /// Tells the network the time when no host is running. Call it between simulation steps,
-    /// before each one: sockets read a host's clock once per step and reuse it within the step.
-    pub fn set_time(&self, t: Duration) {
-        let mut s = self.lock();
-        s.last_now = s.last_now.max(t);
-        s.step += 1;
+    /// Tells the network that a simulation step of length `tick` starts at `t`. Call it between
+    /// steps, before each one: sockets read a host's clock once per step and reuse it within
+    /// the step, and readers whose data arrives during this step are woken now, in order of
+    /// arrival.
+    pub fn set_time(&self, t: Duration, tick: Duration) {
+        let mut wake = Vec::new();
+        {
+            let mut guard = self.lock();
+            let s = &mut *guard;
+            s.last_now = s.last_now.max(t);
+            s.step += 1;
+            s.step_start = t;
+            s.tick = tick;
+            let end = t + tick;
+            while let Some(&Reverse(first)) = s.arrivals.peek()
+                && first.0 < end
+            {
+                s.arrivals.pop();
+                let (_, id, pipe) = first;
+                if let Some(w) = s
+                    .conns
+                    .get_mut(id)
+                    .and_then(|c| c.pipes[pipe].reader.take())
+                {
+                    wake.push(w);
+                }
+            }
+        }
+        wake.into_iter().for_each(Waker::wake);
     }
 
     pub fn add_host(&self, name: &str) {
@@ -761,8 +795,8 @@ impl AsyncWrite for SimStream {
             } else {
                 let n = data.len().min(SEND_BUFFER - buffered).min(MAX_SEGMENT);
                 let bytes = Bytes::copy_from_slice(&data[..n]);
-                // The peer reads what this side writes from `pipes[side]`.
-                let waker = conn.pipes[side].reader.take();
+                // When the segment reaches the peer, if it will.
+                let mut arrival = None;
                 match host_state {
                     HostState::Paused => conn.pipes[side].held.push(bytes),
                     // A crashed or killed host's writes go nowhere (its tasks are being dropped).
@@ -773,9 +807,23 @@ impl AsyncWrite for SimStream {
                             reset_peer(conn, 1 - side, now);
                         } else {
                             send_segment(conn, side, now, bytes);
+                            let pipe = &conn.pipes[side];
+                            arrival = pipe.segments.back().filter(|_| !pipe.stalled).map(|g| g.at);
                         }
                     }
                 }
+                // The peer reads what this side writes from `pipes[side]`. Wake it when the
+                // segment arrives if that is in a later step (see `State::arrivals`), else now.
+                let later = |at: Duration| s.step != 0 && at >= s.step_start + s.tick;
+                let waker = match arrival {
+                    Some(at) if later(at) => {
+                        if conn.pipes[side].reader.is_some() {
+                            s.arrivals.push(Reverse((at, id, side)));
+                        }
+                        None
+                    }
+                    _ => conn.pipes[side].reader.take(),
+                };
                 drop(guard);
                 if let Some(w) = waker {
                     w.wake();

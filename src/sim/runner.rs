@@ -435,7 +435,15 @@ impl Recorder {
             heartbeats_received,
         } = event
         {
-            let t = &mut self.end(node, side, session_id).traffic;
+            // Once a second per connection: one lookup where the end is known (almost always).
+            let known = match side {
+                Side::Client => self.client_ends.get_mut(node),
+                Side::Server => self.server_ends.get_mut(&session_id),
+            };
+            let t = match known {
+                Some(end) => &mut end.traffic,
+                None => &mut self.end(node, side, session_id).traffic,
+            };
             t.bytes_in += bytes_in;
             t.bytes_out += bytes_out;
             t.heartbeats_sent += heartbeats_sent;
@@ -832,7 +840,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
 
     while sim.elapsed() < scenario.duration {
         let now = sim.elapsed();
-        net.set_time(now);
+        net.set_time(now, scenario.tick);
         while let Some((_, _, action)) = actions.next_if(|(t, _, _)| *t <= now) {
             match action {
                 Action::Start(Fault::Slow {
