@@ -3,8 +3,8 @@
 //!
 //! turmoil's own TCP drops a segment for good under `fail_rate` or `partition` and wedges the
 //! stream, and its `crash` always sends FIN. So connections here do not use turmoil's network
-//! at all: turmoil provides the hosts (one tokio runtime each, crash and bounce) and the clock;
-//! this module provides the sockets. The drivers in `net` run on them unchanged through
+//! at all: turmoil provides the runtime and the clock; this module provides the hosts' sockets
+//! and what their faults do (the runner starts and stops the hosts' processes). The drivers in `net` run on them unchanged through
 //! [`SimListener`] and [`SimConnector`].
 //!
 //! # The model
@@ -204,7 +204,7 @@ struct State {
     links: Box<dyn Links>,
     /// Time as last seen inside a host, for code that runs outside one (drops during a crash).
     last_now: Duration,
-    /// Wakers from sockets dropped outside any host (turmoil dropping a crashed host's tasks,
+    /// Wakers from sockets dropped outside any host (turmoil dropping a host's tasks,
     /// in an order that depends on tokio's process-wide task ids): woken later by
     /// [`SimNet::flush_wakes`] in connection order, so the run stays deterministic.
     deferred: BTreeMap<(u64, usize, usize), Waker>,
@@ -507,15 +507,18 @@ impl SimNet {
         }
     }
 
-    /// Applies an endpoint fault to `host` (call before crashing it in turmoil).
+    /// Applies an endpoint fault to `host` (call before stopping its process).
     ///
     /// `Killed` and `Crashed` make the host's sockets behave as described in the module docs
-    /// when turmoil drops them; `Paused` holds its traffic until [`SimNet::resume`].
+    /// when they are dropped; `Paused` holds its traffic until [`SimNet::resume`]. Either way
+    /// the host's gate closes and its sockets read nothing.
     pub fn set_host_state(&self, host: &str, state: HostState) {
         let mut s = self.lock();
         s.hosts.insert(host.to_string(), state);
         s.host_changed();
-        SimNet::set_paused(&mut s, host, state == HostState::Paused);
+        // A process that is stopped, dead or gone runs nothing more: its tasks wait at the gate
+        // until it resumes or until they are dropped.
+        SimNet::set_paused(&mut s, host, state != HostState::Up);
     }
 
     /// Resumes a paused host: what it wrote goes out now, what it was sent becomes readable.
@@ -546,7 +549,7 @@ impl SimNet {
     }
 
     /// A crashed host comes back with an empty kernel: its old connections are forgotten, and a
-    /// peer's next transmission on one gets RST. Call before bouncing it in turmoil.
+    /// peer's next transmission on one gets RST. Call before starting its process again.
     pub fn reboot(&self, host: &str) {
         let now = self.now();
         let mut wake = Vec::new();
@@ -554,6 +557,7 @@ impl SimNet {
             let mut s = self.lock();
             s.hosts.insert(host.to_string(), HostState::Up);
             s.host_changed();
+            SimNet::set_paused(&mut s, host, false);
             for conn in s.conns.values_mut() {
                 for side in 0..2 {
                     if conn.hosts[side] != host {
@@ -672,7 +676,8 @@ impl AsyncRead for SimStream {
         {
             let mut guard = this.net.lock();
             let s = &mut *guard;
-            let paused = s.host_state_of(id, side, &mut this.host_cache) == HostState::Paused;
+            // A stopped process reads nothing (a dead one is being dropped).
+            let paused = s.host_state_of(id, side, &mut this.host_cache) != HostState::Up;
             let Some(conn) = s.conns.get_mut(id) else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };

@@ -1,12 +1,14 @@
-//! Runs the real drivers on turmoil hosts over [`SimNet`], applies faults on schedule, and
-//! records the trace and the ground truth.
+//! Runs the real drivers in a turmoil simulation over [`SimNet`], applies faults on schedule,
+//! and records the trace and the ground truth.
 //!
 //! # Hosts
 //!
-//! Few hosts, many sessions: turmoil's cost grows with the cube of the host count, so one host
-//! `server` runs the server and one host `clients` runs every client session (each its own
-//! `net::client::run` task, named `client-0 … client-N-1`). Faults aimed at `clients` hit them
-//! all; per-session variety comes from the path models.
+//! The simulated hosts are `server`, which runs the server, and `clients` (or `clients-0` …),
+//! which run the client sessions (each its own `net::client::run` task, named `client-0 …
+//! client-N-1`). Faults aimed at a client host hit all of its sessions; per-session variety
+//! comes from the path models. Every host's process runs in one turmoil host, so one tokio
+//! runtime (see [`Processes`]): turmoil's cost per step grows with its host count, and hosts
+//! here cost nothing by themselves.
 //!
 //! # Determinism
 //!
@@ -15,8 +17,12 @@
 //! Time is turmoil's only. Every `select!` in the drivers is `biased;`. Trace lines are recorded
 //! in the order the single simulation thread produces them.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -172,11 +178,11 @@ impl RandomFault {
 /// What to simulate. (Scenario files map onto this.)
 pub struct Scenario {
     pub duration: Duration,
-    /// turmoil's step: timers fire and segments arrive on this grid.
+    /// turmoil's step: scheduled faults apply, and readers are first woken for a segment, on
+    /// this grid (timers within a step fire at their own millisecond).
     pub tick: Duration,
     pub sessions: usize,
     /// Hosts the sessions are spread over, round robin: `clients` if 1, else `clients-0` …
-    /// (turmoil's cost grows fast with hosts: keep this small).
     pub client_hosts: usize,
     pub heartbeat: HeartbeatParams,
     pub mode: HeartbeatMode,
@@ -630,6 +636,77 @@ impl Observer for TraceObserver {
     }
 }
 
+/// A simulated host's software: builds the future of one incarnation of its process.
+type Software = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>>;
+
+/// The turmoil host every simulated host's process runs in.
+const HOSTS: &str = "hosts";
+
+/// The processes of the simulated hosts, all in one turmoil host.
+///
+/// turmoil steps every host's runtime at every tick, busy or idle, and that fixed cost is per
+/// host: one runtime for all of them costs the same whatever the number of hosts. Nothing here
+/// needs one runtime per host: the network and the endpoint faults are this crate's own
+/// ([`SimNet`]), keyed by host name. A process is its host's software spawned as one task
+/// (which owns every task it spawns, through `JoinSet`s). A kill or crash marks the host down
+/// in the network first, which closes its gate and stops its sockets, so none of its tasks
+/// does anything more; then the process is aborted, and its tasks are dropped before the clock
+/// moves on. A restart spawns the software again.
+struct Processes {
+    handle: Option<tokio::runtime::Handle>,
+    /// In start order: the server first, then the client hosts.
+    software: Vec<(String, Software)>,
+    running: BTreeMap<String, tokio::task::AbortHandle>,
+    /// The first process that failed (its software returned an error): it fails the run.
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Processes {
+    fn new(software: Vec<(String, Software)>) -> Processes {
+        Processes {
+            handle: None,
+            software,
+            running: BTreeMap::new(),
+            failure: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Starts every host, from inside the runtime they share.
+    fn boot(&mut self, handle: tokio::runtime::Handle) {
+        self.handle = Some(handle);
+        let hosts: Vec<String> = self.software.iter().map(|(h, _)| h.clone()).collect();
+        for h in hosts {
+            self.start(&h);
+        }
+    }
+
+    /// Spawns a new incarnation of `host`'s process.
+    fn start(&mut self, host: &str) {
+        let (Some(handle), Some((_, software))) =
+            (&self.handle, self.software.iter().find(|(h, _)| h == host))
+        else {
+            return;
+        };
+        let process = software();
+        let failure = self.failure.clone();
+        let name = host.to_string();
+        let task = handle.spawn(async move {
+            if let Err(e) = process.await {
+                let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
+                f.get_or_insert(format!("{name}: {e}"));
+            }
+        });
+        self.running.insert(host.to_string(), task.abort_handle());
+    }
+
+    /// Ends `host`'s process: its tasks never run again and are dropped in the next step.
+    fn stop(&mut self, host: &str) {
+        if let Some(task) = self.running.remove(host) {
+            task.abort();
+        }
+    }
+}
+
 /// Runs `scenario` with `seed`. Same scenario and seed, same outcome, byte for byte.
 pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error::Error>> {
     let mut turmoil_rng = stream(seed, Purpose::Simulator, &[0]);
@@ -695,6 +772,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         .rng_seed(turmoil_rng.next_u64())
         .build();
 
+    let mut software: Vec<(String, Software)> = Vec::new();
     // Each incarnation of the server process draws its own session ids and tokens: a restarted
     // server must not hand out the ids and tokens of its previous life.
     let incarnation = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -705,13 +783,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         let mode = scenario.mode;
         let detector = scenario.detector.clone();
         let incarnation = incarnation.clone();
-        sim.host(SERVER, move || {
+        let server: Software = Box::new(move || {
             let net = net.clone();
             let rec = rec.clone();
             let detector = detector.clone();
             let life = incarnation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let server_seed = stream(seed, Purpose::Simulator, &[1, life]).next_u64();
-            async move {
+            Box::pin(async move {
                 let mut opts = ServerOptions {
                     name: SERVER.into(),
                     seed: Some(server_seed),
@@ -723,13 +801,16 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                 opts.config.min_interval_ms = 1;
                 opts.config.default_mode = mode;
                 opts.config.session.detector = detector;
-                let listener = net.listen(SERVER, PORT)?;
+                let listener = net.listen(SERVER, PORT).map_err(|e| e.to_string())?;
                 let server = Server::new(opts, Arc::new(TraceObserver { rec }), Arc::new(Discard));
                 let (_keep, shutdown) = tokio::sync::watch::channel(false);
-                server.serve(listener, shutdown).await?;
-                Ok(())
-            }
+                server
+                    .serve(listener, shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
         });
+        software.push((SERVER.to_string(), server));
     }
     for (h, host) in client_hosts.iter().enumerate() {
         let host = host.clone();
@@ -740,12 +821,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         let heartbeat = scenario.heartbeat;
         let mode = scenario.mode;
         let detector = scenario.detector.clone();
-        sim.host(host.clone(), move || {
+        let name = host.clone();
+        let clients: Software = Box::new(move || {
             let net = net.clone();
             let rec = rec.clone();
             let detector = detector.clone();
             let host = host.clone();
-            async move {
+            Box::pin(async move {
                 let observer: Arc<dyn Observer> = Arc::new(TraceObserver { rec });
                 let (_keep, shutdown) = tokio::sync::watch::channel(false);
                 let mut tasks = tokio::task::JoinSet::new();
@@ -777,6 +859,19 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                     });
                 }
                 while tasks.join_next().await.is_some() {}
+                Ok(())
+            })
+        });
+        software.push((name, clients));
+    }
+    let procs = Rc::new(RefCell::new(Processes::new(software)));
+    {
+        let procs = procs.clone();
+        sim.host(HOSTS, move || {
+            let procs = procs.clone();
+            async move {
+                procs.borrow_mut().boot(tokio::runtime::Handle::current());
+                std::future::pending::<()>().await;
                 Ok(())
             }
         });
@@ -827,6 +922,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     // By time, then in scenario order, so equal times apply deterministically.
     actions.sort_by_key(|(t, i, a)| (*t, *i, matches!(a, Action::Start(_))));
     let mut actions = actions.into_iter().peekable();
+    let failure = procs.borrow().failure.clone();
     let mut hosts = BTreeMap::new();
     hosts.insert(SERVER.to_string(), SERVER.to_string());
     for i in 0..scenario.sessions {
@@ -909,8 +1005,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                     };
                     net.set_host_state(&host, state);
                     if state != HostState::Paused {
-                        sim.crash(host.as_str());
-                        net.flush_wakes();
+                        procs.borrow_mut().stop(&host);
                         let mut rec = rec.lock().unwrap_or_else(|e| e.into_inner());
                         rec.cut_host(&host, &hosts, now);
                     }
@@ -933,7 +1028,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                     } else {
                         net.set_host_state(&host, HostState::Up);
                     }
-                    sim.bounce(host.as_str());
+                    procs.borrow_mut().start(&host);
                     close_period(&mut down, &host, now);
                     fault_lines.push(TraceLine {
                         at: now,
@@ -953,6 +1048,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
             }
         }
         sim.step()?;
+        let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
     }
 
     let mut rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));

@@ -64,10 +64,10 @@ fn a_killed_server_costs_each_client_its_attempts_until_the_restart_and_a_fresh_
     assert_eq!(out.connect_attempts.len() as u64, attempts - 2);
     assert!(out.connect_attempts.is_sorted());
     // The server's end of client-0 was connected from 0.015 until the kill at 10.000, and
-    // again from its fresh session at 40.947 to the end.
+    // again from its fresh session at 40.946 to the end.
     assert_eq!(
         end(&out, "server", "client-0").connected,
-        secs(10.0 - 0.015) + secs(45.0 - 40.947),
+        secs(10.0 - 0.015) + secs(45.0 - 40.946),
         "{}",
         out.trace_text()
     );

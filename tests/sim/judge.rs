@@ -73,9 +73,9 @@ fn a_killed_server_is_suspected_when_its_fin_arrives_and_trusted_when_a_session_
         .iter()
         .filter(|p| p.peer == "server")
     {
-        // The FIN takes the one-way delay (5 ms); the client reads it on the next tick.
+        // The FIN takes the one-way delay (5 ms), and the client reads it as it arrives.
         assert_eq!(p.failures, 1, "{p:?}");
-        assert_eq!(p.detections, vec![Duration::from_millis(6)], "{p:?}");
+        assert_eq!(p.detections, vec![Duration::from_millis(5)], "{p:?}");
         assert_eq!((p.missed, p.false_suspicions), (0, 0), "{p:?}");
     }
     for t in out.transitions.iter().filter(|t| t.peer == "server") {
