@@ -244,7 +244,10 @@ struct WatchingObserver<'a> {
 
 impl Observer for WatchingObserver<'_> {
     fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
-        if let NetEvent::Session(e) = event {
+        if let NetEvent::Session(
+            e @ (Event::Established { .. } | Event::ConnectionClosed { .. } | Event::GoAway { .. }),
+        ) = event
+        {
             let mut seen = self.watch.0.lock().unwrap_or_else(|e| e.into_inner());
             match e {
                 Event::Established { .. } => seen.established = true,

@@ -305,7 +305,8 @@ struct Recorder {
     reconnects: BTreeMap<String, Reconnects>,
     attempts: Vec<Duration>,
     /// The clients' ends of their connections, by client name.
-    client_ends: BTreeMap<String, End>,
+    /// (Looked up once a second per connection, never iterated into anything ordered: hashed.)
+    client_ends: std::collections::HashMap<String, End>,
     /// The server's ends, by session id (named once the run is over).
     server_ends: BTreeMap<u32, End>,
 }
