@@ -218,13 +218,12 @@ struct State {
     host_ids: BTreeMap<String, usize>,
     /// Per host, its clock as read once in the current step (see [`State::host_now`]).
     clocks: Vec<Option<StepClock>>,
-    /// When the current step started, and how long a step is (from [`SimNet::set_time`]).
-    step_start: Duration,
-    tick: Duration,
-    /// Readers waiting for a segment that arrives in a later step: (arrival, connection, pipe).
-    /// Woken by [`SimNet::set_time`] at the start of the step the segment arrives in, not when
-    /// it was sent: a reader woken early only finds it still in flight.
-    arrivals: BinaryHeap<Reverse<(Duration, u64, usize)>>,
+    /// Readers waiting for a segment still in flight, by its arrival: (arrival, connection,
+    /// pipe). The postman ([`SimNet::postman`]) wakes each when its segment arrives; a reader
+    /// woken when the segment was sent would only find it in flight and sleep again.
+    mail: BinaryHeap<Reverse<(Duration, u64, usize)>>,
+    /// The running postman's waker, and the arrival it sleeps until.
+    postman: Option<(Waker, Option<Duration>)>,
 }
 
 /// A host's clock as read at one instant of one step: within that step, the host's simulated
@@ -386,9 +385,8 @@ impl SimNet {
                 step: 0,
                 host_ids: BTreeMap::new(),
                 clocks: Vec::new(),
-                step_start: Duration::ZERO,
-                tick: Duration::ZERO,
-                arrivals: BinaryHeap::new(),
+                mail: BinaryHeap::new(),
+                postman: None,
             })),
         }
     }
@@ -409,35 +407,55 @@ impl SimNet {
         }
     }
 
-    /// Tells the network that a simulation step of length `tick` starts at `t`. Call it between
-    /// steps, before each one: sockets read a host's clock once per step and reuse it within
-    /// the step, and readers whose data arrives during this step are woken now, in order of
-    /// arrival.
-    pub fn set_time(&self, t: Duration, tick: Duration) {
-        let mut wake = Vec::new();
-        {
-            let mut guard = self.lock();
-            let s = &mut *guard;
-            s.last_now = s.last_now.max(t);
-            s.step += 1;
-            s.step_start = t;
-            s.tick = tick;
-            let end = t + tick;
-            while let Some(&Reverse(first)) = s.arrivals.peek()
-                && first.0 < end
+    /// Tells the network the time when no host is running. Call it between simulation steps,
+    /// before each one: sockets read a host's clock once per step and reuse it within the step.
+    pub fn set_time(&self, t: Duration) {
+        let mut s = self.lock();
+        s.last_now = s.last_now.max(t);
+        s.step += 1;
+    }
+
+    /// Wakes each reader when the segment it waits for arrives, for as long as it runs. Run it
+    /// as a task in the runtime the sockets are used in (one runtime for every host: a
+    /// postman cannot set timers in another host's runtime). Without one, a reader is woken
+    /// when its segment is sent, finds it in flight, and sleeps until it arrives: a turn more
+    /// per segment.
+    pub async fn postman(&self) {
+        let mut sleep = Box::pin(tokio::time::sleep(Duration::ZERO));
+        std::future::poll_fn(|cx| {
+            let mut wake = Vec::new();
+            let next;
+            let now;
             {
-                s.arrivals.pop();
-                let (_, id, pipe) = first;
-                if let Some(w) = s
-                    .conns
-                    .get_mut(id)
-                    .and_then(|c| c.pipes[pipe].reader.take())
+                let mut guard = self.lock();
+                let s = &mut *guard;
+                now = seen(&mut s.last_now, turmoil::sim_elapsed());
+                while let Some(&Reverse((at, id, pipe))) = s.mail.peek()
+                    && at <= now
                 {
-                    wake.push(w);
+                    s.mail.pop();
+                    if let Some(w) = s
+                        .conns
+                        .get_mut(id)
+                        .and_then(|c| c.pipes[pipe].reader.take())
+                    {
+                        wake.push(w);
+                    }
+                }
+                next = s.mail.peek().map(|m| m.0.0);
+                s.postman = Some((cx.waker().clone(), next));
+            }
+            wake.into_iter().for_each(Waker::wake);
+            if let Some(at) = next {
+                let deadline = tokio::time::Instant::now() + at.saturating_sub(now);
+                sleep.as_mut().reset(deadline);
+                if sleep.as_mut().poll(cx).is_ready() {
+                    cx.waker().wake_by_ref();
                 }
             }
-        }
-        wake.into_iter().for_each(Waker::wake);
+            Poll::<()>::Pending
+        })
+        .await
     }
 
     pub fn add_host(&self, name: &str) {
@@ -817,18 +835,21 @@ impl AsyncWrite for SimStream {
                         }
                     }
                 }
-                // The peer reads what this side writes from `pipes[side]`. Wake it when the
-                // segment arrives if that is in a later step (see `State::arrivals`), else now.
-                let later = |at: Duration| s.step != 0 && at >= s.step_start + s.tick;
-                let waker = match arrival {
-                    Some(at) if later(at) => {
+                // The peer reads what this side writes from `pipes[side]`: the postman wakes
+                // it when the segment arrives (see `State::mail`); without one, wake it now.
+                let mut waker = None;
+                match (arrival, &mut s.postman) {
+                    (Some(at), Some((postman, until))) if at > now => {
                         if conn.pipes[side].reader.is_some() {
-                            s.arrivals.push(Reverse((at, id, side)));
+                            s.mail.push(Reverse((at, id, side)));
+                            if until.is_none_or(|u| at < u) {
+                                *until = Some(at);
+                                waker = Some(postman.clone());
+                            }
                         }
-                        None
                     }
-                    _ => conn.pipes[side].reader.take(),
-                };
+                    _ => waker = conn.pipes[side].reader.take(),
+                }
                 drop(guard);
                 if let Some(w) = waker {
                     w.wake();

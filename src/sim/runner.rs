@@ -868,11 +868,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     let procs = Rc::new(RefCell::new(Processes::new(software)));
     {
         let procs = procs.clone();
+        let net = net.clone();
         sim.host(HOSTS, move || {
             let procs = procs.clone();
+            let net = net.clone();
             async move {
                 procs.borrow_mut().boot(tokio::runtime::Handle::current());
-                std::future::pending::<()>().await;
+                net.postman().await;
                 Ok(())
             }
         });
@@ -937,7 +939,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
 
     while sim.elapsed() < scenario.duration {
         let now = sim.elapsed();
-        net.set_time(now, scenario.tick);
+        net.set_time(now);
         while let Some((_, _, action)) = actions.next_if(|(t, _, _)| *t <= now) {
             match action {
                 Action::Start(Fault::Slow {

@@ -279,7 +279,7 @@ fn a_server_that_dies_with_connections_it_has_not_accepted_closes_them() {
             }
         });
         while sim.elapsed() < secs(1.0) {
-            net.set_time(sim.elapsed(), secs(0.001));
+            net.set_time(sim.elapsed());
             sim.step().unwrap();
         }
         net.set_host_state("server", mcpsim::sim::net::HostState::Killed);
