@@ -640,6 +640,13 @@ impl Observer for TraceObserver {
 /// A simulated host's software: builds the future of one incarnation of its process.
 type Software = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>>;
 
+/// What the fault schedule did: the ground truth's down periods and the faults' trace lines.
+#[derive(Default)]
+struct FaultLog {
+    down: Vec<DownPeriod>,
+    lines: Vec<TraceLine>,
+}
+
 /// The turmoil host every simulated host's process runs in.
 const HOSTS: &str = "hosts";
 
@@ -866,20 +873,6 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         software.push((name, clients));
     }
     let procs = Rc::new(RefCell::new(Processes::new(software)));
-    {
-        let procs = procs.clone();
-        let net = net.clone();
-        sim.host(HOSTS, move || {
-            let procs = procs.clone();
-            let net = net.clone();
-            async move {
-                procs.borrow_mut().boot(tokio::runtime::Handle::current());
-                net.postman().await;
-                Ok(())
-            }
-        });
-    }
-
     // Faults: each becomes a start and, where it has one, an end action at a time.
     enum Action {
         Start(Fault),
@@ -924,7 +917,6 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     }
     // By time, then in scenario order, so equal times apply deterministically.
     actions.sort_by_key(|(t, i, a)| (*t, *i, matches!(a, Action::Start(_))));
-    let mut actions = actions.into_iter().peekable();
     let failure = procs.borrow().failure.clone();
     let mut hosts = BTreeMap::new();
     hosts.insert(SERVER.to_string(), SERVER.to_string());
@@ -934,122 +926,160 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
             client_hosts[i % client_hosts.len()].clone(),
         );
     }
-    let mut down: Vec<DownPeriod> = Vec::new();
-    let mut fault_lines: Vec<TraceLine> = merged_lines;
+
+    // The fault schedule runs in the hosts' runtime beside the processes, so each action
+    // applies at its own millisecond whatever the tick.
+    let log = Rc::new(RefCell::new(FaultLog {
+        down: Vec::new(),
+        lines: merged_lines,
+    }));
+    let schedule = Rc::new(RefCell::new(Some(actions)));
+    {
+        let procs = procs.clone();
+        let net = net.clone();
+        let rec = rec.clone();
+        let log = log.clone();
+        let hosts = hosts.clone();
+        sim.host(HOSTS, move || {
+            let procs = procs.clone();
+            let net = net.clone();
+            let rec = rec.clone();
+            let log = log.clone();
+            let hosts = hosts.clone();
+            let actions = schedule.borrow_mut().take().unwrap_or_default();
+            async move {
+                procs.borrow_mut().boot(tokio::runtime::Handle::current());
+                let faults = async {
+                    for (at, _, action) in actions {
+                        let now = net.now();
+                        if at > now {
+                            tokio::time::sleep(at - now).await;
+                        }
+                        let now = net.now();
+                        let mut log = log.borrow_mut();
+                        match action {
+                            Action::Start(Fault::Slow {
+                                from,
+                                to,
+                                latency,
+                                duration,
+                                oneway,
+                            }) => {
+                                let arrow = if oneway { "->" } else { "<->" };
+                                let (ms, typical) =
+                                    (duration.as_millis(), latency.typical().as_millis());
+                                let text = format!(
+                                    "fault: slow {from} {arrow} {to} ({typical}ms) for {ms}ms"
+                                );
+                                log.lines.push(TraceLine {
+                                    at: now,
+                                    node: from,
+                                    text,
+                                });
+                            }
+                            Action::Start(Fault::Partition {
+                                from,
+                                to,
+                                duration,
+                                oneway,
+                            }) => {
+                                let arrow = if oneway { "->" } else { "<->" };
+                                let ms = duration.as_millis();
+                                let text =
+                                    format!("fault: partition {from} {arrow} {to} for {ms}ms");
+                                let link = format!("{from}{arrow}{to}");
+                                let end = Some(now + duration);
+                                let blocked = directions(&from, &to, oneway);
+                                log.down.push(DownPeriod {
+                                    host: link,
+                                    blocked,
+                                    start: now,
+                                    end,
+                                    kind: "partitioned",
+                                });
+                                log.lines.push(TraceLine {
+                                    at: now,
+                                    node: from,
+                                    text,
+                                });
+                            }
+                            Action::Heal => {}
+                            Action::Start(f) => {
+                                let host = f.host().to_string();
+                                let (state, kind, text) = match &f {
+                                    Fault::Kill { .. } => (
+                                        HostState::Killed,
+                                        "killed",
+                                        "fault: process killed".to_string(),
+                                    ),
+                                    Fault::Crash { .. } => (
+                                        HostState::Crashed,
+                                        "crashed",
+                                        "fault: machine crashed".to_string(),
+                                    ),
+                                    Fault::Pause { duration, .. } => (
+                                        HostState::Paused,
+                                        "paused",
+                                        format!("fault: paused for {}ms", duration.as_millis()),
+                                    ),
+                                    Fault::Partition { .. } | Fault::Slow { .. } => {
+                                        unreachable!("handled above")
+                                    }
+                                };
+                                net.set_host_state(&host, state);
+                                if state != HostState::Paused {
+                                    procs.borrow_mut().stop(&host);
+                                    let mut rec = rec.lock().unwrap_or_else(|e| e.into_inner());
+                                    rec.cut_host(&host, &hosts, now);
+                                }
+                                log.down.push(DownPeriod {
+                                    host: host.clone(),
+                                    blocked: Vec::new(),
+                                    start: now,
+                                    end: None,
+                                    kind,
+                                });
+                                log.lines.push(TraceLine {
+                                    at: now,
+                                    node: host,
+                                    text,
+                                });
+                            }
+                            Action::Restart { host, reboot } => {
+                                if reboot {
+                                    net.reboot(&host);
+                                } else {
+                                    net.set_host_state(&host, HostState::Up);
+                                }
+                                procs.borrow_mut().start(&host);
+                                close_period(&mut log.down, &host, now);
+                                log.lines.push(TraceLine {
+                                    at: now,
+                                    node: host,
+                                    text: "fault ends: restarted".into(),
+                                });
+                            }
+                            Action::Resume { host } => {
+                                net.resume(&host);
+                                close_period(&mut log.down, &host, now);
+                                log.lines.push(TraceLine {
+                                    at: now,
+                                    node: host,
+                                    text: "fault ends: resumed".into(),
+                                });
+                            }
+                        }
+                    }
+                    std::future::pending::<()>().await
+                };
+                tokio::join!(net.postman(), faults);
+                Ok(())
+            }
+        });
+    }
 
     while sim.elapsed() < scenario.duration {
-        let now = sim.elapsed();
-        net.set_time(now);
-        while let Some((_, _, action)) = actions.next_if(|(t, _, _)| *t <= now) {
-            match action {
-                Action::Start(Fault::Slow {
-                    from,
-                    to,
-                    latency,
-                    duration,
-                    oneway,
-                }) => {
-                    let arrow = if oneway { "->" } else { "<->" };
-                    let (ms, typical) = (duration.as_millis(), latency.typical().as_millis());
-                    let text = format!("fault: slow {from} {arrow} {to} ({typical}ms) for {ms}ms");
-                    fault_lines.push(TraceLine {
-                        at: now,
-                        node: from,
-                        text,
-                    });
-                }
-                Action::Start(Fault::Partition {
-                    from,
-                    to,
-                    duration,
-                    oneway,
-                }) => {
-                    let arrow = if oneway { "->" } else { "<->" };
-                    let ms = duration.as_millis();
-                    let text = format!("fault: partition {from} {arrow} {to} for {ms}ms");
-                    let link = format!("{from}{arrow}{to}");
-                    let end = Some(now + duration);
-                    let blocked = directions(&from, &to, oneway);
-                    down.push(DownPeriod {
-                        host: link,
-                        blocked,
-                        start: now,
-                        end,
-                        kind: "partitioned",
-                    });
-                    fault_lines.push(TraceLine {
-                        at: now,
-                        node: from,
-                        text,
-                    });
-                }
-                Action::Heal => {}
-                Action::Start(f) => {
-                    let host = f.host().to_string();
-                    let (state, kind, text) = match &f {
-                        Fault::Kill { .. } => (
-                            HostState::Killed,
-                            "killed",
-                            "fault: process killed".to_string(),
-                        ),
-                        Fault::Crash { .. } => (
-                            HostState::Crashed,
-                            "crashed",
-                            "fault: machine crashed".to_string(),
-                        ),
-                        Fault::Pause { duration, .. } => (
-                            HostState::Paused,
-                            "paused",
-                            format!("fault: paused for {}ms", duration.as_millis()),
-                        ),
-                        Fault::Partition { .. } | Fault::Slow { .. } => {
-                            unreachable!("handled above")
-                        }
-                    };
-                    net.set_host_state(&host, state);
-                    if state != HostState::Paused {
-                        procs.borrow_mut().stop(&host);
-                        let mut rec = rec.lock().unwrap_or_else(|e| e.into_inner());
-                        rec.cut_host(&host, &hosts, now);
-                    }
-                    down.push(DownPeriod {
-                        host: host.clone(),
-                        blocked: Vec::new(),
-                        start: now,
-                        end: None,
-                        kind,
-                    });
-                    fault_lines.push(TraceLine {
-                        at: now,
-                        node: host,
-                        text,
-                    });
-                }
-                Action::Restart { host, reboot } => {
-                    if reboot {
-                        net.reboot(&host);
-                    } else {
-                        net.set_host_state(&host, HostState::Up);
-                    }
-                    procs.borrow_mut().start(&host);
-                    close_period(&mut down, &host, now);
-                    fault_lines.push(TraceLine {
-                        at: now,
-                        node: host,
-                        text: "fault ends: restarted".into(),
-                    });
-                }
-                Action::Resume { host } => {
-                    net.resume(&host);
-                    close_period(&mut down, &host, now);
-                    fault_lines.push(TraceLine {
-                        at: now,
-                        node: host,
-                        text: "fault ends: resumed".into(),
-                    });
-                }
-            }
-        }
+        net.set_time(sim.elapsed());
         sim.step()?;
         let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(e) = failed {
@@ -1057,6 +1087,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         }
     }
 
+    let FaultLog {
+        down,
+        lines: fault_lines,
+    } = std::mem::take(&mut *log.borrow_mut());
     let mut rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
     let traffic = rec.traffic(scenario.duration);
     let transitions = rec.transitions();
