@@ -159,3 +159,15 @@ fn the_published_json_schema_is_the_one_the_code_derives() {
         "docs/scenario.schema.json is stale: run `cargo run -- schema > docs/scenario.schema.json`"
     );
 }
+
+#[test]
+fn a_duration_that_is_not_a_whole_number_of_ticks_is_refused_naming_both() {
+    let text = format!("tick = \"7ms\"\n{GOOD}");
+    let e = error_of(&text);
+    assert!(
+        e.message
+            .contains("duration (10m) must be a whole number of ticks (7ms)"),
+        "{}",
+        e.message
+    );
+}

@@ -32,7 +32,8 @@ pub struct ScenarioFile {
     /// explicit list.
     #[serde(default)]
     pub seeds: Seeds,
-    /// The simulator's time step (default 1ms): timers and arrivals snap to it.
+    /// How far the simulation runs between two returns to the runner (default 10ms): a cost
+    /// knob only, traces are the same at any tick. The duration is a whole number of ticks.
     #[schemars(with = "Option<Dur>")]
     pub tick: Option<Spanned<Dur>>,
     #[schemars(with = "Topology")]

@@ -336,8 +336,18 @@ impl Checker<'_> {
                 return Err(self.err(t.span(), "tick must be in (0s, 100ms]"));
             }
             Some(t) => t.get_ref().0,
-            None => Duration::from_millis(1),
+            None => Duration::from_millis(10),
         };
+        if !whole_ticks(duration, tick) {
+            return Err(self.err(
+                whole,
+                format!(
+                    "duration ({}) must be a whole number of ticks ({})",
+                    show(duration),
+                    show(tick)
+                ),
+            ));
+        }
         let seeds = f.seeds.list();
 
         let topo = f.topology.get_ref();
@@ -815,6 +825,13 @@ impl Checker<'_> {
                 show(plan.base.duration)
             )));
         }
+        if !whole_ticks(duration, plan.base.tick) {
+            return Err(bad(format!(
+                "snapshot.duration ({}) must be a whole number of ticks ({})",
+                show(duration),
+                show(plan.base.tick)
+            )));
+        }
         Ok(Snapshot {
             seed: s.seed.unwrap_or(plan.seeds[0]),
             pairing,
@@ -931,4 +948,9 @@ fn to_latency(l: &LatencySpec) -> Result<Latency, String> {
     };
     latency.validate().map_err(|e| e.to_string())?;
     Ok(latency)
+}
+
+/// A run ends at a step boundary: its duration must be a whole number of ticks.
+fn whole_ticks(duration: Duration, tick: Duration) -> bool {
+    !tick.is_zero() && duration.as_nanos().is_multiple_of(tick.as_nanos())
 }

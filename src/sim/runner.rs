@@ -717,6 +717,20 @@ impl Processes {
 
 /// Runs `scenario` with `seed`. Same scenario and seed, same outcome, byte for byte.
 pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error::Error>> {
+    // turmoil steps a whole tick at a time: a run that ended inside a step would go on to its
+    // end.
+    if scenario.tick.is_zero()
+        || !scenario
+            .duration
+            .as_nanos()
+            .is_multiple_of(scenario.tick.as_nanos())
+    {
+        return Err(format!(
+            "the duration ({:?}) must be a whole number of ticks ({:?})",
+            scenario.duration, scenario.tick
+        )
+        .into());
+    }
     let mut turmoil_rng = stream(seed, Purpose::Simulator, &[0]);
     // Partitions are known in advance: they go into the links' outage timelines, so that every
     // segment's retransmissions see them.

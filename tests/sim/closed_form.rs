@@ -9,7 +9,7 @@
 //!   D = s* + 2d + k·η − T = k·η + d − V,   V = (T − d) − s* ~ Uniform[0, η)
 //!
 //! so E[D] = (k − ½)·η + d, and every D lies in (k·η + d − η, k·η + d]. The simulator adds at
-//! most one 1 ms tick of timer rounding on top.
+//! most 1 ms of timer rounding on top (timers fire on whole milliseconds).
 
 use mcpsim::sim::runner::{Fault, run};
 use rand::{Rng, SeedableRng};
@@ -29,11 +29,10 @@ fn mean_detection_of_a_server_crash_at_a_random_phase_is_k_minus_half_intervals_
             host: "server".into(),
             downtime: None,
         };
-        let out = run(
-            &scenario(1, crash_at + k * eta + 1.0, vec![(secs(crash_at), crash)]),
-            seed,
-        )
-        .unwrap();
+        let mut s = scenario(1, 0.0, vec![(secs(crash_at), crash)]);
+        // A whole number of 1 ms ticks, a second past any detection.
+        s.duration = std::time::Duration::from_millis(((crash_at + k * eta + 1.0) * 1e3) as u64);
+        let out = run(&s, seed).unwrap();
         let suspect = out
             .transitions
             .iter()
@@ -55,10 +54,10 @@ fn mean_detection_of_a_server_crash_at_a_random_phase_is_k_minus_half_intervals_
             .collect();
         halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
-    let tick = 0.001 + 1e-9;
+    let rounding = 0.001 + 1e-9;
     for x in &samples {
         assert!(
-            *x > k * eta + d - eta && *x <= k * eta + d + tick,
+            *x > k * eta + d - eta && *x <= k * eta + d + rounding,
             "detection {x} outside its bounds"
         );
     }
@@ -68,7 +67,7 @@ fn mean_detection_of_a_server_crash_at_a_random_phase_is_k_minus_half_intervals_
     let expected = (k - 0.5) * eta + d;
     let se = sd / n.sqrt();
     assert!(
-        (mean - expected).abs() <= 4.0 * se + tick,
+        (mean - expected).abs() <= 4.0 * se + rounding,
         "mean detection {mean:.4} s, expected {expected:.4} s ± {:.4}",
         4.0 * se
     );

@@ -54,3 +54,44 @@ fn another_seed_draws_other_jitter() {
 fn eventful_trace_snapshot() {
     insta::assert_snapshot!(run(&eventful(), 42).unwrap().trace_text());
 }
+
+/// The eventful run on a jittery, lossy link (sub-millisecond arrivals, retransmissions).
+fn eventful_on_a_rough_link() -> mcpsim::sim::runner::Scenario {
+    let mut s = eventful();
+    s.network.default.latency = mcpsim::sim::fault::Latency::Lognormal {
+        min_ms: 2.0,
+        median_ms: 3.5,
+        sigma: 0.8,
+    };
+    s.network.default.loss = mcpsim::sim::fault::Loss::Independent { p: 0.05 };
+    s
+}
+
+#[test]
+fn the_tick_changes_the_cost_of_a_run_and_nothing_in_its_trace() {
+    // Timers, deliveries and faults all happen at their own millisecond in the hosts' shared
+    // runtime; the tick is only how often turmoil hands control back to the runner.
+    for scenario in [eventful, eventful_on_a_rough_link] {
+        let at = |tick_ms: u64| {
+            let s = mcpsim::sim::runner::Scenario {
+                tick: std::time::Duration::from_millis(tick_ms),
+                ..scenario()
+            };
+            run(&s, 42).unwrap().trace_text()
+        };
+        let fine = at(1);
+        assert!(fine.lines().count() > 20, "an eventful run: {fine}");
+        assert_eq!(fine, at(8));
+        assert_eq!(fine, at(100));
+    }
+}
+
+#[test]
+fn a_duration_that_is_not_a_whole_number_of_ticks_is_refused() {
+    let s = mcpsim::sim::runner::Scenario {
+        tick: std::time::Duration::from_millis(7),
+        ..eventful()
+    };
+    let e = run(&s, 42).unwrap_err().to_string();
+    assert!(e.contains("whole number of ticks"), "{e}");
+}
