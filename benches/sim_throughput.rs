@@ -1,13 +1,16 @@
 //! Simulated connection-hours per wall-second: one server and N client sessions heartbeating
 //! every second over the simulated network, with no faults.
 //!
-//!   cargo bench --bench sim_throughput                       # 1,000 sessions, 1 simulated hour
-//!   SESSIONS=100 MINUTES=10 TICK_MS=10 THREADS=2 HOSTS=4 cargo bench --bench sim_throughput
+//!   cargo bench --bench sim_throughput      # 1,000 sessions, 1 simulated hour, 10 ms tick
+//!   SESSIONS=100 MINUTES=10 TICK_MS=1 THREADS=1 HOSTS=4 cargo bench --bench sim_throughput
 //!
 //! HOSTS spreads the sessions over that many client hosts (plus the server host).
 //!
-//! THREADS runs that many seeds at once, one simulation per thread (a `Sim` is `!Send`, so each
-//! is built inside its thread); the figure is the total over all threads.
+//! THREADS (default: one per core) runs that many seeds at once, one simulation per thread (a
+//! `Sim` is `!Send`, so each is built inside its thread); the figure is the total over all
+//! threads.
+//!
+//! TICK_MS changes the cost of a run, not its trace (`tests/sim/determinism.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -30,8 +33,9 @@ fn main() {
     }
     let sessions = env("SESSIONS", 1000) as usize;
     let minutes = env("MINUTES", 60);
-    let tick = Duration::from_millis(env("TICK_MS", 1));
-    let threads = env("THREADS", 1);
+    let tick = Duration::from_millis(env("TICK_MS", 10));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let threads = env("THREADS", cores);
     let hosts = env("HOSTS", 1) as usize;
     let start = Instant::now();
     let lines: usize = std::thread::scope(|s| {
