@@ -1,9 +1,10 @@
 //! One connection's loop, shared by the client and the server.
 //!
 //! Each turn: hand received messages to the application, move the core's frames into the write
-//! buffer, report its events, run any deadline already due, then wait (biased, in this order)
-//! for shutdown, a replacement notice, write progress, the core's next deadline, a stalled
-//! writer, bytes to read, or an outgoing application message. Every input goes straight into
+//! buffer, report its events, run any deadline already due, write what the socket takes at
+//! once, then wait (biased, in this order) for shutdown, a replacement notice, write progress,
+//! the core's next deadline, a stalled writer, bytes to read, or an outgoing application
+//! message. Every input goes straight into
 //! the [`Session`]. Deadlines come before reads so that a flooding peer cannot starve them.
 //!
 //! Memory per connection is bounded: the read buffer holds at most one frame (the decoder's

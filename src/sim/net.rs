@@ -4,8 +4,8 @@
 //! turmoil's own TCP drops a segment for good under `fail_rate` or `partition` and wedges the
 //! stream, and its `crash` always sends FIN. So connections here do not use turmoil's network
 //! at all: turmoil provides the runtime and the clock; this module provides the hosts' sockets
-//! and what their faults do (the runner starts and stops the hosts' processes). The drivers in `net` run on them unchanged through
-//! [`SimListener`] and [`SimConnector`].
+//! and what their faults do (the runner starts and stops the hosts' processes). The drivers in
+//! `net` run on them unchanged through [`SimListener`] and [`SimConnector`].
 //!
 //! # The model
 //!
