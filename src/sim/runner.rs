@@ -178,8 +178,9 @@ impl RandomFault {
 /// What to simulate. (Scenario files map onto this.)
 pub struct Scenario {
     pub duration: Duration,
-    /// turmoil's step: scheduled faults apply, and readers are first woken for a segment, on
-    /// this grid (timers within a step fire at their own millisecond).
+    /// turmoil's step: how often control returns to the runner. It changes the cost of a run,
+    /// not its trace (timers, deliveries and faults happen at their own millisecond). The
+    /// duration must be a whole number of ticks.
     pub tick: Duration,
     pub sessions: usize,
     /// Hosts the sessions are spread over, round robin: `clients` if 1, else `clients-0` …
