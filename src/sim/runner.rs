@@ -8,7 +8,7 @@
 //! client-N-1`). Faults aimed at a client host hit all of its sessions; per-session variety
 //! comes from the path models. Every host's process runs in one turmoil host, so one tokio
 //! runtime (see [`Processes`]): turmoil's cost per step grows with its host count, and hosts
-//! here cost nothing by themselves.
+//! here do not add to it.
 //!
 //! # Determinism
 //!
