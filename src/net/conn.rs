@@ -208,21 +208,17 @@ pub async fn drive<S: Stream>(
         }
         // Before waiting, write what this turn queued if the socket takes it now, rather than
         // in a turn of its own.
-        if !wbuf.is_empty() {
-            match try_write(&mut wr, &wbuf).await {
-                Some(Ok(0)) => break ConnEnd::Io("write returned zero".into()),
-                Some(Ok(n)) => {
-                    wbuf.advance(n);
-                    bytes_out += n as u64;
-                    if wbuf.is_empty() {
-                        progress = now;
-                        if closing {
-                            continue;
-                        }
-                    }
+        if !wbuf.is_empty()
+            && let Some(r) = try_write(&mut wr, &wbuf).await
+        {
+            if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out) {
+                break end;
+            }
+            if wbuf.is_empty() {
+                progress = now;
+                if closing {
+                    continue;
                 }
-                Some(Err(e)) => break ConnEnd::Io(e.to_string()),
-                None => {}
             }
         }
         let can_send = outgoing.is_some() && session.send_capacity() > 0 && !closing;
@@ -247,14 +243,11 @@ pub async fn drive<S: Stream>(
                 replaced_notice.set(wait_replaced(&replaced));
                 session.handle_replaced();
             }
-            r = wr.write(&wbuf), if !wbuf.is_empty() => match r {
-                Ok(0) => break ConnEnd::Io("write returned zero".into()),
-                Ok(n) => {
-                    wbuf.advance(n);
-                    bytes_out += n as u64;
+            r = wr.write(&wbuf), if !wbuf.is_empty() => {
+                if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out) {
+                    break end;
                 }
-                Err(e) => break ConnEnd::Io(e.to_string()),
-            },
+            }
             // Due: the top of the loop handles it, reading what already arrived first (after
             // waiting for the gate: a paused process runs no timers).
             _ = &mut timer, if armed.is_some() => {}
@@ -463,6 +456,24 @@ fn pump(session: &mut Session, wbuf: &mut BytesMut, ctx: &ConnCtx<'_>) -> bool {
         );
     }
     closing
+}
+
+/// Takes a write's result: the bytes written leave the buffer; a write of nothing or an error
+/// ends the connection.
+fn wrote(
+    r: std::io::Result<usize>,
+    wbuf: &mut BytesMut,
+    bytes_out: &mut u64,
+) -> Result<(), ConnEnd> {
+    match r {
+        Ok(0) => Err(ConnEnd::Io("write returned zero".into())),
+        Ok(n) => {
+            wbuf.advance(n);
+            *bytes_out += n as u64;
+            Ok(())
+        }
+        Err(e) => Err(ConnEnd::Io(e.to_string())),
+    }
 }
 
 /// One write attempt, answered at once: `None` if the socket cannot take bytes now (the
