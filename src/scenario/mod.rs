@@ -338,7 +338,7 @@ impl Checker<'_> {
             Some(t) => t.get_ref().0,
             None => Duration::from_millis(10),
         };
-        if !whole_ticks(duration, tick) {
+        if !runner::whole_ticks(duration, tick) {
             return Err(self.err(
                 whole,
                 format!(
@@ -825,7 +825,7 @@ impl Checker<'_> {
                 show(plan.base.duration)
             )));
         }
-        if !whole_ticks(duration, plan.base.tick) {
+        if !runner::whole_ticks(duration, plan.base.tick) {
             return Err(bad(format!(
                 "snapshot.duration ({}) must be a whole number of ticks ({})",
                 show(duration),
@@ -948,9 +948,4 @@ fn to_latency(l: &LatencySpec) -> Result<Latency, String> {
     };
     latency.validate().map_err(|e| e.to_string())?;
     Ok(latency)
-}
-
-/// A run ends at a step boundary: its duration must be a whole number of ticks.
-fn whole_ticks(duration: Duration, tick: Duration) -> bool {
-    !tick.is_zero() && duration.as_nanos().is_multiple_of(tick.as_nanos())
 }

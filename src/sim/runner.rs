@@ -716,16 +716,17 @@ impl Processes {
     }
 }
 
+/// Whether a run of `duration` ends on a step boundary, as it must: turmoil steps a whole
+/// tick at a time.
+pub fn whole_ticks(duration: Duration, tick: Duration) -> bool {
+    !tick.is_zero() && duration.as_nanos().is_multiple_of(tick.as_nanos())
+}
+
 /// Runs `scenario` with `seed`. Same scenario and seed, same outcome, byte for byte.
 pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error::Error>> {
     // turmoil steps a whole tick at a time: a run that ended inside a step would go on to its
     // end.
-    if scenario.tick.is_zero()
-        || !scenario
-            .duration
-            .as_nanos()
-            .is_multiple_of(scenario.tick.as_nanos())
-    {
+    if !whole_ticks(scenario.duration, scenario.tick) {
         return Err(format!(
             "the duration ({:?}) must be a whole number of ticks ({:?})",
             scenario.duration, scenario.tick
