@@ -205,8 +205,8 @@ struct State {
     /// Time as last seen inside a host, for code that runs outside one (drops during a crash).
     last_now: Duration,
     /// Wakers from sockets dropped outside any host (turmoil dropping a host's tasks,
-    /// in an order that depends on tokio's process-wide task ids): woken later by
-    /// [`SimNet::flush_wakes`] in connection order, so the run stays deterministic.
+    /// in an order that depends on tokio's process-wide task ids): woken before the next step
+    /// ([`SimNet::set_time`]) in connection order, so the run stays deterministic.
     deferred: BTreeMap<(u64, usize, usize), Waker>,
     /// Bumped whenever a host's state changes, so sockets can cache theirs.
     host_epoch: u64,
@@ -409,10 +409,15 @@ impl SimNet {
 
     /// Tells the network the time when no host is running. Call it between simulation steps,
     /// before each one: sockets read a host's clock once per step and reuse it within the step.
+    /// Tasks left waiting by sockets dropped outside a host are woken here, in a fixed order.
     pub fn set_time(&self, t: Duration) {
-        let mut s = self.lock();
-        s.last_now = s.last_now.max(t);
-        s.step += 1;
+        let deferred = {
+            let mut s = self.lock();
+            s.last_now = s.last_now.max(t);
+            s.step += 1;
+            std::mem::take(&mut s.deferred)
+        };
+        deferred.into_values().for_each(Waker::wake);
     }
 
     /// Wakes each reader when the segment it waits for arrives, for as long as it runs. Run it
@@ -600,12 +605,6 @@ impl SimNet {
             }
         }
         wake.into_iter().for_each(Waker::wake);
-    }
-
-    /// Wakes, in a fixed order, the tasks that sockets dropped outside a host left waiting.
-    pub fn flush_wakes(&self) {
-        let deferred = std::mem::take(&mut self.lock().deferred);
-        deferred.into_values().for_each(Waker::wake);
     }
 
     /// Number of connections not yet closed by both sides (for tests).
