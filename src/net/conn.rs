@@ -125,6 +125,8 @@ pub async fn drive<S: Stream>(
     let mut wbuf = BytesMut::with_capacity(1024);
     let mut bytes_in = read.buf.len() as u64;
     let mut bytes_out = 0u64;
+    // When the write buffer last went from empty to non-empty (`pump` stamps it): a buffer
+    // non-empty since longer than the write timeout is a peer that stopped reading.
     let mut progress = Instant::now();
     let mut closing = false;
     let mut reading = true;
@@ -156,16 +158,13 @@ pub async fn drive<S: Stream>(
         // A paused process does nothing until it resumes (see `Gate`).
         ctx.clock.wait_open().await;
         deliver(session, ctx);
-        closing |= pump(session, &mut wbuf, ctx);
+        closing |= pump(session, &mut wbuf, &mut progress, ctx);
         if closing && wbuf.is_empty() {
             // Best effort: the peer may be gone. The FIN tells it we are done.
             let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
             break end.take().unwrap_or(ConnEnd::Closed);
         }
         let now = Instant::now();
-        if wbuf.is_empty() {
-            progress = now;
-        }
         traffic.maybe_report(session, ctx, bytes_in, bytes_out, now, false);
         let deadline = session.poll_timeout().map(|t| ctx.clock.instant(t));
         let stall = progress + ctx.limits.write_timeout;
@@ -214,11 +213,8 @@ pub async fn drive<S: Stream>(
             if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out) {
                 break end;
             }
-            if wbuf.is_empty() {
-                progress = now;
-                if closing {
-                    continue;
-                }
+            if wbuf.is_empty() && closing {
+                continue;
             }
         }
         let can_send = outgoing.is_some() && session.send_capacity() > 0 && !closing;
@@ -233,7 +229,7 @@ pub async fn drive<S: Stream>(
                 shutting_down = true;
                 shut(session, ctx.on_shutdown);
                 end = Some(ConnEnd::Shutdown);
-                closing |= pump(session, &mut wbuf, ctx);
+                closing |= pump(session, &mut wbuf, &mut progress, ctx);
                 if !closing {
                     // Nothing to say on this connection (not established): just stop.
                     break ConnEnd::Shutdown;
@@ -267,7 +263,7 @@ pub async fn drive<S: Stream>(
                         }
                         Ok(None) => break ConnEnd::Eof,
                     }
-                    closing |= pump(session, &mut wbuf, ctx);
+                    closing |= pump(session, &mut wbuf, &mut progress, ctx);
                     if !closing {
                         break end.take().unwrap_or(ConnEnd::Eof);
                     }
@@ -293,7 +289,7 @@ pub async fn drive<S: Stream>(
         }
     };
     // Whatever the core still wants to say about this connection.
-    pump(session, &mut wbuf, ctx);
+    pump(session, &mut wbuf, &mut progress, ctx);
     traffic.maybe_report(session, ctx, bytes_in, bytes_out, Instant::now(), true);
     ctx.observer.observe(
         ctx.node,
@@ -434,8 +430,22 @@ fn deliver(session: &mut Session, ctx: &ConnCtx<'_>) {
 
 /// Moves frames into the write buffer and events to the observer. True once the connection
 /// is closing.
-fn pump(session: &mut Session, wbuf: &mut BytesMut, ctx: &ConnCtx<'_>) -> bool {
+///
+/// Every frame enters the buffer here, so this is where `progress` is stamped: at each call
+/// that finds the buffer empty, which makes it the time the buffer last became non-empty.
+/// A stamp taken only at the top of a loop turn would be as old as the previous turn, and the
+/// first write after a quiet spell longer than the write timeout would count as a stall.
+fn pump(
+    session: &mut Session,
+    wbuf: &mut BytesMut,
+    progress: &mut Instant,
+    ctx: &ConnCtx<'_>,
+) -> bool {
     let now = ctx.clock.now();
+    if wbuf.is_empty() {
+        // The clock read the core needs anyway, so no second one.
+        *progress = ctx.clock.instant(now);
+    }
     while wbuf.len() < ctx.limits.write_buffer {
         let Some(frame) = session.poll_transmit(now) else {
             break;

@@ -4,5 +4,6 @@ mod support;
 
 mod detection;
 mod hostile;
+mod long_intervals;
 mod restart;
 mod traffic;

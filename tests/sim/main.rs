@@ -5,5 +5,6 @@ mod counters;
 mod determinism;
 mod endpoint_faults;
 mod judge;
+mod long_intervals;
 mod metrics;
 mod network_faults;
