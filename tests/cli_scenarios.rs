@@ -236,3 +236,73 @@ fn run_results_do_not_depend_on_how_many_runs_go_at_once() {
     };
     assert_eq!(json("1"), json("3"));
 }
+
+/// A trace line's text starts with `heartbeat `: a receipt of the segment level.
+fn is_receipt(line: &str) -> bool {
+    line.split_whitespace().nth(2) == Some("heartbeat")
+}
+
+#[test]
+fn replay_at_the_segments_level_adds_a_line_per_heartbeat_received_to_the_same_trace() {
+    let dir = scratch("segments");
+    let file = write(&dir, "crash.toml", CRASH);
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["replay", &file, "--seed", "1", "--pairing", "1s/3"];
+        args.extend(extra);
+        let out = mcpsim(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let default = replay(&[]);
+    assert_eq!(replay(&["--trace-level", "events"]), default);
+    assert!(!default.lines().any(is_receipt));
+    let detailed = replay(&["--trace-level", "segments"]);
+    let (receipts, others): (Vec<&str>, Vec<&str>) = detailed.lines().partition(|l| is_receipt(l));
+    assert_eq!(others.join("\n") + "\n", default);
+    // Two-way on a 5 ms link: each side hears the other's heartbeats, and the replies to its own
+    // 10 ms after sending them.
+    for node in ["client-0", "server"] {
+        let mine: Vec<&&str> = receipts
+            .iter()
+            .filter(|l| l.contains(&format!("s  {node} ")))
+            .collect();
+        assert!(mine.iter().any(|l| l.contains(" heartbeat reply ") && l.contains(", rtt 10.000ms  (session ")), "{node}: {mine:?}");
+        assert!(mine.iter().any(|l| !l.contains(" reply ")), "{node}");
+    }
+    let bad = mcpsim(&["replay", &file, "--seed", "1", "--trace-level", "packets"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
+#[test]
+fn run_reports_heartbeat_round_trips_and_the_longest_gap_in_its_table_and_json() {
+    let dir = scratch("heartbeats");
+    let file = write(&dir, "crash.toml", CRASH);
+    let json = dir.join("results.json");
+    let out = mcpsim(&["run", &file, "--json", json.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("RTT p50") && table.contains("longest gap"),
+        "{table}"
+    );
+    let reports: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for pairing in reports[0]["pairings"].as_array().unwrap() {
+        for side in ["client", "server"] {
+            let m = &pairing["metrics"][side];
+            let rtt = &m["rtt"];
+            for q in ["p50", "p99", "p999", "max"] {
+                let x = rtt[q].as_f64().unwrap();
+                assert!((0.010..=0.011).contains(&x), "{side} {q}: {rtt}");
+            }
+            assert!(rtt["samples"].as_u64().unwrap() > 0);
+            // Gaps are a heartbeat interval: the crash's silence ends each connection.
+            let gap = m["longest_gap"]["value"].as_f64().unwrap();
+            let interval = pairing["interval_ms"].as_f64().unwrap() / 1000.0;
+            assert!(gap >= interval && gap < interval + 0.01, "{side}: {gap}");
+            assert!(m["longest_gap"]["seed"].as_u64().is_some());
+            // The mergeable form is in the summary.
+            assert!(pairing["summary"][side]["rtt"]["buckets"].is_array());
+        }
+    }
+}

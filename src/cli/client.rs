@@ -307,7 +307,7 @@ impl Observer for StatsObserver {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(node);
             }
-            NetEvent::Session(Event::Rtt { rtt }) => {
+            NetEvent::Session(Event::Rtt { rtt, .. }) => {
                 let mut rtts = s.rtts.lock().unwrap_or_else(|e| e.into_inner());
                 // Bounded: a very long interval with many connections keeps a sample.
                 if rtts.len() < 1_000_000 {

@@ -284,7 +284,7 @@ impl Telemetry {
                     hook.fire(alert_body(node, side, sid, *silent, SystemTime::now()));
                 }
             }
-            Event::Rtt { rtt } => {
+            Event::Rtt { rtt, .. } => {
                 counter!("mcp_heartbeat_acks_total", "side" => side_s).increment(1);
                 histogram!("mcp_heartbeat_rtt_seconds", "side" => side_s).record(rtt.as_secs_f64());
                 if tracing::enabled!(tracing::Level::DEBUG) {
@@ -367,6 +367,21 @@ impl Telemetry {
                         from = h.from.name(),
                         reason = h.reason.as_str(),
                         "peer health changed"
+                    );
+                }
+            }
+            // Counted with the traffic; one line per heartbeat only when asked for (the
+            // simulator's `--trace-level segments` shows the same receipts).
+            Event::HeartbeatReceived { seq, gap } => {
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    tracing::trace!(
+                        node,
+                        side = side_s,
+                        session_id = sid,
+                        event = "heartbeat",
+                        seq,
+                        gap_ms = gap.map(ms),
+                        "heartbeat received"
                     );
                 }
             }

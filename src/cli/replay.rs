@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::CliError;
 use crate::scenario;
-use crate::sim::runner;
+use crate::sim::runner::{self, RunOptions, TraceLevel};
 
 /// Arguments of `mcpsim replay`.
 #[derive(Debug, clap::Args)]
@@ -26,6 +26,30 @@ pub struct ReplayArgs {
     /// `--pairing` still choose the seed and pairing).
     #[arg(long)]
     pub snapshot: bool,
+    /// How much the trace says: `events` (connections, suspicions, faults) or `segments`
+    /// (also every heartbeat received, with its sequence number and round trip, to line the
+    /// run up against a packet capture).
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = TraceLevelArg::Events)]
+    pub trace_level: TraceLevelArg,
+}
+
+/// `--trace-level`: [`TraceLevel`] as a flag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceLevelArg {
+    /// What a replay prints by default: connections, sessions, suspicions, faults.
+    #[default]
+    Events,
+    /// Also a line per heartbeat frame received.
+    Segments,
+}
+
+impl From<TraceLevelArg> for TraceLevel {
+    fn from(l: TraceLevelArg) -> TraceLevel {
+        match l {
+            TraceLevelArg::Events => TraceLevel::Events,
+            TraceLevelArg::Segments => TraceLevel::Segments,
+        }
+    }
 }
 
 /// Runs the replay: the trace is byte-identical every time for the same file, seed and pairing.
@@ -42,7 +66,10 @@ pub fn replay(args: ReplayArgs) -> Result<(), CliError> {
         sc.client_hosts = snap.client_hosts;
         sc.duration = snap.duration;
     }
-    let outcome = runner::run(&sc, args.seed)
+    let options = RunOptions {
+        trace: args.trace_level.into(),
+    };
+    let outcome = runner::run_with(&sc, args.seed, options)
         .map_err(|e| CliError::Run(format!("the simulation failed: {e}")))?;
     let trace = outcome.trace_text();
     match &args.trace {

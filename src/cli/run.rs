@@ -202,12 +202,69 @@ pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
         "  client: the clients watching the server; server: the server watching each client. \
          T_D, T_M in seconds; P_A: share of live time trusted."
     );
+    o.push_str(&heartbeat_table(r));
     let held = r.checks.iter().filter(|c| c.holds).count();
     let _ = writeln!(o, "  assertions: {held} of {} checks hold", r.checks.len());
     for c in r.failed() {
         let _ = writeln!(o, "  {c}");
     }
     o.push('\n');
+    o
+}
+
+/// What each side received of heartbeats: round trips and the longest gap, a row per pairing and
+/// side.
+fn heartbeat_table(r: &Report) -> String {
+    let mut rows = vec![
+        [
+            "pairing",
+            "side",
+            "RTT p50",
+            "p99",
+            "p99.9",
+            "max",
+            "RTTs",
+            "longest gap",
+            "in run",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for p in &r.pairings {
+        let m = &p.metrics;
+        for (side, s) in [("client", &m.client), ("server", &m.server)] {
+            let pairing = if side == "client" {
+                p.pairing.clone()
+            } else {
+                String::new()
+            };
+            let mut row = vec![pairing, side.to_string()];
+            // A side that sends no heartbeats has no round trip: a dash, not a zero.
+            let ms = |x: f64| format!("{:.2}ms", x * 1e3);
+            match &s.rtt {
+                Some(q) => row.extend([
+                    ms(q.p50),
+                    ms(q.p99),
+                    ms(q.p999),
+                    ms(q.max),
+                    q.samples.to_string(),
+                ]),
+                None => row.extend(std::iter::repeat_n("—".to_string(), 5)),
+            }
+            match s.longest_gap {
+                Some(g) => row.extend([fmt_secs(g.value), format!("seed {}", g.seed)]),
+                None => row.extend(["—".to_string(), String::new()]),
+            }
+            rows.push(row);
+        }
+    }
+    let mut o = columns(&rows);
+    let _ = writeln!(
+        o,
+        "  RTT: from sending a heartbeat to receiving its reply (— : the side sends none, as the \
+         server in one-way mode). Longest gap: between two heartbeats received on one \
+         connection (one-way client: replies), never across a reconnect."
+    );
     o
 }
 

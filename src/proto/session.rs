@@ -175,8 +175,22 @@ pub enum Event {
     PeerTrusted,
     /// Suspicion lasted long enough: the connection is being dropped (the session survives).
     PeerDead { silent: Duration },
-    /// A heartbeat round trip was measured.
-    Rtt { rtt: Duration },
+    /// A HEARTBEAT from the peer arrived (and is answered). `gap`: see [`Event::Rtt`]; the peer's
+    /// heartbeats are liveness evidence for the server in one-way mode and for both sides in
+    /// two-way mode, not for a one-way client (a probe from an adaptive server's detector).
+    HeartbeatReceived { seq: u32, gap: Option<Duration> },
+    /// The reply to our heartbeat `seq` arrived, `rtt` after we sent it. A reply to a heartbeat
+    /// too old to be remembered reports nothing.
+    ///
+    /// `gap` is set when the frame was liveness evidence (it reached the detector: a reply in
+    /// one-way mode on the client, a reply to a probe) and not the first on this connection:
+    /// the time since the previous evidence on the same connection. Every connection starts
+    /// afresh, so a gap never spans a reconnect.
+    Rtt {
+        rtt: Duration,
+        seq: u32,
+        gap: Option<Duration>,
+    },
     /// The server changed the heartbeat parameters.
     ParamsChanged {
         interval_ms: u32,
@@ -306,6 +320,8 @@ pub struct Session {
     detector: Option<AnyDetector>,
     health: Option<HealthEvaluator>,
     last_heartbeat: Time,
+    /// The last liveness evidence on this connection (see [`Event::Rtt`]'s `gap`).
+    last_evidence: Option<Time>,
 
     events: VecDeque<Event>,
     counters: Counters,
@@ -375,6 +391,7 @@ impl Session {
             detector: None,
             health: None,
             last_heartbeat: Time::ZERO,
+            last_evidence: None,
             events: VecDeque::new(),
             counters: Counters::default(),
         }
@@ -472,6 +489,7 @@ impl Session {
         self.control.clear();
         self.hb_deadline = None;
         self.hb_sent.clear();
+        self.last_evidence = None;
         self.ack_deadline = None;
         self.ack_now = false;
         self.handshake_deadline = None;
@@ -727,7 +745,15 @@ impl Session {
                         Body::HeartbeatAck(reply),
                     ));
                 }
-                if self.mode == HeartbeatMode::TwoWay || self.side == Side::Server {
+                let evidence = self.mode == HeartbeatMode::TwoWay || self.side == Side::Server;
+                // Reported before the detector acts on it, so that a trace shows the heartbeat
+                // before the trust it restores.
+                let gap = if evidence { self.evidence(now) } else { None };
+                self.events.push_back(Event::HeartbeatReceived {
+                    seq: frame.seq,
+                    gap,
+                });
+                if evidence {
                     self.heartbeat_arrived(now);
                 }
             }
@@ -894,6 +920,12 @@ impl Session {
         self.drain_health(now);
     }
 
+    /// Liveness evidence arrived at `now`: the time since the previous evidence on this
+    /// connection, if there was one.
+    fn evidence(&mut self, now: Time) -> Option<Duration> {
+        self.last_evidence.replace(now).map(|last| now - last)
+    }
+
     fn heartbeat_ack(&mut self, now: Time, seq: u32) {
         let Some(pos) = self.hb_sent.iter().position(|(s, _, _)| *s == seq) else {
             return; // too old to remember, or never sent: ignore
@@ -902,12 +934,13 @@ impl Session {
         let (_, sent, probe) = self.hb_sent[pos];
         self.hb_sent.drain(..=pos);
         let rtt = now - sent;
-        self.events.push_back(Event::Rtt { rtt });
+        let counts = probe || (self.side == Side::Client && self.mode == HeartbeatMode::OneWay);
+        let gap = if counts { self.evidence(now) } else { None };
+        self.events.push_back(Event::Rtt { rtt, seq, gap });
         if let Some(h) = &mut self.health {
             h.handle_reply(now, seq as u64);
             h.handle_rtt(now, rtt);
         }
-        let counts = probe || (self.side == Side::Client && self.mode == HeartbeatMode::OneWay);
         if counts {
             self.heartbeat_arrived(now);
         }

@@ -13,9 +13,11 @@ use std::time::Duration;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
+use rand::RngCore;
+
 use super::fault::{
     ConnectOutcome, Direction, FaultError, Latency, Loss, LossProcess, Path, RandomOutages,
-    TcpConfig, Timeline, Transmission,
+    TcpConfig, Timeline,
 };
 use super::net::{Links, PathModel};
 use super::synthetic::{Purpose, stream};
@@ -210,12 +212,22 @@ impl Links for FaultLinks {
             .direction(back_key, back)
             .expect("validated direction");
         let rng = stream(inner.seed, Purpose::Segments, &[names_key(from, to), conn]);
+        let wheel = stream(inner.seed, Purpose::Timers, &[names_key(from, to), conn]).next_u64();
         Box::new(ConnPath {
             inner: self.inner.clone(),
             forward,
             reverse,
             rng,
+            wheel,
         })
+    }
+
+    fn tcp(&self) -> TcpConfig {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spec
+            .tcp
     }
 }
 
@@ -225,6 +237,8 @@ struct ConnPath {
     forward: usize,
     reverse: usize,
     rng: ChaCha8Rng,
+    /// Where the sending kernel's jiffy counter stands (see `sim::tcp`).
+    wheel: u64,
 }
 
 impl ConnPath {
@@ -251,8 +265,11 @@ fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
 }
 
 impl PathModel for ConnPath {
-    fn transmit(&mut self, send_at: Duration) -> Transmission {
-        self.with_path(|p, rng| p.transmit(send_at, rng))
+    fn carry(&mut self, at: Duration) -> Option<Duration> {
+        self.with_path(|p, rng| p.carry(at, rng))
+    }
+    fn wheel_seed(&self) -> u64 {
+        self.wheel
     }
     fn connect(&mut self, at: Duration) -> ConnectOutcome {
         self.with_path(|p, rng| p.syn(at, rng))

@@ -28,13 +28,27 @@
 //! - **Heartbeat overhead**: each end's bytes and heartbeat frames per second of connected
 //!   time. Traffic is reported at most once a second, so the last second of a connection that
 //!   outlives the run or its process is not counted.
+//! - **Heartbeat round trip** (RTT): from a side sending a heartbeat to its receiving the
+//!   reply, over every reply of every connection of the side (the session core's
+//!   [`Event::Rtt`](crate::proto::session::Event::Rtt)). Quantiles are nearest-rank from a
+//!   [`LogHistogram`] (at most 0.78% high, never low); the maximum is exact. A side that sends
+//!   no heartbeats (the server in one-way mode, unless an adaptive detector probes) has none.
+//! - **Longest heartbeat gap**: the longest time between two consecutive pieces of liveness
+//!   evidence received on one connection, the maximum over runs. Liveness evidence is what
+//!   feeds the side's detector: in two-way mode the peer's heartbeats; in one-way mode the
+//!   client's heartbeats for the server and the server's replies for a client; on either side
+//!   the replies to an adaptive detector's probes. Only gaps between two receipts on the same
+//!   connection count: the silence before a connection ends (the peer died, or the socket gave
+//!   up) and from a connection's start to its first receipt is not a gap, so a reconnect never
+//!   makes one. A paused watcher receives nothing until it resumes, so its pause is in its gaps.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::histogram::LogHistogram;
 use super::qos::{Judge, PairQos};
-use super::runner::{Outcome, SERVER};
+use super::runner::{Heartbeats, Outcome, SERVER};
 use super::synthetic::{DetectionStats, poisson_interval};
 
 /// The window of the reconnect-storm peak.
@@ -123,6 +137,12 @@ pub struct SideTally {
     pub missed_seed: Option<u64>,
     /// The run with the most false suspicions.
     pub most_false_suspicions: Option<Worst>,
+    /// Heartbeat round trips, µs. (Absent from summaries written before it was measured.)
+    #[serde(default)]
+    pub rtt: LogHistogram,
+    /// The run with the longest gap between heartbeats received on one connection (µs).
+    #[serde(default)]
+    pub longest_gap: Option<Worst>,
 }
 
 impl SideTally {
@@ -146,6 +166,15 @@ impl SideTally {
         if q.missed > 0 {
             self.missed_seed = smaller(self.missed_seed, Some(seed));
         }
+    }
+
+    fn add_heartbeats(&mut self, seed: u64, h: &Heartbeats) {
+        self.rtt.merge(&h.rtt);
+        let gap = h.longest_gap.map(|g| Worst {
+            seed,
+            value: micros(g),
+        });
+        self.longest_gap = worse(self.longest_gap, gap);
     }
 
     fn add_traffic(&mut self, t: &super::runner::Traffic) {
@@ -175,6 +204,8 @@ impl SideTally {
         self.worst_detection = worse(self.worst_detection, o.worst_detection);
         self.missed_seed = smaller(self.missed_seed, o.missed_seed);
         self.most_false_suspicions = worse(self.most_false_suspicions, o.most_false_suspicions);
+        self.rtt.merge(&o.rtt);
+        self.longest_gap = worse(self.longest_gap, o.longest_gap);
     }
 
     fn metrics(&self, confidence: f64) -> SideMetrics {
@@ -209,6 +240,11 @@ impl SideTally {
             most_false_suspicions: self.most_false_suspicions.map(|w| WorstRun {
                 seed: w.seed,
                 value: w.value as f64,
+            }),
+            rtt: RttQuantiles::of(&self.rtt),
+            longest_gap: self.longest_gap.map(|w| WorstRun {
+                seed: w.seed,
+                value: w.value as f64 / 1e6,
             }),
         }
     }
@@ -321,6 +357,8 @@ impl RunSummary {
         for ((watcher, _), t) in &out.traffic {
             s.side_mut(Watcher::of(watcher)).add_traffic(t);
         }
+        s.client.add_heartbeats(seed, &out.client_heartbeats);
+        s.server.add_heartbeats(seed, &out.server_heartbeats);
         for w in [Watcher::Client, Watcher::Server] {
             let side = s.side_mut(w);
             side.most_false_suspicions = (side.false_suspicions > 0).then_some(Worst {
@@ -415,6 +453,33 @@ impl Quantiles {
     }
 }
 
+/// Heartbeat round-trip quantiles, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RttQuantiles {
+    /// Round trips measured.
+    pub samples: u64,
+    /// Nearest rank, each the top of its histogram bucket (at most 0.78% high).
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    /// Exact.
+    pub max: f64,
+}
+
+impl RttQuantiles {
+    /// `None` without a sample.
+    fn of(h: &LogHistogram) -> Option<RttQuantiles> {
+        let secs = |q: f64| h.quantile(q).map_or(0.0, |us| us as f64 / 1e6);
+        (h.count() > 0).then(|| RttQuantiles {
+            samples: h.count(),
+            p50: secs(0.5),
+            p99: secs(0.99),
+            p999: secs(0.999),
+            max: h.max().map_or(0.0, |us| us as f64 / 1e6),
+        })
+    }
+}
+
 /// A confidence interval.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
@@ -483,6 +548,14 @@ pub struct SideMetrics {
     pub missed_seed: Option<u64>,
     /// The run with the most false suspicions on this side (their count).
     pub most_false_suspicions: Option<WorstRun>,
+    /// Heartbeat round trips; left out when this side measured none (the server in one-way
+    /// mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt: Option<RttQuantiles>,
+    /// The longest gap between heartbeats received on one connection (seconds), and the run
+    /// that had it; left out when no connection received two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_gap: Option<WorstRun>,
 }
 
 /// The clients' connection attempts over the runs.
@@ -561,6 +634,8 @@ mod tests {
             reconnects: BTreeMap::new(),
             connect_attempts: Vec::new(),
             traffic: BTreeMap::new(),
+            client_heartbeats: Heartbeats::default(),
+            server_heartbeats: Heartbeats::default(),
         }
     }
 
@@ -797,6 +872,74 @@ mod tests {
         .collect();
         let m = all.metrics(0.95).reconnects;
         assert_eq!((m.peak_attempts_per_window, m.peak_seed), (4, Some(2)));
+    }
+
+    /// A run whose clients measured `rtts_ms` and whose longest gaps were `gaps` (client side,
+    /// server side), in seconds.
+    fn heartbeat_run(seed: u64, rtts_ms: &[u64], gaps: (f64, Option<f64>)) -> RunSummary {
+        let mut out = outcome(1, 60.0);
+        rtts_ms
+            .iter()
+            .for_each(|ms| out.client_heartbeats.rtt.record(ms * 1000));
+        out.client_heartbeats.longest_gap = Some(s(gaps.0));
+        out.server_heartbeats.longest_gap = gaps.1.map(s);
+        RunSummary::of_run(seed, &out, &[])
+    }
+
+    #[test]
+    fn round_trips_and_the_longest_gap_merge_to_the_same_metrics_in_any_grouping() {
+        let runs: Vec<RunSummary> = (1..=9)
+            .map(|seed| {
+                let rtts: Vec<u64> = (0..100).map(|i| 10 + (i * seed) % 7).collect();
+                heartbeat_run(seed, &rtts, (1.0 + seed as f64 % 4.0, Some(0.5)))
+            })
+            .collect();
+        let whole: RunSummary = runs.iter().cloned().collect();
+        let mut halves: RunSummary = runs[..5].iter().cloned().collect();
+        halves.merge(&runs[5..].iter().cloned().collect());
+        let reversed: RunSummary = runs.iter().rev().cloned().collect();
+        assert_eq!(halves, whole);
+        assert_eq!(reversed, whole);
+        let m = whole.metrics(0.95);
+        let rtt = m.client.rtt.unwrap();
+        assert_eq!(rtt.samples, 900);
+        // 10 … 16 ms: the median is 13 ms, the tail 16 ms, each within a bucket (0.78%).
+        assert!(rtt.p50 >= 0.013 && rtt.p50 < 0.013 * 1.008, "{rtt:?}");
+        assert!(rtt.p99 >= 0.016 && rtt.p999 <= 0.016, "{rtt:?}");
+        assert_eq!(rtt.max, 0.016);
+        // The longest gap is the worst run's, and the smaller seed wins a tie (3 and 7: 4 s).
+        assert_eq!(
+            m.client.longest_gap,
+            Some(WorstRun {
+                seed: 3,
+                value: 4.0
+            })
+        );
+        assert_eq!(m.server.longest_gap.map(|g| g.value), Some(0.5));
+    }
+
+    #[test]
+    fn a_side_that_measured_no_round_trip_leaves_it_out_of_the_json() {
+        let m = heartbeat_run(1, &[10], (1.0, None)).metrics(0.95);
+        assert!(m.client.rtt.is_some());
+        assert_eq!((m.server.rtt, m.server.longest_gap), (None, None));
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["client"]["rtt"]["p50"], 0.01);
+        assert_eq!(json["client"]["longest_gap"]["value"], 1.0);
+        let server = json["server"].as_object().unwrap();
+        assert!(!server.contains_key("rtt") && !server.contains_key("longest_gap"));
+    }
+
+    #[test]
+    fn a_summary_written_before_round_trips_were_measured_still_reads() {
+        let mut line = serde_json::to_value(eventful_run(1)).unwrap();
+        for side in ["client", "server"] {
+            let side = line[side].as_object_mut().unwrap();
+            side.remove("rtt");
+            side.remove("longest_gap");
+        }
+        let old: RunSummary = serde_json::from_value(line).unwrap();
+        assert_eq!(old, eventful_run(1));
     }
 
     #[test]

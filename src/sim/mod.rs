@@ -10,14 +10,18 @@
 //!   the Linux retransmission schedule that turns them into delays (`docs/network-semantics.md`).
 //! - [`metrics`]: the QoS metrics over many runs of one pairing, per side, from mergeable
 //!   per-run summaries.
+//! - [`histogram`]: fixed log-spaced buckets of microseconds (heartbeat round trips), exact to
+//!   merge.
 //!
 //! Like the protocol core, nothing here reads a clock or a global RNG: time is simulated and
 //! every random draw comes from a ChaCha stream derived from one master seed.
 
 pub mod fault;
+pub mod histogram;
 pub mod links;
 pub mod metrics;
 pub mod net;
 pub mod qos;
 pub mod runner;
 pub mod synthetic;
+pub mod tcp;

@@ -9,11 +9,13 @@
 //!
 //! # The model
 //!
-//! Each write is one segment. A [`PathModel`] (one per connection direction) says when the
-//! receiver gets it and when the sender gets its ACK or gives up: loss and partitions become
-//! retransmission delay, never missing bytes. Segments are delivered in order: a late one holds
-//! back everything behind it (head-of-line blocking). Unacknowledged bytes count against the
-//! sender's buffer, so a long stall blocks the writer as a real socket does.
+//! Each write is one segment. Each connection's two kernels are a [`TcpModel`] (`sim::tcp`):
+//! retransmission timers, tail loss probes, SACK recovery, delayed ACKs and timeouts as Linux
+//! runs them, over a [`PathModel`] per direction that says when (if ever) each packet arrives.
+//! Loss and partitions become retransmission delay, never missing bytes. Segments are delivered
+//! in order: a late one holds back everything behind it (head-of-line blocking). Unacknowledged
+//! bytes count against the sender's buffer, so a long stall blocks the writer as a real socket
+//! does. The postman ([`SimNet::postman`]) runs each connection's model at its next event.
 //!
 //! Endpoint faults:
 //!
@@ -31,8 +33,7 @@
 //!
 //! All times are durations since the simulation started (`turmoil::sim_elapsed`).
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -49,14 +50,20 @@ use tokio::time::Sleep;
 
 use crate::net::{Gate, GateHandle};
 
-pub use super::fault::{ConnectOutcome, SenderOutcome, Transmission};
+pub use super::fault::ConnectOutcome;
+use super::fault::TcpConfig;
+use super::tcp::{Note, Output, TcpInfo, TcpModel, Wire};
 
 /// One direction of one connection: the faults between two hosts as this connection sees them.
 pub trait PathModel: Send {
-    /// A segment sent at `send_at`.
-    fn transmit(&mut self, send_at: Duration) -> Transmission;
+    /// A packet sent at `at`: when it arrives, or `None` if it is lost.
+    fn carry(&mut self, at: Duration) -> Option<Duration>;
     /// A SYN sent at `at` towards a listening host.
     fn connect(&mut self, at: Duration) -> ConnectOutcome;
+    /// A seeded number for the sending kernel's timer wheel (see `sim::tcp`).
+    fn wheel_seed(&self) -> u64 {
+        0
+    }
 }
 
 /// Makes the path models for new connections.
@@ -65,6 +72,10 @@ pub trait Links: Send {
     /// client session `client.1` on host `client.0` (faults may name the session).
     fn path(&mut self, from: &str, to: &str, conn: u64, client: (&str, &str))
     -> Box<dyn PathModel>;
+    /// The kernels' TCP settings.
+    fn tcp(&self) -> TcpConfig {
+        TcpConfig::default()
+    }
 }
 
 /// A path with a fixed one-way delay and no faults.
@@ -72,13 +83,8 @@ pub trait Links: Send {
 pub struct Ideal(pub Duration);
 
 impl PathModel for Ideal {
-    fn transmit(&mut self, at: Duration) -> Transmission {
-        let d = at + self.0;
-        Transmission {
-            delivered_at: Some(d),
-            sender: SenderOutcome::Acked(d + self.0),
-            attempts: 1,
-        }
+    fn carry(&mut self, at: Duration) -> Option<Duration> {
+        Some(at + self.0)
     }
     fn connect(&mut self, at: Duration) -> ConnectOutcome {
         ConnectOutcome::Established(at + self.0 * 2)
@@ -109,6 +115,7 @@ const SEND_BUFFER: usize = 256 * 1024;
 const MAX_SEGMENT: usize = 64 * 1024;
 
 struct Segment {
+    /// When it is in the receiver's buffer; `Duration::MAX` while it is not yet.
     at: Duration,
     data: Bytes,
 }
@@ -116,13 +123,11 @@ struct Segment {
 /// Data flowing from one side of a connection to the other.
 #[derive(Default)]
 struct Pipe {
+    /// Written and not yet read, in order; the first has TCP sequence `first_seq`.
     segments: VecDeque<Segment>,
-    /// Delivery time of the last segment: later ones may not overtake it.
-    last_delivery: Duration,
-    /// No later segment will ever arrive (an earlier one never got through).
-    stalled: bool,
-    /// (ack time, bytes) of segments not yet acknowledged.
-    in_flight: VecDeque<(Duration, usize)>,
+    first_seq: u64,
+    /// The FIN's sequence number, once the writer has shut down.
+    fin_seq: Option<u64>,
     /// The reader sees end of stream from this time on.
     fin_at: Option<Duration>,
     /// The reader sees a reset from this time on.
@@ -143,6 +148,10 @@ struct Conn {
     /// `pipes[i]` carries data from side `i` to side `1 - i`.
     pipes: [Pipe; 2],
     paths: [Box<dyn PathModel>; 2],
+    /// The two kernels' TCP.
+    tcp: TcpModel,
+    /// The postman's entry for this connection: its model's next event.
+    scheduled: Option<Duration>,
     /// Side `i` has dropped its socket.
     closed: [bool; 2],
     /// Side `i`'s host has forgotten this connection (crash and reboot).
@@ -180,10 +189,6 @@ impl Conns {
     fn values(&self) -> impl Iterator<Item = &Conn> {
         self.0.iter().filter_map(|c| c.as_deref())
     }
-
-    fn values_mut(&mut self) -> impl Iterator<Item = &mut Conn> {
-        self.0.iter_mut().filter_map(|c| c.as_deref_mut())
-    }
 }
 
 struct Pending {
@@ -218,12 +223,14 @@ struct State {
     host_ids: BTreeMap<String, usize>,
     /// Per host, its clock as read once in the current step (see [`State::host_now`]).
     clocks: Vec<Option<StepClock>>,
-    /// Readers waiting for a segment still in flight, by its arrival: (arrival, connection,
-    /// pipe). The postman ([`SimNet::postman`]) wakes each when its segment arrives; a reader
-    /// woken when the segment was sent would only find it in flight and sleep again.
-    mail: BinaryHeap<Reverse<(Duration, u64, usize)>>,
-    /// The running postman's waker, and the arrival it sleeps until.
+    /// Connections whose TCP has something to do, by when: (time, connection). The postman
+    /// ([`SimNet::postman`]) runs each then and wakes the readers and writers it concerns; a
+    /// reader woken when a segment was sent would only find it in flight and sleep again.
+    mail: BTreeSet<(Duration, u64)>,
+    /// The running postman's waker, and the instant it sleeps until.
     postman: Option<(Waker, Option<Duration>)>,
+    /// Segment-level notes of every connection's TCP, when asked for ([`SimNet::keep_notes`]).
+    notes: Option<Vec<(Duration, u64, String, Note)>>,
 }
 
 /// A host's clock as read at one instant of one step: within that step, the host's simulated
@@ -385,8 +392,9 @@ impl SimNet {
                 step: 0,
                 host_ids: BTreeMap::new(),
                 clocks: Vec::new(),
-                mail: BinaryHeap::new(),
+                mail: BTreeSet::new(),
                 postman: None,
+                notes: None,
             })),
         }
     }
@@ -420,11 +428,11 @@ impl SimNet {
         deferred.into_values().for_each(Waker::wake);
     }
 
-    /// Wakes each reader when the segment it waits for arrives, for as long as it runs. Run it
-    /// as a task in the runtime the sockets are used in (one runtime for every host: a
-    /// postman cannot set timers in another host's runtime). Without one, a reader is woken
-    /// when its segment is sent, finds it in flight, and sleeps until it arrives: a turn more
-    /// per segment.
+    /// Runs each connection's TCP at its next event, and wakes the readers and writers that
+    /// concerns, for as long as it runs. Run it as a task in the runtime the sockets are used
+    /// in (one runtime for every host: a postman cannot set timers in another host's runtime).
+    /// Without one, sockets run their connection's TCP themselves when polled and set their own
+    /// timers for its next event: a turn more per segment.
     pub async fn postman(&self) {
         let mut sleep = Box::pin(tokio::time::sleep(Duration::ZERO));
         std::future::poll_fn(|cx| {
@@ -435,19 +443,20 @@ impl SimNet {
                 let mut guard = self.lock();
                 let s = &mut *guard;
                 now = seen(&mut s.last_now, turmoil::sim_elapsed());
-                while let Some(&Reverse((at, id, pipe))) = s.mail.peek()
+                let State {
+                    conns, mail, notes, ..
+                } = s;
+                while let Some(&(at, id)) = mail.first()
                     && at <= now
                 {
-                    s.mail.pop();
-                    if let Some(w) = s
-                        .conns
-                        .get_mut(id)
-                        .and_then(|c| c.pipes[pipe].reader.take())
-                    {
-                        wake.push(w);
+                    mail.pop_first();
+                    if let Some(conn) = conns.get_mut(id) {
+                        conn.scheduled = None;
+                        run_tcp(conn, id, now, &mut wake, notes);
+                        reschedule(mail, conn, id);
                     }
                 }
-                next = s.mail.peek().map(|m| m.0.0);
+                next = mail.first().map(|m| m.0);
                 s.postman = Some((cx.waker().clone(), next));
             }
             wake.into_iter().for_each(Waker::wake);
@@ -461,6 +470,27 @@ impl SimNet {
             Poll::<()>::Pending
         })
         .await
+    }
+
+    /// Keep segment-level notes (every retransmission, probe and timeout) of connections opened
+    /// from now on, for a detailed trace.
+    pub fn keep_notes(&self) {
+        self.lock().notes.get_or_insert_with(Vec::new);
+    }
+
+    /// The notes kept so far: (time, connection, host, note), in the order they were taken.
+    pub fn take_notes(&self) -> Vec<(Duration, u64, String, Note)> {
+        self.lock()
+            .notes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The kernel's view of side `side` (0 = the connecting side) of connection `conn`, as
+    /// `ss -ti` would show it.
+    pub fn tcp_info(&self, conn: u64, side: usize) -> Option<TcpInfo> {
+        self.lock().conns.get(conn).map(|c| c.tcp.info(side))
     }
 
     pub fn add_host(&self, name: &str) {
@@ -533,15 +563,37 @@ impl SimNet {
     /// Applies an endpoint fault to `host` (call before stopping its process).
     ///
     /// `Killed` and `Crashed` make the host's sockets behave as described in the module docs
-    /// when they are dropped; `Paused` holds its traffic until [`SimNet::resume`]. Either way
-    /// the host's gate closes and its sockets read nothing.
+    /// when they are dropped; a crashed machine's kernel also falls silent at once. `Paused`
+    /// holds its traffic until [`SimNet::resume`]. Either way the host's gate closes and its
+    /// sockets read nothing.
     pub fn set_host_state(&self, host: &str, state: HostState) {
-        let mut s = self.lock();
-        s.hosts.insert(host.to_string(), state);
-        s.host_changed();
-        // A process that is stopped, dead or gone runs nothing more: its tasks wait at the gate
-        // until it resumes or until they are dropped.
-        SimNet::set_paused(&mut s, host, state != HostState::Up);
+        let now = self.now();
+        let mut wake = Vec::new();
+        {
+            let mut s = self.lock();
+            s.hosts.insert(host.to_string(), state);
+            s.host_changed();
+            // A process that is stopped, dead or gone runs nothing more: its tasks wait at the
+            // gate until it resumes or until they are dropped.
+            SimNet::set_paused(&mut s, host, state != HostState::Up);
+            if matches!(state, HostState::Crashed | HostState::Paused) {
+                for id in s.conns_of(host) {
+                    s.touch(id, now, &mut wake);
+                    let conn = s.conns.get_mut(id).expect("listed");
+                    for side in 0..2 {
+                        if conn.hosts[side] != host {
+                            continue;
+                        }
+                        match state {
+                            HostState::Crashed => conn.tcp.machine_down(side),
+                            _ => conn.tcp.set_reading(side, false),
+                        }
+                    }
+                    s.touch(id, now, &mut wake);
+                }
+            }
+        }
+        wake.into_iter().for_each(Waker::wake);
     }
 
     /// Resumes a paused host: what it wrote goes out now, what it was sent becomes readable.
@@ -553,19 +605,23 @@ impl SimNet {
             s.hosts.insert(host.to_string(), HostState::Up);
             s.host_changed();
             SimNet::set_paused(&mut s, host, false);
-            for conn in s.conns.values_mut() {
+            for id in s.conns_of(host) {
+                s.touch(id, now, &mut wake);
+                let conn = s.conns.get_mut(id).expect("listed");
                 for side in 0..2 {
                     if conn.hosts[side] != host {
                         continue;
                     }
+                    conn.tcp.set_reading(side, true);
                     let held = std::mem::take(&mut conn.pipes[side].held);
                     for data in held {
-                        send_segment(conn, side, now, data);
+                        write_segment(conn, side, now, data);
                     }
                     wake.extend(conn.pipes[side].reader.take());
                     wake.extend(conn.pipes[1 - side].reader.take());
                     wake.extend(conn.pipes[side].writer.take());
                 }
+                s.touch(id, now, &mut wake);
             }
         }
         wake.into_iter().for_each(Waker::wake);
@@ -581,27 +637,20 @@ impl SimNet {
             s.hosts.insert(host.to_string(), HostState::Up);
             s.host_changed();
             SimNet::set_paused(&mut s, host, false);
-            for conn in s.conns.values_mut() {
+            for id in s.conns_of(host) {
+                s.touch(id, now, &mut wake);
+                let conn = s.conns.get_mut(id).expect("listed");
                 for side in 0..2 {
                     if conn.hosts[side] != host {
                         continue;
                     }
                     conn.forgotten[side] = true;
                     conn.closed[side] = true;
-                    let peer = 1 - side;
-                    // The peer's outstanding data is retransmitted and answered with RST.
-                    if conn.pipes[peer]
-                        .in_flight
-                        .iter()
-                        .any(|(acked, _)| *acked > now)
-                        || conn.pipes[peer].timed_out_at.is_some_and(|t| t > now)
-                    {
-                        reset_peer(conn, side, now);
-                    }
+                    // The peer's next transmission (a resend, new data) is answered with RST.
+                    conn.tcp.forget(side);
                     wake.extend(conn.pipes[side].reader.take());
-                    wake.extend(conn.pipes[peer].reader.take());
-                    wake.extend(conn.pipes[peer].writer.take());
                 }
+                s.touch(id, now, &mut wake);
             }
         }
         wake.into_iter().for_each(Waker::wake);
@@ -617,34 +666,136 @@ impl SimNet {
     }
 }
 
-/// Sends `data` from `side` now: schedules its delivery and its ACK.
-fn send_segment(conn: &mut Conn, side: usize, now: Duration, data: Bytes) {
-    let t = conn.paths[side].transmit(now);
-    let pipe = &mut conn.pipes[side];
-    match t.sender {
-        SenderOutcome::Acked(at) => pipe.in_flight.push_back((at, data.len())),
-        SenderOutcome::TimedOut(at) => {
-            pipe.in_flight.push_back((Duration::MAX, data.len()));
-            pipe.timed_out_at = Some(pipe.timed_out_at.map_or(at, |x| x.min(at)));
-        }
-    }
-    match t.delivered_at {
-        Some(at) if !pipe.stalled => {
-            let at = at.max(pipe.last_delivery);
-            pipe.last_delivery = at;
-            pipe.segments.push_back(Segment { at, data });
-        }
-        _ => pipe.stalled = true,
+/// The application on `side` writes `data` now: one segment into the connection's TCP.
+fn write_segment(conn: &mut Conn, side: usize, now: Duration, data: Bytes) {
+    let len = data.len();
+    conn.tcp.write(side, len, now, &mut Paths(&mut conn.paths));
+    conn.pipes[side].segments.push_back(Segment {
+        at: Duration::MAX,
+        data,
+    });
+}
+
+/// The packets of one connection, for its TCP.
+struct Paths<'a>(&'a mut [Box<dyn PathModel>; 2]);
+
+impl Wire for Paths<'_> {
+    fn carry(&mut self, from: usize, at: Duration) -> Option<Duration> {
+        self.0[from].carry(at)
     }
 }
 
-/// The peer of `side` gets a reset: `side` answers its next transmission with RST, which
-/// reaches the peer one trip later (the peer reads it from `pipes[side]`).
-fn reset_peer(conn: &mut Conn, side: usize, now: Duration) {
-    let t = conn.paths[side].transmit(now);
-    let at = t.delivered_at.unwrap_or(now).max(now);
-    let p = &mut conn.pipes[side];
-    p.rst_at = Some(p.rst_at.map_or(at, |x| x.min(at)));
+/// Runs connection `id`'s TCP up to `now` and applies what it did to the sockets' buffers,
+/// collecting the wakers of the readers and writers concerned.
+fn run_tcp(
+    conn: &mut Conn,
+    id: u64,
+    now: Duration,
+    wake: &mut Vec<Waker>,
+    notes: &mut Option<Vec<(Duration, u64, String, Note)>>,
+) {
+    let Conn {
+        tcp,
+        paths,
+        pipes,
+        hosts,
+        ..
+    } = conn;
+    if tcp.poll_timeout().is_some_and(|t| t <= now) {
+        tcp.advance(now, &mut Paths(paths));
+    }
+    if tcp.has_outputs() {
+        for out in tcp.take_outputs() {
+            match out {
+                Output::Delivered { from, seq, at } => {
+                    let pipe = &mut pipes[from];
+                    if pipe.fin_seq == Some(seq) {
+                        pipe.fin_at = Some(pipe.fin_at.map_or(at, |x| x.min(at)));
+                    } else if let Some(seg) = seq
+                        .checked_sub(pipe.first_seq)
+                        .and_then(|i| pipe.segments.get_mut(usize::try_from(i).ok()?))
+                    {
+                        seg.at = at;
+                    }
+                    wake.extend(pipe.reader.take());
+                }
+                Output::TimedOut { side, at } => {
+                    let p = &mut pipes[side];
+                    p.timed_out_at = Some(p.timed_out_at.map_or(at, |x| x.min(at)));
+                    wake.extend(p.writer.take());
+                    wake.extend(pipes[1 - side].reader.take());
+                }
+                Output::Reset { side, at } => {
+                    // The reader on `side` reads the other pipe, and finds the reset there.
+                    let p = &mut pipes[1 - side];
+                    p.rst_at = Some(p.rst_at.map_or(at, |x| x.min(at)));
+                    wake.extend(p.reader.take());
+                    wake.extend(pipes[side].writer.take());
+                }
+                Output::Acked { side, .. } => wake.extend(pipes[side].writer.take()),
+            }
+        }
+    }
+    if let Some(n) = notes {
+        for note in tcp.take_notes() {
+            n.push((note.at, id, hosts[note.side].clone(), note));
+        }
+    }
+}
+
+/// Files connection `id` with the postman at its TCP's next event: the time, if it changed.
+fn reschedule(mail: &mut BTreeSet<(Duration, u64)>, conn: &mut Conn, id: u64) -> Option<Duration> {
+    let next = conn.tcp.poll_timeout();
+    if next == conn.scheduled {
+        return None;
+    }
+    if let Some(t) = conn.scheduled {
+        mail.remove(&(t, id));
+    }
+    if let Some(t) = next {
+        mail.insert((t, id));
+    }
+    conn.scheduled = next;
+    next
+}
+
+impl State {
+    /// Connection `id`'s TCP run up to `now`, its effects applied, and the postman told when it
+    /// next has work (woken if that is sooner than it sleeps until).
+    fn touch(&mut self, id: u64, now: Duration, wake: &mut Vec<Waker>) {
+        let State {
+            conns,
+            mail,
+            notes,
+            postman,
+            ..
+        } = self;
+        let Some(conn) = conns.get_mut(id) else {
+            return;
+        };
+        run_tcp(conn, id, now, wake, notes);
+        if let Some(t) = reschedule(mail, conn, id)
+            && let Some((w, until)) = postman
+            && until.is_none_or(|u| t < u)
+        {
+            *until = Some(t);
+            wake.push(w.clone());
+        }
+    }
+
+    /// The connections with a side on `host`, in id order.
+    fn conns_of(&self, host: &str) -> Vec<u64> {
+        self.conns
+            .0
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.as_deref()
+                    .filter(|c| c.hosts.iter().any(|h| h == host))
+                    .map(|_| i as u64)
+            })
+            .collect()
+    }
 }
 
 /// A simulated TCP socket.
@@ -689,14 +840,15 @@ impl AsyncRead for SimStream {
         let this = self.get_mut();
         let (side, id) = (this.side, this.conn);
         let mut next: Option<Duration> = None;
-        let now;
-        {
+        let mut wake = Vec::new();
+        let mut now = Duration::ZERO;
+        let result = 'read: {
             let mut guard = this.net.lock();
             let s = &mut *guard;
             // A stopped process reads nothing (a dead one is being dropped).
             let paused = s.host_state_of(id, side, &mut this.host_cache) != HostState::Up;
-            let Some(conn) = s.conns.get_mut(id) else {
-                return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+            let Some(conn) = s.conns.get(id) else {
+                break 'read Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
             let incoming = &conn.pipes[1 - side];
             // Nothing here depends on the time when nothing is due or pending, which is the
@@ -704,24 +856,27 @@ impl AsyncRead for SimStream {
             let idle = incoming.segments.is_empty()
                 && incoming.fin_at.is_none()
                 && incoming.rst_at.is_none()
-                && conn.pipes[side].timed_out_at.is_none();
-            now = if idle {
-                Duration::ZERO
-            } else {
-                host_now(&mut s.clocks, conn.host_ids[side], s.step, &mut s.last_now)
-            };
+                && conn.pipes[side].timed_out_at.is_none()
+                && conn.scheduled.is_none();
+            if !idle {
+                let host = conn.host_ids[side];
+                now = host_now(&mut s.clocks, host, s.step, &mut s.last_now);
+                s.touch(id, now, &mut wake);
+            }
+            let no_postman = s.postman.is_none();
+            let conn = s.conns.get_mut(id).expect("looked up above");
             if let Some(t) = conn.pipes[side].timed_out_at
                 && t <= now
             {
-                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                break 'read Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
             }
             let incoming = &mut conn.pipes[1 - side];
             if paused {
                 register(&mut incoming.reader, cx);
-                return Poll::Pending;
+                break 'read Poll::Pending;
             }
             if incoming.rst_at.is_some_and(|t| t <= now) {
-                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+                break 'read Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
             }
             let mut read_any = false;
             while buf.remaining() > 0 {
@@ -736,32 +891,50 @@ impl AsyncRead for SimStream {
                 seg.data.advance(n);
                 if seg.data.is_empty() {
                     incoming.segments.pop_front();
+                    incoming.first_seq += 1;
                 }
                 read_any = true;
             }
             if read_any {
-                return Poll::Ready(Ok(()));
+                break 'read Poll::Ready(Ok(()));
             }
             if incoming.segments.is_empty() && incoming.fin_at.is_some_and(|t| t <= now) {
-                return Poll::Ready(Ok(()));
+                break 'read Poll::Ready(Ok(()));
             }
             register(&mut incoming.reader, cx);
+            // What this reader waits for; segments not yet delivered have no time yet, and
+            // the TCP's next event is watched by the postman when there is one.
+            let tcp_next = if no_postman {
+                conn.tcp.poll_timeout()
+            } else {
+                None
+            };
+            let incoming = &conn.pipes[1 - side];
             for t in [
-                incoming.segments.front().map(|s| s.at),
+                incoming
+                    .segments
+                    .front()
+                    .map(|s| s.at)
+                    .filter(|&t| t != Duration::MAX),
                 incoming.fin_at,
                 incoming.rst_at,
                 conn.pipes[side].timed_out_at,
+                tcp_next,
             ]
             .into_iter()
             .flatten()
             {
                 next = Some(next.map_or(t, |n: Duration| n.min(t)));
             }
-        }
-        if let Some(at) = next {
+            Poll::Pending
+        };
+        wake.into_iter().for_each(Waker::wake);
+        if result.is_pending()
+            && let Some(at) = next
+        {
             this.arm(cx, now, at);
         }
-        Poll::Pending
+        result
     }
 }
 
@@ -781,85 +954,66 @@ impl AsyncWrite for SimStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let (side, id) = (this.side, this.conn);
-        let wait_until;
-        let now;
-        {
+        let mut wait_until = None;
+        let mut wake = Vec::new();
+        let mut now = Duration::ZERO;
+        let result = 'write: {
             let mut guard = this.net.lock();
             let s = &mut *guard;
             let host_state = s.host_state_of(id, side, &mut this.host_cache);
-            let Some(conn) = s.conns.get_mut(id) else {
-                return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+            let Some(conn) = s.conns.get(id) else {
+                break 'write Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
             now = host_now(&mut s.clocks, conn.host_ids[side], s.step, &mut s.last_now);
+            s.touch(id, now, &mut wake);
+            let no_postman = s.postman.is_none();
+            let conn = s.conns.get_mut(id).expect("looked up above");
             let incoming_rst = conn.pipes[1 - side].rst_at.is_some_and(|t| t <= now);
-            let pipe = &mut conn.pipes[side];
+            let pipe = &conn.pipes[side];
             if pipe.timed_out_at.is_some_and(|t| t <= now) {
-                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                break 'write Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
             }
             if incoming_rst {
-                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+                break 'write Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
             }
             if pipe.write_shut {
-                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+                break 'write Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
             }
-            while pipe.in_flight.front().is_some_and(|(t, _)| *t <= now) {
-                pipe.in_flight.pop_front();
-            }
-            let buffered: usize = pipe.in_flight.iter().map(|x| x.1).sum::<usize>()
-                + pipe.held.iter().map(Bytes::len).sum::<usize>();
+            let buffered =
+                conn.tcp.unacked_bytes(side) + pipe.held.iter().map(Bytes::len).sum::<usize>();
             if buffered >= SEND_BUFFER {
-                register(&mut pipe.writer, cx);
-                wait_until = pipe
-                    .in_flight
-                    .front()
-                    .map(|x| x.0)
-                    .filter(|t| *t != Duration::MAX);
-            } else {
-                let n = data.len().min(SEND_BUFFER - buffered).min(MAX_SEGMENT);
-                let bytes = Bytes::copy_from_slice(&data[..n]);
-                // When the segment reaches the peer, if it will.
-                let mut arrival = None;
-                match host_state {
-                    HostState::Paused => conn.pipes[side].held.push(bytes),
-                    // A crashed or killed host's writes go nowhere (its tasks are being dropped).
-                    HostState::Crashed | HostState::Killed => {}
-                    HostState::Up => {
-                        if conn.forgotten[1 - side] {
-                            // The peer rebooted: our segment is answered with RST.
-                            reset_peer(conn, 1 - side, now);
-                        } else {
-                            send_segment(conn, side, now, bytes);
-                            let pipe = &conn.pipes[side];
-                            arrival = pipe.segments.back().filter(|_| !pipe.stalled).map(|g| g.at);
-                        }
-                    }
+                // An ACK wakes the writer (through the postman, or its own timer without one).
+                register(&mut conn.pipes[side].writer, cx);
+                if no_postman {
+                    wait_until = conn.tcp.poll_timeout();
                 }
-                // The peer reads what this side writes from `pipes[side]`: the postman wakes
-                // it when the segment arrives (see `State::mail`); without one, wake it now.
-                let mut waker = None;
-                match (arrival, &mut s.postman) {
-                    (Some(at), Some((postman, until))) if at > now => {
-                        if conn.pipes[side].reader.is_some() {
-                            s.mail.push(Reverse((at, id, side)));
-                            if until.is_none_or(|u| at < u) {
-                                *until = Some(at);
-                                waker = Some(postman.clone());
-                            }
-                        }
-                    }
-                    _ => waker = conn.pipes[side].reader.take(),
-                }
-                drop(guard);
-                if let Some(w) = waker {
-                    w.wake();
-                }
-                return Poll::Ready(Ok(n));
+                break 'write Poll::Pending;
             }
-        }
-        if let Some(at) = wait_until {
+            let n = data.len().min(SEND_BUFFER - buffered).min(MAX_SEGMENT);
+            let bytes = Bytes::copy_from_slice(&data[..n]);
+            match host_state {
+                HostState::Paused => conn.pipes[side].held.push(bytes),
+                // A crashed or killed host's writes go nowhere (its tasks are being dropped).
+                HostState::Crashed | HostState::Killed => {}
+                HostState::Up => {
+                    write_segment(conn, side, now, bytes);
+                    s.touch(id, now, &mut wake);
+                    if no_postman {
+                        // Without a postman the reader runs the TCP itself: let it look now.
+                        let conn = s.conns.get_mut(id).expect("looked up above");
+                        wake.extend(conn.pipes[side].reader.take());
+                    }
+                }
+            }
+            Poll::Ready(Ok(n))
+        };
+        wake.into_iter().for_each(Waker::wake);
+        if result.is_pending()
+            && let Some(at) = wait_until
+        {
             this.arm(cx, now, at);
         }
-        Poll::Pending
+        result
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -868,10 +1022,16 @@ impl AsyncWrite for SimStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let now = self.net.now();
-        let mut s = self.net.lock();
-        if let Some(conn) = s.conns.get_mut(self.conn) {
-            send_fin(conn, self.side, now);
+        let mut wake = Vec::new();
+        {
+            let mut s = self.net.lock();
+            s.touch(self.conn, now, &mut wake);
+            if let Some(conn) = s.conns.get_mut(self.conn) {
+                send_fin(conn, self.side, now);
+            }
+            s.touch(self.conn, now, &mut wake);
         }
+        wake.into_iter().for_each(Waker::wake);
         Poll::Ready(Ok(()))
     }
 }
@@ -882,14 +1042,8 @@ fn send_fin(conn: &mut Conn, side: usize, now: Duration) {
         return;
     }
     conn.pipes[side].write_shut = true;
-    let t = conn.paths[side].transmit(now);
-    let pipe = &mut conn.pipes[side];
-    if let Some(at) = t.delivered_at
-        && !pipe.stalled
-    {
-        let at = at.max(pipe.last_delivery);
-        pipe.fin_at = Some(at);
-    }
+    let seq = conn.tcp.write(side, 0, now, &mut Paths(&mut conn.paths));
+    conn.pipes[side].fin_seq = Some(seq);
 }
 
 impl Drop for SimStream {
@@ -898,40 +1052,52 @@ impl Drop for SimStream {
         let mut wake = Vec::new();
         {
             let mut s = self.net.lock();
-            let host = s.conns.get(self.conn).map(|c| c.hosts[self.side].clone());
+            let (id, side) = (self.conn, self.side);
+            let host = s.conns.get(id).map(|c| c.hosts[side].clone());
             let host_state = host
                 .and_then(|h| s.hosts.get(&h).copied())
                 .unwrap_or(HostState::Crashed);
-            let Some(conn) = s.conns.get_mut(self.conn) else {
+            let mut woken = Vec::new();
+            s.touch(id, now, &mut woken);
+            let Some(conn) = s.conns.get_mut(id) else {
                 return;
             };
-            let side = self.side;
             conn.closed[side] = true;
             if host_state != HostState::Crashed && !conn.forgotten[side] {
                 // The kernel closes the socket: RST if the application left data unread,
-                // else FIN behind whatever it had written.
+                // else FIN behind whatever it had written. Data arriving later gets RST.
                 // Only what has arrived counts: segments still in flight are not in the buffer.
                 let unread = conn.pipes[1 - side]
                     .segments
                     .front()
                     .is_some_and(|seg| seg.at <= now);
                 if unread {
-                    reset_peer(conn, side, now);
+                    conn.tcp.reset(side, now, &mut Paths(&mut conn.paths));
+                    conn.tcp.forget(side);
                 } else {
                     send_fin(conn, side, now);
+                    conn.tcp.close(side);
                 }
             }
-            let id = self.conn;
+            s.touch(id, now, &mut woken);
+            let conn = s.conns.get_mut(id).expect("looked up above");
             let wakers = [
-                (0, conn.pipes[side].reader.take()),
-                (1, conn.pipes[1 - side].reader.take()),
-                (2, conn.pipes[1 - side].writer.take()),
+                conn.pipes[side].reader.take(),
+                conn.pipes[1 - side].reader.take(),
+                conn.pipes[1 - side].writer.take(),
             ];
             if conn.closed[0] && conn.closed[1] {
+                if let Some(t) = conn.scheduled {
+                    s.mail.remove(&(t, id));
+                }
                 s.conns.remove(id);
             }
             let inside_host = turmoil::sim_elapsed().is_some();
-            for (kind, w) in wakers {
+            for (kind, w) in wakers
+                .into_iter()
+                .chain(woken.into_iter().map(Some))
+                .enumerate()
+            {
                 if let Some(w) = w {
                     if inside_host {
                         wake.push(w);
@@ -1035,6 +1201,15 @@ impl crate::net::Connector for SimConnector {
                 return Err(io::ErrorKind::ConnectionRefused.into());
             }
             let host_ids = [s.host_id(&this.from), s.host_id(&this.to)];
+            // Both kernels take their first RTT sample from the handshake, unless a SYN had to
+            // be resent (Karn's rule: then the RTO starts at its initial 1 s).
+            let tcp_cfg = s.links.tcp();
+            let handshake = at.saturating_sub(now);
+            let sample = (handshake < tcp_cfg.syn_rto).then_some(handshake);
+            let mut tcp = TcpModel::new(tcp_cfg, sample, [path.wheel_seed(), back.wheel_seed()]);
+            if s.notes.is_some() {
+                tcp.keep_notes();
+            }
             s.conns.insert(
                 id,
                 Conn {
@@ -1042,6 +1217,8 @@ impl crate::net::Connector for SimConnector {
                     host_ids,
                     pipes: [Pipe::default(), Pipe::default()],
                     paths: [path, back],
+                    tcp,
+                    scheduled: None,
                     closed: [false, false],
                     forgotten: [false, false],
                 },

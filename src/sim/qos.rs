@@ -9,10 +9,10 @@
 //! the peer (a suspicion) and a session established again (trust).
 //!
 //! - **Failure** of the peer, as the watcher sees it: the peer's host is killed, crashed, or
-//!   paused for longer than [`Judge::tolerable_pause`]; or the peer's messages cannot reach the
-//!   watcher (a partition blocking peer → watcher). A client in one-way mode learns of the server
-//!   only through replies to its own heartbeats, so for it a partition blocking client → server
-//!   is a failure too. Overlapping failures merge.
+//!   paused for longer than [`Judge::tolerable_pause`]; or a partition between them, in either
+//!   direction: over TCP a cut of watcher → peer stops the peer's new messages too, within an
+//!   RTO (its ACKs are lost, so its kernel resends its oldest segment with backoff and queues
+//!   every new write behind it). Overlapping failures merge.
 //! - **Detection time** of a failure `[a, b)`: from `a` to the start of the suspicion that is
 //!   still held at `b` (the detector "suspects and keeps suspecting"); zero if that suspicion
 //!   began before `a`. No such suspicion: a **missed detection**.
@@ -34,7 +34,6 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::runner::{DownPeriod, Outcome, SERVER};
-use crate::proto::frame::HeartbeatMode;
 
 /// How a run is judged.
 #[derive(Clone, Copy, Debug, Default)]
@@ -81,11 +80,10 @@ impl Judge {
         let end = out.duration;
         let host = |n: &str| out.hosts.get(n).cloned().unwrap_or_else(|| n.to_string());
         let (hw, hp) = (host(watcher), host(peer));
-        let one_way_client = out.mode == HeartbeatMode::OneWay && watcher != SERVER;
         let failures = merge(
             out.down
                 .iter()
-                .filter(|d| self.fails(d, (watcher, &hw), (peer, &hp), one_way_client))
+                .filter(|d| self.fails(d, (watcher, &hw), (peer, &hp)))
                 .map(|d| d.start..d.end.unwrap_or(end).min(end))
                 .collect(),
         );
@@ -164,19 +162,15 @@ impl Judge {
 
     /// Does `d` fail the peer for the watcher? Each is `(node, host)`: a partition may name
     /// either.
-    fn fails(
-        &self,
-        d: &DownPeriod,
-        watcher: (&str, &str),
-        peer: (&str, &str),
-        one_way_client: bool,
-    ) -> bool {
+    fn fails(&self, d: &DownPeriod, watcher: (&str, &str), peer: (&str, &str)) -> bool {
         let is = |name: &str, (node, host): (&str, &str)| name == node || name == host;
         let peer_host = peer.1;
         match d.kind {
+            // Over TCP a cut either way stops the peer's new messages: cut towards the watcher
+            // they are lost; cut the other way, the peer's ACKs are, so its kernel resends its
+            // oldest segment with backoff and queues every new write behind it (window 1).
             "partitioned" => d.blocked.iter().any(|(from, to)| {
-                (is(from, peer) && is(to, watcher))
-                    || (one_way_client && is(from, watcher) && is(to, peer))
+                (is(from, peer) && is(to, watcher)) || (is(from, watcher) && is(to, peer))
             }),
             "paused" => {
                 d.host == peer_host && d.end.is_none_or(|e| e - d.start > self.tolerable_pause)
@@ -214,6 +208,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::proto::frame::HeartbeatMode;
     use crate::sim::runner::Transition;
 
     fn s(x: f64) -> Duration {
@@ -242,6 +237,8 @@ mod tests {
             reconnects: BTreeMap::new(),
             connect_attempts: Vec::new(),
             traffic: BTreeMap::new(),
+            client_heartbeats: Default::default(),
+            server_heartbeats: Default::default(),
         }
     }
 
@@ -340,13 +337,15 @@ mod tests {
     }
 
     #[test]
-    fn a_one_way_partition_fails_the_side_that_cannot_hear() {
+    fn a_one_way_partition_fails_both_sides_because_tcp_needs_its_acks() {
+        // The clients hear nothing; the server hears the clients' oldest heartbeat resent and
+        // nothing newer, since their kernels get no ACKs and queue new writes behind it.
         let mut p = down("server->clients", "partitioned", 10.0, Some(20.0));
         p.blocked = vec![("server".into(), "clients".into())];
         let out = outcome(vec![p], vec![]);
         let judge = Judge::default();
         assert_eq!(judge.pair(&out, "client-0", "server").failures, 1);
-        assert_eq!(judge.pair(&out, "server", "client-0").failures, 0);
+        assert_eq!(judge.pair(&out, "server", "client-0").failures, 1);
     }
 
     #[test]

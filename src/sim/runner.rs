@@ -16,6 +16,15 @@
 //! connection's path model get their own stream derived from it ([`super::synthetic::stream`]).
 //! Time is turmoil's only. Every `select!` in the drivers is `biased;`. Trace lines are recorded
 //! in the order the single simulation thread produces them.
+//!
+//! # Trace levels
+//!
+//! [`TraceLevel::Events`] (the default) traces what a reader of a run wants: connections,
+//! suspicions, faults. [`TraceLevel::Segments`] adds a line for every heartbeat frame received,
+//! to line a run up against a packet capture; whatever logs at that level goes through a
+//! [`SegmentTrace`], which does nothing (and builds no text) below it. Heartbeat round trips and
+//! gaps are counted at every level: they come from the sessions' own events
+//! ([`Event::HeartbeatReceived`], [`Event::Rtt`]), as on real sockets.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -27,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::fault::{FaultError, Latency, RandomOutages};
+use super::histogram::LogHistogram;
 use super::links::{FaultLinks, NetworkSpec};
 use super::net::{HostState, SimNet};
 use super::synthetic::{Purpose, stream};
@@ -205,6 +215,76 @@ pub struct TraceLine {
     pub text: String,
 }
 
+/// How much a run's trace says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TraceLevel {
+    /// Connections, sessions, suspicions, faults: the trace `mcpsim replay` prints by default
+    /// and the snapshots keep.
+    #[default]
+    Events,
+    /// Also every heartbeat frame received (a heartbeat, or the reply to one of ours with its
+    /// round trip), and whatever else logs through a [`SegmentTrace`].
+    Segments,
+}
+
+/// How to run a scenario, beyond the scenario itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    pub trace: TraceLevel,
+}
+
+/// Where lines of the [`TraceLevel::Segments`] level go: the heartbeat receipts of every session
+/// now, and anything below the sessions (the simulated TCP's segments and retransmissions) that
+/// is handed a clone. Below that level it is off: [`SegmentTrace::line`] returns at once without
+/// building its text, so default runs do not pay for it.
+#[derive(Clone, Default)]
+pub struct SegmentTrace {
+    sink: Option<Arc<dyn Fn(TraceLine) + Send + Sync>>,
+}
+
+impl SegmentTrace {
+    /// A trace that takes nothing.
+    pub fn off() -> SegmentTrace {
+        SegmentTrace::default()
+    }
+
+    /// Lines go to the run's trace.
+    fn recording(rec: &Arc<Mutex<Recorder>>) -> SegmentTrace {
+        let rec = rec.clone();
+        SegmentTrace {
+            sink: Some(Arc::new(move |line| {
+                let mut rec = rec.lock().unwrap_or_else(|e| e.into_inner());
+                rec.lines.push(line);
+            })),
+        }
+    }
+
+    /// Whether lines are taken (the run's level is [`TraceLevel::Segments`]).
+    pub fn is_on(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    /// Adds a line at simulated time `at` for `node` (a host, a client session or `server`);
+    /// `text` is only called when the trace is on. Lines of one node at one instant keep the
+    /// order in which they were added, with the run's other lines.
+    pub fn line(&self, at: Duration, node: &str, text: impl FnOnce() -> String) {
+        if let Some(sink) = &self.sink {
+            sink(TraceLine {
+                at,
+                node: node.to_string(),
+                text: text(),
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for SegmentTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.is_on() { "on" } else { "off" };
+        write!(f, "SegmentTrace({state})")
+    }
+}
+
 /// When a host was really down, as the fault schedule made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DownPeriod {
@@ -254,6 +334,21 @@ pub struct Traffic {
     pub connected: Duration,
 }
 
+/// What one side's ends of the connections received of heartbeats in a run: the clients' ends
+/// (watching the server) or the server's (watching the clients). Per side, not per pair: it is
+/// fed at every heartbeat, so it is kept small.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Heartbeats {
+    /// Round trips of this side's own heartbeats, µs: from sending one to receiving its reply
+    /// ([`Event::Rtt`]). Empty when this side sends none (the server in one-way mode, unless an
+    /// adaptive detector probes).
+    pub rtt: LogHistogram,
+    /// The longest time between two consecutive pieces of liveness evidence received on one
+    /// connection (see [`Event::Rtt`]'s `gap`): never across a reconnect, and not the silence
+    /// before a connection ends or after it starts. `None` without two on one connection.
+    pub longest_gap: Option<Duration>,
+}
+
 /// What a run produced.
 #[derive(Debug)]
 pub struct Outcome {
@@ -273,6 +368,10 @@ pub struct Outcome {
     /// Per `(watcher, peer)` pair, like [`Transition`]: `(client-7, server)` is the client's
     /// end of its connections, `(server, client-7)` the server's end.
     pub traffic: BTreeMap<(String, String), Traffic>,
+    /// The clients' heartbeat round trips and gaps, over all clients.
+    pub client_heartbeats: Heartbeats,
+    /// The server's, over all its connections.
+    pub server_heartbeats: Heartbeats,
 }
 
 impl Outcome {
@@ -310,6 +409,8 @@ struct Recorder {
     client_ends: std::collections::HashMap<String, End>,
     /// The server's ends, by session id (named once the run is over).
     server_ends: BTreeMap<u32, End>,
+    client_heartbeats: Heartbeats,
+    server_heartbeats: Heartbeats,
 }
 
 /// Something a watcher learned about its peer.
@@ -342,6 +443,10 @@ struct End {
     traffic: Traffic,
     open: u32,
     since: Duration,
+    /// The session of its latest connection, and how many connections that session has had at
+    /// this end (for the segment-level trace).
+    session: u32,
+    connections: u32,
 }
 
 impl End {
@@ -435,6 +540,13 @@ impl Recorder {
         }
     }
 
+    fn heartbeats_mut(&mut self, side: Side) -> &mut Heartbeats {
+        match side {
+            Side::Client => &mut self.client_heartbeats,
+            Side::Server => &mut self.server_heartbeats,
+        }
+    }
+
     fn add_traffic(&mut self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
         if let NetEvent::Traffic {
             bytes_in,
@@ -473,7 +585,13 @@ impl Recorder {
             }
             NetEvent::Session(Event::Established { resumed, .. }) => {
                 self.see(at, node, side, session_id, Seen::Up);
-                self.end(node, side, session_id).up(at);
+                let end = self.end(node, side, session_id);
+                end.up(at);
+                if end.session != session_id {
+                    end.session = session_id;
+                    end.connections = 0;
+                }
+                end.connections += 1;
                 if side == Side::Client {
                     let r = self.reconnects_of(node);
                     if *resumed {
@@ -556,23 +674,49 @@ impl Recorder {
 /// Writes every event worth reading into the trace, stamped with simulated time.
 struct TraceObserver {
     rec: Arc<Mutex<Recorder>>,
+    /// Heartbeat receipts go here, at the segment level only.
+    segments: SegmentTrace,
 }
 
-impl Observer for TraceObserver {
-    fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
-        // The hot events (one per heartbeat or per second) never reach the trace: leave before
-        // reading the clock; traffic only adds to its end's counters.
-        if let NetEvent::Traffic { .. } = event {
-            let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
-            rec.add_traffic(node, side, session_id, event);
+impl TraceObserver {
+    /// A heartbeat frame arrived at `node`'s end: `rtt` when it is the reply to one of ours,
+    /// `gap` when it was liveness evidence after earlier evidence on the same connection.
+    fn heartbeat(&self, node: &str, side: Side, session_id: u32, receipt: Receipt) {
+        let Receipt { seq, rtt, gap } = receipt;
+        let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
+        let hb = rec.heartbeats_mut(side);
+        if let Some(rtt) = rtt {
+            hb.rtt
+                .record(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
+        }
+        if gap > hb.longest_gap {
+            hb.longest_gap = gap;
+        }
+        if !self.segments.is_on() {
             return;
         }
-        if matches!(
-            event,
-            NetEvent::Accepted { .. } | NetEvent::Session(Event::Rtt { .. } | Event::Health(_))
-        ) {
-            return;
-        }
+        let connection = rec.end(node, side, session_id).connections;
+        let (watcher, peer) = match side {
+            Side::Client => (node, SERVER.to_string()),
+            Side::Server => (SERVER, rec.client_name(session_id)),
+        };
+        // The sink takes the recorder's lock itself.
+        drop(rec);
+        let at = turmoil::sim_elapsed().unwrap_or_default();
+        self.segments.line(at, watcher, || {
+            let what = match rtt {
+                Some(rtt) => format!(
+                    "heartbeat reply {seq} from {peer}, rtt {:.3}ms",
+                    rtt.as_secs_f64() * 1e3
+                ),
+                None => format!("heartbeat {seq} from {peer}"),
+            };
+            format!("{what}  (session {session_id:08x}, connection {connection})")
+        });
+    }
+
+    /// Everything but the hot events: counted, and traced if worth reading.
+    fn event(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
         let at = turmoil::sim_elapsed().unwrap_or_default();
         let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
         rec.count(at, node, side, session_id, event);
@@ -635,6 +779,41 @@ impl Observer for TraceObserver {
         };
         let node = watcher;
         rec.lines.push(TraceLine { at, node, text });
+    }
+}
+
+/// A heartbeat frame received, from [`Event::HeartbeatReceived`] or [`Event::Rtt`].
+struct Receipt {
+    seq: u32,
+    rtt: Option<Duration>,
+    gap: Option<Duration>,
+}
+
+impl Observer for TraceObserver {
+    fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
+        // The hot events (one per heartbeat or per second) never reach the default trace:
+        // leave before reading the clock; traffic only adds to its end's counters, heartbeats to
+        // their side's round trips and gaps.
+        let receipt = match event {
+            NetEvent::Traffic { .. } => {
+                let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
+                rec.add_traffic(node, side, session_id, event);
+                return;
+            }
+            NetEvent::Session(Event::HeartbeatReceived { seq, gap }) => Receipt {
+                seq: *seq,
+                rtt: None,
+                gap: *gap,
+            },
+            NetEvent::Session(Event::Rtt { rtt, seq, gap }) => Receipt {
+                seq: *seq,
+                rtt: Some(*rtt),
+                gap: *gap,
+            },
+            NetEvent::Accepted { .. } | NetEvent::Session(Event::Health(_)) => return,
+            _ => return self.event(node, side, session_id, event),
+        };
+        self.heartbeat(node, side, session_id, receipt);
     }
 }
 
@@ -722,8 +901,20 @@ pub fn whole_ticks(duration: Duration, tick: Duration) -> bool {
     !tick.is_zero() && duration.as_nanos().is_multiple_of(tick.as_nanos())
 }
 
-/// Runs `scenario` with `seed`. Same scenario and seed, same outcome, byte for byte.
+/// Runs `scenario` with `seed` at the default trace level. Same scenario and seed, same outcome,
+/// byte for byte.
 pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error::Error>> {
+    run_with(scenario, seed, RunOptions::default())
+}
+
+/// Runs `scenario` with `seed` and `options`. Same scenario, seed and options, same outcome,
+/// byte for byte; a higher trace level only adds lines to the trace (every other line, and
+/// every measurement, is the same at every level).
+pub fn run_with(
+    scenario: &Scenario,
+    seed: u64,
+    options: RunOptions,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
     // turmoil steps a whole tick at a time: a run that ended inside a step would go on to its
     // end.
     if !whole_ticks(scenario.duration, scenario.tick) {
@@ -789,6 +980,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         net.add_host(h);
     }
     let rec = Arc::new(Mutex::new(Recorder::default()));
+    // Everything that logs at the segment level takes a clone: the sessions' heartbeat receipts
+    // (through their observer) and, once it logs its segments and retransmissions, the
+    // simulated TCP (hand it `segments.clone()` with the network below).
+    let segments = match options.trace {
+        TraceLevel::Events => SegmentTrace::off(),
+        TraceLevel::Segments => SegmentTrace::recording(&rec),
+    };
     let mut sim = turmoil::Builder::new()
         .tick_duration(scenario.tick)
         .simulation_duration(scenario.duration + Duration::from_secs(3600))
@@ -803,6 +1001,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
     {
         let net = net.clone();
         let rec = rec.clone();
+        let segments = segments.clone();
         let heartbeat = scenario.heartbeat;
         let mode = scenario.mode;
         let detector = scenario.detector.clone();
@@ -810,6 +1009,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         let server: Software = Box::new(move || {
             let net = net.clone();
             let rec = rec.clone();
+            let segments = segments.clone();
             let detector = detector.clone();
             let life = incarnation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let server_seed = stream(seed, Purpose::Simulator, &[1, life]).next_u64();
@@ -826,7 +1026,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
                 opts.config.default_mode = mode;
                 opts.config.session.detector = detector;
                 let listener = net.listen(SERVER, PORT).map_err(|e| e.to_string())?;
-                let server = Server::new(opts, Arc::new(TraceObserver { rec }), Arc::new(Discard));
+                let observer = Arc::new(TraceObserver { rec, segments });
+                let server = Server::new(opts, observer, Arc::new(Discard));
                 let (_keep, shutdown) = tokio::sync::watch::channel(false);
                 server
                     .serve(listener, shutdown)
@@ -841,6 +1042,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         let stride = client_hosts.len();
         let net = net.clone();
         let rec = rec.clone();
+        let segments = segments.clone();
         let sessions = scenario.sessions;
         let heartbeat = scenario.heartbeat;
         let mode = scenario.mode;
@@ -849,10 +1051,11 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         let clients: Software = Box::new(move || {
             let net = net.clone();
             let rec = rec.clone();
+            let segments = segments.clone();
             let detector = detector.clone();
             let host = host.clone();
             Box::pin(async move {
-                let observer: Arc<dyn Observer> = Arc::new(TraceObserver { rec });
+                let observer: Arc<dyn Observer> = Arc::new(TraceObserver { rec, segments });
                 let (_keep, shutdown) = tokio::sync::watch::channel(false);
                 let mut tasks = tokio::task::JoinSet::new();
                 for i in (h..sessions).step_by(stride) {
@@ -1127,6 +1330,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, Box<dyn std::error
         reconnects: rec.reconnects,
         connect_attempts: rec.attempts,
         traffic,
+        client_heartbeats: rec.client_heartbeats,
+        server_heartbeats: rec.server_heartbeats,
     })
 }
 

@@ -351,6 +351,8 @@ pub enum Purpose {
     Outages = 5,
     /// The per-attempt loss and latency draws of one direction's segments ([`super::fault`]).
     Segments = 6,
+    /// Where each connection's kernels stand on their timer wheels ([`super::tcp`]).
+    Timers = 7,
     /// The network simulator's own draws: turmoil's seed, tokens, jitter (`sim::runner`).
     Simulator = 16,
 }

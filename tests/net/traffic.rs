@@ -49,7 +49,7 @@ async fn heartbeats_flow_and_messages_echo_over_loopback() {
         .unwrap()
         .iter()
         .filter_map(|(_, n, _, e)| match e {
-            NetEvent::Session(Event::Rtt { rtt }) if n == "c1" => Some(*rtt),
+            NetEvent::Session(Event::Rtt { rtt, .. }) if n == "c1" => Some(*rtt),
             _ => None,
         })
         .collect();

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use mcpsim::proto::Time;
 use mcpsim::proto::frame::{HeartbeatMode, HeartbeatParams};
 use mcpsim::proto::registry::ServerConfig;
 use mcpsim::proto::session::{ClientConfig, Event, State};
@@ -44,7 +45,7 @@ fn one_way_heartbeats_flow_and_measure_rtt() {
         .client_events
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::Rtt { rtt } => Some(*rtt),
+            Event::Rtt { rtt, .. } => Some(*rtt),
             _ => None,
         })
         .collect();
@@ -201,4 +202,88 @@ fn a_closing_session_has_no_deadlines_left() {
     p.client.close(mcpsim::proto::ErrorCode::Normal, "bye");
     // A driver flushing the CLOSE must not be woken (or spun) by the heartbeat timer.
     assert_eq!(p.client.poll_timeout(), None);
+}
+
+/// The gaps of the liveness evidence in `events`: a heartbeat or a reply that fed the detector,
+/// `None` for the first on its connection.
+fn evidence_gaps(events: &[(Time, Event)]) -> Vec<Option<Duration>> {
+    events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::HeartbeatReceived { gap, .. } => Some(*gap),
+            Event::Rtt { gap: Some(g), .. } => Some(Some(*g)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn heartbeat_gaps_are_measured_within_a_connection_and_start_afresh_on_the_next() {
+    let mut p = Pair::new(
+        client(500, 3, HeartbeatMode::TwoWay),
+        ServerConfig::default(),
+    );
+    p.run_until(at(3.2));
+    p.reconnect_delay = secs(2.0);
+    p.break_connection();
+    p.run_until(at(8.0));
+    for (side, events) in [("client", &p.client_events), ("server", &p.server_events)] {
+        let gaps = evidence_gaps(events);
+        // A beat every 500 ms on each connection; the silence of the reconnect is no gap.
+        assert_eq!(
+            gaps.iter().filter(|g| g.is_none()).count(),
+            2,
+            "{side}: {gaps:?}"
+        );
+        assert!(gaps.len() > 10, "{side}: {gaps:?}");
+        assert!(
+            gaps.iter()
+                .flatten()
+                .all(|g| *g == Duration::from_millis(500)),
+            "{side}: {gaps:?}"
+        );
+        // Two-way: replies time round trips and say nothing about liveness.
+        assert!(
+            events
+                .iter()
+                .all(|(_, e)| !matches!(e, Event::Rtt { gap: Some(_), .. }))
+        );
+    }
+}
+
+#[test]
+fn in_one_way_mode_the_client_hears_liveness_in_the_replies_and_the_server_in_the_heartbeats() {
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
+    p.run_until(at(5.5));
+    let replies: Vec<(u32, Option<Duration>)> = p
+        .client_events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Rtt { seq, gap, .. } => Some((*seq, *gap)),
+            _ => None,
+        })
+        .collect();
+    let second = Some(Duration::from_secs(1));
+    assert_eq!(
+        replies,
+        vec![
+            (1, None),
+            (2, second),
+            (3, second),
+            (4, second),
+            (5, second)
+        ]
+    );
+    let beats: Vec<(u32, Option<Duration>)> = p
+        .server_events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::HeartbeatReceived { seq, gap } => Some((*seq, *gap)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(beats, replies);
 }

@@ -1,7 +1,7 @@
 //! Same scenario and seed, same trace, byte for byte: within a process here, and across
 //! processes through the committed snapshot.
 
-use mcpsim::sim::runner::{Fault, run};
+use mcpsim::sim::runner::{Fault, RunOptions, TraceLevel, TraceLine, run, run_with};
 
 use crate::endpoint_faults::{scenario, secs};
 
@@ -94,4 +94,52 @@ fn a_duration_that_is_not_a_whole_number_of_ticks_is_refused() {
     };
     let e = run(&s, 42).unwrap_err().to_string();
     assert!(e.contains("whole number of ticks"), "{e}");
+}
+
+#[test]
+fn the_segments_level_adds_a_line_per_heartbeat_received_and_changes_nothing_else() {
+    let segments = RunOptions {
+        trace: TraceLevel::Segments,
+    };
+    let default = run(&eventful(), 42).unwrap();
+    let detailed = run_with(&eventful(), 42, segments).unwrap();
+    let receipt = |l: &&TraceLine| l.text.starts_with("heartbeat ");
+    assert!(!default.trace.iter().any(|l| receipt(&l)));
+    let others: Vec<TraceLine> = detailed
+        .trace
+        .iter()
+        .filter(|l| !receipt(l))
+        .cloned()
+        .collect();
+    assert_eq!(others, default.trace);
+    assert_eq!(detailed.client_heartbeats, default.client_heartbeats);
+    assert_eq!(detailed.server_heartbeats, default.server_heartbeats);
+
+    // One-way: the clients receive replies (each with its round trip), the server heartbeats.
+    let lines: Vec<&TraceLine> = detailed.trace.iter().filter(receipt).collect();
+    let replies = lines.iter().filter(|l| l.text.contains(", rtt ")).count() as u64;
+    assert_eq!(replies, detailed.client_heartbeats.rtt.count());
+    assert!(
+        lines
+            .iter()
+            .all(|l| (l.node == "server") != l.text.contains(", rtt "))
+    );
+    // Connected at 0.020 s, the first heartbeat leaves at 1.020 s; its reply is back 10 ms later.
+    let first = lines.iter().find(|l| l.node == "client-0").unwrap();
+    assert_eq!(first.at, secs(1.030));
+    assert!(
+        first
+            .text
+            .starts_with("heartbeat reply 1 from server, rtt 10.000ms  (session ")
+            && first.text.ends_with(", connection 1)"),
+        "{}",
+        first.text
+    );
+    let beat = lines.iter().find(|l| l.node == "server").unwrap();
+    assert_eq!(beat.at, secs(1.025));
+    assert!(
+        beat.text.starts_with("heartbeat 1 from client-"),
+        "{}",
+        beat.text
+    );
 }

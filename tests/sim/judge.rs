@@ -54,9 +54,14 @@ fn a_slow_live_server_yields_false_suspicions_and_no_failures() {
         .filter(|p| p.peer == "server")
     {
         assert_eq!(p.failures, 0);
-        assert_eq!(p.false_suspicions, 1, "{p:?}\n{}", out.trace_text());
-        // Suspected at 13.030, trusted when the late reply lands at 15.025.
-        assert_eq!(p.mistake_durations, vec![Duration::from_millis(1995)]);
+        assert_eq!(p.false_suspicions, 2, "{p:?}\n{}", out.trace_text());
+        // Suspected at 13.030, trusted when the late reply lands at 15.025; then again while
+        // the replies to the heartbeats TCP queued behind its spurious timeout are 4 s on
+        // their way (18.025 → 19.030; see network_faults.rs).
+        assert_eq!(
+            p.mistake_durations,
+            vec![Duration::from_millis(1995), Duration::from_millis(1005)]
+        );
         assert_eq!(p.exposure, secs(40.0));
     }
 }

@@ -1,8 +1,11 @@
 //! Metrics over runs of the real drivers.
 
-use mcpsim::sim::metrics::{RunSummary, Watcher};
+use std::time::Duration;
+
+use mcpsim::proto::frame::HeartbeatMode;
+use mcpsim::sim::metrics::{Metrics, RunSummary, Watcher};
 use mcpsim::sim::qos::Judge;
-use mcpsim::sim::runner::{Fault, run};
+use mcpsim::sim::runner::{Fault, Scenario, run};
 
 use crate::endpoint_faults::{scenario, secs};
 
@@ -42,4 +45,80 @@ fn over_two_seeds_a_server_crash_is_one_detection_per_client_k_intervals_after_t
     // The rebooted server has forgotten every session: each client opens one afresh.
     assert_eq!((m.reconnects.renewed, m.reconnects.resumed), (6, 0));
     assert!(m.reconnects.peak_attempts_per_window >= 3);
+}
+
+/// `scenario`, both sides heartbeating.
+fn two_way(sessions: usize, duration: f64, faults: Vec<(Duration, Fault)>) -> Scenario {
+    Scenario {
+        mode: HeartbeatMode::TwoWay,
+        ..scenario(sessions, duration, faults)
+    }
+}
+
+fn metrics_of(s: &Scenario, seed: u64) -> Metrics {
+    RunSummary::judged(seed, &run(s, seed).unwrap(), &Judge::default()).metrics(0.95)
+}
+
+const MS: f64 = 0.001;
+
+#[test]
+fn on_a_constant_5ms_link_every_heartbeat_round_trip_is_10ms_give_or_take_a_timer_tick() {
+    let m = metrics_of(&two_way(3, 30.0, vec![]), 1);
+    for side in [Watcher::Client, Watcher::Server] {
+        let rtt = m.side(side).rtt.expect("two-way: both sides measure");
+        // Quantiles are never below the truth, and at most one bucket (0.78%) above it.
+        for q in [rtt.p50, rtt.p99, rtt.p999, rtt.max] {
+            assert!((10.0 * MS..=11.0 * MS).contains(&q), "{side:?}: {rtt:?}");
+        }
+        // A heartbeat a second from each of 3 sessions, answered from the first second on.
+        assert!((80..=90).contains(&rtt.samples), "{side:?}: {rtt:?}");
+        // Heartbeats arrive a second apart: the longest gap is the interval, to the millisecond.
+        let gap = m.side(side).longest_gap.unwrap().value;
+        assert!((999.0 * MS..=1001.0 * MS).contains(&gap), "{side:?}: {gap}");
+    }
+}
+
+#[test]
+fn in_one_way_mode_the_server_measures_no_round_trip_and_its_gaps_are_the_clients_beats() {
+    let m = metrics_of(&scenario(2, 30.0, vec![]), 1);
+    let rtt = m.client.rtt.unwrap();
+    assert!((10.0 * MS..=11.0 * MS).contains(&rtt.max), "{rtt:?}");
+    assert_eq!(m.server.rtt, None);
+    let gap = m.server.longest_gap.unwrap().value;
+    assert!((999.0 * MS..=1001.0 * MS).contains(&gap), "{gap}");
+}
+
+#[test]
+fn a_partition_of_2_5s_is_a_heartbeat_gap_at_least_as_long_on_both_sides() {
+    let cut = Fault::Partition {
+        from: "server".into(),
+        to: "clients".into(),
+        duration: secs(2.5),
+        oneway: false,
+    };
+    let m = metrics_of(&two_way(2, 30.0, vec![(secs(10.3), cut)]), 1);
+    for side in [Watcher::Client, Watcher::Server] {
+        let gap = m.side(side).longest_gap.unwrap();
+        // The last heartbeat before the cut arrived before it began; the first after it, at a
+        // retransmission after the heal; the connection lived through it (no reconnect).
+        assert!(gap.value >= 2.5 && gap.value < 5.0, "{side:?}: {gap:?}");
+        assert_eq!(gap.seed, 1);
+    }
+    assert_eq!(m.reconnects.reconnects, 0);
+}
+
+#[test]
+fn the_silence_around_a_reconnect_is_not_a_heartbeat_gap() {
+    // The killed server's FIN ends every connection at once; the clients come back only after
+    // its restart and their backoff. Silence for seconds, and no gap longer than a beat.
+    let kill = Fault::Kill {
+        host: "server".into(),
+        downtime: Some(secs(4.0)),
+    };
+    let m = metrics_of(&scenario(2, 45.0, vec![(secs(10.0), kill)]), 1);
+    assert!(m.reconnects.reconnects > 0);
+    for side in [Watcher::Client, Watcher::Server] {
+        let gap = m.side(side).longest_gap.unwrap().value;
+        assert!(gap <= 1001.0 * MS, "{side:?}: {gap}");
+    }
 }

@@ -1,0 +1,1437 @@
+//! The kernel's TCP as one connection's two ends see it: a sans-IO model of what Linux does with
+//! each segment, so that loss and partitions turn into the delays a real socket shows.
+//!
+//! Pure: no tokio, no clock, no global RNG. Time comes in as an argument; packets leave through
+//! a [`Wire`], which says when (if ever) each one reaches the other end. Any engine can drive it:
+//! [`TcpModel::write`] when an application writes, [`TcpModel::advance`] to run everything due
+//! up to an instant, [`TcpModel::poll_timeout`] for the next instant anything happens, and
+//! [`TcpModel::take_outputs`] for what the applications can now observe (data in their receive
+//! buffers, a timeout, a reset).
+//!
+//! # What is modelled (Linux 6.x, `shared/docs/network-semantics.md`)
+//!
+//! - **One flight per direction**, not a schedule per segment. Each application write is one
+//!   segment with its own sequence number; a packet carries a run of consecutive segments.
+//! - **RTT estimation** (RFC 6298 as Linux does it, `tcp_rtt_estimator`): SRTT and the mean
+//!   deviation with gains 1/8 and 1/4, a per-flight maximum of the deviation, and
+//!   `RTO = SRTT + max(4·RTTVAR, rto_min)`. The first sample is the handshake's. Samples come
+//!   from the oldest newly acknowledged segment sent once (Karn); an ACK that covers only
+//!   retransmitted data gives its sample from the timestamp it echoes (RFC 7323: the send time
+//!   of the packet that last advanced the receiver's window), so an ACK of an original that
+//!   was delayed, not lost, measures the delay. A valid sample resets the backoff.
+//! - **One retransmission timer** for the flight: armed from the oldest unacknowledged segment's
+//!   transmission. When it fires the sender enters loss recovery (congestion window 1): it
+//!   resends the head, collapsing the unacknowledged segments behind it into the same packet up
+//!   to one MSS, doubles the RTO (capped at `rto_max`), and queues every new write behind the
+//!   head. When the head's ACK comes the queued backlog leaves in one packet: the far side reads
+//!   it all at once.
+//! - **Tail loss probe** (RFC 8985, `tcp_schedule_loss_probe`): after new data, a probe timer of
+//!   `2·SRTT + rto_min` with one segment in flight, `2·SRTT + 2 jiffies` with more, never later
+//!   than the RTO. When it fires the newest segment is resent, once per flight; then the RTO
+//!   timer runs from the oldest segment.
+//! - **SACK and RACK** (RFC 8985): the receiver acknowledges every segment it holds; a segment
+//!   sent before one known delivered is deemed lost once `RTT + reo_wnd` (a quarter of the
+//!   minimum RTT) has passed since it was sent, and resent at once (fast recovery), with a
+//!   reordering timer for the ones not yet due.
+//! - **ACKs**: every packet carries one, so a reply's retransmission acknowledges too. An
+//!   in-order arrival is acknowledged at once in quick-ACK mode (16 ACKs at the start of a
+//!   connection and after an idle gap longer than the receiver's RTO), and when the application
+//!   reads it at once (reading a small segment that empties the receive buffer sends the ACK,
+//!   `tcp_cleanup_rbuf`); while the receiving process is stopped, after the delayed-ACK timeout
+//!   (40 ms) unless data leaving it carries the ACK first. Out-of-order arrivals, duplicates and
+//!   hole fills are acknowledged at once.
+//! - **Undo of spurious retransmissions** (Eifel, RFC 3522): an ACK of new data that echoes a
+//!   timestamp from before the first resend shows the resend was needless (the ACK was late, not
+//!   lost); recovery ends at once and queued data flows again.
+//! - **Giving up** (`tcp_write_timeout`): counted from the first retransmission by the RTO or
+//!   fast-retransmit path (`retrans_stamp`; a probe does not start it), checked when the RTO
+//!   timer fires; with `TCP_USER_TIMEOUT` the timer is clamped to fire when the limit is reached.
+//! - **Timer lateness**: every timer (RTO, probe, reordering, delayed ACK) fires on the kernel
+//!   timer wheel at HZ = 250: rounded up to a jiffy and then to its level's granularity (1, 8, 64,
+//!   512 … jiffies for timeouts under 252 ms, 2.016 s, 16.128 s, 129 s …). Where the jiffy
+//!   counter stands when the connection starts is drawn from the connection's seed.
+//! - Each direction of the link is FIFO: a packet never overtakes one sent before it.
+//!
+//! # Not modelled, and why
+//!
+//! - Congestion control beyond "window 1 in loss recovery": heartbeat traffic is far below any
+//!   window. A backlog after recovery leaves in one packet; the kernel sends it in a few rounds
+//!   of slow start, a few round trips that are microseconds on a LAN.
+//! - Nagle (the drivers set `TCP_NODELAY`), the receive window, path MTU, ECN.
+//! - Ping-pong (interactive) mode of delayed ACKs: it needs an application that replies before
+//!   its read has sent the ACK, which ours never do. The adaptive ACK timeout stays at its 40 ms
+//!   floor.
+//! - A piggybacked ACK shares its packet's fate: it is lost with it. A pure ACK's fate is drawn
+//!   on its own.
+//! - D-SACK undo and F-RTO; spurious retransmissions are undone by the timestamps alone
+//!   (Eifel detection).
+//!
+//! # Calling protocol
+//!
+//! Call [`TcpModel::advance`] with the current time before any other input at that time (a
+//! write, a host fault), so that everything due before it has happened; then read the outputs.
+//! Inputs at one instant are taken in the order they are given.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::fault::TcpConfig;
+
+/// Carries packets between the two ends.
+pub trait Wire {
+    /// A packet leaving side `from` at `at`: when it reaches side `1 - from`, or `None` if lost.
+    fn carry(&mut self, from: usize, at: Duration) -> Option<Duration>;
+}
+
+/// What the applications can observe, in the order it happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Segment `seq` written on side `from` is in the other side's receive buffer from `at`
+    /// (segments are delivered in order).
+    Delivered { from: usize, seq: u64, at: Duration },
+    /// Side `side`'s connection failed with ETIMEDOUT at `at`.
+    TimedOut { side: usize, at: Duration },
+    /// Side `side` got a reset at `at`.
+    Reset { side: usize, at: Duration },
+    /// Side `side` had data acknowledged at `at`: its send buffer has room again.
+    Acked { side: usize, at: Duration },
+}
+
+/// A line for the segment-level trace: something the kernel did that a packet capture shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub at: Duration,
+    pub side: usize,
+    pub text: String,
+}
+
+/// The kernel's view of one side, for tests and for comparisons with `ss -ti`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub srtt: Option<Duration>,
+    pub rto: Duration,
+    pub backoff: u32,
+    /// Segments resent so far, by any path.
+    pub retransmits: u64,
+    /// Segments written but not yet acknowledged.
+    pub unacked: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    Up,
+    /// The socket is closed (its process died): data arriving is answered with RST.
+    Closed,
+    /// The machine is down: nothing leaves, nothing arriving is answered.
+    Gone,
+    /// The machine came back without the connection: arriving packets are answered with RST.
+    Forgotten,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recovery {
+    Open,
+    /// Fast recovery (RACK found a hole) until everything sent by `high` is acknowledged.
+    Fast {
+        high: u64,
+    },
+    /// After an RTO (window 1) until everything sent by `high` is acknowledged.
+    Loss {
+        high: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimerKind {
+    Rto,
+    Probe,
+    Reorder,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    len: usize,
+    /// Never sent yet: queued behind a segment in loss recovery.
+    unsent: bool,
+    /// Last transmission.
+    xmit: Duration,
+    retransmitted: bool,
+    sacked: bool,
+    lost: bool,
+    /// When the receiver first got it.
+    recv_at: Option<Duration>,
+}
+
+/// One side's kernel: the sender of its data and the receiver of its peer's.
+#[derive(Clone, Debug)]
+struct End {
+    kernel: Kernel,
+    // Sender.
+    segs: VecDeque<Seg>,
+    /// Sequence number of `segs[0]`.
+    una: u64,
+    /// Bytes written and not yet acknowledged.
+    bytes: usize,
+    srtt: Option<Duration>,
+    /// 4·RTTVAR as Linux keeps it (`mdev_us`), its maximum over the current flight, and the
+    /// smoothed maximum used for the RTO (`rttvar_us`).
+    mdev: Duration,
+    mdev_max: Duration,
+    rttvar: Duration,
+    /// The flight the deviation maximum belongs to ends when this segment is acknowledged.
+    rtt_seq: u64,
+    min_rtt: Option<Duration>,
+    /// The current RTO, doubled by each timeout (`icsk_rto`).
+    rto: Duration,
+    backoff: u32,
+    /// RTO expiries since the last ACK of new data (`icsk_retransmits`).
+    timeouts: u32,
+    recovery: Recovery,
+    timer: Option<(Duration, TimerKind)>,
+    /// The probe outstanding, if any: one per flight.
+    probe: Option<u64>,
+    retrans_stamp: Option<Duration>,
+    /// RACK: the transmission time and RTT of the most recently sent segment known delivered.
+    rack: Option<(Duration, Duration)>,
+    retransmits: u64,
+    // Receiver of the peer's data.
+    rcv_nxt: u64,
+    delack: Option<Duration>,
+    /// TS.Recent (RFC 7323): the send time of the last packet that reached `rcv_nxt`.
+    ts_recent: Duration,
+    quick: u32,
+    last_rcv: Option<Duration>,
+    /// The application reads what arrives at once (its process is not stopped).
+    reading: bool,
+    /// The timer wheel's offset: jiffies since boot at time zero, in nanoseconds.
+    wheel_offset: u64,
+}
+
+impl End {
+    fn new(cfg: &TcpConfig, handshake_rtt: Option<Duration>, wheel_seed: u64) -> End {
+        let jiffy = jiffy_ns(cfg);
+        // Jiffies since boot: anything up to about a day, at any phase within a jiffy.
+        let wheel_offset =
+            (wheel_seed % (86_400_000_000_000 / jiffy)) * jiffy + (wheel_seed >> 40) % jiffy;
+        let mut end = End {
+            kernel: Kernel::Up,
+            segs: VecDeque::new(),
+            una: 0,
+            bytes: 0,
+            srtt: None,
+            mdev: Duration::ZERO,
+            mdev_max: Duration::ZERO,
+            rttvar: Duration::ZERO,
+            rtt_seq: 0,
+            min_rtt: None,
+            rto: cfg.syn_rto,
+            backoff: 0,
+            timeouts: 0,
+            recovery: Recovery::Open,
+            timer: None,
+            probe: None,
+            retrans_stamp: None,
+            rack: None,
+            retransmits: 0,
+            rcv_nxt: 0,
+            delack: None,
+            ts_recent: Duration::ZERO,
+            quick: cfg.quickacks,
+            last_rcv: None,
+            reading: true,
+            wheel_offset,
+        };
+        if let Some(rtt) = handshake_rtt {
+            end.sample(cfg, rtt);
+        }
+        end
+    }
+
+    fn nxt(&self) -> u64 {
+        self.una + self.segs.len() as u64
+    }
+
+    fn seg(&self, seq: u64) -> Option<&Seg> {
+        seq.checked_sub(self.una)
+            .and_then(|i| self.segs.get(usize::try_from(i).ok()?))
+    }
+
+    fn seg_mut(&mut self, seq: u64) -> Option<&mut Seg> {
+        seq.checked_sub(self.una)
+            .and_then(|i| self.segs.get_mut(usize::try_from(i).ok()?))
+    }
+
+    /// Segments sent and not yet acknowledged or SACKed ("in flight" in the kernel's sense,
+    /// roughly: `packets_out`).
+    fn sent(&self) -> usize {
+        self.segs.iter().filter(|s| !s.unsent).count()
+    }
+
+    fn newest_sent(&self) -> Option<u64> {
+        let unsent = self.segs.iter().rev().take_while(|s| s.unsent).count();
+        (self.segs.len() > unsent).then(|| self.nxt() - 1 - unsent as u64)
+    }
+
+    /// `tcp_rtt_estimator` and `tcp_set_rto`.
+    fn sample(&mut self, cfg: &TcpConfig, rtt: Duration) {
+        let rtt = rtt.max(Duration::from_micros(1));
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.mdev = rtt * 2;
+                self.mdev_max = self.mdev.max(cfg.rto_min);
+                self.rttvar = self.mdev_max;
+                self.rtt_seq = self.nxt();
+            }
+            Some(srtt) => {
+                let (s, m) = (srtt.as_nanos() as i128, rtt.as_nanos() as i128);
+                let err = m - s;
+                self.srtt = Some(nanos(s + err / 8));
+                let mdev = self.mdev.as_nanos() as i128;
+                let mut d = err.abs() - mdev / 4;
+                if err < 0 && d > 0 {
+                    // A falling RTT moves the deviation less (Linux's damping).
+                    d /= 8;
+                }
+                self.mdev = nanos(mdev + d);
+                if self.mdev > self.mdev_max {
+                    self.mdev_max = self.mdev;
+                    if self.mdev_max > self.rttvar {
+                        self.rttvar = self.mdev_max;
+                    }
+                }
+                if self.una > self.rtt_seq {
+                    if self.mdev_max < self.rttvar {
+                        self.rttvar -= (self.rttvar - self.mdev_max) / 4;
+                    }
+                    self.rtt_seq = self.nxt();
+                    self.mdev_max = cfg.rto_min;
+                }
+            }
+        }
+        // `icsk_rto` is kept in jiffies, rounded up: 200.26 ms is 204 ms at HZ = 250.
+        let rto = self.srtt.unwrap_or_default() + self.rttvar;
+        let j = jiffy_ns(cfg);
+        self.rto = Duration::from_nanos((rto.as_nanos() as u64).div_ceil(j) * j).min(cfg.rto_max);
+        self.backoff = 0;
+    }
+
+    /// The probe timeout (`tcp_schedule_loss_probe`), before the cap at the RTO.
+    fn pto(&self, cfg: &TcpConfig) -> Duration {
+        match self.srtt {
+            Some(srtt) if self.sent() == 1 => srtt * 2 + cfg.rto_min,
+            Some(srtt) => srtt * 2 + Duration::from_nanos(2 * jiffy_ns(cfg)),
+            None => cfg.syn_rto,
+        }
+    }
+
+    /// When the RTO armed from the oldest segment's transmission runs out (`tcp_rto_delta_us`).
+    fn rto_due(&self) -> Option<Duration> {
+        self.segs
+            .iter()
+            .find(|s| !s.unsent)
+            .map(|s| s.xmit.saturating_add(self.rto))
+    }
+}
+
+fn nanos(n: i128) -> Duration {
+    Duration::from_nanos(n.clamp(0, u64::MAX as i128) as u64)
+}
+
+fn jiffy_ns(cfg: &TcpConfig) -> u64 {
+    1_000_000_000 / u64::from(cfg.hz.max(1))
+}
+
+/// A packet on its way: segments `first..=last` (none if `first > last`) from side `1 - to`,
+/// with an ACK of everything side `1 - to` held at `stamp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Packet {
+    at: Duration,
+    order: u64,
+    to: usize,
+    first: u64,
+    last: u64,
+    stamp: Duration,
+    /// The timestamp echoed (TSecr): when the data that last advanced the sender's receive
+    /// window was sent.
+    tsecr: Duration,
+}
+
+/// What happens next, in the order it is taken at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Packet,
+    Timer(usize),
+    DelayedAck(usize),
+}
+
+/// One TCP connection between two kernels: side 0 opened it, side 1 accepted it.
+#[derive(Clone, Debug)]
+pub struct TcpModel {
+    cfg: TcpConfig,
+    ends: [End; 2],
+    packets: BinaryHeap<Reverse<Packet>>,
+    order: u64,
+    /// The latest arrival on each direction (data leaving side `i`): links are FIFO.
+    fifo: [Duration; 2],
+    outputs: Vec<Output>,
+    notes: Option<Vec<Note>>,
+}
+
+impl TcpModel {
+    /// A connection established with a handshake round trip of `handshake_rtt` (`None` when the
+    /// handshake was retransmitted: Karn's rule leaves no sample, and the RTO starts at 1 s).
+    /// `wheel_seeds` place each side's jiffy counter.
+    pub fn new(cfg: TcpConfig, handshake_rtt: Option<Duration>, wheel_seeds: [u64; 2]) -> Self {
+        TcpModel {
+            ends: [
+                End::new(&cfg, handshake_rtt, wheel_seeds[0]),
+                End::new(&cfg, handshake_rtt, wheel_seeds[1]),
+            ],
+            cfg,
+            packets: BinaryHeap::new(),
+            order: 0,
+            fifo: [Duration::ZERO; 2],
+            outputs: Vec::new(),
+            notes: None,
+        }
+    }
+
+    /// Keep notes of every retransmission and timeout (off by default: they cost).
+    pub fn keep_notes(&mut self) {
+        self.notes.get_or_insert_with(Vec::new);
+    }
+
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        self.notes.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// What happened since the last call.
+    pub fn take_outputs(&mut self) -> std::vec::Drain<'_, Output> {
+        self.outputs.drain(..)
+    }
+
+    pub fn has_outputs(&self) -> bool {
+        !self.outputs.is_empty()
+    }
+
+    pub fn info(&self, side: usize) -> TcpInfo {
+        let e = &self.ends[side];
+        TcpInfo {
+            srtt: e.srtt,
+            rto: e.rto,
+            backoff: e.backoff,
+            retransmits: e.retransmits,
+            unacked: e.segs.len(),
+        }
+    }
+
+    /// Bytes written on `side` and not yet acknowledged.
+    pub fn unacked_bytes(&self, side: usize) -> usize {
+        self.ends[side].bytes
+    }
+
+    /// The next instant at which anything happens, if anything will.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.next().map(|(t, _)| t)
+    }
+
+    fn next(&self) -> Option<(Duration, Due)> {
+        let mut best: Option<(Duration, Due)> = self.packets.peek().map(|p| (p.0.at, Due::Packet));
+        for side in 0..2 {
+            let e = &self.ends[side];
+            for cand in [
+                e.timer.map(|(t, _)| (t, Due::Timer(side))),
+                e.delack.map(|t| (t, Due::DelayedAck(side))),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if best.is_none_or(|b| cand < b) {
+                    best = Some(cand);
+                }
+            }
+        }
+        best
+    }
+
+    /// Runs everything due at or before `now`.
+    pub fn advance(&mut self, now: Duration, wire: &mut impl Wire) {
+        while let Some((t, due)) = self.next()
+            && t <= now
+        {
+            match due {
+                Due::Packet => {
+                    let Reverse(p) = self.packets.pop().expect("peeked");
+                    self.arrive(p, wire);
+                }
+                Due::Timer(side) => {
+                    let (_, kind) = self.ends[side].timer.take().expect("peeked");
+                    match kind {
+                        TimerKind::Rto => self.on_rto(side, t, wire),
+                        TimerKind::Probe => self.on_probe(side, t, wire),
+                        TimerKind::Reorder => {
+                            self.detect_losses(side, t, wire);
+                            if self.ends[side].timer.is_none() {
+                                self.arm_rto_from_head(side, t);
+                            }
+                        }
+                    }
+                }
+                Due::DelayedAck(side) => {
+                    self.ends[side].delack = None;
+                    self.send(side, 1, 0, t, wire);
+                }
+            }
+        }
+    }
+
+    /// The application on `side` writes `len` bytes at `now` (`len = 0` is a FIN): the
+    /// segment's sequence number. Call [`TcpModel::advance`] to `now` first.
+    pub fn write(&mut self, side: usize, len: usize, now: Duration, wire: &mut impl Wire) -> u64 {
+        let e = &mut self.ends[side];
+        let seq = e.nxt();
+        e.segs.push_back(Seg {
+            len,
+            unsent: true,
+            xmit: now,
+            retransmitted: false,
+            sacked: false,
+            lost: false,
+            recv_at: None,
+        });
+        e.bytes += len;
+        if e.kernel != Kernel::Up {
+            return seq;
+        }
+        if matches!(e.recovery, Recovery::Loss { .. }) {
+            // Window 1: queued behind the head until its ACK.
+            return seq;
+        }
+        let prior = e.sent();
+        self.send_new(side, now, wire);
+        let e = &mut self.ends[side];
+        if prior == 0 || matches!(e.timer, Some((_, TimerKind::Probe))) || e.timer.is_none() {
+            self.arm_rto_from_head(side, now);
+        }
+        self.schedule_probe(side, now);
+        seq
+    }
+
+    /// Side `side`'s process stops reading (SIGSTOP, a pause) or reads again: a stopped reader's
+    /// kernel leaves ACKs to the delayed-ACK timer once out of quick-ACK mode.
+    pub fn set_reading(&mut self, side: usize, reading: bool) {
+        self.ends[side].reading = reading;
+    }
+
+    /// Side `side`'s process died: its kernel answers data with RST from now on.
+    pub fn close(&mut self, side: usize) {
+        if self.ends[side].kernel == Kernel::Up {
+            self.ends[side].kernel = Kernel::Closed;
+        }
+    }
+
+    /// Side `side`'s machine went down: silence, and no timer of its kernel runs.
+    pub fn machine_down(&mut self, side: usize) {
+        let e = &mut self.ends[side];
+        e.kernel = Kernel::Gone;
+        e.timer = None;
+        e.delack = None;
+    }
+
+    /// Side `side`'s machine came back without this connection: what reaches it gets RST.
+    pub fn forget(&mut self, side: usize) {
+        let e = &mut self.ends[side];
+        e.kernel = Kernel::Forgotten;
+        e.timer = None;
+        e.delack = None;
+    }
+
+    /// Side `side` sends a RST now (it closed with unread data).
+    pub fn reset(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+        // A lost RST is answered again when the peer's next retransmission arrives; approximated
+        // by retrying on the peer's RTO.
+        let mut at = now;
+        for _ in 0..16 {
+            if let Some(a) = wire.carry(side, at) {
+                let a = a.max(self.fifo[side]);
+                self.outputs.push(Output::Reset {
+                    side: 1 - side,
+                    at: a,
+                });
+                return;
+            }
+            at += self.ends[1 - side].rto;
+        }
+    }
+
+    fn note(&mut self, at: Duration, side: usize, text: impl FnOnce() -> String) {
+        if let Some(n) = &mut self.notes {
+            n.push(Note {
+                at,
+                side,
+                text: text(),
+            });
+        }
+    }
+
+    /// When a timer armed at `now` for `delay` fires on the kernel's timer wheel.
+    fn fire(&self, side: usize, now: Duration, delay: Duration) -> Duration {
+        if !self.cfg.timer_wheel {
+            return now + delay;
+        }
+        let j = jiffy_ns(&self.cfg);
+        let off = self.ends[side].wheel_offset;
+        let now_ns = now.as_nanos() as u64 + off;
+        let now_j = now_ns / j;
+        let delay_j = (delay.as_nanos() as u64).div_ceil(j);
+        let expires = now_j + delay_j;
+        // The wheel's levels (`calc_wheel_index`, LVL_CLK_SHIFT = 3, 64 buckets a level).
+        let lvl = match delay_j {
+            0..63 => 0,
+            63..504 => 1,
+            504..4032 => 2,
+            4032..32256 => 3,
+            32256..258_048 => 4,
+            _ => 5,
+        };
+        let shift = 3 * lvl;
+        let bucket = ((expires >> shift) + 1) << shift;
+        Duration::from_nanos((bucket * j).saturating_sub(off))
+    }
+
+    /// Sends every segment never sent yet, in one packet.
+    fn send_new(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+        let e = &self.ends[side];
+        let unsent = e.segs.iter().rev().take_while(|s| s.unsent).count() as u64;
+        if unsent == 0 {
+            return;
+        }
+        let last = e.nxt() - 1;
+        self.transmit(side, last + 1 - unsent, last, now, wire);
+    }
+
+    /// Sends segments `first..=last` (their first sending or a resend) in one packet.
+    fn transmit(
+        &mut self,
+        side: usize,
+        first: u64,
+        last: u64,
+        now: Duration,
+        wire: &mut impl Wire,
+    ) {
+        let e = &mut self.ends[side];
+        let mut resent = 0;
+        for seq in first..=last {
+            let Some(s) = e.seg_mut(seq) else { continue };
+            if s.unsent {
+                s.unsent = false;
+            } else {
+                s.retransmitted = true;
+                resent += 1;
+            }
+            s.lost = false;
+            s.xmit = now;
+        }
+        e.retransmits += resent;
+        self.send(side, first, last, now, wire);
+    }
+
+    /// A packet leaves `side` at `now` carrying `first..=last` (or nothing) and an ACK.
+    fn send(&mut self, side: usize, first: u64, last: u64, now: Duration, wire: &mut impl Wire) {
+        if self.ends[side].kernel == Kernel::Gone || self.ends[side].kernel == Kernel::Forgotten {
+            return;
+        }
+        // The ACK rides along: no delayed ACK is owed any more.
+        self.ends[side].delack = None;
+        if let Some(a) = wire.carry(side, now) {
+            let at = a.max(self.fifo[side]);
+            self.fifo[side] = at;
+            self.order += 1;
+            self.packets.push(Reverse(Packet {
+                at,
+                order: self.order,
+                to: 1 - side,
+                first,
+                last,
+                stamp: now,
+                tsecr: self.ends[side].ts_recent,
+            }));
+        }
+    }
+
+    fn arrive(&mut self, p: Packet, wire: &mut impl Wire) {
+        let to = p.to;
+        match self.ends[to].kernel {
+            Kernel::Gone => return,
+            Kernel::Forgotten => {
+                self.reset(to, p.at, wire);
+                return;
+            }
+            Kernel::Closed if p.first <= p.last => {
+                self.reset(to, p.at, wire);
+                return;
+            }
+            Kernel::Closed | Kernel::Up => {}
+        }
+        self.on_ack(to, p.stamp, p.tsecr, p.at, wire);
+        if p.first <= p.last {
+            if p.first <= self.ends[to].rcv_nxt {
+                self.ends[to].ts_recent = p.stamp;
+            }
+            self.on_data(to, p.first, p.last, p.at, wire);
+        }
+    }
+
+    /// Side `to` receives segments `first..=last` of its peer at `at`.
+    fn on_data(&mut self, to: usize, first: u64, last: u64, at: Duration, wire: &mut impl Wire) {
+        let from = 1 - to;
+        let mut dup = false;
+        {
+            let sender = &mut self.ends[from];
+            for seq in first..=last {
+                match sender.seg_mut(seq) {
+                    Some(s) if s.recv_at.is_none() => s.recv_at = Some(at),
+                    _ => dup = true,
+                }
+            }
+        }
+        let before = self.ends[to].rcv_nxt;
+        let mut rcv_nxt = before;
+        while self.ends[from]
+            .seg(rcv_nxt)
+            .is_some_and(|s| s.recv_at.is_some())
+        {
+            self.outputs.push(Output::Delivered {
+                from,
+                seq: rcv_nxt,
+                at,
+            });
+            rcv_nxt += 1;
+        }
+        self.ends[to].rcv_nxt = rcv_nxt;
+        let sender = &self.ends[from];
+        let hole = rcv_nxt < sender.nxt()
+            && sender
+                .segs
+                .iter()
+                .skip((rcv_nxt - sender.una) as usize)
+                .any(|s| s.recv_at.is_some());
+        // Out of order, a duplicate, or a hole filled (data received earlier was delivered
+        // with this): acknowledged at once.
+        let at_once = dup || hole || first != before || rcv_nxt > last + 1;
+        let rto = self.ends[to].rto;
+        let r = &mut self.ends[to];
+        if r.last_rcv.is_none_or(|l| at.saturating_sub(l) > rto) {
+            r.quick = self.cfg.quickacks;
+        }
+        r.last_rcv = Some(at);
+        // A quick ACK goes at once; so does the ACK of a small segment the application reads
+        // at once, since reading it empties the receive buffer (`tcp_cleanup_rbuf`). Only a
+        // receiver whose process is stopped leaves it to the delayed-ACK timer.
+        let quick = r.quick > 0;
+        if at_once || quick || r.reading {
+            if !at_once && quick {
+                r.quick -= 1;
+            }
+            self.send(to, 1, 0, at, wire);
+        } else if r.delack.is_none() {
+            let t = self.fire(to, at, self.cfg.delayed_ack);
+            self.ends[to].delack = Some(t);
+        }
+    }
+
+    /// Side `side` gets an ACK at `now` of everything its peer held at `stamp`, echoing the
+    /// send time `tsecr`.
+    fn on_ack(
+        &mut self,
+        side: usize,
+        stamp: Duration,
+        tsecr: Duration,
+        now: Duration,
+        wire: &mut impl Wire,
+    ) {
+        let cfg = self.cfg;
+        let e = &mut self.ends[side];
+        let got = |s: &Seg| !s.unsent && s.recv_at.is_some_and(|r| r <= stamp);
+        let cum = e.segs.iter().take_while(|s| got(s)).count();
+        let mut newly_sacked = false;
+        let mut rack = e.rack;
+        let mut note_rack = |s: &Seg| {
+            let rtt = now.saturating_sub(s.xmit);
+            if rack.is_none_or(|(x, _)| s.xmit >= x) {
+                rack = Some((s.xmit, rtt));
+            }
+        };
+        for s in e.segs.iter_mut().skip(cum) {
+            if !s.sacked && got(s) {
+                s.sacked = true;
+                s.lost = false;
+                newly_sacked = true;
+                note_rack(s);
+            }
+        }
+        if cum == 0 && !newly_sacked {
+            return;
+        }
+        // RTT: the oldest newly acknowledged segment sent once; else the timestamp echoed
+        // (which tells which transmission the ACK answers, so Karn's ambiguity is gone).
+        let mut sample = None;
+        for s in e.segs.iter().take(cum) {
+            if !s.retransmitted && sample.is_none() && !s.sacked {
+                sample = Some(now.saturating_sub(s.xmit));
+            }
+            note_rack(s);
+        }
+        if sample.is_none() && cum > 0 {
+            sample = Some(now.saturating_sub(tsecr));
+        }
+        e.rack = rack;
+        for _ in 0..cum {
+            let s = e.segs.pop_front().expect("counted");
+            e.bytes -= s.len;
+        }
+        e.una += cum as u64;
+        if let Some(rtt) = sample {
+            e.sample(&cfg, rtt);
+        }
+        if cum > 0 {
+            e.timeouts = 0;
+            if e.probe.is_some_and(|p| e.una > p) {
+                e.probe = None;
+            }
+            if !e.segs.iter().any(|s| s.retransmitted) {
+                e.retrans_stamp = None;
+            }
+            self.outputs.push(Output::Acked { side, at: now });
+        }
+        let e = &mut self.ends[side];
+        let recovered = match e.recovery {
+            Recovery::Fast { high } | Recovery::Loss { high } => e.una > high,
+            Recovery::Open => false,
+        };
+        // Eifel detection (RFC 3522, `tcp_packet_delayed`): an ACK of new data echoing a
+        // timestamp from before the first resend answers an original, so the resend was
+        // spurious (the ACK was late, not lost): undo, back to normal sending at once.
+        let spurious =
+            cum > 0 && e.recovery != Recovery::Open && e.retrans_stamp.is_some_and(|r| tsecr < r);
+        if recovered || spurious {
+            e.recovery = Recovery::Open;
+            e.retrans_stamp = None;
+            e.timeouts = 0;
+            for s in e.segs.iter_mut() {
+                s.lost = false;
+            }
+            if spurious && !recovered {
+                self.note(now, side, || {
+                    "tcp: spurious retransmission undone".to_string()
+                });
+            }
+        }
+        self.detect_losses(side, now, wire);
+        let e = &self.ends[side];
+        if let Recovery::Loss { .. } = e.recovery {
+            // Slow start after the head's ACK: everything still marked lost goes out.
+            if cum > 0 {
+                self.resend_lost(side, now, wire, usize::MAX, usize::MAX);
+            }
+        } else {
+            // Out of loss recovery: the backlog written meanwhile leaves in one packet.
+            self.send_new(side, now, wire);
+        }
+        let e = &mut self.ends[side];
+        if e.sent() == 0 {
+            if !matches!(e.timer, Some((_, TimerKind::Reorder))) {
+                e.timer = None;
+            }
+            return;
+        }
+        if cum > 0 && !matches!(e.timer, Some((_, TimerKind::Reorder))) {
+            // `tcp_rearm_rto`: a full RTO from now, then perhaps a probe before it.
+            let t = self.fire(side, now, self.ends[side].rto);
+            self.ends[side].timer = Some((t, TimerKind::Rto));
+            self.schedule_probe_capped(side, now, self.ends[side].rto);
+        }
+    }
+
+    /// RACK: segments sent before one known delivered are lost once `rtt + reo_wnd` has passed
+    /// since they were sent; resend those at once and wait for the rest with a timer.
+    fn detect_losses(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+        if !self.cfg.rack {
+            return;
+        }
+        let e = &mut self.ends[side];
+        let Some((rack_xmit, rack_rtt)) = e.rack else {
+            return;
+        };
+        let reo_wnd = match (e.min_rtt, e.srtt) {
+            (Some(m), Some(s)) => (m / 4).min(s),
+            _ => Duration::ZERO,
+        };
+        let mut newly_lost = false;
+        let mut wait: Option<Duration> = None;
+        for s in e.segs.iter_mut() {
+            if s.unsent || s.sacked || s.lost || s.xmit >= rack_xmit {
+                continue;
+            }
+            let due = s.xmit + rack_rtt + reo_wnd;
+            if due <= now {
+                s.lost = true;
+                newly_lost = true;
+            } else {
+                wait = Some(wait.map_or(due, |w: Duration| w.min(due)));
+            }
+        }
+        if newly_lost {
+            if e.recovery == Recovery::Open {
+                let high = e.newest_sent().unwrap_or(e.una);
+                e.recovery = Recovery::Fast { high };
+                e.probe = None;
+            }
+            self.note(now, side, || "tcp: fast retransmit (RACK)".to_string());
+            self.resend_lost(side, now, wire, usize::MAX, usize::MAX);
+            if self.ends[side].retrans_stamp.is_none() {
+                self.ends[side].retrans_stamp = Some(now);
+            }
+        }
+        if let Some(due) = wait {
+            let t = self.fire(side, now, due - now);
+            self.ends[side].timer = Some((t, TimerKind::Reorder));
+        }
+    }
+
+    /// Resends the segments marked lost, from the oldest, at most `max_bytes` of them, collapsed
+    /// into one packet per run of consecutive segments.
+    fn resend_lost(
+        &mut self,
+        side: usize,
+        now: Duration,
+        wire: &mut impl Wire,
+        max_bytes: usize,
+        max_runs: usize,
+    ) {
+        let e = &self.ends[side];
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut bytes = 0usize;
+        for (i, s) in e.segs.iter().enumerate() {
+            if !s.lost || s.unsent {
+                continue;
+            }
+            if bytes > 0 && bytes + s.len > max_bytes {
+                break;
+            }
+            bytes += s.len;
+            let seq = e.una + i as u64;
+            let extends = runs.last().is_some_and(|&(_, last)| last + 1 == seq);
+            if extends {
+                runs.last_mut().expect("checked").1 = seq;
+            } else if runs.len() == max_runs {
+                break;
+            } else {
+                runs.push((seq, seq));
+            }
+        }
+        for (first, last) in runs {
+            self.note(now, side, || {
+                let mut t = format!("tcp: resend seq {first}");
+                if last > first {
+                    let _ = write!(t, "..={last}");
+                }
+                t
+            });
+            self.transmit(side, first, last, now, wire);
+        }
+    }
+
+    fn arm_rto_from_head(&mut self, side: usize, now: Duration) {
+        let e = &self.ends[side];
+        let Some(due) = e.rto_due() else {
+            self.ends[side].timer = None;
+            return;
+        };
+        let delay = due.saturating_sub(now).max(Duration::from_micros(1));
+        let t = self.fire(side, now, delay);
+        self.ends[side].timer = Some((t, TimerKind::Rto));
+    }
+
+    /// After new data: a probe timer, capped at the RTO from the oldest segment.
+    fn schedule_probe(&mut self, side: usize, now: Duration) {
+        let cap = self.ends[side]
+            .rto_due()
+            .map(|d| d.saturating_sub(now))
+            .unwrap_or(self.ends[side].rto);
+        self.schedule_probe_capped(side, now, cap);
+    }
+
+    fn schedule_probe_capped(&mut self, side: usize, now: Duration, cap: Duration) {
+        let e = &self.ends[side];
+        if !self.cfg.tail_loss_probe || e.recovery != Recovery::Open || e.sent() == 0 {
+            return;
+        }
+        if matches!(e.timer, Some((_, TimerKind::Reorder))) {
+            return;
+        }
+        let mut pto = e.pto(&self.cfg);
+        if cap > Duration::ZERO {
+            pto = pto.min(cap);
+        }
+        let t = self.fire(side, now, pto);
+        self.ends[side].timer = Some((t, TimerKind::Probe));
+    }
+
+    fn on_probe(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+        let e = &self.ends[side];
+        if e.kernel != Kernel::Up && e.kernel != Kernel::Closed {
+            return;
+        }
+        if e.probe.is_none()
+            && e.recovery == Recovery::Open
+            && let Some(newest) = e.newest_sent()
+        {
+            self.note(now, side, || format!("tcp: tail loss probe seq {newest}"));
+            self.transmit(side, newest, newest, now, wire);
+            self.ends[side].probe = Some(newest);
+        }
+        self.arm_rto_from_head(side, now);
+    }
+
+    fn on_rto(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+        let cfg = self.cfg;
+        let e = &mut self.ends[side];
+        if e.sent() == 0 || !matches!(e.kernel, Kernel::Up | Kernel::Closed) {
+            return;
+        }
+        if e.timeouts > 0
+            && let Some(stamp) = e.retrans_stamp
+        {
+            let limit = cfg
+                .user_timeout
+                .unwrap_or_else(|| cfg.budget(cfg.rto_min, cfg.retries2));
+            if now.saturating_sub(stamp) >= limit {
+                self.note(now, side, || "tcp: ETIMEDOUT".to_string());
+                self.outputs.push(Output::TimedOut { side, at: now });
+                self.forget(side);
+                return;
+            }
+        }
+        let e = &mut self.ends[side];
+        let high = e.newest_sent().unwrap_or(e.una);
+        e.recovery = Recovery::Loss { high };
+        e.probe = None;
+        for s in e.segs.iter_mut() {
+            if !s.unsent && !s.sacked {
+                s.lost = true;
+            }
+        }
+        let rto = e.rto;
+        self.note(now, side, || {
+            format!("tcp: retransmission timeout (rto {}ms)", rto.as_millis())
+        });
+        // Only the head goes, with what fits behind it in one MSS (`tcp_retrans_try_collapse`).
+        self.resend_lost(side, now, wire, cfg.mss, 1);
+        let e = &mut self.ends[side];
+        if e.retrans_stamp.is_none() {
+            e.retrans_stamp = Some(now);
+        }
+        e.timeouts += 1;
+        e.backoff += 1;
+        e.rto = (e.rto * 2).min(cfg.rto_max);
+        let mut delay = e.rto;
+        if let (Some(u), Some(stamp)) = (cfg.user_timeout, e.retrans_stamp) {
+            let remaining = u.saturating_sub(now.saturating_sub(stamp));
+            delay = delay.min(remaining.max(Duration::from_millis(1)));
+        }
+        let t = self.fire(side, now, delay);
+        self.ends[side].timer = Some((t, TimerKind::Rto));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::ops::Range;
+
+    use super::*;
+
+    fn ms(x: f64) -> Duration {
+        Duration::from_secs_f64(x / 1000.0)
+    }
+
+    /// A link with a fixed one-way delay, outages (both ways) and packets dropped by their
+    /// number on each direction.
+    struct Link {
+        delay: Duration,
+        down: Vec<Range<Duration>>,
+        /// (side, send time) of data packets to lose.
+        drop: BTreeSet<(usize, Duration)>,
+    }
+
+    impl Link {
+        fn new(delay: Duration) -> Link {
+            Link {
+                delay,
+                down: Vec::new(),
+                drop: BTreeSet::new(),
+            }
+        }
+    }
+
+    impl Wire for Link {
+        fn carry(&mut self, from: usize, at: Duration) -> Option<Duration> {
+            let lost = self.drop.remove(&(from, at)) || self.down.iter().any(|r| r.contains(&at));
+            (!lost).then_some(at + self.delay)
+        }
+    }
+
+    /// What an echo run saw: heartbeat `k` sent at `sent[k]`, received by the server at
+    /// `at_server[k]`, its echo received at `echoed[k]`; and the kernels' notes.
+    #[derive(Default)]
+    struct Echo {
+        sent: Vec<Duration>,
+        at_server: Vec<Option<Duration>>,
+        echoed: Vec<Option<Duration>>,
+        notes: Vec<Note>,
+        timed_out: Option<Duration>,
+    }
+
+    /// A client (side 0) heartbeats every `interval` until `end`; the server echoes each one
+    /// the instant it arrives. The handshake gave an RTT of twice the link's delay.
+    fn echo(cfg: TcpConfig, link: &mut Link, interval: Duration, end: Duration) -> Echo {
+        let mut m = TcpModel::new(cfg, Some(link.delay * 2), [7, 11]);
+        m.keep_notes();
+        let mut run = Echo::default();
+        let mut echo_seq = Vec::new();
+        let mut next_hb = interval;
+        loop {
+            let t = m.poll_timeout().map_or(next_hb, |t| t.min(next_hb));
+            if t > end || run.timed_out.is_some() {
+                break;
+            }
+            m.advance(t, link);
+            let outs: Vec<Output> = m.take_outputs().collect();
+            for o in outs {
+                match o {
+                    Output::Delivered { from: 0, seq, at } => {
+                        run.at_server[seq as usize] = Some(at);
+                        let s = m.write(1, 16, at, link);
+                        echo_seq.push((s, seq));
+                    }
+                    Output::Delivered { from: 1, seq, at } => {
+                        let hb = echo_seq.iter().find(|(s, _)| *s == seq).expect("echo").1;
+                        run.echoed[hb as usize] = Some(at);
+                    }
+                    Output::TimedOut { side: 0, at } => run.timed_out = Some(at),
+                    _ => {}
+                }
+            }
+            if t == next_hb && run.timed_out.is_none() {
+                m.write(0, 16, t, link);
+                run.sent.push(t);
+                run.at_server.push(None);
+                run.echoed.push(None);
+                next_hb += interval;
+            }
+        }
+        run.notes = m.take_notes();
+        run
+    }
+
+    fn lan() -> Link {
+        Link::new(ms(1.0))
+    }
+
+    fn exact() -> TcpConfig {
+        TcpConfig {
+            timer_wheel: false,
+            ..TcpConfig::default()
+        }
+    }
+
+    fn resends(run: &Echo, side: usize) -> Vec<(Duration, String)> {
+        run.notes
+            .iter()
+            .filter(|n| n.side == side && !n.text.contains("timeout ("))
+            .map(|n| (n.at, n.text.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_link_delivers_every_heartbeat_one_delay_later_and_resends_nothing() {
+        let mut link = lan();
+        let run = echo(TcpConfig::default(), &mut link, ms(100.0), ms(10_000.0));
+        for (k, sent) in run.sent.iter().enumerate() {
+            if let Some(at) = run.at_server[k] {
+                assert_eq!(at, *sent + ms(1.0));
+                assert_eq!(run.echoed[k], Some(*sent + ms(2.0)));
+            }
+        }
+        assert!(run.notes.is_empty(), "{:?}", run.notes);
+    }
+
+    #[test]
+    fn a_lone_lost_segment_is_probed_after_one_rto_then_resent_on_a_doubling_rto() {
+        // 1 s heartbeats: one segment in flight. RTO = srtt + max(4·rttvar, rto_min) = 2 ms +
+        // 200 ms, in whole jiffies: 204 ms. The probe timeout 2·srtt + rto_min = 204 ms; after
+        // the probe a full RTO, then 408, 816, 1632, 3264 ms. Each fires late by at most
+        // its wheel level's granularity plus a jiffy: 8 ms below 252 ms, 36 ms below 2.016 s,
+        // 260 ms below 16.128 s. The kernel (network-semantics.md): 207, 420, 851, 1684,
+        // 3348 ms.
+        let mut link = lan();
+        let cut = ms(10_500.0);
+        link.down.push(cut..ms(100_000.0));
+        let run = echo(TcpConfig::default(), &mut link, ms(1000.0), ms(20_000.0));
+        let first = ms(11_000.0);
+        assert_eq!(run.sent[10], first);
+        let times: Vec<f64> = resends(&run, 0)
+            .iter()
+            .map(|(t, _)| (*t - first).as_secs_f64() * 1000.0)
+            .take(5)
+            .collect();
+        let nominal_steps = [204.0, 204.0, 408.0, 816.0, 1632.0];
+        let late = [8.0, 8.0, 36.0, 36.0, 36.0];
+        let mut prev = 0.0;
+        for (i, t) in times.iter().enumerate() {
+            let step = t - prev;
+            assert!(
+                step >= nominal_steps[i] && step <= nominal_steps[i] + late[i],
+                "resend {i} at {t} ms: step {step} ms (all: {times:?})"
+            );
+            prev = *t;
+        }
+        let kernel = [207.0, 420.0, 851.0, 1684.0, 3348.0];
+        for (t, k) in times.iter().zip(kernel) {
+            assert!(
+                (t - k).abs() / k < 0.05,
+                "{times:?} against the kernel's {kernel:?}"
+            );
+        }
+        assert!(resends(&run, 0)[0].1.contains("probe"));
+    }
+
+    #[test]
+    fn with_two_segments_in_flight_the_probe_comes_two_jiffies_after_twice_srtt() {
+        // 100 ms heartbeats into a cut: the heartbeat at 10.0 s is the head, the one at 10.1 s
+        // makes two in flight, so the probe is due 2·srtt + 2 jiffies = 12 ms after it (capped
+        // by the head's RTO, 104 ms later); then the RTO runs from the head: 10.0 + 0.204 s.
+        // (The write at 10.2 s re-arms the probe timer for the 4 ms left to the RTO; with a
+        // probe already out it only re-arms the RTO, at least a tick later, as Linux does.)
+        let mut link = lan();
+        link.down.push(ms(9_950.0)..ms(100_000.0));
+        let run = echo(exact(), &mut link, ms(100.0), ms(10_500.0));
+        let r = resends(&run, 0);
+        assert!(r[0].1.contains("probe"), "{r:?}");
+        assert_eq!(r[0].0, ms(10_112.0));
+        assert!(r[1].1.contains("seq 99"), "{r:?}");
+        assert!(r[1].0 >= ms(10_204.0) && r[1].0 < ms(10_205.0), "{r:?}");
+    }
+
+    #[test]
+    fn an_isolated_loss_with_later_segments_in_flight_is_resent_by_rack_within_an_interval() {
+        // Heartbeat 50 (sent at 5.0 s) is lost. Heartbeat 51 arrives out of order at 5.101 s;
+        // the server acknowledges it at once with a SACK, which reaches the client at 5.102 s.
+        // RACK: 50 was sent before 51, which is delivered, and more than rtt + min_rtt/4 ago:
+        // lost, resent at once, delivered at 5.103 s. An RTO would have waited until 5.202 s.
+        let mut link = lan();
+        link.drop.insert((0, ms(5_000.0)));
+        let run = echo(exact(), &mut link, ms(100.0), ms(6_000.0));
+        assert_eq!(run.sent[49], ms(5_000.0));
+        assert_eq!(run.at_server[49], Some(ms(5_103.0)));
+        assert_eq!(run.at_server[50], Some(ms(5_103.0)));
+        let r = resends(&run, 0);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert!(r[0].1.contains("fast retransmit"), "{r:?}");
+    }
+
+    #[test]
+    fn with_one_segment_in_flight_an_isolated_loss_waits_for_the_probe() {
+        // 1 s heartbeats: nothing later reveals the hole; the probe (2·srtt + 200 ms, capped at
+        // the RTO: 204 ms) resends it.
+        let mut link = lan();
+        link.drop.insert((0, ms(5_000.0)));
+        let run = echo(exact(), &mut link, ms(1000.0), ms(8_000.0));
+        assert_eq!(run.sent[4], ms(5_000.0));
+        assert_eq!(run.at_server[4], Some(ms(5_000.0 + 204.0 + 1.0)));
+    }
+
+    #[test]
+    fn a_backlog_written_during_a_cut_is_released_one_round_trip_after_the_head() {
+        // 3 s cut at 100 ms heartbeats on a 0.2 ms link (a LAN like the kernel's veth): the
+        // writes after the first RTO queue behind the head (window 1); when the head's ACK
+        // comes they leave together, 0.4 ms after the head reaches the server.
+        let mut link = Link::new(ms(0.2));
+        link.down.push(ms(10_050.0)..ms(13_050.0));
+        let run = echo(TcpConfig::default(), &mut link, ms(100.0), ms(20_000.0));
+        let during: Vec<usize> = (0..run.sent.len())
+            .filter(|&k| run.sent[k] > ms(10_050.0) && run.sent[k] < ms(13_050.0))
+            .collect();
+        let head = run.at_server[during[0]].unwrap();
+        assert!(head > ms(13_050.0));
+        for &k in &during {
+            let at = run.at_server[k].unwrap();
+            assert!(
+                at - head <= ms(1.0),
+                "heartbeat {k} at {at:?}, head at {head:?}"
+            );
+        }
+        // And it all arrives in one packet: one resend of the head, the probe, the backlog.
+        let last = run.at_server[*during.last().unwrap()].unwrap();
+        assert_eq!(last - head, ms(0.4));
+    }
+
+    #[test]
+    fn the_user_timeout_counts_from_the_first_rto_resend_not_the_probe() {
+        // TCP_USER_TIMEOUT = 5 s, cut for good. The probe at ~0.2 s does not start the clock;
+        // the first RTO resend (~0.41 s) does, and the clamped timer fires 5 s after it, plus
+        // its lateness (the timer was armed more than 2 s ahead: up to 260 ms). The kernel:
+        // ETIMEDOUT 5.2–5.6 s after the first unacknowledged send.
+        for interval in [100.0, 1000.0] {
+            let cfg = TcpConfig {
+                user_timeout: Some(ms(5000.0)),
+                ..TcpConfig::default()
+            };
+            let mut link = lan();
+            link.down.push(ms(10_050.0)..ms(1e9));
+            let run = echo(cfg, &mut link, ms(interval), ms(30_000.0));
+            let first = *run.sent.iter().find(|&&t| t > ms(10_050.0)).unwrap();
+            let r = resends(&run, 0);
+            let rto1 = r.iter().find(|(_, t)| t.contains("resend")).unwrap().0;
+            let out = run.timed_out.expect("timed out");
+            assert!(out >= rto1 + ms(5000.0), "{out:?} {rto1:?}");
+            assert!(out <= rto1 + ms(5260.0), "{out:?} {rto1:?}");
+            let after = (out - first).as_secs_f64();
+            assert!(
+                (5.2..5.7).contains(&after),
+                "ETIMEDOUT {after} s after the first send"
+            );
+        }
+    }
+
+    #[test]
+    fn a_delayed_sample_raises_the_rto_as_rfc_6298_says() {
+        // Steady 2 ms samples, then one of 205 ms (an ACK that came back with the peer's
+        // resend): SRTT += (205 − SRTT)/8, 4·RTTVAR becomes ¾ of itself plus |205 − SRTT|, and
+        // the RTO is SRTT + max(4·RTTVAR, 200 ms).
+        let cfg = TcpConfig::default();
+        let mut e = End::new(&cfg, Some(ms(2.0)), 0);
+        for _ in 0..50 {
+            e.sample(&cfg, ms(2.0));
+        }
+        // 2 ms + 200 ms, rounded up to whole jiffies.
+        assert_eq!(e.rto, ms(204.0));
+        let srtt = e.srtt.unwrap().as_secs_f64() * 1000.0;
+        let mdev = e.mdev.as_secs_f64() * 1000.0;
+        e.sample(&cfg, ms(205.0));
+        let srtt2 = srtt + (205.0 - srtt) / 8.0;
+        let mdev2 = mdev * 0.75 + (205.0 - srtt);
+        let rto = e.rto.as_secs_f64() * 1000.0;
+        let jiffies = ((srtt2 + mdev2.max(200.0)) / 4.0).ceil() * 4.0;
+        assert!((rto - jiffies).abs() < 0.01, "{rto}");
+        assert!(rto > 230.0, "{rto}");
+        // It decays back as steady samples return, flight by flight.
+        for _ in 0..200 {
+            e.una += 1;
+            e.sample(&cfg, ms(2.0));
+        }
+        assert!(e.rto <= ms(208.0), "{:?}", e.rto);
+    }
+
+    #[test]
+    fn timers_fire_late_by_at_most_their_wheel_levels_granularity() {
+        let cfg = TcpConfig::default();
+        for (delay, gran) in [(40.0, 4.0), (204.0, 4.0), (816.0, 32.0), (3264.0, 256.0)] {
+            let mut worst: f64 = 0.0;
+            for seed in 0..2000u64 {
+                let m = TcpModel::new(cfg, None, [seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 0]);
+                let now = ms(1000.0 + seed as f64 * 0.37);
+                let late = (m.fire(0, now, ms(delay)) - now).as_secs_f64() * 1000.0 - delay;
+                // Rounded up to a jiffy, then to the next bucket boundary of its level.
+                assert!(
+                    late > 0.0 && late <= gran + 4.0,
+                    "{delay} ms: {late} ms late"
+                );
+                worst = worst.max(late);
+            }
+            assert!(
+                worst > gran * 0.9,
+                "{delay} ms: never more than {worst} ms late"
+            );
+        }
+        let exact = TcpModel::new(exact(), None, [1, 2]);
+        assert_eq!(exact.fire(0, ms(5.0), ms(204.0)), ms(209.0));
+    }
+
+    /// A client heartbeating every 100 ms for 4 s and a server echoing 1 ms after each arrival;
+    /// the client's process reads at once or is stopped. The server's smoothed RTT.
+    fn echo_srtt(client_reads: bool) -> Duration {
+        let mut m = TcpModel::new(exact(), Some(ms(2.0)), [0, 0]);
+        m.set_reading(0, client_reads);
+        let mut link = lan();
+        for k in 0..40u32 {
+            let t = ms(100.0 * f64::from(k));
+            m.advance(t, &mut link);
+            m.write(0, 16, t, &mut link);
+            m.advance(t + ms(1.0), &mut link);
+            m.write(1, 16, t + ms(1.0), &mut link);
+            m.advance(t + ms(99.0), &mut link);
+        }
+        assert!(
+            m.info(0).srtt.unwrap() < ms(3.0),
+            "the echo carries the client's ACK"
+        );
+        m.info(1).srtt.unwrap()
+    }
+
+    #[test]
+    fn a_reader_acks_at_once_and_a_stopped_one_after_the_delayed_ack_timeout() {
+        // Reading a small segment sends its ACK: the server samples 2 ms. A stopped client's
+        // kernel sends 16 quick ACKs, then waits 40 ms (no reply carries them): the server's
+        // samples become 42 ms and its SRTT climbs towards them (1/8 a sample, 24 samples).
+        assert!(echo_srtt(true) < ms(3.0));
+        let stopped = echo_srtt(false);
+        let expected = 42.0 - 40.0 * (7.0f64 / 8.0).powi(24);
+        let got = stopped.as_secs_f64() * 1000.0;
+        assert!(
+            (got - expected).abs() < 0.5,
+            "{got} ms, expected {expected} ms"
+        );
+    }
+
+    #[test]
+    fn a_forgotten_connection_answers_the_next_packet_with_a_reset() {
+        let mut m = TcpModel::new(exact(), Some(ms(2.0)), [0, 0]);
+        let mut link = lan();
+        m.advance(ms(10.0), &mut link);
+        m.forget(1);
+        m.write(0, 16, ms(10.0), &mut link);
+        m.advance(ms(20.0), &mut link);
+        let outs: Vec<Output> = m.take_outputs().collect();
+        assert_eq!(
+            outs,
+            [Output::Reset {
+                side: 0,
+                at: ms(12.0)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_machine_that_is_down_never_acknowledges_so_the_sender_times_out() {
+        let cfg = TcpConfig {
+            user_timeout: Some(ms(3000.0)),
+            ..exact()
+        };
+        let mut m = TcpModel::new(cfg, Some(ms(2.0)), [0, 0]);
+        let mut link = lan();
+        m.machine_down(1);
+        m.write(0, 16, ms(10.0), &mut link);
+        m.advance(ms(60_000.0), &mut link);
+        let outs: Vec<Output> = m.take_outputs().collect();
+        assert!(
+            matches!(outs[..], [Output::TimedOut { side: 0, at }] if at > ms(3000.0) && at < ms(4000.0)),
+            "{outs:?}"
+        );
+    }
+}
