@@ -143,6 +143,8 @@ struct Pipe {
 
 struct Conn {
     hosts: [String; 2],
+    /// Each side's node as the trace names it: the client session, and the server's host.
+    nodes: [String; 2],
     /// Each side's host as an index into [`State::clocks`].
     host_ids: [usize; 2],
     /// `pipes[i]` carries data from side `i` to side `1 - i`.
@@ -478,7 +480,8 @@ impl SimNet {
         self.lock().notes.get_or_insert_with(Vec::new);
     }
 
-    /// The notes kept so far: (time, connection, host, note), in the order they were taken.
+    /// The notes kept so far: (time, connection, node, note), in the order they were taken; the
+    /// node is the client session or the server's host.
     pub fn take_notes(&self) -> Vec<(Duration, u64, String, Note)> {
         self.lock()
             .notes
@@ -576,21 +579,14 @@ impl SimNet {
             // A process that is stopped, dead or gone runs nothing more: its tasks wait at the
             // gate until it resumes or until they are dropped.
             SimNet::set_paused(&mut s, host, state != HostState::Up);
-            if matches!(state, HostState::Crashed | HostState::Paused) {
-                for id in s.conns_of(host) {
-                    s.touch(id, now, &mut wake);
-                    let conn = s.conns.get_mut(id).expect("listed");
-                    for side in 0..2 {
-                        if conn.hosts[side] != host {
-                            continue;
-                        }
-                        match state {
-                            HostState::Crashed => conn.tcp.machine_down(side),
-                            _ => conn.tcp.set_reading(side, false),
-                        }
-                    }
-                    s.touch(id, now, &mut wake);
-                }
+            match state {
+                HostState::Crashed => s.for_ends_on(host, now, &mut wake, |conn, side, _| {
+                    conn.tcp.machine_down(side)
+                }),
+                HostState::Paused => s.for_ends_on(host, now, &mut wake, |conn, side, _| {
+                    conn.tcp.set_reading(side, false)
+                }),
+                HostState::Up | HostState::Killed => {}
             }
         }
         wake.into_iter().for_each(Waker::wake);
@@ -605,24 +601,16 @@ impl SimNet {
             s.hosts.insert(host.to_string(), HostState::Up);
             s.host_changed();
             SimNet::set_paused(&mut s, host, false);
-            for id in s.conns_of(host) {
-                s.touch(id, now, &mut wake);
-                let conn = s.conns.get_mut(id).expect("listed");
-                for side in 0..2 {
-                    if conn.hosts[side] != host {
-                        continue;
-                    }
-                    conn.tcp.set_reading(side, true);
-                    let held = std::mem::take(&mut conn.pipes[side].held);
-                    for data in held {
-                        write_segment(conn, side, now, data);
-                    }
-                    wake.extend(conn.pipes[side].reader.take());
-                    wake.extend(conn.pipes[1 - side].reader.take());
-                    wake.extend(conn.pipes[side].writer.take());
+            s.for_ends_on(host, now, &mut wake, |conn, side, wake| {
+                conn.tcp.set_reading(side, true);
+                let held = std::mem::take(&mut conn.pipes[side].held);
+                for data in held {
+                    write_segment(conn, side, now, data);
                 }
-                s.touch(id, now, &mut wake);
-            }
+                wake.extend(conn.pipes[side].reader.take());
+                wake.extend(conn.pipes[1 - side].reader.take());
+                wake.extend(conn.pipes[side].writer.take());
+            });
         }
         wake.into_iter().for_each(Waker::wake);
     }
@@ -637,21 +625,13 @@ impl SimNet {
             s.hosts.insert(host.to_string(), HostState::Up);
             s.host_changed();
             SimNet::set_paused(&mut s, host, false);
-            for id in s.conns_of(host) {
-                s.touch(id, now, &mut wake);
-                let conn = s.conns.get_mut(id).expect("listed");
-                for side in 0..2 {
-                    if conn.hosts[side] != host {
-                        continue;
-                    }
-                    conn.forgotten[side] = true;
-                    conn.closed[side] = true;
-                    // The peer's next transmission (a resend, new data) is answered with RST.
-                    conn.tcp.forget(side);
-                    wake.extend(conn.pipes[side].reader.take());
-                }
-                s.touch(id, now, &mut wake);
-            }
+            s.for_ends_on(host, now, &mut wake, |conn, side, wake| {
+                conn.forgotten[side] = true;
+                conn.closed[side] = true;
+                // The peer's next transmission (a resend, new data) is answered with RST.
+                conn.tcp.forget(side);
+                wake.extend(conn.pipes[side].reader.take());
+            });
         }
         wake.into_iter().for_each(Waker::wake);
     }
@@ -698,7 +678,7 @@ fn run_tcp(
         tcp,
         paths,
         pipes,
-        hosts,
+        nodes,
         ..
     } = conn;
     if tcp.poll_timeout().is_some_and(|t| t <= now) {
@@ -738,7 +718,7 @@ fn run_tcp(
     }
     if let Some(n) = notes {
         for note in tcp.take_notes() {
-            n.push((note.at, id, hosts[note.side].clone(), note));
+            n.push((note.at, id, nodes[note.side].clone(), note));
         }
     }
 }
@@ -783,9 +763,17 @@ impl State {
         }
     }
 
-    /// The connections with a side on `host`, in id order.
-    fn conns_of(&self, host: &str) -> Vec<u64> {
-        self.conns
+    /// `act(conn, side, wake)` for every connection end on `host`, in connection order, with
+    /// each connection's TCP run up to `now` before and its effects applied after.
+    fn for_ends_on(
+        &mut self,
+        host: &str,
+        now: Duration,
+        wake: &mut Vec<Waker>,
+        mut act: impl FnMut(&mut Conn, usize, &mut Vec<Waker>),
+    ) {
+        let ids: Vec<u64> = self
+            .conns
             .0
             .iter()
             .enumerate()
@@ -794,7 +782,17 @@ impl State {
                     .filter(|c| c.hosts.iter().any(|h| h == host))
                     .map(|_| i as u64)
             })
-            .collect()
+            .collect();
+        for id in ids {
+            self.touch(id, now, wake);
+            let conn = self.conns.get_mut(id).expect("listed");
+            for side in 0..2 {
+                if conn.hosts[side] == host {
+                    act(conn, side, wake);
+                }
+            }
+            self.touch(id, now, wake);
+        }
     }
 }
 
@@ -1214,6 +1212,7 @@ impl crate::net::Connector for SimConnector {
                 id,
                 Conn {
                     hosts: [this.from.clone(), this.to.clone()],
+                    nodes: [this.node.clone(), this.to.clone()],
                     host_ids,
                     pipes: [Pipe::default(), Pipe::default()],
                     paths: [path, back],

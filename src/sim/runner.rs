@@ -20,8 +20,9 @@
 //! # Trace levels
 //!
 //! [`TraceLevel::Events`] (the default) traces what a reader of a run wants: connections,
-//! suspicions, faults. [`TraceLevel::Segments`] adds a line for every heartbeat frame received,
-//! to line a run up against a packet capture; whatever logs at that level goes through a
+//! suspicions, faults. [`TraceLevel::Segments`] adds a line for every heartbeat frame received
+//! and every probe, resend and timeout of the simulated TCP, to line a run up against a packet
+//! capture; whatever logs at that level goes through a
 //! [`SegmentTrace`], which does nothing (and builds no text) below it. Heartbeat round trips and
 //! gaps are counted at every level: they come from the sessions' own events
 //! ([`Event::HeartbeatReceived`], [`Event::Rtt`]), as on real sockets.
@@ -223,7 +224,8 @@ pub enum TraceLevel {
     #[default]
     Events,
     /// Also every heartbeat frame received (a heartbeat, or the reply to one of ours with its
-    /// round trip), and whatever else logs through a [`SegmentTrace`].
+    /// round trip), every probe, resend and timeout of the simulated kernels' TCP
+    /// (`tcp: …  (connection N)`), and whatever else logs through a [`SegmentTrace`].
     Segments,
 }
 
@@ -971,6 +973,10 @@ pub fn run_with(
     }
     let links = FaultLinks::new(network, seed, scenario.duration + Duration::from_secs(3600))?;
     let net = SimNet::new(Box::new(links));
+    if options.trace == TraceLevel::Segments {
+        // The kernels' probes, resends and timeouts join the trace at the end of the run.
+        net.keep_notes();
+    }
     net.add_host(SERVER);
     let client_hosts: Vec<String> = match scenario.client_hosts.max(1) {
         1 => vec![CLIENTS.to_string()],
@@ -981,8 +987,7 @@ pub fn run_with(
     }
     let rec = Arc::new(Mutex::new(Recorder::default()));
     // Everything that logs at the segment level takes a clone: the sessions' heartbeat receipts
-    // (through their observer) and, once it logs its segments and retransmissions, the
-    // simulated TCP (hand it `segments.clone()` with the network below).
+    // (through their observer). The simulated TCP's notes are taken from the network at the end.
     let segments = match options.trace {
         TraceLevel::Events => SegmentTrace::off(),
         TraceLevel::Segments => SegmentTrace::recording(&rec),
@@ -1315,6 +1320,18 @@ pub fn run_with(
     let transitions = rec.transitions();
     let mut trace = rec.lines;
     trace.extend(fault_lines);
+    if segments.is_on() {
+        trace.extend(
+            net.take_notes()
+                .into_iter()
+                .filter(|(at, ..)| *at <= scenario.duration)
+                .map(|(at, id, node, note)| TraceLine {
+                    at,
+                    node,
+                    text: format!("{}  (connection {id})", note.text),
+                }),
+        );
+    }
     // Within one instant, lines are grouped by node (stable, so each node keeps its own order).
     // Which of two tasks woken for the same instant tokio runs first can depend on
     // process-wide state (task ids), so cross-node order within an instant is not part of

@@ -104,11 +104,12 @@ fn the_segments_level_adds_a_line_per_heartbeat_received_and_changes_nothing_els
     let default = run(&eventful(), 42).unwrap();
     let detailed = run_with(&eventful(), 42, segments).unwrap();
     let receipt = |l: &&TraceLine| l.text.starts_with("heartbeat ");
-    assert!(!default.trace.iter().any(|l| receipt(&l)));
+    let kernel = |l: &&TraceLine| l.text.starts_with("tcp: ");
+    assert!(!default.trace.iter().any(|l| receipt(&l) || kernel(&l)));
     let others: Vec<TraceLine> = detailed
         .trace
         .iter()
-        .filter(|l| !receipt(l))
+        .filter(|l| !receipt(l) && !kernel(l))
         .cloned()
         .collect();
     assert_eq!(others, default.trace);
@@ -142,4 +143,26 @@ fn the_segments_level_adds_a_line_per_heartbeat_received_and_changes_nothing_els
         "{}",
         beat.text
     );
+
+    // The machine crash at 12.5 s leaves each client's next heartbeat unacknowledged: its
+    // kernel probes it about an RTO later, then resends it on the backed-off RTO until the
+    // rebooted server (14.5 s) answers with RST.
+    for c in 0..4 {
+        let node = format!("client-{c}");
+        let mine: Vec<&TraceLine> = detailed
+            .trace
+            .iter()
+            .filter(|l| l.node == node && kernel(l))
+            .collect();
+        let probe = mine
+            .iter()
+            .find(|l| l.text.contains("tail loss probe"))
+            .unwrap_or_else(|| panic!("{node}: no probe in {mine:?}"));
+        assert!(probe.at > secs(12.5) && probe.at < secs(14.5), "{probe:?}");
+        assert!(
+            mine.iter()
+                .any(|l| l.text.contains("retransmission timeout") && l.at > probe.at),
+            "{mine:?}"
+        );
+    }
 }
