@@ -33,7 +33,8 @@
 //!
 //! All times are durations since the simulation started (`turmoil::sim_elapsed`).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -152,7 +153,7 @@ struct Conn {
     paths: [Box<dyn PathModel>; 2],
     /// The two kernels' TCP.
     tcp: TcpModel,
-    /// The postman's entry for this connection: its model's next event.
+    /// The earliest time this connection is filed with the postman at (see `State::mail`).
     scheduled: Option<Duration>,
     /// Side `i` has dropped its socket.
     closed: [bool; 2],
@@ -228,7 +229,10 @@ struct State {
     /// Connections whose TCP has something to do, by when: (time, connection). The postman
     /// ([`SimNet::postman`]) runs each then and wakes the readers and writers it concerns; a
     /// reader woken when a segment was sent would only find it in flight and sleep again.
-    mail: BTreeSet<(Duration, u64)>,
+    /// Entries are never removed: one a connection no longer needs (its next event moved later,
+    /// or it closed) is skipped or finds nothing due, which is cheaper than keeping the queue
+    /// exact at every change ([`reschedule`]).
+    mail: BinaryHeap<Reverse<(Duration, u64)>>,
     /// The running postman's waker, and the instant it sleeps until.
     postman: Option<(Waker, Option<Duration>)>,
     /// Segment-level notes of every connection's TCP, when asked for ([`SimNet::keep_notes`]).
@@ -394,7 +398,7 @@ impl SimNet {
                 step: 0,
                 host_ids: BTreeMap::new(),
                 clocks: Vec::new(),
-                mail: BTreeSet::new(),
+                mail: BinaryHeap::new(),
                 postman: None,
                 notes: None,
             })),
@@ -448,17 +452,20 @@ impl SimNet {
                 let State {
                     conns, mail, notes, ..
                 } = s;
-                while let Some(&(at, id)) = mail.first()
+                while let Some(&Reverse((at, id))) = mail.peek()
                     && at <= now
                 {
-                    mail.pop_first();
-                    if let Some(conn) = conns.get_mut(id) {
+                    mail.pop();
+                    // An entry superseded by an earlier one for the same connection is stale.
+                    if let Some(conn) = conns.get_mut(id)
+                        && conn.scheduled == Some(at)
+                    {
                         conn.scheduled = None;
                         run_tcp(conn, id, now, &mut wake, notes);
                         reschedule(mail, conn, id);
                     }
                 }
-                next = mail.first().map(|m| m.0);
+                next = mail.peek().map(|m| m.0.0);
                 s.postman = Some((cx.waker().clone(), next));
             }
             wake.into_iter().for_each(Waker::wake);
@@ -723,20 +730,20 @@ fn run_tcp(
     }
 }
 
-/// Files connection `id` with the postman at its TCP's next event: the time, if it changed.
-fn reschedule(mail: &mut BTreeSet<(Duration, u64)>, conn: &mut Conn, id: u64) -> Option<Duration> {
-    let next = conn.tcp.poll_timeout();
-    if next == conn.scheduled {
+/// Files connection `id` with the postman at its TCP's next event, unless an entry at or
+/// before it is already filed (that one runs the model, which files the next): the time filed.
+fn reschedule(
+    mail: &mut BinaryHeap<Reverse<(Duration, u64)>>,
+    conn: &mut Conn,
+    id: u64,
+) -> Option<Duration> {
+    let next = conn.tcp.poll_timeout()?;
+    if conn.scheduled.is_some_and(|s| s <= next) {
         return None;
     }
-    if let Some(t) = conn.scheduled {
-        mail.remove(&(t, id));
-    }
-    if let Some(t) = next {
-        mail.insert((t, id));
-    }
-    conn.scheduled = next;
-    next
+    mail.push(Reverse((next, id)));
+    conn.scheduled = Some(next);
+    Some(next)
 }
 
 impl State {
@@ -1085,9 +1092,6 @@ impl Drop for SimStream {
                 conn.pipes[1 - side].writer.take(),
             ];
             if conn.closed[0] && conn.closed[1] {
-                if let Some(t) = conn.scheduled {
-                    s.mail.remove(&(t, id));
-                }
                 s.conns.remove(id);
             }
             let inside_host = turmoil::sim_elapsed().is_some();

@@ -440,21 +440,21 @@ impl TcpModel {
     }
 
     fn next(&self) -> Option<(Duration, Due)> {
-        let mut best: Option<(Duration, Due)> = self.packets.peek().map(|p| (p.0.at, Due::Packet));
-        for side in 0..2 {
-            let e = &self.ends[side];
-            for cand in [
-                e.timer.map(|(t, _)| (t, Due::Timer(side))),
-                e.delack.map(|t| (t, Due::DelayedAck(side))),
-            ]
-            .into_iter()
-            .flatten()
+        // Called for every socket operation: plain comparisons, no iterator chain. Candidates
+        // are taken in `Due`'s order and only a strictly earlier one replaces the best, so at
+        // one instant packets come first, then timers, then delayed ACKs, side 0 first.
+        let mut best = self.packets.peek().map(|p| (p.0.at, Due::Packet));
+        let mut consider = |t: Option<Duration>, due: Due| {
+            if let Some(t) = t
+                && best.is_none_or(|(b, _)| t < b)
             {
-                if best.is_none_or(|b| cand < b) {
-                    best = Some(cand);
-                }
+                best = Some((t, due));
             }
-        }
+        };
+        consider(self.ends[0].timer.map(|(t, _)| t), Due::Timer(0));
+        consider(self.ends[1].timer.map(|(t, _)| t), Due::Timer(1));
+        consider(self.ends[0].delack, Due::DelayedAck(0));
+        consider(self.ends[1].delack, Due::DelayedAck(1));
         best
     }
 
