@@ -11,8 +11,10 @@
 //! Dependencies point one way: `cli → report → sim → net → proto`.
 
 pub mod cli;
+pub mod config;
 pub mod net;
 pub mod proto;
 pub mod scenario;
 pub mod sim;
 pub mod tune;
+pub mod units;

@@ -20,14 +20,14 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::CliError;
 use super::observe::{Telemetry, Webhook, init_logging, install_metrics};
-use super::opts::{DetectorKind, Mode, ObserveArgs, SecretArgs, Signals, duration};
+use super::opts::{ObserveArgs, SecretArgs, Signals, StackArgs, duration, print_config};
+use crate::config::{self, StackConfig};
+use crate::units::Dur;
 use crate::net::client::{self, ClientError, ClientOptions};
 use crate::net::conn::{Handler, Outgoing};
 use crate::net::tls::{TlsConnector, client_config};
 use crate::net::{Connector, NetEvent, Observer};
-use crate::proto::backoff::{BackoffConfig, BreakerConfig, Jitter, Policy, ReconnectConfig};
-use crate::proto::frame::HeartbeatParams;
-use crate::proto::session::{ClientConfig, Event, Message, Side};
+use crate::proto::session::{Event, Message, Side};
 
 /// How reconnect delays grow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -54,55 +54,42 @@ pub struct ClientArgs {
     /// Client id sent in HELLO; with --connections N the clients are NAME-0 .. NAME-(N-1).
     #[arg(long, default_value = "client")]
     pub name: String,
-    /// Heartbeat interval to ask for (default: the server's choice).
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub heartbeat_interval: Option<Duration>,
-    /// Missed heartbeats before the server is suspected, to ask for (default: the server's).
-    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u8).range(1..))]
-    pub miss_threshold: Option<u8>,
-    /// Failure detector watching the server.
-    #[arg(long, value_enum, default_value_t = DetectorKind::KMiss)]
-    pub detector: DetectorKind,
-    /// Heartbeat mode to ask for (default: the server's choice).
-    #[arg(long, value_enum)]
-    pub mode: Option<Mode>,
+    /// The stack configuration: the heartbeat to ask for, the detector watching the server,
+    /// health rules, reconnect policy, timeouts and socket options.
+    #[command(flatten)]
+    pub stack: StackArgs,
     #[command(flatten)]
     pub secret: SecretArgs,
 
-    /// How reconnect delays grow.
-    #[arg(long, value_enum, default_value_t = BackoffKind::Exponential)]
-    pub backoff: BackoffKind,
-    /// Growth factor of exponential backoff.
-    #[arg(long, value_name = "F", default_value_t = 2.0)]
-    pub backoff_factor: f64,
-    /// First reconnect delay.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "100ms")]
-    pub backoff_base: Duration,
-    /// Longest reconnect delay.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s")]
-    pub backoff_cap: Duration,
-    /// How reconnect delays are randomised.
-    #[arg(long, value_enum, default_value_t = JitterKind::Full)]
-    pub jitter: JitterKind,
-    /// Failed attempts in a row before giving up; 0 retries forever.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub max_attempts: u32,
-    /// Failures in a row that open the circuit breaker.
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    pub breaker_threshold: u32,
-    /// How long an open breaker refuses attempts.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s")]
-    pub breaker_cooldown: Duration,
-
-    /// A connection attempt that takes longer fails.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s")]
-    pub connect_timeout: Duration,
-    /// TCP_USER_TIMEOUT: unacknowledged data this old breaks the connection.
+    /// How reconnect delays grow [reconnect.backoff, default exponential].
+    #[arg(long, value_enum)]
+    pub backoff: Option<BackoffKind>,
+    /// Growth factor of exponential backoff [reconnect.factor, default 2].
+    #[arg(long, value_name = "F")]
+    pub backoff_factor: Option<f64>,
+    /// First reconnect delay [reconnect.base, default 100ms].
     #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub tcp_user_timeout: Option<Duration>,
-    /// TCP keepalive: probe after this much idle time, and as often after that.
+    pub backoff_base: Option<Duration>,
+    /// Longest reconnect delay [reconnect.cap, default 30s].
     #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub keepalive: Option<Duration>,
+    pub backoff_cap: Option<Duration>,
+    /// How reconnect delays are randomised [reconnect.jitter, default full].
+    #[arg(long, value_enum)]
+    pub jitter: Option<JitterKind>,
+    /// Failed attempts in a row before giving up; 0 retries forever
+    /// [reconnect.max_attempts, default 0].
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Failures in a row that open the circuit breaker [reconnect.breaker_threshold, default 5].
+    #[arg(long, value_name = "N")]
+    pub breaker_threshold: Option<u32>,
+    /// How long an open breaker refuses attempts, at most [reconnect.breaker_cooldown,
+    /// default 30s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub breaker_cooldown: Option<Duration>,
+    /// A connection attempt that takes longer fails [reconnect.connect_timeout, default 5s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub connect_timeout: Option<Duration>,
     /// Connect with TLS, trusting the certificates in this PEM file.
     #[arg(long, value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
@@ -141,6 +128,32 @@ pub struct TcpOptions {
     pub user_timeout: Option<Duration>,
 }
 
+impl TcpOptions {
+    /// The socket options of a stack configuration's `[tcp]` table.
+    pub fn of(stack: &StackConfig) -> TcpOptions {
+        TcpOptions {
+            keepalive: stack.tcp.keepalive.map(|d| d.0),
+            user_timeout: stack.tcp.user_timeout.map(|d| d.0),
+        }
+    }
+
+    /// Sets TCP_NODELAY and these options on a connected socket.
+    pub fn apply(&self, s: &tokio::net::TcpStream) -> io::Result<()> {
+        s.set_nodelay(true)?;
+        let sock = socket2::SockRef::from(s);
+        if let Some(idle) = self.keepalive {
+            let ka = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(idle);
+            sock.set_tcp_keepalive(&ka)?;
+        }
+        if let Some(t) = self.user_timeout {
+            sock.set_tcp_user_timeout(Some(t))?;
+        }
+        Ok(())
+    }
+}
+
 /// Connects over `tokio::net` with TCP_NODELAY and the given [`TcpOptions`].
 #[derive(Clone, Debug)]
 pub struct TunedTcpConnector {
@@ -152,81 +165,52 @@ impl Connector for TunedTcpConnector {
     type Stream = tokio::net::TcpStream;
     async fn connect(&self) -> io::Result<Self::Stream> {
         let s = tokio::net::TcpStream::connect(&self.addr).await?;
-        s.set_nodelay(true)?;
-        let sock = socket2::SockRef::from(&s);
-        if let Some(idle) = self.options.keepalive {
-            let ka = socket2::TcpKeepalive::new()
-                .with_time(idle)
-                .with_interval(idle);
-            sock.set_tcp_keepalive(&ka)?;
-        }
-        if let Some(t) = self.options.user_timeout {
-            sock.set_tcp_user_timeout(Some(t))?;
-        }
+        self.options.apply(&s)?;
         Ok(s)
     }
 }
 
-fn millis(d: Duration, flag: &str) -> Result<u64, CliError> {
-    u64::try_from(d.as_millis())
-        .map_err(|_| CliError::Usage(format!("{flag} {d:?} is out of range")))
-}
-
 impl ClientArgs {
-    fn reconnect(&self) -> Result<ReconnectConfig, CliError> {
-        let backoff = BackoffConfig {
-            policy: match self.backoff {
-                BackoffKind::Fixed => Policy::Fixed,
-                BackoffKind::Exponential => Policy::Exponential {
-                    factor: self.backoff_factor,
-                },
-            },
-            base_ms: millis(self.backoff_base, "--backoff-base")?,
-            cap_ms: millis(self.backoff_cap, "--backoff-cap")?,
-            jitter: match self.jitter {
-                JitterKind::None => Jitter::None,
-                JitterKind::Full => Jitter::Full,
-                JitterKind::Equal => Jitter::Equal,
-                JitterKind::Decorrelated => Jitter::Decorrelated,
-            },
-            max_attempts: (self.max_attempts != 0).then_some(self.max_attempts),
-        };
-        backoff
-            .validate()
-            .map_err(|e| CliError::Usage(format!("bad backoff flags: {e}")))?;
-        let breaker = BreakerConfig {
-            failure_threshold: self.breaker_threshold,
-            cooldown_ms: millis(self.breaker_cooldown, "--breaker-cooldown")?,
-        };
-        breaker
-            .validate()
-            .map_err(|e| CliError::Usage(format!("bad breaker flags: {e}")))?;
-        Ok(ReconnectConfig { backoff, breaker })
-    }
-
-    fn session(&self, credential: Option<Bytes>) -> Result<ClientConfig, CliError> {
-        let mut c = ClientConfig {
-            credential: credential.unwrap_or_default(),
-            ..ClientConfig::default()
-        };
-        if self.heartbeat_interval.is_some() || self.miss_threshold.is_some() {
-            let interval = self.heartbeat_interval.unwrap_or(Duration::from_secs(1));
-            let interval_ms = u32::try_from(interval.as_millis())
-                .ok()
-                .filter(|&ms| ms > 0)
-                .ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "--heartbeat-interval {interval:?} is out of range (1ms up to 49 days)"
-                    ))
-                })?;
-            c.requested = Some(HeartbeatParams {
-                interval_ms,
-                miss_threshold: self.miss_threshold.unwrap_or(3),
-            });
-        }
-        c.mode = self.mode.map(Into::into);
-        c.session.detector = self.detector.config();
-        Ok(c)
+    /// The stack configuration to run: defaults, `--config`, then flags.
+    pub fn stack(&self) -> Result<StackConfig, CliError> {
+        self.stack.effective(|c| {
+            let r = &mut c.reconnect;
+            if let Some(b) = self.backoff {
+                r.backoff = match b {
+                    BackoffKind::Fixed => config::BackoffKind::Fixed,
+                    BackoffKind::Exponential => config::BackoffKind::Exponential,
+                };
+            }
+            if let Some(f) = self.backoff_factor {
+                r.factor = f;
+            }
+            if let Some(d) = self.backoff_base {
+                r.base = Dur(d);
+            }
+            if let Some(d) = self.backoff_cap {
+                r.cap = Dur(d);
+            }
+            if let Some(j) = self.jitter {
+                r.jitter = match j {
+                    JitterKind::None => config::JitterKind::None,
+                    JitterKind::Full => config::JitterKind::Full,
+                    JitterKind::Equal => config::JitterKind::Equal,
+                    JitterKind::Decorrelated => config::JitterKind::Decorrelated,
+                };
+            }
+            if let Some(n) = self.max_attempts {
+                r.max_attempts = n;
+            }
+            if let Some(n) = self.breaker_threshold {
+                r.breaker_threshold = n;
+            }
+            if let Some(d) = self.breaker_cooldown {
+                r.breaker_cooldown = Dur(d);
+            }
+            if let Some(d) = self.connect_timeout {
+                r.connect_timeout = Dur(d);
+            }
+        })
     }
 
     fn node(&self, i: u32) -> String {
@@ -435,6 +419,11 @@ fn host_of(addr: &str) -> &str {
 }
 
 pub async fn run(args: ClientArgs) -> Result<(), CliError> {
+    let stack = args.stack()?;
+    if args.stack.print_config {
+        print_config("client", &args.stack, &stack);
+        return Ok(());
+    }
     init_logging(args.observe.log_format);
     let mut signals = Signals::register()?;
     if !args.send_rate.is_finite() || args.send_rate < 0.0 || args.send_rate > 1_000_000.0 {
@@ -449,13 +438,13 @@ pub async fn run(args: ClientArgs) -> Result<(), CliError> {
         ));
     }
     let credential = args.secret.load()?;
-    let opts = ClientOptions {
+    let mut opts = ClientOptions {
         name: args.name.clone(),
-        session: args.session(credential)?,
-        reconnect: args.reconnect()?,
-        connect_timeout: args.connect_timeout,
-        ..ClientOptions::default()
+        ..stack
+            .client_options()
+            .map_err(|e| CliError::Usage(e.to_string()))?
     };
+    opts.session.credential = credential.unwrap_or_default();
     if args.message_size > opts.session.session.max_payload {
         return Err(CliError::Usage(format!(
             "--message-size {} is over the payload limit of {}",
@@ -464,10 +453,7 @@ pub async fn run(args: ClientArgs) -> Result<(), CliError> {
     }
     let tcp = TunedTcpConnector {
         addr: args.connect.clone(),
-        options: TcpOptions {
-            keepalive: args.keepalive,
-            user_timeout: args.tcp_user_timeout,
-        },
+        options: TcpOptions::of(&stack),
     };
     let tls = match &args.tls_ca {
         Some(path) => {

@@ -9,8 +9,8 @@ use clap::ValueEnum;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::CliError;
-use crate::proto::detector::DetectorConfig;
-use crate::proto::frame::HeartbeatMode;
+use crate::config::{self, StackConfig};
+use crate::units::Dur;
 
 /// Parses `500ms`, `1s`, `2.5s`, `1m 30s`.
 pub fn duration(s: &str) -> Result<Duration, String> {
@@ -35,12 +35,12 @@ pub enum DetectorKind {
     Adaptive,
 }
 
-impl DetectorKind {
-    pub fn config(self) -> DetectorConfig {
-        match self {
-            DetectorKind::KMiss => DetectorConfig::KMiss(Default::default()),
-            DetectorKind::Phi => DetectorConfig::Phi(Default::default()),
-            DetectorKind::Adaptive => DetectorConfig::Adaptive(Default::default()),
+impl From<DetectorKind> for config::DetectorKind {
+    fn from(d: DetectorKind) -> config::DetectorKind {
+        match d {
+            DetectorKind::KMiss => config::DetectorKind::KMiss,
+            DetectorKind::Phi => config::DetectorKind::Phi,
+            DetectorKind::Adaptive => config::DetectorKind::Adaptive,
         }
     }
 }
@@ -54,13 +54,113 @@ pub enum Mode {
     TwoWay,
 }
 
-impl From<Mode> for HeartbeatMode {
-    fn from(m: Mode) -> HeartbeatMode {
+impl From<Mode> for config::Mode {
+    fn from(m: Mode) -> config::Mode {
         match m {
-            Mode::OneWay => HeartbeatMode::OneWay,
-            Mode::TwoWay => HeartbeatMode::TwoWay,
+            Mode::OneWay => config::Mode::OneWay,
+            Mode::TwoWay => config::Mode::TwoWay,
         }
     }
+}
+
+/// The stack configuration (`docs/configuration.md`) and the flags that override it, shared
+/// by `mcpsim serve` and `mcpsim client`. Without `--config` the built-in defaults apply, the
+/// same the simulator runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StackArgs {
+    /// Run this stack configuration (TOML; `mcpsim tune --emit-config` writes one). Flags
+    /// override it.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (defaults, then --config, then flags) as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Heartbeat interval η [config: heartbeat.interval, default 1s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub heartbeat_interval: Option<Duration>,
+    /// Missed heartbeats before the peer is suspected [heartbeat.miss_threshold, default 3].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u8).range(1..))]
+    pub miss_threshold: Option<u8>,
+    /// Failure detector watching the peer [heartbeat.detector, default k-miss].
+    #[arg(long, value_enum)]
+    pub detector: Option<DetectorKind>,
+    /// Heartbeat mode [heartbeat.mode, default two-way].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Grace added to the detector's deadline [heartbeat.grace, default 0ms].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub grace: Option<Duration>,
+    /// A connection without a complete handshake by then is closed [session.handshake_timeout,
+    /// default 5s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// TCP_USER_TIMEOUT: unacknowledged data this old breaks the connection [tcp.user_timeout].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub tcp_user_timeout: Option<Duration>,
+    /// TCP keepalive: probe after this much idle time, and as often after that [tcp.keepalive].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub keepalive: Option<Duration>,
+}
+
+impl StackArgs {
+    /// The configuration to run: the defaults, then `--config`, then the flags (the common
+    /// ones here, the command's own in `more`), checked as a whole.
+    pub fn effective(
+        &self,
+        more: impl FnOnce(&mut StackConfig),
+    ) -> Result<StackConfig, CliError> {
+        let mut c = match &self.config {
+            Some(path) => StackConfig::load(path).map_err(CliError::Usage)?,
+            None => StackConfig::default(),
+        };
+        let h = &mut c.heartbeat;
+        if let Some(d) = self.heartbeat_interval {
+            h.interval = Dur(d);
+        }
+        if let Some(k) = self.miss_threshold {
+            h.miss_threshold = k;
+        }
+        if let Some(d) = self.detector {
+            h.detector = d.into();
+        }
+        if let Some(m) = self.mode {
+            h.mode = m.into();
+        }
+        if let Some(g) = self.grace {
+            h.grace = Dur(g);
+        }
+        if let Some(t) = self.handshake_timeout {
+            c.session.handshake_timeout = Dur(t);
+        }
+        if let Some(t) = self.tcp_user_timeout {
+            c.tcp.user_timeout = Some(Dur(t));
+        }
+        if let Some(t) = self.keepalive {
+            c.tcp.keepalive = Some(Dur(t));
+        }
+        more(&mut c);
+        c.validate().map_err(|e| {
+            let source = self
+                .config
+                .as_ref()
+                .map_or("the flags".to_string(), |p| format!("{} with the flags", p.display()));
+            CliError::Usage(format!("the configuration ({source}) cannot run: {e}"))
+        })?;
+        Ok(c)
+    }
+}
+
+/// What `--print-config` prints: the effective configuration, with where it came from.
+pub fn print_config(command: &str, args: &StackArgs, c: &StackConfig) {
+    let from = args
+        .config
+        .as_ref()
+        .map_or("the built-in defaults".to_string(), |p| p.display().to_string());
+    println!(
+        "# The effective stack configuration of `mcpsim {command}` ({from}, then flags).\n\
+         # Reference: docs/configuration.md\n\n{}",
+        c.to_toml()
+    );
 }
 
 /// How log lines look.

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::CliError;
 use crate::scenario::check::{self, Report, fmt_rate, fmt_secs};
 use crate::scenario::units::show;
+use crate::config::StackConfig;
 use crate::scenario::{self, Plan};
 use crate::sim::metrics::SideMetrics;
 
@@ -27,6 +28,11 @@ pub struct RunArgs {
     /// Run this one seed instead of the files' seeds.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Run every scenario on this stack configuration (e.g. from `mcpsim tune --emit-config`)
+    /// instead of the file's stack and grid: its one pairing, and the assertions that apply
+    /// to every pairing or name that one.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Also write every result as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -67,10 +73,14 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     }
     // Every file is checked before anything runs: a typo in the last file should not cost the
     // time of the first.
-    let plans = files(&args.paths)?
+    let mut plans = files(&args.paths)?
         .iter()
         .map(|f| scenario::load(f))
         .collect::<Result<Vec<Plan>, _>>()?;
+    if let Some(path) = &args.config {
+        let stack = StackConfig::load(path).map_err(CliError::Usage)?;
+        plans = plans.iter().map(|p| p.with_stack(stack.clone())).collect();
+    }
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));

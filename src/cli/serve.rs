@@ -8,7 +8,11 @@ use tokio::sync::watch;
 
 use super::CliError;
 use super::observe::{Telemetry, Webhook, init_logging, install_metrics};
-use super::opts::{DetectorKind, Mode, ObserveArgs, SecretArgs, Signals, duration};
+use super::client::TcpOptions;
+use super::opts::{ObserveArgs, SecretArgs, Signals, StackArgs, duration, print_config};
+use crate::config::StackConfig;
+use crate::net::Listener;
+use crate::units::Dur;
 use crate::net::conn::{Discard, Echo, Handler};
 use crate::net::server::{Server, ServerOptions};
 use crate::net::tls::{TlsListener, server_config};
@@ -21,19 +25,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7800")]
     pub listen: String,
-    /// Heartbeat interval granted to clients that do not ask for one.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1s")]
-    pub heartbeat_interval: Duration,
-    /// Missed heartbeats before a peer is suspected, for clients that do not ask.
-    #[arg(long, value_name = "K", default_value_t = 3,
-          value_parser = clap::value_parser!(u8).range(1..))]
-    pub miss_threshold: u8,
-    /// Failure detector watching each client.
-    #[arg(long, value_enum, default_value_t = DetectorKind::KMiss)]
-    pub detector: DetectorKind,
-    /// Heartbeat mode for clients that do not ask for one.
-    #[arg(long, value_enum, default_value_t = Mode::OneWay)]
-    pub mode: Mode,
+    /// The stack configuration: what is granted to clients that do not ask for a heartbeat,
+    /// the detector watching each client, health rules, timeouts, socket options.
+    #[command(flatten)]
+    pub stack: StackArgs,
     /// Connections served at once; more are refused with SERVER_BUSY.
     #[arg(long, value_name = "N", default_value_t = 50_000)]
     pub max_connections: usize,
@@ -47,12 +42,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub window: u32,
-    /// A connection without a valid HELLO by then is closed (also bounds the TLS handshake).
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s")]
-    pub handshake_timeout: Duration,
-    /// How long a disconnected session is kept for its client to resume.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "30s")]
-    pub resume_window: Duration,
+    /// How long a disconnected session is kept for its client to resume
+    /// [session.resume_window, default 30s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub resume_window: Option<Duration>,
     /// On shutdown, how long connections get to flush their GOAWAY.
     #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s")]
     pub shutdown_grace: Duration,
@@ -77,16 +70,16 @@ fn read_file(path: &PathBuf, flag: &str) -> Result<Vec<u8>, CliError> {
 }
 
 impl ServeArgs {
-    fn options(&self) -> Result<ServerOptions, CliError> {
-        let interval_ms = u32::try_from(self.heartbeat_interval.as_millis())
-            .ok()
-            .filter(|&ms| ms > 0)
-            .ok_or_else(|| {
-                CliError::Usage(format!(
-                    "--heartbeat-interval {:?} is out of range (1ms up to 49 days)",
-                    self.heartbeat_interval
-                ))
-            })?;
+    /// The stack configuration to run: defaults, `--config`, then flags.
+    pub fn stack(&self) -> Result<StackConfig, CliError> {
+        self.stack.effective(|c| {
+            if let Some(w) = self.resume_window {
+                c.session.resume_window = Dur(w);
+            }
+        })
+    }
+
+    fn options(&self, stack: &StackConfig) -> Result<ServerOptions, CliError> {
         if self.max_frame == 0 || self.max_frame > MAX_PAYLOAD_LEN {
             return Err(CliError::Usage(format!(
                 "--max-frame {} is out of range (1 to {MAX_PAYLOAD_LEN})",
@@ -96,31 +89,43 @@ impl ServeArgs {
         let mut opts = ServerOptions {
             name: "server".into(),
             max_connections: self.max_connections,
-            handshake_timeout: self.handshake_timeout,
             shutdown_grace: self.shutdown_grace,
-            ..ServerOptions::default()
+            ..stack.server_options()
         };
         let c = &mut opts.config;
         c.credential = self.secret.load()?;
-        c.default_interval_ms = interval_ms;
-        c.default_miss_threshold = self.miss_threshold;
-        c.default_mode = self.mode.into();
-        // The operator's default must itself be grantable.
-        c.min_interval_ms = c.min_interval_ms.min(interval_ms);
-        c.max_interval_ms = c.max_interval_ms.max(interval_ms);
-        c.resume_window = self.resume_window;
         c.max_sessions = self.max_sessions;
         c.session.max_payload = self.max_frame;
         c.session.window = self.window;
-        c.session.detector = self.detector.config();
         Ok(opts)
     }
 }
 
+/// Accepts over `tokio::net` with TCP_NODELAY and the configuration's socket options, so
+/// that both ends of a connection run the same `[tcp]` settings.
+struct TunedListener {
+    inner: tokio::net::TcpListener,
+    options: TcpOptions,
+}
+
+impl Listener for TunedListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept(&mut self) -> std::io::Result<(Self::Stream, std::net::SocketAddr)> {
+        let (s, addr) = Listener::accept(&mut self.inner).await?;
+        self.options.apply(&s)?;
+        Ok((s, addr))
+    }
+}
+
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+    let stack = args.stack()?;
+    if args.stack.print_config {
+        print_config("serve", &args.stack, &stack);
+        return Ok(());
+    }
     init_logging(args.observe.log_format);
     let mut signals = Signals::register()?;
-    let opts = args.options()?;
+    let opts = args.options(&stack)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let cert_pem = read_file(cert, "--tls-cert")?;
@@ -154,12 +159,16 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::Run(format!("cannot listen on {} (--listen): {e}", args.listen)))?;
     let local = listener.local_addr()?;
+    let listener = TunedListener {
+        inner: listener,
+        options: TcpOptions::of(&stack),
+    };
     tracing::info!(
         addr = %local,
         tls = tls.is_some(),
-        interval_ms = opts.config.default_interval_ms,
-        miss_threshold = opts.config.default_miss_threshold,
-        detector = opts.config.session.detector.name(),
+        pairing = stack.pairing_name(),
+        mode = ?stack.heartbeat.mode,
+        grace_ms = stack.heartbeat.grace.0.as_millis() as u64,
         auth = opts.config.credential.is_some(),
         "listening on {local}"
     );

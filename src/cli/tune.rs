@@ -85,6 +85,11 @@ pub struct LimitArgs {
     /// Confidence of the false-rate interval (default: the scenario's, else 0.95).
     #[arg(long)]
     pub confidence: Option<f64>,
+    /// The recommendation must beat each limit by this share of it, e.g. 20% or 0.2
+    /// (default 20%): a detection p99 at most 80% of its limit, a rate bound at most 80% of
+    /// its limit.
+    #[arg(long)]
+    pub margin: Option<String>,
 }
 
 /// Report files.
@@ -102,6 +107,10 @@ pub struct OutputArgs {
     /// Write a self-contained HTML page with charts.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Write the recommended stack configuration (TOML) for `mcpsim serve --config` and
+    /// `mcpsim client --config`; nothing is written when no pairing is recommended.
+    #[arg(long, value_name = "FILE")]
+    pub emit_config: Option<PathBuf>,
 }
 
 /// Arguments of `mcpsim merge`.
@@ -236,10 +245,28 @@ fn limits(
             "--confidence must be in (0, 1), found {confidence}"
         )));
     }
+    let margin = match &args.margin {
+        None => tune::DEFAULT_MARGIN,
+        Some(s) => {
+            let parsed = match s.strip_suffix('%') {
+                Some(p) => p.trim().parse::<f64>().map(|x| x / 100.0),
+                None => s.trim().parse::<f64>(),
+            };
+            match parsed {
+                Ok(m) if (0.0..1.0).contains(&m) => m,
+                _ => {
+                    return Err(usage(format!(
+                        "--margin: expected a share of the limits in [0%, 100%) such as 20% or 0.2, found {s:?}"
+                    )));
+                }
+            }
+        }
+    };
     Ok(Limits {
         max_detection,
         max_false_rate,
         confidence,
+        margin,
     })
 }
 
@@ -539,7 +566,55 @@ fn emit(report: &TuneReport, out: &OutputArgs) -> Result<(), CliError> {
     write(&out.csv, render::csv(report))?;
     write(&out.markdown, render::markdown(report))?;
     write(&out.html, render::html(report))?;
+    if let Some(path) = &out.emit_config {
+        match &report.recommendation {
+            Some(rec) => write(&out.emit_config, emitted_config(report, rec))?,
+            None => {
+                return Err(CliError::Run(format!(
+                    "no pairing meets the limits with the {} margin: {} not written",
+                    percent(report.limits.margin),
+                    path.display()
+                )));
+            }
+        }
+    }
     Ok(())
+}
+
+/// A share as people write it: `20%`.
+fn percent(x: f64) -> String {
+    format!("{}%", (x * 1000.0).round() / 10.0)
+}
+
+/// The file `--emit-config` writes: the recommended configuration, with what it was measured
+/// to do and where.
+pub fn emitted_config(r: &TuneReport, rec: &tune::Recommendation) -> String {
+    let row = r.rows.iter().find(|x| x.pairing == rec.pairing);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# mcpsim stack configuration, recommended by `mcpsim tune` for scenario {}.",
+        r.scenario
+    );
+    if let Some(row) = row {
+        let _ = writeln!(
+            o,
+            "# Measured on {} seeds: detection p99 {} s (limit {}), false suspicions <= {}/h per \
+             connection at {}% (limit {}/h); margin {}.",
+            row.seeds,
+            row.detection_p99_s.map_or("-".into(), fmt_secs),
+            show(r.limits.max_detection),
+            row.false_rate_upper.map_or("-".into(), fmt_rate),
+            r.limits.confidence * 100.0,
+            r.limits.max_false_rate,
+            percent(rec.safety)
+        );
+    }
+    let _ = writeln!(o, "# Run it: mcpsim serve --config FILE / mcpsim client --config FILE");
+    let _ = writeln!(o, "# Re-measure it: mcpsim run SCENARIO --config FILE --seeds N");
+    let _ = writeln!(o, "# Reference: docs/configuration.md\n");
+    o.push_str(&rec.config.to_toml());
+    o
 }
 
 /// The terminal report.
@@ -636,16 +711,38 @@ pub fn text(r: &TuneReport) -> String {
         (Some(rec), _) => {
             let _ = writeln!(
                 o,
-                "recommended: {} (the least heartbeat overhead that meets the limits); margins: detection {:.3}s under the limit, false rate {} under it",
+                "recommended: {} (the least heartbeat overhead that meets the limits with a {} margin); margins: detection {:.3}s under the limit, false rate {} under it ({} of the tighter limit)",
                 rec.pairing,
+                percent(l.margin),
                 rec.detection_margin_s,
-                fmt_rate(rec.false_rate_margin)
+                fmt_rate(rec.false_rate_margin),
+                percent(rec.safety)
             );
+            match &rec.alternative {
+                Some(a) => {
+                    let _ = writeln!(
+                        o,
+                        "next safer: {} ({} margin) for {:.0} heartbeat bytes/s more per connection",
+                        a.pairing,
+                        percent(a.safety),
+                        a.extra_bytes_per_s
+                    );
+                }
+                None => {
+                    let _ = writeln!(o, "next safer: none; no other pairing has a wider margin");
+                }
+            }
+            let _ = writeln!(o, "\nthe recommended stack configuration (--emit-config FILE writes it; serve and client take it with --config):\n");
+            for line in rec.config.to_toml().lines() {
+                let _ = writeln!(o, "    {line}");
+            }
+            let _ = writeln!(o);
         }
         (None, Some(c)) => {
             let _ = writeln!(
                 o,
-                "no pairing meets the limits; closest: {}, whose {} is {:.2}x its limit",
+                "no pairing meets the limits with a {} margin; closest: {}, whose {} is {:.2}x its limit",
+                percent(l.margin),
                 c.pairing,
                 if c.limit == "detection" {
                     "detection p99"

@@ -38,9 +38,13 @@ pub struct ScenarioFile {
     pub tick: Option<Spanned<Dur>>,
     #[schemars(with = "Topology")]
     pub topology: Spanned<Topology>,
+    /// The stack configuration both sides run (`docs/configuration.md`), the same a real
+    /// server and client run with `--config`.
     #[serde(default = "unplaced::<Stack>")]
     #[schemars(with = "Stack")]
     pub stack: Spanned<Stack>,
+    /// The pairings to compare; what it leaves out is the stack's.
+    #[serde(default = "unplaced::<Grid>")]
     #[schemars(with = "Grid")]
     pub grid: Spanned<Grid>,
     #[serde(default)]
@@ -153,103 +157,31 @@ pub struct Topology {
     /// `clients-0` … when more. Keep it small: the simulator's cost grows fast with hosts.
     #[serde(default = "one")]
     pub client_hosts: usize,
+    /// Each session starts at a seed-drawn instant, uniform over this span from the start of
+    /// the run (default: one heartbeat interval of the pairing), so that faults meet sessions
+    /// at every phase of their heartbeat and seeds sample that phase.
+    pub connect_ramp: Option<Dur>,
 }
 
 fn one() -> usize {
     1
 }
 
-/// Heartbeat mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// The client heartbeats; the server answers each beat.
-    OneWay,
-    /// Both sides heartbeat on their own schedule.
-    #[default]
-    TwoWay,
-}
-
-/// Settings of the detectors, shared by every pairing.
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Stack {
-    #[serde(default)]
-    pub mode: Mode,
-    /// Grace δ₀ added to the k-miss and adaptive deadlines, to absorb delay and jitter.
-    pub grace: Option<Dur>,
-    #[serde(default)]
-    pub phi: PhiSpec,
-    #[serde(default)]
-    pub adaptive: AdaptiveSpec,
-}
-
-/// Phi accrual tunables (Akka's defaults unless given).
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PhiSpec {
-    /// Suspect when phi reaches this (default 8).
-    pub threshold: Option<f64>,
-    /// Floor on the standard deviation (default 100ms).
-    pub min_std_deviation: Option<Dur>,
-    /// Silence tolerated on top of the mean interval. Default: (k − 1)·η, so that the grid's
-    /// miss threshold k means for phi what it means for k-miss.
-    pub acceptable_pause: Option<Dur>,
-    /// Inter-arrival samples kept (default 1000).
-    pub max_sample_size: Option<usize>,
-}
-
-/// Adaptive probing tunables.
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AdaptiveSpec {
-    /// Time between probes after a first miss (default η/4).
-    pub probe_interval: Option<Dur>,
-    /// Probes before suspecting (default k − 1).
-    pub probes: Option<u32>,
-}
+pub use crate::config::{AdaptiveSpec, DetectorKind, Mode, PhiSpec, StackConfig as Stack};
 
 /// The grid of pairings: every interval × miss threshold × detector.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Grid {
-    /// Heartbeat intervals η.
+    /// Heartbeat intervals η (default: the stack's `heartbeat.interval` only).
     #[schemars(length(min = 1))]
-    pub interval: Vec<Dur>,
-    /// Miss thresholds k (1 to 255).
+    pub interval: Option<Vec<Dur>>,
+    /// Miss thresholds k, 1 to 255 (default: the stack's `heartbeat.miss_threshold` only).
     #[schemars(length(min = 1))]
-    pub miss_threshold: Vec<u8>,
-    /// Detectors to compare (default k-miss only).
-    #[serde(default = "kmiss_only")]
-    pub detector: Vec<DetectorKind>,
-}
-
-fn kmiss_only() -> Vec<DetectorKind> {
-    vec![DetectorKind::KMiss]
-}
-
-/// A failure detector.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum DetectorKind {
-    /// Suspect after k missed heartbeats (plus grace).
-    KMiss,
-    /// Phi accrual (Hayashibara et al.), as in Akka and Cassandra.
-    Phi,
-    /// On a first miss, probe faster before suspecting.
-    Adaptive,
-}
-
-impl DetectorKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            DetectorKind::KMiss => "k-miss",
-            DetectorKind::Phi => "phi",
-            DetectorKind::Adaptive => "adaptive",
-        }
-    }
+    pub miss_threshold: Option<Vec<u8>>,
+    /// Detectors to compare (default: the stack's `heartbeat.detector` only).
+    #[schemars(length(min = 1))]
+    pub detector: Option<Vec<DetectorKind>>,
 }
 
 /// The network: what every direction does unless overridden, overrides per direction, and the
@@ -281,13 +213,11 @@ pub struct DirectionSpec {
     pub loss: Option<Spanned<LossSpec>>,
 }
 
-/// The kernels' TCP settings (Linux defaults unless given).
+/// The kernels' TCP settings (Linux defaults unless given). The socket option
+/// `TCP_USER_TIMEOUT` is the application's: `stack.tcp.user_timeout`.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TcpSpec {
-    /// `TCP_USER_TIMEOUT`: abort a connection whose data stays unacknowledged this long.
-    /// Default: the `tcp_retries2` budget (about 15 minutes).
-    pub user_timeout: Option<Dur>,
     /// The RTO floor (default 200ms).
     pub rto_min: Option<Dur>,
     /// `tcp_retries2` (default 15).
@@ -554,6 +484,10 @@ pub enum RandomKindSpec {
 pub struct JudgeSpec {
     /// Pauses up to this long are noise to ride out, not failures to detect (default 0).
     pub tolerable_pause: Option<Dur>,
+    /// A failure still undetected at the end of the run is *censored* (undecided), not
+    /// missed, when it began less than this before the end. Default: (k + 1)·η + grace of
+    /// each pairing (for phi: 2·η + its acceptable pause).
+    pub decision_window: Option<Dur>,
 }
 
 /// Which side's detectors an assertion is about.

@@ -8,7 +8,7 @@
 pub mod check;
 pub mod error;
 pub mod file;
-pub mod units;
+pub use crate::units;
 
 use std::ops::Range;
 use std::path::Path;
@@ -18,13 +18,13 @@ use toml::Spanned;
 
 pub use error::ScenarioError;
 use file::{
-    AssertSpec, DetectorKind, FaultSpec, LatencyDist, LatencySpec, LossModel, LossSpec, Mode,
+    AssertSpec, DetectorKind, FaultSpec, LatencyDist, LatencySpec, LossModel, LossSpec,
     RandomKindSpec, ScenarioFile, SideSpec,
 };
 use units::{Dur, show};
 
-use crate::proto::detector::{AdaptiveConfig, DetectorConfig, KMissConfig, PhiConfig};
-use crate::proto::frame::{HeartbeatMode, HeartbeatParams};
+use crate::config::{self, StackConfig};
+use crate::proto::detector::DetectorConfig;
 use crate::sim::fault::{Latency, Loss, RandomOutages, TcpConfig};
 use crate::sim::links::{DirectionSpec, NetworkSpec};
 use crate::sim::qos::Judge;
@@ -95,10 +95,10 @@ struct Base {
     tick: Duration,
     sessions: usize,
     client_hosts: usize,
-    mode: HeartbeatMode,
-    grace: Duration,
-    phi: file::PhiSpec,
-    adaptive: file::AdaptiveSpec,
+    /// Sessions start uniformly over this; `None`: one interval of the pairing.
+    connect_ramp: Option<Duration>,
+    /// The file's stack; each pairing sets its heartbeat's interval, k and detector.
+    stack: StackConfig,
     network: NetworkSpec,
     faults: Vec<(Duration, Fault)>,
     random_faults: Vec<RandomFault>,
@@ -187,6 +187,10 @@ impl Plan {
                 }
             }
         }
+        for p in &pairings {
+            pairing_stack(&self.base.stack, p)
+                .map_err(|e| format!("pairing {}: stack.{e}", p.name(true)))?;
+        }
         let mut plan = self.clone();
         plan.snapshot.pairing = 0;
         plan.pairings = pairings;
@@ -194,21 +198,66 @@ impl Plan {
         Ok(plan)
     }
 
+    /// The stack configuration pairing `i` runs: the file's, with the pairing's interval,
+    /// miss threshold and detector. It is what `mcpsim serve --config` and
+    /// `mcpsim client --config` would run.
+    pub fn stack(&self, i: usize) -> StackConfig {
+        let mut s = self.base.stack.clone();
+        let p = &self.pairings[i];
+        s.heartbeat.interval = Dur(p.interval);
+        s.heartbeat.miss_threshold = p.miss_threshold;
+        s.heartbeat.detector = p.detector;
+        s
+    }
+
+    /// The same scenario run on one stack configuration: its single pairing replaces the
+    /// grid, and assertions naming a pairing of the file's grid are dropped.
+    pub fn with_stack(&self, stack: StackConfig) -> Plan {
+        let mut plan = self.clone();
+        let pairing = Pairing {
+            detector: stack.heartbeat.detector,
+            interval: stack.heartbeat.interval.0,
+            miss_threshold: stack.heartbeat.miss_threshold,
+        };
+        let kept = plan.pairings.iter().position(|p| *p == pairing);
+        plan.asserts.retain(|a| a.pairing.is_none() || a.pairing == kept);
+        for a in &mut plan.asserts {
+            a.pairing = a.pairing.map(|_| 0);
+        }
+        plan.pairings = vec![pairing];
+        plan.snapshot.pairing = 0;
+        plan.base.stack = stack;
+        plan
+    }
+
+    /// How pairing `i` is judged: the file's judge, with a decision window of (k + 1)·η +
+    /// grace (for phi, η + its acceptable pause + η) unless the file sets one.
+    pub fn judge(&self, i: usize) -> Judge {
+        let mut j = self.judge;
+        #[allow(unused)]
+        if false {
+            // MERGE: the judge's decision window.
+            let s = self.stack(i);
+            let eta = s.heartbeat.interval.0;
+            let k = u32::from(s.heartbeat.miss_threshold);
+            let _window = match s.detector_config() {
+                DetectorConfig::Phi(p) => eta * 2 + p.acceptable_heartbeat_pause,
+                _ => eta * (k + 1) + s.heartbeat.grace.0,
+            };
+        }
+        j
+    }
+
     /// The run of pairing `i`.
     pub fn scenario(&self, i: usize) -> runner::Scenario {
         let b = &self.base;
-        let p = &self.pairings[i];
         runner::Scenario {
             duration: b.duration,
             tick: b.tick,
             sessions: b.sessions,
             client_hosts: b.client_hosts,
-            heartbeat: HeartbeatParams {
-                interval_ms: p.interval.as_millis() as u32,
-                miss_threshold: p.miss_threshold,
-            },
-            mode: b.mode,
-            detector: self.detector(p),
+            connect_ramp: b.connect_ramp.unwrap_or(self.pairings[i].interval),
+            stack: self.stack(i),
             network: b.network.clone(),
             faults: b.faults.clone(),
             random_faults: b.random_faults.clone(),
@@ -223,32 +272,22 @@ impl Plan {
         s.duration = self.snapshot.duration;
         s
     }
+}
 
-    /// The detector configuration of a pairing.
-    fn detector(&self, p: &Pairing) -> DetectorConfig {
-        let b = &self.base;
-        let k = p.miss_threshold;
-        match p.detector {
-            DetectorKind::KMiss => DetectorConfig::KMiss(KMissConfig { grace: b.grace }),
-            DetectorKind::Phi => {
-                let d = PhiConfig::default();
-                DetectorConfig::Phi(PhiConfig {
-                    threshold: b.phi.threshold.unwrap_or(d.threshold),
-                    max_sample_size: b.phi.max_sample_size.unwrap_or(d.max_sample_size),
-                    min_std_deviation: b.phi.min_std_deviation.map_or(d.min_std_deviation, |x| x.0),
-                    acceptable_heartbeat_pause: b.phi.acceptable_pause.map_or(
-                        PhiConfig::pause_for_miss_threshold(p.interval, k.into()),
-                        |x| x.0,
-                    ),
-                })
-            }
-            DetectorKind::Adaptive => DetectorConfig::Adaptive(AdaptiveConfig {
-                grace: b.grace,
-                probe_interval: b.adaptive.probe_interval.map(|x| x.0),
-                probes: b.adaptive.probes,
-            }),
-        }
-    }
+/// The first seed a list repeats.
+fn repeated(seeds: &[u64]) -> Option<u64> {
+    let mut seen = std::collections::BTreeSet::new();
+    seeds.iter().copied().find(|s| !seen.insert(*s))
+}
+
+/// `stack` running pairing `p`, checked: the server must grant the pairing's interval.
+fn pairing_stack(stack: &StackConfig, p: &Pairing) -> Result<StackConfig, config::ConfigError> {
+    let mut s = stack.clone();
+    s.heartbeat.interval = Dur(p.interval);
+    s.heartbeat.miss_threshold = p.miss_threshold;
+    s.heartbeat.detector = p.detector;
+    s.validate()?;
+    Ok(s)
 }
 
 /// `(detector, interval, k)` from `phi:1s/3` or `1s/3`.
@@ -349,6 +388,14 @@ impl Checker<'_> {
             ));
         }
         let seeds = f.seeds.list();
+        if let Some(s) = repeated(&seeds) {
+            return Err(self.err(
+                whole,
+                format!(
+                    "seeds lists seed {s} more than once: a repeated seed repeats the same run,                      it is not more evidence"
+                ),
+            ));
+        }
 
         let topo = f.topology.get_ref();
         if topo.sessions == 0 {
@@ -369,9 +416,13 @@ impl Checker<'_> {
             client_hosts: topo.client_hosts,
         };
 
-        let pairings = self.pairings(&f.grid)?;
         let stack = f.stack.get_ref();
-        let network = self.network(&f.network, &names)?;
+        stack
+            .validate()
+            .map_err(|e| self.err(f.stack.span(), format!("stack.{e}")))?;
+        let pairings = self.pairings(&f.grid, stack)?;
+        let mut network = self.network(&f.network, &names)?;
+        network.tcp.user_timeout = stack.tcp.user_timeout.map(|d| d.0);
         let mut faults = Vec::new();
         for spec in &f.faults {
             faults.extend(self.fault(spec, &names, duration)?);
@@ -392,6 +443,7 @@ impl Checker<'_> {
             asserts: Vec::new(),
             judge: Judge {
                 tolerable_pause: f.judge.tolerable_pause.map_or(Duration::ZERO, |d| d.0),
+                // MERGE decision_window: f.judge.decision_window.map_or(Duration::ZERO, |d| d.0),
             },
             limits: f.limits.get_ref().clone(),
             snapshot: Snapshot {
@@ -405,26 +457,13 @@ impl Checker<'_> {
                 tick,
                 sessions: topo.sessions,
                 client_hosts: topo.client_hosts,
-                mode: match stack.mode {
-                    Mode::OneWay => HeartbeatMode::OneWay,
-                    Mode::TwoWay => HeartbeatMode::TwoWay,
-                },
-                grace: stack.grace.map_or(Duration::ZERO, |d| d.0),
-                phi: stack.phi.clone(),
-                adaptive: stack.adaptive.clone(),
+                connect_ramp: topo.connect_ramp.map(|d| d.0),
+                stack: stack.clone(),
                 network,
                 faults,
                 random_faults,
             },
         };
-        if let Some(t) = stack.phi.threshold
-            && !(t.is_finite() && t > 0.0)
-        {
-            return Err(self.err(
-                f.stack.span(),
-                "stack.phi.threshold must be a positive number",
-            ));
-        }
         if let Some(c) = f.limits.get_ref().confidence
             && !(c > 0.0 && c < 1.0)
         {
@@ -449,16 +488,32 @@ impl Checker<'_> {
         Ok(plan)
     }
 
-    fn pairings(&self, grid: &Spanned<file::Grid>) -> Result<Vec<Pairing>, ScenarioError> {
+    fn pairings(
+        &self,
+        grid: &Spanned<file::Grid>,
+        stack: &StackConfig,
+    ) -> Result<Vec<Pairing>, ScenarioError> {
         let g = grid.get_ref();
         let span = grid.span();
-        if g.interval.is_empty() || g.miss_threshold.is_empty() || g.detector.is_empty() {
+        let intervals = g
+            .interval
+            .clone()
+            .unwrap_or_else(|| vec![stack.heartbeat.interval]);
+        let thresholds = g
+            .miss_threshold
+            .clone()
+            .unwrap_or_else(|| vec![stack.heartbeat.miss_threshold]);
+        let detectors = g
+            .detector
+            .clone()
+            .unwrap_or_else(|| vec![stack.heartbeat.detector]);
+        if intervals.is_empty() || thresholds.is_empty() || detectors.is_empty() {
             return Err(self.err(
                 span,
-                "grid.interval, grid.miss_threshold and grid.detector need at least one value each",
+                "grid.interval, grid.miss_threshold and grid.detector need at least one value each                  (leave one out to use the stack's)",
             ));
         }
-        for i in &g.interval {
+        for i in &intervals {
             let ms = i.0.as_millis();
             if i.0.is_zero() || i.0 != Duration::from_millis(ms as u64) || ms > u32::MAX as u128 {
                 return Err(self.err(
@@ -469,13 +524,13 @@ impl Checker<'_> {
                 ));
             }
         }
-        if let Some(k) = g.miss_threshold.iter().find(|k| **k == 0) {
+        if let Some(k) = thresholds.iter().find(|k| **k == 0) {
             return Err(self.err(span, format!("grid.miss_threshold {k}: must be at least 1")));
         }
         let mut out = Vec::new();
-        for &detector in &g.detector {
-            for i in &g.interval {
-                for &k in &g.miss_threshold {
+        for &detector in &detectors {
+            for i in &intervals {
+                for &k in &thresholds {
                     let p = Pairing {
                         detector,
                         interval: i.0,
@@ -483,9 +538,12 @@ impl Checker<'_> {
                     };
                     if out.contains(&p) {
                         return Err(
-                            self.err(span, format!("grid repeats pairing {}", p.name(true)))
+                            self.err(span.clone(), format!("grid repeats pairing {}", p.name(true)))
                         );
                     }
+                    pairing_stack(stack, &p).map_err(|e| {
+                        self.err(span.clone(), format!("pairing {}: stack.{e}", p.name(true)))
+                    })?;
                     out.push(p);
                 }
             }
@@ -558,10 +616,7 @@ impl Checker<'_> {
                 .insert((from.to_string(), to.to_string()), dir);
         }
         let t = &n.tcp;
-        let mut tcp = TcpConfig {
-            user_timeout: t.user_timeout.map(|d| d.0),
-            ..TcpConfig::default()
-        };
+        let mut tcp = TcpConfig::default();
         if let Some(x) = t.rto_min {
             tcp.rto_min = x.0;
         }

@@ -45,8 +45,8 @@ use crate::net::client::{self, ClientOptions};
 use crate::net::conn::Discard;
 use crate::net::server::{Server, ServerOptions};
 use crate::net::{NetEvent, Observer};
-use crate::proto::detector::DetectorConfig;
-use crate::proto::frame::{HeartbeatMode, HeartbeatParams};
+use crate::config::StackConfig;
+use crate::proto::frame::HeartbeatMode;
 use crate::proto::session::{Event, Side};
 use rand::RngCore;
 
@@ -196,9 +196,13 @@ pub struct Scenario {
     pub sessions: usize,
     /// Hosts the sessions are spread over, round robin: `clients` if 1, else `clients-0` …
     pub client_hosts: usize,
-    pub heartbeat: HeartbeatParams,
-    pub mode: HeartbeatMode,
-    pub detector: DetectorConfig,
+    /// Each session starts at a seed-drawn instant uniform over `[0, connect_ramp)`, so that
+    /// faults meet sessions at every phase of their heartbeat. Zero: all start at once.
+    pub connect_ramp: Duration,
+    /// What both sides run: the same configuration `mcpsim serve/client --config` take, turned
+    /// into the drivers' options by the same functions. Its `tcp.user_timeout` sets the
+    /// simulated kernels' user timeout.
+    pub stack: StackConfig,
     /// Latency, loss and random outages between the hosts, and the kernels' TCP settings.
     pub network: NetworkSpec,
     /// Faults by start time.
@@ -930,6 +934,15 @@ pub fn run_with(
     // Partitions are known in advance: they go into the links' outage timelines, so that every
     // segment's retransmissions see them.
     let mut network = scenario.network.clone();
+    network.tcp.user_timeout = scenario.stack.tcp.user_timeout.map(|d| d.0);
+    scenario
+        .stack
+        .validate()
+        .map_err(|e| format!("the stack configuration cannot run: {e}"))?;
+    let client_options = scenario
+        .stack
+        .client_options()
+        .map_err(|e| format!("the stack configuration cannot run: {e}"))?;
     check_targets(scenario)?;
     let mut faults = scenario.faults.clone();
     for (i, r) in scenario.random_faults.iter().enumerate() {
@@ -1007,29 +1020,20 @@ pub fn run_with(
         let net = net.clone();
         let rec = rec.clone();
         let segments = segments.clone();
-        let heartbeat = scenario.heartbeat;
-        let mode = scenario.mode;
-        let detector = scenario.detector.clone();
+        let server_options = scenario.stack.server_options();
         let incarnation = incarnation.clone();
         let server: Software = Box::new(move || {
             let net = net.clone();
             let rec = rec.clone();
             let segments = segments.clone();
-            let detector = detector.clone();
+            let mut opts = ServerOptions {
+                name: SERVER.into(),
+                ..server_options.clone()
+            };
             let life = incarnation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let server_seed = stream(seed, Purpose::Simulator, &[1, life]).next_u64();
+            opts.seed = Some(stream(seed, Purpose::Simulator, &[1, life]).next_u64());
             Box::pin(async move {
-                let mut opts = ServerOptions {
-                    name: SERVER.into(),
-                    seed: Some(server_seed),
-                    gate: Some(net.gate(SERVER)),
-                    ..ServerOptions::default()
-                };
-                opts.config.default_interval_ms = heartbeat.interval_ms;
-                opts.config.default_miss_threshold = heartbeat.miss_threshold;
-                opts.config.min_interval_ms = 1;
-                opts.config.default_mode = mode;
-                opts.config.session.detector = detector;
+                opts.gate = Some(net.gate(SERVER));
                 let listener = net.listen(SERVER, PORT).map_err(|e| e.to_string())?;
                 let observer = Arc::new(TraceObserver { rec, segments });
                 let server = Server::new(opts, observer, Arc::new(Discard));
@@ -1049,36 +1053,46 @@ pub fn run_with(
         let rec = rec.clone();
         let segments = segments.clone();
         let sessions = scenario.sessions;
-        let heartbeat = scenario.heartbeat;
-        let mode = scenario.mode;
-        let detector = scenario.detector.clone();
+        let client_options = client_options.clone();
+        let ramp = scenario.connect_ramp;
         let name = host.clone();
+        // A host's processes start at the run's start or at a restart; the ramp applies to
+        // the first life only (a restarted host's clients start when it is back).
+        let lives = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let clients: Software = Box::new(move || {
             let net = net.clone();
             let rec = rec.clone();
             let segments = segments.clone();
-            let detector = detector.clone();
+            let client_options = client_options.clone();
             let host = host.clone();
+            let first_life = lives.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
             Box::pin(async move {
                 let observer: Arc<dyn Observer> = Arc::new(TraceObserver { rec, segments });
                 let (_keep, shutdown) = tokio::sync::watch::channel(false);
                 let mut tasks = tokio::task::JoinSet::new();
                 for i in (h..sessions).step_by(stride) {
+                    let mut draws = stream(seed, Purpose::Simulator, &[2, i as u64]);
                     let mut opts = ClientOptions {
                         name: format!("client-{i}"),
-                        seed: stream(seed, Purpose::Simulator, &[2, i as u64]).next_u64(),
-                        ..ClientOptions::default()
+                        seed: draws.next_u64(),
+                        ..client_options.clone()
+                    };
+                    let start = if first_life && !ramp.is_zero() {
+                        // Whole microseconds, uniform over the ramp.
+                        let us = ramp.as_micros().max(1) as u64;
+                        Duration::from_micros(draws.next_u64() % us)
+                    } else {
+                        Duration::ZERO
                     };
                     opts.session.client_id = opts.name.clone();
                     opts.gate = Some(net.gate(&host));
-                    opts.session.requested = Some(heartbeat);
-                    opts.session.mode = Some(mode);
-                    opts.session.session.detector = detector.clone();
-                    opts.reconnect.backoff.max_attempts = None;
                     let connector = net.connector(&host, &opts.name, SERVER, PORT);
                     let observer = observer.clone();
                     let shutdown = shutdown.clone();
                     tasks.spawn(async move {
+                        if !start.is_zero() {
+                            tokio::time::sleep(start).await;
+                        }
                         let _ = client::run(
                             connector,
                             opts,
@@ -1343,7 +1357,7 @@ pub fn run_with(
         transitions,
         hosts,
         duration: scenario.duration,
-        mode: scenario.mode,
+        mode: scenario.stack.heartbeat.mode.into(),
         reconnects: rec.reconnects,
         connect_attempts: rec.attempts,
         traffic,

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::StackConfig;
 use crate::scenario::Plan;
 use crate::scenario::check::{self, RunError};
 use crate::sim::metrics::{Metrics, RunSummary, SideMetrics};
@@ -31,6 +32,18 @@ pub struct Limits {
     pub max_false_rate: f64,
     /// Of that interval.
     pub confidence: f64,
+    /// The recommendation must beat both limits by at least this fraction of each (0.2: a
+    /// detection p99 at most 80% of its limit, a rate upper bound at most 80% of its limit),
+    /// so that what was measured still holds where conditions are a little worse.
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+}
+
+/// The margin a recommendation needs unless told otherwise.
+pub const DEFAULT_MARGIN: f64 = 0.2;
+
+fn default_margin() -> f64 {
+    DEFAULT_MARGIN
 }
 
 /// How long to keep running seeds.
@@ -104,6 +117,13 @@ pub struct TuneRow {
     /// On the Pareto frontier of detection p99 against false rate (see [`mark_pareto`]).
     pub pareto: bool,
     pub meets_limits: bool,
+    /// The smaller of its two margins as a fraction of the limit: detection (1 − p99 ÷ limit)
+    /// and false rate (1 − upper bound ÷ limit); `None` when a limit is missed.
+    #[serde(default)]
+    pub safety: Option<f64>,
+    /// Meets both limits with at least [`Limits::margin`] to spare.
+    #[serde(default)]
+    pub meets_with_margin: bool,
     /// Whether the rate's interval settled (see the module docs).
     pub settled: bool,
 }
@@ -116,6 +136,24 @@ pub struct Recommendation {
     pub detection_margin_s: f64,
     /// Limit minus the rate's upper bound, per connection-hour.
     pub false_rate_margin: f64,
+    /// The smaller margin as a fraction of its limit.
+    pub safety: f64,
+    /// The whole stack configuration that was measured: what `--emit-config` writes and
+    /// `mcpsim serve/client --config` run.
+    pub config: StackConfig,
+    /// The next-safer choice: the cheapest pairing with a wider margin, and what it costs.
+    pub alternative: Option<Alternative>,
+}
+
+/// A safer pairing than the recommendation, at a price.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Alternative {
+    pub pairing: String,
+    pub detection_margin_s: f64,
+    pub false_rate_margin: f64,
+    pub safety: f64,
+    /// Heartbeat bytes per second per connection (both ends) over the recommendation's.
+    pub extra_bytes_per_s: f64,
 }
 
 /// When nothing meets the limits: the pairing that came closest, and the limit it misses.
@@ -145,6 +183,9 @@ pub struct TuneMeta {
     pub sessions: usize,
     pub duration_s: f64,
     pub pairings: Vec<PairingInfo>,
+    /// The stack every pairing runs, but for its interval, k and detector.
+    #[serde(default)]
+    pub stack: StackConfig,
 }
 
 impl TuneMeta {
@@ -166,6 +207,7 @@ impl TuneMeta {
                     miss_threshold: p.miss_threshold,
                 })
                 .collect(),
+            stack: plan.stack(0),
         }
     }
 }
@@ -287,7 +329,7 @@ pub fn build_report(
         .iter()
         .map(|s| s.metrics(limits.confidence).reconnects.connection_hours)
         .sum();
-    let recommendation = recommend(&rows, &limits);
+    let recommendation = recommend(&rows, &limits, &meta.stack);
     let closest = if recommendation.is_none() {
         closest(&rows, &limits)
     } else {
@@ -346,6 +388,12 @@ fn row(p: &PairingInfo, s: &RunSummary, seeds: u64, limits: &Limits, precision: 
         x.mistake_rate_interval
             .is_some_and(|ci| ci.upper <= limits.max_false_rate)
     });
+    let false_rate_upper = worst_side.mistake_rate_interval.map(|i| i.upper);
+    let safety = (detection_ok && rate_ok).then(|| {
+        let det = 1.0 - detection_p99_s.unwrap_or(0.0) / limits.max_detection.as_secs_f64();
+        let rate = 1.0 - false_rate_upper.unwrap_or(0.0) / limits.max_false_rate;
+        det.min(rate)
+    });
     TuneRow {
         pairing: p.pairing.clone(),
         detector: p.detector.clone(),
@@ -360,6 +408,8 @@ fn row(p: &PairingInfo, s: &RunSummary, seeds: u64, limits: &Limits, precision: 
         overhead_frames_per_s,
         pareto: false,
         meets_limits: detection_ok && rate_ok,
+        meets_with_margin: safety.is_some_and(|s| s >= limits.margin - 1e-12),
+        safety,
         settled: settled(s, limits, precision),
         metrics: m,
     }
@@ -392,17 +442,49 @@ pub fn mark_pareto(rows: &mut [TuneRow]) {
     }
 }
 
-/// The cheapest row that meets the limits: least overhead, then fastest detection.
-fn recommend(rows: &[TuneRow], limits: &Limits) -> Option<Recommendation> {
-    let best = rows.iter().filter(|r| r.meets_limits).min_by(|a, b| {
+/// The cheapest row that meets the limits with the required margin: least overhead, then
+/// fastest detection; with the next-safer alternative, the cheapest row with a wider margin.
+fn recommend(rows: &[TuneRow], limits: &Limits, stack: &StackConfig) -> Option<Recommendation> {
+    let cost = |r: &TuneRow| objectives(r)[2];
+    let cheaper = |a: &&TuneRow, b: &&TuneRow| {
         let (oa, ob) = (objectives(a), objectives(b));
         oa[2].total_cmp(&ob[2]).then(oa[0].total_cmp(&ob[0]))
-    })?;
+    };
+    let best = rows.iter().filter(|r| r.meets_with_margin).min_by(cheaper)?;
+    let margins = |r: &TuneRow| {
+        (
+            limits.max_detection.as_secs_f64() - r.detection_p99_s.unwrap_or(0.0),
+            limits.max_false_rate - r.false_rate_upper.unwrap_or(0.0),
+        )
+    };
+    let safety = best.safety.unwrap_or(0.0);
+    let alternative = rows
+        .iter()
+        .filter(|r| r.meets_with_margin && r.safety.is_some_and(|s| s > safety + 1e-9))
+        .min_by(cheaper)
+        .map(|r| {
+            let (d, f) = margins(r);
+            Alternative {
+                pairing: r.pairing.clone(),
+                detection_margin_s: d,
+                false_rate_margin: f,
+                safety: r.safety.unwrap_or(0.0),
+                extra_bytes_per_s: cost(r) - cost(best),
+            }
+        });
+    let (detection_margin_s, false_rate_margin) = margins(best);
+    let mut config = stack.clone();
+    config.heartbeat.interval = crate::units::Dur(Duration::from_millis(best.interval_ms));
+    config.heartbeat.miss_threshold = best.miss_threshold;
+    config.heartbeat.detector =
+        crate::config::DetectorKind::parse(&best.detector).unwrap_or_default();
     Some(Recommendation {
         pairing: best.pairing.clone(),
-        detection_margin_s: limits.max_detection.as_secs_f64()
-            - best.detection_p99_s.unwrap_or(0.0),
-        false_rate_margin: limits.max_false_rate - best.false_rate_upper.unwrap_or(0.0),
+        detection_margin_s,
+        false_rate_margin,
+        safety,
+        config,
+        alternative,
     })
 }
 
@@ -451,7 +533,20 @@ mod tests {
             overhead_frames_per_s: Some(bytes / 32.0),
             pareto: false,
             meets_limits: false,
+            safety: None,
+            meets_with_margin: false,
             settled: false,
+        }
+    }
+
+    /// Marks rows against the limits the way [`row`](super::row) does.
+    fn judge(rows: &mut [TuneRow], limits: &Limits) {
+        for r in rows {
+            let det = 1.0 - r.detection_p99_s.unwrap() / limits.max_detection.as_secs_f64();
+            let rate = 1.0 - r.false_rate_upper.unwrap() / limits.max_false_rate;
+            r.meets_limits = det >= 0.0 && rate >= 0.0;
+            r.safety = r.meets_limits.then_some(det.min(rate));
+            r.meets_with_margin = r.safety.is_some_and(|s| s >= limits.margin);
         }
     }
 
@@ -485,19 +580,62 @@ mod tests {
             max_detection: Duration::from_secs(5),
             max_false_rate: 1.0,
             confidence: 0.95,
+            margin: 0.2,
         };
         let mut rows = vec![
             row("dear", 1.0, 0.1, 128.0),
             row("cheap", 3.0, 0.25, 64.0),
             row("cheapest-but-noisy", 4.0, 2.0, 32.0),
         ];
-        for r in &mut rows {
-            r.meets_limits = r.false_rate_upper.unwrap() <= 1.0;
-        }
-        let rec = recommend(&rows, &limits).unwrap();
+        judge(&mut rows, &limits);
+        let rec = recommend(&rows, &limits, &StackConfig::default()).unwrap();
         assert_eq!(rec.pairing, "cheap");
         assert!((rec.detection_margin_s - 2.0).abs() < 1e-9);
         assert!((rec.false_rate_margin - 0.5).abs() < 1e-9);
+        assert!((rec.safety - 0.4).abs() < 1e-9);
+        let alt = rec.alternative.expect("a safer row exists");
+        assert_eq!(alt.pairing, "dear");
+        assert!((alt.extra_bytes_per_s - 64.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_cheaper_pairing_with_a_thin_margin_is_not_recommended() {
+        let limits = Limits {
+            max_detection: Duration::from_secs(5),
+            max_false_rate: 0.5,
+            confidence: 0.95,
+            margin: 0.2,
+        };
+        // Rate upper bounds are twice the rate: 0.44 (a 12% margin) and 0.2 (60%).
+        let mut rows = vec![row("thin", 4.1, 0.22, 32.0), row("safe", 3.7, 0.1, 64.0)];
+        judge(&mut rows, &limits);
+        assert!(rows[0].meets_limits && !rows[0].meets_with_margin);
+        let rec = recommend(&rows, &limits, &StackConfig::default()).unwrap();
+        assert_eq!(rec.pairing, "safe");
+        assert!(rec.alternative.is_none());
+    }
+
+    #[test]
+    fn the_recommended_configuration_is_the_stack_with_the_pairing_applied() {
+        let limits = Limits {
+            max_detection: Duration::from_secs(5),
+            max_false_rate: 1.0,
+            confidence: 0.95,
+            margin: 0.2,
+        };
+        let mut rows = vec![row("phi:2s/2", 1.0, 0.1, 128.0)];
+        rows[0].detector = "phi".into();
+        rows[0].interval_ms = 2000;
+        rows[0].miss_threshold = 2;
+        judge(&mut rows, &limits);
+        let mut stack = StackConfig::default();
+        stack.heartbeat.grace = crate::units::Dur(Duration::from_millis(100));
+        let rec = recommend(&rows, &limits, &stack).unwrap();
+        let h = &rec.config.heartbeat;
+        assert_eq!(h.interval.0, Duration::from_secs(2));
+        assert_eq!(h.miss_threshold, 2);
+        assert_eq!(h.detector, crate::config::DetectorKind::Phi);
+        assert_eq!(h.grace.0, Duration::from_millis(100));
     }
 
     #[test]
@@ -506,6 +644,7 @@ mod tests {
             max_detection: Duration::from_secs(2),
             max_false_rate: 1.0,
             confidence: 0.95,
+            margin: 0.2,
         };
         // Upper bounds are twice the rate: 3.0 (ratio 3) and 1.2 (ratio 1.2, but detection 1.5).
         let rows = vec![row("noisy", 1.0, 1.5, 64.0), row("slow", 3.0, 0.6, 64.0)];

@@ -1,6 +1,7 @@
-//! The units a scenario file writes: durations (`"250ms"`, `"1.5s"`, `"2m"`, `"1h"`) and
-//! percentages (`"0.5%"`). Each is a string with one strict grammar, so that a typo such as
-//! `"5 sec"` or `"5"` is an error naming what was expected, never a silent guess.
+//! Durations and percentages as people write them in scenario and configuration files:
+//! `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, `"0.5%"`. Each is a string with one strict grammar, so
+//! that a typo such as `"5 sec"` or `"5"` is an error naming what was expected, never a silent
+//! guess.
 
 use std::borrow::Cow;
 use std::fmt;
