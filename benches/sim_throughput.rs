@@ -14,8 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use mcpsim::proto::detector::DetectorConfig;
-use mcpsim::proto::frame::{HeartbeatMode, HeartbeatParams};
+use mcpsim::config::{Mode, StackConfig};
 use mcpsim::sim::links::NetworkSpec;
 use mcpsim::sim::runner::{Scenario, run};
 
@@ -47,12 +46,8 @@ fn main() {
                         tick,
                         sessions,
                         client_hosts: hosts,
-                        heartbeat: HeartbeatParams {
-                            interval_ms: 1000,
-                            miss_threshold: 3,
-                        },
-                        mode: HeartbeatMode::OneWay,
-                        detector: DetectorConfig::default(),
+                        connect_ramp: Duration::ZERO,
+        stack: one_way(),
                         network: NetworkSpec::constant(Duration::from_millis(1)),
                         faults: Vec::new(),
                         random_faults: Vec::new(),
@@ -71,4 +66,11 @@ fn main() {
         tick.as_millis(),
         conn_hours / wall
     );
+}
+
+/// The default stack with one-way heartbeats (1 s, k = 3, k-miss).
+fn one_way() -> StackConfig {
+    let mut s = StackConfig::default();
+    s.heartbeat.mode = Mode::OneWay;
+    s
 }

@@ -107,6 +107,7 @@ fn limits() -> Limits {
         max_detection: Duration::from_secs(3),
         max_false_rate: 0.1,
         confidence: 0.95,
+        margin: 0.2,
     }
 }
 
@@ -145,6 +146,7 @@ fn report_within(
                 miss_threshold: m.k,
             })
             .collect(),
+        stack: Default::default(),
     };
     build_report(
         &meta,

@@ -200,8 +200,8 @@ pub struct Scenario {
     /// faults meet sessions at every phase of their heartbeat. Zero: all start at once.
     pub connect_ramp: Duration,
     /// What both sides run: the same configuration `mcpsim serve/client --config` take, turned
-    /// into the drivers' options by the same functions. Its `tcp.user_timeout` sets the
-    /// simulated kernels' user timeout.
+    /// into the drivers' options by the same functions. Its `tcp.user_timeout`, when set, is
+    /// the simulated kernels' user timeout.
     pub stack: StackConfig,
     /// Latency, loss and random outages between the hosts, and the kernels' TCP settings.
     pub network: NetworkSpec,
@@ -934,7 +934,9 @@ pub fn run_with(
     // Partitions are known in advance: they go into the links' outage timelines, so that every
     // segment's retransmissions see them.
     let mut network = scenario.network.clone();
-    network.tcp.user_timeout = scenario.stack.tcp.user_timeout.map(|d| d.0);
+    if let Some(t) = scenario.stack.tcp.user_timeout {
+        network.tcp.user_timeout = Some(t.0);
+    }
     scenario
         .stack
         .validate()

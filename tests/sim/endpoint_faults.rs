@@ -1,7 +1,6 @@
 use std::time::Duration;
 
-use mcpsim::proto::detector::DetectorConfig;
-use mcpsim::proto::frame::{HeartbeatMode, HeartbeatParams};
+use mcpsim::config::{Mode, StackConfig};
 use mcpsim::sim::links::NetworkSpec;
 use mcpsim::sim::runner::{Fault, Outcome, Scenario, run};
 
@@ -11,12 +10,8 @@ pub fn scenario(sessions: usize, duration: f64, faults: Vec<(Duration, Fault)>) 
         tick: Duration::from_millis(1),
         sessions,
         client_hosts: 1,
-        heartbeat: HeartbeatParams {
-            interval_ms: 1000,
-            miss_threshold: 3,
-        },
-        mode: HeartbeatMode::OneWay,
-        detector: DetectorConfig::default(),
+        connect_ramp: Duration::ZERO,
+        stack: one_way(),
         network: NetworkSpec::constant(Duration::from_millis(5)),
         faults,
         random_faults: Vec::new(),
@@ -295,4 +290,11 @@ fn a_server_that_dies_with_connections_it_has_not_accepted_closes_them() {
     finished
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("killing a server with an unaccepted connection deadlocked");
+}
+
+/// The default stack with one-way heartbeats (1 s, k = 3, k-miss).
+pub fn one_way() -> StackConfig {
+    let mut s = StackConfig::default();
+    s.heartbeat.mode = Mode::OneWay;
+    s
 }

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use mcpsim::proto::frame::HeartbeatParams;
 use mcpsim::sim::fault::Latency;
 use mcpsim::sim::qos::Judge;
 use mcpsim::sim::runner::{Fault, run};
@@ -43,10 +42,8 @@ fn a_slow_live_server_yields_false_suspicions_and_no_failures() {
         oneway: true,
     };
     let mut s = scenario(2, 40.0, vec![(secs(10.5), slow)]);
-    s.heartbeat = HeartbeatParams {
-        interval_ms: 1000,
-        miss_threshold: 3,
-    };
+    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
+    s.stack.heartbeat.miss_threshold = 3;
     let out = run(&s, 1).unwrap();
     for p in Judge::default()
         .judge(&out)

@@ -1,7 +1,8 @@
 //! Heartbeat intervals longer than the drivers' write timeout: a quiet connection is not a
 //! stalled one.
 
-use mcpsim::proto::frame::HeartbeatParams;
+use std::time::Duration;
+
 use mcpsim::sim::runner::{Reconnects, run};
 
 use crate::endpoint_faults::{scenario, secs};
@@ -13,10 +14,8 @@ fn heartbeats_further_apart_than_the_write_timeout_keep_the_connection() {
     // non-empty for 10 s means the peer stopped reading; these are drained at once. k = 3 keeps
     // the detector quiet on a clean link.
     let mut s = scenario(2, 180.0, vec![]);
-    s.heartbeat = HeartbeatParams {
-        interval_ms: 12_000,
-        miss_threshold: 3,
-    };
+    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(12_000));
+    s.stack.heartbeat.miss_threshold = 3;
     let out = run(&s, 1).unwrap();
     // Neither a dropped connection ("ended: peer stopped reading" on the server, "ended: peer
     // closed the stream" on the client) nor a suspicion: the replies kept coming too, since a

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use mcpsim::proto::frame::HeartbeatMode;
 use mcpsim::sim::metrics::{Metrics, RunSummary, Watcher};
 use mcpsim::sim::qos::Judge;
 use mcpsim::sim::runner::{Fault, Scenario, run};
@@ -49,10 +48,9 @@ fn over_two_seeds_a_server_crash_is_one_detection_per_client_k_intervals_after_t
 
 /// `scenario`, both sides heartbeating.
 fn two_way(sessions: usize, duration: f64, faults: Vec<(Duration, Fault)>) -> Scenario {
-    Scenario {
-        mode: HeartbeatMode::TwoWay,
-        ..scenario(sessions, duration, faults)
-    }
+    let mut s = scenario(sessions, duration, faults);
+    s.stack.heartbeat.mode = mcpsim::config::Mode::TwoWay;
+    s
 }
 
 fn metrics_of(s: &Scenario, seed: u64) -> Metrics {

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use mcpsim::proto::frame::HeartbeatParams;
 use mcpsim::sim::fault::Loss;
 use mcpsim::sim::runner::{Fault, Outcome, run};
 
@@ -21,10 +20,8 @@ fn twenty_percent_loss_delays_but_never_breaks_a_connection() {
     let mut s = scenario(5, 300.0, vec![]);
     s.network.default.loss = Loss::Independent { p: 0.2 };
     // k large enough that the detector does not act on the delays: this is about TCP.
-    s.heartbeat = HeartbeatParams {
-        interval_ms: 1000,
-        miss_threshold: 8,
-    };
+    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
+    s.stack.heartbeat.miss_threshold = 8;
     let out = run(&s, 7).unwrap();
     assert!(
         out.trace.iter().all(|l| !l.text.contains("ended")),
@@ -45,10 +42,8 @@ fn a_three_second_partition_stalls_until_the_retransmission_after_it_heals() {
         oneway: false,
     };
     let mut s = scenario(1, 30.0, vec![(secs(10.5), cut)]);
-    s.heartbeat = HeartbeatParams {
-        interval_ms: 1000,
-        miss_threshold: 3,
-    };
+    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
+    s.stack.heartbeat.miss_threshold = 3;
     let out = run(&s, 1).unwrap();
     // Last reply before the cut: 10.030. Suspected 3 s later, during the partition.
     assert_eq!(
@@ -85,11 +80,9 @@ fn a_partition_longer_than_the_user_timeout_ends_in_a_timeout_error() {
     };
     let mut s = scenario(1, 40.0, vec![(secs(10.5), cut)]);
     // A detector far slower than the user timeout, so TCP is what notices.
-    s.heartbeat = HeartbeatParams {
-        interval_ms: 1000,
-        miss_threshold: 60,
-    };
-    s.network.tcp.user_timeout = Some(secs(5.0));
+    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
+    s.stack.heartbeat.miss_threshold = 60;
+    s.stack.tcp.user_timeout = Some(mcpsim::units::Dur(secs(5.0)));
     let out = run(&s, 1).unwrap();
     let ended = out
         .trace
@@ -119,10 +112,8 @@ fn a_one_way_partition_silences_both_directions_within_an_rto() {
         oneway: true,
     };
     let mut s = scenario(1, 30.0, vec![(secs(10.5), cut)]);
-    s.heartbeat = HeartbeatParams {
-        interval_ms: 1000,
-        miss_threshold: 3,
-    };
+    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
+    s.stack.heartbeat.miss_threshold = 3;
     let out = run(&s, 1).unwrap();
     assert_eq!(
         lines(&out, "client-0", "suspect server"),
@@ -151,10 +142,8 @@ fn a_latency_spike_longer_than_k_intervals_is_a_false_suspicion_of_a_live_server
         oneway: true,
     };
     let mut s = scenario(1, 40.0, vec![(secs(10.5), slow)]);
-    s.heartbeat = HeartbeatParams {
-        interval_ms: 1000,
-        miss_threshold: 3,
-    };
+    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
+    s.stack.heartbeat.miss_threshold = 3;
     let out = run(&s, 1).unwrap();
     // Last fast reply 10.030; the next (heartbeat 11.020) arrives 4 s late, at 15.025: after
     // the 3 s deadline (13.030), so a suspicion, then trust when it arrives. The reply also
@@ -194,10 +183,8 @@ fn a_partition_aimed_at_one_session_cuts_only_that_session() {
         oneway: false,
     };
     let mut s = scenario(3, 30.0, vec![(secs(10.5), cut)]);
-    s.heartbeat = HeartbeatParams {
-        interval_ms: 1000,
-        miss_threshold: 3,
-    };
+    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
+    s.stack.heartbeat.miss_threshold = 3;
     let out = run(&s, 1).unwrap();
     assert_eq!(
         lines(&out, "client-1", "suspect server"),
