@@ -47,7 +47,7 @@ fn main() {
                         sessions,
                         client_hosts: hosts,
                         connect_ramp: Duration::ZERO,
-        stack: one_way(),
+                        stack: one_way(),
                         network: NetworkSpec::constant(Duration::from_millis(1)),
                         faults: Vec::new(),
                         random_faults: Vec::new(),

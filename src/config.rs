@@ -96,7 +96,17 @@ impl From<Mode> for HeartbeatMode {
 
 /// A failure detector.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    Serialize,
     JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
@@ -492,10 +502,7 @@ impl StackConfig {
                     max_sample_size: h.phi.max_sample_size.unwrap_or(d.max_sample_size),
                     min_std_deviation: h.phi.min_std_deviation.map_or(d.min_std_deviation, |x| x.0),
                     acceptable_heartbeat_pause: h.phi.acceptable_pause.map_or(
-                        PhiConfig::pause_for_miss_threshold(
-                            h.interval.0,
-                            h.miss_threshold.into(),
-                        ),
+                        PhiConfig::pause_for_miss_threshold(h.interval.0, h.miss_threshold.into()),
                         |x| x.0,
                     ),
                 })
@@ -653,7 +660,10 @@ mod tests {
         assert_eq!(server.config.default_mode, HeartbeatMode::OneWay);
         assert_eq!(client.session.requested, Some(c.heartbeat_params()));
         assert_eq!(client.session.mode, Some(HeartbeatMode::OneWay));
-        assert_eq!(server.config.session.detector, client.session.session.detector);
+        assert_eq!(
+            server.config.session.detector,
+            client.session.session.detector
+        );
         assert_eq!(server.config.session.health, client.session.session.health);
     }
 

@@ -363,3 +363,106 @@ fn a_killed_client_process_is_noticed_by_the_server_within_k_intervals() {
         ended - killed
     );
 }
+
+/// A directory of its own for a test's files.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcpsim-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits for a line containing `what`, and returns it.
+fn line_with(lines: &mpsc::Receiver<String>, what: &str, limit: Duration) -> String {
+    let end = Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(_) => {}
+            Err(_) => panic!("no line with {what:?} within {limit:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_configuration_tune_emits_is_the_session_serve_and_client_negotiate() {
+    let dir = scratch("emit");
+    let scenario = dir.join("tiny.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+duration = "10s"
+[topology]
+sessions = 2
+[stack.heartbeat]
+mode = "one-way"
+grace = "50ms"
+[grid]
+interval = ["300ms"]
+miss_threshold = [2]
+detector = ["phi"]
+[limits]
+max_detection = "60s"
+max_false_per_hour = 100000
+"#,
+    )
+    .unwrap();
+    let emitted = dir.join("tuned.toml");
+    let out = run_bounded(
+        Command::new(BIN).args([
+            "tune",
+            scenario.to_str().unwrap(),
+            "--seeds",
+            "1",
+            "--emit-config",
+            emitted.to_str().unwrap(),
+        ]),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&emitted).unwrap();
+    let config = mcpsim::config::StackConfig::parse(&text).unwrap();
+    assert_eq!(config.pairing_name(), "phi:300ms/2");
+    assert_eq!(config.heartbeat.mode, mcpsim::config::Mode::OneWay);
+    assert_eq!(config.heartbeat.grace.0, Duration::from_millis(50));
+
+    // `--print-config` shows what the server would run: the emitted file, unchanged.
+    let printed = run_bounded(
+        Command::new(BIN).args([
+            "serve",
+            "--config",
+            emitted.to_str().unwrap(),
+            "--print-config",
+        ]),
+        Duration::from_secs(10),
+    );
+    assert!(printed.status.success(), "{printed:?}");
+    let printed = mcpsim::config::StackConfig::parse(&String::from_utf8_lossy(&printed.stdout));
+    assert_eq!(printed.as_ref(), Ok(&config));
+
+    // The server grants it to a client that asks for nothing, and a client run on the same
+    // file asks for exactly it: both log the negotiated session.
+    let (_server, addr, server_lines) = serve(&["--config", emitted.to_str().unwrap()]);
+    let mut client = Command::new(BIN)
+        .args([
+            "client",
+            "--connect",
+            &addr,
+            "--config",
+            emitted.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client_lines = lines_of(client.stderr.take().unwrap());
+    let _client = Proc(client);
+    for lines in [&server_lines, &client_lines] {
+        let l = line_with(lines, "session established", Duration::from_secs(5));
+        for field in ["interval_ms=300", "miss_threshold=2", "mode=OneWay"] {
+            assert!(l.contains(field), "{field} not in {l:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

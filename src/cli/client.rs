@@ -22,12 +22,12 @@ use super::CliError;
 use super::observe::{Telemetry, Webhook, init_logging, install_metrics};
 use super::opts::{ObserveArgs, SecretArgs, Signals, StackArgs, duration, print_config};
 use crate::config::{self, StackConfig};
-use crate::units::Dur;
 use crate::net::client::{self, ClientError, ClientOptions};
 use crate::net::conn::{Handler, Outgoing};
 use crate::net::tls::{TlsConnector, client_config};
 use crate::net::{Connector, NetEvent, Observer};
 use crate::proto::session::{Event, Message, Side};
+use crate::units::Dur;
 
 /// How reconnect delays grow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -105,10 +105,7 @@ pub struct StackArgs {
 impl StackArgs {
     /// The configuration to run: the defaults, then `--config`, then the flags (the common
     /// ones here, the command's own in `more`), checked as a whole.
-    pub fn effective(
-        &self,
-        more: impl FnOnce(&mut StackConfig),
-    ) -> Result<StackConfig, CliError> {
+    pub fn effective(&self, more: impl FnOnce(&mut StackConfig)) -> Result<StackConfig, CliError> {
         let mut c = match &self.config {
             Some(path) => StackConfig::load(path).map_err(CliError::Usage)?,
             None => StackConfig::default(),
@@ -140,10 +137,9 @@ impl StackArgs {
         }
         more(&mut c);
         c.validate().map_err(|e| {
-            let source = self
-                .config
-                .as_ref()
-                .map_or("the flags".to_string(), |p| format!("{} with the flags", p.display()));
+            let source = self.config.as_ref().map_or("the flags".to_string(), |p| {
+                format!("{} with the flags", p.display())
+            });
             CliError::Usage(format!("the configuration ({source}) cannot run: {e}"))
         })?;
         Ok(c)
@@ -155,7 +151,9 @@ pub fn print_config(command: &str, args: &StackArgs, c: &StackConfig) {
     let from = args
         .config
         .as_ref()
-        .map_or("the built-in defaults".to_string(), |p| p.display().to_string());
+        .map_or("the built-in defaults".to_string(), |p| {
+            p.display().to_string()
+        });
     println!(
         "# The effective stack configuration of `mcpsim {command}` ({from}, then flags).\n\
          # Reference: docs/configuration.md\n\n{}",

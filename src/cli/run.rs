@@ -10,9 +10,9 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::CliError;
+use crate::config::StackConfig;
 use crate::scenario::check::{self, Report, fmt_rate, fmt_secs};
 use crate::scenario::units::show;
-use crate::config::StackConfig;
 use crate::scenario::{self, Plan};
 use crate::sim::metrics::SideMetrics;
 

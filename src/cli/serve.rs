@@ -7,17 +7,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::CliError;
-use super::observe::{Telemetry, Webhook, init_logging, install_metrics};
 use super::client::TcpOptions;
+use super::observe::{Telemetry, Webhook, init_logging, install_metrics};
 use super::opts::{ObserveArgs, SecretArgs, Signals, StackArgs, duration, print_config};
 use crate::config::StackConfig;
 use crate::net::Listener;
-use crate::units::Dur;
 use crate::net::conn::{Discard, Echo, Handler};
 use crate::net::server::{Server, ServerOptions};
 use crate::net::tls::{TlsListener, server_config};
 use crate::proto::frame::MAX_PAYLOAD_LEN;
 use crate::proto::session::Side;
+use crate::units::Dur;
 
 /// Arguments of `mcpsim serve`.
 #[derive(Debug, clap::Args)]

@@ -610,8 +610,14 @@ pub fn emitted_config(r: &TuneReport, rec: &tune::Recommendation) -> String {
             percent(rec.safety)
         );
     }
-    let _ = writeln!(o, "# Run it: mcpsim serve --config FILE / mcpsim client --config FILE");
-    let _ = writeln!(o, "# Re-measure it: mcpsim run SCENARIO --config FILE --seeds N");
+    let _ = writeln!(
+        o,
+        "# Run it: mcpsim serve --config FILE / mcpsim client --config FILE"
+    );
+    let _ = writeln!(
+        o,
+        "# Re-measure it: mcpsim run SCENARIO --config FILE --seeds N"
+    );
     let _ = writeln!(o, "# Reference: docs/configuration.md\n");
     o.push_str(&rec.config.to_toml());
     o
@@ -732,7 +738,10 @@ pub fn text(r: &TuneReport) -> String {
                     let _ = writeln!(o, "next safer: none; no other pairing has a wider margin");
                 }
             }
-            let _ = writeln!(o, "\nthe recommended stack configuration (--emit-config FILE writes it; serve and client take it with --config):\n");
+            let _ = writeln!(
+                o,
+                "\nthe recommended stack configuration (--emit-config FILE writes it; serve and client take it with --config):\n"
+            );
             for line in rec.config.to_toml().lines() {
                 let _ = writeln!(o, "    {line}");
             }

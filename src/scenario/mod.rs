@@ -220,7 +220,8 @@ impl Plan {
             miss_threshold: stack.heartbeat.miss_threshold,
         };
         let kept = plan.pairings.iter().position(|p| *p == pairing);
-        plan.asserts.retain(|a| a.pairing.is_none() || a.pairing == kept);
+        plan.asserts
+            .retain(|a| a.pairing.is_none() || a.pairing == kept);
         for a in &mut plan.asserts {
             a.pairing = a.pairing.map(|_| 0);
         }
@@ -537,9 +538,10 @@ impl Checker<'_> {
                         miss_threshold: k,
                     };
                     if out.contains(&p) {
-                        return Err(
-                            self.err(span.clone(), format!("grid repeats pairing {}", p.name(true)))
-                        );
+                        return Err(self.err(
+                            span.clone(),
+                            format!("grid repeats pairing {}", p.name(true)),
+                        ));
                     }
                     pairing_stack(stack, &p).map_err(|e| {
                         self.err(span.clone(), format!("pairing {}: stack.{e}", p.name(true)))

@@ -450,7 +450,10 @@ fn recommend(rows: &[TuneRow], limits: &Limits, stack: &StackConfig) -> Option<R
         let (oa, ob) = (objectives(a), objectives(b));
         oa[2].total_cmp(&ob[2]).then(oa[0].total_cmp(&ob[0]))
     };
-    let best = rows.iter().filter(|r| r.meets_with_margin).min_by(cheaper)?;
+    let best = rows
+        .iter()
+        .filter(|r| r.meets_with_margin)
+        .min_by(cheaper)?;
     let margins = |r: &TuneRow| {
         (
             limits.max_detection.as_secs_f64() - r.detection_p99_s.unwrap_or(0.0),
