@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::{
-    Marks, NONE, Table, Verdict, budget_text, cost_text, interval, limits_text, margin_lines,
+    Marks, NONE, Table, Verdict, alternative_line, budget_text, config_toml, cost_text, interval,
+    limits_text, margin_lines, margin_text,
     miss_text, network_text, num, opt, table, table_legend, verdict,
 };
 use crate::tune::{TuneReport, TuneRow};
@@ -166,11 +167,24 @@ fn verdict_box(o: &mut String, r: &TuneReport) {
                     opt(x.overhead_frames_per_s)
                 )
             });
+            if let Some(line) = alternative_line(r) {
+                let _ = writeln!(o, "<li>{}</li>", esc(&line));
+            }
             let _ = writeln!(
                 o,
-                "</ul>\n<p>Of the pairings that meet both limits, the one with the least \
-                 heartbeat overhead{cost}.</p>\n</section>"
+                "</ul>\n<p>Of the pairings that meet both limits with a {} margin, the one with \
+                 the least heartbeat overhead{cost}.</p>",
+                margin_text(r)
             );
+            if let Some(toml) = config_toml(r) {
+                let _ = writeln!(
+                    o,
+                    "<details><summary>The stack configuration measured \
+                     (<code>--emit-config</code> writes it)</summary><pre>{}</pre></details>",
+                    esc(&toml)
+                );
+            }
+            o.push_str("</section>\n");
         }
         Verdict::Closest {
             pairing,

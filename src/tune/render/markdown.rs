@@ -6,7 +6,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    Table, Verdict, budget_text, cost_text, interval, limits_text, margin_lines, miss_text,
+    Table, Verdict, alternative_line, budget_text, config_toml, cost_text, interval, limits_text,
+    margin_lines, margin_text, miss_text,
     network_text, table, table_legend, verdict,
 };
 use crate::tune::TuneReport;
@@ -62,11 +63,22 @@ fn recommendation(o: &mut String, r: &TuneReport) {
             });
             let _ = writeln!(
                 o,
-                "**{}**{what} meets both limits with the least heartbeat overhead:\n",
-                code(pairing)
+                "**{}**{what} meets both limits with a {} margin and the least heartbeat overhead:\n",
+                code(pairing),
+                margin_text(r)
             );
             for line in margin_lines(r, row, detection_margin_s, false_rate_margin) {
                 let _ = writeln!(o, "- {line}");
+            }
+            if let Some(line) = alternative_line(r) {
+                let _ = writeln!(o, "- {line}");
+            }
+            if let Some(toml) = config_toml(r) {
+                let _ = writeln!(
+                    o,
+                    "\nThe stack configuration measured (`--emit-config` writes it; `mcpsim serve --config` and `mcpsim client --config` run it):\n\n```toml\n{}```",
+                    toml
+                );
             }
         }
         Verdict::Closest {

@@ -200,6 +200,30 @@ fn margin_lines(r: &TuneReport, row: Option<&TuneRow>, det: f64, rate: f64) -> [
     ]
 }
 
+/// The required margin, as the reports write it: `20%`.
+fn margin_text(r: &TuneReport) -> String {
+    percent(r.limits.margin)
+}
+
+/// The next-safer pairing of a recommendation, plain text.
+fn alternative_line(r: &TuneReport) -> Option<String> {
+    let rec = r.recommendation.as_ref()?;
+    Some(match &rec.alternative {
+        Some(a) => format!(
+            "next safer: {} (a {} margin) for {} heartbeat bytes/s more per connection",
+            a.pairing,
+            percent(a.safety),
+            num(a.extra_bytes_per_s)
+        ),
+        None => "next safer: none; no other pairing has a wider margin".to_string(),
+    })
+}
+
+/// The recommended stack configuration as TOML.
+fn config_toml(r: &TuneReport) -> Option<String> {
+    r.recommendation.as_ref().map(|rec| rec.config.to_toml())
+}
+
 /// How a closest pairing misses its limit, plain text after the pairing's name.
 fn miss_text(limit: &str, ratio: f64) -> String {
     let what = if limit == "detection" {
