@@ -142,11 +142,7 @@ async fn server_loss(srv: &Running) -> (Instant, PeerLoss) {
 }
 
 fn agree(what: &str, real: Duration, simulated: Duration) {
-    let diff = if real > simulated {
-        real - simulated
-    } else {
-        simulated - real
-    };
+    let diff = real.abs_diff(simulated);
     eprintln!("{what}: real {real:?}, simulated {simulated:?}");
     assert!(
         diff <= TOLERANCE,
