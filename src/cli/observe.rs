@@ -13,7 +13,8 @@
 //! | `mcp_heartbeat_acks_total` | counter | heartbeat round trips measured (replies received) |
 //! | `mcp_heartbeat_rtt_seconds` | histogram | heartbeat round-trip time |
 //! | `mcp_suspicions_total` | counter | the detector started suspecting the peer |
-//! | `mcp_peer_deaths_total` | counter | suspicion lasted: the peer was declared dead |
+//! | `mcp_peer_dead_total` | counter | the peer was declared dead, by `reason` (below) |
+//! | `mcp_peer_dead_silence_seconds` | histogram | time since the peer's last sign of life when it was declared dead, by `reason` |
 //! | `mcp_health_transitions_total` | counter | health changes, by `to` |
 //! | `mcp_reconnects_total` | counter | reconnect attempts scheduled by a client |
 //! | `mcp_connect_failures_total` | counter | connection attempts that failed |
@@ -22,6 +23,17 @@
 //! | `mcp_rejected_frames_total` | counter | frames rejected, by error `code` |
 //! | `mcp_sessions_expired_total` | counter | detached sessions that were never resumed |
 //! | `mcp_bytes_received_total`, `mcp_bytes_sent_total` | counter | counted when a connection ends |
+//!
+//! # Detection
+//!
+//! A peer is declared dead (`docs/protocol.md` §11.6) at the instant the driver reports
+//! [`NetEvent::PeerLost`], which is the instant the simulator's judge measures: when the
+//! detector suspects it (`reason="heartbeat_timeout"`, the connection is closed with CLOSE
+//! HEARTBEAT_TIMEOUT), or when an established connection ends without a CLOSE from either side
+//! (`eof`, `reset`, `timeout`, `write_stalled`, `io`). Each gets one warn line naming the peer
+//! with the reason and the silence, `mcp_peer_dead_total{side,reason}`, an observation of
+//! `mcp_peer_dead_silence_seconds`, and an alert. A connection ended by a CLOSE frame (either
+//! side's) or by this side's shutdown is no detection and gets none of these.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,7 +46,7 @@ use tokio::sync::Semaphore;
 
 use super::CliError;
 use super::opts::LogFormat;
-use crate::net::{NetEvent, Observer};
+use crate::net::{NetEvent, Observer, PeerLoss};
 use crate::proto::health::HealthState;
 use crate::proto::session::{Event, Side};
 
@@ -42,6 +54,10 @@ use crate::proto::session::{Event, Side};
 const RTT_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
+];
+/// Silence at detection, in seconds: 1 ms (an end of stream right after a heartbeat) to 10 min.
+const SILENCE_BUCKETS: &[f64] = &[
+    0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 600.0,
 ];
 /// Alert POSTs in flight at once; more are dropped.
 const MAX_ALERTS_IN_FLIGHT: usize = 16;
@@ -71,6 +87,12 @@ pub fn install_metrics(addr: SocketAddr) -> Result<(), CliError> {
             Matcher::Full("mcp_heartbeat_rtt_seconds".into()),
             RTT_BUCKETS,
         )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("mcp_peer_dead_silence_seconds".into()),
+                SILENCE_BUCKETS,
+            )
+        })
         .and_then(|b| b.install())
         .map_err(|e| CliError::Run(format!("cannot serve metrics on {addr} (--metrics): {e}")))?;
     describe_gauge!("mcp_sessions", "Connections with an established session.");
@@ -87,7 +109,15 @@ pub fn install_metrics(addr: SocketAddr) -> Result<(), CliError> {
         "mcp_suspicions_total",
         "Times the detector started suspecting the peer."
     );
-    describe_counter!("mcp_peer_deaths_total", "Peers declared dead.");
+    describe_counter!(
+        "mcp_peer_dead_total",
+        "Peers declared dead: by the detector, or by a connection ended without CLOSE; by reason."
+    );
+    describe_histogram!(
+        "mcp_peer_dead_silence_seconds",
+        metrics::Unit::Seconds,
+        "Time since the peer's last sign of life when it was declared dead, by reason."
+    );
     describe_counter!("mcp_health_transitions_total", "Peer health changes.");
     describe_counter!("mcp_reconnects_total", "Reconnect attempts scheduled.");
     describe_counter!(
@@ -270,20 +300,15 @@ impl Telemetry {
                     "peer trusted again"
                 );
             }
-            Event::PeerDead { silent } => {
-                counter!("mcp_peer_deaths_total", "side" => side_s).increment(1);
-                tracing::warn!(
-                    node,
-                    side = side_s,
-                    session_id = sid,
-                    event = "peer_dead",
-                    silent_ms = ms(*silent),
-                    "peer dead"
-                );
-                if let Some(hook) = &self.webhook {
-                    hook.fire(alert_body(node, side, sid, *silent, SystemTime::now()));
-                }
-            }
+            // Acted on as the driver's `PeerLost` that follows it, with the peer's name.
+            Event::PeerDead { silent } => tracing::debug!(
+                node,
+                side = side_s,
+                session_id = sid,
+                event = "heartbeat_timeout",
+                silent_ms = ms(*silent),
+                "detector suspicion: peer dead"
+            ),
             Event::Rtt { rtt, .. } => {
                 counter!("mcp_heartbeat_acks_total", "side" => side_s).increment(1);
                 histogram!("mcp_heartbeat_rtt_seconds", "side" => side_s).record(rtt.as_secs_f64());
@@ -397,22 +422,52 @@ impl Telemetry {
     }
 }
 
+/// A peer declared dead, as an alert describes it.
+pub struct Dead<'a> {
+    pub node: &'a str,
+    pub side: Side,
+    pub session_id: u32,
+    pub peer: &'a str,
+    pub reason: PeerLoss,
+    pub silent: Duration,
+}
+
 /// The JSON an alert webhook receives.
-pub fn alert_body(
-    node: &str,
-    side: Side,
-    session_id: u32,
-    silent: Duration,
-    at: SystemTime,
-) -> serde_json::Value {
+pub fn alert_body(dead: &Dead<'_>, at: SystemTime) -> serde_json::Value {
     serde_json::json!({
         "event": "peer_dead",
-        "node": node,
-        "side": side_name(side),
-        "session_id": session_id,
-        "silent_ms": silent.as_millis() as u64,
+        "node": dead.node,
+        "side": side_name(dead.side),
+        "session_id": dead.session_id,
+        "peer": dead.peer,
+        "reason": dead.reason.name(),
+        "silent_ms": dead.silent.as_millis() as u64,
         "at": humantime::format_rfc3339_millis(at).to_string(),
     })
+}
+
+impl Telemetry {
+    /// The peer was declared dead: one warn line, the counter and histogram, an alert.
+    fn peer_dead(&self, dead: &Dead<'_>) {
+        let side_s = side_name(dead.side);
+        let reason = dead.reason.name();
+        counter!("mcp_peer_dead_total", "side" => side_s, "reason" => reason).increment(1);
+        histogram!("mcp_peer_dead_silence_seconds", "side" => side_s, "reason" => reason)
+            .record(dead.silent.as_secs_f64());
+        tracing::warn!(
+            node = dead.node,
+            side = side_s,
+            session_id = dead.session_id,
+            event = "peer_dead",
+            peer = dead.peer,
+            reason,
+            silent_ms = ms(dead.silent),
+            "peer dead"
+        );
+        if let Some(hook) = &self.webhook {
+            hook.fire(alert_body(dead, SystemTime::now()));
+        }
+    }
 }
 
 impl Observer for Telemetry {
@@ -537,6 +592,18 @@ impl Observer for Telemetry {
                 counter!("mcp_heartbeats_received_total", "side" => side_s)
                     .increment(*heartbeats_received);
             }
+            NetEvent::PeerLost {
+                reason,
+                silent,
+                peer,
+            } => self.peer_dead(&Dead {
+                node,
+                side,
+                session_id: sid,
+                peer,
+                reason: *reason,
+                silent: *silent,
+            }),
             NetEvent::Disconnected {
                 reason,
                 bytes_in,
@@ -600,7 +667,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn peer_dead_posts_an_alert_to_the_webhook() {
+    async fn a_lost_peer_posts_an_alert_to_the_webhook() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/alerts", listener.local_addr().unwrap());
         let telemetry = Telemetry::new(Side::Server, Some(Webhook::new(&url).unwrap()));
@@ -610,9 +677,11 @@ mod tests {
             "server",
             Side::Server,
             42,
-            &NetEvent::Session(Event::PeerDead {
+            &NetEvent::PeerLost {
+                reason: PeerLoss::Eof,
                 silent: Duration::from_millis(3250),
-            }),
+                peer: "client \"c1\" at 127.0.0.1:5000".into(),
+            },
         );
 
         let (head, body) = tokio::time::timeout(Duration::from_secs(5), receiver)
@@ -629,6 +698,8 @@ mod tests {
         assert_eq!(v["node"], "server");
         assert_eq!(v["side"], "server");
         assert_eq!(v["session_id"], 42);
+        assert_eq!(v["reason"], "eof");
+        assert_eq!(v["peer"], "client \"c1\" at 127.0.0.1:5000");
         assert_eq!(v["silent_ms"], 3250);
         let at = v["at"].as_str().unwrap();
         assert!(humantime::parse_rfc3339(at).is_ok(), "{at}");

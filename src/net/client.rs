@@ -79,6 +79,7 @@ pub async fn run<C: Connector>(
     let mut session = Session::client(opts.session.clone());
     let ctx = ConnCtx {
         node: &opts.name,
+        peer: "server".into(),
         clock: clock.clone(),
         observer: &*observer,
         handler: &*handler,
@@ -209,6 +210,7 @@ pub async fn run<C: Connector>(
 fn ctx_ref<'a>(c: &ConnCtx<'a>) -> ConnCtx<'a> {
     ConnCtx {
         node: c.node,
+        peer: c.peer.clone(),
         clock: c.clock.clone(),
         observer: c.observer,
         handler: c.handler,

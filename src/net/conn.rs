@@ -22,8 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use super::{Clock, ConnEnd, NetEvent, Observer, Stream};
-use crate::proto::session::{Event, Message, Session};
+use super::{Clock, ConnEnd, NetEvent, Observer, PeerLoss, Stream};
+use crate::proto::session::{Event, Message, Session, State};
 use crate::proto::{Decoder, Error as ProtoError, ErrorCode};
 
 /// Per-connection limits.
@@ -87,6 +87,9 @@ impl Handler for Echo {
 /// What a connection loop needs besides the stream and the session.
 pub struct ConnCtx<'a> {
     pub node: &'a str,
+    /// The peer as this side knows it, for logs and alerts: `client "id" at addr` (or
+    /// `client at addr` without an id) on the server, `server` on the client.
+    pub peer: String,
     pub clock: Clock,
     pub observer: &'a dyn Observer,
     pub handler: &'a dyn Handler,
@@ -275,7 +278,7 @@ pub async fn drive<S: Stream>(
                         end = Some(ConnEnd::Decode(e));
                     }
                 }
-                Err(e) => break ConnEnd::Io(e.to_string()),
+                Err(e) => break ConnEnd::from_io(&e),
             },
             m = recv_or_never(&mut outgoing), if can_send => match m {
                 Some(o) => {
@@ -289,7 +292,14 @@ pub async fn drive<S: Stream>(
         }
     };
     // Whatever the core still wants to say about this connection.
-    pump(session, &mut wbuf, &mut progress, ctx);
+    closing |= pump(session, &mut wbuf, &mut progress, ctx);
+    // An established connection that ended without a CLOSE either way is a detection, now.
+    if !closing
+        && session.state() == State::Established
+        && let Some(reason) = result.loss()
+    {
+        lost(session, ctx, reason, session.silence(ctx.clock.now()));
+    }
     traffic.maybe_report(session, ctx, bytes_in, bytes_out, Instant::now(), true);
     ctx.observer.observe(
         ctx.node,
@@ -458,14 +468,35 @@ fn pump(
     let mut closing = false;
     while let Some(ev) = session.poll_event() {
         closing |= matches!(ev, Event::ConnectionClosed { .. });
+        let dead = match ev {
+            Event::PeerDead { silent } => Some(silent),
+            _ => None,
+        };
         ctx.observer.observe(
             ctx.node,
             session.side(),
             session.id(),
             &NetEvent::Session(ev),
         );
+        if let Some(silent) = dead {
+            lost(session, ctx, PeerLoss::HeartbeatTimeout, silent);
+        }
     }
     closing
+}
+
+/// Reports that this side declared its peer lost.
+fn lost(session: &Session, ctx: &ConnCtx<'_>, reason: PeerLoss, silent: Duration) {
+    ctx.observer.observe(
+        ctx.node,
+        session.side(),
+        session.id(),
+        &NetEvent::PeerLost {
+            reason,
+            silent,
+            peer: ctx.peer.clone(),
+        },
+    );
 }
 
 /// Takes a write's result: the bytes written leave the buffer; a write of nothing or an error
@@ -482,7 +513,7 @@ fn wrote(
             *bytes_out += n as u64;
             Ok(())
         }
-        Err(e) => Err(ConnEnd::Io(e.to_string())),
+        Err(e) => Err(ConnEnd::from_io(&e)),
     }
 }
 

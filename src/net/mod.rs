@@ -149,7 +149,11 @@ pub enum ConnEnd {
     Closed,
     /// The peer closed its end without a CLOSE.
     Eof,
-    /// The byte stream broke (reset, timeout).
+    /// The connection was reset: ECONNRESET (RST), ECONNABORTED, or EPIPE on a write.
+    Reset(String),
+    /// TCP gave up: ETIMEDOUT (the TCP user timeout, or retransmissions exhausted).
+    TimedOut(String),
+    /// The byte stream broke some other way.
     Io(String),
     /// The peer sent bytes that are not MCP; a CLOSE with the code was attempted.
     Decode(ProtoError),
@@ -164,11 +168,78 @@ impl std::fmt::Display for ConnEnd {
         match self {
             ConnEnd::Closed => f.write_str("closed"),
             ConnEnd::Eof => f.write_str("peer closed the stream"),
-            ConnEnd::Io(e) => write!(f, "i/o error: {e}"),
+            ConnEnd::Reset(e) | ConnEnd::TimedOut(e) | ConnEnd::Io(e) => {
+                write!(f, "i/o error: {e}")
+            }
             ConnEnd::Decode(e) => write!(f, "bad input: {e}"),
             ConnEnd::WriteStalled => f.write_str("peer stopped reading"),
             ConnEnd::Shutdown => f.write_str("shutting down"),
         }
+    }
+}
+
+impl ConnEnd {
+    /// An I/O error that ended the connection, by kind.
+    pub fn from_io(e: &io::Error) -> ConnEnd {
+        use io::ErrorKind::*;
+        match e.kind() {
+            ConnectionReset | ConnectionAborted | BrokenPipe => ConnEnd::Reset(e.to_string()),
+            TimedOut => ConnEnd::TimedOut(e.to_string()),
+            _ => ConnEnd::Io(e.to_string()),
+        }
+    }
+
+    /// What this end says about the peer when the connection ended without a CLOSE from either
+    /// side: how it was lost. `None` for an end that is no detection (a CLOSE, GOAWAY or REJECT
+    /// ended it, the peer sent garbage and was told so, or this side is shutting down).
+    pub fn loss(&self) -> Option<PeerLoss> {
+        match self {
+            ConnEnd::Eof => Some(PeerLoss::Eof),
+            ConnEnd::Reset(_) => Some(PeerLoss::Reset),
+            ConnEnd::TimedOut(_) => Some(PeerLoss::Timeout),
+            ConnEnd::Io(_) => Some(PeerLoss::Io),
+            ConnEnd::WriteStalled => Some(PeerLoss::WriteStalled),
+            ConnEnd::Closed | ConnEnd::Decode(_) | ConnEnd::Shutdown => None,
+        }
+    }
+}
+
+/// How a side lost its peer (`docs/protocol.md` §11.6): the `reason` of
+/// [`NetEvent::PeerLost`], of the `mcp_peer_dead_total` metric and of the alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerLoss {
+    /// The failure detector suspected the peer (k·η + grace of silence for k-miss); this side
+    /// sent CLOSE HEARTBEAT_TIMEOUT and closed the connection.
+    HeartbeatTimeout,
+    /// End of stream (FIN) without a CLOSE: the peer's process died, its kernel did not.
+    Eof,
+    /// The connection was reset (RST): a process killed with unread data, a rebooted machine.
+    Reset,
+    /// TCP gave up retransmitting (ETIMEDOUT, the TCP user timeout).
+    Timeout,
+    /// The peer stopped reading: our writes made no progress for the write timeout.
+    WriteStalled,
+    /// Any other I/O error.
+    Io,
+}
+
+impl PeerLoss {
+    /// The metric label: `heartbeat_timeout`, `eof`, `reset`, `timeout`, `write_stalled`, `io`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerLoss::HeartbeatTimeout => "heartbeat_timeout",
+            PeerLoss::Eof => "eof",
+            PeerLoss::Reset => "reset",
+            PeerLoss::Timeout => "timeout",
+            PeerLoss::WriteStalled => "write_stalled",
+            PeerLoss::Io => "io",
+        }
+    }
+}
+
+impl std::fmt::Display for PeerLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -208,6 +279,17 @@ pub enum NetEvent {
         heartbeats_sent: u64,
         heartbeats_received: u64,
     },
+    /// This side declared its peer lost, at the instant it decided so (`docs/protocol.md`
+    /// §11.6): its detector suspected it (right after the session's [`Event::PeerDead`]), or
+    /// an established connection ended without a CLOSE from either side (right before
+    /// `Disconnected`). `silent`: time since the last sign of life from the peer on this
+    /// connection. `peer` names it as this side knows it (client id and address on the
+    /// server).
+    PeerLost {
+        reason: PeerLoss,
+        silent: Duration,
+        peer: String,
+    },
     /// A connection ended, with its totals.
     Disconnected {
         reason: ConnEnd,
@@ -232,3 +314,37 @@ impl Observer for Quiet {
 
 /// Shared handle to an observer.
 pub type SharedObserver = Arc<dyn Observer>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_end_connections_by_kind_and_keep_their_text() {
+        let end = |k: io::ErrorKind| ConnEnd::from_io(&io::Error::from(k));
+        assert_eq!(
+            end(io::ErrorKind::ConnectionReset).loss(),
+            Some(PeerLoss::Reset)
+        );
+        assert_eq!(end(io::ErrorKind::BrokenPipe).loss(), Some(PeerLoss::Reset));
+        assert_eq!(end(io::ErrorKind::TimedOut).loss(), Some(PeerLoss::Timeout));
+        assert_eq!(end(io::ErrorKind::NotConnected).loss(), Some(PeerLoss::Io));
+        assert_eq!(
+            end(io::ErrorKind::ConnectionReset).to_string(),
+            "i/o error: connection reset"
+        );
+    }
+
+    #[test]
+    fn only_ends_without_a_close_are_losses() {
+        assert_eq!(ConnEnd::Eof.loss(), Some(PeerLoss::Eof));
+        assert_eq!(ConnEnd::WriteStalled.loss(), Some(PeerLoss::WriteStalled));
+        assert_eq!(ConnEnd::Closed.loss(), None);
+        assert_eq!(ConnEnd::Shutdown.loss(), None);
+        assert_eq!(
+            ConnEnd::Decode(ProtoError::BadMagic(0x1234)).loss(),
+            None,
+            "a peer sending garbage is told so with a CLOSE"
+        );
+    }
+}

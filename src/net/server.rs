@@ -360,8 +360,16 @@ async fn connection<S: Stream>(
     let id = session.id();
     let owner = Arc::new(Notify::new());
     lock(&shared.owners).insert(id, owner.clone());
+    let client_id = match &hello.body {
+        Body::Hello(h) => h.client_id.as_str(),
+        _ => "",
+    };
     let ctx = ConnCtx {
         node: &opts.name,
+        peer: match client_id {
+            "" => format!("client at {peer}"),
+            id => format!("client {id:?} at {peer}"),
+        },
         clock: shared.clock.clone(),
         observer: &*shared.observer,
         handler: &*shared.handler,

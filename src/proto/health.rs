@@ -8,13 +8,24 @@
 //! - **Degraded (rtt)**: `rtt_consecutive` consecutive RTT samples over `rtt_limit`. It clears after
 //!   `rtt_consecutive` consecutive samples at or under the limit; the same count both ways keeps
 //!   one noisy sample from flapping the state.
-//! - **Degraded (loss)**: more than `loss_limit` of the last `loss_window` heartbeats sent were
-//!   lost. A heartbeat is lost when no reply arrived within `reply_timeout` of sending it; a reply
-//!   after that still leaves it lost. The fraction's denominator is the window size, so a fresh
-//!   connection cannot reach, say, 100% loss from a single lost heartbeat.
+//! - **Degraded (loss)**: on `loss_consecutive` consecutive evaluations, more than `loss_limit`
+//!   of the last `loss_window` heartbeats sent were lost. The loss is evaluated once per heartbeat
+//!   sent (after counting as lost those whose reply is overdue), so an evaluation is one
+//!   heartbeat interval. It clears after `loss_consecutive` consecutive evaluations at or under
+//!   the limit. A heartbeat is lost when no reply arrived within `reply_timeout` of sending it; a
+//!   reply after that still leaves it lost. The fraction's denominator is the window size, so a
+//!   fresh connection cannot reach, say, 100% loss from a single lost heartbeat.
 //! - **Suspect**: the failure detector suspects the peer.
-//! - **Dead**: the suspicion has lasted `dead_after`. Dead is terminal: every input is ignored
-//!   until [`HealthEvaluator::reset`] starts over for a new connection.
+//! - **Dead**: the suspicion has lasted `dead_after`. With the default of zero, Dead comes in the
+//!   same call as Suspect: the peer is declared dead at the instant the detector suspects it
+//!   (`docs/protocol.md` §11.6). Dead is terminal: every input is ignored until
+//!   [`HealthEvaluator::reset`] starts over for a new connection.
+//!
+//! # Defaults
+//!
+//! The protocol's seed values ([`HealthConfig::for_params`]): Degraded when the RTT is over
+//! 500 ms three times in a row, or the loss over 5% (of the last 20 heartbeats, a heartbeat
+//! without a reply within η being lost) on two consecutive evaluations; Dead at suspicion.
 //!
 //! # Calling protocol
 //!
@@ -32,7 +43,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::detector::{Verdict, millis, times};
+use super::detector::{Verdict, millis};
 use super::time::Time;
 
 /// The largest loss window honoured; larger configured windows are clamped to it.
@@ -87,29 +98,36 @@ pub struct HealthConfig {
     pub rtt_limit: Duration,
     /// Consecutive bad samples to degrade, and good ones to recover (at least 1).
     pub rtt_consecutive: u32,
-    /// Degrade when the lost fraction of the window is strictly above this (0.2 = 20%).
+    /// A lost fraction of the window strictly above this is a bad evaluation (0.05 = 5%).
     pub loss_limit: f64,
+    /// Consecutive bad evaluations to degrade, and good ones to recover (at least 1).
+    pub loss_consecutive: u32,
     /// How many of the most recent heartbeats the loss fraction covers (1 to 4096).
     pub loss_window: u32,
     /// A heartbeat without a reply after this long is lost. Written `reply_timeout_ms`.
     #[serde(rename = "reply_timeout_ms", with = "millis")]
     pub reply_timeout: Duration,
-    /// Suspicion lasting this long means Dead. Written `dead_after_ms`.
+    /// Suspicion lasting this long means Dead; zero (the default) declares the peer dead at
+    /// the instant of suspicion. Written `dead_after_ms`.
     #[serde(rename = "dead_after_ms", with = "millis")]
     pub dead_after: Duration,
 }
 
 impl HealthConfig {
-    /// Defaults for heartbeat interval η and miss threshold k: RTT limit η/4 over 3 beats, 20%
-    /// loss over the last 20 heartbeats, reply timeout η, dead after k·η of suspicion.
+    /// The protocol's seed values for heartbeat interval η (`docs/protocol.md` §13): RTT over
+    /// 500 ms for 3 beats in a row, loss over 5% of the last 20 heartbeats on 2 consecutive
+    /// evaluations, reply timeout η, dead at the instant of suspicion. The miss threshold is
+    /// the detector's business; it is accepted so that callers need not know which rule uses it.
     pub fn for_params(interval: Duration, miss_threshold: u32) -> HealthConfig {
+        let _ = miss_threshold;
         HealthConfig {
-            rtt_limit: interval / 4,
+            rtt_limit: Duration::from_millis(500),
             rtt_consecutive: 3,
-            loss_limit: 0.2,
+            loss_limit: 0.05,
+            loss_consecutive: 2,
             loss_window: 20,
             reply_timeout: interval,
-            dead_after: times(interval, miss_threshold),
+            dead_after: Duration::ZERO,
         }
     }
 }
@@ -150,6 +168,8 @@ pub struct HealthEvaluator {
     /// reply and the next send, and needs no scan of the window.
     pending: usize,
     loss_degraded: bool,
+    /// Consecutive evaluations on the other side of the loss limit from `loss_degraded`.
+    loss_streak: u32,
     suspect_since: Option<Time>,
     events: VecDeque<HealthEvent>,
 }
@@ -173,6 +193,7 @@ impl HealthEvaluator {
             lost: 0,
             pending: 0,
             loss_degraded: false,
+            loss_streak: 0,
             suspect_since: None,
             events: VecDeque::new(),
         }
@@ -242,7 +263,7 @@ impl HealthEvaluator {
             outcome: Outcome::Pending,
         });
         self.pending += 1;
-        self.check_loss();
+        self.evaluate_loss();
     }
 
     /// The reply to heartbeat `seq` arrived at `now`. Unknown, duplicate and too old sequence
@@ -267,7 +288,6 @@ impl HealthEvaluator {
             sent.outcome = Outcome::Lost;
             self.lost += 1;
         }
-        self.check_loss();
     }
 
     /// The failure detector's current verdict (after each of its events, or every time; repeats
@@ -298,7 +318,6 @@ impl HealthEvaluator {
             return;
         }
         self.sweep(now);
-        self.check_loss();
         self.check_dead(now);
     }
 
@@ -343,18 +362,28 @@ impl HealthEvaluator {
         }
     }
 
-    fn check_loss(&mut self) {
+    /// One loss evaluation (at each heartbeat sent): the state flips after `loss_consecutive`
+    /// evaluations in a row on the other side of the limit.
+    fn evaluate_loss(&mut self) {
         let loss = self.loss();
         let limit = self.config.loss_limit;
         let over = loss > limit;
-        if over != self.loss_degraded {
-            self.loss_degraded = over;
-            let (pct, lim) = (loss * 100.0, limit * 100.0);
-            if over {
-                self.settle(|| format!("loss {pct:.0}% over {lim:.0}%"));
-            } else {
-                self.settle(|| format!("loss {pct:.0}% within {lim:.0}%"));
-            }
+        if over == self.loss_degraded {
+            self.loss_streak = 0;
+            return;
+        }
+        self.loss_streak = self.loss_streak.saturating_add(1);
+        let need = self.config.loss_consecutive.max(1);
+        if self.loss_streak < need {
+            return;
+        }
+        self.loss_streak = 0;
+        self.loss_degraded = over;
+        let (pct, lim) = (loss * 100.0, limit * 100.0);
+        if over {
+            self.settle(|| format!("loss {pct:.0}% over {lim:.0}% for {need} evaluations"));
+        } else {
+            self.settle(|| format!("loss {pct:.0}% within {lim:.0}% for {need} evaluations"));
         }
     }
 
@@ -435,31 +464,35 @@ mod tests {
     use HealthState::*;
 
     #[test]
-    fn for_params_derives_defaults_from_interval_and_k() {
+    fn for_params_gives_the_protocol_seed_values() {
         let c = HealthConfig::for_params(Duration::from_secs(2), 3);
-        assert_eq!(c.rtt_limit, ms(500));
+        assert_eq!((c.rtt_limit, c.rtt_consecutive), (ms(500), 3));
+        assert_eq!(
+            (c.loss_limit, c.loss_consecutive, c.loss_window),
+            (0.05, 2, 20)
+        );
         assert_eq!(c.reply_timeout, Duration::from_secs(2));
-        assert_eq!(c.dead_after, Duration::from_secs(6));
-        assert_eq!((c.rtt_consecutive, c.loss_window), (3, 20));
+        assert_eq!(c.dead_after, Duration::ZERO);
+        assert_eq!(HealthConfig::default(), HealthConfig::for_params(ETA, 3));
     }
 
     #[test]
     fn slow_rtt_for_consecutive_beats_degrades_with_reason() {
         let mut h = evaluator();
-        h.handle_rtt(at(0), ms(300));
-        h.handle_rtt(at(1000), ms(400));
+        h.handle_rtt(at(0), ms(600));
+        h.handle_rtt(at(1000), ms(700));
         assert_eq!(h.state(), Healthy);
-        h.handle_rtt(at(2000), ms(312));
+        h.handle_rtt(at(2000), ms(612));
         assert_eq!(
             drain(&mut h),
-            [(Healthy, Degraded, "rtt 312ms over 250ms for 3 beats".into())]
+            [(Healthy, Degraded, "rtt 612ms over 500ms for 3 beats".into())]
         );
     }
 
     #[test]
     fn one_good_rtt_resets_the_bad_streak() {
         let mut h = evaluator();
-        for (i, rtt) in [300, 300, 100, 300, 300].into_iter().enumerate() {
+        for (i, rtt) in [600, 600, 100, 600, 600].into_iter().enumerate() {
             h.handle_rtt(at(i as u64 * 1000), ms(rtt));
         }
         assert_eq!(h.state(), Healthy);
@@ -469,43 +502,114 @@ mod tests {
     fn rtt_recovers_after_consecutive_good_beats() {
         let mut h = evaluator();
         for i in 0..3 {
-            h.handle_rtt(at(i * 1000), ms(300));
+            h.handle_rtt(at(i * 1000), ms(600));
         }
         drain(&mut h);
         h.handle_rtt(at(3000), ms(100));
-        h.handle_rtt(at(4000), ms(250));
+        h.handle_rtt(at(4000), ms(500));
         assert_eq!(h.state(), Degraded);
         h.handle_rtt(at(5000), ms(100));
         assert_eq!(
             drain(&mut h),
-            [(Degraded, Healthy, "rtt under 250ms for 3 beats".into())]
+            [(Degraded, Healthy, "rtt under 500ms for 3 beats".into())]
+        );
+    }
+
+    /// Sends heartbeat `seq` at `seq` seconds; `replied` says whether it gets a reply 100 ms
+    /// later. Every send is a loss evaluation.
+    fn beat(h: &mut HealthEvaluator, seq: u64, replied: bool) {
+        let t = seq * 1000;
+        h.handle_heartbeat_sent(at(t), seq);
+        if replied {
+            h.handle_reply(at(t + 100), seq);
+        }
+        h.handle_timeout(at(t + 100));
+    }
+
+    #[test]
+    fn loss_over_five_percent_on_two_consecutive_evaluations_degrades() {
+        let mut h = evaluator();
+        // Heartbeats 0 and 1 get no reply; each is lost one reply timeout (1 s) after it left,
+        // which is the next send.
+        beat(&mut h, 0, false);
+        beat(&mut h, 1, false);
+        // At the send of 1 one loss in 20 is 5%, not over the limit.
+        assert_eq!(h.loss(), 0.05);
+        // The send of 2 is the first evaluation over the limit (10%), the send of 3 the second.
+        beat(&mut h, 2, true);
+        assert_eq!(h.loss(), 0.10);
+        assert_eq!(
+            h.state(),
+            Healthy,
+            "one evaluation over the limit is not enough"
+        );
+        beat(&mut h, 3, true);
+        assert_eq!(
+            drain(&mut h),
+            [(
+                Healthy,
+                Degraded,
+                "loss 10% over 5% for 2 evaluations".into()
+            )]
         );
     }
 
     #[test]
-    fn loss_over_limit_in_window_degrades_and_recovers() {
-        let mut h = evaluator();
-        // 20 heartbeats a second apart; the first 5 get no reply, the rest reply after 100 ms.
-        for seq in 0..20u64 {
-            let t = seq * 1000;
-            h.handle_heartbeat_sent(at(t), seq);
-            if seq >= 5 {
-                h.handle_reply(at(t + 100), seq);
-            }
-            h.handle_timeout(at(t + 100));
+    fn loss_clears_after_two_consecutive_evaluations_within_the_limit() {
+        let mut h = HealthEvaluator::new(
+            at(0),
+            HealthConfig {
+                loss_window: 4,
+                loss_limit: 0.3,
+                ..HealthConfig::for_params(ETA, 3)
+            },
+        );
+        // Two lost of four (50%), then the window slides over replied heartbeats.
+        for (seq, replied) in [(0, false), (1, false), (2, true), (3, true), (4, true)] {
+            beat(&mut h, seq, replied);
         }
-        // Heartbeat 4 is swept as lost at 5000 (sent 4000 + reply timeout 1000): 5 of 20 = 25%.
+        // Evaluations: 1/4 at 1 (0 overdue at 1000), 2/4 at 2, 2/4 at 3 → Degraded at 3;
+        // 1/4 at 4 (heartbeat 0 slid out).
+        assert_eq!(h.state(), Degraded);
+        beat(&mut h, 5, true);
         assert_eq!(
             drain(&mut h),
-            [(Healthy, Degraded, "loss 25% over 20%".into())]
+            [
+                (
+                    Healthy,
+                    Degraded,
+                    "loss 50% over 30% for 2 evaluations".into()
+                ),
+                (
+                    Degraded,
+                    Healthy,
+                    "loss 0% within 30% for 2 evaluations".into()
+                ),
+            ]
         );
-        assert_eq!(h.loss(), 0.25);
-        // Sliding the window past one lost heartbeat brings it to 20%, which is not over.
-        h.handle_heartbeat_sent(at(20_000), 20);
-        assert_eq!(
-            drain(&mut h),
-            [(Degraded, Healthy, "loss 20% within 20%".into())]
+    }
+
+    #[test]
+    fn one_evaluation_within_the_limit_resets_the_bad_streak() {
+        let mut h = HealthEvaluator::new(
+            at(0),
+            HealthConfig {
+                loss_window: 2,
+                loss_limit: 0.0,
+                ..HealthConfig::for_params(ETA, 3)
+            },
         );
+        // Every other heartbeat lost: evaluations alternate over and within, never two over
+        // in a row.
+        for seq in 0..6 {
+            beat(&mut h, seq, seq % 2 == 1);
+        }
+        assert_eq!(h.state(), Healthy);
+        // Two lost in a row are two evaluations over (at the sends of 7 and 8).
+        for (seq, replied) in [(6, false), (7, false), (8, true)] {
+            beat(&mut h, seq, replied);
+        }
+        assert_eq!(h.state(), Degraded);
     }
 
     #[test]
@@ -523,10 +627,6 @@ mod tests {
         h.handle_heartbeat_sent(at(1000), 8);
         h.handle_reply(at(2000), 8);
         assert_eq!(h.loss(), 0.25, "a reply exactly at the deadline is in time");
-        assert_eq!(
-            drain(&mut h),
-            [(Healthy, Degraded, "loss 25% over 20%".into())]
-        );
     }
 
     #[test]
@@ -544,8 +644,28 @@ mod tests {
     }
 
     #[test]
-    fn suspicion_then_dead_after_dead_after() {
+    fn by_default_the_peer_is_dead_in_the_same_call_as_the_suspicion() {
         let mut h = evaluator();
+        h.handle_verdict(at(3000), Verdict::Suspect);
+        assert_eq!(
+            drain(&mut h),
+            [
+                (Healthy, Suspect, "missed beats".into()),
+                (Suspect, Dead, "suspected for 0ms".into()),
+            ]
+        );
+        assert_eq!(h.poll_timeout(), None);
+    }
+
+    #[test]
+    fn suspicion_then_dead_after_dead_after() {
+        let mut h = HealthEvaluator::new(
+            at(0),
+            HealthConfig {
+                dead_after: Duration::from_secs(3),
+                ..HealthConfig::for_params(ETA, 3)
+            },
+        );
         h.handle_verdict(at(3000), Verdict::Suspect);
         assert_eq!(drain(&mut h), [(Healthy, Suspect, "missed beats".into())]);
         assert_eq!(h.poll_timeout(), Some(at(6000)));
@@ -576,16 +696,22 @@ mod tests {
 
     #[test]
     fn trust_returns_to_the_worst_remaining_condition() {
-        let mut h = evaluator();
+        let mut h = HealthEvaluator::new(
+            at(0),
+            HealthConfig {
+                dead_after: Duration::from_secs(10),
+                ..HealthConfig::for_params(ETA, 3)
+            },
+        );
         for i in 0..3 {
-            h.handle_rtt(at(i * 1000), ms(400));
+            h.handle_rtt(at(i * 1000), ms(600));
         }
         h.handle_verdict(at(3000), Verdict::Suspect);
         h.handle_verdict(at(4000), Verdict::Trust);
         assert_eq!(
             drain(&mut h),
             [
-                (Healthy, Degraded, "rtt 400ms over 250ms for 3 beats".into()),
+                (Healthy, Degraded, "rtt 600ms over 500ms for 3 beats".into()),
                 (Degraded, Suspect, "missed beats".into()),
                 (Suspect, Degraded, "heartbeat arrived".into()),
             ]

@@ -443,6 +443,11 @@ impl Session {
     pub fn counters(&self) -> Counters {
         self.counters
     }
+    /// Time since the last sign of life from the peer on this connection (the detector's
+    /// evidence, or the handshake): the silence a detection reports.
+    pub fn silence(&self, now: Time) -> Duration {
+        now.saturating_since(self.last_heartbeat)
+    }
     /// Is the peer currently suspected?
     pub fn peer_suspected(&self) -> bool {
         self.detector

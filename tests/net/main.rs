@@ -7,3 +7,4 @@ mod hostile;
 mod long_intervals;
 mod restart;
 mod traffic;
+mod versus_sim;

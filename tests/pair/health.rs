@@ -22,7 +22,7 @@ fn one_way(interval_ms: u32, k: u8) -> ClientConfig {
 #[test]
 fn slow_round_trips_degrade_health_with_a_reason() {
     let mut p = Pair::new(one_way(1000, 3), ServerConfig::default());
-    p.latency = secs(0.2); // RTT 400 ms, over the default limit of η/4 = 250 ms
+    p.latency = secs(0.3); // RTT 600 ms, over the protocol's limit of 500 ms
     p.run_until(at(4.5));
     let degraded: Vec<_> = p
         .client_events
@@ -32,9 +32,9 @@ fn slow_round_trips_degrade_health_with_a_reason() {
             _ => None,
         })
         .collect();
-    // WELCOME reaches the client at 0.205; the third slow beat leaves at 3.205, answered at 3.605.
+    // WELCOME reaches the client at 0.305; the third slow beat leaves at 3.305, answered at 3.905.
     assert_eq!(degraded.len(), 1, "{degraded:?}");
-    assert_eq!(degraded[0].0, at(3.605));
+    assert_eq!(degraded[0].0, at(3.905));
     assert!(degraded[0].1.contains("rtt"), "{}", degraded[0].1);
     assert_eq!(p.client.health(), HealthState::Degraded);
 }
@@ -53,7 +53,7 @@ fn a_dead_peer_goes_suspect_then_dead_and_the_connection_closes() {
             _ => None,
         })
         .collect();
-    // Last reply 2.02; suspect at 2.02 + 2 s; dead 2 s of suspicion later.
+    // Last reply 2.02; suspect at 2.02 + 2 s, and dead at that very instant (dead_after 0).
     assert_eq!(
         states
             .iter()
@@ -62,10 +62,10 @@ fn a_dead_peer_goes_suspect_then_dead_and_the_connection_closes() {
             .collect::<Vec<_>>(),
         vec![
             (at(4.02), HealthState::Suspect),
-            (at(6.02), HealthState::Dead)
+            (at(4.02), HealthState::Dead)
         ]
     );
-    assert!(p.client_events.iter().any(|(t, e)| *t == at(6.02)
+    assert!(p.client_events.iter().any(|(t, e)| *t == at(4.02)
         && matches!(
             e,
             Event::ConnectionClosed {

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use mcpsim::proto::Time;
 use mcpsim::proto::frame::{HeartbeatMode, HeartbeatParams};
+use mcpsim::proto::health::HealthConfig;
 use mcpsim::proto::registry::ServerConfig;
 use mcpsim::proto::session::{ClientConfig, Event, State};
 
@@ -107,9 +108,9 @@ fn k_miss_detection_fires_at_exactly_k_intervals_after_the_last_reply() {
     assert_eq!(last_reply, at(4.02));
     let suspected = p.client_times(|e| matches!(e, Event::PeerSuspected { .. }));
     assert_eq!(suspected, vec![at(4.02 + 3.0)]);
-    // Dead one more k·η later, and the connection is dropped.
+    // Dead at the instant of suspicion (dead_after defaults to 0), and the connection is dropped.
     let dead = p.client_times(|e| matches!(e, Event::PeerDead { .. }));
-    assert_eq!(dead, vec![at(10.02)]);
+    assert_eq!(dead, vec![at(7.02)]);
 }
 
 #[test]
@@ -128,10 +129,13 @@ fn server_detects_a_crashed_client_at_k_intervals_after_its_last_heartbeat() {
 
 #[test]
 fn suspicion_ends_when_heartbeats_return() {
-    let mut p = Pair::new(
-        client(1000, 2, HeartbeatMode::OneWay),
-        ServerConfig::default(),
-    );
+    // A later close than the default (dead at suspicion), so that the suspicion can end.
+    let mut config = client(1000, 2, HeartbeatMode::OneWay);
+    config.session.health = Some(HealthConfig {
+        dead_after: secs(10.0),
+        ..HealthConfig::for_params(secs(1.0), 2)
+    });
+    let mut p = Pair::new(config, ServerConfig::default());
     p.latency = secs(0.005);
     p.run_until(at(2.5));
     // A 2.5 s stall on the server: its kernel keeps the bytes, its application is paused.
