@@ -522,7 +522,7 @@ impl StackConfig {
             rtt_limit: h.rtt_limit.0,
             rtt_consecutive: h.rtt_count,
             loss_limit: h.loss_limit.0,
-            // MERGE loss_consecutive: h.loss_count,
+            loss_consecutive: h.loss_count,
             loss_window: h.loss_window,
             reply_timeout: self.heartbeat.interval.0,
             dead_after: h.dead_after.0,
@@ -553,7 +553,7 @@ impl StackConfig {
         let breaker = BreakerConfig {
             failure_threshold: r.breaker_threshold,
             cooldown_ms: whole_ms("reconnect.breaker_cooldown", r.breaker_cooldown)?,
-            // MERGE cooldown_jitter: r.breaker_jitter.0,
+            cooldown_jitter: r.breaker_jitter.0,
         };
         breaker
             .validate()

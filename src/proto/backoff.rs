@@ -58,6 +58,8 @@ pub enum ConfigError {
     ZeroFailureThreshold,
     #[error("breaker cooldown is zero")]
     ZeroCooldown,
+    #[error("breaker cooldown jitter {jitter} is not in [0, 1]")]
+    BadCooldownJitter { jitter: f64 },
 }
 
 /// How the un-jittered delay grows with the attempt number `n` (0 for the first delay).
@@ -262,13 +264,17 @@ fn nanos_to_duration(nanos: u128) -> Duration {
 }
 
 /// Configuration of a [`CircuitBreaker`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker. Must be non-zero.
     pub failure_threshold: u32,
-    /// How long an open breaker refuses attempts, in milliseconds. Must be non-zero.
+    /// How long an open breaker refuses attempts at most, in milliseconds. Must be non-zero.
     pub cooldown_ms: u64,
+    /// Each opening lasts a duration drawn uniformly from
+    /// `[cooldown · (1 − cooldown_jitter), cooldown]`, so that clients refused together do not
+    /// all come back together. In [0, 1]; 0 opens for exactly the cooldown.
+    pub cooldown_jitter: f64,
 }
 
 impl Default for BreakerConfig {
@@ -276,6 +282,7 @@ impl Default for BreakerConfig {
         BreakerConfig {
             failure_threshold: 5,
             cooldown_ms: 30_000,
+            cooldown_jitter: 0.5,
         }
     }
 }
@@ -287,6 +294,11 @@ impl BreakerConfig {
         }
         if self.cooldown_ms == 0 {
             return Err(ConfigError::ZeroCooldown);
+        }
+        if !(0.0..=1.0).contains(&self.cooldown_jitter) {
+            return Err(ConfigError::BadCooldownJitter {
+                jitter: self.cooldown_jitter,
+            });
         }
         Ok(())
     }
@@ -429,10 +441,33 @@ impl CircuitBreaker {
         self.transition(Inner::Closed { failures: 0 });
     }
 
-    /// An attempt failed at `now`.
+    /// Whether a failure recorded now would open the breaker.
+    pub fn opens_on_failure(&self) -> bool {
+        match self.inner {
+            Inner::Closed { failures } => {
+                failures.saturating_add(1) >= self.config.failure_threshold
+            }
+            Inner::HalfOpen { .. } => true,
+            Inner::Open { .. } => false,
+        }
+    }
+
+    /// An attempt failed at `now`. An opening lasts the whole cooldown; see
+    /// [`CircuitBreaker::record_failure_jittered`] for the jittered one.
     pub fn record_failure(&mut self, now: Time) {
+        self.record_failure_jittered(now, 0.0);
+    }
+
+    /// An attempt failed at `now`; `u` in [0, 1) places an opening's length in
+    /// `[cooldown · (1 − cooldown_jitter), cooldown]` (0: the whole cooldown).
+    pub fn record_failure_jittered(&mut self, now: Time, u: f64) {
+        let cut = self.config.cooldown().as_secs_f64() * self.config.cooldown_jitter * u.clamp(0.0, 1.0);
+        let cooldown = self
+            .config
+            .cooldown()
+            .saturating_sub(Duration::from_secs_f64(cut));
         let open = Inner::Open {
-            until: now + self.config.cooldown(),
+            until: now + cooldown,
         };
         match self.inner {
             Inner::Closed { failures } => {
@@ -542,7 +577,14 @@ impl ReconnectPolicy {
     /// An attempt failed at `now`: what to do next.
     pub fn handle_failure<R: Rng + ?Sized>(&mut self, now: Time, rng: &mut R) -> Action {
         self.failures = self.failures.saturating_add(1);
-        self.breaker.record_failure(now);
+        // A draw only when the breaker opens, so that the backoff's draws before it opens are
+        // the same with or without jitter.
+        let u = if self.breaker.opens_on_failure() && self.breaker.config().cooldown_jitter > 0.0 {
+            rng.random::<f64>()
+        } else {
+            0.0
+        };
+        self.breaker.record_failure_jittered(now, u);
         if let Some(max) = self.max_attempts
             && self.failures > max
         {
@@ -956,6 +998,7 @@ mod tests {
         CircuitBreaker::new(BreakerConfig {
             failure_threshold: threshold,
             cooldown_ms,
+            cooldown_jitter: 0.0,
         })
         .unwrap()
     }
@@ -1081,9 +1124,63 @@ mod tests {
             breaker: BreakerConfig {
                 failure_threshold: threshold,
                 cooldown_ms: 10_000,
+                cooldown_jitter: 0.0,
             },
         })
         .unwrap()
+    }
+
+    #[test]
+    fn a_jittered_breaker_opens_for_between_half_and_all_of_its_cooldown() {
+        let config = |jitter| ReconnectConfig {
+            backoff: config(Jitter::Full),
+            breaker: BreakerConfig {
+                failure_threshold: 3,
+                cooldown_ms: 30_000,
+                cooldown_jitter: jitter,
+            },
+        };
+        let mut openings = Vec::new();
+        for seed in 0..200 {
+            let (mut jittered, mut plain) = (
+                ReconnectPolicy::new(config(0.5)).unwrap(),
+                ReconnectPolicy::new(config(0.0)).unwrap(),
+            );
+            let (mut r1, mut r2) = (rng(seed), rng(seed));
+            let now = at(1_000);
+            // The backoff's delays before the breaker opens do not move with the jitter.
+            for _ in 0..2 {
+                assert_eq!(
+                    jittered.handle_failure(now, &mut r1),
+                    plain.handle_failure(now, &mut r2)
+                );
+            }
+            let Action::WaitForBreaker { until } = jittered.handle_failure(now, &mut r1) else {
+                panic!("the third failure opens the breaker");
+            };
+            openings.push(until - now);
+        }
+        let (lo, hi) = (
+            *openings.iter().min().unwrap(),
+            *openings.iter().max().unwrap(),
+        );
+        assert!(lo >= ms(15_000) && hi <= ms(30_000), "{lo:?} .. {hi:?}");
+        // Spread over the range, not bunched: 200 draws cover most of the 15 s.
+        assert!(hi - lo > ms(13_000), "{lo:?} .. {hi:?}");
+    }
+
+    #[test]
+    fn a_cooldown_jitter_outside_zero_to_one_is_refused() {
+        for jitter in [-0.1, 1.5, f64::NAN] {
+            let c = BreakerConfig {
+                cooldown_jitter: jitter,
+                ..BreakerConfig::default()
+            };
+            assert!(
+                matches!(c.validate(), Err(ConfigError::BadCooldownJitter { .. })),
+                "{jitter}"
+            );
+        }
     }
 
     #[test]
