@@ -392,6 +392,7 @@ impl Checker<'_> {
             asserts: Vec::new(),
             judge: Judge {
                 tolerable_pause: f.judge.tolerable_pause.map_or(Duration::ZERO, |d| d.0),
+                ..Judge::default()
             },
             limits: f.limits.get_ref().clone(),
             snapshot: Snapshot {
