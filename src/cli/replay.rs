@@ -78,7 +78,7 @@ pub fn replay(args: ReplayArgs) -> Result<(), CliError> {
             std::fs::write(path, &trace).map_err(|e| {
                 CliError::Run(format!("cannot write the trace to {}: {e}", path.display()))
             })?;
-            let qos = plan.judge.judge(&outcome);
+            let qos = plan.judge_for(pairing).judge(&outcome);
             let suspicions: usize = qos.iter().map(|q| q.false_suspicions).sum();
             let missed: usize = qos.iter().map(|q| q.missed).sum();
             let failures: usize = qos.iter().map(|q| q.failures).sum();

@@ -1,7 +1,15 @@
 //! `mcpsim run`: every pairing of every scenario file on every seed, judged, with a table per
 //! scenario and the assertions that failed, each with the command that replays its worst run.
 //!
-//! Exit status: 0 when every assertion holds, 1 when one fails, 2 on unusable input.
+//! The table shows, per pairing and side, censored failures beside missed ones, λ_M with the
+//! interval its assertions use (the wider of the Poisson and the between-seed one, and which),
+//! and P_A beside the detector's part of it and the share lost to reconnecting. The JSON
+//! (`--json`) holds every metric, both intervals among them
+//! ([`SideMetrics`](crate::sim::metrics::SideMetrics)).
+//!
+//! Exit status: 0 when every assertion holds, 1 when one fails, 2 on unusable input. A run in
+//! which a side never had a connected session is an error (it would measure nothing), named by
+//! scenario, pairing, seed and side.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -163,10 +171,13 @@ pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
             "p99",
             "max",
             "missed",
+            "censored",
             "false",
-            "λ_M per conn-h [95% CI]",
+            "λ_M per conn-h [95% CI, from]",
             "T_M max",
             "P_A",
+            "P_A det",
+            "reconnecting",
             "reconn/h",
             "B/s out",
             "hb/s out",
@@ -210,7 +221,18 @@ pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
     let _ = writeln!(
         o,
         "  client: the clients watching the server; server: the server watching each client. \
-         T_D, T_M in seconds; P_A: share of live time trusted."
+         T_D, T_M in seconds; censored: failures the run ended too early to decide."
+    );
+    let _ = writeln!(
+        o,
+        "  CI from: poisson (pooled count), seeds (between seeds, when wider: the false \
+         suspicions cluster), poisson (1 seed) (no between-seed interval with one seed)."
+    );
+    let _ = writeln!(
+        o,
+        "  P_A: share of live time trusted; P_A det: counting only suspicion while connected \
+         (the detector's); reconnecting: share suspected with no connection (P_A = P_A det − \
+         reconnecting)."
     );
     o.push_str(&heartbeat_table(r));
     let held = r.checks.iter().filter(|c| c.holds).count();
@@ -280,15 +302,17 @@ fn heartbeat_table(r: &Report) -> String {
 
 fn side_cells(s: &SideMetrics) -> Vec<String> {
     let q = |x: Option<f64>| x.map_or("-".to_string(), fmt_secs);
-    let rate = match (s.mistake_rate_per_hour, s.mistake_rate_interval) {
+    let rate = match (s.mistake_rate_per_hour, s.false_rate_interval()) {
         (Some(r), Some(i)) => format!(
-            "{} [{}, {}]",
+            "{} [{}, {}, {}]",
             fmt_rate(r),
             fmt_rate(i.lower),
-            fmt_rate(i.upper)
+            fmt_rate(i.upper),
+            s.mistake_rate_bound_from.map_or("-", |b| b.label())
         ),
         _ => "-".into(),
     };
+    let share = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.6}"));
     vec![
         s.failures.to_string(),
         q(s.detection.p50),
@@ -296,10 +320,13 @@ fn side_cells(s: &SideMetrics) -> Vec<String> {
         q(s.detection.p99),
         q(s.detection.max),
         s.missed.to_string(),
+        s.censored_failures.to_string(),
         s.false_suspicions.to_string(),
         rate,
         q(s.mistake_duration.max),
-        s.query_accuracy.map_or("-".into(), |x| format!("{x:.6}")),
+        share(s.query_accuracy),
+        share(s.query_accuracy_detector),
+        share(s.reconnecting_share),
     ]
 }
 

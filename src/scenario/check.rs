@@ -1,6 +1,14 @@
 //! Running a plan: every pairing on every seed (common random numbers), in parallel, each run
 //! reduced to a [`RunSummary`] as soon as it ends; then the metrics of each pairing and the
 //! verdict of every assertion, with the command that replays the worst run.
+//!
+//! - A run in which a side never had a connected session ([`never_connected`]) fails the
+//!   plan ([`RunError::NeverConnected`]): it would score P_A = 1 and no false suspicion.
+//! - The worst run named for a check is the seed with the worst value of that very measure
+//!   ([`WorstRuns`](crate::sim::metrics::WorstRuns)): for a bound on missed detections, the run
+//!   with the most misses; on the rate, the run with the highest rate; and so on.
+//! - A bound on the false-suspicion rate is judged on the wider of its Poisson and
+//!   between-seed intervals ([`SideMetrics::false_rate_interval`]); the check says which.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +19,9 @@ use serde::Serialize;
 use super::file::SideSpec;
 use super::units::show;
 use super::{Assertion, Plan};
-use crate::sim::metrics::{Metrics, RunSummary, Watcher};
+use crate::sim::metrics::{
+    Interval, Metrics, RateBound, RunSummary, SideMetrics, Watcher, never_connected,
+};
 use crate::sim::runner;
 
 /// The confidence of intervals when an assertion does not say.
@@ -99,6 +109,44 @@ pub enum RunError {
     },
     #[error("cannot start worker threads: {0}")]
     Threads(String),
+    #[error(
+        "scenario {scenario}, pairing {pairing}, seed {seed}: the {side} side never had a \
+         connected session, so the run measures nothing of it"
+    )]
+    NeverConnected {
+        scenario: String,
+        pairing: String,
+        seed: u64,
+        /// `client` or `server`.
+        side: &'static str,
+    },
+}
+
+/// The name of a side in checks and messages.
+pub fn side_name(w: Watcher) -> &'static str {
+    match w {
+        Watcher::Client => "client",
+        Watcher::Server => "server",
+    }
+}
+
+/// `Err` when a side of the run of `pairing` with `seed` never had a connected session (see
+/// [`never_connected`]): the first such side, client before server.
+pub fn require_connected(
+    plan: &Plan,
+    pairing: usize,
+    seed: u64,
+    out: &runner::Outcome,
+) -> Result<(), RunError> {
+    match never_connected(out).first() {
+        Some(&w) => Err(RunError::NeverConnected {
+            scenario: plan.name.clone(),
+            pairing: plan.pairing_name(pairing),
+            seed,
+            side: side_name(w),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Runs every pairing of `plan` on every seed in `seeds`, `threads` runs at a time, calling
@@ -144,7 +192,8 @@ pub fn run_jobs(
                     seed,
                     message: e.to_string(),
                 })?;
-                let summary = RunSummary::judged(seed, &out, &plan.judge);
+                require_connected(plan, p, seed, &out)?;
+                let summary = RunSummary::judged(seed, &out, &plan.judge_for(p));
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
                 Ok(summary)
             })
@@ -231,12 +280,8 @@ fn judge(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Ch
     let mut out = Vec::new();
     for &w in sides {
         let m = metrics.side(w);
-        let side = match w {
-            Watcher::Client => "client",
-            Watcher::Server => "server",
-        };
-        let worst_detection = m.worst_detection.map(|w| w.seed).or(m.missed_seed);
-        let worst_false = m.most_false_suspicions.map(|w| w.seed);
+        let side = side_name(w);
+        let worst = m.worst_runs;
         let secs = |x: Option<f64>| x.map_or("none".to_string(), fmt_secs);
         let at_most = |d: std::time::Duration| format!("<= {}", show(d));
         let within =
@@ -255,7 +300,7 @@ fn judge(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Ch
                     at_most(b.0),
                     secs(value),
                     within(value, b.0),
-                    worst_detection,
+                    worst.detection,
                 ));
             }
         }
@@ -266,7 +311,7 @@ fn judge(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Ch
                 format!("<= {b}"),
                 format!("{} of {}", m.missed, m.failures),
                 m.missed <= b,
-                m.missed_seed,
+                worst.missed,
             ));
         }
         if let Some(b) = spec.min_failures {
@@ -286,29 +331,17 @@ fn judge(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Ch
                 format!("<= {b}"),
                 m.false_suspicions.to_string(),
                 m.false_suspicions <= b,
-                worst_false,
+                worst.false_suspicions,
             ));
         }
         if let Some(b) = spec.max_false_per_hour {
-            let upper = m.mistake_rate_interval.map(|i| i.upper);
             out.push(check(
                 side,
                 "false suspicions per connection-hour",
                 format!("<= {b}/h at {}%", confidence * 100.0),
-                match (m.mistake_rate_per_hour, m.mistake_rate_interval) {
-                    (Some(r), Some(i)) => format!(
-                        "{} ({} over {:.1} connection-hours; {}% interval {}–{})",
-                        fmt_rate(r),
-                        m.false_suspicions,
-                        m.exposure_hours,
-                        confidence * 100.0,
-                        fmt_rate(i.lower),
-                        fmt_rate(i.upper)
-                    ),
-                    _ => "no exposure".into(),
-                },
-                upper.is_some_and(|u| u <= b),
-                worst_false,
+                rate_measured(m, confidence),
+                m.false_rate_upper().is_some_and(|u| u <= b),
+                worst.false_rate,
             ));
         }
         if let Some(b) = spec.max_mistake_duration {
@@ -318,7 +351,7 @@ fn judge(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Ch
                 at_most(b.0),
                 secs(m.mistake_duration.max),
                 within(m.mistake_duration.max, b.0),
-                worst_false,
+                worst.mistake_duration,
             ));
         }
         if let Some(b) = spec.min_query_accuracy {
@@ -329,7 +362,7 @@ fn judge(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Ch
                 m.query_accuracy
                     .map_or("no exposure".into(), |q| format!("{q:.6}")),
                 m.query_accuracy.is_some_and(|q| q >= b),
-                worst_false,
+                worst.query_accuracy,
             ));
         }
     }
@@ -345,6 +378,30 @@ fn judge(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Ch
         ));
     }
     out
+}
+
+/// What a rate check measured: the rate, its evidence, both intervals and which one bounds it.
+fn rate_measured(m: &SideMetrics, confidence: f64) -> String {
+    let (Some(r), Some(p)) = (m.mistake_rate_per_hour, m.mistake_rate_interval) else {
+        return "no exposure".into();
+    };
+    let interval = |i: Interval| format!("{}–{}", fmt_rate(i.lower), fmt_rate(i.upper));
+    let between = match m.mistake_rate_between_seeds {
+        Some(b) => format!("between {} seeds {}", m.seeds, interval(b)),
+        None => "no between-seed interval with one seed".into(),
+    };
+    let used = match m.mistake_rate_bound_from {
+        Some(RateBound::BetweenSeeds) => "between-seed bound used",
+        _ => "Poisson bound used",
+    };
+    format!(
+        "{} ({} over {:.1} connection-hours; {}% intervals: Poisson {}, {between}; {used})",
+        fmt_rate(r),
+        m.false_suspicions,
+        m.exposure_hours,
+        confidence * 100.0,
+        interval(p),
+    )
 }
 
 /// Seconds to three decimals, e.g. `2.030s`.
@@ -363,4 +420,197 @@ pub fn fmt_rate(x: f64) -> String {
     }
     let decimals = (2 - x.abs().log10().floor() as i32).max(0) as usize;
     format!("{x:.decimals$}/h")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::proto::frame::HeartbeatMode;
+    use crate::sim::qos::PairQos;
+    use crate::sim::runner::{Heartbeats, Outcome, SERVER};
+
+    const HOUR: f64 = 3600.0;
+
+    fn s(x: f64) -> Duration {
+        Duration::from_secs_f64(x)
+    }
+
+    fn plan(asserts: &str) -> Plan {
+        let text = format!(
+            "duration = \"1h\"\nseeds = 2\n[topology]\nsessions = 1\n[grid]\ninterval = [\"1s\"]\n\
+             miss_threshold = [3]\n[[assert]]\nside = \"client\"\n{asserts}"
+        );
+        crate::scenario::parse("t.toml", "t", &text).expect("a valid scenario")
+    }
+
+    /// The run of `seed`: one client, judged as `pair` says.
+    fn run(seed: u64, pair: PairQos) -> RunSummary {
+        let mut hosts = BTreeMap::new();
+        hosts.insert(SERVER.to_string(), SERVER.to_string());
+        hosts.insert("client-0".to_string(), "clients".to_string());
+        let out = Outcome {
+            trace: Vec::new(),
+            down: Vec::new(),
+            transitions: Vec::new(),
+            hosts,
+            duration: s(HOUR),
+            mode: HeartbeatMode::OneWay,
+            reconnects: BTreeMap::new(),
+            connect_attempts: Vec::new(),
+            traffic: BTreeMap::new(),
+            connected: BTreeMap::new(),
+            client_heartbeats: Heartbeats::default(),
+            server_heartbeats: Heartbeats::default(),
+        };
+        let pair = PairQos {
+            watcher: "client-0".into(),
+            peer: SERVER.into(),
+            ..pair
+        };
+        RunSummary::of_run(seed, &out, &[pair])
+    }
+
+    fn live(exposure: f64) -> PairQos {
+        PairQos {
+            exposure: s(exposure),
+            ..PairQos::default()
+        }
+    }
+
+    /// The failed checks' `(what, seed)`.
+    fn failed_seeds(plan: &Plan, runs: Vec<RunSummary>) -> Vec<(&'static str, Option<u64>)> {
+        let seeds: Vec<u64> = (2..2 + runs.len() as u64).collect();
+        let all: RunSummary = runs.into_iter().collect();
+        report(plan, vec![all], &seeds)
+            .checks
+            .iter()
+            .filter(|c| !c.holds)
+            .map(|c| (c.what, c.seed))
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_check_names_the_seed_with_the_worst_value_of_that_very_measure() {
+        // Seed 2: the longest detection, no miss. Seed 3: the most false suspicions, spread
+        // over 4 h. Seed 4: fewer, in half an hour, one of them 9 s long. Seed 5: the miss.
+        let runs = vec![
+            run(
+                2,
+                PairQos {
+                    failures: 1,
+                    detections: vec![s(8.0)],
+                    ..live(HOUR)
+                },
+            ),
+            run(
+                3,
+                PairQos {
+                    false_suspicions: 4,
+                    mistake_durations: vec![s(1.0); 4],
+                    suspected: s(4.0),
+                    ..live(4.0 * HOUR)
+                },
+            ),
+            run(
+                4,
+                PairQos {
+                    false_suspicions: 2,
+                    mistake_durations: vec![s(2.0), s(9.0)],
+                    suspected: s(11.0),
+                    ..live(HOUR / 2.0)
+                },
+            ),
+            run(
+                5,
+                PairQos {
+                    failures: 1,
+                    missed: 1,
+                    ..live(HOUR)
+                },
+            ),
+        ];
+        let plan = plan(
+            "max_detection = \"2s\"\nmax_missed = 0\nmax_false_suspicions = 1\n\
+             max_false_per_hour = 0.01\nmax_mistake_duration = \"1.5s\"\n\
+             min_query_accuracy = 0.9999\n",
+        );
+        assert_eq!(
+            failed_seeds(&plan, runs),
+            vec![
+                ("detection max", Some(5)),
+                ("missed detections", Some(5)),
+                ("false suspicions", Some(3)),
+                ("false suspicions per connection-hour", Some(4)),
+                ("mistake duration max", Some(4)),
+                ("query accuracy", Some(4)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bound_on_the_rate_is_judged_on_the_between_seed_interval_when_it_is_wider() {
+        // 20 false suspicions in 4 connection-hours, all in one run: the Poisson upper bound
+        // (7.7/h) is under 10/h, the between-seed one (20.9/h) is not.
+        let all: RunSummary = [0, 0, 0, 20]
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| {
+                run(
+                    i as u64 + 2,
+                    PairQos {
+                        false_suspicions: n,
+                        ..live(HOUR)
+                    },
+                )
+            })
+            .collect();
+        let plan = plan("max_false_per_hour = 10\n");
+        let r = report(&plan, vec![all], &[2, 3, 4, 5]);
+        let c = &r.checks[0];
+        assert!(!c.holds, "{c}");
+        assert!(c.measured.contains("between-seed bound used"), "{c}");
+        assert!(c.measured.contains("Poisson 3.05/h–7.72/h"), "{c}");
+        assert_eq!(c.seed, Some(5));
+    }
+
+    #[test]
+    fn with_one_seed_a_rate_check_says_there_is_no_between_seed_interval() {
+        let plan = plan("max_false_per_hour = 10\n");
+        let r = report(&plan, vec![run(7, live(HOUR))], &[7]);
+        let c = &r.checks[0];
+        assert!(c.holds, "{c}");
+        assert!(
+            c.measured
+                .contains("no between-seed interval with one seed; Poisson bound used"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn a_run_in_which_no_client_ever_connects_is_an_error_naming_scenario_pairing_seed_and_side() {
+        let text = "name = \"far\"\nduration = \"10s\"\nseeds = 1\n[topology]\nsessions = 1\n\
+                    [grid]\ninterval = [\"1s\"]\nmiss_threshold = [3]\n[network]\n\
+                    latency = \"1000h\"\n";
+        let plan = crate::scenario::parse("far.toml", "far", text).expect("a valid scenario");
+        let err = super::run(&plan, &[3], 1, |_, _| {}).expect_err("nothing was measured");
+        assert!(
+            matches!(
+                &err,
+                RunError::NeverConnected {
+                    seed: 3,
+                    side: "client",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "scenario far, pairing 1s/3, seed 3: the client side never had a connected \
+             session, so the run measures nothing of it"
+        );
+    }
 }

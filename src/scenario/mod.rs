@@ -233,15 +233,13 @@ impl Plan {
 
     /// How pairing `i` is judged: the file's judge, with a decision window of (k + 1)·η +
     /// grace (for phi, η + its acceptable pause + η) unless the file sets one.
-    pub fn judge(&self, i: usize) -> Judge {
+    pub fn judge_for(&self, i: usize) -> Judge {
         let mut j = self.judge;
-        #[allow(unused)]
-        if false {
-            // MERGE: the judge's decision window.
+        if j.decision_window.is_zero() {
             let s = self.stack(i);
             let eta = s.heartbeat.interval.0;
             let k = u32::from(s.heartbeat.miss_threshold);
-            let _window = match s.detector_config() {
+            j.decision_window = match s.detector_config() {
                 DetectorConfig::Phi(p) => eta * 2 + p.acceptable_heartbeat_pause,
                 _ => eta * (k + 1) + s.heartbeat.grace.0,
             };
@@ -444,7 +442,7 @@ impl Checker<'_> {
             asserts: Vec::new(),
             judge: Judge {
                 tolerable_pause: f.judge.tolerable_pause.map_or(Duration::ZERO, |d| d.0),
-                // MERGE decision_window: f.judge.decision_window.map_or(Duration::ZERO, |d| d.0),
+                decision_window: f.judge.decision_window.map_or(Duration::ZERO, |d| d.0),
             },
             limits: f.limits.get_ref().clone(),
             snapshot: Snapshot {

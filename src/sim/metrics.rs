@@ -11,16 +11,41 @@
 //! # Definitions
 //!
 //! - **Exposure**: the sum over watcher → peer pairs of the run's length minus the pair's
-//!   failures, in connection-hours. λ_M is false suspicions per connection-hour of exposure,
-//!   with an exact (Garwood) Poisson interval.
-//! - **Detection time** quantiles are nearest-rank over every failure of every pair, a missed
-//!   detection counting as infinitely late (as in [`DetectionStats`]); the mean is over the
-//!   detected ones.
-//! - **Mistake duration** T_M: the false suspicions that ended in trust; censored ones (still
-//!   open at a failure or at the end of the run) are counted as false suspicions and left out.
+//!   failures, in connection-hours. λ_M is false suspicions per connection-hour of exposure.
+//! - **Intervals of λ_M**, both at the same confidence:
+//!   - *Poisson*: exact (Garwood) on the pooled count, as if every false suspicion were
+//!     independent of every other;
+//!   - *between seeds*: batch means over seeds, each seed's run one batch (false suspicions
+//!     and exposure summed over its pairs), with a Student t interval on n − 1 degrees of
+//!     freedom. Centred on the pooled rate R = Σxᵢ / Σeᵢ, standard error
+//!     √(Σ(xᵢ − R·eᵢ)² / (n(n − 1))) / ē (the ratio estimator: with equal exposures, the plain
+//!     standard error of the per-seed rates). False suspicions on a shared lossy link come in
+//!     clusters that hit many connections of one run at once; the spread between runs sees
+//!     that, the Poisson interval does not. It needs two seeds with exposure.
+//!
+//!   Assertions on a rate, and `tune`, use the one with the larger upper bound
+//!   ([`SideMetrics::false_rate_interval`], [`RunSummary::false_rate_upper`]); which one is
+//!   [`SideMetrics::mistake_rate_bound_from`]. Seeds are batches by their number: a seed merged
+//!   twice is one batch, not two (the same evidence twice).
+//! - **Detection time** quantiles are nearest-rank over every decided failure of every pair, a
+//!   missed detection counting as infinitely late (as in [`DetectionStats`]); the mean is over
+//!   the detected ones. Censored failures (the run ended before a detector had to decide, see
+//!   [`PairQos::censored_failures`]) are neither: counted apart.
+//! - **Mistake duration** T_M: the false suspicions that ended in trust; censored mistakes
+//!   (still open at a failure or at the end of the run) are counted as false suspicions and
+//!   left out. Each duration splits into the part the watcher was connected to its peer (the
+//!   detector's) and the part it was not (reconnecting), with quantiles of each.
 //! - **Query accuracy** P_A: 1 − suspected time / exposure, measured directly: every
 //!   suspicion counts for the time it overlaps the exposure, a censored one up to the failure
-//!   or the end of the run that cut it (see [`PairQos::suspected`]).
+//!   or the end of the run that cut it (see [`PairQos::suspected`]). Beside it,
+//!   `query_accuracy_detector` = 1 − (suspected while connected) / exposure, and
+//!   `reconnecting_share` = (suspected with no connection) / exposure, so that
+//!   P_A = `query_accuracy_detector` − `reconnecting_share`.
+//! - **Worst runs** ([`WorstRuns`]): for each kind of assertion, the seed whose run had the
+//!   worst value of that very measure, ties to the smaller seed.
+//! - **A side that never connected**: a run in which no pair of a side ever had an
+//!   established connection measures nothing of that side; [`never_connected`] finds it, and
+//!   callers treat it as an error, not as a perfect score.
 //! - **Reconnects**: connection attempts after each client's first, per connection-hour of
 //!   client time (clients × run length). **Storm peak**: the most reconnection attempts (every
 //!   attempt but each client's first) of all clients in any [`STORM_WINDOW`], the maximum over
@@ -42,9 +67,11 @@
 //!   up) and from a connection's start to its first receipt is not a gap, so a reconnect never
 //!   makes one. A paused watcher receives nothing until it resumes, so its pause is in its gaps.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use super::histogram::LogHistogram;
 use super::qos::{Judge, PairQos};
@@ -116,16 +143,33 @@ pub struct SideTally {
     pub pairs: u64,
     pub failures: u64,
     pub missed: u64,
+    /// Failures the runs ended too early to decide (see [`PairQos::censored_failures`]).
+    #[serde(default)]
+    pub censored_failures: u64,
     /// Detection times in µs, in merge order.
     pub detections_us: Vec<u64>,
     pub false_suspicions: u64,
-    /// False suspicions without a duration (see [`PairQos::censored`]).
-    pub censored: u64,
+    /// False suspicions without a duration (see [`PairQos::censored_mistakes`]).
+    #[serde(alias = "censored")]
+    pub censored_mistakes: u64,
     /// Durations of the false suspicions that ended in trust, µs, in merge order.
     pub mistake_durations_us: Vec<u64>,
+    /// Of each of those, the part during which the watcher was connected to its peer, µs.
+    #[serde(default)]
+    pub mistake_connected_us: Vec<u64>,
+    /// And the part during which it was not (reconnecting), µs.
+    #[serde(default)]
+    pub mistake_reconnecting_us: Vec<u64>,
     pub exposure_us: u64,
     /// Time within the exposure during which the watcher suspected its live peer.
     pub suspected_us: u64,
+    /// The part of it during which the watcher was connected to the peer (the detector's).
+    #[serde(default)]
+    pub suspected_connected_us: u64,
+    /// Per seed, what the between-seed interval and the worst runs need. (Absent from
+    /// summaries written before it was kept.)
+    #[serde(default)]
+    pub per_seed: BTreeMap<u64, SeedTally>,
     pub bytes_out: u64,
     pub bytes_in: u64,
     pub heartbeats_sent: u64,
@@ -145,19 +189,62 @@ pub struct SideTally {
     pub longest_gap: Option<Worst>,
 }
 
+/// One side's counts in the run of one seed (in runs of it, if merged more than once).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedTally {
+    pub failures: u64,
+    pub missed: u64,
+    pub false_suspicions: u64,
+    pub exposure_us: u64,
+    pub suspected_us: u64,
+    /// The longest detection time, µs.
+    pub longest_detection_us: Option<u64>,
+    /// The longest mistake duration, µs.
+    pub longest_mistake_us: Option<u64>,
+}
+
+impl SeedTally {
+    fn merge(&mut self, o: &SeedTally) {
+        self.failures += o.failures;
+        self.missed += o.missed;
+        self.false_suspicions += o.false_suspicions;
+        self.exposure_us += o.exposure_us;
+        self.suspected_us += o.suspected_us;
+        self.longest_detection_us = self.longest_detection_us.max(o.longest_detection_us);
+        self.longest_mistake_us = self.longest_mistake_us.max(o.longest_mistake_us);
+    }
+}
+
 impl SideTally {
     fn add_pair(&mut self, seed: u64, q: &PairQos) {
         self.pairs += 1;
         self.failures += q.failures as u64;
         self.missed += q.missed as u64;
+        self.censored_failures += q.censored_failures as u64;
         self.detections_us
             .extend(q.detections.iter().copied().map(micros));
         self.false_suspicions += q.false_suspicions as u64;
-        self.censored += q.censored as u64;
+        self.censored_mistakes += q.censored_mistakes as u64;
         self.mistake_durations_us
             .extend(q.mistake_durations.iter().copied().map(micros));
+        for (i, d) in q.mistake_durations.iter().enumerate() {
+            let connected = q.mistake_connected.get(i).copied().unwrap_or_default();
+            self.mistake_connected_us.push(micros(connected));
+            self.mistake_reconnecting_us
+                .push(micros(d.saturating_sub(connected)));
+        }
         self.exposure_us += micros(q.exposure);
         self.suspected_us += micros(q.suspected);
+        self.suspected_connected_us += micros(q.suspected_connected);
+        self.per_seed.entry(seed).or_default().merge(&SeedTally {
+            failures: q.failures as u64,
+            missed: q.missed as u64,
+            false_suspicions: q.false_suspicions as u64,
+            exposure_us: micros(q.exposure),
+            suspected_us: micros(q.suspected),
+            longest_detection_us: q.detections.iter().max().copied().map(micros),
+            longest_mistake_us: q.mistake_durations.iter().max().copied().map(micros),
+        });
         let longest = q.detections.iter().max().map(|d| Worst {
             seed,
             value: micros(*d),
@@ -189,13 +276,22 @@ impl SideTally {
         self.pairs += o.pairs;
         self.failures += o.failures;
         self.missed += o.missed;
+        self.censored_failures += o.censored_failures;
         self.detections_us.extend_from_slice(&o.detections_us);
         self.false_suspicions += o.false_suspicions;
-        self.censored += o.censored;
+        self.censored_mistakes += o.censored_mistakes;
         self.mistake_durations_us
             .extend_from_slice(&o.mistake_durations_us);
+        self.mistake_connected_us
+            .extend_from_slice(&o.mistake_connected_us);
+        self.mistake_reconnecting_us
+            .extend_from_slice(&o.mistake_reconnecting_us);
         self.exposure_us += o.exposure_us;
         self.suspected_us += o.suspected_us;
+        self.suspected_connected_us += o.suspected_connected_us;
+        for (seed, t) in &o.per_seed {
+            self.per_seed.entry(*seed).or_default().merge(t);
+        }
         self.bytes_out += o.bytes_out;
         self.bytes_in += o.bytes_in;
         self.heartbeats_sent += o.heartbeats_sent;
@@ -208,29 +304,108 @@ impl SideTally {
         self.longest_gap = worse(self.longest_gap, o.longest_gap);
     }
 
+    /// The upper bound of this side's false-suspicion rate at `confidence` (per
+    /// connection-hour): the larger of the Poisson and the between-seed one. `None` without
+    /// exposure.
+    pub fn false_rate_upper(&self, confidence: f64) -> Option<f64> {
+        self.rate_intervals(confidence).2.map(|i| i.upper)
+    }
+
+    /// The Poisson interval, the between-seed one, the wider of the two (the one to use) and
+    /// which that is.
+    fn rate_intervals(
+        &self,
+        confidence: f64,
+    ) -> (
+        Option<Interval>,
+        Option<Interval>,
+        Option<Interval>,
+        Option<RateBound>,
+    ) {
+        let exposure_hours = hours(self.exposure_us);
+        if exposure_hours <= 0.0 {
+            return (None, None, None, None);
+        }
+        let (lower, upper) = poisson_interval(self.false_suspicions, confidence);
+        let poisson = Interval {
+            lower: lower / exposure_hours,
+            upper: upper / exposure_hours,
+        };
+        let seeds = self
+            .per_seed
+            .values()
+            .map(|t| (t.false_suspicions, t.exposure_us));
+        let between = between_seeds_interval(seeds, confidence);
+        let (bound, from) = match between {
+            Some(b) if b.upper > poisson.upper => (b, RateBound::BetweenSeeds),
+            Some(_) => (poisson, RateBound::Poisson),
+            None => (poisson, RateBound::PoissonOnly),
+        };
+        (Some(poisson), between, Some(bound), Some(from))
+    }
+
+    /// The seed with the worst value of each measure an assertion bounds.
+    fn worst_runs(&self) -> WorstRuns {
+        if self.per_seed.is_empty() {
+            // A summary written before seeds were kept apart: what it recorded.
+            return WorstRuns {
+                detection: self.missed_seed.or(self.worst_detection.map(|w| w.seed)),
+                missed: self.missed_seed,
+                false_suspicions: self.most_false_suspicions.map(|w| w.seed),
+                ..WorstRuns::default()
+            };
+        }
+        let seeds = &self.per_seed;
+        let missed = worst_seed(seeds, |t| (t.missed > 0).then_some(t.missed as f64));
+        let share = |n: u64, t: &SeedTally| {
+            (n > 0 && t.exposure_us > 0).then(|| n as f64 / t.exposure_us as f64)
+        };
+        WorstRuns {
+            detection: missed.or(worst_seed(seeds, |t| {
+                t.longest_detection_us.map(|d| d as f64)
+            })),
+            missed,
+            false_suspicions: worst_seed(seeds, |t| {
+                (t.false_suspicions > 0).then_some(t.false_suspicions as f64)
+            }),
+            false_rate: worst_seed(seeds, |t| share(t.false_suspicions, t)),
+            mistake_duration: worst_seed(seeds, |t| t.longest_mistake_us.map(|d| d as f64)),
+            query_accuracy: worst_seed(seeds, |t| share(t.suspected_us, t)),
+        }
+    }
+
     fn metrics(&self, confidence: f64) -> SideMetrics {
         let exposure_hours = hours(self.exposure_us);
         let per_hour = |n: f64| (exposure_hours > 0.0).then(|| n / exposure_hours);
-        let (lower, upper) = poisson_interval(self.false_suspicions, confidence);
-        let rate_interval = per_hour(1.0).map(|h| Interval {
-            lower: lower * h,
-            upper: upper * h,
-        });
+        let (rate_interval, between, bound, from) = self.rate_intervals(confidence);
         let exposure_secs = self.exposure_us as f64 / 1e6;
+        let share = |us: u64| (exposure_secs > 0.0).then(|| us as f64 / 1e6 / exposure_secs);
+        let reconnecting_us = self
+            .suspected_us
+            .saturating_sub(self.suspected_connected_us);
         SideMetrics {
             pairs: self.pairs,
             failures: self.failures,
             detected: self.detections_us.len() as u64,
             missed: self.missed,
+            censored_failures: self.censored_failures,
             detection: Quantiles::of(&self.detections_us, self.missed as usize),
             false_suspicions: self.false_suspicions,
-            censored: self.censored,
+            censored_mistakes: self.censored_mistakes,
             exposure_hours,
+            seeds: self.per_seed.values().filter(|t| t.exposure_us > 0).count() as u64,
             mistake_rate_per_hour: per_hour(self.false_suspicions as f64),
             mistake_rate_interval: rate_interval,
+            mistake_rate_between_seeds: between,
+            mistake_rate_bound: bound,
+            mistake_rate_bound_from: from,
             mistake_duration: Quantiles::of(&self.mistake_durations_us, 0),
-            query_accuracy: (exposure_secs > 0.0)
-                .then(|| 1.0 - self.suspected_us as f64 / 1e6 / exposure_secs),
+            mistake_duration_detector: Quantiles::of(&self.mistake_connected_us, 0),
+            mistake_duration_reconnecting: Quantiles::of(&self.mistake_reconnecting_us, 0),
+            query_accuracy: share(self.suspected_us).map(|x| 1.0 - x),
+            query_accuracy_detector: share(self.suspected_connected_us).map(|x| 1.0 - x),
+            reconnecting_share: share(reconnecting_us),
+            worst_runs: self.worst_runs(),
             overhead: Overhead::of(self),
             worst_detection: self.worst_detection.map(|w| WorstRun {
                 seed: w.seed,
@@ -248,6 +423,73 @@ impl SideTally {
             }),
         }
     }
+}
+
+/// The seed of `seeds` with the largest `value` (`None`: not a candidate); ties go to the
+/// smaller seed.
+fn worst_seed(
+    seeds: &BTreeMap<u64, SeedTally>,
+    value: impl Fn(&SeedTally) -> Option<f64>,
+) -> Option<u64> {
+    let mut worst: Option<(u64, f64)> = None;
+    for (seed, t) in seeds {
+        if let Some(v) = value(t)
+            && worst.is_none_or(|(_, w)| v > w)
+        {
+            worst = Some((*seed, v));
+        }
+    }
+    worst.map(|(seed, _)| seed)
+}
+
+/// The between-seed interval of a rate per hour at `confidence`, from each seed's
+/// `(events, exposure µs)`: batch means, a Student t interval around the pooled rate (see the
+/// module docs). `None` with fewer than two seeds with exposure.
+pub fn between_seeds_interval(
+    seeds: impl IntoIterator<Item = (u64, u64)>,
+    confidence: f64,
+) -> Option<Interval> {
+    let batches: Vec<(f64, f64)> = seeds
+        .into_iter()
+        .filter(|(_, e)| *e > 0)
+        .map(|(x, e)| (x as f64, hours(e)))
+        .collect();
+    let n = batches.len();
+    if n < 2 {
+        return None;
+    }
+    let events: f64 = batches.iter().map(|b| b.0).sum();
+    let exposure: f64 = batches.iter().map(|b| b.1).sum();
+    let rate = events / exposure;
+    let mean_exposure = exposure / n as f64;
+    let squares: f64 = batches.iter().map(|(x, e)| (x - rate * e).powi(2)).sum();
+    let se = (squares / (n * (n - 1)) as f64).sqrt() / mean_exposure;
+    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
+        .expect("n ≥ 2: positive degrees of freedom")
+        .inverse_cdf(0.5 + confidence / 2.0);
+    Some(Interval {
+        lower: (rate - t * se).max(0.0),
+        upper: rate + t * se,
+    })
+}
+
+/// The sides of a run that never had an established connection: no pair of the side (no
+/// client watching the server, or the server watching no client) was ever connected. Such a
+/// run measures nothing of that side (no false suspicion, P_A = 1), so it is an error, not a
+/// perfect score. A run without clients has no pairs and nothing to report.
+pub fn never_connected(out: &Outcome) -> Vec<Watcher> {
+    let clients = out.hosts.keys().any(|n| n != SERVER);
+    if !clients {
+        return Vec::new();
+    }
+    [Watcher::Client, Watcher::Server]
+        .into_iter()
+        .filter(|w| {
+            !out.connected
+                .iter()
+                .any(|((watcher, _), periods)| Watcher::of(watcher) == *w && !periods.is_empty())
+        })
+        .collect()
 }
 
 /// The clients' connection attempts, of one run or of many merged.
@@ -396,6 +638,20 @@ impl RunSummary {
         }
     }
 
+    /// The upper bound of the worse side's false-suspicion rate at `confidence`, per
+    /// connection-hour: for each side the larger of the Poisson and the between-seed bound
+    /// ([`SideTally::false_rate_upper`]). `None` when neither side had exposure.
+    pub fn false_rate_upper(&self, confidence: f64) -> Option<f64> {
+        let (c, s) = (
+            self.client.false_rate_upper(confidence),
+            self.server.false_rate_upper(confidence),
+        );
+        match (c, s) {
+            (Some(c), Some(s)) => Some(c.max(s)),
+            (c, s) => c.or(s),
+        }
+    }
+
     /// The metrics, intervals at `confidence` (e.g. 0.95).
     pub fn metrics(&self, confidence: f64) -> Metrics {
         Metrics {
@@ -487,6 +743,50 @@ pub struct Interval {
     pub upper: f64,
 }
 
+/// Which interval of λ_M bounds it (see [`SideMetrics::mistake_rate_bound`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateBound {
+    /// The Poisson interval: its upper bound is at least the between-seed one.
+    Poisson,
+    /// The between-seed interval: its upper bound is larger than the Poisson one (the false
+    /// suspicions cluster).
+    BetweenSeeds,
+    /// The Poisson interval, the only one: fewer than two seeds (one seed) have exposure.
+    PoissonOnly,
+}
+
+impl RateBound {
+    /// For a table: `poisson`, `seeds`, `poisson (1 seed)`.
+    pub fn label(self) -> &'static str {
+        match self {
+            RateBound::Poisson => "poisson",
+            RateBound::BetweenSeeds => "seeds",
+            RateBound::PoissonOnly => "poisson (1 seed)",
+        }
+    }
+}
+
+/// For each kind of assertion, the seed whose run had the worst value of that very measure:
+/// the run to replay when it fails. Ties go to the smaller seed; `None` when no run had any
+/// (no miss, no false suspicion, …).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorstRuns {
+    /// For detection-time quantiles: the run with the most missed detections if any run
+    /// missed one (a miss is infinitely late), else the run with the longest detection.
+    pub detection: Option<u64>,
+    /// The run with the most missed detections.
+    pub missed: Option<u64>,
+    /// The run with the most false suspicions.
+    pub false_suspicions: Option<u64>,
+    /// The run with the highest false suspicions per connection-hour of its exposure.
+    pub false_rate: Option<u64>,
+    /// The run with the longest mistake duration.
+    pub mistake_duration: Option<u64>,
+    /// The run with the lowest P_A (the largest share of its exposure suspected).
+    pub query_accuracy: Option<u64>,
+}
+
 /// The run that was worst by one measure, to replay: its seed and the value.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorstRun {
@@ -526,21 +826,59 @@ pub struct SideMetrics {
     pub failures: u64,
     pub detected: u64,
     pub missed: u64,
+    /// Failures the runs ended too early to decide (see [`PairQos::censored_failures`]):
+    /// neither detected nor missed, and not in the detection quantiles.
+    #[serde(default)]
+    pub censored_failures: u64,
     /// Detection time T_D, seconds; a missed detection counts as infinitely late.
     pub detection: Quantiles,
     pub false_suspicions: u64,
     /// False suspicions cut by a failure or the end of the run: no duration.
-    pub censored: u64,
+    #[serde(alias = "censored")]
+    pub censored_mistakes: u64,
     /// Connection-hours during which a false suspicion was possible.
     pub exposure_hours: f64,
+    /// Seeds (runs) with exposure: the batches of the between-seed interval.
+    #[serde(default)]
+    pub seeds: u64,
     /// λ_M: false suspicions per connection-hour; `None` without exposure.
     pub mistake_rate_per_hour: Option<f64>,
     /// The exact Poisson interval of λ_M at [`Metrics::confidence`].
     pub mistake_rate_interval: Option<Interval>,
+    /// The between-seed (batch means, Student t) interval of λ_M at the same confidence;
+    /// `None` with fewer than two seeds.
+    #[serde(default)]
+    pub mistake_rate_between_seeds: Option<Interval>,
+    /// The interval assertions and `tune` use: of the two, the one with the larger upper
+    /// bound. `None` without exposure.
+    #[serde(default)]
+    pub mistake_rate_bound: Option<Interval>,
+    /// Which of the two [`SideMetrics::mistake_rate_bound`] is.
+    #[serde(default)]
+    pub mistake_rate_bound_from: Option<RateBound>,
     /// Mistake duration T_M, seconds.
     pub mistake_duration: Quantiles,
+    /// Of each mistake duration, the part the watcher was connected to its peer (the
+    /// detector's doing), seconds.
+    #[serde(default)]
+    pub mistake_duration_detector: Quantiles,
+    /// And the part it had no connection (reconnecting), seconds.
+    #[serde(default)]
+    pub mistake_duration_reconnecting: Quantiles,
     /// P_A: the share of the exposure during which the live peer was trusted.
     pub query_accuracy: Option<f64>,
+    /// P_A counting only the suspicion while connected to the peer (the detector's):
+    /// 1 − suspected-while-connected / exposure.
+    #[serde(default)]
+    pub query_accuracy_detector: Option<f64>,
+    /// The share of the exposure the live peer was suspected with no connection to it
+    /// (reconnecting: backoff, breaker, handshake). `query_accuracy` =
+    /// `query_accuracy_detector` − `reconnecting_share`.
+    #[serde(default)]
+    pub reconnecting_share: Option<f64>,
+    /// For each kind of assertion, the run to replay.
+    #[serde(default)]
+    pub worst_runs: WorstRuns,
     pub overhead: Overhead,
     /// The run with the longest detection time (seconds).
     pub worst_detection: Option<WorstRun>,
@@ -594,6 +932,18 @@ pub struct Metrics {
     pub reconnects: ReconnectMetrics,
 }
 
+impl SideMetrics {
+    /// The interval of λ_M to judge by: the wider of the Poisson and the between-seed one.
+    pub fn false_rate_interval(&self) -> Option<Interval> {
+        self.mistake_rate_bound
+    }
+
+    /// Its upper bound, per connection-hour.
+    pub fn false_rate_upper(&self) -> Option<f64> {
+        self.mistake_rate_bound.map(|i| i.upper)
+    }
+}
+
 impl Metrics {
     pub fn side(&self, w: Watcher) -> &SideMetrics {
         match w {
@@ -634,6 +984,7 @@ mod tests {
             reconnects: BTreeMap::new(),
             connect_attempts: Vec::new(),
             traffic: BTreeMap::new(),
+            connected: BTreeMap::new(),
             client_heartbeats: Heartbeats::default(),
             server_heartbeats: Heartbeats::default(),
         }
@@ -738,13 +1089,13 @@ mod tests {
         // 36 s suspected in one hour: trusted 99% of the time, censored suspicions included.
         let pair = PairQos {
             false_suspicions: 1,
-            censored: 1,
+            censored_mistakes: 1,
             suspected: s(36.0),
             ..client_pair(0, HOUR)
         };
         let m = run(1, &[pair]).metrics(0.95);
         assert!((m.client.query_accuracy.unwrap() - 0.99).abs() < 1e-12);
-        assert_eq!(m.client.censored, 1);
+        assert_eq!(m.client.censored_mistakes, 1);
         assert_eq!(m.client.mistake_duration.mean, None);
     }
 
@@ -963,5 +1314,204 @@ mod tests {
         assert_eq!(m.server.overhead.bytes_out_per_sec, Some(10.0));
         assert_eq!(m.server.overhead.heartbeats_sent_per_sec, Some(0.0));
         assert_eq!(m.client.overhead.connected_hours, 100.0 / 3600.0);
+    }
+
+    /// One run of one client watching the server for an hour, with `false_suspicions`.
+    fn hour_with(seed: u64, false_suspicions: usize) -> RunSummary {
+        run(
+            seed,
+            &[PairQos {
+                false_suspicions,
+                ..client_pair(0, HOUR)
+            }],
+        )
+    }
+
+    #[test]
+    fn clustered_false_suspicions_are_bounded_by_the_wider_between_seed_interval() {
+        // 20 false suspicions in 4 connection-hours, all in one run: 5/h pooled. Poisson upper
+        // bound 30.89/4 = 7.72/h; between seeds the rates 0, 0, 0, 20 have mean 5 and standard
+        // error 5, so 5 + t(0.975, 3)·5 = 5 + 3.1824·5 = 20.91/h.
+        let all: RunSummary = [0, 0, 0, 20]
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| hour_with(i as u64 + 1, n))
+            .collect();
+        let m = all.metrics(0.95).client;
+        assert_eq!(m.seeds, 4);
+        let poisson = m.mistake_rate_interval.unwrap();
+        let (_, hi) = poisson_interval(20, 0.95);
+        assert!((poisson.upper - hi / 4.0).abs() < 1e-12);
+        let between = m.mistake_rate_between_seeds.unwrap();
+        assert!((between.upper - 20.912).abs() < 1e-3, "{between:?}");
+        assert_eq!(between.lower, 0.0);
+        assert_eq!(m.mistake_rate_bound, Some(between));
+        assert_eq!(m.mistake_rate_bound_from, Some(RateBound::BetweenSeeds));
+        assert_eq!(m.false_rate_upper(), Some(between.upper));
+        assert_eq!(all.false_rate_upper(0.95), Some(between.upper));
+    }
+
+    #[test]
+    fn evenly_spread_false_suspicions_are_bounded_by_the_wider_poisson_interval() {
+        let all: RunSummary = (1..=4).map(|seed| hour_with(seed, 5)).collect();
+        let m = all.metrics(0.95).client;
+        let between = m.mistake_rate_between_seeds.unwrap();
+        assert_eq!((between.lower, between.upper), (5.0, 5.0));
+        assert_eq!(m.mistake_rate_bound, m.mistake_rate_interval);
+        assert_eq!(m.mistake_rate_bound_from, Some(RateBound::Poisson));
+    }
+
+    #[test]
+    fn with_one_seed_only_the_poisson_bound_exists_and_it_says_so() {
+        let m = hour_with(1, 3).metrics(0.95).client;
+        assert_eq!(m.mistake_rate_between_seeds, None);
+        assert_eq!(m.mistake_rate_bound, m.mistake_rate_interval);
+        assert_eq!(m.mistake_rate_bound_from, Some(RateBound::PoissonOnly));
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["mistake_rate_bound_from"], "poisson-only");
+    }
+
+    #[test]
+    fn a_seed_merged_twice_is_one_batch_not_two() {
+        let twice: RunSummary = [hour_with(7, 2), hour_with(7, 2)].into_iter().collect();
+        let m = twice.metrics(0.95).client;
+        assert_eq!(m.seeds, 1);
+        assert_eq!(m.mistake_rate_between_seeds, None);
+    }
+
+    #[test]
+    fn the_between_seed_interval_of_equal_exposures_is_the_t_interval_of_the_per_seed_rates() {
+        // Rates 1, 2, 3 per hour: mean 2, standard deviation 1, t(0.95, 2) = 2.919986.
+        let hour_us = 3_600_000_000;
+        let i = between_seeds_interval([(1, hour_us), (2, hour_us), (3, hour_us)], 0.9).unwrap();
+        let half = 2.919986 / 3f64.sqrt();
+        assert!((i.lower - (2.0 - half)).abs() < 1e-5, "{i:?}");
+        assert!((i.upper - (2.0 + half)).abs() < 1e-5, "{i:?}");
+        // Seeds without exposure are not batches.
+        assert_eq!(between_seeds_interval([(0, 0), (1, hour_us)], 0.9), None);
+    }
+
+    #[test]
+    fn each_worst_run_is_the_seed_with_the_worst_value_of_its_own_measure() {
+        // Seed 2: the longest detection, no miss. Seed 5: a miss. Seed 3: the most false
+        // suspicions (4 in 4 connection-hours); seed 4: fewer (2) in less time (1/2 h), so the
+        // highest rate, and the longest mistake.
+        let missed = PairQos {
+            failures: 1,
+            missed: 1,
+            ..client_pair(0, 100.0)
+        };
+        let many = PairQos {
+            false_suspicions: 4,
+            mistake_durations: vec![s(1.0); 4],
+            suspected: s(4.0),
+            ..client_pair(0, 4.0 * HOUR)
+        };
+        let dense = PairQos {
+            false_suspicions: 2,
+            mistake_durations: vec![s(2.0), s(9.0)],
+            suspected: s(11.0),
+            ..client_pair(0, HOUR / 2.0)
+        };
+        let all: RunSummary = [
+            run(2, &[detected(0, &[8.0])]),
+            run(3, &[many]),
+            run(4, &[dense]),
+            run(5, &[missed]),
+            run(6, &[detected(0, &[1.0])]),
+        ]
+        .into_iter()
+        .collect();
+        let w = all.metrics(0.95).client.worst_runs;
+        assert_eq!((w.missed, w.detection), (Some(5), Some(5)));
+        assert_eq!((w.false_suspicions, w.false_rate), (Some(3), Some(4)));
+        assert_eq!((w.mistake_duration, w.query_accuracy), (Some(4), Some(4)));
+        // Without a miss, the detection's worst run is the longest detection.
+        let detected_only: RunSummary = [
+            run(2, &[detected(0, &[8.0])]),
+            run(6, &[detected(0, &[1.0])]),
+        ]
+        .into_iter()
+        .collect();
+        let w = detected_only.metrics(0.95).client.worst_runs;
+        assert_eq!((w.detection, w.missed), (Some(2), None));
+    }
+
+    #[test]
+    fn censored_failures_are_counted_apart_from_missed_and_detected_ones() {
+        let pair = PairQos {
+            failures: 3,
+            detections: vec![s(2.0)],
+            missed: 1,
+            censored_failures: 1,
+            ..client_pair(0, HOUR)
+        };
+        let m = run(1, &[pair]).metrics(0.95).client;
+        assert_eq!(
+            (m.failures, m.detected, m.missed, m.censored_failures),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(m.detection.p50, Some(2.0));
+        assert_eq!(m.detection.max, Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn query_accuracy_splits_into_the_detectors_part_and_the_share_lost_reconnecting() {
+        // 36 s suspected in an hour, 9 s of it connected: P_A 0.99, the detector's 0.9975, and
+        // 0.0075 of the hour spent reconnecting.
+        let pair = PairQos {
+            false_suspicions: 2,
+            mistake_durations: vec![s(6.0), s(30.0)],
+            mistake_connected: vec![s(6.0), s(3.0)],
+            suspected: s(36.0),
+            suspected_connected: s(9.0),
+            ..client_pair(0, HOUR)
+        };
+        let m = run(1, &[pair]).metrics(0.95).client;
+        let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-12;
+        assert!(close(m.query_accuracy, 0.99));
+        assert!(close(m.query_accuracy_detector, 0.9975));
+        assert!(close(m.reconnecting_share, 0.0075));
+        assert_eq!(m.mistake_duration_detector.max, Some(6.0));
+        assert_eq!(m.mistake_duration_reconnecting.max, Some(27.0));
+        assert_eq!(m.mistake_duration_reconnecting.mean, Some(13.5));
+    }
+
+    #[test]
+    fn a_side_that_never_connected_is_named_and_one_that_did_is_not() {
+        let mut out = outcome(2, 60.0);
+        assert_eq!(
+            never_connected(&out),
+            vec![Watcher::Client, Watcher::Server]
+        );
+        out.connected
+            .insert(("client-1".into(), SERVER.into()), vec![s(1.0)..s(60.0)]);
+        assert_eq!(never_connected(&out), vec![Watcher::Server]);
+        out.connected
+            .insert((SERVER.into(), "client-1".into()), vec![s(1.0)..s(60.0)]);
+        assert!(never_connected(&out).is_empty());
+    }
+
+    #[test]
+    fn a_summary_written_before_seeds_were_kept_apart_still_reads_and_names_its_worst_runs() {
+        let mut line = serde_json::to_value(run(9, &[detected(0, &[3.0])])).unwrap();
+        for side in ["client", "server"] {
+            let side = line[side].as_object_mut().unwrap();
+            for key in [
+                "per_seed",
+                "censored_failures",
+                "mistake_connected_us",
+                "mistake_reconnecting_us",
+                "suspected_connected_us",
+            ] {
+                side.remove(key);
+            }
+            let censored = side.remove("censored_mistakes").unwrap();
+            side.insert("censored".into(), censored);
+        }
+        let old: RunSummary = serde_json::from_value(line).unwrap();
+        let m = old.metrics(0.95).client;
+        assert_eq!(m.worst_runs.detection, Some(9));
+        assert_eq!(m.mistake_rate_bound_from, Some(RateBound::PoissonOnly));
     }
 }

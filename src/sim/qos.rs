@@ -15,10 +15,17 @@
 //!   every new write behind it). Overlapping failures merge.
 //! - **Detection time** of a failure `[a, b)`: from `a` to the start of the suspicion that is
 //!   still held at `b` (the detector "suspects and keeps suspecting"); zero if that suspicion
-//!   began before `a`. No such suspicion: a **missed detection**.
+//!   began before `a`. No such suspicion: a **missed detection**, unless the failure is
+//!   censored.
+//! - **Censored failure**: one still in progress at the end of the run (or lasting up to it),
+//!   begun less than [`Judge::decision_window`] before the end, and not suspected at the end:
+//!   the run ended before any detector had to fire. Counted in
+//!   [`PairQos::censored_failures`], neither missed nor detected. One begun earlier and
+//!   undetected is missed.
 //! - **False suspicion**: a trust → suspect transition that starts outside every failure of the
 //!   pair. Its **mistake duration** runs to the next trust; one still open when a failure or the
-//!   run begins is *censored*: counted as a false suspicion, left out of the durations.
+//!   run begins is a *censored mistake*: counted as a false suspicion, left out of the
+//!   durations.
 //! - A transition made while the watcher's own host was paused is ignored: a stopped process
 //!   decides nothing (the drivers' gate already keeps them from acting; this is the judge's own
 //!   guard).
@@ -29,6 +36,11 @@
 //!   it: a censored one up to the failure or the end of the run that cut it, and one begun
 //!   during a failure for as long as it outlasts the failure (the peer is back, still
 //!   suspected).
+//! - **Detector's and reconnecting parts**: the suspected time, and each mistake duration, is
+//!   split by [`Outcome::connected`]: the part during which the watcher had an established
+//!   connection to the peer is the detector's doing (it suspects a peer it is connected to);
+//!   the rest is time spent without a connection (backoff, circuit breaker, handshake), which
+//!   is reconnect policy, not detector quality.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -40,6 +52,11 @@ use super::runner::{DownPeriod, Outcome, SERVER};
 pub struct Judge {
     /// Pauses up to this long are noise the detector should ride out, not failures.
     pub tolerable_pause: Duration,
+    /// How long a detector may take to decide: a failure that lasts to the end of the run,
+    /// began less than this before the end and is not suspected at the end is censored, not
+    /// missed. For a k-miss pairing, (k + 1)·η + grace (one interval of heartbeat phase, k
+    /// missing beats, the grace); zero: every undetected failure is missed.
+    pub decision_window: Duration,
 }
 
 /// One watcher → peer pair's results.
@@ -47,18 +64,30 @@ pub struct Judge {
 pub struct PairQos {
     pub watcher: String,
     pub peer: String,
+    /// Every failure: `detections.len() + missed + censored_failures`.
     pub failures: usize,
     /// Detection times of the detected failures.
     pub detections: Vec<Duration>,
     pub missed: usize,
+    /// Failures the run ended too early to decide (see [`Judge::decision_window`]): neither
+    /// detected nor missed.
+    pub censored_failures: usize,
     pub false_suspicions: usize,
     /// Durations of the false suspicions that ended in trust.
     pub mistake_durations: Vec<Duration>,
+    /// Of each of [`PairQos::mistake_durations`], in the same order: the part during which the
+    /// watcher had a connection to the peer (the detector's doing). The rest of it was spent
+    /// reconnecting.
+    pub mistake_connected: Vec<Duration>,
     /// False suspicions left out of the durations: still open at a failure or at the end.
-    pub censored: usize,
+    pub censored_mistakes: usize,
     pub exposure: Duration,
     /// The part of the exposure during which the watcher suspected the peer.
     pub suspected: Duration,
+    /// The part of [`PairQos::suspected`] during which the watcher had an established
+    /// connection to the peer: the detector's doing. The rest (`suspected −
+    /// suspected_connected`) it spent with no connection: reconnecting.
+    pub suspected_connected: Duration,
 }
 
 impl Judge {
@@ -124,13 +153,19 @@ impl Judge {
             failures: failures.len(),
             ..PairQos::default()
         };
+        let connected: &[Range<Duration>] = out
+            .connected
+            .get(&(watcher.to_string(), peer.to_string()))
+            .map_or(&[], Vec::as_slice);
         for f in &failures {
             // The suspicion held when the failure ends (or the run does).
             let held = suspicions
                 .iter()
                 .find(|s| s.start < f.end && s.end >= f.end);
+            let undecided = f.end >= end && end - f.start < self.decision_window;
             match held {
                 Some(s) => q.detections.push(s.start.max(f.start) - f.start),
+                None if undecided => q.censored_failures += 1,
                 None => q.missed += 1,
             }
         }
@@ -146,17 +181,27 @@ impl Judge {
                 .min();
             let censored = s.end == Duration::MAX || next_failure.is_some_and(|a| s.end > a);
             if censored {
-                q.censored += 1;
+                q.censored_mistakes += 1;
             } else {
                 q.mistake_durations.push(s.end - s.start);
+                q.mistake_connected.push(
+                    within(s.clone(), connected)
+                        .into_iter()
+                        .map(|r| r.end - r.start)
+                        .sum(),
+                );
             }
         }
         let failed: Duration = failures.iter().map(|f| f.end - f.start).sum();
         q.exposure = end.saturating_sub(failed);
-        q.suspected = suspicions
-            .iter()
-            .map(|s| outside(s.start..s.end.min(end), &failures))
-            .sum();
+        for s in &suspicions {
+            let s = s.start..s.end.min(end);
+            q.suspected += outside(s.clone(), &failures);
+            q.suspected_connected += within(s, connected)
+                .into_iter()
+                .map(|r| outside(r, &failures))
+                .sum::<Duration>();
+        }
         q
     }
 
@@ -187,6 +232,14 @@ fn outside(r: Range<Duration>, failures: &[Range<Duration>]) -> Duration {
         .map(|f| r.end.min(f.end).saturating_sub(r.start.max(f.start)))
         .sum();
     r.end.saturating_sub(r.start).saturating_sub(covered)
+}
+
+/// The parts of `r` that lie within `set` (sorted, disjoint).
+fn within(r: Range<Duration>, set: &[Range<Duration>]) -> Vec<Range<Duration>> {
+    set.iter()
+        .map(|c| r.start.max(c.start)..r.end.min(c.end))
+        .filter(|x| x.start < x.end)
+        .collect()
 }
 
 /// Sorted, merged intervals.
@@ -237,6 +290,7 @@ mod tests {
             reconnects: BTreeMap::new(),
             connect_attempts: Vec::new(),
             traffic: BTreeMap::new(),
+            connected: BTreeMap::new(),
             client_heartbeats: Default::default(),
             server_heartbeats: Default::default(),
         }
@@ -319,11 +373,13 @@ mod tests {
         );
         let lenient = Judge {
             tolerable_pause: s(3.0),
+            ..Judge::default()
         }
         .pair(&out, "client-0", "server");
         assert_eq!((lenient.failures, lenient.false_suspicions), (0, 1));
         let strict = Judge {
             tolerable_pause: s(1.0),
+            ..Judge::default()
         }
         .pair(&out, "client-0", "server");
         assert_eq!(
@@ -358,7 +414,7 @@ mod tests {
         );
         let q = client_view(&out);
         assert_eq!(q.suspected, s(6.0));
-        assert_eq!((q.false_suspicions, q.censored), (2, 1));
+        assert_eq!((q.false_suspicions, q.censored_mistakes), (2, 1));
     }
 
     #[test]
@@ -366,7 +422,7 @@ mod tests {
         let out = outcome(vec![], vec![(90.0, true)]);
         let q = client_view(&out);
         assert_eq!(q.suspected, s(10.0));
-        assert_eq!((q.false_suspicions, q.censored), (1, 1));
+        assert_eq!((q.false_suspicions, q.censored_mistakes), (1, 1));
         assert!(q.mistake_durations.is_empty());
     }
 
@@ -378,5 +434,78 @@ mod tests {
         );
         let q = client_view(&out);
         assert_eq!(q.false_suspicions, 0);
+    }
+
+    fn within_window(window: f64) -> Judge {
+        Judge {
+            decision_window: s(window),
+            ..Judge::default()
+        }
+    }
+
+    #[test]
+    fn a_failure_the_run_ends_too_early_to_decide_is_censored_not_missed() {
+        // Paused from 97.8 s to past the end (100 s): 2.2 s is less than a 4 s window.
+        let out = outcome(vec![down("server", "crashed", 97.8, None)], vec![]);
+        let q = within_window(4.0).pair(&out, "client-0", "server");
+        assert_eq!((q.failures, q.missed, q.censored_failures), (1, 0, 1));
+        assert!(q.detections.is_empty());
+        // Without a window, the same failure is missed.
+        let strict = Judge::default().pair(&out, "client-0", "server");
+        assert_eq!((strict.missed, strict.censored_failures), (1, 0));
+    }
+
+    #[test]
+    fn an_undetected_failure_that_began_before_the_decision_window_is_missed() {
+        let out = outcome(vec![down("server", "crashed", 90.0, None)], vec![]);
+        let q = within_window(4.0).pair(&out, "client-0", "server");
+        assert_eq!((q.missed, q.censored_failures), (1, 0));
+    }
+
+    #[test]
+    fn a_failure_within_the_decision_window_that_is_detected_by_the_end_is_a_detection() {
+        let out = outcome(
+            vec![down("server", "crashed", 97.0, None)],
+            vec![(99.0, true)],
+        );
+        let q = within_window(4.0).pair(&out, "client-0", "server");
+        assert_eq!(q.detections, vec![s(2.0)]);
+        assert_eq!((q.missed, q.censored_failures), (0, 0));
+    }
+
+    #[test]
+    fn a_failure_that_ended_before_the_end_of_the_run_is_never_censored() {
+        let out = outcome(vec![down("server", "crashed", 97.0, Some(99.0))], vec![]);
+        let q = within_window(4.0).pair(&out, "client-0", "server");
+        assert_eq!((q.missed, q.censored_failures), (1, 0));
+    }
+
+    #[test]
+    fn suspected_time_splits_into_the_detectors_part_and_time_spent_reconnecting() {
+        // Connected until 30 s and again from 35 s; suspected from 20 s to 40 s: 15 s of it
+        // connected (the detector's doing), 5 s with no connection (reconnecting).
+        let mut out = outcome(vec![], vec![(20.0, true), (40.0, false)]);
+        out.connected.insert(
+            ("client-0".into(), "server".into()),
+            vec![s(0.0)..s(30.0), s(35.0)..s(100.0)],
+        );
+        let q = client_view(&out);
+        assert_eq!(q.suspected, s(20.0));
+        assert_eq!(q.suspected_connected, s(15.0));
+        assert_eq!(q.mistake_durations, vec![s(20.0)]);
+        assert_eq!(q.mistake_connected, vec![s(15.0)]);
+    }
+
+    #[test]
+    fn suspicion_during_a_failure_is_not_suspected_time_even_while_connected() {
+        // Crashed 10–20 s, suspected 12–22 s, connected throughout: only 20–22 s counts.
+        let mut out = outcome(
+            vec![down("server", "crashed", 10.0, Some(20.0))],
+            vec![(12.0, true), (22.0, false)],
+        );
+        out.connected
+            .insert(("client-0".into(), "server".into()), vec![s(0.0)..s(100.0)]);
+        let q = client_view(&out);
+        assert_eq!((q.suspected, q.suspected_connected), (s(2.0), s(2.0)));
     }
 }

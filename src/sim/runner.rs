@@ -31,6 +31,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -374,6 +375,12 @@ pub struct Outcome {
     /// Per `(watcher, peer)` pair, like [`Transition`]: `(client-7, server)` is the client's
     /// end of its connections, `(server, client-7)` the server's end.
     pub traffic: BTreeMap<(String, String), Traffic>,
+    /// Per `(watcher, peer)` pair, like [`Outcome::traffic`]: when the watcher had an
+    /// established connection to the peer, from `Established` to the connection's end (its
+    /// `Disconnected`, the death of the watcher's process, or the end of the run); sorted,
+    /// disjoint, merged over the watcher's connections and sessions. A pair that never had a
+    /// session is absent. What [`Traffic::connected`] sums.
+    pub connected: BTreeMap<(String, String), Vec<Range<Duration>>>,
     /// The clients' heartbeat round trips and gaps, over all clients.
     pub client_heartbeats: Heartbeats,
     /// The server's, over all its connections.
@@ -443,12 +450,14 @@ struct View {
     seen: Seen,
 }
 
-/// One end's traffic, and its established connections: how many, and since when.
-#[derive(Clone, Copy, Debug, Default)]
+/// One end's traffic, and its established connections: how many, since when, and the periods
+/// during which it had one.
+#[derive(Clone, Debug, Default)]
 struct End {
     traffic: Traffic,
     open: u32,
     since: Duration,
+    periods: Vec<Range<Duration>>,
     /// The session of its latest connection, and how many connections that session has had at
     /// this end (for the segment-level trace).
     session: u32,
@@ -468,6 +477,9 @@ impl End {
             self.open -= 1;
             if self.open == 0 {
                 self.traffic.connected += at.saturating_sub(self.since);
+                if self.since < at {
+                    self.periods.push(self.since..at);
+                }
             }
         }
     }
@@ -652,12 +664,25 @@ impl Recorder {
         }
     }
 
-    /// Every end's traffic by `(watcher, peer)`, the run having ended at `at`.
-    fn traffic(&mut self, at: Duration) -> BTreeMap<(String, String), Traffic> {
+    /// Every end's traffic and connected periods by `(watcher, peer)`, the run having ended at
+    /// `at`.
+    #[allow(clippy::type_complexity)]
+    fn traffic(
+        &mut self,
+        at: Duration,
+    ) -> (
+        BTreeMap<(String, String), Traffic>,
+        BTreeMap<(String, String), Vec<Range<Duration>>>,
+    ) {
         let mut out: BTreeMap<(String, String), Traffic> = BTreeMap::new();
+        let mut connected: BTreeMap<(String, String), Vec<Range<Duration>>> = BTreeMap::new();
         for (node, end) in &mut self.client_ends {
             end.cut(at);
-            out.insert((node.clone(), SERVER.to_string()), end.traffic);
+            let key = (node.clone(), SERVER.to_string());
+            if !end.periods.is_empty() {
+                connected.insert(key.clone(), end.periods.clone());
+            }
+            out.insert(key, end.traffic);
         }
         for (id, end) in &mut self.server_ends {
             end.cut(at);
@@ -666,14 +691,34 @@ impl Recorder {
                 .get(id)
                 .cloned()
                 .unwrap_or_else(|| format!("session-{id:08x}"));
-            let sum = out.entry((SERVER.to_string(), client)).or_default();
+            let key = (SERVER.to_string(), client);
+            if !end.periods.is_empty() {
+                connected
+                    .entry(key.clone())
+                    .or_default()
+                    .extend(end.periods.iter().cloned());
+            }
+            let sum = out.entry(key).or_default();
             sum.bytes_out += end.traffic.bytes_out;
             sum.bytes_in += end.traffic.bytes_in;
             sum.heartbeats_sent += end.traffic.heartbeats_sent;
             sum.heartbeats_received += end.traffic.heartbeats_received;
             sum.connected += end.traffic.connected;
         }
-        out
+        // A client's sessions at the server may overlap (a new one accepted before the old
+        // one's end is noticed): merged, so that each instant counts once.
+        for periods in connected.values_mut() {
+            periods.sort_by_key(|r| (r.start, r.end));
+            let mut merged: Vec<Range<Duration>> = Vec::with_capacity(periods.len());
+            for r in periods.drain(..) {
+                match merged.last_mut() {
+                    Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                    _ => merged.push(r),
+                }
+            }
+            *periods = merged;
+        }
+        (out, connected)
     }
 }
 
@@ -1332,7 +1377,7 @@ pub fn run_with(
         lines: fault_lines,
     } = std::mem::take(&mut *log.borrow_mut());
     let mut rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
-    let traffic = rec.traffic(scenario.duration);
+    let (traffic, connected) = rec.traffic(scenario.duration);
     let transitions = rec.transitions();
     let mut trace = rec.lines;
     trace.extend(fault_lines);
@@ -1363,6 +1408,7 @@ pub fn run_with(
         reconnects: rec.reconnects,
         connect_attempts: rec.attempts,
         traffic,
+        connected,
         client_heartbeats: rec.client_heartbeats,
         server_heartbeats: rec.server_heartbeats,
     })

@@ -296,7 +296,7 @@ pub fn tune(
 pub fn settled(s: &RunSummary, limits: &Limits, precision: f64) -> bool {
     let m = s.metrics(limits.confidence);
     [&m.client, &m.server].into_iter().all(|side| {
-        let (Some(rate), Some(ci)) = (side.mistake_rate_per_hour, side.mistake_rate_interval)
+        let (Some(rate), Some(ci)) = (side.mistake_rate_per_hour, side.false_rate_interval())
         else {
             return false;
         };
@@ -368,7 +368,7 @@ fn row(p: &PairingInfo, s: &RunSummary, seeds: u64, limits: &Limits, precision: 
     let worst_side = sides
         .iter()
         .max_by(|a, b| {
-            let r = |x: &SideMetrics| x.mistake_rate_interval.map_or(0.0, |i| i.upper);
+            let r = |x: &SideMetrics| x.false_rate_interval().map_or(0.0, |i| i.upper);
             r(a).total_cmp(&r(b))
         })
         .expect("two sides");
@@ -385,10 +385,10 @@ fn row(p: &PairingInfo, s: &RunSummary, seeds: u64, limits: &Limits, precision: 
     let detection_ok =
         missed == 0 && detection_p99_s.is_none_or(|d| d <= limits.max_detection.as_secs_f64());
     let rate_ok = sides.iter().all(|x| {
-        x.mistake_rate_interval
+        x.false_rate_interval()
             .is_some_and(|ci| ci.upper <= limits.max_false_rate)
     });
-    let false_rate_upper = worst_side.mistake_rate_interval.map(|i| i.upper);
+    let false_rate_upper = worst_side.false_rate_interval().map(|i| i.upper);
     let safety = (detection_ok && rate_ok).then(|| {
         let det = 1.0 - detection_p99_s.unwrap_or(0.0) / limits.max_detection.as_secs_f64();
         let rate = 1.0 - false_rate_upper.unwrap_or(0.0) / limits.max_false_rate;
@@ -402,8 +402,8 @@ fn row(p: &PairingInfo, s: &RunSummary, seeds: u64, limits: &Limits, precision: 
         seeds,
         detection_p99_s,
         false_rate: worst_side.mistake_rate_per_hour,
-        false_rate_lower: worst_side.mistake_rate_interval.map(|i| i.lower),
-        false_rate_upper: worst_side.mistake_rate_interval.map(|i| i.upper),
+        false_rate_lower: worst_side.false_rate_interval().map(|i| i.lower),
+        false_rate_upper: worst_side.false_rate_interval().map(|i| i.upper),
         overhead_bytes_per_s,
         overhead_frames_per_s,
         pareto: false,

@@ -67,7 +67,7 @@ fn simulate(fault: &str, at: Duration) -> (Duration, Duration) {
     let text = scenario(fault, at);
     let plan = mcpsim::scenario::parse("versus.toml", "versus", &text).expect("a good scenario");
     let out = mcpsim::sim::runner::run(&plan.scenario(0), 1).expect("the run");
-    let pairs = plan.judge.judge(&out);
+    let pairs = plan.judge_for(0).judge(&out);
     let pair = pairs
         .iter()
         .find(|p| p.watcher == "server" && p.peer == "client-0")

@@ -121,3 +121,82 @@ fn a_server_that_loses_a_client_and_gets_it_back_trusts_it_again() {
         out.trace_text()
     );
 }
+
+#[test]
+fn a_server_crash_too_close_to_the_end_to_be_detected_is_censored_not_missed() {
+    // Crashed at 18.5 s of 20: the clients' last reply came at 18.030, so k·η = 3 s would
+    // suspect at 21.030, after the end. Within a decision window of (k + 1)·η = 4 s the run
+    // could not decide: censored. Without one, missed.
+    let crash = Fault::Crash {
+        host: "server".into(),
+        downtime: None,
+    };
+    let out = run(&scenario(2, 20.0, vec![(secs(18.5), crash)]), 1).unwrap();
+    let windowed = Judge {
+        decision_window: secs(4.0),
+        ..Judge::default()
+    };
+    for p in windowed.judge(&out).iter().filter(|p| p.peer == "server") {
+        assert_eq!(
+            (p.failures, p.missed, p.censored_failures),
+            (1, 0, 1),
+            "{p:?}"
+        );
+        assert!(p.detections.is_empty(), "{p:?}");
+    }
+    for p in Judge::default()
+        .judge(&out)
+        .iter()
+        .filter(|p| p.peer == "server")
+    {
+        assert_eq!((p.missed, p.censored_failures), (1, 0), "{p:?}");
+    }
+}
+
+#[test]
+fn a_slow_live_servers_false_suspicions_are_all_the_detectors_doing() {
+    // The connections live through the latency episode: every suspected instant is one with a
+    // connection, so none of it is reconnecting.
+    let slow = Fault::Slow {
+        from: "server".into(),
+        to: "clients".into(),
+        latency: Latency::constant(secs(4.0)),
+        duration: secs(10.0),
+        oneway: true,
+    };
+    let out = run(&scenario(2, 40.0, vec![(secs(10.5), slow)]), 1).unwrap();
+    for p in Judge::default()
+        .judge(&out)
+        .iter()
+        .filter(|p| p.peer == "server")
+    {
+        assert!(p.false_suspicions > 0, "{p:?}");
+        assert!(p.suspected > Duration::ZERO, "{p:?}");
+        assert_eq!(p.suspected_connected, p.suspected, "{p:?}");
+        assert_eq!(p.mistake_connected, p.mistake_durations, "{p:?}");
+    }
+}
+
+#[test]
+fn the_suspicion_outlasting_a_killed_server_is_time_spent_reconnecting() {
+    // Killed at 10 s, back at 14 s: the clients lost their connections at its FIN and suspect
+    // it until a new session is established, after the failure; none of that suspected time had
+    // a connection.
+    let kill = Fault::Kill {
+        host: "server".into(),
+        downtime: Some(secs(4.0)),
+    };
+    let out = run(&scenario(2, 60.0, vec![(secs(10.0), kill)]), 1).unwrap();
+    for p in Judge::default()
+        .judge(&out)
+        .iter()
+        .filter(|p| p.peer == "server")
+    {
+        assert!(p.suspected > Duration::ZERO, "{p:?}\n{}", out.trace_text());
+        assert_eq!(p.suspected_connected, Duration::ZERO, "{p:?}");
+        let periods = &out.connected[&(p.watcher.clone(), "server".to_string())];
+        assert_eq!(periods.len(), 2, "{periods:?}");
+        assert!(periods[0].end >= secs(10.0) && periods[0].end < secs(10.1));
+        assert!(periods[1].start >= secs(14.0) && periods[1].end == secs(60.0));
+    }
+}

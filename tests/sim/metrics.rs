@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use mcpsim::sim::metrics::{Metrics, RunSummary, Watcher};
+use mcpsim::sim::links::NetworkSpec;
+use mcpsim::sim::metrics::{Metrics, RunSummary, Watcher, never_connected};
 use mcpsim::sim::qos::Judge;
 use mcpsim::sim::runner::{Fault, Scenario, run};
 
@@ -119,4 +120,42 @@ fn the_silence_around_a_reconnect_is_not_a_heartbeat_gap() {
         let gap = m.side(side).longest_gap.unwrap().value;
         assert!(gap <= 1001.0 * MS, "{side:?}: {gap}");
     }
+}
+
+#[test]
+fn a_run_whose_clients_never_connect_names_both_sides_as_never_connected() {
+    // Every SYN is 1000 h on its way: no session, no suspicion, a "perfect" P_A of 1.
+    let mut s = scenario(2, 20.0, vec![]);
+    s.network = NetworkSpec::constant(secs(3_600_000.0));
+    let out = run(&s, 1).unwrap();
+    assert_eq!(
+        never_connected(&out),
+        vec![Watcher::Client, Watcher::Server]
+    );
+    let m = RunSummary::judged(1, &out, &Judge::default()).metrics(0.95);
+    assert_eq!(
+        (m.client.query_accuracy, m.client.false_suspicions),
+        (Some(1.0), 0)
+    );
+    // A run that connected has no such side.
+    let ok = run(&scenario(2, 20.0, vec![]), 1).unwrap();
+    assert!(never_connected(&ok).is_empty());
+}
+
+#[test]
+fn after_a_server_kill_p_a_loses_to_reconnecting_not_to_the_detector() {
+    let kill = Fault::Kill {
+        host: "server".into(),
+        downtime: Some(secs(4.0)),
+    };
+    let m = metrics_of(&scenario(2, 60.0, vec![(secs(10.0), kill)]), 1);
+    let c = &m.client;
+    let (p_a, det, rec) = (
+        c.query_accuracy.unwrap(),
+        c.query_accuracy_detector.unwrap(),
+        c.reconnecting_share.unwrap(),
+    );
+    assert!(p_a < 1.0 && rec > 0.0, "{c:?}");
+    assert_eq!(det, 1.0);
+    assert!((p_a - (det - rec)).abs() < 1e-12);
 }

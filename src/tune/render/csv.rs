@@ -53,10 +53,10 @@ const SIDE_COLUMNS: &[SideColumn] = &[
     ("exposure_hours", |s| num(s.exposure_hours)),
     ("false_rate_per_hour", |s| opt(s.mistake_rate_per_hour)),
     ("false_rate_lower_per_hour", |s| {
-        opt(s.mistake_rate_interval.map(|i| i.lower))
+        opt(s.false_rate_interval().map(|i| i.lower))
     }),
     ("false_rate_upper_per_hour", |s| {
-        opt(s.mistake_rate_interval.map(|i| i.upper))
+        opt(s.false_rate_interval().map(|i| i.upper))
     }),
     ("mistake_duration_mean_s", |s| opt(s.mistake_duration.mean)),
     ("mistake_duration_max_s", |s| opt(s.mistake_duration.max)),
