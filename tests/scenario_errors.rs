@@ -171,3 +171,57 @@ fn a_duration_that_is_not_a_whole_number_of_ticks_is_refused_naming_both() {
         e.message
     );
 }
+
+#[test]
+fn a_repeated_seed_is_refused_because_it_is_the_same_run_again() {
+    let e = error_of(&GOOD.replace("seeds = 2", "seeds = [5, 7, 5]"));
+    assert!(e.message.contains("seed 5 more than once"), "{}", e.message);
+}
+
+#[test]
+fn a_grid_interval_the_server_would_not_grant_is_refused_at_the_grid() {
+    let text = GOOD.replace("[\"500ms\", \"1s\"]", "[\"50ms\", \"1s\"]");
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "[grid]"));
+    assert!(e.message.contains("server.min_interval"), "{}", e.message);
+    // Lowering the server's bound makes it a pairing the binaries can run.
+    let ok = text.replace("[grid]", "[stack.server]\nmin_interval = \"10ms\"\n\n[grid]");
+    assert!(parse("ok.toml", "ok", &ok).is_ok());
+}
+
+#[test]
+fn the_stack_table_is_the_stack_configuration_and_names_a_misspelt_key() {
+    let text = GOOD.replace("[grid]", "[stack.heartbeat]\ngrase = \"100ms\"\n\n[grid]");
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "grase"));
+    assert!(e.message.contains("unknown field `grase`"), "{}", e.message);
+}
+
+#[test]
+fn the_user_timeout_is_the_stacks_not_the_networks() {
+    let text = format!("{GOOD}\n[network.tcp]\nuser_timeout = \"3s\"\n");
+    let e = error_of(&text);
+    assert!(e.message.contains("unknown field `user_timeout`"), "{}", e.message);
+    let moved = format!("{GOOD}\n[stack.tcp]\nuser_timeout = \"3s\"\n");
+    let plan = parse("ok.toml", "ok", &moved).unwrap();
+    assert_eq!(
+        plan.scenario(0).stack.tcp.user_timeout.map(|d| d.0),
+        Some(std::time::Duration::from_secs(3))
+    );
+}
+
+#[test]
+fn a_file_without_a_grid_runs_the_one_pairing_of_its_stack() {
+    let text = r#"
+duration = "1m"
+[topology]
+sessions = 2
+[stack.heartbeat]
+interval = "2s"
+miss_threshold = 4
+detector = "phi"
+"#;
+    let plan = parse("nogrid.toml", "nogrid", text).unwrap();
+    assert_eq!(plan.pairings.len(), 1);
+    assert_eq!(plan.stack(0).pairing_name(), "phi:2s/4");
+}

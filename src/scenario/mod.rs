@@ -420,8 +420,9 @@ impl Checker<'_> {
             .validate()
             .map_err(|e| self.err(f.stack.span(), format!("stack.{e}")))?;
         let pairings = self.pairings(&f.grid, stack)?;
-        let mut network = self.network(&f.network, &names)?;
-        network.tcp.user_timeout = stack.tcp.user_timeout.map(|d| d.0);
+        // The stack's `tcp.user_timeout` reaches the simulated kernels in the runner, so that a
+        // stack swapped in later (`Plan::with_stack`) brings its own.
+        let network = self.network(&f.network, &names)?;
         let mut faults = Vec::new();
         for spec in &f.faults {
             faults.extend(self.fault(spec, &names, duration)?);
