@@ -3,7 +3,8 @@
 //!
 //! The table shows, per pairing and side, censored failures beside missed ones, λ_M with the
 //! interval its assertions use (the wider of the Poisson and the between-seed one, and which),
-//! and P_A beside the detector's part of it and the share lost to reconnecting. The JSON
+//! and P_A beside the detector's part of it (false suspicions) and the share lost to reconnecting
+//! after real failures. The JSON
 //! (`--json`) holds every metric, both intervals among them
 //! ([`SideMetrics`](crate::sim::metrics::SideMetrics)).
 //!
@@ -230,9 +231,9 @@ pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
     );
     let _ = writeln!(
         o,
-        "  P_A: share of live time trusted; P_A det: counting only suspicion while connected \
-         (the detector's); reconnecting: share suspected with no connection (P_A = P_A det − \
-         reconnecting)."
+        "  P_A: share of live time trusted; P_A det: counting only the detector's false \
+         suspicions (and the reconnects they cost); reconnecting: share still suspected after \
+         a real failure ended, waiting for the session (P_A = P_A det − reconnecting)."
     );
     o.push_str(&heartbeat_table(r));
     let held = r.checks.iter().filter(|c| c.holds).count();

@@ -38,9 +38,10 @@
 //! - **Query accuracy** P_A: 1 − suspected time / exposure, measured directly: every
 //!   suspicion counts for the time it overlaps the exposure, a censored one up to the failure
 //!   or the end of the run that cut it (see [`PairQos::suspected`]). Beside it,
-//!   `query_accuracy_detector` = 1 − (suspected while connected) / exposure, and
-//!   `reconnecting_share` = (suspected with no connection) / exposure, so that
-//!   P_A = `query_accuracy_detector` − `reconnecting_share`.
+//!   `query_accuracy_detector` = 1 − (time in false suspicions) / exposure, the detector's
+//!   mistakes (with a reconnect they caused), and `reconnecting_share` = (time suspicions of
+//!   real failures outlasted them) / exposure, the wait for the session after the peer came
+//!   back, so that P_A = `query_accuracy_detector` − `reconnecting_share`.
 //! - **Worst runs** ([`WorstRuns`]): for each kind of assertion, the seed whose run had the
 //!   worst value of that very measure, ties to the smaller seed.
 //! - **A side that never connected**: a run in which no pair of a side ever had an
@@ -165,7 +166,7 @@ pub struct SideTally {
     pub suspected_us: u64,
     /// The part of it during which the watcher was connected to the peer (the detector's).
     #[serde(default)]
-    pub suspected_connected_us: u64,
+    pub suspected_mistaken_us: u64,
     /// Per seed, what the between-seed interval and the worst runs need. (Absent from
     /// summaries written before it was kept.)
     #[serde(default)]
@@ -235,7 +236,7 @@ impl SideTally {
         }
         self.exposure_us += micros(q.exposure);
         self.suspected_us += micros(q.suspected);
-        self.suspected_connected_us += micros(q.suspected_connected);
+        self.suspected_mistaken_us += micros(q.suspected_mistaken);
         self.per_seed.entry(seed).or_default().merge(&SeedTally {
             failures: q.failures as u64,
             missed: q.missed as u64,
@@ -288,7 +289,7 @@ impl SideTally {
             .extend_from_slice(&o.mistake_reconnecting_us);
         self.exposure_us += o.exposure_us;
         self.suspected_us += o.suspected_us;
-        self.suspected_connected_us += o.suspected_connected_us;
+        self.suspected_mistaken_us += o.suspected_mistaken_us;
         for (seed, t) in &o.per_seed {
             self.per_seed.entry(*seed).or_default().merge(t);
         }
@@ -382,7 +383,7 @@ impl SideTally {
         let share = |us: u64| (exposure_secs > 0.0).then(|| us as f64 / 1e6 / exposure_secs);
         let reconnecting_us = self
             .suspected_us
-            .saturating_sub(self.suspected_connected_us);
+            .saturating_sub(self.suspected_mistaken_us);
         SideMetrics {
             pairs: self.pairs,
             failures: self.failures,
@@ -403,7 +404,7 @@ impl SideTally {
             mistake_duration_detector: Quantiles::of(&self.mistake_connected_us, 0),
             mistake_duration_reconnecting: Quantiles::of(&self.mistake_reconnecting_us, 0),
             query_accuracy: share(self.suspected_us).map(|x| 1.0 - x),
-            query_accuracy_detector: share(self.suspected_connected_us).map(|x| 1.0 - x),
+            query_accuracy_detector: share(self.suspected_mistaken_us).map(|x| 1.0 - x),
             reconnecting_share: share(reconnecting_us),
             worst_runs: self.worst_runs(),
             overhead: Overhead::of(self),
@@ -867,13 +868,13 @@ pub struct SideMetrics {
     pub mistake_duration_reconnecting: Quantiles,
     /// P_A: the share of the exposure during which the live peer was trusted.
     pub query_accuracy: Option<f64>,
-    /// P_A counting only the suspicion while connected to the peer (the detector's):
-    /// 1 − suspected-while-connected / exposure.
+    /// P_A counting only the detector's mistakes (false suspicions, and the reconnects they
+    /// cost): 1 − time in false suspicions / exposure.
     #[serde(default)]
     pub query_accuracy_detector: Option<f64>,
-    /// The share of the exposure the live peer was suspected with no connection to it
-    /// (reconnecting: backoff, breaker, handshake). `query_accuracy` =
-    /// `query_accuracy_detector` − `reconnecting_share`.
+    /// The share of the exposure a live peer was still suspected after a real failure ended
+    /// (reconnecting: backoff, breaker, handshake): reconnect policy, not detector quality.
+    /// `query_accuracy` = `query_accuracy_detector` − `reconnecting_share`.
     #[serde(default)]
     pub reconnecting_share: Option<f64>,
     /// For each kind of assertion, the run to replay.
@@ -1457,14 +1458,15 @@ mod tests {
 
     #[test]
     fn query_accuracy_splits_into_the_detectors_part_and_the_share_lost_reconnecting() {
-        // 36 s suspected in an hour, 9 s of it connected: P_A 0.99, the detector's 0.9975, and
-        // 0.0075 of the hour spent reconnecting.
+        // 36 s suspected in an hour, 9 s of it in false suspicions (the rest waiting for the
+        // session after a failure): P_A 0.99, the detector's 0.9975, and 0.0075 of the hour
+        // spent reconnecting. The mistakes' durations split by connection: 6 + 3 s connected.
         let pair = PairQos {
             false_suspicions: 2,
             mistake_durations: vec![s(6.0), s(30.0)],
             mistake_connected: vec![s(6.0), s(3.0)],
             suspected: s(36.0),
-            suspected_connected: s(9.0),
+            suspected_mistaken: s(9.0),
             ..client_pair(0, HOUR)
         };
         let m = run(1, &[pair]).metrics(0.95).client;
@@ -1502,7 +1504,7 @@ mod tests {
                 "censored_failures",
                 "mistake_connected_us",
                 "mistake_reconnecting_us",
-                "suspected_connected_us",
+                "suspected_mistaken_us",
             ] {
                 side.remove(key);
             }

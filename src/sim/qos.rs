@@ -36,11 +36,15 @@
 //!   it: a censored one up to the failure or the end of the run that cut it, and one begun
 //!   during a failure for as long as it outlasts the failure (the peer is back, still
 //!   suspected).
-//! - **Detector's and reconnecting parts**: the suspected time, and each mistake duration, is
-//!   split by [`Outcome::connected`]: the part during which the watcher had an established
-//!   connection to the peer is the detector's doing (it suspects a peer it is connected to);
-//!   the rest is time spent without a connection (backoff, circuit breaker, handshake), which
-//!   is reconnect policy, not detector quality.
+//! - **Mistaken and recovering parts**: the suspected time splits by where each suspicion
+//!   began. Suspicions begun outside every failure are mistakes, the detector's doing (with
+//!   the default `dead_after = 0` a mistake also costs a reconnect, which the detector
+//!   caused): their time is [`PairQos::suspected_mistaken`]. The rest is time a suspicion
+//!   begun during a failure outlasted it: the peer is back and the watcher is still
+//!   reconnecting (backoff, circuit breaker, handshake), which is reconnect policy, not
+//!   detector quality. Each mistake duration is split another way, by
+//!   [`Outcome::connected`]: the part during which the watcher still had a connection to the
+//!   peer, and the part spent without one.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -84,10 +88,10 @@ pub struct PairQos {
     pub exposure: Duration,
     /// The part of the exposure during which the watcher suspected the peer.
     pub suspected: Duration,
-    /// The part of [`PairQos::suspected`] during which the watcher had an established
-    /// connection to the peer: the detector's doing. The rest (`suspected −
-    /// suspected_connected`) it spent with no connection: reconnecting.
-    pub suspected_connected: Duration,
+    /// The part of [`PairQos::suspected`] in suspicions begun outside every failure: the
+    /// detector's mistakes. The rest (`suspected − suspected_mistaken`) is suspicions of a
+    /// failure that outlasted it: reconnecting after the peer came back.
+    pub suspected_mistaken: Duration,
 }
 
 impl Judge {
@@ -195,12 +199,13 @@ impl Judge {
         let failed: Duration = failures.iter().map(|f| f.end - f.start).sum();
         q.exposure = end.saturating_sub(failed);
         for s in &suspicions {
+            let mistaken = !failures.iter().any(|f| f.contains(&s.start));
             let s = s.start..s.end.min(end);
-            q.suspected += outside(s.clone(), &failures);
-            q.suspected_connected += within(s, connected)
-                .into_iter()
-                .map(|r| outside(r, &failures))
-                .sum::<Duration>();
+            let time = outside(s, &failures);
+            q.suspected += time;
+            if mistaken {
+                q.suspected_mistaken += time;
+            }
         }
         q
     }
@@ -481,9 +486,9 @@ mod tests {
     }
 
     #[test]
-    fn suspected_time_splits_into_the_detectors_part_and_time_spent_reconnecting() {
-        // Connected until 30 s and again from 35 s; suspected from 20 s to 40 s: 15 s of it
-        // connected (the detector's doing), 5 s with no connection (reconnecting).
+    fn a_mistakes_time_is_the_detectors_and_its_duration_splits_by_connection() {
+        // Connected until 30 s and again from 35 s; falsely suspected from 20 s to 40 s: all
+        // 20 s are the detector's mistake, 15 s of it with the connection still up.
         let mut out = outcome(vec![], vec![(20.0, true), (40.0, false)]);
         out.connected.insert(
             ("client-0".into(), "server".into()),
@@ -491,21 +496,20 @@ mod tests {
         );
         let q = client_view(&out);
         assert_eq!(q.suspected, s(20.0));
-        assert_eq!(q.suspected_connected, s(15.0));
+        assert_eq!(q.suspected_mistaken, s(20.0));
         assert_eq!(q.mistake_durations, vec![s(20.0)]);
         assert_eq!(q.mistake_connected, vec![s(15.0)]);
     }
 
     #[test]
-    fn suspicion_during_a_failure_is_not_suspected_time_even_while_connected() {
-        // Crashed 10–20 s, suspected 12–22 s, connected throughout: only 20–22 s counts.
-        let mut out = outcome(
+    fn a_suspicion_of_a_failure_that_outlasts_it_is_recovery_not_a_mistake() {
+        // Crashed 10–20 s, suspected 12–22 s: only 20–22 s is suspected time, and it is the
+        // wait for the session to come back, not a mistake of the detector.
+        let out = outcome(
             vec![down("server", "crashed", 10.0, Some(20.0))],
             vec![(12.0, true), (22.0, false)],
         );
-        out.connected
-            .insert(("client-0".into(), "server".into()), vec![s(0.0)..s(100.0)]);
         let q = client_view(&out);
-        assert_eq!((q.suspected, q.suspected_connected), (s(2.0), s(2.0)));
+        assert_eq!((q.suspected, q.suspected_mistaken), (s(2.0), s(0.0)));
     }
 }

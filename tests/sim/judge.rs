@@ -185,7 +185,7 @@ fn a_slow_live_servers_false_suspicions_are_all_the_detectors_doing() {
     {
         assert!(p.false_suspicions > 0, "{p:?}");
         assert!(p.suspected > Duration::ZERO, "{p:?}");
-        assert_eq!(p.suspected_connected, p.suspected, "{p:?}");
+        assert_eq!(p.suspected_mistaken, p.suspected, "{p:?}");
         assert_eq!(p.mistake_connected, p.mistake_durations, "{p:?}");
     }
 }
@@ -206,7 +206,7 @@ fn the_suspicion_outlasting_a_killed_server_is_time_spent_reconnecting() {
         .filter(|p| p.peer == "server")
     {
         assert!(p.suspected > Duration::ZERO, "{p:?}\n{}", out.trace_text());
-        assert_eq!(p.suspected_connected, Duration::ZERO, "{p:?}");
+        assert_eq!(p.suspected_mistaken, Duration::ZERO, "{p:?}");
         let periods = &out.connected[&(p.watcher.clone(), "server".to_string())];
         assert_eq!(periods.len(), 2, "{periods:?}");
         assert!(periods[0].end >= secs(10.0) && periods[0].end < secs(10.1));
