@@ -29,7 +29,12 @@
 //! - A transition made while the watcher's own host was paused is ignored: a stopped process
 //!   decides nothing (the drivers' gate already keeps them from acting; this is the judge's own
 //!   guard).
-//! - **Exposure**: the run's length minus the pair's failures, the time during which a false
+//! - **The pair's life** starts at the watcher's first established session with the peer
+//!   ([`Outcome::connected`]): sessions start at seeded instants over a connect ramp, and before
+//!   its first session a watcher has nothing to suspect. A failure that began before then
+//!   (the server paused while a client's first handshake waited in its kernel) is not one of
+//!   the pair's; a pair that never had a session has no failures and no exposure.
+//! - **Exposure**: the pair's life minus its failures, the time during which a false
 //!   suspicion was possible.
 //! - **Suspected time**: the part of the exposure during which the watcher suspected the peer,
 //!   for P_A. Every suspicion counts for the time it overlaps the exposure, whoever started
@@ -113,10 +118,18 @@ impl Judge {
         let end = out.duration;
         let host = |n: &str| out.hosts.get(n).cloned().unwrap_or_else(|| n.to_string());
         let (hw, hp) = (host(watcher), host(peer));
+        let connected: &[Range<Duration>] = out
+            .connected
+            .get(&(watcher.to_string(), peer.to_string()))
+            .map_or(&[], Vec::as_slice);
+        // The pair exists from the watcher's first session with the peer: before it there is
+        // nothing to suspect, and a failure that began before it (a server paused while a
+        // client's first handshake waited in its kernel) is not one this watcher could detect.
+        let since = connected.first().map_or(end, |r| r.start);
         let failures = merge(
             out.down
                 .iter()
-                .filter(|d| self.fails(d, (watcher, &hw), (peer, &hp)))
+                .filter(|d| d.start >= since && self.fails(d, (watcher, &hw), (peer, &hp)))
                 .map(|d| d.start..d.end.unwrap_or(end).min(end))
                 .collect(),
         );
@@ -157,10 +170,6 @@ impl Judge {
             failures: failures.len(),
             ..PairQos::default()
         };
-        let connected: &[Range<Duration>] = out
-            .connected
-            .get(&(watcher.to_string(), peer.to_string()))
-            .map_or(&[], Vec::as_slice);
         for f in &failures {
             // The suspicion held when the failure ends (or the run does).
             let held = suspicions
@@ -197,7 +206,7 @@ impl Judge {
             }
         }
         let failed: Duration = failures.iter().map(|f| f.end - f.start).sum();
-        q.exposure = end.saturating_sub(failed);
+        q.exposure = end.saturating_sub(since).saturating_sub(failed);
         for s in &suspicions {
             let mistaken = !failures.iter().any(|f| f.contains(&s.start));
             let s = s.start..s.end.min(end);
@@ -295,7 +304,11 @@ mod tests {
             reconnects: BTreeMap::new(),
             connect_attempts: Vec::new(),
             traffic: BTreeMap::new(),
-            connected: BTreeMap::new(),
+            // Both ends connected throughout, unless a test says otherwise.
+            connected: [("client-0", "server"), ("server", "client-0")]
+                .into_iter()
+                .map(|(w, p)| ((w.to_string(), p.to_string()), vec![s(0.0)..s(100.0)]))
+                .collect(),
             client_heartbeats: Default::default(),
             server_heartbeats: Default::default(),
         }
@@ -483,6 +496,22 @@ mod tests {
         let out = outcome(vec![down("server", "crashed", 97.0, Some(99.0))], vec![]);
         let q = within_window(4.0).pair(&out, "client-0", "server");
         assert_eq!((q.missed, q.censored_failures), (1, 0));
+    }
+
+    #[test]
+    fn a_failure_before_the_watchers_first_session_is_not_the_pairs_and_exposure_starts_there() {
+        // The server paused 0.5–9 s while client-0's first handshake waited; its session came
+        // at 9.2 s.
+        let mut out = outcome(vec![down("server", "paused", 0.5, Some(9.0))], vec![]);
+        out.connected
+            .insert(("client-0".into(), "server".into()), vec![s(9.2)..s(100.0)]);
+        let q = client_view(&out);
+        assert_eq!((q.failures, q.missed), (0, 0));
+        assert_eq!(q.exposure, s(100.0 - 9.2));
+        // A pair that never had a session has nothing to judge.
+        out.connected.clear();
+        let q = client_view(&out);
+        assert_eq!((q.failures, q.missed, q.exposure), (0, 0, Duration::ZERO));
     }
 
     #[test]

@@ -28,7 +28,8 @@ fn a_server_crash_is_one_failure_per_client_detected_k_intervals_after_the_last_
             "{p:?}\n{}",
             out.trace_text()
         );
-        assert_eq!(p.exposure, secs(30.0));
+        // 40 s from its session (established at 0.020) minus the 10 s failure.
+        assert_eq!(p.exposure, secs(30.0 - 0.020));
     }
 }
 
@@ -68,7 +69,8 @@ fn a_slow_live_server_yields_false_suspicions_and_no_failures() {
             p.watcher,
             out.trace_text()
         );
-        assert_eq!(p.exposure, secs(40.0));
+        // From the session (0.020) to the end: no failure to take out.
+        assert_eq!(p.exposure, secs(40.0 - 0.020));
     }
 }
 
