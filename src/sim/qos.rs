@@ -31,9 +31,14 @@
 //!   guard).
 //! - **The pair's life** starts at the watcher's first established session with the peer
 //!   ([`Outcome::connected`]): sessions start at seeded instants over a connect ramp, and before
-//!   its first session a watcher has nothing to suspect. A failure that began before then
-//!   (the server paused while a client's first handshake waited in its kernel) is not one of
-//!   the pair's; a pair that never had a session has no failures and no exposure.
+//!   its first session a watcher has nothing to suspect. A pair that never had a session has
+//!   no failures and no exposure.
+//! - **A failure is the pair's** only if, as it began, the watcher was watching the peer:
+//!   connected to it, or already suspecting it. One that struck while the watcher had no
+//!   connection and no suspicion (the server paused while a client's first handshake waited
+//!   in its kernel; a client paused while it waited out its breaker after a server crash, a
+//!   client the restarted server had never heard of) gives the watcher's detector nothing to
+//!   act on, and counts neither as detected nor as missed.
 //! - **Exposure**: the pair's life minus its failures, the time during which a false
 //!   suspicion was possible.
 //! - **Suspected time**: the part of the exposure during which the watcher suspected the peer,
@@ -123,16 +128,8 @@ impl Judge {
             .get(&(watcher.to_string(), peer.to_string()))
             .map_or(&[], Vec::as_slice);
         // The pair exists from the watcher's first session with the peer: before it there is
-        // nothing to suspect, and a failure that began before it (a server paused while a
-        // client's first handshake waited in its kernel) is not one this watcher could detect.
+        // nothing to suspect.
         let since = connected.first().map_or(end, |r| r.start);
-        let failures = merge(
-            out.down
-                .iter()
-                .filter(|d| d.start >= since && self.fails(d, (watcher, &hw), (peer, &hp)))
-                .map(|d| d.start..d.end.unwrap_or(end).min(end))
-                .collect(),
-        );
         let watcher_paused = merge(
             out.down
                 .iter()
@@ -163,6 +160,23 @@ impl Judge {
         if let Some(s) = open {
             suspicions.push(s..Duration::MAX);
         }
+        // A failure is the pair's to detect when the watcher was watching the peer as it began:
+        // connected to it, or already suspecting it. One that struck while the watcher had no
+        // connection and no suspicion (a client paused while it waited out its breaker after a
+        // server crash, which the restarted server never heard of) gives its detector nothing
+        // to act on; neither does one before the pair's first session.
+        let watching = |t: Duration| {
+            t >= since
+                && (connected.iter().any(|r| r.contains(&t))
+                    || suspicions.iter().any(|s| s.start <= t && t < s.end))
+        };
+        let failures = merge(
+            out.down
+                .iter()
+                .filter(|d| watching(d.start) && self.fails(d, (watcher, &hw), (peer, &hp)))
+                .map(|d| d.start..d.end.unwrap_or(end).min(end))
+                .collect(),
+        );
 
         let mut q = PairQos {
             watcher: watcher.to_string(),
@@ -326,6 +340,10 @@ mod tests {
 
     fn client_view(out: &Outcome) -> PairQos {
         Judge::default().pair(out, "client-0", "server")
+    }
+
+    fn out_pair(out: &Outcome, watcher: &str, peer: &str) -> PairQos {
+        Judge::default().pair(out, watcher, peer)
     }
 
     #[test]
@@ -512,6 +530,22 @@ mod tests {
         out.connected.clear();
         let q = client_view(&out);
         assert_eq!((q.failures, q.missed, q.exposure), (0, 0, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_failure_while_the_watcher_had_no_connection_and_no_suspicion_is_not_the_pairs() {
+        // The server watched client-0 until 30 s; client-0 (reconnecting elsewhere in its
+        // life) was paused 40–60 s with no connection to the server: nothing to detect.
+        let mut out = outcome(vec![down("clients", "paused", 40.0, Some(60.0))], vec![]);
+        out.connected
+            .insert(("server".into(), "client-0".into()), vec![s(0.0)..s(30.0)]);
+        let q = out_pair(&out, "server", "client-0");
+        assert_eq!((q.failures, q.missed), (0, 0));
+        // Connected when it began: a failure, here missed.
+        out.connected
+            .insert(("server".into(), "client-0".into()), vec![s(0.0)..s(45.0)]);
+        let q = out_pair(&out, "server", "client-0");
+        assert_eq!((q.failures, q.missed), (1, 1));
     }
 
     #[test]
