@@ -542,10 +542,11 @@ impl Session {
         self.handshake_deadline = None;
         let interval = self.interval();
         let k = self.params.miss_threshold as u32;
-        match &mut self.detector {
-            Some(d) => d.set_params(now, interval, k),
-            None => self.detector = Some(self.config.detector.build(now, interval, k)),
-        }
+        // A new connection arms a fresh detector: the handshake that just completed is a sign
+        // of life, and a verdict left from the previous connection (a suspicion that closed
+        // it) must not carry over, or a peer silent from the start of the new connection
+        // would never be suspected (a suspecting detector waits for an arrival, not a timer).
+        self.detector = Some(self.config.detector.build(now, interval, k));
         self.reset_health(now);
         self.last_heartbeat = now;
         if self.sends_heartbeats() {

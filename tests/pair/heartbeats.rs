@@ -291,3 +291,38 @@ fn in_one_way_mode_the_client_hears_liveness_in_the_replies_and_the_server_in_th
         .collect();
     assert_eq!(beats, replies);
 }
+
+#[test]
+fn a_new_connection_starts_a_fresh_detector_and_no_stale_verdict_surfaces_later() {
+    // Suspicions do not close the connection here (dead_after 10 s), so the client still
+    // suspects the server when that connection breaks and a new one is made.
+    let mut config = client(1000, 2, HeartbeatMode::OneWay);
+    config.session.health = Some(HealthConfig {
+        dead_after: secs(10.0),
+        ..HealthConfig::for_params(secs(1.0), 2)
+    });
+    let mut p = Pair::new(config, ServerConfig::default());
+    p.run_until(at(2.5));
+    p.server_up = false;
+    p.run_until(at(4.5));
+    assert_eq!(
+        p.client_times(|e| matches!(e, Event::PeerSuspected { .. })),
+        vec![at(4.02)]
+    );
+    // The server is back; the connection breaks; the client resumes over a new one.
+    p.server_up = true;
+    p.break_connection();
+    p.run_until(at(4.7));
+    let established = p.client_times(|e| matches!(e, Event::Established { .. }));
+    let resumed_at = *established.last().unwrap();
+    assert!(resumed_at > at(4.5), "{established:?}");
+    // Then the server falls silent on the new connection. The fresh detector suspects it k·η
+    // after the handshake, and nothing from the old connection's verdict (a "trust" a timer
+    // later, at a moment when nothing arrived) is reported on the new one.
+    p.server_up = false;
+    p.run_until(at(9.0));
+    let suspected = p.client_times(|e| matches!(e, Event::PeerSuspected { .. }));
+    assert_eq!(suspected, vec![at(4.02), resumed_at + secs(2.0)]);
+    let trusted = p.client_times(|e| matches!(e, Event::PeerTrusted));
+    assert!(trusted.iter().all(|t| *t <= resumed_at), "{trusted:?}");
+}
