@@ -21,7 +21,9 @@
 //!   begun less than [`Judge::decision_window`] before the end, and not suspected at the end:
 //!   the run ended before any detector had to fire. Counted in
 //!   [`PairQos::censored_failures`], neither missed nor detected. One begun earlier and
-//!   undetected is missed.
+//!   undetected is missed. Likewise censored: a failure during which the watcher's own host
+//!   went down (killed, crashed, paused) before its detector had suspected: the watcher
+//!   stopped watching before it had to decide.
 //! - **False suspicion**: a trust → suspect transition that starts outside every failure of the
 //!   pair. Its **mistake duration** runs to the next trust; one still open when a failure or the
 //!   run begins is a *censored mistake*: counted as a false suspicion, left out of the
@@ -33,8 +35,8 @@
 //!   ([`Outcome::connected`]): sessions start at seeded instants over a connect ramp, and before
 //!   its first session a watcher has nothing to suspect. A pair that never had a session has
 //!   no failures and no exposure.
-//! - **A failure is the pair's** only if, as it began, the watcher was watching the peer:
-//!   connected to it, or already suspecting it. One that struck while the watcher had no
+//! - **A failure is the pair's** only if, as it began, the watcher was up (not killed,
+//!   crashed or paused) and watching the peer: connected to it, or already suspecting it. One that struck while the watcher had no
 //!   connection and no suspicion (the server paused while a client's first handshake waited
 //!   in its kernel; a client paused while it waited out its breaker after a server crash, a
 //!   client the restarted server had never heard of) gives the watcher's detector nothing to
@@ -165,8 +167,17 @@ impl Judge {
         // connection and no suspicion (a client paused while it waited out its breaker after a
         // server crash, which the restarted server never heard of) gives its detector nothing
         // to act on; neither does one before the pair's first session.
+        // The watcher's own host down (killed, crashed, paused): it decides nothing then.
+        let watcher_down = merge(
+            out.down
+                .iter()
+                .filter(|d| d.kind != "partitioned" && d.host == hw)
+                .map(|d| d.start..d.end.unwrap_or(end))
+                .collect(),
+        );
         let watching = |t: Duration| {
             t >= since
+                && !watcher_down.iter().any(|w| w.contains(&t))
                 && (connected.iter().any(|r| r.contains(&t))
                     || suspicions.iter().any(|s| s.start <= t && t < s.end))
         };
@@ -189,7 +200,16 @@ impl Judge {
             let held = suspicions
                 .iter()
                 .find(|s| s.start < f.end && s.end >= f.end);
-            let undecided = f.end >= end && end - f.start < self.decision_window;
+            // Undecided: the run ended too early to tell, or the watcher itself went down
+            // (killed, crashed, paused) before its detector could tell.
+            let watcher_fell = watcher_down
+                .iter()
+                .find(|w| w.start >= f.start && w.start < f.end)
+                .map(|w| w.start);
+            let undecided = (f.end >= end && end - f.start < self.decision_window)
+                || watcher_fell.is_some_and(|w| {
+                    !suspicions.iter().any(|s| s.start < w && s.end >= f.end.min(w))
+                });
             match held {
                 Some(s) => q.detections.push(s.start.max(f.start) - f.start),
                 None if undecided => q.censored_failures += 1,
@@ -546,6 +566,21 @@ mod tests {
             .insert(("server".into(), "client-0".into()), vec![s(0.0)..s(45.0)]);
         let q = out_pair(&out, "server", "client-0");
         assert_eq!((q.failures, q.missed), (1, 1));
+    }
+
+    #[test]
+    fn a_failure_the_watcher_itself_went_down_in_before_deciding_is_censored() {
+        // The server watches client-0, which pauses at 40 s; the server crashes at 41 s, before
+        // any k·η could pass: undecided, not missed.
+        let out = outcome(
+            vec![
+                down("clients", "paused", 40.0, Some(55.0)),
+                down("server", "crashed", 41.0, Some(60.0)),
+            ],
+            vec![],
+        );
+        let q = out_pair(&out, "server", "client-0");
+        assert_eq!((q.failures, q.missed, q.censored_failures), (1, 0, 1));
     }
 
     #[test]
