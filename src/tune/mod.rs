@@ -300,7 +300,9 @@ pub fn settled(s: &RunSummary, limits: &Limits, precision: f64) -> bool {
         else {
             return false;
         };
-        let decided = ci.upper <= limits.max_false_rate || ci.lower > limits.max_false_rate;
+        // Decided against the limit the recommendation must meet: the limit less its margin.
+        let limit = limits.max_false_rate * (1.0 - limits.margin);
+        let decided = ci.upper <= limit || ci.lower > limit;
         let narrow = rate > 0.0 && (ci.upper - ci.lower) / 2.0 <= precision * rate;
         decided || narrow
     })
