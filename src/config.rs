@@ -338,7 +338,7 @@ fn bad(field: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 fn whole_ms(field: &'static str, d: Dur) -> Result<u64, ConfigError> {
-    if d.0.subsec_nanos() % 1_000_000 != 0 {
+    if !d.0.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(bad(
             field,
             format!("{d} must be a whole number of milliseconds"),

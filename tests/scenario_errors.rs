@@ -185,7 +185,10 @@ fn a_grid_interval_the_server_would_not_grant_is_refused_at_the_grid() {
     assert_eq!(e.line, line_of(&text, "[grid]"));
     assert!(e.message.contains("server.min_interval"), "{}", e.message);
     // Lowering the server's bound makes it a pairing the binaries can run.
-    let ok = text.replace("[grid]", "[stack.server]\nmin_interval = \"10ms\"\n\n[grid]");
+    let ok = text.replace(
+        "[grid]",
+        "[stack.server]\nmin_interval = \"10ms\"\n\n[grid]",
+    );
     assert!(parse("ok.toml", "ok", &ok).is_ok());
 }
 
@@ -201,7 +204,11 @@ fn the_stack_table_is_the_stack_configuration_and_names_a_misspelt_key() {
 fn the_user_timeout_is_the_stacks_not_the_networks() {
     let text = format!("{GOOD}\n[network.tcp]\nuser_timeout = \"3s\"\n");
     let e = error_of(&text);
-    assert!(e.message.contains("unknown field `user_timeout`"), "{}", e.message);
+    assert!(
+        e.message.contains("unknown field `user_timeout`"),
+        "{}",
+        e.message
+    );
     let moved = format!("{GOOD}\n[stack.tcp]\nuser_timeout = \"3s\"\n");
     let plan = parse("ok.toml", "ok", &moved).unwrap();
     assert_eq!(

@@ -461,7 +461,8 @@ impl CircuitBreaker {
     /// An attempt failed at `now`; `u` in [0, 1) places an opening's length in
     /// `[cooldown · (1 − cooldown_jitter), cooldown]` (0: the whole cooldown).
     pub fn record_failure_jittered(&mut self, now: Time, u: f64) {
-        let cut = self.config.cooldown().as_secs_f64() * self.config.cooldown_jitter * u.clamp(0.0, 1.0);
+        let cut =
+            self.config.cooldown().as_secs_f64() * self.config.cooldown_jitter * u.clamp(0.0, 1.0);
         let cooldown = self
             .config
             .cooldown()

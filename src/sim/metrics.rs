@@ -381,9 +381,7 @@ impl SideTally {
         let (rate_interval, between, bound, from) = self.rate_intervals(confidence);
         let exposure_secs = self.exposure_us as f64 / 1e6;
         let share = |us: u64| (exposure_secs > 0.0).then(|| us as f64 / 1e6 / exposure_secs);
-        let reconnecting_us = self
-            .suspected_us
-            .saturating_sub(self.suspected_mistaken_us);
+        let reconnecting_us = self.suspected_us.saturating_sub(self.suspected_mistaken_us);
         SideMetrics {
             pairs: self.pairs,
             failures: self.failures,

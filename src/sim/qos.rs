@@ -208,7 +208,9 @@ impl Judge {
                 .map(|w| w.start);
             let undecided = (f.end >= end && end - f.start < self.decision_window)
                 || watcher_fell.is_some_and(|w| {
-                    !suspicions.iter().any(|s| s.start < w && s.end >= f.end.min(w))
+                    !suspicions
+                        .iter()
+                        .any(|s| s.start < w && s.end >= f.end.min(w))
                 });
             match held {
                 Some(s) => q.detections.push(s.start.max(f.start) - f.start),

@@ -94,7 +94,11 @@ fn a_paused_server_is_declared_dead_at_k_intervals_and_its_session_resumes_when_
     let out = run(&scenario(1, 20.0, vec![(secs(10.0), pause)]), 1).unwrap();
     // The last reply came at 9.030: suspected k·η later, and dead at that same instant
     // (protocol §11.6): the client closes the connection and keeps the session.
-    for what in ["suspect server", "dead server", "closed by us: heartbeat_timeout"] {
+    for what in [
+        "suspect server",
+        "dead server",
+        "closed by us: heartbeat_timeout",
+    ] {
         let l = lines(&out, "client-0", what);
         assert_eq!(l.len(), 1, "{what}\n{}", out.trace_text());
         assert_eq!(l[0].at, secs(12.030), "{what}\n{}", out.trace_text());

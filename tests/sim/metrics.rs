@@ -42,7 +42,10 @@ fn over_two_seeds_a_server_crash_is_one_detection_per_client_k_intervals_after_t
     assert!(p_a > 0.9 && p_a < 0.95, "{p_a}");
     assert_eq!(clients.query_accuracy_detector, Some(1.0));
     let reconnecting = clients.reconnecting_share.unwrap();
-    assert!((p_a + reconnecting - 1.0).abs() < 1e-9, "{p_a} {reconnecting}");
+    assert!(
+        (p_a + reconnecting - 1.0).abs() < 1e-9,
+        "{p_a} {reconnecting}"
+    );
     // A heartbeat a second while connected (the last second of each connection is unreported).
     let hb = clients.overhead.heartbeats_sent_per_sec.unwrap();
     assert!(hb > 0.9 && hb <= 1.0, "{hb}");

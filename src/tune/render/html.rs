@@ -13,8 +13,8 @@ use std::fmt::Write as _;
 
 use super::{
     Marks, NONE, Table, Verdict, alternative_line, budget_text, config_toml, cost_text, interval,
-    limits_text, margin_lines, margin_text,
-    miss_text, network_text, num, opt, table, table_legend, verdict,
+    limits_text, margin_lines, margin_text, miss_text, network_text, num, opt, table, table_legend,
+    verdict,
 };
 use crate::tune::{TuneReport, TuneRow};
 

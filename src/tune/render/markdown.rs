@@ -7,8 +7,7 @@ use std::fmt::Write as _;
 
 use super::{
     Table, Verdict, alternative_line, budget_text, config_toml, cost_text, interval, limits_text,
-    margin_lines, margin_text, miss_text,
-    network_text, table, table_legend, verdict,
+    margin_lines, margin_text, miss_text, network_text, table, table_legend, verdict,
 };
 use crate::tune::TuneReport;
 
