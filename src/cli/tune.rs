@@ -50,10 +50,10 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = 2)]
     pub seeds_per_round: u64,
     /// At most this many seeds per pairing.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     pub max_seeds: u64,
     /// Start no new round after this much wall time, e.g. 90s or 10m.
-    #[arg(long, default_value = "90s")]
+    #[arg(long, default_value = "3m")]
     pub budget: String,
     /// Run exactly seeds 1 … N for every pairing (no stopping rule).
     #[arg(long)]
@@ -599,7 +599,7 @@ pub fn emitted_config(r: &TuneReport, rec: &tune::Recommendation) -> String {
     if let Some(row) = row {
         let _ = writeln!(
             o,
-            "# Measured on {} seeds: detection p99 {} s (limit {}), false suspicions <= {}/h per \
+            "# Measured on {} seeds: detection p99 {} (limit {}), false suspicions <= {} per \
              connection at {}% (limit {}/h); margin {}.",
             row.seeds,
             row.detection_p99_s.map_or("-".into(), fmt_secs),
@@ -699,7 +699,12 @@ pub fn text(r: &TuneReport) -> String {
                 .map_or("-".into(), |x| format!("{x:.0}")),
             row.overhead_frames_per_s
                 .map_or("-".into(), |x| format!("{x:.2}")),
-            if row.meets_limits { "yes" } else { "no" }.to_string(),
+            match (row.meets_with_margin, row.meets_limits) {
+                (true, _) => "yes",
+                (false, true) => "thin",
+                _ => "no",
+            }
+            .to_string(),
         ]);
     }
     o.push_str(&super::run::columns(&rows));
@@ -711,6 +716,11 @@ pub fn text(r: &TuneReport) -> String {
         o,
         "  λ_M: the worse side's false suspicions per connection-hour, {}% interval. B/s, hb/s: heartbeat bytes and frames per connection, both ends.",
         l.confidence * 100.0
+    );
+    let _ = writeln!(
+        o,
+        "  meets: yes with the {} margin on both limits; thin: within the limits, by less than the margin.",
+        percent(l.margin)
     );
     let _ = writeln!(o);
     match (&r.recommendation, &r.closest) {
