@@ -105,11 +105,12 @@ struct Base {
 }
 
 impl Plan {
-    /// Whether pairing names carry the detector (the grid has more than one).
+    /// Whether pairing names carry the detector: the grid has more than one, or its one
+    /// detector is not the default k-miss.
     pub fn names_detector(&self) -> bool {
         self.pairings
             .iter()
-            .any(|p| p.detector != self.pairings[0].detector)
+            .any(|p| p.detector != self.pairings[0].detector || p.detector != DetectorKind::KMiss)
     }
 
     /// The pairing's name as reports and `--pairing` write it.
