@@ -351,8 +351,8 @@ impl StackConfig {
     /// Reads a configuration file (TOML). The error names the file, and the line, column and
     /// field of the mistake.
     pub fn load(path: &std::path::Path) -> Result<StackConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
+        let text = crate::scenario::read_text(path)
+            .map_err(|e| format!("configuration {}: {e}", path.display()))?;
         StackConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 

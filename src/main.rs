@@ -38,6 +38,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Client(_)) {
+        quiet_on_broken_pipe();
+    }
     let result = match cli.command {
         Command::Sweep(args) => cli::sweep::run(args),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(cli::serve::run(args))),
@@ -58,6 +61,19 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// The offline commands print reports: `mcpsim run FILE | head -1` should end quietly when
+/// `head` has read enough, as Unix tools do, not panic on the broken pipe. Rust ignores SIGPIPE
+/// so that writes fail with `EPIPE` instead; these commands take the default action back. (The
+/// network commands keep ignoring it: a peer that goes away must be an error to handle, not the
+/// end of the process.)
+fn quiet_on_broken_pipe() {
+    // SAFETY: called at the start of main, before any thread is spawned; restoring the default
+    // disposition of SIGPIPE has no other effect on the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -315,3 +315,73 @@ fn run_reports_heartbeat_round_trips_and_the_longest_gap_in_its_table_and_json()
         }
     }
 }
+
+#[test]
+fn a_fifo_a_device_and_a_file_that_is_not_utf8_are_refused_with_where() {
+    let dir = scratch("input");
+    let fifo = dir.join("fifo.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for path in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let out = mcpsim(&["run", path]);
+        assert_eq!(out.status.code(), Some(2), "{path}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let bad = dir.join("latin1.toml");
+    std::fs::write(&bad, b"duration = \"1m\"\n# caf\xe9\n").unwrap();
+    let out = mcpsim(&["run", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    // (The report may wrap the line.)
+    let err = stderr(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let err = err.replace(" │ ", " ");
+    assert!(
+        err.contains("not UTF-8 text: invalid byte at line 2, column 6"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_run_quietly() {
+    // `mcpsim run FILE | head -1`: the first line read, the pipe closed, no panic.
+    let dir = scratch("pipe");
+    let file = write(&dir, "crash.toml", CRASH);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcpsim"))
+        .args(["run", &file, "--seeds", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    {
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut first).unwrap();
+    } // the read end is closed here
+    let out = child.wait_with_output().unwrap();
+    assert!(first.starts_with("crash"), "{first:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // Killed by SIGPIPE, as `cat` would be, or done before it wrote again.
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.signal() == Some(13) || out.status.success(),
+        "{:?}",
+        out.status
+    );
+}
+
+#[test]
+fn too_many_seeds_on_the_command_line_are_refused_before_anything_runs() {
+    let dir = scratch("seeds");
+    let file = write(&dir, "crash.toml", CRASH);
+    let out = mcpsim(&["run", &file, "--seeds", "1000000000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("over the bound"), "{}", stderr(&out));
+}

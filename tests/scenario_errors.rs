@@ -232,3 +232,78 @@ detector = "phi"
     assert_eq!(plan.pairings.len(), 1);
     assert_eq!(plan.stack(0).pairing_name(), "phi:2s/4");
 }
+
+#[test]
+fn what_would_exhaust_memory_is_refused_with_its_bound() {
+    let cases = [
+        GOOD.replace("sessions = 4", "sessions = 1000000000"),
+        GOOD.replace("seeds = 2", "seeds = 1000000000"),
+        format!(
+            "{GOOD}\n[[random_faults]]\nkind = \"crash\"\nhost = \"server\"\nper_hour = 1e12\nduration = \"1s\"\n"
+        ),
+        format!(
+            "{GOOD}\n[[faults]]\nkind = \"crash\"\nat = \"1s\"\nhost = \"server\"\nrepeat = {{ every = \"1us\", times = 1000000000 }}\n"
+        ),
+        GOOD.replace("duration = \"10m\"", "duration = \"8760h\""),
+    ];
+    for text in cases {
+        let e = error_of(&text);
+        assert!(e.message.contains("bound"), "{}", e.message);
+        assert!(e.line >= 1, "{e}");
+    }
+}
+
+#[test]
+fn a_grid_over_the_bound_is_refused_before_its_pairings_are_made() {
+    let intervals: Vec<String> = (1..=101).map(|i| format!("\"{}ms\"", 100 + i)).collect();
+    let text = GOOD
+        .replace(
+            "[\"500ms\", \"1s\"]",
+            &format!("[{}]", intervals.join(", ")),
+        )
+        .replace("[2, 3]", "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]");
+    let e = error_of(&text);
+    assert!(e.message.contains("1010 pairings"), "{}", e.message);
+}
+
+#[test]
+fn an_unknown_pairing_in_a_large_grid_names_a_few_and_the_count() {
+    let intervals: Vec<String> = (1..=300).map(|i| format!("\"{}ms\"", 100 + i)).collect();
+    let text = format!(
+        "{}\n[[assert]]\npairing = \"9s/9\"\nmax_missed = 0\n",
+        GOOD.replace(
+            "[\"500ms\", \"1s\"]",
+            &format!("[{}]", intervals.join(", "))
+        )
+    );
+    let e = error_of(&text);
+    assert!(e.message.contains("600 pairings in all"), "{}", e.message);
+    assert!(e.message.len() < 1_000, "{} bytes", e.message.len());
+}
+
+#[test]
+fn ten_thousand_assertions_are_checked_and_each_keeps_its_line() {
+    let mut text = GOOD.to_string();
+    for _ in 0..10_000 {
+        text.push_str("\n[[assert]]\nmax_missed = 0\n");
+    }
+    let plan = parse("many.toml", "many", &text).unwrap();
+    assert_eq!(plan.asserts.len(), 10_000);
+    let last = &plan.asserts[9_999].location;
+    assert_eq!(last, &format!("many.toml:{}:1", text.lines().count() - 1));
+    text.push_str("\n[[assert]]\nmax_missed = 0\n");
+    assert!(error_of(&text).message.contains("over the bound of 10000"));
+}
+
+#[test]
+fn a_tick_that_is_not_a_whole_number_of_milliseconds_is_refused() {
+    for tick in ["500us", "1.5ms"] {
+        let text = GOOD.replace("seeds = 2", &format!("seeds = 2\ntick = \"{tick}\""));
+        let e = error_of(&text);
+        assert!(
+            e.message.contains("whole number of milliseconds"),
+            "{}",
+            e.message
+        );
+    }
+}

@@ -80,6 +80,14 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     if args.seeds == Some(0) {
         return Err(CliError::Usage("--seeds must be at least 1".into()));
     }
+    if let Some(n) = args.seeds
+        && n > scenario::limits::MAX_SEEDS
+    {
+        return Err(CliError::Usage(format!(
+            "--seeds {n} is over the bound of {} seeds",
+            scenario::limits::MAX_SEEDS
+        )));
+    }
     // Every file is checked before anything runs: a typo in the last file should not cost the
     // time of the first.
     let mut plans = files(&args.paths)?

@@ -321,6 +321,13 @@ pub fn run(args: TuneArgs) -> Result<(), CliError> {
             args.precision
         )));
     }
+    let most = args.seeds.unwrap_or(0).max(args.max_seeds);
+    if most > scenario::limits::MAX_SEEDS {
+        return Err(usage(format!(
+            "{most} seeds (--seeds / --max-seeds) is over the bound of {}",
+            scenario::limits::MAX_SEEDS
+        )));
+    }
     if args.seeds_per_round == 0 || args.max_seeds < args.seeds_per_round {
         return Err(usage(
             "--seeds-per-round must be at least 1 and at most --max-seeds",

@@ -44,6 +44,20 @@ impl ScenarioError {
         }
     }
 
+    /// Something wrong with the file as a whole (not readable, not a regular file, too big,
+    /// not UTF-8).
+    pub fn whole(path: &str, message: String) -> Self {
+        ScenarioError {
+            location: path.to_string(),
+            path: path.to_string(),
+            line: 0,
+            column: 0,
+            message,
+            source_code: Arc::new(NamedSource::new(path, String::new())),
+            span: None,
+        }
+    }
+
     /// The file could not be read at all.
     pub fn unreadable(path: &str, error: &std::io::Error) -> Self {
         ScenarioError {
@@ -55,6 +69,31 @@ impl ScenarioError {
             source_code: Arc::new(NamedSource::new(path, String::new())),
             span: None,
         }
+    }
+}
+
+/// Where each line of a text starts, for finding many offsets' lines in logarithmic time
+/// (a file with tens of thousands of tables is checked in linear time, not quadratic).
+#[derive(Clone, Debug)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    /// 1-based line and column (in characters) of byte `offset` in `text`, the text this
+    /// index was built from.
+    pub fn locate(&self, text: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(text.len());
+        let line = self.starts.partition_point(|s| *s <= offset);
+        let start = self.starts[line - 1];
+        let column = text.get(start..offset).map_or(1, |s| s.chars().count() + 1);
+        (line, column)
     }
 }
 
@@ -71,6 +110,21 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_index_agrees_with_the_scan() {
+        let text = "a = 1\nbé = 2\n\nlast";
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() {
+            if text.is_char_boundary(offset) {
+                assert_eq!(
+                    index.locate(text, offset),
+                    line_column(text, offset),
+                    "{offset}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn offsets_become_one_based_lines_and_columns() {

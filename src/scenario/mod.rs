@@ -30,6 +30,29 @@ use crate::sim::links::{DirectionSpec, NetworkSpec};
 use crate::sim::qos::Judge;
 use crate::sim::runner::{self, CLIENTS, Fault, RandomFault, RandomKind, SERVER};
 
+/// Bounds on what a file may ask for, checked before anything is sized or run: each keeps a
+/// typo (`sessions = 1000000000`) from exhausting memory or running for years. Each error names
+/// its bound.
+pub mod limits {
+    /// Client sessions of a run.
+    pub const MAX_SESSIONS: usize = 20_000;
+    /// Pairings of a grid.
+    pub const MAX_PAIRINGS: usize = 1_000;
+    /// Seeds of a file, `--seeds` or `--max-seeds`.
+    pub const MAX_SEEDS: u64 = 100_000;
+    /// Scheduled faults after their repetitions are expanded.
+    pub const MAX_FAULTS: u64 = 100_000;
+    /// Expected occurrences of one random fault process over a run (rate × duration).
+    pub const MAX_RANDOM_EXPECTED: f64 = 100_000.0;
+    /// Simulated connection-hours of one run (sessions × duration): about ten minutes of wall
+    /// time on one core.
+    pub const MAX_CONNECTION_HOURS: f64 = 10_000.0;
+    /// `[[assert]]` tables.
+    pub const MAX_ASSERTS: usize = 10_000;
+    /// Size of a scenario or configuration file.
+    pub const MAX_FILE_BYTES: u64 = 4 << 20;
+}
+
 /// One heartbeat pairing of the grid: a detector, an interval η and a miss threshold k.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Pairing {
@@ -131,10 +154,14 @@ impl Plan {
             })
             .collect();
         let known = || {
-            (0..self.pairings.len())
+            const SHOWN: usize = 12;
+            let mut names: Vec<String> = (0..self.pairings.len().min(SHOWN))
                 .map(|i| self.pairing_name(i))
-                .collect::<Vec<_>>()
-                .join(", ")
+                .collect();
+            if self.pairings.len() > SHOWN {
+                names.push(format!("… ({} pairings in all)", self.pairings.len()));
+            }
+            names.join(", ")
         };
         match matches.as_slice() {
             [i] => Ok(*i),
@@ -324,7 +351,7 @@ fn parse_pairing(name: &str) -> Result<(Option<DetectorKind>, Duration, u8), Str
 /// Reads and checks the scenario file at `path`.
 pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::unreadable(&shown, &e))?;
+    let text = read_text(path).map_err(|m| ScenarioError::whole(&shown, m))?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -332,12 +359,51 @@ pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
     parse(&shown, &stem, &text)
 }
 
+/// Reads a scenario or configuration file: a regular file of at most
+/// [`limits::MAX_FILE_BYTES`], in UTF-8. A FIFO, a device or a directory is refused before it
+/// is read; bytes that are not UTF-8 are reported by line and column.
+pub fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file (a FIFO, a device or a directory?): refused".into());
+    }
+    if meta.len() > limits::MAX_FILE_BYTES {
+        return Err(format!(
+            "the file is {} bytes, over the {} bytes a scenario or configuration may have",
+            meta.len(),
+            limits::MAX_FILE_BYTES
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limits::MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if bytes.len() as u64 > limits::MAX_FILE_BYTES {
+        return Err(format!(
+            "the file grew over the {} bytes a scenario or configuration may have",
+            limits::MAX_FILE_BYTES
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = e.utf8_error().valid_up_to();
+        let text = String::from_utf8_lossy(&e.as_bytes()[..good]);
+        let (line, column) = error::line_column(&text, good);
+        format!("not UTF-8 text: invalid byte at line {line}, column {column} (byte {good})")
+    })
+}
+
 /// Checks scenario `text`, read from `path` (used in messages); `stem` names it when the file
 /// does not.
 pub fn parse(path: &str, stem: &str, text: &str) -> Result<Plan, ScenarioError> {
     let file: ScenarioFile = toml::from_str(text)
         .map_err(|e| ScenarioError::at(path, text, e.span(), e.message().trim_end().to_string()))?;
-    Checker { path, text }.plan(file, stem)
+    Checker {
+        path,
+        text,
+        lines: error::LineIndex::new(text),
+    }
+    .plan(file, stem)
 }
 
 /// The JSON Schema of scenario files, pretty-printed.
@@ -352,6 +418,7 @@ pub fn schema() -> String {
 struct Checker<'a> {
     path: &'a str,
     text: &'a str,
+    lines: error::LineIndex,
 }
 
 impl Checker<'_> {
@@ -360,7 +427,7 @@ impl Checker<'_> {
     }
 
     fn location(&self, span: &Range<usize>) -> String {
-        let (l, c) = error::line_column(self.text, span.start);
+        let (l, c) = self.lines.locate(self.text, span.start);
         format!("{}:{l}:{c}", self.path)
     }
 
@@ -374,6 +441,17 @@ impl Checker<'_> {
             Some(t) if t.get_ref().0.is_zero() || t.get_ref().0 > Duration::from_millis(100) => {
                 return Err(self.err(t.span(), "tick must be in (0s, 100ms]"));
             }
+            // The stacks' clock advances by whole milliseconds a step; a fractional tick would
+            // make it run fast.
+            Some(t) if !t.get_ref().0.subsec_nanos().is_multiple_of(1_000_000) => {
+                return Err(self.err(
+                    t.span(),
+                    format!(
+                        "tick {} must be a whole number of milliseconds, e.g. \"1ms\"",
+                        t.get_ref()
+                    ),
+                ));
+            }
             Some(t) => t.get_ref().0,
             None => Duration::from_millis(10),
         };
@@ -384,6 +462,19 @@ impl Checker<'_> {
                     "duration ({}) must be a whole number of ticks ({})",
                     show(duration),
                     show(tick)
+                ),
+            ));
+        }
+        let seed_count = match &f.seeds {
+            file::Seeds::Count(n) => *n,
+            file::Seeds::List(v) => v.len() as u64,
+        };
+        if seed_count > limits::MAX_SEEDS {
+            return Err(self.err(
+                whole.clone(),
+                format!(
+                    "seeds asks for {seed_count} seeds, over the bound of {}",
+                    limits::MAX_SEEDS
                 ),
             ));
         }
@@ -400,6 +491,29 @@ impl Checker<'_> {
         let topo = f.topology.get_ref();
         if topo.sessions == 0 {
             return Err(self.err(f.topology.span(), "topology.sessions must be at least 1"));
+        }
+        if topo.sessions > limits::MAX_SESSIONS {
+            return Err(self.err(
+                f.topology.span(),
+                format!(
+                    "topology.sessions = {} is over the bound of {} sessions a run",
+                    topo.sessions,
+                    limits::MAX_SESSIONS
+                ),
+            ));
+        }
+        let connection_hours = topo.sessions as f64 * duration.as_secs_f64() / 3600.0;
+        if connection_hours > limits::MAX_CONNECTION_HOURS {
+            return Err(self.err(
+                whole.clone(),
+                format!(
+                    "{} sessions for {} is {connection_hours:.0} simulated connection-hours a \
+                     run, over the bound of {}: use more seeds rather than one longer run",
+                    topo.sessions,
+                    show(duration),
+                    limits::MAX_CONNECTION_HOURS
+                ),
+            ));
         }
         if topo.client_hosts == 0 || topo.client_hosts > topo.sessions.min(64) {
             return Err(self.err(
@@ -432,7 +546,7 @@ impl Checker<'_> {
         let random_faults = f
             .random_faults
             .iter()
-            .map(|r| self.random_fault(r, &names))
+            .map(|r| self.random_fault(r, &names, duration))
             .collect::<Result<Vec<_>, _>>()?;
 
         let mut plan = Plan {
@@ -481,6 +595,16 @@ impl Checker<'_> {
                 format!("limits.max_false_per_hour must be a rate > 0; found {r}"),
             ));
         }
+        if f.asserts.len() > limits::MAX_ASSERTS {
+            return Err(self.err(
+                f.asserts[limits::MAX_ASSERTS].span(),
+                format!(
+                    "the file has {} [[assert]] tables, over the bound of {}",
+                    f.asserts.len(),
+                    limits::MAX_ASSERTS
+                ),
+            ));
+        }
         for a in &f.asserts {
             let checked = self.assertion(a, &plan)?;
             plan.asserts.push(checked);
@@ -508,6 +632,20 @@ impl Checker<'_> {
             .detector
             .clone()
             .unwrap_or_else(|| vec![stack.heartbeat.detector]);
+        let product = intervals.len() * thresholds.len() * detectors.len();
+        if product > limits::MAX_PAIRINGS {
+            return Err(self.err(
+                span,
+                format!(
+                    "the grid has {} intervals × {} thresholds × {} detectors = {product} \
+                     pairings, over the bound of {}",
+                    intervals.len(),
+                    thresholds.len(),
+                    detectors.len(),
+                    limits::MAX_PAIRINGS
+                ),
+            ));
+        }
         if intervals.is_empty() || thresholds.is_empty() || detectors.is_empty() {
             return Err(self.err(
                 span,
@@ -529,6 +667,7 @@ impl Checker<'_> {
             return Err(self.err(span, format!("grid.miss_threshold {k}: must be at least 1")));
         }
         let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         for &detector in &detectors {
             for i in &intervals {
                 for &k in &thresholds {
@@ -537,7 +676,7 @@ impl Checker<'_> {
                         interval: i.0,
                         miss_threshold: k,
                     };
-                    if out.contains(&p) {
+                    if !seen.insert(p.clone()) {
                         return Err(self.err(
                             span.clone(),
                             format!("grid repeats pairing {}", p.name(true)),
@@ -723,6 +862,18 @@ impl Checker<'_> {
             }
             Some(r) => (r.every.0, r.times),
         };
+        // How many fall inside the run, computed before any is made.
+        let within = if every.is_zero() {
+            1
+        } else {
+            ((horizon - at.0).as_nanos().div_ceil(every.as_nanos())).min(u128::from(times)) as u64
+        };
+        if within > limits::MAX_FAULTS {
+            return Err(bad(format!(
+                "this repeat makes {within} faults within the run, over the bound of {}",
+                limits::MAX_FAULTS
+            )));
+        }
         Ok((0..times)
             .map(|n| (at.0 + every * n, fault.clone()))
             .take_while(|(t, _)| *t < horizon)
@@ -733,6 +884,7 @@ impl Checker<'_> {
         &self,
         spec: &Spanned<file::RandomFaultSpec>,
         names: &Names,
+        duration: Duration,
     ) -> Result<RandomFault, ScenarioError> {
         let bad = |m: String| self.err(spec.span(), m);
         let r = spec.get_ref();
@@ -740,6 +892,16 @@ impl Checker<'_> {
             return Err(bad(format!(
                 "per_hour must be a finite rate >= 0, found {}",
                 r.per_hour
+            )));
+        }
+        let expected = r.per_hour * duration.as_secs_f64() / 3600.0;
+        if expected > limits::MAX_RANDOM_EXPECTED {
+            return Err(bad(format!(
+                "per_hour = {} over the run's {} is {expected:.0} expected faults, over the \
+                 bound of {}",
+                r.per_hour,
+                show(duration),
+                limits::MAX_RANDOM_EXPECTED
             )));
         }
         let link = |to: &str| -> Result<(), ScenarioError> {
