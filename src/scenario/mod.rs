@@ -47,6 +47,9 @@ pub mod limits {
     /// Simulated connection-hours of one run (sessions × duration): about ten minutes of wall
     /// time on one core.
     pub const MAX_CONNECTION_HOURS: f64 = 10_000.0;
+    /// Simulated time of one run: longer runs would show no progress for minutes; more seeds
+    /// give the same exposure, in parallel, with progress.
+    pub const MAX_DURATION_HOURS: u64 = 168;
     /// `[[assert]]` tables.
     pub const MAX_ASSERTS: usize = 10_000;
     /// Size of a scenario or configuration file.
@@ -436,6 +439,17 @@ impl Checker<'_> {
         let duration = f.duration.0;
         if duration.is_zero() {
             return Err(self.err(whole, "duration must be more than 0s"));
+        }
+        if duration > Duration::from_secs(limits::MAX_DURATION_HOURS * 3600) {
+            return Err(self.err(
+                whole,
+                format!(
+                    "duration {} is over the bound of {}h a run: run more seeds instead \
+                     (the same exposure, in parallel, with progress shown)",
+                    show(duration),
+                    limits::MAX_DURATION_HOURS
+                ),
+            ));
         }
         let tick = match &f.tick {
             Some(t) if t.get_ref().0.is_zero() || t.get_ref().0 > Duration::from_millis(100) => {
