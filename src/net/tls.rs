@@ -427,6 +427,14 @@ mod tests {
             certificate_problem(&e),
             Some(CertificateProblem::CaUsedAsEndEntity)
         );
+
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let old_key = rcgen::KeyPair::generate().unwrap();
+        let old = params.self_signed(&old_key).unwrap().pem();
+        let e = handshake_error(&old, &old_key.serialize_pem(), &old, "localhost").await;
+        assert_eq!(certificate_problem(&e), Some(CertificateProblem::Expired));
     }
 
     #[test]
