@@ -32,6 +32,9 @@ enum Command {
     /// Re-run one run of a scenario (a seed and a pairing) and print its trace, byte-identical
     /// every time.
     Replay(cli::replay::ReplayArgs),
+    /// Write a CA and a server certificate signed by it, for `serve --tls-cert` and
+    /// `client --tls-ca`.
+    Cert(cli::cert::CertArgs),
     /// Print the JSON Schema of scenario files (for editors: `#:schema` in a TOML file).
     Schema,
 }
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => cli::tune::merge(args),
         Command::Run(args) => cli::run::run(args),
         Command::Replay(args) => cli::replay::replay(args),
+        Command::Cert(args) => cli::cert::run(args),
         Command::Schema => cli::replay::schema(),
     };
     match result {

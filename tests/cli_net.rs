@@ -466,3 +466,116 @@ max_false_per_hour = 100000
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Runs `mcpsim cert --out DIR NAME...`, bounded.
+fn cert(dir: &std::path::Path, extra: &[&str]) -> Output {
+    run_bounded(
+        Command::new(BIN)
+            .args(["cert", "--out", dir.to_str().unwrap()])
+            .args(extra),
+        Duration::from_secs(10),
+    )
+}
+
+#[test]
+fn what_mcpsim_cert_writes_serves_and_connects_over_tls() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = scratch("cert-ok");
+    let out = cert(&dir, &["localhost", "127.0.0.1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("--tls-ca"), "{stdout}");
+    for key in ["ca-key.pem", "server-key.pem"] {
+        let mode = std::fs::metadata(dir.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let (_server, addr, lines) = serve(&[
+        "--tls-cert",
+        &path("server.pem"),
+        "--tls-key",
+        &path("server-key.pem"),
+    ]);
+    let client = run_bounded(
+        Command::new(BIN).args([
+            "client",
+            "--connect",
+            &addr,
+            "--tls-ca",
+            &path("ca.pem"),
+            "--duration",
+            "1s",
+        ]),
+        Duration::from_secs(8),
+    );
+    let stderr = String::from_utf8_lossy(&client.stderr);
+    assert!(client.status.success(), "{stderr}");
+    assert!(stderr.contains("connected=1/1"), "{stderr}");
+    line_with(&lines, "session established", Duration::from_secs(5));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_ca_certificate_as_the_server_certificate_ends_the_client_with_exit_2_and_what_to_do() {
+    // What `openssl req -x509` makes: self-signed with the CA flag set, given to both sides.
+    let dir = scratch("cert-ca");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let (_server, addr, _lines) = serve(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ]);
+    let started = Instant::now();
+    let client = run_bounded(
+        Command::new(BIN).args([
+            "client",
+            "--connect",
+            &addr,
+            "--tls-ca",
+            cert_path.to_str().unwrap(),
+        ]),
+        Duration::from_secs(5),
+    );
+    let stderr = String::from_utf8_lossy(&client.stderr);
+    assert_eq!(client.status.code(), Some(2), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        stderr.contains("a CA certificate used as an end entity"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("mcpsim cert"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn mcpsim_cert_refuses_to_overwrite_without_force() {
+    let dir = scratch("cert-force");
+    assert!(cert(&dir, &["localhost"]).status.success());
+    let before = std::fs::read(dir.join("server.pem")).unwrap();
+    let again = cert(&dir, &["localhost"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("exists") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(dir.join("server.pem")).unwrap(), before);
+    assert!(cert(&dir, &["--force", "localhost"]).status.success());
+    assert_ne!(std::fs::read(dir.join("server.pem")).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,7 +24,7 @@ use super::opts::{ObserveArgs, SecretArgs, Signals, StackArgs, duration, print_c
 use crate::config::{self, StackConfig};
 use crate::net::client::{self, ClientError, ClientOptions};
 use crate::net::conn::{Handler, Outgoing};
-use crate::net::tls::{TlsConnector, client_config};
+use crate::net::tls::{CertificateProblem, TlsConnector, client_config};
 use crate::net::{Connector, NetEvent, Observer};
 use crate::proto::session::{Event, Message, Side};
 use crate::units::Dur;
@@ -502,6 +502,7 @@ pub async fn run(args: ClientArgs) -> Result<(), CliError> {
 
     let total = args.connections;
     let mut failure: Option<String> = None;
+    let mut refused: Option<CertificateProblem> = None;
     let deadline = args.duration.map(|d| Instant::now() + d);
     let mut ticker =
         tokio::time::interval_at(Instant::now() + args.stats_interval, args.stats_interval);
@@ -516,6 +517,11 @@ pub async fn run(args: ClientArgs) -> Result<(), CliError> {
             _ = sleep_until_opt(deadline) => break,
             _ = ticker.tick() => eprintln!("{}", stats.line(total)),
             r = clients.join_next() => match r {
+                // Every connection meets the same certificate: stop them all now.
+                Some(Ok((_, Err(ClientError::Certificate(problem))))) => {
+                    refused = Some(problem);
+                    break;
+                }
                 Some(Ok((name, r))) => note(&mut failure, name, r),
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "client task failed");
@@ -538,10 +544,51 @@ pub async fn run(args: ClientArgs) -> Result<(), CliError> {
     if drained.is_err() {
         tracing::warn!("clients still running after 5 s; leaving them");
     }
+    if let Some(problem) = refused {
+        return Err(CliError::Usage(certificate_advice(&problem, &args)));
+    }
     match failure {
         Some(f) => Err(CliError::Run(f)),
         None => Ok(()),
     }
+}
+
+/// What is wrong with the server's certificate, and what to do about it.
+fn certificate_advice(problem: &CertificateProblem, args: &ClientArgs) -> String {
+    let ca = args
+        .tls_ca
+        .as_deref()
+        .map_or_else(String::new, |p| p.display().to_string());
+    let make = "make a server certificate signed by a CA, e.g. with `mcpsim cert --out DIR NAME`, \
+                and pass the CA to --tls-ca";
+    let what = match problem {
+        CertificateProblem::UnknownIssuer => format!(
+            "the server's certificate is not signed by a CA in --tls-ca {ca}: pass the CA that \
+             signed it (ca.pem from `mcpsim cert`), or {make}"
+        ),
+        CertificateProblem::CaUsedAsEndEntity => format!(
+            "the server's certificate is a CA certificate used as an end entity \
+             (`openssl req -x509` makes one by default): {make}"
+        ),
+        CertificateProblem::NameMismatch {
+            expected,
+            presented,
+        } => format!(
+            "the server's certificate is not valid for {expected}, only for {presented}: \
+             connect by one of those names, set --tls-server-name, or make a certificate for \
+             {expected} (`mcpsim cert --out DIR {expected}`)"
+        ),
+        CertificateProblem::Expired => {
+            format!("the server's certificate has expired: {make}")
+        }
+        CertificateProblem::NotValidYet => format!(
+            "the server's certificate is not valid yet: check this machine's clock, or {make}"
+        ),
+        CertificateProblem::Other(e) => {
+            format!("the server's certificate cannot be verified ({e}): {make}")
+        }
+    };
+    format!("tls: {what}")
 }
 
 /// Remembers the first client that ended with an error.

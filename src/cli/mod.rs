@@ -5,8 +5,10 @@
 //!
 //! - [`serve`] and [`client`]: the network server and a client (or many, for load).
 //! - [`observe`]: logs, Prometheus metrics and alert webhooks for what the drivers report.
+//! - [`cert`]: a CA and a server certificate for TLS.
 //! - [`opts`]: flags and helpers both network commands share.
 
+pub mod cert;
 pub mod client;
 pub mod observe;
 pub mod opts;

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, Outgoing, ReadState, drive};
+use super::tls::{CertificateProblem, certificate_problem};
 use super::{Clock, ConnEnd, Connector, GateHandle, NetEvent, Observer};
 use crate::proto::backoff::{Action, ConfigError, ReconnectConfig, ReconnectPolicy};
 use crate::proto::frame::MAX_PAYLOAD_LEN;
@@ -59,6 +60,9 @@ pub enum ClientError {
     GaveUp { attempts: u32 },
     #[error("server refused the session: {code}: {reason}")]
     Refused { code: ErrorCode, reason: String },
+    /// The server's TLS certificate cannot be verified: retrying would meet it again.
+    #[error("server certificate refused: {0}")]
+    Certificate(CertificateProblem),
 }
 
 /// Runs a client until its session ends, `shutdown` turns true, or the reconnect policy gives up.
@@ -148,12 +152,17 @@ pub async fn run<C: Connector>(
                     return Ok(());
                 }
             }
-            Ok(Err(e)) => observe(
-                &session,
-                NetEvent::ConnectFailed {
-                    error: e.to_string(),
-                },
-            ),
+            Ok(Err(e)) => {
+                observe(
+                    &session,
+                    NetEvent::ConnectFailed {
+                        error: e.to_string(),
+                    },
+                );
+                if let Some(problem) = certificate_problem(&e) {
+                    return Err(ClientError::Certificate(problem));
+                }
+            }
             Err(_) => observe(
                 &session,
                 NetEvent::ConnectFailed {

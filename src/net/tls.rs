@@ -73,6 +73,80 @@ pub fn client_config(ca_pem: &[u8]) -> io::Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
+/// Why a client refused the server's certificate.
+///
+/// Permanent: the next attempt meets the same certificate, so a client stops instead of
+/// retrying (a transient failure, a refused or reset connection, is retried).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateProblem {
+    #[error("not signed by a trusted CA")]
+    UnknownIssuer,
+    /// The certificate has the CA flag set, as `openssl req -x509` makes by default.
+    #[error("a CA certificate used as an end entity")]
+    CaUsedAsEndEntity,
+    #[error("not valid for {expected} (valid for {presented})")]
+    NameMismatch { expected: String, presented: String },
+    #[error("expired")]
+    Expired,
+    #[error("not valid yet")]
+    NotValidYet,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The certificate problem behind a failed client handshake, if that is why it failed.
+pub fn certificate_problem(e: &io::Error) -> Option<CertificateProblem> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e.get_ref()?.downcast_ref::<rustls::Error>()? else {
+        return None;
+    };
+    Some(match c {
+        // A bad signature is what a trusted CA of the same name as the real issuer gives (two
+        // runs of `mcpsim cert`, say): either way the certificate's signer is not trusted.
+        C::UnknownIssuer | C::BadSignature => CertificateProblem::UnknownIssuer,
+        C::Expired | C::ExpiredContext { .. } => CertificateProblem::Expired,
+        C::NotValidYet | C::NotValidYetContext { .. } => CertificateProblem::NotValidYet,
+        C::NotValidForName => CertificateProblem::NameMismatch {
+            expected: "the server name".into(),
+            presented: "other names".into(),
+        },
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => CertificateProblem::NameMismatch {
+            expected: match expected {
+                ServerName::DnsName(d) => d.as_ref().to_string(),
+                ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+                other => format!("{other:?}"),
+            },
+            presented: if presented.is_empty() {
+                "no names".into()
+            } else {
+                presented
+                    .iter()
+                    .map(|n| bare_name(n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        },
+        // webpki's own error, which rustls passes on only as text.
+        C::Other(o) if o.to_string() == "CaUsedAsEndEntity" => {
+            CertificateProblem::CaUsedAsEndEntity
+        }
+        other => CertificateProblem::Other(other.to_string()),
+    })
+}
+
+/// `DnsName("a.test")` and `IpAddress(10.0.0.1)`, as webpki shows them, without the wrapping.
+fn bare_name(n: &str) -> &str {
+    for (open, close) in [("DnsName(\"", "\")"), ("IpAddress(", ")")] {
+        if let Some(inner) = n.strip_prefix(open).and_then(|r| r.strip_suffix(close)) {
+            return inner;
+        }
+    }
+    n
+}
+
 type Ready<S> = io::Result<(tokio_rustls::server::TlsStream<S>, SocketAddr)>;
 
 /// Accepts on an inner listener and hands out connections that completed a TLS handshake.
@@ -303,6 +377,70 @@ mod tests {
         // The failed handshake never reaches the server loop.
         let r = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
         assert!(r.is_err());
+    }
+
+    /// The client's handshake error against a server presenting `cert`, trusting `ca`.
+    async fn handshake_error(cert: &str, key: &str, ca: &str, name: &str) -> io::Error {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let _listener = TlsListener::new(
+            tcp,
+            server_config(cert.as_bytes(), key.as_bytes()).unwrap(),
+            Duration::from_secs(5),
+        );
+        let connector = TlsConnector::new(
+            TcpConnector {
+                addr: addr.to_string(),
+            },
+            client_config(ca.as_bytes()).unwrap(),
+            name,
+        )
+        .unwrap();
+        connector.connect().await.expect_err("handshake succeeded")
+    }
+
+    #[tokio::test]
+    async fn certificate_problems_are_told_apart() {
+        let (cert, key) = self_signed();
+        let (other, _) = self_signed();
+        let e = handshake_error(&cert, &key, &other, "localhost").await;
+        assert_eq!(
+            certificate_problem(&e),
+            Some(CertificateProblem::UnknownIssuer)
+        );
+
+        let e = handshake_error(&cert, &key, &cert, "elsewhere.test").await;
+        assert_eq!(
+            certificate_problem(&e),
+            Some(CertificateProblem::NameMismatch {
+                expected: "elsewhere.test".into(),
+                presented: "localhost, 127.0.0.1".into(),
+            })
+        );
+
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = params.self_signed(&ca_key).unwrap().pem();
+        let e = handshake_error(&ca, &ca_key.serialize_pem(), &ca, "localhost").await;
+        assert_eq!(
+            certificate_problem(&e),
+            Some(CertificateProblem::CaUsedAsEndEntity)
+        );
+
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let old_key = rcgen::KeyPair::generate().unwrap();
+        let old = params.self_signed(&old_key).unwrap().pem();
+        let e = handshake_error(&old, &old_key.serialize_pem(), &old, "localhost").await;
+        assert_eq!(certificate_problem(&e), Some(CertificateProblem::Expired));
+    }
+
+    #[test]
+    fn a_connect_error_is_no_certificate_problem() {
+        let e = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(certificate_problem(&e), None);
     }
 
     #[test]
