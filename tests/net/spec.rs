@@ -1,0 +1,152 @@
+//! The server against docs/protocol.md, byte for byte over loopback: takeover, frames before
+//! HELLO, several frames in one write, the ACK delay bound.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mcpsim::proto::frame::{Body, Frame, Hello, MAX_PAYLOAD_LEN, Resume, TOKEN_LEN, Welcome};
+use mcpsim::proto::{Decoder, ErrorCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+/// A raw connection that keeps what it has read but not yet decoded.
+struct Raw {
+    s: TcpStream,
+    buf: BytesMut,
+    dec: Decoder,
+}
+
+impl Raw {
+    async fn connect(addr: &str) -> Raw {
+        Raw {
+            s: TcpStream::connect(addr).await.unwrap(),
+            buf: BytesMut::new(),
+            dec: Decoder::new(MAX_PAYLOAD_LEN),
+        }
+    }
+
+    async fn send(&mut self, frames: &[Frame]) {
+        let mut out = BytesMut::new();
+        for f in frames {
+            f.encode(&mut out).unwrap();
+        }
+        // One write: the frames reach the server in one read.
+        self.s.write_all(&out).await.unwrap();
+    }
+
+    /// The next frame, or `None` at the end of the stream or after 2 s.
+    async fn next(&mut self) -> Option<Frame> {
+        tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                if let Ok(Some(f)) = self.dec.decode(&mut self.buf) {
+                    return Some(f);
+                }
+                if self.s.read_buf(&mut self.buf).await.ok()? == 0 {
+                    return None;
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Every frame until the end of the stream (at most 2 s of waiting for each).
+    async fn rest(&mut self) -> Vec<Frame> {
+        let mut v = Vec::new();
+        while let Some(f) = self.next().await {
+            v.push(f);
+        }
+        v
+    }
+
+    /// Says HELLO and returns the session id and WELCOME.
+    async fn open(addr: &str) -> (Raw, u32, Welcome) {
+        let mut r = Raw::connect(addr).await;
+        r.send(&[hello(0, None)]).await;
+        match r.next().await {
+            Some(Frame {
+                session_id,
+                body: Body::Welcome(w),
+                ..
+            }) => (r, session_id, w),
+            other => panic!("expected WELCOME, got {other:?}"),
+        }
+    }
+}
+
+fn hello(session_id: u32, token: Option<[u8; TOKEN_LEN]>) -> Frame {
+    Frame::new(
+        session_id,
+        0,
+        Body::Hello(Hello {
+            client_id: "raw".into(),
+            credential: Bytes::new(),
+            requested: None,
+            mode: None,
+            resume: token.map(|token| Resume {
+                token,
+                last_received: 0,
+            }),
+        }),
+    )
+}
+
+/// The CLOSE (or REJECT) in `frames`: which body and code.
+fn ending(frames: &[Frame]) -> Option<(&'static str, ErrorCode)> {
+    frames.iter().find_map(|f| match &f.body {
+        Body::Close(c) => Some(("CLOSE", c.code)),
+        Body::Reject(c) => Some(("REJECT", c.code)),
+        _ => None,
+    })
+}
+
+fn kinds(frames: &[Frame]) -> Vec<&'static str> {
+    frames.iter().map(|f| f.frame_type().name()).collect()
+}
+
+#[tokio::test]
+async fn a_resume_while_the_old_connection_is_up_takes_the_session_over() {
+    let srv = start_server(fast_server_options(), echo()).await;
+    let (mut old, id, w) = Raw::open(&srv.addr).await;
+    for round in 0..3 {
+        let mut new = Raw::connect(&srv.addr).await;
+        new.send(&[hello(id, Some(w.token))]).await;
+        match new.next().await.map(|f| f.body) {
+            Some(Body::Welcome(w)) => assert!(w.resumed, "round {round}: not resumed"),
+            other => panic!("round {round}: expected WELCOME resumed, got {other:?}"),
+        }
+        let rest = old.rest().await;
+        assert_eq!(
+            ending(&rest),
+            Some(("CLOSE", ErrorCode::SessionReplaced)),
+            "round {round}: the old connection ends with SESSION_REPLACED"
+        );
+        old = new;
+    }
+    assert_eq!(srv.server.sessions(), 1);
+}
+
+#[tokio::test]
+async fn a_resume_with_a_wrong_token_leaves_the_live_session_alone() {
+    let srv = start_server(fast_server_options(), echo()).await;
+    let (mut old, id, w) = Raw::open(&srv.addr).await;
+    let mut wrong = w.token;
+    wrong[0] ^= 1;
+    let mut thief = Raw::connect(&srv.addr).await;
+    thief.send(&[hello(id, Some(wrong))]).await;
+    assert_eq!(
+        ending(&thief.rest().await),
+        Some(("REJECT", ErrorCode::UnknownSession))
+    );
+    // The owner still gets answers on its connection.
+    old.send(&[Frame::heartbeat(id, 1)]).await;
+    let f = old.next().await.expect("an answer");
+    assert!(matches!(f.body, Body::HeartbeatAck(_)), "{f:?}");
+    // And the right token still resumes it.
+    let mut new = Raw::connect(&srv.addr).await;
+    new.send(&[hello(id, Some(w.token))]).await;
+    assert!(matches!(new.next().await.map(|f| f.body), Some(Body::Welcome(w)) if w.resumed));
+}
