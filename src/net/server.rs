@@ -342,6 +342,16 @@ async fn connection<S: Stream>(
                 write_and_close(&mut stream, &frame).await;
                 return;
             }
+            Admission::Unexpected { close, error } => {
+                shared.observe(0, NetEvent::Rejected { error });
+                match close {
+                    Some(close) => write_and_close(&mut stream, &close).await,
+                    None => {
+                        let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
+                    }
+                }
+                return;
+            }
             Admission::Attached { session_id } => {
                 // The client resumed before we noticed its old connection died: take over.
                 if let Some(owner) = lock(&shared.owners).get(&session_id) {

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::error::ErrorCode;
+use super::error::{Error, ErrorCode};
 use super::frame::{
     Body, Close, Frame, HeartbeatMode, HeartbeatParams, Hello, TOKEN_LEN, expand_seq,
 };
@@ -68,6 +68,10 @@ pub enum Admission {
         code: ErrorCode,
         reason: String,
     },
+    /// The first frame was not HELLO: a protocol error, not a refusal (§6.2, §6.3). Send `close`
+    /// (CLOSE UNEXPECTED_FRAME; none if the client's first frame was itself a CLOSE), flush,
+    /// and close the connection.
+    Unexpected { close: Option<Frame>, error: Error },
     /// The session is still attached to another connection. End that one with
     /// [`Session::handle_replaced`], [`Registry::detach`] it, then admit this HELLO again.
     Attached { session_id: u32 },
@@ -171,7 +175,21 @@ impl Registry {
     /// Handles the first frame of a connection, which must be HELLO.
     pub fn admit(&mut self, now: Time, frame: &Frame) -> Admission {
         let Body::Hello(hello) = &frame.body else {
-            return reject(ErrorCode::UnexpectedFrame, "expected HELLO");
+            let error = Error::UnexpectedFrame {
+                frame: frame.frame_type().name(),
+                state: "awaiting hello",
+            };
+            let close = (!matches!(frame.body, Body::Close(_))).then(|| {
+                Frame::new(
+                    0,
+                    0,
+                    Body::Close(Close {
+                        code: error.code(),
+                        reason: error.to_string(),
+                    }),
+                )
+            });
+            return Admission::Unexpected { close, error };
         };
         if let Some(secret) = &self.config.credential {
             // Constant time over the secret's length, so timing does not reveal a prefix.

@@ -314,6 +314,9 @@ pub struct Session {
 
     // Heartbeats and detection.
     control: VecDeque<Frame>,
+    /// A CLOSE for a peer's protocol violation, held back until the answers to the frames
+    /// before the violation (control frames, an owed ACK, DATA the window lets out) have gone.
+    close_last: Option<Frame>,
     hb_seq: u32,
     hb_deadline: Option<Time>,
     hb_sent: VecDeque<(u32, Time, bool)>,
@@ -385,6 +388,7 @@ impl Session {
             ack_deadline: None,
             ack_now: false,
             control: VecDeque::new(),
+            close_last: None,
             hb_seq: 0,
             hb_deadline: None,
             hb_sent: VecDeque::with_capacity(RTT_SLOTS),
@@ -492,6 +496,7 @@ impl Session {
     /// Forgets everything that belonged to the last connection.
     fn reset_connection(&mut self) {
         self.control.clear();
+        self.close_last = None;
         self.hb_deadline = None;
         self.hb_sent.clear();
         self.last_evidence = None;
@@ -657,9 +662,31 @@ impl Session {
         }
     }
 
-    /// Queues CLOSE and reports the connection's end.
+    /// The peer broke the protocol: CLOSE with `code`, but only after the answers to the frames
+    /// it sent before the violation (WELCOME, HEARTBEAT_ACKs, an owed ACK, DATA the window lets
+    /// out), so that a read's frames are answered in the order they came (§5).
+    fn close_after_answers(&mut self, code: ErrorCode, reason: &str) {
+        self.close_last = Some(Frame::new(
+            self.id,
+            0,
+            Body::Close(Close {
+                code,
+                reason: reason.to_string(),
+            }),
+        ));
+        self.state = State::Closing;
+        self.events.push_back(Event::ConnectionClosed {
+            code,
+            reason: reason.to_string(),
+            by_peer: false,
+            resumable: true,
+        });
+    }
+
+    /// Queues CLOSE ahead of anything else and reports the connection's end.
     fn close_connection(&mut self, code: ErrorCode, reason: &str, resumable: bool) {
         self.control.clear();
+        self.close_last = None;
         self.control.push_back(Frame::new(
             self.id,
             0,
@@ -701,7 +728,7 @@ impl Session {
     /// The driver's decoder failed: the stream is unusable. Queues CLOSE with the error's code.
     pub fn handle_decode_error(&mut self, err: &Error) {
         if matches!(self.state, State::Handshaking | State::Established) {
-            self.close_connection(err.code(), &err.to_string(), true);
+            self.close_after_answers(err.code(), &err.to_string());
         }
     }
 
@@ -714,7 +741,7 @@ impl Session {
         if let Err(e) = &result {
             match e {
                 Error::PeerClosed { .. } | Error::Rejected { .. } => {}
-                e => self.close_connection(e.code(), &e.to_string(), true),
+                e => self.close_after_answers(e.code(), &e.to_string()),
             }
         }
         result
@@ -730,6 +757,11 @@ impl Session {
     fn dispatch(&mut self, now: Time, frame: Frame) -> Result<(), Error> {
         if self.state == State::Handshaking {
             return self.handle_handshake_reply(now, frame);
+        }
+        // A HELLO's session id names the session to resume, not this connection's: a HELLO
+        // after the handshake is out of place whatever id it carries (§5 check 7, §6.3).
+        if matches!(frame.body, Body::Hello(_)) {
+            return Err(self.unexpected(&frame));
         }
         if frame.session_id != self.id {
             return Err(Error::WrongSession {
@@ -1127,9 +1159,21 @@ impl Session {
         if let Some(f) = self.control.pop_front() {
             return Some(f);
         }
-        if self.state != State::Established {
-            return None;
+        match self.state {
+            State::Established => self.poll_ack_or_data(),
+            State::Closing if self.close_last.is_some() => {
+                // What the frames before the violation earned, then the CLOSE.
+                if self.last_received > self.ack_sent {
+                    self.ack_now = true;
+                }
+                self.poll_ack_or_data().or_else(|| self.close_last.take())
+            }
+            _ => None,
         }
+    }
+
+    /// An ACK if one is due, else the next DATA frame the peer's window allows.
+    fn poll_ack_or_data(&mut self) -> Option<Frame> {
         if self.ack_now {
             self.ack_now = false;
             self.ack_deadline = None;

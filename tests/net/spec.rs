@@ -150,3 +150,82 @@ async fn a_resume_with_a_wrong_token_leaves_the_live_session_alone() {
     new.send(&[hello(id, Some(w.token))]).await;
     assert!(matches!(new.next().await.map(|f| f.body), Some(Body::Welcome(w)) if w.resumed));
 }
+
+#[tokio::test]
+async fn heartbeat_data_or_ack_before_hello_gets_close_unexpected_frame_not_reject() {
+    let srv = start_server(fast_server_options(), echo()).await;
+    let data = Body::Data(mcpsim::proto::frame::Data {
+        channel: 1,
+        priority: 0,
+        payload: Bytes::from_static(b"x"),
+    });
+    for first in [
+        Frame::heartbeat(0, 1),
+        Frame::new(0, 1, data),
+        Frame::new(0, 0, Body::Ack { window: 8 }),
+    ] {
+        let name = first.frame_type().name();
+        let mut r = Raw::connect(&srv.addr).await;
+        r.send(&[first]).await;
+        assert_eq!(
+            ending(&r.rest().await),
+            Some(("CLOSE", ErrorCode::UnexpectedFrame)),
+            "{name} first"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_hellos_in_one_write_get_welcome_then_close_for_the_second() {
+    let srv = start_server(fast_server_options(), echo()).await;
+    let mut r = Raw::connect(&srv.addr).await;
+    r.send(&[hello(0, None), hello(0, None)]).await;
+    let frames = r.rest().await;
+    assert_eq!(kinds(&frames), ["WELCOME", "CLOSE"]);
+    assert_eq!(ending(&frames), Some(("CLOSE", ErrorCode::UnexpectedFrame)));
+    assert_eq!(frames[1].session_id, frames[0].session_id);
+}
+
+#[tokio::test]
+async fn valid_frames_before_a_bad_one_in_the_same_write_are_answered_before_the_close() {
+    let srv = start_server(fast_server_options(), echo()).await;
+    let (mut r, id, _) = Raw::open(&srv.addr).await;
+    let data = Body::Data(mcpsim::proto::frame::Data {
+        channel: 1,
+        priority: 0,
+        payload: Bytes::from_static(b"ping"),
+    });
+    r.send(&[
+        Frame::new(id, 0, Body::Ack { window: 8 }),
+        Frame::new(id, 1, data),
+        Frame::heartbeat(id, 1),
+        // A second HELLO on an established connection: UNEXPECTED_FRAME.
+        hello(0, None),
+    ])
+    .await;
+    let frames = r.rest().await;
+    let k = kinds(&frames);
+    assert_eq!(k.last(), Some(&"CLOSE"), "{k:?}");
+    for answer in ["HEARTBEAT_ACK", "DATA"] {
+        assert!(k.contains(&answer), "{answer} before the CLOSE: {k:?}");
+    }
+    assert!(
+        frames
+            .iter()
+            .any(|f| matches!(&f.body, Body::Data(d) if d.payload == "ping")),
+        "the echo"
+    );
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_mcp_after_valid_frames_close_after_the_answers() {
+    let srv = start_server(fast_server_options(), echo()).await;
+    let (mut r, id, _) = Raw::open(&srv.addr).await;
+    let mut out = BytesMut::new();
+    Frame::heartbeat(id, 1).encode(&mut out).unwrap();
+    out.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+    r.s.write_all(&out).await.unwrap();
+    let frames = r.rest().await;
+    assert_eq!(kinds(&frames), ["HEARTBEAT_ACK", "CLOSE"]);
+    assert_eq!(ending(&frames), Some(("CLOSE", ErrorCode::BadMagic)));
+}
