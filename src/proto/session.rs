@@ -89,8 +89,13 @@ pub struct SessionConfig {
     pub send_queue: usize,
     /// Largest DATA payload (channel, priority and application bytes) this side accepts.
     pub max_payload: usize,
-    /// How long an acknowledgement may be delayed to cover more frames.
+    /// How long an acknowledgement may be delayed to cover more frames: the latest an ACK may
+    /// leave after the DATA it covers (§9.4).
     pub ack_delay: Duration,
+    /// How late the driver's timers may fire. A deadline that is a promise to the peer (the
+    /// ACK delay) is armed this much early so that the promise holds: tokio rounds a deadline
+    /// up to its 1 ms tick, and the operating system's wait can add up to another millisecond.
+    pub timer_slack: Duration,
     /// Health rules (degraded, suspect, dead). `None` derives them from the negotiated η and k
     /// with [`HealthConfig::for_params`], and again whenever they change.
     pub health: Option<HealthConfig>,
@@ -105,6 +110,7 @@ impl Default for SessionConfig {
             send_queue: 1024,
             max_payload: 16 * 1024,
             ack_delay: Duration::from_millis(10),
+            timer_slack: Duration::from_millis(3),
             health: None,
             detector: DetectorConfig::default(),
         }
@@ -1014,7 +1020,11 @@ impl Session {
         if unacked >= (self.config.window as u64 / 4).max(1) {
             self.ack_now = true;
         } else if self.ack_deadline.is_none() {
-            self.ack_deadline = Some(now + self.config.ack_delay);
+            let delay = self
+                .config
+                .ack_delay
+                .saturating_sub(self.config.timer_slack);
+            self.ack_deadline = Some(now + delay);
         }
         Ok(())
     }

@@ -20,8 +20,11 @@ struct Raw {
 
 impl Raw {
     async fn connect(addr: &str) -> Raw {
+        let s = TcpStream::connect(addr).await.unwrap();
+        // Each write leaves at once (measured delays must not include Nagle's).
+        s.set_nodelay(true).unwrap();
         Raw {
-            s: TcpStream::connect(addr).await.unwrap(),
+            s,
             buf: BytesMut::new(),
             dec: Decoder::new(MAX_PAYLOAD_LEN),
         }
@@ -228,4 +231,51 @@ async fn bytes_that_are_not_mcp_after_valid_frames_close_after_the_answers() {
     let frames = r.rest().await;
     assert_eq!(kinds(&frames), ["HEARTBEAT_ACK", "CLOSE"]);
     assert_eq!(ending(&frames), Some(("CLOSE", ErrorCode::BadMagic)));
+}
+
+#[tokio::test]
+async fn a_delayed_ack_leaves_within_the_ten_milliseconds_of_section_9_4() {
+    let srv = start_server(
+        fast_server_options(),
+        std::sync::Arc::new(Collect::default()),
+    )
+    .await;
+    let (mut r, id, _) = Raw::open(&srv.addr).await;
+    r.send(&[Frame::new(id, 0, Body::Ack { window: 8 })]).await;
+    let bound = Duration::from_millis(10);
+    let mut delays = Vec::new();
+    for seq in 1..=20u32 {
+        let data = Body::Data(mcpsim::proto::frame::Data {
+            channel: 1,
+            priority: 0,
+            payload: Bytes::from_static(b"x"),
+        });
+        let sent = tokio::time::Instant::now();
+        r.send(&[Frame::new(id, seq, data)]).await;
+        loop {
+            let f = r.next().await.expect("an ACK");
+            if matches!(f.body, Body::Ack { .. }) && f.seq == seq {
+                break;
+            }
+        }
+        delays.push(sent.elapsed());
+        // A sign of life, so the server's detector (300 ms here) leaves us alone.
+        r.send(&[Frame::heartbeat(id, seq)]).await;
+        // Not in step with the server's millisecond ticks.
+        tokio::time::sleep(Duration::from_micros(1300 + 170 * seq as u64)).await;
+    }
+    delays.sort();
+    let max = *delays.last().unwrap();
+    eprintln!(
+        "ACK delays: min {:?}, median {:?}, max {max:?}",
+        delays[0], delays[10]
+    );
+    // The server keeps the bound; a test process on a shared machine can still be descheduled
+    // for a few milliseconds, so one sample in twenty may miss it, none by much.
+    let over = delays.iter().filter(|d| **d > bound).count();
+    assert!(
+        over <= 1,
+        "{over} of 20 ACKs later than {bound:?}: {delays:?}"
+    );
+    assert!(max <= 2 * bound, "slowest ACK after {max:?}");
 }
