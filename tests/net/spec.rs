@@ -279,3 +279,30 @@ async fn a_delayed_ack_leaves_within_the_ten_milliseconds_of_section_9_4() {
     );
     assert!(max <= 2 * bound, "slowest ACK after {max:?}");
 }
+
+#[tokio::test]
+async fn a_listener_with_the_system_backlog_takes_two_thousand_connects_before_any_accept() {
+    let backlog = mcpsim::net::system_backlog();
+    let l = mcpsim::net::listen("127.0.0.1:0", backlog).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    // Fewer than the backlog, so none needs an accept; a SYN dropped on a full queue would
+    // cost its connect the kernel's one-second retry.
+    let n = 2000.min(backlog as usize - 1);
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        tasks.spawn(async move { TcpStream::connect(addr).await.map(|_s| ()) });
+    }
+    let mut streams = 0;
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().unwrap();
+        streams += 1;
+    }
+    let took = start.elapsed();
+    assert_eq!(streams, n);
+    assert!(
+        took < Duration::from_millis(900),
+        "{n} connects took {took:?}"
+    );
+    drop(l);
+}
