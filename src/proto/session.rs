@@ -101,6 +101,14 @@ pub struct SessionConfig {
     pub health: Option<HealthConfig>,
     /// The failure detector watching the peer.
     pub detector: DetectorConfig,
+    /// Payload bytes a session may hold (§9.3): received and not yet taken by the application,
+    /// sent and not yet acknowledged, queued for the peer's window, and the receive space
+    /// promised to the peer (the window, at `max_payload` a frame). The receive side (messages
+    /// and promise) takes at most half: the advertised window shrinks to fit, and a peer that
+    /// sends past it is closed with WINDOW_VIOLATION. `send` refuses beyond the whole. At least
+    /// twice `max_payload` for data to flow; the default (8 MiB) leaves the default window
+    /// (256 frames of 16 KiB) whole.
+    pub max_held_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -113,6 +121,7 @@ impl Default for SessionConfig {
             timer_slack: Duration::from_millis(3),
             health: None,
             detector: DetectorConfig::default(),
+            max_held_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -232,10 +241,13 @@ struct Scheduler {
     channels: BTreeMap<u16, VecDeque<(u8, Bytes)>>,
     last_served: u16,
     len: usize,
+    /// Payload bytes queued.
+    bytes: usize,
 }
 
 impl Scheduler {
     fn push(&mut self, channel: u16, priority: u8, payload: Bytes) {
+        self.bytes += payload.len();
         self.channels
             .entry(channel)
             .or_default()
@@ -268,6 +280,7 @@ impl Scheduler {
         }
         self.last_served = channel;
         self.len -= 1;
+        self.bytes -= payload.len();
         Some((channel, priority, payload))
     }
 }
@@ -304,6 +317,8 @@ pub struct Session {
     // Sending.
     scheduler: Scheduler,
     unacked: VecDeque<(u64, Data)>,
+    /// Payload bytes in `unacked`.
+    unacked_bytes: usize,
     next_seq: u64,
     peer_acked: u64,
     peer_window: u32,
@@ -313,6 +328,8 @@ pub struct Session {
     // Receiving.
     last_received: u64,
     inbox: VecDeque<Message>,
+    /// Payload bytes in `inbox`.
+    inbox_bytes: usize,
     ack_sent: u64,
     window_sent: u32,
     ack_deadline: Option<Time>,
@@ -382,6 +399,7 @@ impl Session {
             handshake_deadline: None,
             scheduler: Scheduler::default(),
             unacked: VecDeque::new(),
+            unacked_bytes: 0,
             next_seq: 1,
             peer_acked: 0,
             peer_window: 0,
@@ -389,6 +407,7 @@ impl Session {
             peer_max_payload: max_payload,
             last_received: 0,
             inbox: VecDeque::new(),
+            inbox_bytes: 0,
             ack_sent: 0,
             window_sent: 0,
             ack_deadline: None,
@@ -446,7 +465,17 @@ impl Session {
         self.unacked.len()
     }
     /// How many more messages [`Session::send`] accepts right now.
+    ///
+    /// Zero once a message of the largest size the peer accepts would not fit under
+    /// [`SessionConfig::max_held_bytes`], so that a message taken on the strength of a
+    /// non-zero capacity is never refused.
     pub fn send_capacity(&self) -> usize {
+        let largest = self
+            .peer_max_payload
+            .saturating_sub(super::frame::DATA_OVERHEAD);
+        if self.held_bytes() + largest > self.config.max_held_bytes {
+            return 0;
+        }
         self.config.send_queue.saturating_sub(self.scheduler.len)
     }
     /// Running totals for metrics.
@@ -540,12 +569,29 @@ impl Session {
     /// Returns how many DATA frames will be sent again.
     fn resume_from(&mut self, peer_last_received: u64) -> u64 {
         let acked = peer_last_received.clamp(self.peer_acked, self.next_seq - 1);
-        while self.unacked.front().is_some_and(|(s, _)| *s <= acked) {
-            self.unacked.pop_front();
-        }
+        self.drop_acked(acked);
         self.peer_acked = acked;
         self.transmitted = acked;
         self.unacked.len() as u64
+    }
+
+    /// Forgets the sent DATA the peer has acknowledged up to `acked`.
+    fn drop_acked(&mut self, acked: u64) {
+        while self.unacked.front().is_some_and(|(s, _)| *s <= acked) {
+            if let Some((_, d)) = self.unacked.pop_front() {
+                self.unacked_bytes -= d.payload.len();
+            }
+        }
+    }
+
+    /// Payload bytes held (see [`SessionConfig::max_held_bytes`]), the receive space promised
+    /// to the peer included.
+    pub fn held_bytes(&self) -> usize {
+        let promised = (self.ack_sent + self.window_sent as u64).saturating_sub(self.last_received);
+        self.inbox_bytes
+            + self.unacked_bytes
+            + self.scheduler.bytes
+            + promised as usize * self.config.max_payload
     }
 
     fn establish(&mut self, now: Time, resumed: bool, retransmitting: u64) {
@@ -920,6 +966,7 @@ impl Session {
 
     /// Takes the sent, unacknowledged messages, in sequence order.
     fn drain_unacked(&mut self) -> Vec<Message> {
+        self.unacked_bytes = 0;
         self.unacked
             .drain(..)
             .map(|(seq, d)| Message {
@@ -1010,6 +1057,7 @@ impl Session {
             });
         }
         self.last_received = seq;
+        self.inbox_bytes += data.payload.len();
         self.inbox.push_back(Message {
             channel: data.channel,
             priority: data.priority,
@@ -1041,9 +1089,7 @@ impl Session {
         if acked < self.peer_acked {
             return Ok(()); // stale
         }
-        while self.unacked.front().is_some_and(|(s, _)| *s <= acked) {
-            self.unacked.pop_front();
-        }
+        self.drop_acked(acked);
         self.peer_acked = acked;
         // A peer may advertise any window; we never keep more than our own bound in flight.
         self.peer_window = window.min(self.config.window.max(1));
@@ -1051,8 +1097,19 @@ impl Session {
     }
 
     /// Frames the receiver will still accept, given what the application has not read.
+    ///
+    /// In bytes too: the received messages and the space promised to the peer (at
+    /// `max_payload` a frame) take at most half of `max_held_bytes`, leaving the other half to
+    /// what this side sends. Never less than what was already promised, because a window once
+    /// advertised is not taken back (§9.3).
     fn window_available(&self) -> u32 {
-        self.config.window.saturating_sub(self.inbox.len() as u32)
+        let frames = self.config.window.saturating_sub(self.inbox.len() as u32);
+        let promised = (self.ack_sent + self.window_sent as u64).saturating_sub(self.last_received);
+        let room = (self.config.max_held_bytes / 2).saturating_sub(self.inbox_bytes)
+            / self.config.max_payload.max(1);
+        frames
+            .min(room.min(u32::MAX as usize) as u32)
+            .max(promised.min(u32::MAX as u64) as u32)
     }
 
     /// The next time [`Session::handle_timeout`] must run.
@@ -1215,6 +1272,7 @@ impl Session {
                 priority,
                 payload,
             };
+            self.unacked_bytes += data.payload.len();
             self.unacked.push_back((seq, data.clone()));
             return Some(Frame::new(self.id, seq as u32, Body::Data(data)));
         }
@@ -1242,7 +1300,9 @@ impl Session {
                 limit,
             });
         }
-        if self.scheduler.len >= self.config.send_queue {
+        if self.scheduler.len >= self.config.send_queue
+            || self.held_bytes() + payload.len() > self.config.max_held_bytes
+        {
             return Err(SendError::Full(self.scheduler.len));
         }
         self.scheduler.push(channel, priority, payload);
@@ -1252,6 +1312,7 @@ impl Session {
     /// The next received message, in sequence order. Reading opens the window again.
     pub fn recv(&mut self) -> Option<Message> {
         let m = self.inbox.pop_front()?;
+        self.inbox_bytes -= m.payload.len();
         // Tell the sender promptly once a quarter of the window has reopened, or at once if it
         // had been shut: otherwise a stalled sender would wait for the next ACK forever.
         let limit_sent = self.ack_sent + self.window_sent as u64;

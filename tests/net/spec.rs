@@ -306,3 +306,28 @@ async fn a_listener_with_the_system_backlog_takes_two_thousand_connects_before_a
     );
     drop(l);
 }
+
+#[tokio::test]
+async fn the_byte_budget_shrinks_the_window_and_a_client_that_ignores_it_is_closed() {
+    let mut opts = fast_server_options();
+    opts.config.session.max_held_bytes = 64 * 1024;
+    let srv = start_server(opts, echo()).await;
+    let (mut r, id, w) = Raw::open(&srv.addr).await;
+    // Half the budget for what the server receives, at 16 KiB a frame.
+    assert_eq!(w.window, 2);
+    // The client never reads: the echoes pile up until the other half is full, the server
+    // takes no more messages from its window, and the client, ignoring it, oversteps it.
+    let frames: Vec<Frame> = (1..=80u32)
+        .map(|seq| {
+            let data = mcpsim::proto::frame::Data {
+                channel: 1,
+                priority: 0,
+                payload: Bytes::from(vec![0u8; 1000]),
+            };
+            Frame::new(id, seq, Body::Data(data))
+        })
+        .collect();
+    r.send(&frames).await;
+    let rest = r.rest().await;
+    assert_eq!(ending(&rest), Some(("CLOSE", ErrorCode::WindowViolation)));
+}
