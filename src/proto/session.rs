@@ -22,6 +22,8 @@
 //! - Memory is bounded: at most `send_queue` messages wait for the window, at most
 //!   `window` sent messages wait for an ACK, at most `window` received messages wait for the
 //!   application, and the control queue is capped (excess heartbeat replies are dropped).
+//!   In bytes, all of it (received, unacknowledged, queued, and the receive space promised to
+//!   the peer) stays under `max_held_bytes`: the window shrinks to fit and `send` refuses.
 //! - DATA sequence numbers are 64-bit, start at 1 and continue across reconnects. Within a
 //!   connection nothing is retransmitted: TCP already is reliable, and frames are lost only when
 //!   a connection dies. On resume each side retransmits exactly what the peer's
