@@ -331,3 +331,40 @@ async fn the_byte_budget_shrinks_the_window_and_a_client_that_ignores_it_is_clos
     let rest = r.rest().await;
     assert_eq!(ending(&rest), Some(("CLOSE", ErrorCode::WindowViolation)));
 }
+
+#[tokio::test]
+async fn a_takeover_does_not_wait_for_an_old_connection_that_stopped_reading() {
+    let srv = start_server(fast_server_options(), echo()).await;
+    // The old client reads nothing, through a small receive buffer, and floods heartbeats: the
+    // server's answers fill both socket buffers, and its writes to it stall.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let s = socket.connect(srv.addr.parse().unwrap()).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut old = Raw {
+        s,
+        buf: BytesMut::new(),
+        dec: Decoder::new(MAX_PAYLOAD_LEN),
+    };
+    old.send(&[hello(0, None)]).await;
+    let (id, token) = match old.next().await.map(|f| (f.session_id, f.body)) {
+        Some((id, Body::Welcome(w))) => (id, w.token),
+        other => panic!("expected WELCOME, got {other:?}"),
+    };
+    let flood: Vec<Frame> = (0..50_000).map(|i| Frame::heartbeat(id, i)).collect();
+    for _ in 0..40 {
+        old.send(&flood).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = tokio::time::Instant::now();
+    let mut new = Raw::connect(&srv.addr).await;
+    new.send(&[hello(id, Some(token))]).await;
+    match new.next().await.map(|f| f.body) {
+        Some(Body::Welcome(w)) => assert!(w.resumed),
+        other => panic!("expected WELCOME resumed, got {other:?}"),
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(600), "takeover took {took:?}");
+    eprintln!("takeover of a stalled connection: {took:?}");
+    drop(old);
+}
