@@ -155,7 +155,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     } else {
         Arc::new(Discard)
     };
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = crate::net::listen(&args.listen, opts.backlog)
         .await
         .map_err(|e| CliError::Run(format!("cannot listen on {} (--listen): {e}", args.listen)))?;
     let local = listener.local_addr()?;

@@ -156,6 +156,8 @@ pub async fn drive<S: Stream>(
     // registered and dropped at every turn. `armed` is the deadline it is set to.
     let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
     let mut armed: Option<Instant> = None;
+    // Set once the session was taken over by another connection: when this one must be gone.
+    let mut replaced_by: Option<Instant> = None;
 
     let result = loop {
         // A paused process does nothing until it resumes (see `Gate`).
@@ -241,7 +243,11 @@ pub async fn drive<S: Stream>(
             _ = &mut replaced_notice => {
                 replaced_notice.set(wait_replaced(&replaced));
                 session.handle_replaced();
+                // The session is wanted elsewhere: its CLOSE gets a short while to leave, not
+                // the write timeout, or a peer that stopped reading would hold it hostage.
+                replaced_by.get_or_insert(Instant::now() + REPLACED_FLUSH);
             }
+            _ = sleep_until_some(replaced_by), if replaced_by.is_some() => break ConnEnd::Closed,
             r = wr.write(&wbuf), if !wbuf.is_empty() => {
                 if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out) {
                     break end;
@@ -530,6 +536,17 @@ async fn try_write<W: AsyncWrite + Unpin>(
         })
     })
     .await
+}
+
+/// How long a connection whose session was taken over elsewhere may take to flush its CLOSE
+/// SESSION_REPLACED; well under the server's one second of waiting for the session.
+const REPLACED_FLUSH: Duration = Duration::from_millis(250);
+
+async fn sleep_until_some(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => pending().await,
+    }
 }
 
 async fn wait_replaced(n: &Option<Arc<Notify>>) {

@@ -62,6 +62,43 @@ impl Listener for tokio::net::TcpListener {
     }
 }
 
+/// The listen backlog when nothing else is said: the system's maximum (Linux:
+/// `/proc/sys/net/core/somaxconn`), else 4096. The kernel caps any larger request at that
+/// maximum anyway; a small backlog (the old 128) drops SYNs in a reconnect storm, and each
+/// dropped SYN costs its client a second before the retry.
+pub fn system_backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(4096)
+}
+
+/// Binds a TCP listener on `addr` (`host:port`; the first address that binds wins) with a
+/// listen backlog of `backlog` connections (see [`system_backlog`]).
+/// `tokio::net::TcpListener::bind` always asks for 1024 at most and cannot be told otherwise.
+pub async fn listen(addr: &str, backlog: u32) -> io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restarted server can bind while old connections linger
+        // in TIME_WAIT.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(backlog)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: no address"))
+    }))
+}
+
 /// Connects over `tokio::net` with TCP_NODELAY on.
 #[derive(Clone, Debug)]
 pub struct TcpConnector {

@@ -35,6 +35,10 @@ pub struct ServerOptions {
     pub config: ServerConfig,
     /// Connections served at once; more are refused with SERVER_BUSY.
     pub max_connections: usize,
+    /// The listen backlog to ask for when the listener is made with [`super::listen`]:
+    /// connections the kernel completes before the server accepts them. Defaults to the
+    /// system's maximum ([`super::system_backlog`]).
+    pub backlog: u32,
     /// A connection without a complete valid HELLO by then is closed.
     pub handshake_timeout: Duration,
     pub limits: ConnLimits,
@@ -55,6 +59,7 @@ impl Default for ServerOptions {
             name: "server".into(),
             config: ServerConfig::default(),
             max_connections: 50_000,
+            backlog: super::system_backlog(),
             handshake_timeout: Duration::from_secs(5),
             limits: ConnLimits::default(),
             shutdown_grace: Duration::from_secs(5),
@@ -340,6 +345,16 @@ async fn connection<S: Stream>(
                 let error = ProtoError::Rejected { code, reason };
                 shared.observe(hello.session_id, NetEvent::Rejected { error });
                 write_and_close(&mut stream, &frame).await;
+                return;
+            }
+            Admission::Unexpected { close, error } => {
+                shared.observe(0, NetEvent::Rejected { error });
+                match close {
+                    Some(close) => write_and_close(&mut stream, &close).await,
+                    None => {
+                        let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
+                    }
+                }
                 return;
             }
             Admission::Attached { session_id } => {

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::error::ErrorCode;
+use super::error::{Error, ErrorCode};
 use super::frame::{
     Body, Close, Frame, HeartbeatMode, HeartbeatParams, Hello, TOKEN_LEN, expand_seq,
 };
@@ -68,6 +68,10 @@ pub enum Admission {
         code: ErrorCode,
         reason: String,
     },
+    /// The first frame was not HELLO: a protocol error, not a refusal (§6.2, §6.3). Send `close`
+    /// (CLOSE UNEXPECTED_FRAME; none if the client's first frame was itself a CLOSE), flush,
+    /// and close the connection.
+    Unexpected { close: Option<Frame>, error: Error },
     /// The session is still attached to another connection. End that one with
     /// [`Session::handle_replaced`], [`Registry::detach`] it, then admit this HELLO again.
     Attached { session_id: u32 },
@@ -171,7 +175,21 @@ impl Registry {
     /// Handles the first frame of a connection, which must be HELLO.
     pub fn admit(&mut self, now: Time, frame: &Frame) -> Admission {
         let Body::Hello(hello) = &frame.body else {
-            return reject(ErrorCode::UnexpectedFrame, "expected HELLO");
+            let error = Error::UnexpectedFrame {
+                frame: frame.frame_type().name(),
+                state: "awaiting hello",
+            };
+            let close = (!matches!(frame.body, Body::Close(_))).then(|| {
+                Frame::new(
+                    0,
+                    0,
+                    Body::Close(Close {
+                        code: error.code(),
+                        reason: error.to_string(),
+                    }),
+                )
+            });
+            return Admission::Unexpected { close, error };
         };
         if let Some(secret) = &self.config.credential {
             // Constant time over the secret's length, so timing does not reveal a prefix.
@@ -198,11 +216,16 @@ impl Registry {
         if !known {
             return reject(ErrorCode::UnknownSession, "no such session");
         }
+        // Still attached elsewhere: the slot stays where it is (taking it out here would leave
+        // the session nowhere to be detached to, and every later resume unknown).
+        if matches!(self.slots.get(&id), Some(Slot::Attached { .. })) {
+            return Admission::Attached { session_id: id };
+        }
         let Some(Slot::Detached {
             session, expires, ..
         }) = self.slots.remove(&id)
         else {
-            return Admission::Attached { session_id: id };
+            unreachable!("checked above: the slot is detached");
         };
         self.expiries.remove(&(expires, id));
         let token = *token;
@@ -320,5 +343,86 @@ impl Registry {
 
     pub fn poll_event(&mut self) -> Option<RegistryEvent> {
         self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::proto::frame::Resume;
+
+    fn hello(session_id: u32, resume: Option<Resume>) -> Frame {
+        Frame::new(
+            session_id,
+            0,
+            Body::Hello(Hello {
+                client_id: "c".into(),
+                credential: Bytes::new(),
+                requested: None,
+                mode: None,
+                resume,
+            }),
+        )
+    }
+
+    fn accepted(a: Admission) -> Session {
+        match a {
+            Admission::Accepted(s) => *s,
+            other => panic!("expected Accepted, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_resume_of_an_attached_session_waits_for_it_and_then_takes_it_over() {
+        let mut r = Registry::new(ServerConfig::default(), ChaCha20Rng::seed_from_u64(1));
+        let t0 = Time::ZERO;
+        let s = accepted(r.admit(t0, &hello(0, None)));
+        let (id, token) = (s.id(), s.token().unwrap());
+        let resume = hello(
+            id,
+            Some(Resume {
+                token,
+                last_received: 0,
+            }),
+        );
+        // Twice, as a client retrying would: the session stays known.
+        for _ in 0..2 {
+            assert!(
+                matches!(r.admit(t0, &resume), Admission::Attached { session_id } if session_id == id)
+            );
+        }
+        // The old connection ends (replaced) and hands the session back.
+        let mut s = s;
+        s.handle_replaced();
+        r.detach(t0, s);
+        let s = accepted(r.admit(t0, &resume));
+        assert_eq!(s.id(), id);
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn a_wrong_token_neither_removes_nor_detaches_the_named_session() {
+        let mut r = Registry::new(ServerConfig::default(), ChaCha20Rng::seed_from_u64(1));
+        let t0 = Time::ZERO;
+        let s = accepted(r.admit(t0, &hello(0, None)));
+        let mut token = s.token().unwrap();
+        token[0] ^= 1;
+        let wrong = hello(
+            s.id(),
+            Some(Resume {
+                token,
+                last_received: 0,
+            }),
+        );
+        assert!(matches!(
+            r.admit(t0, &wrong),
+            Admission::Rejected {
+                code: ErrorCode::UnknownSession,
+                ..
+            }
+        ));
+        assert_eq!((r.len(), r.detached()), (1, 0));
     }
 }

@@ -22,6 +22,8 @@
 //! - Memory is bounded: at most `send_queue` messages wait for the window, at most
 //!   `window` sent messages wait for an ACK, at most `window` received messages wait for the
 //!   application, and the control queue is capped (excess heartbeat replies are dropped).
+//!   In bytes, all of it (received, unacknowledged, queued, and the receive space promised to
+//!   the peer) stays under `max_held_bytes`: the window shrinks to fit and `send` refuses.
 //! - DATA sequence numbers are 64-bit, start at 1 and continue across reconnects. Within a
 //!   connection nothing is retransmitted: TCP already is reliable, and frames are lost only when
 //!   a connection dies. On resume each side retransmits exactly what the peer's
@@ -89,13 +91,26 @@ pub struct SessionConfig {
     pub send_queue: usize,
     /// Largest DATA payload (channel, priority and application bytes) this side accepts.
     pub max_payload: usize,
-    /// How long an acknowledgement may be delayed to cover more frames.
+    /// How long an acknowledgement may be delayed to cover more frames: the latest an ACK may
+    /// leave after the DATA it covers (§9.4).
     pub ack_delay: Duration,
+    /// How late the driver's timers may fire. A deadline that is a promise to the peer (the
+    /// ACK delay) is armed this much early so that the promise holds: tokio rounds a deadline
+    /// up to its 1 ms tick, and the operating system's wait can add up to another millisecond.
+    pub timer_slack: Duration,
     /// Health rules (degraded, suspect, dead). `None` derives them from the negotiated η and k
     /// with [`HealthConfig::for_params`], and again whenever they change.
     pub health: Option<HealthConfig>,
     /// The failure detector watching the peer.
     pub detector: DetectorConfig,
+    /// Payload bytes a session may hold (§9.3): received and not yet taken by the application,
+    /// sent and not yet acknowledged, queued for the peer's window, and the receive space
+    /// promised to the peer (the window, at `max_payload` a frame). The receive side (messages
+    /// and promise) takes at most half: the advertised window shrinks to fit, and a peer that
+    /// sends past it is closed with WINDOW_VIOLATION. `send` refuses beyond the whole. At least
+    /// twice `max_payload` for data to flow; the default (8 MiB) leaves the default window
+    /// (256 frames of 16 KiB) whole.
+    pub max_held_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -105,8 +120,10 @@ impl Default for SessionConfig {
             send_queue: 1024,
             max_payload: 16 * 1024,
             ack_delay: Duration::from_millis(10),
+            timer_slack: Duration::from_millis(3),
             health: None,
             detector: DetectorConfig::default(),
+            max_held_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -226,10 +243,13 @@ struct Scheduler {
     channels: BTreeMap<u16, VecDeque<(u8, Bytes)>>,
     last_served: u16,
     len: usize,
+    /// Payload bytes queued.
+    bytes: usize,
 }
 
 impl Scheduler {
     fn push(&mut self, channel: u16, priority: u8, payload: Bytes) {
+        self.bytes += payload.len();
         self.channels
             .entry(channel)
             .or_default()
@@ -262,6 +282,7 @@ impl Scheduler {
         }
         self.last_served = channel;
         self.len -= 1;
+        self.bytes -= payload.len();
         Some((channel, priority, payload))
     }
 }
@@ -298,6 +319,8 @@ pub struct Session {
     // Sending.
     scheduler: Scheduler,
     unacked: VecDeque<(u64, Data)>,
+    /// Payload bytes in `unacked`.
+    unacked_bytes: usize,
     next_seq: u64,
     peer_acked: u64,
     peer_window: u32,
@@ -307,6 +330,8 @@ pub struct Session {
     // Receiving.
     last_received: u64,
     inbox: VecDeque<Message>,
+    /// Payload bytes in `inbox`.
+    inbox_bytes: usize,
     ack_sent: u64,
     window_sent: u32,
     ack_deadline: Option<Time>,
@@ -314,6 +339,9 @@ pub struct Session {
 
     // Heartbeats and detection.
     control: VecDeque<Frame>,
+    /// A CLOSE for a peer's protocol violation, held back until the answers to the frames
+    /// before the violation (control frames, an owed ACK, DATA the window lets out) have gone.
+    close_last: Option<Frame>,
     hb_seq: u32,
     hb_deadline: Option<Time>,
     hb_sent: VecDeque<(u32, Time, bool)>,
@@ -373,6 +401,7 @@ impl Session {
             handshake_deadline: None,
             scheduler: Scheduler::default(),
             unacked: VecDeque::new(),
+            unacked_bytes: 0,
             next_seq: 1,
             peer_acked: 0,
             peer_window: 0,
@@ -380,11 +409,13 @@ impl Session {
             peer_max_payload: max_payload,
             last_received: 0,
             inbox: VecDeque::new(),
+            inbox_bytes: 0,
             ack_sent: 0,
             window_sent: 0,
             ack_deadline: None,
             ack_now: false,
             control: VecDeque::new(),
+            close_last: None,
             hb_seq: 0,
             hb_deadline: None,
             hb_sent: VecDeque::with_capacity(RTT_SLOTS),
@@ -436,7 +467,17 @@ impl Session {
         self.unacked.len()
     }
     /// How many more messages [`Session::send`] accepts right now.
+    ///
+    /// Zero once a message of the largest size the peer accepts would not fit under
+    /// [`SessionConfig::max_held_bytes`], so that a message taken on the strength of a
+    /// non-zero capacity is never refused.
     pub fn send_capacity(&self) -> usize {
+        let largest = self
+            .peer_max_payload
+            .saturating_sub(super::frame::DATA_OVERHEAD);
+        if self.held_bytes() + largest > self.config.max_held_bytes {
+            return 0;
+        }
         self.config.send_queue.saturating_sub(self.scheduler.len)
     }
     /// Running totals for metrics.
@@ -492,6 +533,7 @@ impl Session {
     /// Forgets everything that belonged to the last connection.
     fn reset_connection(&mut self) {
         self.control.clear();
+        self.close_last = None;
         self.hb_deadline = None;
         self.hb_sent.clear();
         self.last_evidence = None;
@@ -529,12 +571,29 @@ impl Session {
     /// Returns how many DATA frames will be sent again.
     fn resume_from(&mut self, peer_last_received: u64) -> u64 {
         let acked = peer_last_received.clamp(self.peer_acked, self.next_seq - 1);
-        while self.unacked.front().is_some_and(|(s, _)| *s <= acked) {
-            self.unacked.pop_front();
-        }
+        self.drop_acked(acked);
         self.peer_acked = acked;
         self.transmitted = acked;
         self.unacked.len() as u64
+    }
+
+    /// Forgets the sent DATA the peer has acknowledged up to `acked`.
+    fn drop_acked(&mut self, acked: u64) {
+        while self.unacked.front().is_some_and(|(s, _)| *s <= acked) {
+            if let Some((_, d)) = self.unacked.pop_front() {
+                self.unacked_bytes -= d.payload.len();
+            }
+        }
+    }
+
+    /// Payload bytes held (see [`SessionConfig::max_held_bytes`]), the receive space promised
+    /// to the peer included.
+    pub fn held_bytes(&self) -> usize {
+        let promised = (self.ack_sent + self.window_sent as u64).saturating_sub(self.last_received);
+        self.inbox_bytes
+            + self.unacked_bytes
+            + self.scheduler.bytes
+            + promised as usize * self.config.max_payload
     }
 
     fn establish(&mut self, now: Time, resumed: bool, retransmitting: u64) {
@@ -657,9 +716,31 @@ impl Session {
         }
     }
 
-    /// Queues CLOSE and reports the connection's end.
+    /// The peer broke the protocol: CLOSE with `code`, but only after the answers to the frames
+    /// it sent before the violation (WELCOME, HEARTBEAT_ACKs, an owed ACK, DATA the window lets
+    /// out), so that a read's frames are answered in the order they came (§5).
+    fn close_after_answers(&mut self, code: ErrorCode, reason: &str) {
+        self.close_last = Some(Frame::new(
+            self.id,
+            0,
+            Body::Close(Close {
+                code,
+                reason: reason.to_string(),
+            }),
+        ));
+        self.state = State::Closing;
+        self.events.push_back(Event::ConnectionClosed {
+            code,
+            reason: reason.to_string(),
+            by_peer: false,
+            resumable: true,
+        });
+    }
+
+    /// Queues CLOSE ahead of anything else and reports the connection's end.
     fn close_connection(&mut self, code: ErrorCode, reason: &str, resumable: bool) {
         self.control.clear();
+        self.close_last = None;
         self.control.push_back(Frame::new(
             self.id,
             0,
@@ -701,7 +782,7 @@ impl Session {
     /// The driver's decoder failed: the stream is unusable. Queues CLOSE with the error's code.
     pub fn handle_decode_error(&mut self, err: &Error) {
         if matches!(self.state, State::Handshaking | State::Established) {
-            self.close_connection(err.code(), &err.to_string(), true);
+            self.close_after_answers(err.code(), &err.to_string());
         }
     }
 
@@ -714,7 +795,7 @@ impl Session {
         if let Err(e) = &result {
             match e {
                 Error::PeerClosed { .. } | Error::Rejected { .. } => {}
-                e => self.close_connection(e.code(), &e.to_string(), true),
+                e => self.close_after_answers(e.code(), &e.to_string()),
             }
         }
         result
@@ -730,6 +811,11 @@ impl Session {
     fn dispatch(&mut self, now: Time, frame: Frame) -> Result<(), Error> {
         if self.state == State::Handshaking {
             return self.handle_handshake_reply(now, frame);
+        }
+        // A HELLO's session id names the session to resume, not this connection's: a HELLO
+        // after the handshake is out of place whatever id it carries (§5 check 7, §6.3).
+        if matches!(frame.body, Body::Hello(_)) {
+            return Err(self.unexpected(&frame));
         }
         if frame.session_id != self.id {
             return Err(Error::WrongSession {
@@ -882,6 +968,7 @@ impl Session {
 
     /// Takes the sent, unacknowledged messages, in sequence order.
     fn drain_unacked(&mut self) -> Vec<Message> {
+        self.unacked_bytes = 0;
         self.unacked
             .drain(..)
             .map(|(seq, d)| Message {
@@ -972,6 +1059,7 @@ impl Session {
             });
         }
         self.last_received = seq;
+        self.inbox_bytes += data.payload.len();
         self.inbox.push_back(Message {
             channel: data.channel,
             priority: data.priority,
@@ -982,7 +1070,11 @@ impl Session {
         if unacked >= (self.config.window as u64 / 4).max(1) {
             self.ack_now = true;
         } else if self.ack_deadline.is_none() {
-            self.ack_deadline = Some(now + self.config.ack_delay);
+            let delay = self
+                .config
+                .ack_delay
+                .saturating_sub(self.config.timer_slack);
+            self.ack_deadline = Some(now + delay);
         }
         Ok(())
     }
@@ -999,9 +1091,7 @@ impl Session {
         if acked < self.peer_acked {
             return Ok(()); // stale
         }
-        while self.unacked.front().is_some_and(|(s, _)| *s <= acked) {
-            self.unacked.pop_front();
-        }
+        self.drop_acked(acked);
         self.peer_acked = acked;
         // A peer may advertise any window; we never keep more than our own bound in flight.
         self.peer_window = window.min(self.config.window.max(1));
@@ -1009,8 +1099,19 @@ impl Session {
     }
 
     /// Frames the receiver will still accept, given what the application has not read.
+    ///
+    /// In bytes too: the received messages and the space promised to the peer (at
+    /// `max_payload` a frame) take at most half of `max_held_bytes`, leaving the other half to
+    /// what this side sends. Never less than what was already promised, because a window once
+    /// advertised is not taken back (§9.3).
     fn window_available(&self) -> u32 {
-        self.config.window.saturating_sub(self.inbox.len() as u32)
+        let frames = self.config.window.saturating_sub(self.inbox.len() as u32);
+        let promised = (self.ack_sent + self.window_sent as u64).saturating_sub(self.last_received);
+        let room = (self.config.max_held_bytes / 2).saturating_sub(self.inbox_bytes)
+            / self.config.max_payload.max(1);
+        frames
+            .min(room.min(u32::MAX as usize) as u32)
+            .max(promised.min(u32::MAX as u64) as u32)
     }
 
     /// The next time [`Session::handle_timeout`] must run.
@@ -1127,9 +1228,21 @@ impl Session {
         if let Some(f) = self.control.pop_front() {
             return Some(f);
         }
-        if self.state != State::Established {
-            return None;
+        match self.state {
+            State::Established => self.poll_ack_or_data(),
+            State::Closing if self.close_last.is_some() => {
+                // What the frames before the violation earned, then the CLOSE.
+                if self.last_received > self.ack_sent {
+                    self.ack_now = true;
+                }
+                self.poll_ack_or_data().or_else(|| self.close_last.take())
+            }
+            _ => None,
         }
+    }
+
+    /// An ACK if one is due, else the next DATA frame the peer's window allows.
+    fn poll_ack_or_data(&mut self) -> Option<Frame> {
         if self.ack_now {
             self.ack_now = false;
             self.ack_deadline = None;
@@ -1161,6 +1274,7 @@ impl Session {
                 priority,
                 payload,
             };
+            self.unacked_bytes += data.payload.len();
             self.unacked.push_back((seq, data.clone()));
             return Some(Frame::new(self.id, seq as u32, Body::Data(data)));
         }
@@ -1188,7 +1302,9 @@ impl Session {
                 limit,
             });
         }
-        if self.scheduler.len >= self.config.send_queue {
+        if self.scheduler.len >= self.config.send_queue
+            || self.held_bytes() + payload.len() > self.config.max_held_bytes
+        {
             return Err(SendError::Full(self.scheduler.len));
         }
         self.scheduler.push(channel, priority, payload);
@@ -1198,6 +1314,7 @@ impl Session {
     /// The next received message, in sequence order. Reading opens the window again.
     pub fn recv(&mut self) -> Option<Message> {
         let m = self.inbox.pop_front()?;
+        self.inbox_bytes -= m.payload.len();
         // Tell the sender promptly once a quarter of the window has reopened, or at once if it
         // had been shut: otherwise a stalled sender would wait for the next ACK forever.
         let limit_sent = self.ack_sent + self.window_sent as u64;

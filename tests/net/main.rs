@@ -6,5 +6,6 @@ mod detection;
 mod hostile;
 mod long_intervals;
 mod restart;
+mod spec;
 mod traffic;
 mod versus_sim;

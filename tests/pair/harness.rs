@@ -265,6 +265,12 @@ impl Pair {
                     self.write_to_client(&frame);
                     self.close_soon();
                 }
+                Admission::Unexpected { close, .. } => {
+                    if let Some(close) = close {
+                        self.write_to_client(&close);
+                    }
+                    self.close_soon();
+                }
                 Admission::Attached { session_id } => panic!("session {session_id} attached twice"),
             },
         }

@@ -98,3 +98,32 @@ fn same_priority_channels_take_turns() {
     let order: Vec<u16> = p.server_received.iter().map(|m| m.channel).collect();
     assert_eq!(order, vec![1, 2, 1, 2, 1, 2]);
 }
+
+#[test]
+fn the_bytes_a_session_holds_stay_under_its_budget_when_the_peer_stops_reading() {
+    let budget = 512 * 1024;
+    let client = ClientConfig {
+        session: SessionConfig {
+            max_held_bytes: budget,
+            ..SessionConfig::default()
+        },
+        ..ClientConfig::default()
+    };
+    let mut p = Pair::new(client, ServerConfig::default());
+    p.server_reads = false;
+    p.run_until(at(1.0));
+    let mut refused = None;
+    for _ in 0..10_000 {
+        assert!(p.client.held_bytes() <= budget, "{}", p.client.held_bytes());
+        if let Err(e) = p.client.send(0, 0, Bytes::from(vec![0u8; 4000])) {
+            refused = Some(e);
+            break;
+        }
+        p.pump();
+        p.run_for(secs(0.001));
+    }
+    // Refused by bytes, long before the send queue's 1,024 messages.
+    assert_eq!(p.client.send_capacity(), 0);
+    assert!(matches!(refused, Some(SendError::Full(_))), "{refused:?}");
+    assert!(p.client.held_bytes() <= budget);
+}
