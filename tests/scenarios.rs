@@ -79,7 +79,7 @@ fn trace_matches_snapshot(path: &Path, name: &str) -> Result<(), Failed> {
 fn assertions_hold(path: &Path) -> Result<(), Failed> {
     let plan = load(path)?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let report = check::run(&plan, &plan.seeds, threads, |_, _| {})
+    let report = check::run(&plan, &plan.seeds, threads, |_| {})
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let failed: Vec<String> = report
         .checks

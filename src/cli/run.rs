@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::CliError;
 use crate::config::StackConfig;
-use crate::scenario::check::{self, Report, fmt_rate, fmt_secs};
+use crate::scenario::check::{self, Progress, Report, fmt_rate, fmt_secs};
 use crate::scenario::units::show;
 use crate::scenario::{self, Plan};
 use crate::sim::metrics::SideMetrics;
@@ -108,10 +108,9 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
             (None, Some(n)) => (1..=n).collect(),
             (None, None) => plan.seeds.clone(),
         };
-        let total = plan.pairings.len() * seeds.len();
-        let bar = bar(total as u64, plan.name.clone());
+        let bar = bar(plan.name.clone());
         let started = Instant::now();
-        let report = check::run(plan, &seeds, jobs, |done, _| bar.set_position(done as u64))
+        let report = check::run(plan, &seeds, jobs, |p| advance(&bar, p))
             .map_err(|e| CliError::Run(format!("{}: {e}", plan.path)))?;
         bar.finish_and_clear();
         print!("{}", table(plan, &report, started.elapsed().as_secs_f64()));
@@ -131,18 +130,36 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A progress bar of runs with an ETA on standard error; indicatif draws nothing when that is
-/// not a terminal.
-pub(crate) fn bar(total: u64, prefix: String) -> ProgressBar {
-    let b = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
+/// A progress bar of simulated time with an ETA on standard error; indicatif draws nothing when
+/// that is not a terminal. [`advance`] moves it.
+pub(crate) fn bar(prefix: String) -> ProgressBar {
+    let b = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {msg}, {elapsed} elapsed, ETA {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
     );
     b.set_prefix(prefix);
     b
+}
+
+/// Shows `p` on `b`: the bar measures simulated time over all runs (a single long run moves it
+/// too), the message counts runs.
+pub(crate) fn advance(b: &ProgressBar, p: Progress) {
+    b.set_length(p.simulated_total.as_millis() as u64);
+    b.set_position(p.simulated.as_millis() as u64);
+    let total = p.simulated_total.as_secs_f64();
+    let (unit, per) = match total {
+        t if t >= 2.0 * 3600.0 => ("h", 3600.0),
+        t if t >= 120.0 => ("min", 60.0),
+        _ => ("s", 1.0),
+    };
+    b.set_message(format!(
+        "{}/{} runs, {:.0} of {:.0} {unit} simulated",
+        p.runs_done,
+        p.runs,
+        p.simulated.as_secs_f64() / per,
+        total / per
+    ));
 }
 
 fn write_json(path: &Path, reports: &[Report]) -> Result<(), CliError> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::CliError;
-use super::run::bar;
+use super::run::{advance, bar};
 use crate::scenario::check::{self, fmt_rate, fmt_secs};
 use crate::scenario::file::DetectorKind;
 use crate::scenario::units::{Dur, show};
@@ -363,8 +363,8 @@ pub fn run(args: TuneArgs) -> Result<(), CliError> {
             let jobs: Vec<(usize, u64)> = (0..plan.pairings.len())
                 .flat_map(|p| (1..=n).map(move |s| (p, s)))
                 .collect();
-            let b = bar(jobs.len() as u64, plan.name.clone());
-            let results = check::run_jobs(&plan, &jobs, threads, |d, _| b.set_position(d as u64))
+            let b = bar(plan.name.clone());
+            let results = check::run_jobs(&plan, &jobs, threads, |p| advance(&b, p))
                 .map_err(|e| CliError::Run(e.to_string()))?;
             b.finish_and_clear();
             let mut summaries = vec![RunSummary::default(); plan.pairings.len()];
@@ -383,14 +383,14 @@ pub fn run(args: TuneArgs) -> Result<(), CliError> {
             )
         }
         None => {
-            let b = bar(0, format!("{} round 1", plan.name));
-            let report = tune::tune(&plan, limits, budget, threads, command, |d, t, round| {
-                if d == 1 {
+            let b = bar(format!("{} round 1", plan.name));
+            let shown = std::sync::atomic::AtomicU64::new(0);
+            let report = tune::tune(&plan, limits, budget, threads, command, |p, round| {
+                if shown.swap(round, std::sync::atomic::Ordering::Relaxed) != round {
                     b.reset();
-                    b.set_length(t as u64);
                     b.set_prefix(format!("{} round {}", plan.name, round + 1));
                 }
-                b.set_position(d as u64);
+                advance(&b, p);
             })
             .map_err(|e| CliError::Run(e.to_string()))?;
             b.finish_and_clear();
@@ -418,8 +418,8 @@ fn run_shard(
         .filter(|(i, _)| *i as u64 % n == k - 1)
         .map(|(_, j)| *j)
         .collect();
-    let b = bar(mine.len() as u64, format!("{} shard {k}/{n}", plan.name));
-    let results = check::run_jobs(plan, &mine, threads, |d, _| b.set_position(d as u64))
+    let b = bar(format!("{} shard {k}/{n}", plan.name));
+    let results = check::run_jobs(plan, &mine, threads, |p| advance(&b, p))
         .map_err(|e| CliError::Run(e.to_string()))?;
     b.finish_and_clear();
     let mut text = String::new();

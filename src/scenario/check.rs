@@ -11,7 +11,8 @@
 //!   between-seed intervals ([`SideMetrics::false_rate_interval`]); the check says which.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -22,7 +23,7 @@ use super::{Assertion, Plan};
 use crate::sim::metrics::{
     Interval, Metrics, RateBound, RunSummary, SideMetrics, Watcher, never_connected,
 };
-use crate::sim::runner;
+use crate::sim::runner::{self, RunOptions};
 
 /// The confidence of intervals when an assertion does not say.
 pub const DEFAULT_CONFIDENCE: f64 = 0.95;
@@ -156,7 +157,7 @@ pub fn run(
     plan: &Plan,
     seeds: &[u64],
     threads: usize,
-    progress: impl Fn(usize, usize) + Sync,
+    progress: impl Fn(Progress) + Sync,
 ) -> Result<Report, RunError> {
     let jobs: Vec<(usize, u64)> = (0..plan.pairings.len())
         .flat_map(|p| seeds.iter().map(move |s| (p, *s)))
@@ -169,17 +170,37 @@ pub fn run(
     Ok(report(plan, by_pairing, seeds))
 }
 
+/// How far a batch of runs has got: runs finished, and simulated time gone by over all of them
+/// (runs report it as they go, so a batch of one long run shows progress too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub runs_done: usize,
+    pub runs: usize,
+    pub simulated: Duration,
+    pub simulated_total: Duration,
+}
+
 /// Runs each `(pairing, seed)` of `jobs`, `threads` at a time; the summaries come back in the
-/// order of `jobs`.
+/// order of `jobs`. `progress` is called from the worker threads as runs advance.
 pub fn run_jobs(
     plan: &Plan,
     jobs: &[(usize, u64)],
     threads: usize,
-    progress: impl Fn(usize, usize) + Sync,
+    progress: impl Fn(Progress) + Sync,
 ) -> Result<Vec<RunSummary>, RunError> {
     let scenarios: Vec<runner::Scenario> =
         (0..plan.pairings.len()).map(|p| plan.scenario(p)).collect();
     let done = AtomicUsize::new(0);
+    let simulated_ms = AtomicU64::new(0);
+    let simulated_total: Duration = jobs.iter().map(|&(p, _)| scenarios[p].duration).sum();
+    let report = |runs_done: usize, ms: u64| {
+        progress(Progress {
+            runs_done,
+            runs: jobs.len(),
+            simulated: Duration::from_millis(ms),
+            simulated_total,
+        })
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
@@ -187,14 +208,23 @@ pub fn run_jobs(
     pool.install(|| {
         jobs.par_iter()
             .map(|&(p, seed)| {
-                let out = runner::run(&scenarios[p], seed).map_err(|e| RunError::Simulation {
-                    pairing: plan.pairing_name(p),
-                    seed,
-                    message: e.to_string(),
-                })?;
+                let advanced = |d: Duration| {
+                    let ms = simulated_ms.fetch_add(d.as_millis() as u64, Ordering::Relaxed);
+                    report(done.load(Ordering::Relaxed), ms + d.as_millis() as u64);
+                };
+                let out =
+                    runner::run_watched(&scenarios[p], seed, RunOptions::default(), &advanced)
+                        .map_err(|e| RunError::Simulation {
+                            pairing: plan.pairing_name(p),
+                            seed,
+                            message: e.to_string(),
+                        })?;
                 require_connected(plan, p, seed, &out)?;
                 let summary = RunSummary::judged(seed, &out, &plan.judge_for(p));
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
+                report(
+                    done.fetch_add(1, Ordering::Relaxed) + 1,
+                    simulated_ms.load(Ordering::Relaxed),
+                );
                 Ok(summary)
             })
             .collect()

@@ -966,6 +966,18 @@ pub fn run_with(
     seed: u64,
     options: RunOptions,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
+    run_watched(scenario, seed, options, &|_| {})
+}
+
+/// [`run_with`], calling `advanced` with the simulated time gone by since its last call, about
+/// a hundred times over the run (at most once a simulated second), so that a long run can show
+/// its progress. The calls change nothing in the outcome.
+pub fn run_watched(
+    scenario: &Scenario,
+    seed: u64,
+    options: RunOptions,
+    advanced: &(dyn Fn(Duration) + Sync),
+) -> Result<Outcome, Box<dyn std::error::Error>> {
     // turmoil steps a whole tick at a time: a run that ended inside a step would go on to its
     // end.
     if !whole_ticks(scenario.duration, scenario.tick) {
@@ -1363,6 +1375,8 @@ pub fn run_with(
         });
     }
 
+    let report_every = (scenario.duration / 100).max(Duration::from_secs(1));
+    let mut reported = Duration::ZERO;
     while sim.elapsed() < scenario.duration {
         net.set_time(sim.elapsed());
         sim.step()?;
@@ -1370,6 +1384,14 @@ pub fn run_with(
         if let Some(e) = failed {
             return Err(e.into());
         }
+        let now = sim.elapsed().min(scenario.duration);
+        if now - reported >= report_every {
+            advanced(now - reported);
+            reported = now;
+        }
+    }
+    if scenario.duration > reported {
+        advanced(scenario.duration - reported);
     }
 
     let FaultLog {

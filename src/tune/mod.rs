@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::StackConfig;
 use crate::scenario::Plan;
-use crate::scenario::check::{self, RunError};
+use crate::scenario::check::{self, Progress, RunError};
 use crate::sim::metrics::{Metrics, RunSummary, SideMetrics};
 
 /// What the chosen pairing must achieve, on both sides.
@@ -239,14 +239,14 @@ fn round_seeds(budget: &Budget, r: u64) -> std::ops::Range<u64> {
     1 + r * n..1 + (r + 1) * n
 }
 
-/// Runs the adaptive sweep of `plan` and reports. `progress(done, total_this_round, round)`.
+/// Runs the adaptive sweep of `plan` and reports. `progress(progress_this_round, round)`.
 pub fn tune(
     plan: &Plan,
     limits: Limits,
     budget: Budget,
     threads: usize,
     command: String,
-    progress: impl Fn(usize, usize, u64) + Sync,
+    progress: impl Fn(Progress, u64) + Sync,
 ) -> Result<TuneReport, RunError> {
     let started = Instant::now();
     let n = plan.pairings.len();
@@ -260,7 +260,7 @@ pub fn tune(
             .iter()
             .flat_map(|&p| round_seeds.clone().map(move |s| (p, s)))
             .collect();
-        let results = check::run_jobs(plan, &jobs, threads, |d, t| progress(d, t, round))?;
+        let results = check::run_jobs(plan, &jobs, threads, |p| progress(p, round))?;
         for (&(p, _), s) in jobs.iter().zip(&results) {
             summaries[p].merge(s);
             seeds[p] += 1;

@@ -1,7 +1,7 @@
 //! Same scenario and seed, same trace, byte for byte: within a process here, and across
 //! processes through the committed snapshot.
 
-use mcpsim::sim::runner::{Fault, RunOptions, TraceLevel, TraceLine, run, run_with};
+use mcpsim::sim::runner::{Fault, RunOptions, TraceLevel, TraceLine, run, run_watched, run_with};
 
 use crate::endpoint_faults::{scenario, secs};
 
@@ -165,4 +165,18 @@ fn the_segments_level_adds_a_line_per_heartbeat_received_and_changes_nothing_els
             "{mine:?}"
         );
     }
+}
+
+#[test]
+fn a_watched_run_reports_its_simulated_time_as_it_goes_and_changes_nothing() {
+    let steps = std::sync::Mutex::new(Vec::new());
+    let watched = run_watched(&eventful(), 42, RunOptions::default(), &|d| {
+        steps.lock().unwrap().push(d)
+    })
+    .unwrap();
+    let steps = steps.into_inner().unwrap();
+    // 40 simulated seconds, reported at least once a simulated second rather than at the end.
+    assert!(steps.len() >= 40, "{} reports", steps.len());
+    assert_eq!(steps.iter().sum::<std::time::Duration>(), secs(40.0));
+    assert_eq!(watched.trace, run(&eventful(), 42).unwrap().trace);
 }
