@@ -452,7 +452,7 @@ fn a_real_small_sweep_renders_every_pairing_in_all_three_forms() {
         budget,
         2,
         "mcpsim tune tiny.toml".into(),
-        |_, _, _| {},
+        |_, _| {},
     )
     .expect("the sweep runs");
     assert_eq!(r.rows.len(), 2);

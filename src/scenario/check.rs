@@ -625,7 +625,7 @@ mod tests {
                     [grid]\ninterval = [\"1s\"]\nmiss_threshold = [3]\n[network]\n\
                     latency = \"1000h\"\n";
         let plan = crate::scenario::parse("far.toml", "far", text).expect("a valid scenario");
-        let err = super::run(&plan, &[3], 1, |_, _| {}).expect_err("nothing was measured");
+        let err = super::run(&plan, &[3], 1, |_| {}).expect_err("nothing was measured");
         assert!(
             matches!(
                 &err,
