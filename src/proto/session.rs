@@ -720,35 +720,19 @@ impl Session {
     /// it sent before the violation (WELCOME, HEARTBEAT_ACKs, an owed ACK, DATA the window lets
     /// out), so that a read's frames are answered in the order they came (§5).
     fn close_after_answers(&mut self, code: ErrorCode, reason: &str) {
-        self.close_last = Some(Frame::new(
-            self.id,
-            0,
-            Body::Close(Close {
-                code,
-                reason: reason.to_string(),
-            }),
-        ));
-        self.state = State::Closing;
-        self.events.push_back(Event::ConnectionClosed {
-            code,
-            reason: reason.to_string(),
-            by_peer: false,
-            resumable: true,
-        });
+        self.close_last = Some(self.closing(code, reason, true));
     }
 
     /// Queues CLOSE ahead of anything else and reports the connection's end.
     fn close_connection(&mut self, code: ErrorCode, reason: &str, resumable: bool) {
         self.control.clear();
         self.close_last = None;
-        self.control.push_back(Frame::new(
-            self.id,
-            0,
-            Body::Close(Close {
-                code,
-                reason: reason.to_string(),
-            }),
-        ));
+        let close = self.closing(code, reason, resumable);
+        self.control.push_back(close);
+    }
+
+    /// Enters `Closing`, reports the connection's end, and returns the CLOSE to send.
+    fn closing(&mut self, code: ErrorCode, reason: &str, resumable: bool) -> Frame {
         self.state = State::Closing;
         self.events.push_back(Event::ConnectionClosed {
             code,
@@ -756,6 +740,14 @@ impl Session {
             by_peer: false,
             resumable,
         });
+        Frame::new(
+            self.id,
+            0,
+            Body::Close(Close {
+                code,
+                reason: reason.to_string(),
+            }),
+        )
     }
 
     /// The peer ended the connection (CLOSE, REJECT or GOAWAY).
