@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use crate::net::client::ClientOptions;
 use crate::net::server::ServerOptions;
 use crate::proto::backoff::{BackoffConfig, BreakerConfig, Jitter, Policy, ReconnectConfig};
-use crate::proto::detector::{AdaptiveConfig, DetectorConfig, KMissConfig, PhiConfig};
+use crate::proto::detector::{
+    AdaptiveConfig, DetectorConfig, KMissConfig, PhiConfig, TcpScheduleConfig,
+};
 use crate::proto::frame::{HeartbeatMode, HeartbeatParams};
 use crate::proto::health::HealthConfig;
 use crate::units::{Dur, Percent, show};
@@ -118,6 +120,8 @@ pub enum DetectorKind {
     Phi,
     /// On a first miss, probe faster before suspecting.
     Adaptive,
+    /// Wait for the next heartbeat's (k − 1)-th TCP resend, timed from measured round trips.
+    Tcp,
 }
 
 impl DetectorKind {
@@ -126,15 +130,17 @@ impl DetectorKind {
             DetectorKind::KMiss => "k-miss",
             DetectorKind::Phi => "phi",
             DetectorKind::Adaptive => "adaptive",
+            DetectorKind::Tcp => "tcp",
         }
     }
 
-    /// `k-miss`, `phi` or `adaptive`.
+    /// `k-miss`, `phi`, `adaptive` or `tcp`.
     pub fn parse(s: &str) -> Option<DetectorKind> {
         match s {
             "k-miss" => Some(DetectorKind::KMiss),
             "phi" => Some(DetectorKind::Phi),
             "adaptive" => Some(DetectorKind::Adaptive),
+            "tcp" => Some(DetectorKind::Tcp),
             _ => None,
         }
     }
@@ -512,6 +518,7 @@ impl StackConfig {
                 probe_interval: h.adaptive.probe_interval.map(|x| x.0),
                 probes: h.adaptive.probes,
             }),
+            DetectorKind::Tcp => DetectorConfig::Tcp(TcpScheduleConfig { grace: h.grace.0 }),
         }
     }
 

@@ -33,6 +33,8 @@ pub enum DetectorKind {
     Phi,
     /// Probe on the first miss, suspect when probes go unanswered.
     Adaptive,
+    /// Wait for the next heartbeat's (k − 1)-th TCP resend, timed from measured round trips.
+    Tcp,
 }
 
 impl From<DetectorKind> for config::DetectorKind {
@@ -41,6 +43,7 @@ impl From<DetectorKind> for config::DetectorKind {
             DetectorKind::KMiss => config::DetectorKind::KMiss,
             DetectorKind::Phi => config::DetectorKind::Phi,
             DetectorKind::Adaptive => config::DetectorKind::Adaptive,
+            DetectorKind::Tcp => config::DetectorKind::Tcp,
         }
     }
 }

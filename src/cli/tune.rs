@@ -37,7 +37,7 @@ pub struct TuneArgs {
     /// Miss thresholds k to try, comma-separated.
     #[arg(long)]
     pub thresholds: Option<String>,
-    /// Detectors to compare, comma-separated: k-miss, phi, adaptive.
+    /// Detectors to compare, comma-separated: k-miss, phi, adaptive, tcp.
     #[arg(long)]
     pub detectors: Option<String>,
     #[command(flatten)]
@@ -180,13 +180,10 @@ fn load(args: &TuneArgs) -> Result<Plan, CliError> {
         None => plan.pairings.iter().map(|p| p.miss_threshold).collect(),
     };
     let detectors = match &args.detectors {
-        Some(s) => list("detectors", s, |x| match x {
-            "k-miss" => Ok(DetectorKind::KMiss),
-            "phi" => Ok(DetectorKind::Phi),
-            "adaptive" => Ok(DetectorKind::Adaptive),
-            _ => Err(format!(
-                "unknown detector {x:?}; choose from k-miss, phi, adaptive"
-            )),
+        Some(s) => list("detectors", s, |x| {
+            DetectorKind::parse(x).ok_or_else(|| {
+                format!("unknown detector {x:?}; choose from k-miss, phi, adaptive, tcp")
+            })
         })?,
         None => plan.pairings.iter().map(|p| p.detector).collect(),
     };

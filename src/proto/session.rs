@@ -1022,6 +1022,9 @@ impl Session {
         let counts = probe || (self.side == Side::Client && self.mode == HeartbeatMode::OneWay);
         let gap = if counts { self.evidence(now) } else { None };
         self.events.push_back(Event::Rtt { rtt, seq, gap });
+        if let Some(d) = &mut self.detector {
+            d.handle_rtt(rtt);
+        }
         if let Some(h) = &mut self.health {
             h.handle_reply(now, seq as u64);
             h.handle_rtt(now, rtt);

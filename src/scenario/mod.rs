@@ -329,16 +329,11 @@ fn parse_pairing(name: &str) -> Result<(Option<DetectorKind>, Duration, u8), Str
     };
     let (detector, rest) = match name.split_once(':') {
         Some((d, rest)) => {
-            let d = match d {
-                "k-miss" => DetectorKind::KMiss,
-                "phi" => DetectorKind::Phi,
-                "adaptive" => DetectorKind::Adaptive,
-                _ => {
-                    return Err(format!(
-                        "unknown detector {d:?} in pairing {name:?}; detectors are k-miss, phi, adaptive"
-                    ));
-                }
-            };
+            let d = DetectorKind::parse(d).ok_or_else(|| {
+                format!(
+                    "unknown detector {d:?} in pairing {name:?}; detectors are k-miss, phi, adaptive, tcp"
+                )
+            })?;
             (Some(d), rest)
         }
         None => (None, name),

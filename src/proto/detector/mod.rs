@@ -57,6 +57,9 @@ pub trait Detector {
     fn poll_event(&mut self) -> Option<DetectorEvent>;
     fn verdict(&self) -> Verdict;
     fn set_params(&mut self, now: Time, interval: Duration, miss_threshold: u32);
+    /// A heartbeat round trip was measured on this connection. Detectors that do not use round
+    /// trips ignore it.
+    fn handle_rtt(&mut self, _rtt: Duration) {}
 }
 
 /// A detector chosen at run time, dispatching by `match` rather than through a vtable: the
@@ -66,15 +69,17 @@ pub enum AnyDetector {
     KMiss(KMiss),
     Phi(PhiAccrual),
     Adaptive(AdaptiveProbing),
+    Tcp(TcpSchedule),
 }
 
 impl AnyDetector {
-    /// The detector's name in reports: `"k-miss"`, `"phi"` or `"adaptive"`.
+    /// The detector's name in reports: `"k-miss"`, `"phi"`, `"adaptive"` or `"tcp"`.
     pub fn name(&self) -> &'static str {
         match self {
             AnyDetector::KMiss(_) => "k-miss",
             AnyDetector::Phi(_) => "phi",
             AnyDetector::Adaptive(_) => "adaptive",
+            AnyDetector::Tcp(_) => "tcp",
         }
     }
 }
@@ -85,6 +90,7 @@ macro_rules! dispatch {
             AnyDetector::KMiss($d) => $e,
             AnyDetector::Phi($d) => $e,
             AnyDetector::Adaptive($d) => $e,
+            AnyDetector::Tcp($d) => $e,
         }
     };
 }
@@ -114,6 +120,10 @@ impl Detector for AnyDetector {
     fn set_params(&mut self, now: Time, interval: Duration, miss_threshold: u32) {
         dispatch!(self, d => d.set_params(now, interval, miss_threshold))
     }
+    #[inline]
+    fn handle_rtt(&mut self, rtt: Duration) {
+        dispatch!(self, d => d.handle_rtt(rtt))
+    }
 }
 
 /// Which detector to run, with its own tunables, as written in a scenario or config file.
@@ -135,6 +145,7 @@ pub enum DetectorConfig {
     KMiss(KMissConfig),
     Phi(PhiConfig),
     Adaptive(AdaptiveConfig),
+    Tcp(TcpScheduleConfig),
 }
 
 impl Default for DetectorConfig {
@@ -158,15 +169,19 @@ impl DetectorConfig {
             DetectorConfig::Adaptive(c) => {
                 AnyDetector::Adaptive(AdaptiveProbing::new(now, interval, miss_threshold, *c))
             }
+            DetectorConfig::Tcp(c) => {
+                AnyDetector::Tcp(TcpSchedule::new(now, interval, miss_threshold, *c))
+            }
         }
     }
 
-    /// The detector's name in reports: `"k-miss"`, `"phi"` or `"adaptive"`.
+    /// The detector's name in reports: `"k-miss"`, `"phi"`, `"adaptive"` or `"tcp"`.
     pub fn name(&self) -> &'static str {
         match self {
             DetectorConfig::KMiss(_) => "k-miss",
             DetectorConfig::Phi(_) => "phi",
             DetectorConfig::Adaptive(_) => "adaptive",
+            DetectorConfig::Tcp(_) => "tcp",
         }
     }
 }
@@ -250,10 +265,12 @@ pub(crate) mod millis {
 pub mod adaptive;
 pub mod kmiss;
 pub mod phi;
+pub mod tcp;
 
 pub use adaptive::{AdaptiveConfig, AdaptiveProbing};
 pub use kmiss::{KMiss, KMissConfig};
 pub use phi::{PhiAccrual, PhiConfig};
+pub use tcp::{TcpSchedule, TcpScheduleConfig};
 
 /// Helpers shared by the detectors' unit tests.
 #[cfg(test)]
