@@ -24,6 +24,10 @@ enum Command {
     /// scenario (default: a built-in WAN with bursty loss and crashing servers) and recommend
     /// the cheapest that meets the limits.
     Tune(cli::tune::TuneArgs),
+    /// Detectors side by side: for each scenario (default: the one `tune` runs), every
+    /// detector over the same grid and seeds, and the lowest detection p99 each reaches at a
+    /// false-suspicion rate, with seed-bootstrap intervals.
+    Compare(cli::compare::CompareArgs),
     /// Combine the JSON Lines of `mcpsim tune --shard` runs into one report.
     Merge(cli::tune::MergeArgs),
     /// Run scenario files: every pairing on every seed, judged against the files' assertions.
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(cli::serve::run(args))),
         Command::Client(args) => runtime().and_then(|rt| rt.block_on(cli::client::run(args))),
         Command::Tune(args) => cli::tune::run(args),
+        Command::Compare(args) => cli::compare::run(args),
         Command::Merge(args) => cli::tune::merge(args),
         Command::Run(args) => cli::run::run(args),
         Command::Replay(args) => cli::replay::replay(args),

@@ -9,6 +9,7 @@
 //! - [`opts`]: flags and helpers both network commands share.
 
 pub mod cert;
+pub mod compare;
 pub mod client;
 pub mod observe;
 pub mod opts;

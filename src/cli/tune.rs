@@ -148,7 +148,7 @@ fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
 }
 
-fn list<T>(
+pub(super) fn list<T>(
     flag: &str,
     s: &str,
     parse: impl Fn(&str) -> Result<T, String>,
@@ -197,7 +197,7 @@ fn load(args: &TuneArgs) -> Result<Plan, CliError> {
 }
 
 /// Sorted, without repeats.
-fn distinct<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+pub(super) fn distinct<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v.dedup();
     v

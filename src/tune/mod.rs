@@ -12,6 +12,7 @@
 //! false-suspicion rate (overhead breaks ties) and recommends the cheapest pairing (least heartbeat overhead) that meets
 //! the limits, with its margins; or says that none does and which limit came closest.
 
+pub mod compare;
 pub mod render;
 
 use std::time::{Duration, Instant};
