@@ -1001,6 +1001,37 @@ mod tests {
     }
 
     #[test]
+    fn a_welcome_with_a_max_payload_below_three_is_malformed() {
+        let welcome = |max_payload| {
+            Frame::new(
+                5,
+                0,
+                Body::Welcome(Welcome {
+                    token: [1; TOKEN_LEN],
+                    params: HeartbeatParams {
+                        interval_ms: 1000,
+                        miss_threshold: 3,
+                    },
+                    mode: HeartbeatMode::OneWay,
+                    resumed: false,
+                    last_received: 0,
+                    window: 8,
+                    max_payload,
+                }),
+            )
+        };
+        for max_payload in 0..3 {
+            let mut b = BytesMut::from(&welcome(max_payload).to_bytes().unwrap()[..]);
+            let err = Decoder::new(1024).decode(&mut b).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "malformed WELCOME payload: max payload below 3"
+            );
+        }
+        round_trip(welcome(3));
+    }
+
+    #[test]
     fn eof_inside_a_frame_is_truncation() {
         let bytes = Frame::heartbeat(1, 1).to_bytes().unwrap();
         let mut buf = BytesMut::from(&bytes[..10]);

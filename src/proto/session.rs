@@ -809,6 +809,16 @@ impl Session {
         if matches!(frame.body, Body::Hello(_)) {
             return Err(self.unexpected(&frame));
         }
+        // A CLOSE ends the connection whatever session id it carries, and is never answered
+        // (§5 check 7, §12): a peer that closes before it has taken our WELCOME says 0.
+        if let Body::Close(c) = frame.body {
+            let resumable = !c.code.ends_session();
+            self.peer_closed(c.code, c.reason.clone(), resumable);
+            return Err(Error::PeerClosed {
+                code: c.code,
+                reason: c.reason,
+            });
+        }
         if frame.session_id != self.id {
             return Err(Error::WrongSession {
                 got: frame.session_id,
@@ -844,14 +854,6 @@ impl Session {
             Body::HeartbeatAck(_) => self.heartbeat_ack(now, frame.seq),
             Body::Data(data) => self.receive_data(now, frame.seq, data)?,
             Body::Ack { window } => self.receive_ack(frame.seq, window)?,
-            Body::Close(c) => {
-                let resumable = !c.code.ends_session();
-                self.peer_closed(c.code, c.reason.clone(), resumable);
-                return Err(Error::PeerClosed {
-                    code: c.code,
-                    reason: c.reason,
-                });
-            }
             Body::GoAway(g) if self.side == Side::Client => {
                 self.events.push_back(Event::GoAway {
                     code: g.code,
@@ -896,7 +898,7 @@ impl Session {
                 self.params = w.params;
                 self.mode = w.mode;
                 self.peer_max_payload = (w.max_payload as usize).min(MAX_PAYLOAD_LEN);
-                let peer_last = expand_seq(w.last_received, self.peer_acked);
+                let peer_last = expand_seq(w.last_received, self.next_seq - 1);
                 if peer_last >= self.next_seq {
                     return Err(Error::AckBeyondSent {
                         acked: peer_last,
@@ -1075,8 +1077,10 @@ impl Session {
     }
 
     fn receive_ack(&mut self, wire_seq: u32, window: u32) -> Result<(), Error> {
-        let acked = expand_seq(wire_seq, self.peer_acked);
+        // The highest DATA the peer can have: sent on this connection, or what the resume
+        // rewound to. Frames of an earlier connection not yet sent again do not count (§9.3).
         let highest_sent = self.transmitted;
+        let acked = expand_seq(wire_seq, highest_sent);
         if acked > highest_sent {
             return Err(Error::AckBeyondSent {
                 acked,
@@ -1321,5 +1325,50 @@ impl Session {
             self.ack_now = true;
         }
         Some(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An established client whose DATA counters have passed 2^32: it has sent up to
+    /// 2^32 + 20 and the server has acknowledged up to 2^32 + 10.
+    fn past_the_wrap() -> Session {
+        let mut s = Session::client(ClientConfig::default());
+        s.state = State::Established;
+        s.id = 5;
+        s.next_seq = (1 << 32) + 21;
+        s.transmitted = (1 << 32) + 20;
+        s.peer_acked = (1 << 32) + 10;
+        s.peer_window = 64;
+        s
+    }
+
+    fn ack(wire: u32) -> Frame {
+        Frame::new(5, wire, Body::Ack { window: 64 })
+    }
+
+    #[test]
+    fn an_ack_is_expanded_around_the_highest_sequence_number_sent() {
+        // 2^31 + 15 on the wire is nearest to 2^32 + 2^31 + 15 from the highest sent
+        // (2^32 + 20): beyond it, so a SEQUENCE_ERROR, not a stale ACK from 2^31 + 15.
+        let mut s = past_the_wrap();
+        let err = s.handle_frame(Time::ZERO, ack((1 << 31) + 15)).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::SequenceError, "{err}");
+
+        let mut s = past_the_wrap();
+        assert_eq!(s.handle_frame(Time::ZERO, ack(15)), Ok(()));
+        assert_eq!(s.peer_acked, (1 << 32) + 15);
+    }
+
+    #[test]
+    fn the_heartbeat_counter_goes_from_its_largest_value_to_one_never_zero() {
+        let mut s = past_the_wrap();
+        s.hb_seq = u32::MAX - 1;
+        s.send_heartbeat(Time::ZERO, false);
+        s.send_heartbeat(Time::ZERO, false);
+        let seqs: Vec<u32> = s.control.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, [u32::MAX, 1]);
     }
 }

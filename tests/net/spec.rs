@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mcpsim::proto::frame::{Body, Frame, Hello, MAX_PAYLOAD_LEN, Resume, TOKEN_LEN, Welcome};
+use mcpsim::proto::frame::{
+    Body, Frame, HeartbeatMode, HeartbeatParams, Hello, MAX_PAYLOAD_LEN, Resume, TOKEN_LEN, Welcome,
+};
 use mcpsim::proto::{Decoder, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -152,6 +154,62 @@ async fn a_resume_with_a_wrong_token_leaves_the_live_session_alone() {
     let mut new = Raw::connect(&srv.addr).await;
     new.send(&[hello(id, Some(w.token))]).await;
     assert!(matches!(new.next().await.map(|f| f.body), Some(Body::Welcome(w)) if w.resumed));
+}
+
+#[tokio::test]
+async fn a_resume_keeps_the_sessions_interval_and_mode_whatever_the_hello_asks() {
+    let srv = start_server(fast_server_options(), echo()).await;
+    let asking = |session_id, token: Option<[u8; TOKEN_LEN]>, interval_ms, mode| {
+        Frame::new(
+            session_id,
+            0,
+            Body::Hello(Hello {
+                client_id: "raw".into(),
+                credential: Bytes::new(),
+                requested: Some(HeartbeatParams {
+                    interval_ms,
+                    miss_threshold: 3,
+                }),
+                mode: Some(mode),
+                resume: token.map(|token| Resume {
+                    token,
+                    last_received: 0,
+                }),
+            }),
+        )
+    };
+    let mut first = Raw::connect(&srv.addr).await;
+    first
+        .send(&[asking(0, None, 1000, HeartbeatMode::OneWay)])
+        .await;
+    let (id, w) = match first.next().await {
+        Some(Frame {
+            session_id,
+            body: Body::Welcome(w),
+            ..
+        }) => (session_id, w),
+        other => panic!("expected WELCOME, got {other:?}"),
+    };
+    assert_eq!(
+        (w.params.interval_ms, w.mode),
+        (1000, HeartbeatMode::OneWay)
+    );
+    drop(first);
+    let mut again = Raw::connect(&srv.addr).await;
+    again
+        .send(&[asking(id, Some(w.token), 5000, HeartbeatMode::TwoWay)])
+        .await;
+    match again.next().await.map(|f| f.body) {
+        Some(Body::Welcome(r)) => {
+            assert!(r.resumed);
+            assert_eq!(
+                (r.params, r.mode),
+                (w.params, w.mode),
+                "the session's values"
+            );
+        }
+        other => panic!("expected WELCOME resumed, got {other:?}"),
+    }
 }
 
 #[tokio::test]

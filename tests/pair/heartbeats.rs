@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use mcpsim::proto::Time;
-use mcpsim::proto::frame::{HeartbeatMode, HeartbeatParams};
+use mcpsim::proto::frame::{Frame, FrameType, HeartbeatMode, HeartbeatParams};
 use mcpsim::proto::health::HealthConfig;
 use mcpsim::proto::registry::ServerConfig;
 use mcpsim::proto::session::{ClientConfig, Event, State};
@@ -193,6 +193,51 @@ fn server_can_lengthen_the_interval_and_the_client_follows() {
         p.server_times(|e| matches!(e, Event::PeerSuspected { .. }))
             .is_empty()
     );
+}
+
+#[test]
+fn a_config_outside_the_servers_bounds_is_applied_as_given() {
+    // The server's bounds are [100 ms, 60 s]; its CONFIG says 50 ms all the same.
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
+    p.run_until(at(2.5));
+    let now = p.now;
+    let fast = HeartbeatParams {
+        interval_ms: 50,
+        miss_threshold: 2,
+    };
+    p.server.as_mut().unwrap().set_params(now, fast);
+    p.pump();
+    let before = p.bytes_to_server;
+    p.run_until(at(3.53));
+    assert_eq!(p.client.params(), fast);
+    // CONFIG reaches the client at 2.505; heartbeats at 2.555, 2.605, ..., 3.505.
+    assert_eq!((p.bytes_to_server - before) / 16, 20);
+    assert!(
+        p.server_times(|e| matches!(e, Event::PeerSuspected { .. }))
+            .is_empty()
+    );
+}
+
+#[test]
+fn heartbeats_numbered_zero_or_two_to_the_32_minus_one_are_answered_with_that_number() {
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
+    p.run_until(at(0.5));
+    let id = p.client.id();
+    let s = p.server.as_mut().unwrap();
+    for seq in [u32::MAX, 0] {
+        assert_eq!(s.handle_frame(at(0.5), Frame::heartbeat(id, seq)), Ok(()));
+        let reply = s.poll_transmit(at(0.5)).expect("a HEARTBEAT_ACK");
+        assert_eq!(
+            (reply.frame_type(), reply.seq),
+            (FrameType::HeartbeatAck, seq)
+        );
+    }
 }
 
 #[test]

@@ -1,8 +1,10 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use mcpsim::proto::frame::{Body, Frame};
 use mcpsim::proto::registry::ServerConfig;
-use mcpsim::proto::session::{ClientConfig, Event, Message, SendError};
+use mcpsim::proto::session::{ClientConfig, Event, Message, SendError, SessionConfig, State};
+use mcpsim::proto::{Error, ErrorCode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -150,4 +152,96 @@ fn a_closed_session_refuses_to_send() {
     )));
     // The server forgot the session: nothing is kept for a resume.
     assert_eq!(p.registry.len(), 0);
+}
+
+#[test]
+fn after_a_resume_an_ack_for_data_not_yet_sent_again_is_a_sequence_error() {
+    let mut p = Pair::new(ClientConfig::default(), ServerConfig::default());
+    p.run_until(at(0.5));
+    for i in 0..3 {
+        p.server
+            .as_mut()
+            .unwrap()
+            .send(0, 0, payload(0, i))
+            .unwrap();
+    }
+    p.pump(); // DATA 1–3 are on the link ...
+    p.break_connection(); // ... and lost with it: the client resumes with last received 0
+    // Reconnect, HELLO and WELCOME take 110 ms; the client's ACK is 5 ms away from the server.
+    p.run_for(p.reconnect_delay + p.latency * 2);
+    let id = p.client.id();
+    let s = p.server.as_mut().expect("resumed");
+    assert_eq!(
+        s.unacknowledged(),
+        3,
+        "sent on the old connection, not yet again"
+    );
+    let err = s
+        .handle_frame(p.now, Frame::new(id, 2, Body::Ack { window: 8 }))
+        .unwrap_err();
+    assert_eq!(err, Error::AckBeyondSent { acked: 2, sent: 0 });
+}
+
+#[test]
+fn a_goaway_with_any_code_leaves_the_session_to_be_resumed() {
+    for code in [
+        ErrorCode::ShuttingDown,
+        ErrorCode::Normal,
+        ErrorCode::Other(0x8001),
+    ] {
+        let mut p = Pair::new(ClientConfig::default(), ServerConfig::default());
+        p.run_until(at(0.5));
+        let id = p.client.id();
+        let now = p.now;
+        p.server.as_mut().unwrap().go_away(code, secs(0.0), "going");
+        p.pump();
+        p.run_until(at(1.0));
+        assert!(
+            p.client_events.iter().any(|(_, e)| matches!(
+                e,
+                Event::ConnectionClosed { code: c, by_peer: true, resumable: true, .. } if *c == code
+            )),
+            "{code:?}"
+        );
+        let resumed = p.client_times(|e| matches!(e, Event::Established { resumed: true, .. }));
+        assert!(
+            !resumed.is_empty() && resumed[0] > now,
+            "{code:?}: not resumed"
+        );
+        assert_eq!(p.client.id(), id);
+    }
+}
+
+#[test]
+fn data_in_flight_when_close_is_sent_is_delivered_and_still_reported_unacknowledged() {
+    let server = ServerConfig {
+        session: SessionConfig {
+            window: 4,
+            ..SessionConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let mut p = Pair::new(ClientConfig::default(), server);
+    p.run_until(at(0.5));
+    for i in 0..6 {
+        p.client.send(0, 0, payload(0, i)).unwrap();
+    }
+    p.pump(); // DATA 1–4 go out; 5 and 6 wait for the window
+    p.client.close(ErrorCode::Normal, "done");
+    p.pump(); // CLOSE follows DATA 4; nothing follows the CLOSE
+    p.run_until(at(1.0));
+    // The server's application gets the four that came before the CLOSE ...
+    let got: Vec<u64> = p.server_received.iter().map(|m| m.seq).collect();
+    assert_eq!(got, [1, 2, 3, 4]);
+    // ... and the client, which saw no ACK, reports all six: four sent (1–4), two never sent.
+    let reported: Vec<Vec<u64>> = p
+        .client_events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Undelivered { messages } => Some(messages.iter().map(|m| m.seq).collect()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported, [vec![1, 2, 3, 4, 0, 0]]);
+    assert_eq!(p.client.state(), State::Closed);
 }
