@@ -125,6 +125,13 @@ pub enum DetectorKind {
 }
 
 impl DetectorKind {
+    /// What `η/k` means for each detector, for the legends of every table that shows pairings.
+    pub const PAIRING_LEGEND: &'static str = "pairings are [detector:]η/k: k-miss (no prefix) \
+        suspects after k missed heartbeats; phi uses its threshold (8 unless set) with an \
+        acceptable pause of (k − 1)·η, the threshold itself does not depend on k; adaptive \
+        sends k − 1 probes η/4 apart after a first miss; tcp suspects when the next heartbeat \
+        is later than its (k − 1)-th TCP resend would be.";
+
     pub fn name(self) -> &'static str {
         match self {
             DetectorKind::KMiss => "k-miss",

@@ -59,8 +59,9 @@ pub fn run(args: CompareArgs) -> Result<(), CliError> {
         )));
     }
     let detectors = distinct(list("detectors", &args.detectors, |x| {
-        DetectorKind::parse(x)
-            .ok_or_else(|| format!("unknown detector {x:?}; choose from k-miss, phi, adaptive, tcp"))
+        DetectorKind::parse(x).ok_or_else(|| {
+            format!("unknown detector {x:?}; choose from k-miss, phi, adaptive, tcp")
+        })
     })?);
     let intervals = distinct(list("intervals", &args.intervals, |x| {
         Dur::parse(x).map(|d| d.0)
@@ -121,6 +122,7 @@ pub fn run(args: CompareArgs) -> Result<(), CliError> {
     if out.len() > 1 {
         print!("{}", overall(&out));
     }
+    println!("{}", DetectorKind::PAIRING_LEGEND);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&out)
             .map_err(|e| CliError::Run(format!("cannot encode the comparison: {e}")))?;

@@ -9,8 +9,8 @@
 //! - [`opts`]: flags and helpers both network commands share.
 
 pub mod cert;
-pub mod compare;
 pub mod client;
+pub mod compare;
 pub mod observe;
 pub mod opts;
 pub mod replay;

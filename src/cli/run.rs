@@ -260,6 +260,13 @@ pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
          suspicions (and the reconnects they cost); reconnecting: share still suspected after \
          a real failure ended, waiting for the session (P_A = P_A det − reconnecting)."
     );
+    if plan
+        .pairings
+        .iter()
+        .any(|p| p.detector != crate::config::DetectorKind::KMiss)
+    {
+        let _ = writeln!(o, "  {}", crate::config::DetectorKind::PAIRING_LEGEND);
+    }
     o.push_str(&heartbeat_table(r));
     let held = r.checks.iter().filter(|c| c.holds).count();
     let _ = writeln!(o, "  assertions: {held} of {} checks hold", r.checks.len());

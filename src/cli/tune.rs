@@ -726,6 +726,7 @@ pub fn text(r: &TuneReport) -> String {
         "  meets: yes with the {} margin on both limits; thin: within the limits, by less than the margin.",
         percent(l.margin)
     );
+    let _ = writeln!(o, "  {}", crate::config::DetectorKind::PAIRING_LEGEND);
     let _ = writeln!(o);
     match (&r.recommendation, &r.closest) {
         (Some(rec), _) => {

@@ -351,8 +351,9 @@ fn table_legend(r: &TuneReport) -> String {
          each client), ∞ when a failure went undetected. λ_M: false suspicions per \
          connection-hour on the worse side, with its {} interval. T_M mean, P_A: mistake \
          duration and query accuracy of the worse side. Overhead: heartbeat bytes and frames \
-         per second of both ends of a connection. {NONE}: not measured.",
-        percent(r.limits.confidence)
+         per second of both ends of a connection. {NONE}: not measured. {}",
+        percent(r.limits.confidence),
+        crate::config::DetectorKind::PAIRING_LEGEND
     )
 }
 
