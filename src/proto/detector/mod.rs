@@ -8,9 +8,13 @@
 //! - Drain [`Detector::poll_event`] after either call: `Suspect`, `Trust` and `Probe` requests,
 //!   oldest first. A `Probe` asks the owner to send one extra heartbeat now (adaptive probing).
 //! - [`Detector::set_params`] when the heartbeat interval or miss threshold changes (handshake,
-//!   CONFIG frame). The detector re-arms as if a heartbeat had arrived at `now`.
+//!   CONFIG frame). The detector re-arms as if a heartbeat had arrived at `now`: it trusts and
+//!   counts silence from `now`.
 //!
-//! A detector starts trusting, with a virtual heartbeat at its creation time.
+//! A detector starts trusting and counts silence from its creation time, as if a heartbeat had
+//! arrived then, so that a peer silent from the handshake on is still suspected. For the timing
+//! only: the phi detector does not take the creation or `set_params` instant as a heartbeat when
+//! it estimates inter-arrival times (see [`phi`]).
 //!
 //! # Ties
 //!
@@ -131,7 +135,15 @@ impl Detector for AnyDetector {
 /// The heartbeat interval η and miss threshold k are not here: they are protocol parameters
 /// negotiated in the handshake and passed to [`DetectorConfig::build`] and
 /// [`Detector::set_params`]. Durations are written as integer milliseconds in fields named
-/// `*_ms`; omitted fields take their defaults. For example (TOML):
+/// `*_ms`; omitted fields take their defaults.
+///
+/// For phi, k never changes the threshold. A pairing such as `phi:1s/3` (a scenario grid, the
+/// `[heartbeat]` configuration, `mcpsim sweep`) means η = 1 s and an acceptable heartbeat pause
+/// of (k − 1)·η = 2 s unless `[heartbeat.phi] acceptable_pause` is given
+/// ([`PhiConfig::pause_for_miss_threshold`]), so that phi tolerates about as many missing
+/// heartbeats as k-miss; the threshold is [`PhiConfig::threshold`] (8 by default) whatever k
+/// is. A `PhiConfig` written out, as below, carries its own pause (Akka's 3 s if omitted).
+/// For example (TOML):
 ///
 /// ```toml
 /// [detector]
