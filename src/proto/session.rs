@@ -302,6 +302,13 @@ pub struct Counters {
 const RTT_SLOTS: usize = 32;
 /// Control frames that may wait for the socket; heartbeat replies beyond this are dropped.
 const CONTROL_CAP: usize = 64;
+/// A detector deadline handled this much after it fell due means this process was not running
+/// (stopped, swapped out, its runtime starved): it was in no position to observe its peer
+/// (§11.4).
+pub const STARVED_LATENESS: Duration = Duration::from_millis(50);
+/// How long such a watcher gives the frames that arrived meanwhile to be read before the
+/// detector judges the silence.
+pub const STARVED_RECHECK: Duration = Duration::from_millis(5);
 
 /// One side of a session. See the module docs for the calling protocol.
 #[derive(Debug)]
@@ -348,6 +355,8 @@ pub struct Session {
     detector: Option<AnyDetector>,
     health: Option<HealthEvaluator>,
     last_heartbeat: Time,
+    /// When this watcher, found to have been starved, lets its detector judge (§11.4).
+    starved_recheck: Option<Time>,
     /// The last liveness evidence on this connection (see [`Event::Rtt`]'s `gap`).
     last_evidence: Option<Time>,
 
@@ -422,6 +431,7 @@ impl Session {
             detector: None,
             health: None,
             last_heartbeat: Time::ZERO,
+            starved_recheck: None,
             last_evidence: None,
             events: VecDeque::new(),
             counters: Counters::default(),
@@ -606,6 +616,7 @@ impl Session {
         // it) must not carry over, or a peer silent from the start of the new connection
         // would never be suspected (a suspecting detector waits for an arrival, not a timer).
         self.detector = Some(self.config.detector.build(now, interval, k));
+        self.starved_recheck = None;
         self.reset_health(now);
         self.last_heartbeat = now;
         if self.sends_heartbeats() {
@@ -1134,6 +1145,7 @@ impl Session {
         if self.state == State::Established
             && let Some(d) = self.detector.as_ref().and_then(|d| d.poll_timeout())
         {
+            let d = self.starved_recheck.map_or(d, |r| r.max(d));
             t = Some(t.map_or(d, |t| t.min(d)));
         }
         t
@@ -1162,7 +1174,9 @@ impl Session {
             self.ack_deadline = None;
             self.ack_now = true;
         }
-        if let Some(d) = &mut self.detector {
+        if self.detector_may_judge(now)
+            && let Some(d) = &mut self.detector
+        {
             d.handle_timeout(now);
         }
         self.drain_detector(now);
@@ -1170,6 +1184,36 @@ impl Session {
             h.handle_timeout(now);
         }
         self.drain_health(now);
+    }
+
+    /// Whether the detector may judge at `now`. A watcher that handles a deadline more than
+    /// [`STARVED_LATENESS`] after it fell due was not running, and has not yet read what arrived
+    /// while it was not: the detector judges [`STARVED_RECHECK`] later, after those frames
+    /// (§11.4). A heartbeat read meanwhile re-arms the detector and ends the wait.
+    fn detector_may_judge(&mut self, now: Time) -> bool {
+        let Some(due) = self.detector.as_ref().and_then(|d| d.poll_timeout()) else {
+            self.starved_recheck = None;
+            return true;
+        };
+        if now < due {
+            self.starved_recheck = None;
+            return true;
+        }
+        match self.starved_recheck {
+            Some(r) => {
+                if now >= r {
+                    self.starved_recheck = None;
+                    true
+                } else {
+                    false
+                }
+            }
+            None if now - due > STARVED_LATENESS => {
+                self.starved_recheck = Some(now + STARVED_RECHECK);
+                false
+            }
+            None => true,
+        }
     }
 
     fn drain_health(&mut self, now: Time) {

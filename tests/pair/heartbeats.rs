@@ -371,3 +371,35 @@ fn a_new_connection_starts_a_fresh_detector_and_no_stale_verdict_surfaces_later(
     let trusted = p.client_times(|e| matches!(e, Event::PeerTrusted));
     assert!(trusted.iter().all(|t| *t <= resumed_at), "{trusted:?}");
 }
+
+#[test]
+fn a_watcher_that_was_not_running_reads_what_arrived_before_it_suspects() {
+    // Two-way, η = 1 s, k = 2. The server suspects a silent client but keeps the connection.
+    let mut server = ServerConfig::default();
+    server.session.health = Some(HealthConfig {
+        dead_after: secs(30.0),
+        ..HealthConfig::for_params(secs(1.0), 2)
+    });
+    let mut p = Pair::new(client(1000, 2, HeartbeatMode::TwoWay), server);
+    p.run_until(at(2.5));
+    // The client process stops for 3.5 s; the server's heartbeats wait in its socket.
+    p.client_up = false;
+    p.run_until(at(6.0));
+    // Back, its runtime happens to fire the overdue detector timer before reading: 2 s late.
+    p.client.handle_timeout(at(6.0));
+    p.client_up = true;
+    p.run_until(at(8.0));
+    assert!(
+        p.client_times(|e| matches!(e, Event::PeerSuspected { .. }))
+            .is_empty(),
+        "the client blamed the server for its own pause"
+    );
+    // A peer that really is silent is still suspected, a few milliseconds later.
+    p.server_up = false;
+    p.run_until(at(20.0));
+    assert_eq!(
+        p.client_times(|e| matches!(e, Event::PeerSuspected { .. }))
+            .len(),
+        1
+    );
+}
