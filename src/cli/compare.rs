@@ -161,8 +161,11 @@ pub fn table(c: &Comparison, wall_s: f64) -> String {
             o,
             "  {:<10} {:>9} {:>21} {:>7.0}%  {}",
             d.detector,
-            d.p99_at_rate_s
-                .map_or("not reached".into(), |v| secs(Some(v))),
+            match (d.p99_at_rate_s, d.failures) {
+                (Some(v), _) => secs(Some(v)),
+                (None, true) => "not reached".into(),
+                (None, false) => "no failures".into(),
+            },
             format!("[{}, {}]", secs(d.lower_s), secs(d.upper_s)),
             d.reached * 100.0,
             d.from.join(" .. ")

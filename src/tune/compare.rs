@@ -86,6 +86,9 @@ pub struct DetectorFigure {
     pub upper_s: Option<f64>,
     /// Share of bootstrap resamples in which the detector reached the rate.
     pub reached: f64,
+    /// Whether any of its runs had a failure to detect (without one there is no detection
+    /// time, and nothing to compare).
+    pub failures: bool,
 }
 
 /// The comparison of one scenario.
@@ -132,6 +135,14 @@ pub fn compare(
     };
     let all: Vec<usize> = (0..seeds.len()).collect();
     let full = merged_points(&all);
+    let had_failures: Vec<bool> = runs
+        .iter()
+        .map(|by_seed| {
+            by_seed
+                .iter()
+                .any(|s| s.client.failures + s.server.failures > 0)
+        })
+        .collect();
     // Resamples of whole seeds, the same for every detector.
     let mut rng = ChaCha8Rng::seed_from_u64(seeds.iter().fold(0x6d63_7073, |h, s| {
         h.rotate_left(7) ^ s.wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -170,6 +181,7 @@ pub fn compare(
                 lower_s: q(0.025),
                 upper_s: q(0.975),
                 reached: samples.len() as f64 / RESAMPLES as f64,
+                failures: idx.iter().any(|&i| had_failures[i]),
             }
         })
         .collect();
