@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Detector, DetectorEvent, EventQueue, Time, Verdict, millis, times};
+use super::{Detector, DetectorEvent, Silence, Time, Verdict, millis, times};
 
 /// Tunables of [`KMiss`] beyond the protocol's η and k.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,10 +39,7 @@ pub struct KMiss {
     miss_threshold: u32,
     /// `k·η + δ0`, kept so that an arrival costs one addition.
     timeout: Duration,
-    last_arrival: Time,
-    deadline: Time,
-    verdict: Verdict,
-    events: EventQueue,
+    silence: Silence,
 }
 
 impl KMiss {
@@ -54,10 +51,7 @@ impl KMiss {
             interval,
             miss_threshold,
             timeout,
-            last_arrival: now,
-            deadline: now + timeout,
-            verdict: Verdict::Trust,
-            events: EventQueue::default(),
+            silence: Silence::new(now, timeout),
         }
     }
 
@@ -81,56 +75,35 @@ impl KMiss {
 impl Detector for KMiss {
     #[inline]
     fn handle_heartbeat(&mut self, now: Time) {
-        // A reordered, older timestamp must not move the deadline backwards.
-        if now >= self.last_arrival {
-            self.last_arrival = now;
-            self.deadline = now + self.timeout;
-        }
-        if self.verdict == Verdict::Suspect {
-            self.verdict = Verdict::Trust;
-            self.events.push(DetectorEvent::Trust);
-        }
+        self.silence.arrived(now, self.timeout);
     }
 
     #[inline]
     fn handle_timeout(&mut self, now: Time) {
-        if self.verdict == Verdict::Trust && now >= self.deadline {
-            self.verdict = Verdict::Suspect;
-            self.events.push(DetectorEvent::Suspect {
-                silent: now - self.last_arrival,
-            });
-        }
+        self.silence.expire(now);
     }
 
     #[inline]
     fn poll_timeout(&self) -> Option<Time> {
-        // Suspecting, only an arrival can change anything: there is nothing to wake up for.
-        match self.verdict {
-            Verdict::Trust => Some(self.deadline),
-            Verdict::Suspect => None,
-        }
+        self.silence.poll_timeout()
     }
 
     #[inline]
     fn poll_event(&mut self) -> Option<DetectorEvent> {
-        self.events.pop()
+        self.silence.poll_event()
     }
 
     #[inline]
     fn verdict(&self) -> Verdict {
-        self.verdict
+        self.silence.verdict()
     }
 
     fn set_params(&mut self, now: Time, interval: Duration, miss_threshold: u32) {
-        let config = self.config;
-        let events = std::mem::take(&mut self.events);
-        let was = self.verdict;
-        *self = KMiss::new(now, interval, miss_threshold, config);
-        self.events = events;
         // The parameter change is treated as a heartbeat, so a suspicion ends with it.
-        if was == Verdict::Suspect {
-            self.events.push(DetectorEvent::Trust);
-        }
+        self.interval = interval;
+        self.miss_threshold = miss_threshold;
+        self.timeout = times(interval, miss_threshold).saturating_add(self.config.grace);
+        self.silence.restart(now, self.timeout);
     }
 }
 

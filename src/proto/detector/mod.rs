@@ -235,6 +235,89 @@ impl EventQueue {
     }
 }
 
+/// What every fixed-timeout detector keeps: the last arrival, the deadline a timeout after it,
+/// the verdict and the events not yet polled. k-miss and tcp differ only in how long the
+/// timeout is; both follow the tie rule of the module docs through it.
+#[derive(Clone, Debug)]
+pub(crate) struct Silence {
+    last_arrival: Time,
+    deadline: Time,
+    verdict: Verdict,
+    events: EventQueue,
+}
+
+impl Silence {
+    /// Trusting, as if a heartbeat had arrived at `now`.
+    pub(crate) fn new(now: Time, timeout: Duration) -> Silence {
+        Silence {
+            last_arrival: now,
+            deadline: now + timeout,
+            verdict: Verdict::Trust,
+            events: EventQueue::default(),
+        }
+    }
+
+    /// A heartbeat at `now`: the deadline moves to `now + timeout` (never backwards, for a
+    /// reordered older arrival), and a suspicion ends.
+    #[inline]
+    pub(crate) fn arrived(&mut self, now: Time, timeout: Duration) {
+        if now >= self.last_arrival {
+            self.last_arrival = now;
+            self.deadline = now + timeout;
+        }
+        self.trust();
+    }
+
+    /// Suspects if trusting and `now` has reached the deadline.
+    #[inline]
+    pub(crate) fn expire(&mut self, now: Time) {
+        if self.verdict == Verdict::Trust && now >= self.deadline {
+            self.verdict = Verdict::Suspect;
+            self.events.push(DetectorEvent::Suspect {
+                silent: now - self.last_arrival,
+            });
+        }
+    }
+
+    /// The deadline while trusting; suspecting, only an arrival can change anything.
+    #[inline]
+    pub(crate) fn poll_timeout(&self) -> Option<Time> {
+        match self.verdict {
+            Verdict::Trust => Some(self.deadline),
+            Verdict::Suspect => None,
+        }
+    }
+
+    /// The timeout changed: the deadline is `timeout` after the last arrival.
+    pub(crate) fn rearm(&mut self, timeout: Duration) {
+        self.deadline = self.last_arrival + timeout;
+    }
+
+    /// New parameters at `now`, treated as a heartbeat: re-armed from `now`, trusting.
+    pub(crate) fn restart(&mut self, now: Time, timeout: Duration) {
+        self.last_arrival = self.last_arrival.max(now);
+        self.rearm(timeout);
+        self.trust();
+    }
+
+    fn trust(&mut self) {
+        if self.verdict == Verdict::Suspect {
+            self.verdict = Verdict::Trust;
+            self.events.push(DetectorEvent::Trust);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn poll_event(&mut self) -> Option<DetectorEvent> {
+        self.events.pop()
+    }
+
+    #[inline]
+    pub(crate) fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+}
+
 /// `interval · k`, saturating instead of panicking on absurd parameters.
 pub(crate) fn times(interval: Duration, k: u32) -> Duration {
     interval.checked_mul(k).unwrap_or(Duration::MAX)

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Detector, DetectorEvent, EventQueue, Time, Verdict, millis};
+use super::{Detector, DetectorEvent, Silence, Time, Verdict, millis};
 
 /// The kernel's floor on the RTO (Linux `TCP_RTO_MIN`) and the delayed-ACK allowance a tail-loss
 /// probe adds when one segment is in flight (RFC 8985 §7.2, Linux).
@@ -72,10 +72,7 @@ pub struct TcpSchedule {
     srtt: Option<(Duration, Duration)>,
     /// `η + W(k) + δ0`, recomputed when the estimate changes.
     timeout: Duration,
-    last_arrival: Time,
-    deadline: Time,
-    verdict: Verdict,
-    events: EventQueue,
+    silence: Silence,
 }
 
 impl TcpSchedule {
@@ -92,10 +89,7 @@ impl TcpSchedule {
             miss_threshold,
             srtt: None,
             timeout: Duration::ZERO,
-            last_arrival: now,
-            deadline: now,
-            verdict: Verdict::Trust,
-            events: EventQueue::default(),
+            silence: Silence::new(now, Duration::ZERO),
         };
         d.rearm();
         d
@@ -131,25 +125,22 @@ impl TcpSchedule {
         }
     }
 
-    fn rearm(&mut self) {
+    fn set_timeout(&mut self) {
         self.timeout = self
             .interval
             .saturating_add(self.wait())
             .saturating_add(self.config.grace);
-        self.deadline = self.last_arrival + self.timeout;
+    }
+
+    fn rearm(&mut self) {
+        self.set_timeout();
+        self.silence.rearm(self.timeout);
     }
 }
 
 impl Detector for TcpSchedule {
     fn handle_heartbeat(&mut self, now: Time) {
-        if now >= self.last_arrival {
-            self.last_arrival = now;
-            self.deadline = now + self.timeout;
-        }
-        if self.verdict == Verdict::Suspect {
-            self.verdict = Verdict::Trust;
-            self.events.push(DetectorEvent::Trust);
-        }
+        self.silence.arrived(now, self.timeout);
     }
 
     fn handle_rtt(&mut self, rtt: Duration) {
@@ -168,39 +159,27 @@ impl Detector for TcpSchedule {
     }
 
     fn handle_timeout(&mut self, now: Time) {
-        if self.verdict == Verdict::Trust && now >= self.deadline {
-            self.verdict = Verdict::Suspect;
-            self.events.push(DetectorEvent::Suspect {
-                silent: now - self.last_arrival,
-            });
-        }
+        self.silence.expire(now);
     }
 
     fn poll_timeout(&self) -> Option<Time> {
-        match self.verdict {
-            Verdict::Trust => Some(self.deadline),
-            Verdict::Suspect => None,
-        }
+        self.silence.poll_timeout()
     }
 
     fn poll_event(&mut self) -> Option<DetectorEvent> {
-        self.events.pop()
+        self.silence.poll_event()
     }
 
     fn verdict(&self) -> Verdict {
-        self.verdict
+        self.silence.verdict()
     }
 
     fn set_params(&mut self, now: Time, interval: Duration, miss_threshold: u32) {
         // The round-trip estimate belongs to the connection, not to η and k: it is kept.
         self.interval = interval;
         self.miss_threshold = miss_threshold;
-        self.last_arrival = self.last_arrival.max(now);
-        self.rearm();
-        if self.verdict == Verdict::Suspect {
-            self.verdict = Verdict::Trust;
-            self.events.push(DetectorEvent::Trust);
-        }
+        self.set_timeout();
+        self.silence.restart(now, self.timeout);
     }
 }
 
