@@ -234,6 +234,20 @@ fn heartbeats_received(body: &str) -> u64 {
 }
 
 #[test]
+fn a_max_frame_no_hello_fits_under_is_refused_with_the_bound() {
+    let out = run_bounded(
+        Command::new(BIN).args(["serve", "--max-frame", "9", "--listen", "127.0.0.1:0"]),
+        Duration::from_secs(5),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--max-frame 9 is out of range (10 to 65535)"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn bad_heartbeat_interval_names_the_flag() {
     let out = run_bounded(
         Command::new(BIN).args(["serve", "--heartbeat-interval", "xyz"]),

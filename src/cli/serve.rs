@@ -64,6 +64,10 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
 }
 
+/// The smallest HELLO payload there is (`docs/protocol.md` §13): a server whose max payload is
+/// below it refuses every client.
+const MIN_HELLO_PAYLOAD: usize = 10;
+
 fn read_file(path: &PathBuf, flag: &str) -> Result<Vec<u8>, CliError> {
     std::fs::read(path)
         .map_err(|e| CliError::Run(format!("cannot read {flag} {}: {e}", path.display())))
@@ -80,9 +84,11 @@ impl ServeArgs {
     }
 
     fn options(&self, stack: &StackConfig) -> Result<ServerOptions, CliError> {
-        if self.max_frame == 0 || self.max_frame > MAX_PAYLOAD_LEN {
+        if !(MIN_HELLO_PAYLOAD..=MAX_PAYLOAD_LEN).contains(&self.max_frame) {
             return Err(CliError::Usage(format!(
-                "--max-frame {} is out of range (1 to {MAX_PAYLOAD_LEN})",
+                "--max-frame {} is out of range ({MIN_HELLO_PAYLOAD} to {MAX_PAYLOAD_LEN}): \
+                 below {MIN_HELLO_PAYLOAD} bytes no HELLO fits, and every client would be \
+                 refused (docs/protocol.md §13)",
                 self.max_frame
             )));
         }
