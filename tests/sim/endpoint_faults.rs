@@ -18,6 +18,31 @@ pub fn scenario(sessions: usize, duration: f64, faults: Vec<(Duration, Fault)>) 
     }
 }
 
+/// [`scenario`] with heartbeats every second and suspicion after `k` misses.
+pub fn every_second(
+    k: u8,
+    sessions: usize,
+    duration: f64,
+    faults: Vec<(Duration, Fault)>,
+) -> Scenario {
+    let mut s = scenario(sessions, duration, faults);
+    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_secs(1));
+    s.stack.heartbeat.miss_threshold = k;
+    s
+}
+
+/// The server alive but slow: everything it sends to the clients takes `delay` seconds, for
+/// `duration` seconds.
+pub fn slow_server(delay: f64, duration: f64) -> Fault {
+    Fault::Slow {
+        from: "server".into(),
+        to: "clients".into(),
+        latency: mcpsim::sim::fault::Latency::constant(secs(delay)),
+        duration: secs(duration),
+        oneway: true,
+    }
+}
+
 pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }

@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use mcpsim::sim::fault::Latency;
 use mcpsim::sim::qos::Judge;
 use mcpsim::sim::runner::{Fault, run};
 
-use crate::endpoint_faults::{scenario, secs};
+use crate::endpoint_faults::{every_second, scenario, secs, slow_server};
 
 #[test]
 fn a_server_crash_is_one_failure_per_client_detected_k_intervals_after_the_last_reply() {
@@ -35,16 +34,8 @@ fn a_server_crash_is_one_failure_per_client_detected_k_intervals_after_the_last_
 
 #[test]
 fn a_slow_live_server_yields_false_suspicions_and_no_failures() {
-    let slow = Fault::Slow {
-        from: "server".into(),
-        to: "clients".into(),
-        latency: Latency::constant(secs(4.0)),
-        duration: secs(10.0),
-        oneway: true,
-    };
-    let mut s = scenario(2, 40.0, vec![(secs(10.5), slow)]);
-    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
-    s.stack.heartbeat.miss_threshold = 3;
+    let slow = slow_server(4.0, 10.0);
+    let s = every_second(3, 2, 40.0, vec![(secs(10.5), slow)]);
     let out = run(&s, 1).unwrap();
     for p in Judge::default()
         .judge(&out)
@@ -168,13 +159,7 @@ fn a_server_crash_too_close_to_the_end_to_be_detected_is_censored_not_missed() {
 fn a_slow_live_servers_false_suspicions_are_all_the_detectors_doing() {
     // The connections live through the latency episode: every suspected instant is one with a
     // connection, so none of it is reconnecting.
-    let slow = Fault::Slow {
-        from: "server".into(),
-        to: "clients".into(),
-        latency: Latency::constant(secs(4.0)),
-        duration: secs(10.0),
-        oneway: true,
-    };
+    let slow = slow_server(4.0, 10.0);
     let mut s = scenario(2, 40.0, vec![(secs(10.5), slow)]);
     // A suspicion must last 10 s before the peer is dead and its connection closed (the default
     // closes it at once), so the connection outlives every suspicion.

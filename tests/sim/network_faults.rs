@@ -5,7 +5,7 @@ use std::time::Duration;
 use mcpsim::sim::fault::Loss;
 use mcpsim::sim::runner::{Fault, Outcome, run};
 
-use crate::endpoint_faults::{scenario, secs};
+use crate::endpoint_faults::{every_second, scenario, secs, slow_server};
 
 fn lines(out: &Outcome, node: &str, text: &str) -> Vec<Duration> {
     out.trace
@@ -41,9 +41,7 @@ fn a_three_second_partition_stalls_until_the_retransmission_after_it_heals() {
         duration: secs(3.0),
         oneway: false,
     };
-    let mut s = scenario(1, 30.0, vec![(secs(10.5), cut)]);
-    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
-    s.stack.heartbeat.miss_threshold = 3;
+    let mut s = every_second(3, 1, 30.0, vec![(secs(10.5), cut)]);
     // This is about TCP: the detector suspects, but the connection is not closed before a
     // suspicion has lasted 30 s (by default it would be, at once), so the stall shows.
     s.stack.health.dead_after = mcpsim::units::Dur(secs(30.0));
@@ -114,9 +112,7 @@ fn a_one_way_partition_silences_both_directions_within_an_rto() {
         duration: secs(10.0),
         oneway: true,
     };
-    let mut s = scenario(1, 30.0, vec![(secs(10.5), cut)]);
-    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
-    s.stack.heartbeat.miss_threshold = 3;
+    let s = every_second(3, 1, 30.0, vec![(secs(10.5), cut)]);
     let out = run(&s, 1).unwrap();
     assert_eq!(
         lines(&out, "client-0", "suspect server"),
@@ -135,18 +131,9 @@ fn a_one_way_partition_silences_both_directions_within_an_rto() {
 
 #[test]
 fn a_latency_spike_longer_than_k_intervals_is_a_false_suspicion_of_a_live_server() {
-    use mcpsim::sim::fault::Latency;
     // Replies take 4 s for 10 s: the server is alive, the client cannot tell.
-    let slow = Fault::Slow {
-        from: "server".into(),
-        to: "clients".into(),
-        latency: Latency::constant(secs(4.0)),
-        duration: secs(10.0),
-        oneway: true,
-    };
-    let mut s = scenario(1, 40.0, vec![(secs(10.5), slow)]);
-    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
-    s.stack.heartbeat.miss_threshold = 3;
+    let slow = slow_server(4.0, 10.0);
+    let mut s = every_second(3, 1, 40.0, vec![(secs(10.5), slow)]);
     // About TCP, as above: suspicions do not close the connection for 30 s. (With the default,
     // dead at the instant of suspicion, see judge.rs for what the same spike costs.)
     s.stack.health.dead_after = mcpsim::units::Dur(secs(30.0));
@@ -188,9 +175,7 @@ fn a_partition_aimed_at_one_session_cuts_only_that_session() {
         duration: secs(10.0),
         oneway: false,
     };
-    let mut s = scenario(3, 30.0, vec![(secs(10.5), cut)]);
-    s.stack.heartbeat.interval = mcpsim::units::Dur(Duration::from_millis(1000));
-    s.stack.heartbeat.miss_threshold = 3;
+    let s = every_second(3, 3, 30.0, vec![(secs(10.5), cut)]);
     let out = run(&s, 1).unwrap();
     assert_eq!(
         lines(&out, "client-1", "suspect server"),
