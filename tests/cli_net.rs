@@ -301,36 +301,23 @@ fn wrong_secret_is_refused_and_the_client_says_so() {
     std::fs::write(&good, "s3cret\n").unwrap();
     let (_server, addr, _lines) = serve(&["--secret-file", good.to_str().unwrap()]);
 
-    let ok = run_bounded(
-        Command::new(BIN)
-            .args([
-                "client",
-                "--connect",
-                &addr,
-                "--secret-env",
-                "MCPSIM_TEST_SECRET",
-            ])
-            .args(["--duration", "1s"])
-            .env("MCPSIM_TEST_SECRET", "s3cret"),
-        Duration::from_secs(5),
-    );
+    // A client presenting `secret` for `run` (it gets the run plus 3 s to finish).
+    let client = |secret: &str, run: u64| {
+        run_bounded(
+            Command::new(BIN)
+                .args(["client", "--connect", &addr])
+                .args(["--secret-env", "MCPSIM_TEST_SECRET"])
+                .args(["--duration", &format!("{run}s")])
+                .env("MCPSIM_TEST_SECRET", secret),
+            Duration::from_secs(run + 3),
+        )
+    };
+    let ok = client("s3cret", 1);
     let stderr = String::from_utf8_lossy(&ok.stderr);
     assert!(ok.status.success(), "{stderr}");
     assert!(stderr.contains("connected=1/1"), "{stderr}");
 
-    let bad = run_bounded(
-        Command::new(BIN)
-            .args([
-                "client",
-                "--connect",
-                &addr,
-                "--secret-env",
-                "MCPSIM_TEST_SECRET",
-            ])
-            .args(["--duration", "5s"])
-            .env("MCPSIM_TEST_SECRET", "wrong"),
-        Duration::from_secs(8),
-    );
+    let bad = client("wrong", 5);
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success(), "{stderr}");
     assert!(stderr.contains("auth"), "{stderr}");
