@@ -58,6 +58,25 @@ fn losses(r: &Recorder) -> Vec<(Instant, PeerLoss, Duration)> {
         .collect()
 }
 
+/// Waits (2 s at most) for the server to declare a peer lost, checks that it did within 100 ms
+/// of `since` and only once, and returns why.
+async fn lost_at_once(r: &Recorder, since: Instant) -> PeerLoss {
+    let seen = r
+        .wait_for("server", Duration::from_secs(2), |e| {
+            matches!(e, NetEvent::PeerLost { .. })
+        })
+        .await
+        .expect("server noticed");
+    assert!(
+        seen - since < Duration::from_millis(100),
+        "{:?}",
+        seen - since
+    );
+    let lost = losses(r);
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    lost[0].1
+}
+
 /// Connects a raw client that says HELLO and waits for WELCOME: an established session.
 async fn raw_established(addr: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -143,21 +162,7 @@ async fn a_killed_client_is_declared_dead_by_end_of_stream_at_once() {
     srv.recorder.established("c1").await;
     let killed = Instant::now();
     c.task.abort(); // the socket is dropped: FIN, as when a process dies on a live kernel
-    let seen = srv
-        .recorder
-        .wait_for("server", Duration::from_secs(2), |e| {
-            matches!(e, NetEvent::PeerLost { .. })
-        })
-        .await
-        .expect("server noticed");
-    assert!(
-        seen - killed < Duration::from_millis(100),
-        "{:?}",
-        seen - killed
-    );
-    let lost = losses(&srv.recorder);
-    assert_eq!(lost.len(), 1, "{lost:?}");
-    assert_eq!(lost[0].1, PeerLoss::Eof);
+    assert_eq!(lost_at_once(&srv.recorder, killed).await, PeerLoss::Eof);
     // Noticed through the stream, not through missed heartbeats.
     assert_eq!(
         srv.recorder.count(
@@ -186,21 +191,7 @@ async fn a_reset_client_is_declared_dead_with_reason_reset_at_once() {
     s.set_zero_linger().unwrap();
     let reset = Instant::now();
     drop(s);
-    let seen = srv
-        .recorder
-        .wait_for("server", Duration::from_secs(2), |e| {
-            matches!(e, NetEvent::PeerLost { .. })
-        })
-        .await
-        .expect("server noticed");
-    assert!(
-        seen - reset < Duration::from_millis(100),
-        "{:?}",
-        seen - reset
-    );
-    let lost = losses(&srv.recorder);
-    assert_eq!(lost.len(), 1, "{lost:?}");
-    assert_eq!(lost[0].1, PeerLoss::Reset);
+    assert_eq!(lost_at_once(&srv.recorder, reset).await, PeerLoss::Reset);
     assert_eq!(
         srv.recorder.count("server", |e| matches!(
             e,
