@@ -1,4 +1,4 @@
-//! `mcpsim run`, `replay`, `tune` and `merge` run as a user runs them: the built binary, its
+//! `mcpsim run`, `replay`, `tune`, `compare` and `merge` run as a user runs them: the built binary, its
 //! exit status and its output.
 
 use std::path::{Path, PathBuf};
@@ -161,6 +161,60 @@ fn tune_recommends_the_cheapest_pairing_that_meets_the_detection_limit() {
         .map(|r| r["pairing"].as_str().unwrap())
         .collect();
     assert_eq!(meets, ["500ms/2", "500ms/3", "1s/2"]);
+}
+
+#[test]
+fn compare_reads_each_detector_at_the_rate_and_says_what_k_means() {
+    let dir = scratch("compare");
+    let file = write(&dir, "crash.toml", CRASH);
+    let json = dir.join("compare.json");
+    // A quiet LAN: nothing is falsely suspected, so every pairing meets any rate and each
+    // detector's figure is its fastest pairing on the grid, here its only one.
+    let out = mcpsim(&[
+        "compare",
+        &file,
+        "--seeds",
+        "2",
+        "--intervals",
+        "1s",
+        "--thresholds",
+        "2",
+        "--detectors",
+        "k-miss,tcp",
+        "--rate",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("at 1 false suspicions per connection-hour"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tcp suspects when the next heartbeat"),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let figures = v[0]["detectors"].as_array().unwrap();
+    assert_eq!(figures.len(), 2);
+    for (f, pairing) in figures.iter().zip(["k-miss:1s/2", "tcp:1s/2"]) {
+        assert_eq!(f["from"][0], pairing, "{f}");
+        // The crash at 61.3 s is detected within k·η plus grace and delay.
+        let p99 = f["p99_at_rate_s"].as_f64().unwrap();
+        assert!(p99 > 0.0 && p99 < 2.5, "{f}");
+        assert_eq!(f["reached"], 1.0, "{f}");
+    }
+    // One seed cannot be resampled.
+    let one = mcpsim(&["compare", &file, "--seeds", "1"]);
+    assert_eq!(one.status.code(), Some(2), "{}", stderr(&one));
+    assert!(
+        stderr(&one).contains("--seeds 1 is outside 2..="),
+        "{}",
+        stderr(&one)
+    );
 }
 
 #[test]

@@ -17,6 +17,10 @@ use crate::scenario::{self, Plan, check};
 use crate::sim::metrics::RunSummary;
 use crate::tune::compare::{Comparison, compare};
 
+/// The false-suspicion rate compared at when neither `--rate` nor the scenario gives one: the
+/// built-in tune scenario's limit.
+const DEFAULT_RATE: f64 = 0.5;
+
 /// Arguments of `mcpsim compare`.
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
@@ -31,9 +35,10 @@ pub struct CompareArgs {
     /// Miss thresholds of every detector's grid, comma-separated.
     #[arg(long, default_value = "2,3,4,5")]
     pub thresholds: String,
-    /// The false-suspicion rate (per connection-hour) at which detection is compared.
-    #[arg(long, default_value_t = 0.5)]
-    pub rate: f64,
+    /// The false-suspicion rate (per connection-hour) at which detection is compared (default:
+    /// each scenario's `[limits] max_false_per_hour`, else 0.5).
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Seeds 1 … N, common to every pairing.
     #[arg(long, default_value_t = 8)]
     pub seeds: u64,
@@ -48,8 +53,10 @@ pub struct CompareArgs {
 /// Runs `mcpsim compare`.
 pub fn run(args: CompareArgs) -> Result<(), CliError> {
     let usage = CliError::Usage;
-    if !(args.rate >= 0.0 && args.rate.is_finite()) {
-        return Err(usage(format!("--rate {} is not a rate ≥ 0", args.rate)));
+    if let Some(r) = args.rate
+        && !(r >= 0.0 && r.is_finite())
+    {
+        return Err(usage(format!("--rate {r} is not a rate ≥ 0")));
     }
     if args.seeds < 2 || args.seeds > scenario::limits::MAX_SEEDS {
         return Err(usage(format!(
@@ -115,7 +122,11 @@ pub fn run(args: CompareArgs) -> Result<(), CliError> {
                 )
             })
             .collect();
-        let c = compare(&plan.name, &names, &seeds, &runs, args.rate, 0.95);
+        let rate = args
+            .rate
+            .or(plan.limits.max_false_per_hour)
+            .unwrap_or(DEFAULT_RATE);
+        let c = compare(&plan.name, &names, &seeds, &runs, rate, 0.95);
         print!("{}", table(&c, started.elapsed().as_secs_f64()));
         out.push(c);
     }
