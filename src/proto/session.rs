@@ -166,8 +166,11 @@ pub struct Message {
 /// Why [`Session::send`] refused a message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    #[error("send queue full ({0} messages)")]
-    Full(usize),
+    /// Back-pressure: the send queue holds `queued` messages (its limit is
+    /// `SessionConfig::send_queue`), or the message would take what the session holds,
+    /// `held_bytes`, past `SessionConfig::max_held_bytes`.
+    #[error("send queue full: {queued} messages queued, {held_bytes} bytes held")]
+    Full { queued: usize, held_bytes: usize },
     #[error("payload of {len} bytes over the limit of {limit}")]
     TooLarge { len: usize, limit: usize },
     #[error("session closed")]
@@ -1348,7 +1351,10 @@ impl Session {
         if self.scheduler.len >= self.config.send_queue
             || self.held_bytes() + payload.len() > self.config.max_held_bytes
         {
-            return Err(SendError::Full(self.scheduler.len));
+            return Err(SendError::Full {
+                queued: self.scheduler.len,
+                held_bytes: self.held_bytes(),
+            });
         }
         self.scheduler.push(channel, priority, payload);
         Ok(())

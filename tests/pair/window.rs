@@ -43,7 +43,10 @@ fn a_reader_that_stops_bounds_the_senders_memory() {
     }
     // 8 frames fill the server's window, 16 more wait in the send queue, then back-pressure.
     assert_eq!(accepted, 24);
-    assert_eq!(refused.map(|r| r.1), Some(SendError::Full(16)));
+    assert!(
+        matches!(refused, Some((_, SendError::Full { queued: 16, .. }))),
+        "{refused:?}"
+    );
     // The server took exactly its window and acknowledged it with a zero window; the client
     // holds only its bounded send queue.
     assert_eq!(p.server.as_ref().unwrap().last_received(), 8);
@@ -124,6 +127,13 @@ fn the_bytes_a_session_holds_stay_under_its_budget_when_the_peer_stops_reading()
     }
     // Refused by bytes, long before the send queue's 1,024 messages.
     assert_eq!(p.client.send_capacity(), 0);
-    assert!(matches!(refused, Some(SendError::Full(_))), "{refused:?}");
+    // Refused by bytes: the error says how many the session holds.
+    match refused {
+        Some(SendError::Full { queued, held_bytes }) => {
+            assert!(queued < 1024, "{queued}");
+            assert!(held_bytes + 4000 > budget, "{held_bytes}");
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(p.client.held_bytes() <= budget);
 }
