@@ -358,32 +358,27 @@ mod tests {
     async fn client_refuses_a_certificate_it_does_not_trust() {
         let (cert, key) = self_signed();
         let (other, _) = self_signed();
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let mut listener = TlsListener::new(
-            tcp,
-            server_config(cert.as_bytes(), key.as_bytes()).unwrap(),
-            Duration::from_secs(5),
-        );
-        let connector = TlsConnector::new(
-            TcpConnector {
-                addr: addr.to_string(),
-            },
-            client_config(other.as_bytes()).unwrap(),
-            "localhost",
-        )
-        .unwrap();
+        let (mut listener, connector) = tls_pair(&cert, &key, &other, "localhost").await;
         assert!(connector.connect().await.is_err());
         // The failed handshake never reaches the server loop.
         let r = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
         assert!(r.is_err());
     }
 
-    /// The client's handshake error against a server presenting `cert`, trusting `ca`.
-    async fn handshake_error(cert: &str, key: &str, ca: &str, name: &str) -> io::Error {
+    /// A loopback TLS listener presenting `cert`, and a connector to it trusting `ca` and
+    /// expecting `name`.
+    async fn tls_pair(
+        cert: &str,
+        key: &str,
+        ca: &str,
+        name: &str,
+    ) -> (
+        TlsListener<tokio::net::TcpStream>,
+        TlsConnector<TcpConnector>,
+    ) {
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let _listener = TlsListener::new(
+        let listener = TlsListener::new(
             tcp,
             server_config(cert.as_bytes(), key.as_bytes()).unwrap(),
             Duration::from_secs(5),
@@ -396,6 +391,12 @@ mod tests {
             name,
         )
         .unwrap();
+        (listener, connector)
+    }
+
+    /// The client's handshake error against a server presenting `cert`, trusting `ca`.
+    async fn handshake_error(cert: &str, key: &str, ca: &str, name: &str) -> io::Error {
+        let (_listener, connector) = tls_pair(cert, key, ca, name).await;
         connector.connect().await.expect_err("handshake succeeded")
     }
 
