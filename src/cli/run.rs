@@ -260,11 +260,8 @@ pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
          suspicions (and the reconnects they cost); reconnecting: share still suspected after \
          a real failure ended, waiting for the session (P_A = P_A det − reconnecting)."
     );
-    if plan
-        .pairings
-        .iter()
-        .any(|p| p.detector != crate::config::DetectorKind::KMiss)
-    {
+    // The legend goes where pairing names carry a detector.
+    if plan.names_detector() {
         let _ = writeln!(o, "  {}", crate::config::DetectorKind::PAIRING_LEGEND);
     }
     o.push_str(&heartbeat_table(r));
