@@ -51,6 +51,8 @@ fn main() {
                         network: NetworkSpec::constant(Duration::from_millis(1)),
                         faults: Vec::new(),
                         random_faults: Vec::new(),
+                        traffic: Default::default(),
+                        sabotage: None,
                     };
                     run(&scenario, i).expect("simulation").trace.len()
                 })

@@ -98,6 +98,7 @@ impl Measured {
                 reconnects: 10,
                 ..ReconnectTally::default()
             },
+            delivery: None,
         }
     }
 }

@@ -265,6 +265,9 @@ pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
         let _ = writeln!(o, "  {}", crate::config::DetectorKind::PAIRING_LEGEND);
     }
     o.push_str(&heartbeat_table(r));
+    if plan.has_traffic() {
+        o.push_str(&delivery_table(r));
+    }
     let held = r.checks.iter().filter(|c| c.holds).count();
     let _ = writeln!(o, "  assertions: {held} of {} checks hold", r.checks.len());
     for c in r.failed() {
@@ -327,6 +330,74 @@ fn heartbeat_table(r: &Report) -> String {
          server in one-way mode). Longest gap: between two heartbeats received on one \
          connection (one-way client: replies), never across a reconnect."
     );
+    o
+}
+
+/// What became of the applications' messages, a row per pairing, and the first violations.
+fn delivery_table(r: &Report) -> String {
+    let mut rows = vec![
+        [
+            "pairing",
+            "messages",
+            "delivered",
+            "reported",
+            "died w/ sender",
+            "in flight",
+            "lost",
+            "dup",
+            "reord",
+            "unacc",
+            "latency p50",
+            "p99",
+            "max",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let mut violations = Vec::new();
+    for p in &r.pairings {
+        let Some(d) = &p.metrics.delivery else {
+            continue;
+        };
+        let mut row = vec![p.pairing.clone()];
+        row.extend(
+            [
+                d.sent,
+                d.delivered,
+                d.reported,
+                d.died_with_sender,
+                d.in_flight,
+                d.lost,
+                d.duplicated,
+                d.reordered,
+                d.unaccounted,
+            ]
+            .map(|n| n.to_string()),
+        );
+        let ms = |x: f64| format!("{:.2}ms", x * 1e3);
+        match &d.latency {
+            Some(q) => row.extend([ms(q.p50), ms(q.p99), ms(q.max)]),
+            None => row.extend(std::iter::repeat_n("—".to_string(), 3)),
+        }
+        rows.push(row);
+        for (seed, v) in &d.violations {
+            violations.push((p.pairing.clone(), *seed, v.clone()));
+        }
+    }
+    let mut o = columns(&rows);
+    let _ = writeln!(
+        o,
+        "  messages: handed to a session, both ways. Reported: not delivered, and the sender was \
+         told (§12). Died w/ sender: its process was killed or crashed. In flight: undelivered \
+         at the end, but sent in the drain or while the ends were apart. Lost, dup(licated), \
+         reord(ered), unacc(ounted): violations. Latency: hand-over to delivery."
+    );
+    for (pairing, seed, v) in violations.iter().take(4) {
+        let _ = writeln!(o, "  {pairing} seed {seed}: {v}");
+        for line in &v.trace {
+            let _ = writeln!(o, "      {line}");
+        }
+    }
     o
 }
 

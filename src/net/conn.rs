@@ -54,10 +54,39 @@ pub struct Outgoing {
     pub payload: Bytes,
 }
 
-/// The application's side of a session: what to do with a received message.
+/// The application's side of a session: what to do with a received message, what to send on
+/// its own, and what it is told about messages that will not be delivered.
 pub trait Handler: Send + Sync + 'static {
     /// A message arrived on session `session_id`. A returned message is sent back on it.
     fn on_message(&self, session_id: u32, message: Message) -> Option<Outgoing>;
+
+    /// Whether `on_message` may return a reply. A handler that may is given a message only
+    /// when the session has room to queue the reply; one that never does is given every
+    /// message at once, whatever its own sending holds up.
+    fn replies(&self) -> bool {
+        true
+    }
+
+    /// Messages this side sent on session `session_id` that are not known to be delivered
+    /// and never will be (§12): the session ended, or the server lost it. Nothing is dropped
+    /// silently; the application decides whether to send them again.
+    fn undelivered(&self, _session_id: u32, _messages: Vec<Message>) {}
+
+    /// Server side: the application's own messages for session `session_id` (of the client
+    /// that said `client_id` in its HELLO), taken by the
+    /// connection that carries the session and handed back ([`Handler::give_back`]) when that
+    /// connection ends. `None` (the default): the application only replies.
+    fn outgoing(&self, _session_id: u32, _client_id: &str) -> Option<mpsc::Receiver<Outgoing>> {
+        None
+    }
+
+    /// Server side: the receiver [`Handler::outgoing`] gave, back from a connection that ended;
+    /// the session may be resumed on another.
+    fn give_back(&self, _session_id: u32, _outgoing: mpsc::Receiver<Outgoing>) {}
+
+    /// Server side: session `session_id` is over (its resume window expired, or it closed);
+    /// no connection will carry it again.
+    fn ended(&self, _session_id: u32) {}
 }
 
 /// A handler that drops every message.
@@ -67,6 +96,10 @@ pub struct Discard;
 impl Handler for Discard {
     fn on_message(&self, _: u32, _: Message) -> Option<Outgoing> {
         None
+    }
+
+    fn replies(&self) -> bool {
+        false
     }
 }
 
@@ -432,9 +465,11 @@ fn reject(session: &mut Session, ctx: &ConnCtx<'_>, e: &ProtoError) {
 }
 
 /// Gives received messages to the handler. A reply needs room in the send queue; without it the
-/// message stays in the session, whose window then pushes back on the peer.
+/// message stays in the session, whose window then pushes back on the peer. A handler that
+/// never replies takes every message at once.
 fn deliver(session: &mut Session, ctx: &ConnCtx<'_>) {
-    while session.send_capacity() > 0 {
+    let replies = ctx.handler.replies();
+    while !replies || session.send_capacity() > 0 {
         let Some(m) = session.recv() else { break };
         if let Some(reply) = ctx.handler.on_message(session.id(), m)
             && let Err(e) = session.send(reply.channel, reply.priority, reply.payload)
@@ -478,6 +513,9 @@ fn pump(
             Event::PeerDead { silent } => Some(silent),
             _ => None,
         };
+        if let Event::Undelivered { messages } = &ev {
+            ctx.handler.undelivered(session.id(), messages.clone());
+        }
         ctx.observer.observe(
             ctx.node,
             session.side(),

@@ -24,7 +24,7 @@ use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, ReadState, drive};
 use super::{Clock, GateHandle, Listener, NetEvent, Observer, Stream};
 use crate::proto::frame::{Body, Close, Frame};
 use crate::proto::registry::{Admission, Registry, RegistryEvent, ServerConfig};
-use crate::proto::session::Side;
+use crate::proto::session::{Side, State};
 use crate::proto::{Decoder, Error as ProtoError, ErrorCode};
 
 /// Everything a server needs besides its listener.
@@ -210,6 +210,10 @@ async fn serve_on<L: Listener>(
                 registry.handle_timeout(clock.now());
                 while let Some(RegistryEvent::Expired { session_id, undelivered }) = registry.poll_event() {
                     shared.observe(session_id, NetEvent::Expired { undelivered: undelivered.len() });
+                    if !undelivered.is_empty() {
+                        shared.handler.undelivered(session_id, undelivered);
+                    }
+                    shared.handler.ended(session_id);
                 }
             }
         }
@@ -393,16 +397,23 @@ async fn connection<S: Stream>(
             retry_after: opts.retry_after,
         },
     };
+    let mut outgoing = shared.handler.outgoing(id, client_id);
     drive(
         stream,
         &mut session,
         &ctx,
         read,
-        None,
+        outgoing.as_mut(),
         shutdown,
         Some(owner.clone()),
     )
     .await;
+    if let Some(rx) = outgoing {
+        shared.handler.give_back(id, rx);
+    }
+    if session.state() == State::Closed {
+        shared.handler.ended(id);
+    }
     {
         let mut owners = lock(&shared.owners);
         if owners.get(&id).is_some_and(|o| Arc::ptr_eq(o, &owner)) {

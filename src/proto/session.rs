@@ -33,6 +33,7 @@
 //!   amount of bulk data delays a heartbeat inside the session.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -111,6 +112,22 @@ pub struct SessionConfig {
     /// twice `max_payload` for data to flow; the default (8 MiB) leaves the default window
     /// (256 frames of 16 KiB) whole.
     pub max_held_bytes: usize,
+    /// A deliberate bug, for proving that a checker catches what it is meant to catch. No
+    /// configuration file can set one.
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub sabotage: Option<Sabotage>,
+}
+
+/// Deliberate protocol bugs ([`SessionConfig::sabotage`]).
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub enum Sabotage {
+    /// At the first resume with DATA to send again, the oldest unacknowledged message is
+    /// dropped and the ones behind it renumbered to close the gap, so the peer sees an unbroken
+    /// sequence and the sender believes it delivered: a silent loss. The dropped payload is
+    /// left in the cell.
+    DropOneRetransmission(Arc<Mutex<Option<Bytes>>>),
 }
 
 impl Default for SessionConfig {
@@ -124,6 +141,7 @@ impl Default for SessionConfig {
             health: None,
             detector: DetectorConfig::default(),
             max_held_bytes: 8 * 1024 * 1024,
+            sabotage: None,
         }
     }
 }
@@ -587,6 +605,19 @@ impl Session {
         self.drop_acked(acked);
         self.peer_acked = acked;
         self.transmitted = acked;
+        if let Some(Sabotage::DropOneRetransmission(dropped)) = &self.config.sabotage {
+            let mut dropped = dropped.lock().unwrap_or_else(|e| e.into_inner());
+            if dropped.is_none()
+                && let Some((_, d)) = self.unacked.pop_front()
+            {
+                self.unacked_bytes -= d.payload.len();
+                for (seq, _) in self.unacked.iter_mut() {
+                    *seq -= 1;
+                }
+                self.next_seq -= 1;
+                *dropped = Some(d.payload);
+            }
+        }
         self.unacked.len() as u64
     }
 

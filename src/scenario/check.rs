@@ -17,9 +17,10 @@ use std::time::Duration;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::file::SideSpec;
+use super::file::{AssertSpec, SideSpec};
 use super::units::show;
 use super::{Assertion, Plan};
+use crate::sim::delivery::ViolationKind;
 use crate::sim::metrics::{
     Interval, Metrics, RateBound, RunSummary, SideMetrics, Watcher, never_connected,
 };
@@ -257,6 +258,34 @@ pub fn report(plan: &Plan, by_pairing: Vec<RunSummary>, seeds: &[u64]) -> Report
             }
         }
     }
+    // With traffic, every pairing is held to exactly-once, in-order delivery unless an
+    // assertion sets its own bound.
+    if plan.has_traffic() {
+        for (i, result) in pairings.iter().enumerate() {
+            let applies = |a: &&Assertion| a.pairing.is_none_or(|p| p == i);
+            let set = |f: fn(&AssertSpec) -> Option<u64>| {
+                plan.asserts
+                    .iter()
+                    .filter(applies)
+                    .any(|a| f(&a.spec).is_some())
+            };
+            let spec = AssertSpec {
+                max_lost: (!set(|s| s.max_lost)).then_some(0),
+                max_duplicated: (!set(|s| s.max_duplicated)).then_some(0),
+                max_reordered: (!set(|s| s.max_reordered)).then_some(0),
+                max_unaccounted: (!set(|s| s.max_unaccounted)).then_some(0),
+                why: Some("the protocol's promise: exactly once, in order, or reported".into()),
+                ..AssertSpec::default()
+            };
+            let implicit = Assertion {
+                pairing: Some(i),
+                side: SideSpec::Both,
+                spec,
+                location: format!("{} [traffic]", plan.path),
+            };
+            checks.extend(judge_delivery(plan, &implicit, result, seeds));
+        }
+    }
     Report {
         scenario: plan.name.clone(),
         path: plan.path.clone(),
@@ -396,6 +425,7 @@ fn judge(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Ch
             ));
         }
     }
+    out.extend(judge_delivery(plan, a, r, seeds));
     if let Some(b) = spec.max_connect_peak {
         let rc = &metrics.reconnects;
         out.push(check(
@@ -406,6 +436,115 @@ fn judge(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Ch
             rc.peak_attempts_per_window <= b,
             rc.peak_seed,
         ));
+    }
+    out
+}
+
+/// The delivery bounds of one assertion on one pairing.
+fn judge_delivery(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Check> {
+    let spec = &a.spec;
+    let d = r.metrics.delivery.as_ref();
+    let mut out = Vec::new();
+    let mut check =
+        |what: &'static str, bound: String, measured: String, holds: bool, seed: Option<u64>| {
+            let seed = seed.or((seeds.len() == 1).then(|| seeds[0]));
+            out.push(Check {
+                location: a.location.clone(),
+                pairing: r.pairing.clone(),
+                side: "delivery",
+                what,
+                bound,
+                measured,
+                holds,
+                seed,
+                replay: seed.map(|seed| {
+                    format!(
+                        "mcpsim replay {} --seed {seed} --pairing {}",
+                        plan.path, r.pairing
+                    )
+                }),
+                why: spec.why.clone(),
+            });
+        };
+    let sent = d.map_or(0, |d| d.sent);
+    let counts = [
+        (
+            "lost messages",
+            spec.max_lost,
+            d.map_or(0, |d| d.lost),
+            ViolationKind::Lost,
+        ),
+        (
+            "duplicated messages",
+            spec.max_duplicated,
+            d.map_or(0, |d| d.duplicated),
+            ViolationKind::Duplicated,
+        ),
+        (
+            "reordered messages",
+            spec.max_reordered,
+            d.map_or(0, |d| d.reordered),
+            ViolationKind::Reordered,
+        ),
+        (
+            "unaccounted deliveries",
+            spec.max_unaccounted,
+            d.map_or(0, |d| d.unaccounted),
+            ViolationKind::Unaccounted,
+        ),
+    ];
+    for (what, bound, value, kind) in counts {
+        if let Some(b) = bound {
+            // The run to replay: the first that showed this kind of violation.
+            let seed = d.and_then(|d| {
+                d.violations
+                    .iter()
+                    .find(|(_, v)| v.kind == kind)
+                    .map(|(s, _)| *s)
+            });
+            let first = d
+                .and_then(|d| d.violations.iter().find(|(_, v)| v.kind == kind))
+                .map_or(String::new(), |(_, v)| format!(" (first: {v})"));
+            check(
+                what,
+                format!("<= {b}"),
+                format!("{value} of {sent}{first}"),
+                value <= b,
+                seed,
+            );
+        }
+    }
+    let latency = d.and_then(|d| d.latency);
+    for (what, bound, value) in [
+        (
+            "delivery p50",
+            spec.max_delivery_p50,
+            latency.map(|l| l.p50),
+        ),
+        (
+            "delivery p99",
+            spec.max_delivery_p99,
+            latency.map(|l| l.p99),
+        ),
+    ] {
+        if let Some(b) = bound {
+            check(
+                what,
+                format!("<= {}", show(b.0)),
+                value.map_or("no delivery".into(), fmt_secs),
+                value.is_some_and(|v| v <= b.0.as_secs_f64()),
+                None,
+            );
+        }
+    }
+    if let Some(b) = spec.min_messages {
+        check(
+            "messages sent",
+            format!(">= {b}"),
+            sent.to_string(),
+            sent >= b,
+            None,
+        );
     }
     out
 }
@@ -494,6 +633,7 @@ mod tests {
             connected: BTreeMap::new(),
             client_heartbeats: Heartbeats::default(),
             server_heartbeats: Heartbeats::default(),
+            delivery: None,
         };
         let pair = PairQos {
             watcher: "client-0".into(),

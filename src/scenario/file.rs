@@ -57,6 +57,10 @@ pub struct ScenarioFile {
     #[serde(default)]
     #[schemars(with = "Vec<RandomFaultSpec>")]
     pub random_faults: Vec<Spanned<RandomFaultSpec>>,
+    /// What the applications at both ends send; none unless the file says.
+    #[serde(default = "unplaced::<TrafficSpec>")]
+    #[schemars(with = "TrafficSpec")]
+    pub traffic: Spanned<TrafficSpec>,
     #[serde(default)]
     pub judge: JudgeSpec,
     /// What must hold. Every assertion applies to every pairing unless it names one.
@@ -478,6 +482,85 @@ pub enum RandomKindSpec {
     Slow,
 }
 
+/// Application traffic: flows of messages, each checked for exactly-once, in-order delivery.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSpec {
+    /// Flows stop this long before the run ends, so that what they sent can arrive; a message
+    /// sent within it, or while the two ends were not connected throughout it, may be in flight
+    /// at the end without being lost (default 10s).
+    pub drain: Option<Dur>,
+    /// The flows (`[[traffic.flow]]`); sessions may run several.
+    #[serde(default)]
+    #[schemars(with = "Vec<FlowSpec>")]
+    pub flow: Vec<Spanned<FlowSpec>>,
+}
+
+/// One flow: what the applications of some sessions send, one way or both.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSpec {
+    /// The sessions it applies to, `[first, last]` (both included); default all.
+    pub sessions: Option<[usize; 2]>,
+    /// `up` (client to server), `down` or `both` (default).
+    #[serde(default)]
+    pub direction: FlowDirection,
+    /// Messages a second, per session and direction. Give this or `bulk`.
+    pub rate: Option<f64>,
+    /// How messages arrive at that rate (default poisson).
+    #[serde(default)]
+    pub arrivals: Arrivals,
+    /// A bulk transfer instead of a rate: this many payload bytes per session and direction,
+    /// back to back, as fast as the session takes them.
+    pub bulk: Option<u64>,
+    /// Payload bytes: a number or `[min, max]`, uniform (default 256). At least 16: the first
+    /// 16 bytes carry the message's id.
+    pub size: Option<Size>,
+    /// Messages are spread evenly over this many channels (default 1) …
+    pub channels: Option<u16>,
+    /// … starting at this one (default 0).
+    pub channel: Option<u16>,
+    /// Priority of every message (0 most urgent, default 0).
+    pub priority: Option<u8>,
+    /// Bursts: the flow sends for `burst_on`, then is quiet for `burst_off`, and again.
+    pub burst_on: Option<Dur>,
+    pub burst_off: Option<Dur>,
+    /// When the flow starts (default 0s) and stops (default: the run's end less the drain).
+    pub start: Option<Dur>,
+    pub stop: Option<Dur>,
+}
+
+/// Which way a flow's messages go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlowDirection {
+    /// Client to server.
+    Up,
+    /// Server to client.
+    Down,
+    #[default]
+    Both,
+}
+
+/// How messages arrive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arrivals {
+    /// Evenly spaced.
+    Constant,
+    /// Exponential gaps.
+    #[default]
+    Poisson,
+}
+
+/// A payload size: fixed, or uniform over `[min, max]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Size {
+    Fixed(usize),
+    Range([usize; 2]),
+}
+
 /// How runs are judged.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -534,6 +617,20 @@ pub struct AssertSpec {
     pub max_connect_peak: Option<u64>,
     /// Failures that must occur (guards against a fault schedule that silently does nothing).
     pub min_failures: Option<u64>,
+    /// Messages lost over all runs: neither delivered nor reported undelivered to their sender
+    /// (default 0 whenever the scenario has traffic).
+    pub max_lost: Option<u64>,
+    /// Messages delivered more than once (default 0 with traffic).
+    pub max_duplicated: Option<u64>,
+    /// Messages delivered after a later one of their channel (default 0 with traffic).
+    pub max_reordered: Option<u64>,
+    /// Deliveries no sender can account for (default 0 with traffic).
+    pub max_unaccounted: Option<u64>,
+    /// Delivery latency, from the hand-over to the session to the receiving application.
+    pub max_delivery_p50: Option<Dur>,
+    pub max_delivery_p99: Option<Dur>,
+    /// Messages checked that must be sent (guards against traffic that silently sends nothing).
+    pub min_messages: Option<u64>,
 }
 
 /// Limits a recommended pairing must meet (flags of `mcpsim tune` override them).

@@ -25,10 +25,20 @@ use units::{Dur, show};
 
 use crate::config::{self, StackConfig};
 use crate::proto::detector::DetectorConfig;
+use crate::proto::session::SessionConfig;
+use crate::sim::delivery::ID_LEN;
 use crate::sim::fault::{Latency, Loss, RandomOutages, TcpConfig};
 use crate::sim::links::{DirectionSpec, NetworkSpec};
 use crate::sim::qos::Judge;
 use crate::sim::runner::{self, CLIENTS, Fault, RandomFault, RandomKind, SERVER};
+use crate::sim::traffic::{Direction, Flow, Pace, Workload};
+
+/// How long before a run's end its traffic stops, unless the file says (`traffic.drain`).
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+
+/// The most messages a second one flow may ask of a session: each is a task wake-up and a
+/// frame each way in the simulation.
+const MAX_RATE: f64 = 10_000.0;
 
 /// Bounds on what a file may ask for, checked before anything is sized or run: each keeps a
 /// typo (`sessions = 1000000000`) from exhausting memory or running for years. Each error names
@@ -128,9 +138,15 @@ struct Base {
     network: NetworkSpec,
     faults: Vec<(Duration, Fault)>,
     random_faults: Vec<RandomFault>,
+    traffic: Workload,
 }
 
 impl Plan {
+    /// Whether runs carry application traffic (and so are checked for delivery).
+    pub fn has_traffic(&self) -> bool {
+        self.base.traffic.is_on()
+    }
+
     /// Whether pairing names carry the detector: the grid has more than one, or its one
     /// detector is not the default k-miss.
     pub fn names_detector(&self) -> bool {
@@ -291,6 +307,8 @@ impl Plan {
             network: b.network.clone(),
             faults: b.faults.clone(),
             random_faults: b.random_faults.clone(),
+            traffic: b.traffic.clone(),
+            sabotage: None,
         }
     }
 
@@ -492,7 +510,8 @@ impl Checker<'_> {
             return Err(self.err(
                 whole,
                 format!(
-                    "seeds lists seed {s} more than once: a repeated seed repeats the same run,                      it is not more evidence"
+                    "seeds lists seed {s} more than once: a repeated seed repeats the same run, \
+                     it is not more evidence"
                 ),
             ));
         }
@@ -557,6 +576,7 @@ impl Checker<'_> {
             .iter()
             .map(|r| self.random_fault(r, &names, duration))
             .collect::<Result<Vec<_>, _>>()?;
+        let traffic = self.traffic(&f.traffic, &names, duration, stack)?;
 
         let mut plan = Plan {
             path: self.path.to_string(),
@@ -586,6 +606,7 @@ impl Checker<'_> {
                 network,
                 faults,
                 random_faults,
+                traffic,
             },
         };
         if let Some(c) = f.limits.get_ref().confidence
@@ -658,7 +679,8 @@ impl Checker<'_> {
         if intervals.is_empty() || thresholds.is_empty() || detectors.is_empty() {
             return Err(self.err(
                 span,
-                "grid.interval, grid.miss_threshold and grid.detector need at least one value each                  (leave one out to use the stack's)",
+                "grid.interval, grid.miss_threshold and grid.detector need at least one value each \
+                 (leave one out to use the stack's)",
             ));
         }
         for i in &intervals {
@@ -966,6 +988,127 @@ impl Checker<'_> {
             kind,
             process,
         })
+    }
+
+    fn traffic(
+        &self,
+        t: &Spanned<file::TrafficSpec>,
+        names: &Names,
+        duration: Duration,
+        stack: &StackConfig,
+    ) -> Result<Workload, ScenarioError> {
+        let spec = t.get_ref();
+        let drain = spec.drain.map_or(DEFAULT_DRAIN, |d| d.0);
+        if drain >= duration && !spec.flow.is_empty() {
+            return Err(self.err(
+                t.span(),
+                format!(
+                    "traffic.drain ({}) must be shorter than the run ({})",
+                    show(drain),
+                    show(duration)
+                ),
+            ));
+        }
+        // DATA carries the channel and priority (3 bytes) in its payload.
+        let largest = stack
+            .client_options()
+            .map_or(SessionConfig::default().max_payload, |o| {
+                o.session.session.max_payload
+            })
+            .saturating_sub(3);
+        let mut flows = Vec::new();
+        for f in &spec.flow {
+            let bad = |m: String| self.err(f.span(), format!("traffic.flow: {m}"));
+            let g = f.get_ref();
+            let sessions = match g.sessions {
+                None => 0..names.sessions,
+                Some([a, b]) if a <= b && b < names.sessions => a..b + 1,
+                Some([a, b]) => {
+                    return Err(bad(format!(
+                        "sessions = [{a}, {b}] must name sessions first to last, within 0..={}",
+                        names.sessions - 1
+                    )));
+                }
+            };
+            let pace = match (g.rate, g.bulk) {
+                (Some(r), None) if r.is_finite() && r > 0.0 && r <= MAX_RATE => match g.arrivals {
+                    file::Arrivals::Constant => Pace::Constant { rate: r },
+                    file::Arrivals::Poisson => Pace::Poisson { rate: r },
+                },
+                (Some(r), None) => {
+                    return Err(bad(format!(
+                        "rate must be in (0, {MAX_RATE}] messages a second; found {r}"
+                    )));
+                }
+                (None, Some(b)) if b > 0 => Pace::Bulk { bytes: b },
+                (None, Some(_)) => return Err(bad("bulk must be at least 1 byte".into())),
+                (Some(_), Some(_)) => {
+                    return Err(bad("give rate or bulk, not both".into()));
+                }
+                (None, None) => {
+                    return Err(bad(
+                        "give rate (messages a second) or bulk (bytes to transfer)".into(),
+                    ));
+                }
+            };
+            let size = match g.size {
+                None => (256, 256),
+                Some(file::Size::Fixed(n)) => (n, n),
+                Some(file::Size::Range([a, b])) => (a, b),
+            };
+            if size.0 > size.1 || size.0 < ID_LEN || size.1 > largest {
+                return Err(bad(format!(
+                    "size must be in [{ID_LEN}, {largest}] bytes (the first {ID_LEN} carry the \
+                     message id; the stack's max_payload less 3 bytes of channel and priority), \
+                     min <= max; found {}..={}",
+                    size.0, size.1
+                )));
+            }
+            let channels = g.channels.unwrap_or(1);
+            let channel = g.channel.unwrap_or(0);
+            if channels == 0 || u32::from(channel) + u32::from(channels) > 1 << 16 {
+                return Err(bad(format!(
+                    "channels ({channels}) from channel {channel} must be at least 1 and end by \
+                     channel 65535"
+                )));
+            }
+            let burst = match (g.burst_on, g.burst_off) {
+                (None, None) => None,
+                (Some(on), Some(off)) if !on.0.is_zero() => Some((on.0, off.0)),
+                _ => {
+                    return Err(bad(
+                        "bursts need both burst_on (more than 0s) and burst_off".into(),
+                    ));
+                }
+            };
+            let start = g.start.map_or(Duration::ZERO, |d| d.0);
+            let stop = g.stop.map(|d| d.0);
+            if start >= duration || stop.is_some_and(|s| s <= start) {
+                return Err(bad(format!(
+                    "start ({}) must be within the run ({}) and before stop",
+                    show(start),
+                    show(duration)
+                )));
+            }
+            let direction = match g.direction {
+                file::FlowDirection::Up => Direction::Up,
+                file::FlowDirection::Down => Direction::Down,
+                file::FlowDirection::Both => Direction::Both,
+            };
+            flows.push(Flow {
+                sessions,
+                direction,
+                pace,
+                size,
+                channel,
+                channels,
+                priority: g.priority.unwrap_or(0),
+                burst,
+                start,
+                stop,
+            });
+        }
+        Ok(Workload { flows, drain })
     }
 
     fn assertion(&self, a: &Spanned<AssertSpec>, plan: &Plan) -> Result<Assertion, ScenarioError> {

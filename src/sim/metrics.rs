@@ -74,6 +74,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
+use super::delivery::{Delivery, Violation};
 use super::histogram::LogHistogram;
 use super::qos::{Judge, PairQos};
 use super::runner::{Heartbeats, Outcome, SERVER};
@@ -582,6 +583,9 @@ pub struct RunSummary {
     pub client: SideTally,
     pub server: SideTally,
     pub reconnects: ReconnectTally,
+    /// What became of the applications' messages, when the runs had traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
 }
 
 impl RunSummary {
@@ -590,6 +594,7 @@ impl RunSummary {
         let mut s = RunSummary {
             runs: 1,
             reconnects: ReconnectTally::of_run(seed, out),
+            delivery: out.delivery.clone(),
             ..RunSummary::default()
         };
         for q in pairs {
@@ -621,6 +626,11 @@ impl RunSummary {
         self.client.merge(&other.client);
         self.server.merge(&other.server);
         self.reconnects.merge(&other.reconnects);
+        match (&mut self.delivery, &other.delivery) {
+            (Some(d), Some(o)) => d.merge(o),
+            (d @ None, Some(o)) => *d = Some(o.clone()),
+            (_, None) => {}
+        }
     }
 
     pub fn side(&self, w: Watcher) -> &SideTally {
@@ -659,6 +669,7 @@ impl RunSummary {
             client: self.client.metrics(confidence),
             server: self.server.metrics(confidence),
             reconnects: self.reconnects.metrics(),
+            delivery: self.delivery.as_ref().map(DeliveryMetrics::of),
         }
     }
 }
@@ -929,6 +940,55 @@ pub struct Metrics {
     /// The server watching its clients.
     pub server: SideMetrics,
     pub reconnects: ReconnectMetrics,
+    /// The delivery checker's counts, when the runs had traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryMetrics>,
+}
+
+/// What became of the applications' messages over the runs ([`super::delivery`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryMetrics {
+    /// Messages handed to a session, and of those by the server.
+    pub sent: u64,
+    pub sent_by_server: u64,
+    pub delivered: u64,
+    /// Not delivered, and reported so to the sender.
+    pub reported: u64,
+    pub died_with_sender: u64,
+    /// Censored: undelivered at the end and not yet due.
+    pub in_flight: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub unaccounted: u64,
+    /// From the hand-over to the session to the receiving application, in seconds; `None`
+    /// without a delivery.
+    pub latency: Option<RttQuantiles>,
+    /// The first violations, each with the seed of its run.
+    pub violations: Vec<(u64, Violation)>,
+}
+
+impl DeliveryMetrics {
+    fn of(d: &Delivery) -> DeliveryMetrics {
+        DeliveryMetrics {
+            sent: d.sent,
+            sent_by_server: d.sent_by_server,
+            delivered: d.delivered,
+            reported: d.reported,
+            died_with_sender: d.died_with_sender,
+            in_flight: d.in_flight,
+            lost: d.lost,
+            duplicated: d.duplicated,
+            reordered: d.reordered,
+            unaccounted: d.unaccounted,
+            latency: RttQuantiles::of(&d.latency),
+            violations: d.violations.clone(),
+        }
+    }
+
+    pub fn violations_total(&self) -> u64 {
+        self.lost + self.duplicated + self.reordered + self.unaccounted
+    }
 }
 
 impl SideMetrics {
@@ -986,6 +1046,7 @@ mod tests {
             connected: BTreeMap::new(),
             client_heartbeats: Heartbeats::default(),
             server_heartbeats: Heartbeats::default(),
+            delivery: None,
         }
     }
 

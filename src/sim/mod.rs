@@ -16,6 +16,7 @@
 //! Like the protocol core, nothing here reads a clock or a global RNG: time is simulated and
 //! every random draw comes from a ChaCha stream derived from one master seed.
 
+pub mod delivery;
 pub mod fault;
 pub mod histogram;
 pub mod links;
@@ -25,3 +26,4 @@ pub mod qos;
 pub mod runner;
 pub mod synthetic;
 pub mod tcp;
+pub mod traffic;

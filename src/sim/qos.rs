@@ -347,6 +347,7 @@ mod tests {
                 .collect(),
             client_heartbeats: Default::default(),
             server_heartbeats: Default::default(),
+            delivery: None,
         }
     }
 

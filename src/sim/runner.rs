@@ -37,17 +37,20 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::delivery::{self, Delivery, Log as DeliveryLog, RunFacts};
 use super::fault::{FaultError, Latency, RandomOutages};
 use super::histogram::LogHistogram;
 use super::links::{FaultLinks, NetworkSpec};
 use super::net::{HostState, SimNet};
 use super::synthetic::{Purpose, stream};
+use super::traffic::{ClientApp, ServerApp, SharedLog, Workload, client_generator};
 use crate::config::StackConfig;
 use crate::net::client::{self, ClientOptions};
-use crate::net::conn::Discard;
+use crate::net::conn::{Discard, Handler};
 use crate::net::server::{Server, ServerOptions};
 use crate::net::{NetEvent, Observer};
 use crate::proto::frame::HeartbeatMode;
+use crate::proto::session::Sabotage;
 use crate::proto::session::{Event, Side};
 use rand::RngCore;
 
@@ -211,6 +214,11 @@ pub struct Scenario {
     /// Faults that strike at random: each a Poisson process in simulated time, sampled from
     /// the seed when the run starts and then applied like scheduled ones.
     pub random_faults: Vec<RandomFault>,
+    /// What the applications at both ends send; none by default.
+    pub traffic: Workload,
+    /// A deliberate bug in the clients' sessions, for proving the delivery checker catches it.
+    #[doc(hidden)]
+    pub sabotage: Option<Sabotage>,
 }
 
 /// One line of the trace.
@@ -385,6 +393,8 @@ pub struct Outcome {
     pub client_heartbeats: Heartbeats,
     /// The server's, over all its connections.
     pub server_heartbeats: Heartbeats,
+    /// What became of every application message, when the run had traffic.
+    pub delivery: Option<Delivery>,
 }
 
 impl Outcome {
@@ -998,10 +1008,15 @@ pub fn run_watched(
         .stack
         .validate()
         .map_err(|e| format!("the stack configuration cannot run: {e}"))?;
-    let client_options = scenario
+    let mut client_options = scenario
         .stack
         .client_options()
         .map_err(|e| format!("the stack configuration cannot run: {e}"))?;
+    client_options.session.session.sabotage = scenario.sabotage.clone();
+    let workload = Arc::new(scenario.traffic.clone());
+    let log: SharedLog = Arc::new(Mutex::new(DeliveryLog::default()));
+    // Flows stop a drain before the end, so that what they sent can arrive.
+    let traffic_end = scenario.duration.saturating_sub(workload.drain);
     check_targets(scenario)?;
     let mut faults = scenario.faults.clone();
     for (i, r) in scenario.random_faults.iter().enumerate() {
@@ -1081,6 +1096,8 @@ pub fn run_watched(
         let segments = segments.clone();
         let server_options = scenario.stack.server_options();
         let incarnation = incarnation.clone();
+        let log = log.clone();
+        let workload = workload.clone();
         let server: Software = Box::new(move || {
             let net = net.clone();
             let rec = rec.clone();
@@ -1091,16 +1108,31 @@ pub fn run_watched(
             };
             let life = incarnation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             opts.seed = Some(stream(seed, Purpose::Simulator, &[1, life]).next_u64());
+            let (app, started) = ServerApp::new(
+                net.clone(),
+                log.clone(),
+                workload.clone(),
+                life as u32,
+                traffic_end,
+                seed,
+            );
+            let handler: Arc<dyn Handler> = if workload.is_on() {
+                Arc::new(app)
+            } else {
+                Arc::new(Discard)
+            };
             Box::pin(async move {
                 opts.gate = Some(net.gate(SERVER));
                 let listener = net.listen(SERVER, PORT).map_err(|e| e.to_string())?;
                 let observer = Arc::new(TraceObserver { rec, segments });
-                let server = Server::new(opts, observer, Arc::new(Discard));
+                let server = Server::new(opts, observer, handler);
                 let (_keep, shutdown) = tokio::sync::watch::channel(false);
-                server
-                    .serve(listener, shutdown)
-                    .await
-                    .map_err(|e| e.to_string())
+                // The generators of the server's application live and die with its process.
+                let (served, ()) = tokio::join!(
+                    server.serve(listener, shutdown),
+                    ServerApp::run_generators(started)
+                );
+                served.map_err(|e| e.to_string())
             })
         });
         software.push((SERVER.to_string(), server));
@@ -1118,13 +1150,18 @@ pub fn run_watched(
         // A host's processes start at the run's start or at a restart; the ramp applies to
         // the first life only (a restarted host's clients start when it is back).
         let lives = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let log = log.clone();
+        let workload = workload.clone();
         let clients: Software = Box::new(move || {
             let net = net.clone();
             let rec = rec.clone();
             let segments = segments.clone();
             let client_options = client_options.clone();
             let host = host.clone();
-            let first_life = lives.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+            let log = log.clone();
+            let workload = workload.clone();
+            let life = lives.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let first_life = life == 0;
             Box::pin(async move {
                 let observer: Arc<dyn Observer> = Arc::new(TraceObserver { rec, segments });
                 let (_keep, shutdown) = tokio::sync::watch::channel(false);
@@ -1148,19 +1185,44 @@ pub fn run_watched(
                     let connector = net.connector(&host, &opts.name, SERVER, PORT);
                     let observer = observer.clone();
                     let shutdown = shutdown.clone();
+                    let handler: Arc<dyn Handler> = if workload.is_on() {
+                        Arc::new(ClientApp {
+                            node: opts.name.clone(),
+                            net: net.clone(),
+                            log: log.clone(),
+                        })
+                    } else {
+                        Arc::new(Discard)
+                    };
+                    let sender = client_generator(
+                        &workload,
+                        &net,
+                        &log,
+                        i,
+                        &host,
+                        life as u32,
+                        traffic_end,
+                        seed,
+                    );
+                    let outgoing = match sender {
+                        Some((generator, tx, rx)) => {
+                            // The application starts with its client, after the ramp.
+                            tasks.spawn(async move {
+                                if !start.is_zero() {
+                                    tokio::time::sleep(start).await;
+                                }
+                                generator.run(tx).await;
+                            });
+                            Some(rx)
+                        }
+                        None => None,
+                    };
                     tasks.spawn(async move {
                         if !start.is_zero() {
                             tokio::time::sleep(start).await;
                         }
-                        let _ = client::run(
-                            connector,
-                            opts,
-                            observer,
-                            Arc::new(Discard),
-                            None,
-                            shutdown,
-                        )
-                        .await;
+                        let _ = client::run(connector, opts, observer, handler, outgoing, shutdown)
+                            .await;
                     });
                 }
                 while tasks.join_next().await.is_some() {}
@@ -1226,6 +1288,7 @@ pub fn run_watched(
 
     // The fault schedule runs in the hosts' runtime beside the processes, so each action
     // applies at its own millisecond whatever the tick.
+    let delivery_log = log;
     let log = Rc::new(RefCell::new(FaultLog {
         down: Vec::new(),
         lines: merged_lines,
@@ -1237,12 +1300,14 @@ pub fn run_watched(
         let rec = rec.clone();
         let log = log.clone();
         let hosts = hosts.clone();
+        let delivery_log = delivery_log.clone();
         sim.host(HOSTS, move || {
             let procs = procs.clone();
             let net = net.clone();
             let rec = rec.clone();
             let log = log.clone();
             let hosts = hosts.clone();
+            let delivery_log = delivery_log.clone();
             let actions = schedule.borrow_mut().take().unwrap_or_default();
             async move {
                 procs.borrow_mut().boot(tokio::runtime::Handle::current());
@@ -1326,6 +1391,10 @@ pub fn run_watched(
                                 net.set_host_state(&host, state);
                                 if state != HostState::Paused {
                                     procs.borrow_mut().stop(&host);
+                                    delivery_log
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .host_died(&host, now);
                                     let mut rec = rec.lock().unwrap_or_else(|e| e.into_inner());
                                     rec.cut_host(&host, &hosts, now);
                                 }
@@ -1420,6 +1489,19 @@ pub fn run_watched(
     // process-wide state (task ids), so cross-node order within an instant is not part of
     // the contract; everything a node does, and when, is.
     trace.sort_by(|a, b| (a.at, &a.node).cmp(&(b.at, &b.node)));
+    let delivery = workload.is_on().then(|| {
+        let log = delivery_log.lock().unwrap_or_else(|e| e.into_inner());
+        delivery::check(
+            &log,
+            &RunFacts {
+                seed,
+                end: scenario.duration,
+                drain: workload.drain,
+                connected: &connected,
+                trace: &trace,
+            },
+        )
+    });
     Ok(Outcome {
         trace,
         down,
@@ -1433,6 +1515,7 @@ pub fn run_watched(
         connected,
         client_heartbeats: rec.client_heartbeats,
         server_heartbeats: rec.server_heartbeats,
+        delivery,
     })
 }
 

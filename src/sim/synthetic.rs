@@ -353,6 +353,8 @@ pub enum Purpose {
     Segments = 6,
     /// Where each connection's kernels stand on their timer wheels ([`super::tcp`]).
     Timers = 7,
+    /// The applications' messages: when each is due, its size and channel ([`super::traffic`]).
+    Traffic = 8,
     /// The network simulator's own draws: turmoil's seed, tokens, jitter (`sim::runner`).
     Simulator = 16,
 }

@@ -15,6 +15,8 @@ pub fn scenario(sessions: usize, duration: f64, faults: Vec<(Duration, Fault)>) 
         network: NetworkSpec::constant(Duration::from_millis(5)),
         faults,
         random_faults: Vec::new(),
+        traffic: Default::default(),
+        sabotage: None,
     }
 }
 

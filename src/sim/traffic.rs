@@ -1,0 +1,451 @@
+//! Application traffic: the simulated applications at both ends of every session.
+//!
+//! A scenario's `[[traffic]]` flows ([`Flow`]) say what each session's applications send: how
+//! often (constant or Poisson arrivals, on/off bursts, or a bulk transfer as fast as the session
+//! takes it), how large, on which channels and at which priority, one way or both. The
+//! applications use the drivers' real API: a client's messages go through the outgoing queue
+//! `net::client::run` reads, the server's through [`Handler::outgoing`]; both receive through
+//! [`Handler::on_message`] and hear of undelivered messages through [`Handler::undelivered`].
+//! Back-pressure is honoured: a generator waits while its session has no room.
+//!
+//! Every payload starts with its [`MessageId`]; everything that happens to it goes into the
+//! run's delivery [`Log`], which [`super::delivery::check`] judges at the end.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp};
+use tokio::sync::mpsc;
+
+use super::delivery::{ID_LEN, Log, MessageId, StreamId};
+use super::net::SimNet;
+use super::synthetic::{Purpose, stream};
+use crate::net::conn::{Handler, Outgoing};
+use crate::proto::session::Message;
+
+/// Which way a flow's messages go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server.
+    Up,
+    /// Server to client.
+    Down,
+    /// Both, independently.
+    Both,
+}
+
+impl Direction {
+    fn up(self) -> bool {
+        matches!(self, Direction::Up | Direction::Both)
+    }
+
+    fn down(self) -> bool {
+        matches!(self, Direction::Down | Direction::Both)
+    }
+}
+
+/// When messages are due.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pace {
+    /// `rate` messages a second, evenly spaced (each stream at its own seed-drawn phase).
+    Constant { rate: f64 },
+    /// `rate` messages a second on average, exponential gaps.
+    Poisson { rate: f64 },
+    /// Back to back, as fast as the session takes them, until `bytes` payload bytes are sent.
+    Bulk { bytes: u64 },
+}
+
+/// One flow: what the applications of some sessions send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Flow {
+    /// The sessions (client indices) it applies to.
+    pub sessions: Range<usize>,
+    pub direction: Direction,
+    pub pace: Pace,
+    /// Payload size in bytes, uniform over the range (inclusive); at least [`ID_LEN`].
+    pub size: (usize, usize),
+    /// Messages are spread uniformly over channels `channel .. channel + channels`.
+    pub channel: u16,
+    pub channels: u16,
+    pub priority: u8,
+    /// On/off: sends for `on`, then is quiet for `off`, from `start`.
+    pub burst: Option<(Duration, Duration)>,
+    /// When the flow starts (in each process life: from the later of this and the life's start).
+    pub start: Duration,
+    /// When it stops; `None`: the run's end less the drain.
+    pub stop: Option<Duration>,
+}
+
+/// A run's workload: its flows and how long before the end they stop.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Workload {
+    pub flows: Vec<Flow>,
+    /// Flows stop this long before the run ends (unless they stop earlier), and a message sent
+    /// within it may still be in flight at the end ([`super::delivery`]).
+    pub drain: Duration,
+}
+
+impl Workload {
+    pub fn is_on(&self) -> bool {
+        !self.flows.is_empty()
+    }
+
+    /// The flows of session `index` in the direction `up` (client to server) or down.
+    fn flows_of(&self, index: usize, up: bool) -> impl Iterator<Item = (usize, &Flow)> {
+        self.flows.iter().enumerate().filter(move |(_, f)| {
+            f.sessions.contains(&index)
+                && if up {
+                    f.direction.up()
+                } else {
+                    f.direction.down()
+                }
+        })
+    }
+
+    /// Whether session `index` sends up (or down).
+    pub fn sends(&self, index: usize, up: bool) -> bool {
+        self.flows_of(index, up).next().is_some()
+    }
+}
+
+/// Where the run's messages are recorded.
+pub type SharedLog = Arc<Mutex<Log>>;
+
+fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, Log> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Messages a sender keeps queued for its session: the driver takes them as the session has
+/// room. Small, so that back-pressure reaches the generator at once.
+const QUEUE: usize = 1;
+
+/// One stream's sender: the flows of one session in one direction, merged in time order.
+pub struct Generator {
+    pub net: SimNet,
+    pub log: SharedLog,
+    pub stream: StreamId,
+    pub flows: Vec<Flow>,
+    pub end: Duration,
+    pub seed: u64,
+    /// Distinguishes this stream's random draws from every other's.
+    pub key: Vec<u64>,
+}
+
+impl Generator {
+    /// Sends until every flow is done or the session's queue is gone.
+    pub async fn run(self, tx: mpsc::Sender<Outgoing>) {
+        let mut draws = stream(self.seed, Purpose::Traffic, &self.key);
+        let now = self.net.now();
+        // Each flow's next due time and bytes left (bulk).
+        let mut due: Vec<(Duration, u64)> = self
+            .flows
+            .iter()
+            .map(|f| {
+                let first = f.start.max(now);
+                let phase = match f.pace {
+                    Pace::Constant { rate } => {
+                        Duration::from_secs_f64(draws.random::<f64>() / rate.max(1e-9))
+                    }
+                    Pace::Poisson { rate } => gap(&mut draws, rate),
+                    Pace::Bulk { .. } => Duration::ZERO,
+                };
+                let bytes = match f.pace {
+                    Pace::Bulk { bytes } => bytes,
+                    _ => u64::MAX,
+                };
+                (first + phase, bytes)
+            })
+            .collect();
+        let mut index = 0u64;
+        loop {
+            // The flow due first; a flow in its off period waits for its next on.
+            let mut next: Option<(usize, Duration)> = None;
+            for (i, f) in self.flows.iter().enumerate() {
+                let (mut at, left) = due[i];
+                if left == 0 {
+                    continue;
+                }
+                if let Some((on, off)) = f.burst {
+                    let period = on + off;
+                    let into = Duration::from_nanos(
+                        ((at.saturating_sub(f.start)).as_nanos() % period.as_nanos().max(1)) as u64,
+                    );
+                    if into >= on {
+                        at += period - into;
+                        due[i].0 = at;
+                    }
+                }
+                let stop = f.stop.unwrap_or(self.end).min(self.end);
+                if at >= stop {
+                    continue;
+                }
+                if next.is_none_or(|(_, t)| at < t) {
+                    next = Some((i, at));
+                }
+            }
+            let Some((i, at)) = next else { return };
+            let now = self.net.now();
+            if at > now {
+                tokio::time::sleep(at - now).await;
+            }
+            let f = &self.flows[i];
+            let size = draws.random_range(f.size.0..=f.size.1).max(ID_LEN);
+            let channel = f.channel + draws.random_range(0..f.channels.max(1));
+            let mut payload = vec![0u8; size];
+            MessageId {
+                stream: self.stream,
+                index,
+            }
+            .write(&mut payload);
+            let message = Outgoing {
+                channel,
+                priority: f.priority,
+                payload: Bytes::from(payload),
+            };
+            if tx.send(message).await.is_err() {
+                return;
+            }
+            let handed = self.net.now();
+            lock(&self.log).sent(self.stream, index, channel, handed);
+            index += 1;
+            let (t, left) = &mut due[i];
+            *t = match f.pace {
+                Pace::Constant { rate } => *t + Duration::from_secs_f64(1.0 / rate),
+                Pace::Poisson { rate } => *t + gap(&mut draws, rate),
+                Pace::Bulk { .. } => handed,
+            }
+            // Back-pressure delays the flow; it does not make up for lost time in a burst.
+            .max(handed);
+            if let Pace::Bulk { .. } = f.pace {
+                *left = left.saturating_sub(size as u64);
+            }
+        }
+    }
+}
+
+fn gap(rng: &mut ChaCha8Rng, rate: f64) -> Duration {
+    let exp = Exp::new(rate.max(1e-9)).expect("a positive rate");
+    Duration::from_secs_f64(exp.sample(rng))
+}
+
+/// A client's application: records what it receives and what its session hands back.
+pub struct ClientApp {
+    pub node: String,
+    pub net: SimNet,
+    pub log: SharedLog,
+}
+
+impl Handler for ClientApp {
+    fn on_message(&self, _: u32, message: Message) -> Option<Outgoing> {
+        lock(&self.log).delivered(&self.node, &message.payload, self.net.now());
+        None
+    }
+
+    fn replies(&self) -> bool {
+        false
+    }
+
+    fn undelivered(&self, _: u32, messages: Vec<Message>) {
+        let now = self.net.now();
+        let mut log = lock(&self.log);
+        for m in messages {
+            log.reported(&m.payload, now);
+        }
+    }
+}
+
+/// The server's application, one per server process life: records what it receives, and runs
+/// a generator per session for the flows that send down.
+pub struct ServerApp {
+    pub net: SimNet,
+    pub log: SharedLog,
+    pub traffic: Arc<Workload>,
+    pub life: u32,
+    pub end: Duration,
+    pub seed: u64,
+    /// Each session's queue while no connection carries it, and the stream it feeds.
+    queues: Mutex<BTreeMap<u32, (StreamId, Option<mpsc::Receiver<Outgoing>>)>>,
+    /// Generators to start; the server process runs them ([`ServerApp::run_generators`]) so
+    /// that they die with it.
+    start: mpsc::UnboundedSender<(Generator, mpsc::Sender<Outgoing>)>,
+}
+
+impl ServerApp {
+    /// The application and the receiver of the generators it starts, which
+    /// [`ServerApp::run_generators`] must run inside the server process.
+    pub fn new(
+        net: SimNet,
+        log: SharedLog,
+        traffic: Arc<Workload>,
+        life: u32,
+        end: Duration,
+        seed: u64,
+    ) -> (
+        ServerApp,
+        mpsc::UnboundedReceiver<(Generator, mpsc::Sender<Outgoing>)>,
+    ) {
+        let (start, started) = mpsc::unbounded_channel();
+        let app = ServerApp {
+            net,
+            log,
+            traffic,
+            life,
+            end,
+            seed,
+            queues: Mutex::new(BTreeMap::new()),
+            start,
+        };
+        (app, started)
+    }
+
+    /// Runs every generator the application starts, until the process ends.
+    pub async fn run_generators(
+        mut started: mpsc::UnboundedReceiver<(Generator, mpsc::Sender<Outgoing>)>,
+    ) {
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                biased;
+                g = started.recv() => match g {
+                    Some((g, tx)) => {
+                        running.spawn(g.run(tx));
+                    }
+                    None => break,
+                },
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    fn queues(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<u32, (StreamId, Option<mpsc::Receiver<Outgoing>>)>>
+    {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `client-7` → 7.
+fn client_index(client_id: &str) -> Option<usize> {
+    client_id.strip_prefix("client-")?.parse().ok()
+}
+
+impl Handler for ServerApp {
+    fn on_message(&self, _: u32, message: Message) -> Option<Outgoing> {
+        lock(&self.log).delivered("server", &message.payload, self.net.now());
+        None
+    }
+
+    fn replies(&self) -> bool {
+        false
+    }
+
+    fn undelivered(&self, _: u32, messages: Vec<Message>) {
+        let now = self.net.now();
+        let mut log = lock(&self.log);
+        for m in messages {
+            log.reported(&m.payload, now);
+        }
+    }
+
+    fn outgoing(&self, session_id: u32, client_id: &str) -> Option<mpsc::Receiver<Outgoing>> {
+        let mut queues = self.queues();
+        if let Some((_, rx)) = queues.get_mut(&session_id) {
+            return rx.take();
+        }
+        let index = client_index(client_id)?;
+        let flows: Vec<Flow> = self
+            .traffic
+            .flows_of(index, false)
+            .map(|(_, f)| f.clone())
+            .collect();
+        if flows.is_empty() {
+            return None;
+        }
+        let stream = StreamId::server(self.life, session_id);
+        lock(&self.log).open(
+            stream,
+            "server",
+            super::runner::SERVER,
+            client_id,
+            self.life,
+        );
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let generator = Generator {
+            net: self.net.clone(),
+            log: self.log.clone(),
+            stream,
+            flows,
+            end: self.end,
+            seed: self.seed,
+            key: vec![1, u64::from(self.life), u64::from(session_id)],
+        };
+        // The process is gone if nobody runs generators any more: then nothing is sent.
+        let _ = self.start.send((generator, tx));
+        queues.insert(session_id, (stream, None));
+        Some(rx)
+    }
+
+    fn give_back(&self, session_id: u32, outgoing: mpsc::Receiver<Outgoing>) {
+        if let Some((_, slot)) = self.queues().get_mut(&session_id) {
+            *slot = Some(outgoing);
+        }
+    }
+
+    fn ended(&self, session_id: u32) {
+        let Some((stream, rx)) = self.queues().remove(&session_id) else {
+            return;
+        };
+        // What is still in the queue never reached the session: it was not sent. Dropping the
+        // receiver stops the generator.
+        if let Some(mut rx) = rx {
+            let mut log = lock(&self.log);
+            while let Ok(m) = rx.try_recv() {
+                if let Some(id) = MessageId::read(&m.payload) {
+                    log.withdrawn(stream, id.index);
+                }
+            }
+        }
+    }
+}
+
+/// Starts the generator of client `index` in process life `life`, if its flows send up; the
+/// receiver goes to `net::client::run`.
+pub fn client_generator(
+    traffic: &Workload,
+    net: &SimNet,
+    log: &SharedLog,
+    index: usize,
+    host: &str,
+    life: u32,
+    end: Duration,
+    seed: u64,
+) -> Option<(Generator, mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>)> {
+    let flows: Vec<Flow> = traffic
+        .flows_of(index, true)
+        .map(|(_, f)| f.clone())
+        .collect();
+    if flows.is_empty() {
+        return None;
+    }
+    let stream = StreamId::client(index as u32, life);
+    let node = format!("client-{index}");
+    lock(log).open(stream, &node, host, super::runner::SERVER, life);
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let generator = Generator {
+        net: net.clone(),
+        log: log.clone(),
+        stream,
+        flows,
+        end,
+        seed,
+        key: vec![0, u64::from(life), index as u64],
+    };
+    Some((generator, tx, rx))
+}
