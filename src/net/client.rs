@@ -74,13 +74,42 @@ pub async fn run<C: Connector>(
     opts: ClientOptions,
     observer: Arc<dyn Observer>,
     handler: Arc<dyn Handler>,
+    outgoing: Option<mpsc::Receiver<Outgoing>>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ClientError> {
+    let mut session = Session::client(opts.session.clone());
+    let result = connect_loop(
+        &mut session,
+        connector,
+        &opts,
+        observer,
+        handler.clone(),
+        outgoing,
+        shutdown,
+    )
+    .await;
+    // The session ends with the client (it gave up, was refused, or shut down while not
+    // connected): what it still holds will not be delivered, and the application hears so
+    // (§12). A session that closed on a connection has already reported.
+    let left = session.take_undelivered();
+    if !left.is_empty() {
+        handler.undelivered(session.id(), left);
+    }
+    result
+}
+
+async fn connect_loop<C: Connector>(
+    session: &mut Session,
+    connector: C,
+    opts: &ClientOptions,
+    observer: Arc<dyn Observer>,
+    handler: Arc<dyn Handler>,
     mut outgoing: Option<mpsc::Receiver<Outgoing>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
     let clock = Clock::with_gate(opts.gate.clone());
     let mut policy = ReconnectPolicy::new(opts.reconnect)?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let mut session = Session::client(opts.session.clone());
     let ctx = ConnCtx {
         node: &opts.name,
         peer: "server".into(),
@@ -126,7 +155,7 @@ pub async fn run<C: Connector>(
                     };
                     drive(
                         stream,
-                        &mut session,
+                        session,
                         &ctx,
                         read,
                         outgoing.as_mut(),

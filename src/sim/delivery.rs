@@ -236,6 +236,8 @@ pub const MAX_VIOLATIONS_KEPT: usize = 8;
 /// Trace lines kept around a violation.
 const TRACE_AROUND: Duration = Duration::from_secs(1);
 const TRACE_LINES: usize = 12;
+/// A loss's lines run from its send to where it should have been delivered: more of them.
+const TRACE_LINES_LOST: usize = 30;
 
 /// The fates of a run's messages, or of many runs merged ([`Delivery::merge`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,6 +303,8 @@ pub struct RunFacts<'a> {
     pub connected: &'a BTreeMap<(String, String), Vec<Range<Duration>>>,
     /// The run's trace, sorted by time.
     pub trace: &'a [TraceLine],
+    /// Which host each node runs on.
+    pub hosts: &'a BTreeMap<String, String>,
 }
 
 /// Decides every message's fate.
@@ -425,18 +429,30 @@ pub fn check(log: &Log, facts: &RunFacts<'_>) -> Delivery {
             Some(s) => format!("{}@{}>{}#{}", s.sender, s.life, s.receiver, id.index),
             None => "(no id)".into(),
         };
-        let nodes: Vec<&str> = s
-            .map(|s| vec![s.sender.as_str(), s.receiver.as_str()])
-            .unwrap_or_default();
+        // The two ends, and their hosts (where faults are written).
+        let mut nodes: Vec<&str> = Vec::new();
+        for n in s.iter().flat_map(|s| [s.sender.as_str(), s.receiver.as_str()]) {
+            nodes.push(n);
+            nodes.extend(facts.hosts.get(n).map(String::as_str));
+        }
+        // A loss happens after the send, where the message should have gone (a reconnect, a
+        // resume): its lines run from the send on. Other violations happen at their delivery.
+        let until = match kind {
+            ViolationKind::Lost => Duration::MAX,
+            _ => at + TRACE_AROUND,
+        };
         let trace = facts
             .trace
             .iter()
             .filter(|l| {
                 l.at + TRACE_AROUND >= at
-                    && l.at <= at + TRACE_AROUND
+                    && l.at <= until
                     && (nodes.is_empty() || nodes.contains(&l.node.as_str()))
             })
-            .take(TRACE_LINES)
+            .take(match kind {
+                ViolationKind::Lost => TRACE_LINES_LOST,
+                _ => TRACE_LINES,
+            })
             .map(|l| format!("{:>10.3}s  {:<10} {}", l.at.as_secs_f64(), l.node, l.text))
             .collect();
         d.violations.push((
@@ -502,6 +518,7 @@ mod tests {
                 drain: ms(2_000),
                 connected,
                 trace: &[],
+                hosts: &BTreeMap::new(),
             },
         )
     }

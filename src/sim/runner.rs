@@ -1499,6 +1499,7 @@ pub fn run_watched(
                 drain: workload.drain,
                 connected: &connected,
                 trace: &trace,
+                hosts: &hosts,
             },
         )
     });

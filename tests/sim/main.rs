@@ -2,6 +2,7 @@
 
 mod closed_form;
 mod counters;
+mod delivery;
 mod determinism;
 mod endpoint_faults;
 mod judge;
