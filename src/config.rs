@@ -28,6 +28,7 @@ use crate::proto::detector::{
 };
 use crate::proto::frame::{HeartbeatMode, HeartbeatParams};
 use crate::proto::health::HealthConfig;
+use crate::proto::throttle::ThrottleConfig;
 use crate::units::{Dur, Percent, show};
 
 /// The whole stack configuration. Every table and field may be left out: it then takes the
@@ -41,6 +42,59 @@ pub struct StackConfig {
     pub session: SessionLimits,
     pub server: ServerBounds,
     pub tcp: Tcp,
+    pub throttle: Throttle,
+}
+
+/// Load-aware heartbeats, server side (`docs/configuration.md`): while the server's CPU stays
+/// high it grants a longer interval (CONFIG), and the configured one again when it falls.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Throttle {
+    /// Throttle at all (default false).
+    pub enabled: bool,
+    /// CPU share at or above which the interval is lengthened (default 80%).
+    pub high: Percent,
+    /// CPU share at or below which the configured interval comes back (default 50%).
+    pub low: Percent,
+    /// The lengthened interval is the granted one times this (default 2).
+    pub factor: u32,
+    /// How long the load must stay past a threshold before the grant changes (default 2s).
+    pub hold: Dur,
+    /// Heartbeats and their replies carry the sender's timestamp and load (CPU, memory), which
+    /// the peer's logs show (default: when throttling).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_load: Option<bool>,
+}
+
+impl Default for Throttle {
+    fn default() -> Throttle {
+        let d = ThrottleConfig::default();
+        Throttle {
+            enabled: false,
+            high: Percent(d.high),
+            low: Percent(d.low),
+            factor: d.factor,
+            hold: Dur(d.hold),
+            report_load: None,
+        }
+    }
+}
+
+impl Throttle {
+    /// The policy, when throttling is on.
+    pub fn policy(&self) -> Option<ThrottleConfig> {
+        self.enabled.then(|| ThrottleConfig {
+            high: self.high.0,
+            low: self.low.0,
+            factor: self.factor,
+            hold: self.hold.0,
+        })
+    }
+
+    /// Whether heartbeats carry load figures.
+    pub fn reports_load(&self) -> bool {
+        self.report_load.unwrap_or(self.enabled)
+    }
 }
 
 /// Who beats, how often, and who judges the peer from it.
@@ -427,6 +481,9 @@ impl StackConfig {
         if h.miss_threshold == 0 {
             return Err(bad("heartbeat.miss_threshold", "must be at least 1"));
         }
+        if let Some(p) = self.throttle.policy() {
+            p.check().map_err(|e| bad("throttle", e))?;
+        }
         if let Some(t) = h.phi.threshold
             && !(t.is_finite() && t > 0.0)
         {
@@ -593,6 +650,8 @@ impl StackConfig {
         c.resume_window = self.session.resume_window.0;
         c.session.detector = self.detector_config();
         c.session.health = Some(self.health_config());
+        opts.throttle = self.throttle.policy();
+        opts.report_load = self.throttle.reports_load();
         opts
     }
 

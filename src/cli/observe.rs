@@ -10,6 +10,7 @@
 //! | name | kind | what |
 //! | --- | --- | --- |
 //! | `mcp_sessions` | gauge | connections with an established session |
+//! | `mcp_throttling` | gauge | 1 while the server grants a throttled (longer) interval because of load |
 //! | `mcp_heartbeat_acks_total` | counter | heartbeat round trips measured (replies received) |
 //! | `mcp_heartbeat_rtt_seconds` | histogram | heartbeat round-trip time |
 //! | `mcp_suspicions_total` | counter | the detector started suspecting the peer |
@@ -96,6 +97,10 @@ pub fn install_metrics(addr: SocketAddr) -> Result<(), CliError> {
         .and_then(|b| b.install())
         .map_err(|e| CliError::Run(format!("cannot serve metrics on {addr} (--metrics): {e}")))?;
     describe_gauge!("mcp_sessions", "Connections with an established session.");
+    describe_gauge!(
+        "mcp_throttling",
+        "1 while the server grants a longer interval because of its load."
+    );
     describe_counter!(
         "mcp_heartbeat_acks_total",
         "Heartbeat round trips measured (replies received)."
@@ -309,7 +314,7 @@ impl Telemetry {
                 silent_ms = ms(*silent),
                 "detector suspicion: peer dead"
             ),
-            Event::Rtt { rtt, .. } => {
+            Event::Rtt { rtt, load, .. } => {
                 counter!("mcp_heartbeat_acks_total", "side" => side_s).increment(1);
                 histogram!("mcp_heartbeat_rtt_seconds", "side" => side_s).record(rtt.as_secs_f64());
                 if tracing::enabled!(tracing::Level::DEBUG) {
@@ -320,6 +325,8 @@ impl Telemetry {
                         event = "heartbeat_rtt",
                         status = self.status(&key()),
                         rtt_ms = ms(*rtt),
+                        peer_cpu = load.map(|l| f64::from(l.cpu_permille) / 1000.0),
+                        peer_mem = load.map(|l| f64::from(l.mem_permille) / 1000.0),
                         "heartbeat round trip"
                     );
                 }
@@ -397,7 +404,7 @@ impl Telemetry {
             }
             // Counted with the traffic; one line per heartbeat only when asked for (the
             // simulator's `--trace-level segments` shows the same receipts).
-            Event::HeartbeatReceived { seq, gap } => {
+            Event::HeartbeatReceived { seq, gap, load } => {
                 if tracing::enabled!(tracing::Level::TRACE) {
                     tracing::trace!(
                         node,
@@ -406,6 +413,8 @@ impl Telemetry {
                         event = "heartbeat",
                         seq,
                         gap_ms = gap.map(ms),
+                        peer_cpu = load.map(|l| f64::from(l.cpu_permille) / 1000.0),
+                        peer_mem = load.map(|l| f64::from(l.mem_permille) / 1000.0),
                         "heartbeat received"
                     );
                 }
@@ -564,6 +573,21 @@ impl Observer for Telemetry {
                     event = "expired",
                     undelivered,
                     "detached session expired"
+                );
+            }
+            NetEvent::Throttle {
+                interval_ms,
+                cpu_permille,
+                throttling,
+            } => {
+                gauge!("mcp_throttling").set(if *throttling { 1.0 } else { 0.0 });
+                tracing::warn!(
+                    node,
+                    side = side_s,
+                    event = if *throttling { "throttle_on" } else { "throttle_off" },
+                    interval_ms,
+                    cpu = f64::from(*cpu_permille) / 1000.0,
+                    "load-aware heartbeats: granting a new interval"
                 );
             }
             NetEvent::Rejected { error } => {

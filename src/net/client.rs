@@ -118,6 +118,7 @@ async fn connect_loop<C: Connector>(
         handler: &*handler,
         limits: opts.limits,
         on_shutdown: OnShutdown::Close,
+        steer: None,
     };
     let observe = |session: &Session, ev: NetEvent| {
         observer.observe(&opts.name, Side::Client, session.id(), &ev)
@@ -254,6 +255,7 @@ fn ctx_ref<'a>(c: &ConnCtx<'a>) -> ConnCtx<'a> {
         handler: c.handler,
         limits: c.limits,
         on_shutdown: c.on_shutdown,
+        steer: c.steer.clone(),
     }
 }
 

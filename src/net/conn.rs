@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use super::{Clock, ConnEnd, NetEvent, Observer, PeerLoss, Stream};
+use super::{Clock, ConnEnd, NetEvent, Observer, PeerLoss, Steer, Stream};
 use crate::proto::session::{Event, Message, Session, State};
 use crate::proto::{Decoder, Error as ProtoError, ErrorCode};
 
@@ -129,6 +129,8 @@ pub struct ConnCtx<'a> {
     pub limits: ConnLimits,
     /// What to do when `shutdown` fires: the server sends GOAWAY, the client closes.
     pub on_shutdown: OnShutdown,
+    /// Server: its throttle and load figures, applied to the session as they change.
+    pub steer: Option<watch::Receiver<Steer>>,
 }
 
 /// How a connection ends when its side shuts down.
@@ -179,6 +181,12 @@ pub async fn drive<S: Stream>(
     let mut shutdown_changed = std::pin::pin!(shutdown.changed());
     // Likewise one wait for a replacement notice, renewed after each notice.
     let mut replaced_notice = std::pin::pin!(wait_replaced(&replaced));
+    // The server's throttle and load, as they are now and whenever they change.
+    let mut steer = ctx.steer.clone();
+    if let Some(s) = &mut steer {
+        let now = *s.borrow_and_update();
+        apply_steer(session, ctx, now);
+    }
     // Frames that arrived with the handshake's read are still in the buffer.
     if let Err(e) = decode_all(&mut read, session, ctx) {
         reading = false;
@@ -281,6 +289,10 @@ pub async fn drive<S: Stream>(
                 replaced_by.get_or_insert(Instant::now() + REPLACED_FLUSH);
             }
             _ = sleep_until_some(replaced_by), if replaced_by.is_some() => break ConnEnd::Closed,
+            r = steer_changed(&mut steer), if steer.is_some() => match r {
+                Some(s) => apply_steer(session, ctx, s),
+                None => steer = None,
+            },
             r = wr.write(&wbuf), if !wbuf.is_empty() => {
                 if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out) {
                     break end;
@@ -579,6 +591,22 @@ async fn try_write<W: AsyncWrite + Unpin>(
 /// How long a connection whose session was taken over elsewhere may take to flush its CLOSE
 /// SESSION_REPLACED; well under the server's one second of waiting for the session.
 const REPLACED_FLUSH: Duration = Duration::from_millis(250);
+
+/// Applies the server's throttle factor and load figures to the session.
+fn apply_steer(session: &mut Session, ctx: &ConnCtx<'_>, s: Steer) {
+    session.set_load(s.load);
+    session.set_throttle(ctx.clock.now(), s.factor);
+}
+
+async fn steer_changed(rx: &mut Option<watch::Receiver<Steer>>) -> Option<Steer> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(*rx.borrow_and_update()),
+            Err(_) => None,
+        },
+        None => pending().await,
+    }
+}
 
 async fn sleep_until_some(t: Option<Instant>) {
     match t {

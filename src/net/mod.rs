@@ -19,6 +19,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod load;
 pub mod server;
 pub mod tls;
 
@@ -120,6 +121,23 @@ impl Connector for TcpConnector {
 pub trait Gate: Send + Sync {
     /// Resolves at once while open; while closed, when it opens.
     fn wait_open(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// What the server tells its connections about itself: how far throttling lengthens the
+/// granted interval (1: not at all), and the load its heartbeats report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Steer {
+    pub factor: u32,
+    pub load: Option<crate::proto::frame::Load>,
+}
+
+impl Default for Steer {
+    fn default() -> Steer {
+        Steer {
+            factor: 1,
+            load: None,
+        }
+    }
 }
 
 /// A shared [`Gate`], for options structs.
@@ -304,6 +322,13 @@ pub enum NetEvent {
     HandshakeTimeout { peer: SocketAddr },
     /// Server: a detached session expired unresumed.
     Expired { undelivered: usize },
+    /// Server: throttling started (`throttling`) or ended because of the load: every session
+    /// is told to beat at `interval_ms` times its own over the configured one.
+    Throttle {
+        interval_ms: u32,
+        cpu_permille: u16,
+        throttling: bool,
+    },
     /// A frame was rejected as malformed or illegal.
     Rejected { error: ProtoError },
     /// The session core reported something.

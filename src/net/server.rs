@@ -21,6 +21,9 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, ReadState, drive};
+use super::load::{LoadSource, OsLoad};
+use super::Steer;
+use crate::proto::throttle::{Throttle, ThrottleConfig};
 use super::{Clock, GateHandle, Listener, NetEvent, Observer, Stream};
 use crate::proto::frame::{Body, Close, Frame};
 use crate::proto::registry::{Admission, Registry, RegistryEvent, ServerConfig};
@@ -51,6 +54,19 @@ pub struct ServerOptions {
     pub seed: Option<u64>,
     /// Closed while the simulator holds this process paused; `None` in production.
     pub gate: Option<GateHandle>,
+    /// Load-aware heartbeats: lengthen the granted interval while the load is high.
+    pub throttle: Option<ThrottleConfig>,
+    /// Heartbeats and replies carry this server's load figures.
+    pub report_load: bool,
+    /// Where load figures come from; `None`: the operating system ([`OsLoad`]). Sampled only
+    /// when throttling or reporting load.
+    pub load: Option<Arc<dyn LoadSource>>,
+}
+
+impl std::fmt::Debug for dyn LoadSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoadSource")
+    }
 }
 
 impl Default for ServerOptions {
@@ -66,6 +82,9 @@ impl Default for ServerOptions {
             retry_after: Duration::from_secs(1),
             seed: None,
             gate: None,
+            throttle: None,
+            report_load: false,
+            load: None,
         }
     }
 }
@@ -84,6 +103,8 @@ struct Shared {
     owners: Mutex<BTreeMap<u32, Arc<Notify>>>,
     observer: Arc<dyn Observer>,
     handler: Arc<dyn Handler>,
+    /// The throttle's factor and the load heartbeats report, for every connection.
+    steer: watch::Sender<Steer>,
 }
 
 /// A lock that survives a panicked holder: the data is plain state, still consistent.
@@ -121,6 +142,7 @@ impl Server {
                 clock: Clock::with_gate(opts.gate.clone()),
                 observer,
                 handler,
+                steer: watch::Sender::new(Steer::default()),
                 opts,
             }),
         }
@@ -164,9 +186,69 @@ async fn serve_on<L: Listener>(
     let conns = Arc::new(Semaphore::new(shared.opts.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     let mut tasks = JoinSet::new();
+    // Load is sampled once a second, when throttling or reporting it.
+    let sampling = shared.opts.throttle.is_some() || shared.opts.report_load;
+    let load: Option<Arc<dyn LoadSource>> = match (&shared.opts.load, sampling) {
+        (_, false) => None,
+        (Some(l), true) => Some(l.clone()),
+        (None, true) => match OsLoad::new() {
+            Ok(os) => Some(Arc::new(os)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no load figures: not throttling, not reporting load");
+                None
+            }
+        },
+    };
+    let base = crate::proto::frame::HeartbeatParams {
+        interval_ms: shared.opts.config.default_interval_ms,
+        miss_threshold: shared.opts.config.default_miss_threshold,
+    };
+    let mut throttle = shared
+        .opts
+        .throttle
+        .clone()
+        .map(|c| Throttle::new(c, base));
+    let mut next_sample = clock.now();
     loop {
         // A paused server accepts nothing and expires nothing until it resumes.
         clock.wait_open().await;
+        if let Some(source) = &load
+            && clock.now() >= next_sample
+        {
+            let now = clock.now();
+            next_sample = now + Duration::from_secs(1);
+            let sample = source.sample();
+            let factor = match &mut throttle {
+                Some(t) => {
+                    if let Some(p) = t.handle_load(now, sample) {
+                        shared.observe(
+                            0,
+                            NetEvent::Throttle {
+                                interval_ms: p.interval_ms,
+                                cpu_permille: sample.cpu_permille,
+                                throttling: t.is_throttling(),
+                            },
+                        );
+                    }
+                    if t.is_throttling() {
+                        shared.opts.throttle.as_ref().map_or(1, |c| c.factor)
+                    } else {
+                        1
+                    }
+                }
+                None => 1,
+            };
+            let report = shared.opts.report_load.then_some(sample);
+            shared.steer.send_if_modified(|s| {
+                let new = Steer {
+                    factor,
+                    load: report,
+                };
+                let changed = *s != new;
+                *s = new;
+                changed
+            });
+        }
         // Wake at the next expiry, or within a second to notice newly detached sessions.
         let next = lock(&shared.registry).poll_timeout();
         let tick = clock.now() + Duration::from_secs(1);
@@ -396,6 +478,7 @@ async fn connection<S: Stream>(
         on_shutdown: OnShutdown::GoAway {
             retry_after: opts.retry_after,
         },
+        steer: Some(shared.steer.subscribe()),
     };
     let mut outgoing = shared.handler.outgoing(id, client_id);
     drive(

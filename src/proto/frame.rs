@@ -217,7 +217,7 @@ pub struct HeartbeatInfo {
 }
 
 /// Load figures a heartbeat may carry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Load {
     pub cpu_permille: u16,
     pub mem_permille: u16,

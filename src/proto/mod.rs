@@ -22,6 +22,7 @@ pub mod frame;
 pub mod health;
 pub mod registry;
 pub mod session;
+pub mod throttle;
 pub mod time;
 
 pub use error::{Error, ErrorCode};

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use super::detector::{AnyDetector, Detector, DetectorConfig, DetectorEvent, Verdict};
 use super::error::{Error, ErrorCode};
 use super::frame::{
-    Body, Close, Data, Frame, GoAway, HeartbeatInfo, HeartbeatMode, HeartbeatParams, Hello,
+    Body, Close, Data, Frame, GoAway, HeartbeatInfo, HeartbeatMode, HeartbeatParams, Hello, Load,
     MAX_PAYLOAD_LEN, Resume, TOKEN_LEN, Welcome, expand_seq,
 };
 use super::health::{HealthConfig, HealthEvaluator, HealthEvent, HealthState};
@@ -216,7 +216,13 @@ pub enum Event {
     /// A HEARTBEAT from the peer arrived (and is answered). `gap`: see [`Event::Rtt`]; the peer's
     /// heartbeats are liveness evidence for the server in one-way mode and for both sides in
     /// two-way mode, not for a one-way client (a probe from an adaptive server's detector).
-    HeartbeatReceived { seq: u32, gap: Option<Duration> },
+    ///
+    /// `load`: the peer's CPU and memory figures, when its heartbeat carried them.
+    HeartbeatReceived {
+        seq: u32,
+        gap: Option<Duration>,
+        load: Option<Load>,
+    },
     /// The reply to our heartbeat `seq` arrived, `rtt` after we sent it. A reply to a heartbeat
     /// too old to be remembered reports nothing.
     ///
@@ -228,6 +234,8 @@ pub enum Event {
         rtt: Duration,
         seq: u32,
         gap: Option<Duration>,
+        /// The peer's load figures, when its reply carried them.
+        load: Option<Load>,
     },
     /// The server changed the heartbeat parameters.
     ParamsChanged {
@@ -383,6 +391,10 @@ pub struct Session {
 
     events: VecDeque<Event>,
     counters: Counters,
+    /// This side's load figures, carried by its heartbeats and replies when set.
+    load: Option<Load>,
+    /// Server: how far throttling has lengthened the negotiated interval (1: not at all).
+    throttle_factor: u32,
 }
 
 impl Session {
@@ -456,6 +468,8 @@ impl Session {
             last_evidence: None,
             events: VecDeque::new(),
             counters: Counters::default(),
+            load: None,
+            throttle_factor: 1,
         }
     }
 
@@ -711,6 +725,22 @@ impl Session {
         }
     }
 
+    /// Server: grants `factor` times the negotiated interval (1: the negotiated one) because of
+    /// load (`super::throttle`), telling the client with CONFIG when it changes. k is kept.
+    pub fn set_throttle(&mut self, now: Time, factor: u32) {
+        let factor = factor.max(1);
+        if self.side != Side::Server || factor == self.throttle_factor {
+            return;
+        }
+        let base = self.params.interval_ms / self.throttle_factor;
+        self.throttle_factor = factor;
+        let params = HeartbeatParams {
+            interval_ms: base.saturating_mul(factor),
+            ..self.params
+        };
+        self.set_params(now, params);
+    }
+
     /// Re-arms heartbeat timer and detector for the current parameters, counting from `now`.
     fn rearm(&mut self, now: Time) {
         let interval = self.interval();
@@ -875,7 +905,7 @@ impl Session {
                 self.counters.heartbeats_received += 1;
                 let reply = HeartbeatInfo {
                     timestamp_us: info.timestamp_us,
-                    load: None,
+                    load: self.load,
                 };
                 if self.control.len() < CONTROL_CAP {
                     self.control.push_back(Frame::new(
@@ -891,12 +921,13 @@ impl Session {
                 self.events.push_back(Event::HeartbeatReceived {
                     seq: frame.seq,
                     gap,
+                    load: info.load,
                 });
                 if evidence {
                     self.heartbeat_arrived(now);
                 }
             }
-            Body::HeartbeatAck(_) => self.heartbeat_ack(now, frame.seq),
+            Body::HeartbeatAck(info) => self.heartbeat_ack(now, frame.seq, info.load),
             Body::Data(data) => self.receive_data(now, frame.seq, data)?,
             Body::Ack { window } => self.receive_ack(frame.seq, window)?,
             Body::GoAway(g) if self.side == Side::Client => {
@@ -1058,7 +1089,7 @@ impl Session {
         self.last_evidence.replace(now).map(|last| now - last)
     }
 
-    fn heartbeat_ack(&mut self, now: Time, seq: u32) {
+    fn heartbeat_ack(&mut self, now: Time, seq: u32, load: Option<Load>) {
         let Some(pos) = self.hb_sent.iter().position(|(s, _, _)| *s == seq) else {
             return; // too old to remember, or never sent: ignore
         };
@@ -1068,7 +1099,12 @@ impl Session {
         let rtt = now - sent;
         let counts = probe || (self.side == Side::Client && self.mode == HeartbeatMode::OneWay);
         let gap = if counts { self.evidence(now) } else { None };
-        self.events.push_back(Event::Rtt { rtt, seq, gap });
+        self.events.push_back(Event::Rtt {
+            rtt,
+            seq,
+            gap,
+            load,
+        });
         if let Some(d) = &mut self.detector {
             d.handle_rtt(rtt);
         }
@@ -1294,8 +1330,25 @@ impl Session {
         if let Some(h) = &mut self.health {
             h.handle_heartbeat_sent(now, self.hb_seq as u64);
         }
-        self.control
-            .push_back(Frame::heartbeat(self.id, self.hb_seq));
+        // With load figures to report, the heartbeat carries them and its send time (§11.3).
+        let frame = match self.load {
+            Some(load) => Frame::new(
+                self.id,
+                self.hb_seq,
+                Body::Heartbeat(HeartbeatInfo {
+                    timestamp_us: Some(now.since_epoch().as_micros() as u64),
+                    load: Some(load),
+                }),
+            ),
+            None => Frame::heartbeat(self.id, self.hb_seq),
+        };
+        self.control.push_back(frame);
+    }
+
+    /// The load figures this side reports in its heartbeats and replies from now on (§11.3);
+    /// `None`: plain heartbeats.
+    pub fn set_load(&mut self, load: Option<Load>) {
+        self.load = load;
     }
 
     // ---- Outputs --------------------------------------------------------------------------

@@ -861,12 +861,12 @@ impl Observer for TraceObserver {
                 rec.add_traffic(node, side, session_id, event);
                 return;
             }
-            NetEvent::Session(Event::HeartbeatReceived { seq, gap }) => Receipt {
+            NetEvent::Session(Event::HeartbeatReceived { seq, gap, .. }) => Receipt {
                 seq: *seq,
                 rtt: None,
                 gap: *gap,
             },
-            NetEvent::Session(Event::Rtt { rtt, seq, gap }) => Receipt {
+            NetEvent::Session(Event::Rtt { rtt, seq, gap, .. }) => Receipt {
                 seq: *seq,
                 rtt: Some(*rtt),
                 gap: *gap,

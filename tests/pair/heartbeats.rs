@@ -330,7 +330,7 @@ fn in_one_way_mode_the_client_hears_liveness_in_the_replies_and_the_server_in_th
         .server_events
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::HeartbeatReceived { seq, gap } => Some((*seq, *gap)),
+            Event::HeartbeatReceived { seq, gap, .. } => Some((*seq, *gap)),
             _ => None,
         })
         .collect();
