@@ -52,6 +52,7 @@ fn main() {
                         faults: Vec::new(),
                         random_faults: Vec::new(),
                         traffic: Default::default(),
+                        load: None,
                         sabotage: None,
                     };
                     run(&scenario, i).expect("simulation").trace.len()

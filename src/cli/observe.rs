@@ -584,7 +584,11 @@ impl Observer for Telemetry {
                 tracing::warn!(
                     node,
                     side = side_s,
-                    event = if *throttling { "throttle_on" } else { "throttle_off" },
+                    event = if *throttling {
+                        "throttle_on"
+                    } else {
+                        "throttle_off"
+                    },
                     interval_ms,
                     cpu = f64::from(*cpu_permille) / 1000.0,
                     "load-aware heartbeats: granting a new interval"

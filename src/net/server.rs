@@ -20,14 +20,14 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 
+use super::Steer;
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, ReadState, drive};
 use super::load::{LoadSource, OsLoad};
-use super::Steer;
-use crate::proto::throttle::{Throttle, ThrottleConfig};
 use super::{Clock, GateHandle, Listener, NetEvent, Observer, Stream};
 use crate::proto::frame::{Body, Close, Frame};
 use crate::proto::registry::{Admission, Registry, RegistryEvent, ServerConfig};
 use crate::proto::session::{Side, State};
+use crate::proto::throttle::{Throttle, ThrottleConfig};
 use crate::proto::{Decoder, Error as ProtoError, ErrorCode};
 
 /// Everything a server needs besides its listener.
@@ -203,11 +203,7 @@ async fn serve_on<L: Listener>(
         interval_ms: shared.opts.config.default_interval_ms,
         miss_threshold: shared.opts.config.default_miss_threshold,
     };
-    let mut throttle = shared
-        .opts
-        .throttle
-        .clone()
-        .map(|c| Throttle::new(c, base));
+    let mut throttle = shared.opts.throttle.clone().map(|c| Throttle::new(c, base));
     let mut next_sample = clock.now();
     loop {
         // A paused server accepts nothing and expires nothing until it resumes.

@@ -147,7 +147,9 @@ mod tests {
         let mut t = throttle();
         assert_eq!(t.handle_load(at(0), cpu(0.9)), None);
         assert_eq!(t.handle_load(at(1000), cpu(0.95)), None);
-        let g = t.handle_load(at(2000), cpu(0.85)).expect("throttles after 2 s");
+        let g = t
+            .handle_load(at(2000), cpu(0.85))
+            .expect("throttles after 2 s");
         assert_eq!((g.interval_ms, g.miss_threshold), (2000, 3));
         assert!(t.is_throttling());
     }
@@ -176,7 +178,9 @@ mod tests {
         }
         assert!(t.is_throttling());
         t.handle_load(at(30_000), cpu(0.4));
-        let g = t.handle_load(at(32_000), cpu(0.3)).expect("restores after 2 s");
+        let g = t
+            .handle_load(at(32_000), cpu(0.3))
+            .expect("restores after 2 s");
         assert_eq!(g.interval_ms, 1000);
     }
 

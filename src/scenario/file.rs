@@ -61,6 +61,9 @@ pub struct ScenarioFile {
     #[serde(default = "unplaced::<TrafficSpec>")]
     #[schemars(with = "TrafficSpec")]
     pub traffic: Spanned<TrafficSpec>,
+    /// The server's processing costs: what saturates it.
+    #[schemars(with = "Option<LoadSpec>")]
+    pub load: Option<Spanned<LoadSpec>>,
     #[serde(default)]
     pub judge: JudgeSpec,
     /// What must hold. Every assertion applies to every pairing unless it names one.
@@ -528,6 +531,19 @@ pub struct FlowSpec {
     /// When the flow starts (default 0s) and stops (default: the run's end less the drain).
     pub start: Option<Dur>,
     pub stop: Option<Dur>,
+}
+
+/// The server's CPU: what each frame and message costs it, and how many cores share the work.
+/// A server whose work outgrows its cores falls behind: it answers and beats late.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// Per heartbeat frame handled (a HEARTBEAT or a HEARTBEAT_ACK), e.g. "400us".
+    pub frame_cost: Option<Dur>,
+    /// Per application message received, on top of its frame.
+    pub message_cost: Option<Dur>,
+    /// Cores (default 1).
+    pub cores: Option<u32>,
 }
 
 /// Which way a flow's messages go.

@@ -29,6 +29,7 @@ use crate::proto::session::SessionConfig;
 use crate::sim::delivery::ID_LEN;
 use crate::sim::fault::{Latency, Loss, RandomOutages, TcpConfig};
 use crate::sim::links::{DirectionSpec, NetworkSpec};
+use crate::sim::load::LoadModel;
 use crate::sim::qos::Judge;
 use crate::sim::runner::{self, CLIENTS, Fault, RandomFault, RandomKind, SERVER};
 use crate::sim::traffic::{Direction, Flow, Pace, Workload};
@@ -139,6 +140,7 @@ struct Base {
     faults: Vec<(Duration, Fault)>,
     random_faults: Vec<RandomFault>,
     traffic: Workload,
+    load: Option<LoadModel>,
 }
 
 impl Plan {
@@ -308,6 +310,7 @@ impl Plan {
             faults: b.faults.clone(),
             random_faults: b.random_faults.clone(),
             traffic: b.traffic.clone(),
+            load: b.load,
             sabotage: None,
         }
     }
@@ -577,6 +580,7 @@ impl Checker<'_> {
             .map(|r| self.random_fault(r, &names, duration))
             .collect::<Result<Vec<_>, _>>()?;
         let traffic = self.traffic(&f.traffic, &names, duration, stack)?;
+        let load = self.load(&f.load)?;
 
         let mut plan = Plan {
             path: self.path.to_string(),
@@ -607,6 +611,7 @@ impl Checker<'_> {
                 faults,
                 random_faults,
                 traffic,
+                load,
             },
         };
         if let Some(c) = f.limits.get_ref().confidence
@@ -1109,6 +1114,35 @@ impl Checker<'_> {
             });
         }
         Ok(Workload { flows, drain })
+    }
+
+    fn load(
+        &self,
+        l: &Option<Spanned<file::LoadSpec>>,
+    ) -> Result<Option<LoadModel>, ScenarioError> {
+        let Some(l) = l else { return Ok(None) };
+        let spec = l.get_ref();
+        let cores = spec.cores.unwrap_or(1);
+        if cores == 0 || cores > 1024 {
+            return Err(self.err(
+                l.span(),
+                format!("load.cores must be in 1..=1024; found {cores}"),
+            ));
+        }
+        let frame_cost = spec.frame_cost.map_or(Duration::ZERO, |d| d.0);
+        let message_cost = spec.message_cost.map_or(Duration::ZERO, |d| d.0);
+        if frame_cost.is_zero() && message_cost.is_zero() {
+            return Err(self.err(
+                l.span(),
+                "load needs frame_cost or message_cost (e.g. \"500us\"): without a cost the \
+                 server is never loaded",
+            ));
+        }
+        Ok(Some(LoadModel {
+            frame_cost,
+            message_cost,
+            cores,
+        }))
     }
 
     fn assertion(&self, a: &Spanned<AssertSpec>, plan: &Plan) -> Result<Assertion, ScenarioError> {

@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod fault;
 pub mod histogram;
 pub mod links;
+pub mod load;
 pub mod metrics;
 pub mod net;
 pub mod qos;

@@ -41,6 +41,7 @@ use super::delivery::{self, Delivery, Log as DeliveryLog, RunFacts};
 use super::fault::{FaultError, Latency, RandomOutages};
 use super::histogram::LogHistogram;
 use super::links::{FaultLinks, NetworkSpec};
+use super::load::{Cpu, LoadModel};
 use super::net::{HostState, SimNet};
 use super::synthetic::{Purpose, stream};
 use super::traffic::{ClientApp, ServerApp, SharedLog, Workload, client_generator};
@@ -216,6 +217,8 @@ pub struct Scenario {
     pub random_faults: Vec<RandomFault>,
     /// What the applications at both ends send; none by default.
     pub traffic: Workload,
+    /// The server's processing cost per frame and message; `None`: its work is free.
+    pub load: Option<LoadModel>,
     /// A deliberate bug in the clients' sessions, for proving the delivery checker catches it.
     #[doc(hidden)]
     pub sabotage: Option<Sabotage>,
@@ -737,6 +740,8 @@ struct TraceObserver {
     rec: Arc<Mutex<Recorder>>,
     /// Heartbeat receipts go here, at the segment level only.
     segments: SegmentTrace,
+    /// The server's CPU, charged for each heartbeat frame it handles, when a load model is on.
+    cpu: Option<Arc<Cpu>>,
 }
 
 impl TraceObserver {
@@ -806,6 +811,19 @@ impl TraceObserver {
             NetEvent::ReconnectIn { delay, .. } => format!("reconnect in {}ms", delay.as_millis()),
             NetEvent::GaveUp { attempts } => format!("gave up after {attempts} attempts"),
             NetEvent::Expired { .. } => format!("session of {peer} expired"),
+            NetEvent::Throttle {
+                interval_ms,
+                cpu_permille,
+                throttling,
+            } => format!(
+                "{} at cpu {}%: granting {interval_ms}ms",
+                if *throttling {
+                    "throttling"
+                } else {
+                    "throttling ends"
+                },
+                cpu_permille / 10
+            ),
             NetEvent::Rejected { error } => format!("rejected frame from {peer}: {error}"),
             NetEvent::Disconnected { reason, .. } => {
                 format!("connection to {peer} ended: {reason}")
@@ -852,6 +870,11 @@ struct Receipt {
 
 impl Observer for TraceObserver {
     fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
+        if let Some(cpu) = &self.cpu
+            && let NetEvent::Session(Event::HeartbeatReceived { .. } | Event::Rtt { .. }) = event
+        {
+            cpu.frame();
+        }
         // The hot events (one per heartbeat or per second) never reach the default trace:
         // leave before reading the clock; traffic only adds to its end's counters, heartbeats to
         // their side's round trips and gaps.
@@ -1098,6 +1121,7 @@ pub fn run_watched(
         let incarnation = incarnation.clone();
         let log = log.clone();
         let workload = workload.clone();
+        let load = scenario.load;
         let server: Software = Box::new(move || {
             let net = net.clone();
             let rec = rec.clone();
@@ -1116,15 +1140,24 @@ pub fn run_watched(
                 traffic_end,
                 seed,
             );
+            // Each life of the server process starts with an idle CPU.
+            let cpu = load.map(|m| Cpu::new(m, net.clone()));
+            let app = app.with_cpu(cpu.clone());
             let handler: Arc<dyn Handler> = if workload.is_on() {
                 Arc::new(app)
             } else {
                 Arc::new(Discard)
             };
             Box::pin(async move {
-                opts.gate = Some(net.gate(SERVER));
+                opts.gate = Some(match &cpu {
+                    Some(cpu) => cpu.gate(net.gate(SERVER)),
+                    None => net.gate(SERVER),
+                });
+                if let Some(cpu) = &cpu {
+                    opts.load = Some(cpu.clone());
+                }
                 let listener = net.listen(SERVER, PORT).map_err(|e| e.to_string())?;
-                let observer = Arc::new(TraceObserver { rec, segments });
+                let observer = Arc::new(TraceObserver { rec, segments, cpu });
                 let server = Server::new(opts, observer, handler);
                 let (_keep, shutdown) = tokio::sync::watch::channel(false);
                 // The generators of the server's application live and die with its process.
@@ -1163,7 +1196,11 @@ pub fn run_watched(
             let life = lives.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let first_life = life == 0;
             Box::pin(async move {
-                let observer: Arc<dyn Observer> = Arc::new(TraceObserver { rec, segments });
+                let observer: Arc<dyn Observer> = Arc::new(TraceObserver {
+                    rec,
+                    segments,
+                    cpu: None,
+                });
                 let (_keep, shutdown) = tokio::sync::watch::channel(false);
                 let mut tasks = tokio::task::JoinSet::new();
                 for i in (h..sessions).step_by(stride) {

@@ -23,6 +23,7 @@ use rand_distr::{Distribution, Exp};
 use tokio::sync::mpsc;
 
 use super::delivery::{ID_LEN, Log, MessageId, StreamId};
+use super::load::Cpu;
 use super::net::SimNet;
 use super::synthetic::{Purpose, stream};
 use crate::net::conn::{Handler, Outgoing};
@@ -273,6 +274,8 @@ pub struct ServerApp {
     /// Generators to start; the server process runs them ([`ServerApp::run_generators`]) so
     /// that they die with it.
     start: mpsc::UnboundedSender<(Generator, mpsc::Sender<Outgoing>)>,
+    /// The server's CPU, charged for each message received, when a load model is on.
+    cpu: Option<Arc<Cpu>>,
 }
 
 impl ServerApp {
@@ -299,8 +302,15 @@ impl ServerApp {
             seed,
             queues: Mutex::new(BTreeMap::new()),
             start,
+            cpu: None,
         };
         (app, started)
+    }
+
+    /// The same application, charging `cpu` for every message it receives.
+    pub fn with_cpu(mut self, cpu: Option<Arc<Cpu>>) -> ServerApp {
+        self.cpu = cpu;
+        self
     }
 
     /// Runs every generator the application starts, until the process ends.
@@ -339,6 +349,9 @@ fn client_index(client_id: &str) -> Option<usize> {
 impl Handler for ServerApp {
     fn on_message(&self, _: u32, message: Message) -> Option<Outgoing> {
         lock(&self.log).delivered("server", &message.payload, self.net.now());
+        if let Some(cpu) = &self.cpu {
+            cpu.message();
+        }
         None
     }
 

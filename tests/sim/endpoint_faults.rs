@@ -16,6 +16,7 @@ pub fn scenario(sessions: usize, duration: f64, faults: Vec<(Duration, Fault)>) 
         faults,
         random_faults: Vec::new(),
         traffic: Default::default(),
+        load: None,
         sabotage: None,
     }
 }
