@@ -595,7 +595,7 @@ const REPLACED_FLUSH: Duration = Duration::from_millis(250);
 /// Applies the server's throttle factor and load figures to the session.
 fn apply_steer(session: &mut Session, ctx: &ConnCtx<'_>, s: Steer) {
     session.set_load(s.load);
-    session.set_throttle(ctx.clock.now(), s.factor);
+    session.set_throttle(ctx.clock.now(), s.factor, s.cap_ms);
 }
 
 async fn steer_changed(rx: &mut Option<watch::Receiver<Steer>>) -> Option<Steer> {

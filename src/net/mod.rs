@@ -128,6 +128,8 @@ pub trait Gate: Send + Sync {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Steer {
     pub factor: u32,
+    /// The longest interval the server grants, throttled or not, in milliseconds.
+    pub cap_ms: u32,
     pub load: Option<crate::proto::frame::Load>,
 }
 
@@ -135,6 +137,7 @@ impl Default for Steer {
     fn default() -> Steer {
         Steer {
             factor: 1,
+            cap_ms: u32::MAX,
             load: None,
         }
     }

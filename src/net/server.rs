@@ -238,6 +238,7 @@ async fn serve_on<L: Listener>(
             shared.steer.send_if_modified(|s| {
                 let new = Steer {
                     factor,
+                    cap_ms: shared.opts.config.max_interval_ms,
                     load: report,
                 };
                 let changed = *s != new;

@@ -393,8 +393,10 @@ pub struct Session {
     counters: Counters,
     /// This side's load figures, carried by its heartbeats and replies when set.
     load: Option<Load>,
-    /// Server: how far throttling has lengthened the negotiated interval (1: not at all).
+    /// Server: how far throttling has lengthened the negotiated interval (1: not at all), and
+    /// the negotiated interval it lengthened.
     throttle_factor: u32,
+    throttle_base: Option<u32>,
 }
 
 impl Session {
@@ -470,6 +472,7 @@ impl Session {
             counters: Counters::default(),
             load: None,
             throttle_factor: 1,
+            throttle_base: None,
         }
     }
 
@@ -725,17 +728,24 @@ impl Session {
         }
     }
 
-    /// Server: grants `factor` times the negotiated interval (1: the negotiated one) because of
-    /// load (`super::throttle`), telling the client with CONFIG when it changes. k is kept.
-    pub fn set_throttle(&mut self, now: Time, factor: u32) {
+    /// Server: grants `factor` times the negotiated interval (1: the negotiated one), at most
+    /// `cap_ms` (the server's longest), because of load (`super::throttle`), telling the client
+    /// with CONFIG when it changes. k is kept.
+    pub fn set_throttle(&mut self, now: Time, factor: u32, cap_ms: u32) {
         let factor = factor.max(1);
         if self.side != Side::Server || factor == self.throttle_factor {
             return;
         }
-        let base = self.params.interval_ms / self.throttle_factor;
+        let base = self.throttle_base.unwrap_or(self.params.interval_ms);
         self.throttle_factor = factor;
+        self.throttle_base = (factor > 1).then_some(base);
+        let interval_ms = if factor > 1 {
+            base.saturating_mul(factor).min(cap_ms.max(base))
+        } else {
+            base
+        };
         let params = HeartbeatParams {
-            interval_ms: base.saturating_mul(factor),
+            interval_ms,
             ..self.params
         };
         self.set_params(now, params);

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use mcpsim::proto::Time;
-use mcpsim::proto::frame::{Frame, FrameType, HeartbeatMode, HeartbeatParams};
+use mcpsim::proto::frame::{Frame, FrameType, HeartbeatMode, HeartbeatParams, Load};
 use mcpsim::proto::health::HealthConfig;
 use mcpsim::proto::registry::ServerConfig;
 use mcpsim::proto::session::{ClientConfig, Event, State};
@@ -402,4 +402,73 @@ fn a_watcher_that_was_not_running_reads_what_arrived_before_it_suspects() {
             .len(),
         1
     );
+}
+
+#[test]
+fn a_throttled_server_doubles_the_interval_and_back_without_a_suspicion_on_either_side() {
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::TwoWay),
+        ServerConfig::default(),
+    );
+    p.run_until(at(2.5));
+    let now = p.now;
+    p.server.as_mut().unwrap().set_throttle(now, 2, 60_000);
+    p.pump();
+    p.run_until(at(20.5));
+    assert_eq!(p.client.params().interval_ms, 2000);
+    assert_eq!(p.server.as_ref().unwrap().params().interval_ms, 2000);
+    // Back to the negotiated interval, not to half of whatever it is now.
+    let now = p.now;
+    p.server.as_mut().unwrap().set_throttle(now, 1, 60_000);
+    p.pump();
+    p.run_until(at(40.5));
+    assert_eq!(p.client.params().interval_ms, 1000);
+    let suspected = |e: &Event| matches!(e, Event::PeerSuspected { .. });
+    assert!(p.server_times(suspected).is_empty());
+    assert!(p.client_times(suspected).is_empty());
+}
+
+#[test]
+fn throttling_never_grants_more_than_the_servers_longest_interval() {
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::OneWay),
+        ServerConfig::default(),
+    );
+    p.run_until(at(2.5));
+    let now = p.now;
+    p.server.as_mut().unwrap().set_throttle(now, 8, 4_000);
+    p.pump();
+    p.run_until(at(3.5));
+    assert_eq!(p.client.params().interval_ms, 4000);
+}
+
+#[test]
+fn heartbeats_and_replies_carry_the_senders_load_once_it_reports_one() {
+    let mut p = Pair::new(
+        client(1000, 3, HeartbeatMode::TwoWay),
+        ServerConfig::default(),
+    );
+    let busy = Load {
+        cpu_permille: 870,
+        mem_permille: 410,
+    };
+    p.run_until(at(0.5));
+    p.server.as_mut().unwrap().set_load(Some(busy));
+    p.run_until(at(3.5));
+    let loads: Vec<Option<Load>> = p
+        .client_events
+        .iter()
+        .filter(|(t, _)| *t > at(0.5))
+        .filter_map(|(_, e)| match e {
+            Event::HeartbeatReceived { load, .. } | Event::Rtt { load, .. } => Some(*load),
+            _ => None,
+        })
+        .collect();
+    assert!(loads.len() >= 4, "{loads:?}");
+    assert!(loads.iter().all(|l| *l == Some(busy)));
+    // The client reports none: its heartbeats and replies stay empty (16 bytes).
+    assert!(p.server_events.iter().all(|(_, e)| !matches!(
+        e,
+        Event::HeartbeatReceived { load: Some(_), .. } | Event::Rtt { load: Some(_), .. }
+    )));
 }
