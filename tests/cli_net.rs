@@ -580,3 +580,48 @@ fn mcpsim_cert_refuses_to_overwrite_without_force() {
     assert_ne!(std::fs::read(dir.join("server.pem")).unwrap(), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_server_that_reports_its_load_shows_in_the_clients_json_heartbeat_log_with_its_name() {
+    let dir = scratch("load");
+    let config = dir.join("load.toml");
+    std::fs::write(
+        &config,
+        "[heartbeat]\ninterval = \"200ms\"\n[throttle]\nreport_load = true\n",
+    )
+    .unwrap();
+    let (_server, addr, _server_lines) = serve(&["--config", config.to_str().unwrap()]);
+    let mut client = Command::new(BIN)
+        .args([
+            "client",
+            "--connect",
+            &addr,
+            "--heartbeat-interval",
+            "200ms",
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(client.stderr.take().unwrap());
+    let _client = Proc(client);
+    let line = line_with(&lines, "\"heartbeat_rtt\"", Duration::from_secs(10));
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    let fields = &v;
+    let cpu = fields["peer_cpu"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no cpu share: {line}"));
+    let mem = fields["peer_mem"]
+        .as_f64()
+        .expect("the server's memory share");
+    assert!(
+        (0.0..=1.0).contains(&cpu) && mem > 0.0 && mem <= 1.0,
+        "{line}"
+    );
+    assert_eq!(fields["peer"], "server", "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -224,6 +224,8 @@ type Key = (String, Side, u32);
 pub struct Telemetry {
     /// Connections with an established session, and the peer's last known health.
     live: Mutex<BTreeMap<Key, &'static str>>,
+    /// Who is at the other end of each of those connections, for the logs that name it.
+    peers: Mutex<BTreeMap<Key, String>>,
     webhook: Option<Webhook>,
 }
 
@@ -234,6 +236,7 @@ impl Telemetry {
         gauge!("mcp_sessions", "side" => side_name(side)).set(0.0);
         Telemetry {
             live: Mutex::new(BTreeMap::new()),
+            peers: Mutex::new(BTreeMap::new()),
             webhook,
         }
     }
@@ -243,7 +246,17 @@ impl Telemetry {
         live.get(key).copied().unwrap_or("disconnected")
     }
 
+    /// The peer of a connection, as its driver named it (`client "id" at addr`, `server`).
+    fn peer(&self, key: &Key) -> String {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.get(key).cloned().unwrap_or_default()
+    }
+
     fn set_live(&self, key: Key, status: Option<&'static str>) {
+        if status.is_none() {
+            let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            peers.remove(&key);
+        }
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let side = side_name(key.1);
         match status {
@@ -323,6 +336,7 @@ impl Telemetry {
                         side = side_s,
                         session_id = sid,
                         event = "heartbeat_rtt",
+                        peer = self.peer(&key()),
                         status = self.status(&key()),
                         rtt_ms = ms(*rtt),
                         peer_cpu = load.map(|l| f64::from(l.cpu_permille) / 1000.0),
@@ -411,6 +425,7 @@ impl Telemetry {
                         side = side_s,
                         session_id = sid,
                         event = "heartbeat",
+                        peer = self.peer(&key()),
                         seq,
                         gap_ms = gap.map(ms),
                         peer_cpu = load.map(|l| f64::from(l.cpu_permille) / 1000.0),
@@ -574,6 +589,10 @@ impl Observer for Telemetry {
                     undelivered,
                     "detached session expired"
                 );
+            }
+            NetEvent::Attached { peer } => {
+                let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+                peers.insert((node.to_string(), side, sid), peer.clone());
             }
             NetEvent::Throttle {
                 interval_ms,

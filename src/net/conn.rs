@@ -528,12 +528,23 @@ fn pump(
         if let Event::Undelivered { messages } = &ev {
             ctx.handler.undelivered(session.id(), messages.clone());
         }
+        let established = matches!(ev, Event::Established { .. });
         ctx.observer.observe(
             ctx.node,
             session.side(),
             session.id(),
             &NetEvent::Session(ev),
         );
+        if established {
+            ctx.observer.observe(
+                ctx.node,
+                session.side(),
+                session.id(),
+                &NetEvent::Attached {
+                    peer: ctx.peer.clone(),
+                },
+            );
+        }
         if let Some(silent) = dead {
             lost(session, ctx, PeerLoss::HeartbeatTimeout, silent);
         }

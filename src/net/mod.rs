@@ -325,6 +325,9 @@ pub enum NetEvent {
     HandshakeTimeout { peer: SocketAddr },
     /// Server: a detached session expired unresumed.
     Expired { undelivered: usize },
+    /// The session was established on this connection with `peer` (`client "id" at addr` on
+    /// the server, `server at addr` on a client), so that logs of what follows can name it.
+    Attached { peer: String },
     /// Server: throttling started (`throttling`) or ended because of the load: every session
     /// is told to beat at `interval_ms` times its own over the configured one.
     Throttle {

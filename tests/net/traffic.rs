@@ -103,3 +103,50 @@ async fn client_shutdown_ends_the_session_on_the_server() {
         "an ended session is not kept for resume"
     );
 }
+
+/// A load source the test sets.
+struct Dial(std::sync::atomic::AtomicU16);
+
+impl mcpsim::net::load::LoadSource for Dial {
+    fn sample(&self) -> mcpsim::proto::frame::Load {
+        mcpsim::proto::frame::Load {
+            cpu_permille: self.0.load(std::sync::atomic::Ordering::Relaxed),
+            mem_permille: 100,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_loaded_server_throttles_its_clients_over_real_sockets_and_lets_go_when_load_falls() {
+    let dial = Arc::new(Dial(std::sync::atomic::AtomicU16::new(950)));
+    let mut opts = fast_server_options();
+    opts.throttle = Some(mcpsim::proto::throttle::ThrottleConfig {
+        hold: Duration::from_millis(500),
+        ..Default::default()
+    });
+    opts.load = Some(dial.clone());
+    let srv = start_server(opts, echo()).await;
+    let (conn, opts) = fast_client_options("c1", &srv.addr);
+    let _c = start_client(conn, opts, srv.recorder.clone(), echo());
+    srv.recorder.established("c1").await;
+    let changed_to = |ms: u32| {
+        is_session(
+            move |e| matches!(e, Event::ParamsChanged { interval_ms, .. } if *interval_ms == ms),
+        )
+    };
+    // Sampled once a second: held for 0.5 s past 80%, it throttles within about 2 s.
+    srv.recorder
+        .wait_for("c1", Duration::from_secs(4), changed_to(200))
+        .await
+        .expect("the client is told to beat every 200 ms");
+    dial.0.store(100, std::sync::atomic::Ordering::Relaxed);
+    srv.recorder
+        .wait_for("c1", Duration::from_secs(4), changed_to(100))
+        .await
+        .expect("and back to 100 ms when the load falls");
+    let suspected = srv.recorder.count(
+        "c1",
+        is_session(|e| matches!(e, Event::PeerSuspected { .. })),
+    );
+    assert_eq!(suspected, 0);
+}

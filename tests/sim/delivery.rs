@@ -71,3 +71,21 @@ fn a_resume_that_drops_one_retransmission_is_a_lost_message_named_by_its_id() {
     assert_eq!(v.message, format!("client-0@0>server#{}", id.index));
     assert!(!v.trace.is_empty(), "the trace around the loss is kept");
 }
+
+#[test]
+fn the_same_seed_gives_the_same_trace_and_the_same_fate_for_every_message() {
+    let mut s = cut_with_traffic();
+    s.sessions = 3;
+    s.traffic.flows[0].sessions = 0..3;
+    s.traffic.flows[0].pace = Pace::Poisson { rate: 30.0 };
+    s.load = Some(mcpsim::sim::load::LoadModel {
+        frame_cost: Duration::from_micros(300),
+        message_cost: Duration::from_micros(700),
+        cores: 1,
+    });
+    let a = run(&s, 5).unwrap();
+    let b = run(&s, 5).unwrap();
+    assert_eq!(a.trace_text(), b.trace_text());
+    assert_eq!(a.delivery, b.delivery);
+    assert!(a.delivery.unwrap().delivered > 3_000);
+}
