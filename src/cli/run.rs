@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Runs at once (default: one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Leave the files' `[traffic]` out: the same runs with idle applications, to see what the
+    /// traffic costs the heartbeats (round trips, false suspicions) and the simulator.
+    #[arg(long)]
+    pub no_traffic: bool,
 }
 
 /// The scenario files named by `paths`: files as given, directories' `*.toml` in name order.
@@ -97,6 +101,9 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     if let Some(path) = &args.config {
         let stack = StackConfig::load(path).map_err(CliError::Usage)?;
         plans = plans.iter().map(|p| p.with_stack(stack.clone())).collect();
+    }
+    if args.no_traffic {
+        plans = plans.iter().map(Plan::without_traffic).collect();
     }
     let jobs = args
         .jobs

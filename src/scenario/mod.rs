@@ -149,6 +149,14 @@ impl Plan {
         self.base.traffic.is_on()
     }
 
+    /// The same scenario with idle applications: its `[traffic]` left out, and with it the
+    /// delivery checks. Assertions on delivery then have nothing to count.
+    pub fn without_traffic(&self) -> Plan {
+        let mut plan = self.clone();
+        plan.base.traffic = Workload::default();
+        plan
+    }
+
     /// Whether pairing names carry the detector: the grid has more than one, or its one
     /// detector is not the default k-miss.
     pub fn names_detector(&self) -> bool {
