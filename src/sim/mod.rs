@@ -1,17 +1,22 @@
-//! The simulation layer: drives the sans-IO protocol core against a model of the network, with
-//! ground truth, and measures what the detectors do.
+//! The simulation layer: runs the real client and server stacks over a model of the network,
+//! with ground truth, and measures what the detectors do and what becomes of every message.
 //!
-//! For now it holds only [`synthetic`], the abstract heartbeat model of `docs/qos.md`: a peer
-//! heartbeating every η over a channel that loses heartbeats (independently or in bursts) and
-//! delays them, with no TCP underneath. The TCP-faithful network simulator comes later and will
-//! sit beside it; both report the same QoS metrics.
-//!
-//! - [`fault`]: its fault model: latency distributions, loss and outages in simulated time, and
-//!   the Linux retransmission schedule that turns them into delays (`docs/network-semantics.md`).
-//! - [`metrics`]: the QoS metrics over many runs of one pairing, per side, from mergeable
-//!   per-run summaries.
-//! - [`histogram`]: fixed log-spaced buckets of microseconds (heartbeat round trips), exact to
-//!   merge.
+//! - [`runner`]: one scenario run on turmoil's clock: the hosts' processes (the unchanged
+//!   drivers), the fault schedule, the trace and the run's [`runner::Outcome`].
+//! - [`net`]: the sockets the drivers use in simulation, whose bytes [`tcp`] carries: a sans-IO
+//!   model of the two kernels' TCP, over the links of [`links`] and [`fault`] (latency, loss,
+//!   outages, the Linux retransmission schedule, `docs/network-semantics.md`).
+//! - [`traffic`]: the applications at both ends (flows of messages through the drivers' API),
+//!   and [`delivery`]: the checker that decides each message's fate (exactly once and in order,
+//!   or reported to its sender; anything else a violation with its id).
+//! - [`load`]: the server's CPU, a processing cost per frame and message, so a server can be
+//!   saturated by its own work.
+//! - [`qos`]: the judge (failures, detections, false suspicions); [`metrics`]: the QoS metrics
+//!   over many runs of one pairing, from mergeable per-run summaries; [`histogram`]: fixed
+//!   log-spaced buckets of microseconds, exact to merge.
+//! - [`synthetic`]: the abstract heartbeat model of `docs/qos.md` (no TCP underneath), the
+//!   closed forms the machinery is tested against, and the seeded ChaCha streams every random
+//!   draw comes from.
 //!
 //! Like the protocol core, nothing here reads a clock or a global RNG: time is simulated and
 //! every random draw comes from a ChaCha stream derived from one master seed.
