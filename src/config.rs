@@ -83,7 +83,7 @@ impl Default for Throttle {
 impl Throttle {
     /// The policy, when throttling is on.
     pub fn policy(&self) -> Option<ThrottleConfig> {
-        self.enabled.then(|| ThrottleConfig {
+        self.enabled.then_some(ThrottleConfig {
             high: self.high.0,
             low: self.low.0,
             factor: self.factor,

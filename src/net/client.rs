@@ -129,7 +129,7 @@ async fn connect_loop<C: Connector>(
             return Ok(());
         }
         attempt += 1;
-        observe(&session, NetEvent::Connecting { attempt });
+        observe(session, NetEvent::Connecting { attempt });
         let mut go_away: Option<Duration> = None;
         let mut refused: Option<(ErrorCode, String)> = None;
         let connected = tokio::select! {
@@ -184,7 +184,7 @@ async fn connect_loop<C: Connector>(
             }
             Ok(Err(e)) => {
                 observe(
-                    &session,
+                    session,
                     NetEvent::ConnectFailed {
                         error: e.to_string(),
                     },
@@ -194,7 +194,7 @@ async fn connect_loop<C: Connector>(
                 }
             }
             Err(_) => observe(
-                &session,
+                session,
                 NetEvent::ConnectFailed {
                     error: "connect timed out".into(),
                 },
@@ -213,19 +213,19 @@ async fn connect_loop<C: Connector>(
         // jittered delay; never sooner than a GOAWAY's retry-after.
         let action = policy.handle_failure(now, &mut rng);
         while let Some(ev) = policy.poll_event() {
-            observe(&session, NetEvent::Breaker(ev));
+            observe(session, NetEvent::Breaker(ev));
         }
         let wait = match action {
             Action::Retry { after } => after,
             Action::WaitForBreaker { until } => until.saturating_since(now),
             Action::GiveUp { attempts } => {
-                observe(&session, NetEvent::GaveUp { attempts });
+                observe(session, NetEvent::GaveUp { attempts });
                 return Err(ClientError::GaveUp { attempts });
             }
         };
         let wait = wait.max(go_away.unwrap_or(Duration::ZERO));
         observe(
-            &session,
+            session,
             NetEvent::ReconnectIn {
                 delay: wait,
                 attempt: attempt + 1,

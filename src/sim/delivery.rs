@@ -293,6 +293,9 @@ impl Delivery {
     }
 }
 
+/// Per `(watcher, peer)`: when the watcher held an established connection to the peer.
+pub type Connected = BTreeMap<(String, String), Vec<Range<Duration>>>;
+
 /// What the checker needs to know about the run besides the log.
 pub struct RunFacts<'a> {
     pub seed: u64,
@@ -300,7 +303,7 @@ pub struct RunFacts<'a> {
     /// Messages sent during the last `drain` of the run may still be on their way.
     pub drain: Duration,
     /// Per `(watcher, peer)`: when the watcher held an established connection to the peer.
-    pub connected: &'a BTreeMap<(String, String), Vec<Range<Duration>>>,
+    pub connected: &'a Connected,
     /// The run's trace, sorted by time.
     pub trace: &'a [TraceLine],
     /// Which host each node runs on.
@@ -489,13 +492,7 @@ mod tests {
 
     /// A client stream of `n` messages on channel 0, sent 10 ms apart, both ends connected
     /// throughout a 10 s run.
-    fn setup(
-        n: u64,
-    ) -> (
-        Log,
-        StreamId,
-        BTreeMap<(String, String), Vec<Range<Duration>>>,
-    ) {
+    fn setup(n: u64) -> (Log, StreamId, Connected) {
         let mut log = Log::default();
         let s = StreamId::client(3, 0);
         log.open(s, "client-3", "clients", "server", 0);
@@ -512,7 +509,7 @@ mod tests {
         (log, s, connected)
     }
 
-    fn run(log: &Log, connected: &BTreeMap<(String, String), Vec<Range<Duration>>>) -> Delivery {
+    fn run(log: &Log, connected: &Connected) -> Delivery {
         check(
             log,
             &RunFacts {

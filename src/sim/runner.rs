@@ -44,7 +44,7 @@ use super::links::{FaultLinks, NetworkSpec};
 use super::load::{Cpu, LoadModel};
 use super::net::{HostState, SimNet};
 use super::synthetic::{Purpose, stream};
-use super::traffic::{ClientApp, ServerApp, SharedLog, Workload, client_generator};
+use super::traffic::{Apps, ClientApp, ServerApp, SharedLog, Workload};
 use crate::config::StackConfig;
 use crate::net::client::{self, ClientOptions};
 use crate::net::conn::{Discard, Handler};
@@ -1231,16 +1231,14 @@ pub fn run_watched(
                     } else {
                         Arc::new(Discard)
                     };
-                    let sender = client_generator(
-                        &workload,
-                        &net,
-                        &log,
-                        i,
-                        &host,
-                        life as u32,
-                        traffic_end,
+                    let apps = Apps {
+                        workload: workload.clone(),
+                        net: net.clone(),
+                        log: log.clone(),
+                        end: traffic_end,
                         seed,
-                    );
+                    };
+                    let sender = apps.client_generator(i, &host, life as u32);
                     let outgoing = match sender {
                         Some((generator, tx, rx)) => {
                             // The application starts with its client, after the ramp.

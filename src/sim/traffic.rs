@@ -260,6 +260,9 @@ impl Handler for ClientApp {
     }
 }
 
+/// Per server session: the stream its queue feeds, and the queue while no connection has it.
+type Queues = BTreeMap<u32, (StreamId, Option<mpsc::Receiver<Outgoing>>)>;
+
 /// The server's application, one per server process life: records what it receives, and runs
 /// a generator per session for the flows that send down.
 pub struct ServerApp {
@@ -270,7 +273,7 @@ pub struct ServerApp {
     pub end: Duration,
     pub seed: u64,
     /// Each session's queue while no connection carries it, and the stream it feeds.
-    queues: Mutex<BTreeMap<u32, (StreamId, Option<mpsc::Receiver<Outgoing>>)>>,
+    queues: Mutex<Queues>,
     /// Generators to start; the server process runs them ([`ServerApp::run_generators`]) so
     /// that they die with it.
     start: mpsc::UnboundedSender<(Generator, mpsc::Sender<Outgoing>)>,
@@ -333,10 +336,7 @@ impl ServerApp {
         while running.join_next().await.is_some() {}
     }
 
-    fn queues(
-        &self,
-    ) -> std::sync::MutexGuard<'_, BTreeMap<u32, (StreamId, Option<mpsc::Receiver<Outgoing>>)>>
-    {
+    fn queues(&self) -> std::sync::MutexGuard<'_, Queues> {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -428,37 +428,48 @@ impl Handler for ServerApp {
     }
 }
 
-/// Starts the generator of client `index` in process life `life`, if its flows send up; the
-/// receiver goes to `net::client::run`.
-pub fn client_generator(
-    traffic: &Workload,
-    net: &SimNet,
-    log: &SharedLog,
-    index: usize,
-    host: &str,
-    life: u32,
-    end: Duration,
-    seed: u64,
-) -> Option<(Generator, mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>)> {
-    let flows: Vec<Flow> = traffic
-        .flows_of(index, true)
-        .map(|(_, f)| f.clone())
-        .collect();
-    if flows.is_empty() {
-        return None;
+/// What the applications of one run share: the workload, the network's clock, the delivery
+/// log, when flows stop and the run's seed.
+#[derive(Clone)]
+pub struct Apps {
+    pub workload: Arc<Workload>,
+    pub net: SimNet,
+    pub log: SharedLog,
+    /// Flows stop here: the run's end less the drain.
+    pub end: Duration,
+    pub seed: u64,
+}
+
+impl Apps {
+    /// The generator of client `index` on `host` in process life `life`, if its flows send
+    /// up, with both ends of its queue: the receiver goes to `net::client::run`.
+    pub fn client_generator(
+        &self,
+        index: usize,
+        host: &str,
+        life: u32,
+    ) -> Option<(Generator, mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>)> {
+        let flows: Vec<Flow> = self
+            .workload
+            .flows_of(index, true)
+            .map(|(_, f)| f.clone())
+            .collect();
+        if flows.is_empty() {
+            return None;
+        }
+        let stream = StreamId::client(index as u32, life);
+        let node = format!("client-{index}");
+        lock(&self.log).open(stream, &node, host, super::runner::SERVER, life);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let generator = Generator {
+            net: self.net.clone(),
+            log: self.log.clone(),
+            stream,
+            flows,
+            end: self.end,
+            seed: self.seed,
+            key: vec![0, u64::from(life), index as u64],
+        };
+        Some((generator, tx, rx))
     }
-    let stream = StreamId::client(index as u32, life);
-    let node = format!("client-{index}");
-    lock(log).open(stream, &node, host, super::runner::SERVER, life);
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let generator = Generator {
-        net: net.clone(),
-        log: log.clone(),
-        stream,
-        flows,
-        end,
-        seed,
-        key: vec![0, u64::from(life), index as u64],
-    };
-    Some((generator, tx, rx))
 }
