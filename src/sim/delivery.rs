@@ -431,7 +431,10 @@ pub fn check(log: &Log, facts: &RunFacts<'_>) -> Delivery {
         };
         // The two ends, and their hosts (where faults are written).
         let mut nodes: Vec<&str> = Vec::new();
-        for n in s.iter().flat_map(|s| [s.sender.as_str(), s.receiver.as_str()]) {
+        for n in s
+            .iter()
+            .flat_map(|s| [s.sender.as_str(), s.receiver.as_str()])
+        {
             nodes.push(n);
             nodes.extend(facts.hosts.get(n).map(String::as_str));
         }

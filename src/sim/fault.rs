@@ -75,6 +75,8 @@ pub enum FaultError {
     Loss(&'static str),
     #[error("outages: {0}")]
     Outages(&'static str),
+    #[error("link rate: {0}")]
+    Rate(&'static str),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -702,6 +704,76 @@ pub struct Direction {
     /// Latency episodes (spikes, a slow "gray" peer): `[start, end)` with their own
     /// distribution, sorted by start; outside them `latency` applies.
     episodes: Vec<(Range<Duration>, Latency)>,
+    /// The link's rate and queue; `None` = infinitely fast.
+    queue: Option<LinkQueue>,
+}
+
+/// Bytes of headers each packet carries on the wire besides its payload: IPv4 (20), TCP (20)
+/// and the timestamp option with its padding (12), as on a Linux connection.
+pub const HEADER_BYTES: usize = 52;
+
+/// A link's bandwidth and queue, as netem's `rate` and `limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRate {
+    /// Bits per second.
+    pub bits_per_s: u64,
+    /// Packets the queue holds, the one being sent included; one more is dropped (tail drop).
+    pub queue: usize,
+}
+
+impl LinkRate {
+    /// netem's default `limit`.
+    pub const DEFAULT_QUEUE: usize = 1000;
+
+    pub fn validate(&self) -> Result<(), FaultError> {
+        if self.bits_per_s == 0 {
+            return Err(FaultError::Rate("the rate must be at least 1 bit/s"));
+        }
+        if self.queue == 0 {
+            return Err(FaultError::Rate("the queue must hold at least 1 packet"));
+        }
+        Ok(())
+    }
+
+    /// How long the link takes to send a packet of `payload` bytes (headers added), rounded up
+    /// to a nanosecond.
+    pub fn serialization(&self, payload: usize) -> Duration {
+        let bits = (payload as u128 + HEADER_BYTES as u128) * 8;
+        let ns = (bits * 1_000_000_000).div_ceil(u128::from(self.bits_per_s.max(1)));
+        Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
+}
+
+/// A FIFO queue in front of a link of finite rate: a packet waits for the ones before it, then
+/// takes its serialization time; one arriving when the queue is full is dropped.
+#[derive(Clone, Debug)]
+struct LinkQueue {
+    rate: LinkRate,
+    /// When the link has sent the last bit of everything queued so far.
+    busy_until: Duration,
+    /// When each packet still queued (or being sent) leaves the link, oldest first.
+    leaving: VecDeque<Duration>,
+    drops: u64,
+}
+
+impl LinkQueue {
+    /// A packet of `payload` bytes offered at `at`: when its last bit leaves, or `None` if the
+    /// queue is full. Packets are taken in the order offered: the network's connections are
+    /// run event by event, so offers come in time order up to the few events of one instant.
+    fn offer(&mut self, at: Duration, payload: usize) -> Option<Duration> {
+        while self.leaving.front().is_some_and(|&t| t <= at) {
+            self.leaving.pop_front();
+        }
+        if self.leaving.len() >= self.rate.queue {
+            self.drops += 1;
+            return None;
+        }
+        let done = self.busy_until.max(at) + self.rate.serialization(payload);
+        self.busy_until = done;
+        self.leaving.push_back(done);
+        Some(done)
+    }
 }
 
 impl Direction {
@@ -721,7 +793,27 @@ impl Direction {
             loss,
             outages,
             episodes: Vec::new(),
+            queue: None,
         })
+    }
+
+    /// The same direction with a finite rate and a queue in front of it.
+    pub fn with_rate(mut self, rate: Option<LinkRate>) -> Result<Direction, FaultError> {
+        if let Some(r) = &rate {
+            r.validate()?;
+        }
+        self.queue = rate.map(|rate| LinkQueue {
+            rate,
+            busy_until: Duration::ZERO,
+            leaving: VecDeque::new(),
+            drops: 0,
+        });
+        Ok(self)
+    }
+
+    /// Packets dropped so far because the queue was full.
+    pub fn queue_drops(&self) -> u64 {
+        self.queue.as_ref().map_or(0, |q| q.drops)
     }
 
     /// The same direction with latency episodes: during each `[start, end)` one-way delays are
@@ -776,8 +868,21 @@ impl Direction {
         lost || self.outages.blocked(t)
     }
 
-    /// When a transmission sent at `t` arrives, or `None` if lost.
-    fn carry<R: Rng + ?Sized>(&mut self, t: Duration, rng: &mut R) -> Option<Duration> {
+    /// When a transmission sent at `t` arrives, or `None` if lost. With a rate, a packet of
+    /// `payload` bytes first waits in the queue and is serialized (a full queue drops it before
+    /// any draw); loss, outages and latency then apply from when its last bit leaves, since that
+    /// is when it is on the wire. `payload: None` bypasses the queue (the handshake, which is
+    /// played out ahead of time and must not book the link in the future).
+    fn carry<R: Rng + ?Sized>(
+        &mut self,
+        t: Duration,
+        payload: Option<usize>,
+        rng: &mut R,
+    ) -> Option<Duration> {
+        let t = match (&mut self.queue, payload) {
+            (Some(q), Some(bytes)) => q.offer(t, bytes)?,
+            _ => t,
+        };
         if self.lost(t, rng) {
             return None;
         }
@@ -806,8 +911,19 @@ pub struct TcpConfig {
     /// Timers fire on the kernel's timer wheel, late by up to their level's granularity (the
     /// default); `false` = exactly on time.
     pub timer_wheel: bool,
-    /// The largest segment: what an RTO retransmission collapses into one packet.
+    /// The largest segment's payload (1448 bytes: a 1500-byte MTU less IP, TCP and timestamp
+    /// headers): what an RTO retransmission collapses into one packet, and with `window` the
+    /// most a packet carries.
     pub mss: usize,
+    /// Segmentation at the MSS and a congestion window (`sim::tcp`). Off, the model sends
+    /// whatever is written in one packet whatever its size, as on an infinitely fast link; the
+    /// network turns it on when a link has a rate, so that links without one behave exactly as
+    /// before.
+    pub window: bool,
+    /// The send buffer (`SO_SNDBUF`): bytes written and not yet acknowledged before writes
+    /// block. Linux autotunes it (up to `tcp_wmem`'s 4 MiB maximum); fixed here at that
+    /// maximum by default.
+    pub send_buffer: usize,
     /// `TCP_USER_TIMEOUT`; `None` = the `tcp_retries2` budget.
     pub user_timeout: Option<Duration>,
     /// `tcp_retries2` (15).
@@ -832,6 +948,8 @@ impl Default for TcpConfig {
             hz: 250,
             timer_wheel: true,
             mss: 1448,
+            window: false,
+            send_buffer: 4 << 20,
             user_timeout: None,
             retries2: 15,
             syn_rto: Duration::from_secs(1),
@@ -931,8 +1049,19 @@ impl<'a> Path<'a> {
     /// One packet sent forward at `t`: when it arrives, or `None` if the direction is blocked
     /// or loses it. Draws one `f64` for the loss, then the latency if it got through.
     pub fn carry<R: Rng + ?Sized>(&mut self, t: Duration, rng: &mut R) -> Option<Duration> {
+        self.carry_sized(t, 0, rng)
+    }
+
+    /// [`Path::carry`] for a packet of `payload` bytes, which a link with a rate queues and
+    /// serializes first.
+    pub fn carry_sized<R: Rng + ?Sized>(
+        &mut self,
+        t: Duration,
+        payload: usize,
+        rng: &mut R,
+    ) -> Option<Duration> {
         self.forward.loss.forget_before(t.saturating_sub(HISTORY));
-        self.forward.carry(t, rng)
+        self.forward.carry(t, Some(payload), rng)
     }
 
     /// A connection attempt from the forward direction's sender at `connect_at`: SYNs at
@@ -958,7 +1087,7 @@ impl<'a> Path<'a> {
                     break;
                 }
                 synacks.pop();
-                if let Some(arrival) = self.reverse.carry(x, rng) {
+                if let Some(arrival) = self.reverse.carry(x, None, rng) {
                     established = Some(established.map_or(arrival, |e| e.min(arrival)));
                 }
             }
@@ -970,7 +1099,7 @@ impl<'a> Path<'a> {
                     return ConnectOutcome::TimedOut(timer);
                 }
             }
-            if let Some(at_server) = self.forward.carry(timer, rng) {
+            if let Some(at_server) = self.forward.carry(timer, None, rng) {
                 synacks.push(Reverse(at_server));
                 if !server_saw_syn {
                     server_saw_syn = true;

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use rand::RngCore;
 
 use super::fault::{
-    ConnectOutcome, Direction, FaultError, Latency, Loss, LossProcess, Path, RandomOutages,
-    TcpConfig, Timeline,
+    ConnectOutcome, Direction, FaultError, Latency, LinkRate, Loss, LossProcess, Path,
+    RandomOutages, TcpConfig, Timeline,
 };
 use super::net::{Links, PathModel};
 use super::synthetic::{Purpose, stream};
@@ -32,6 +32,9 @@ pub struct DirectionSpec {
     /// Random outages (link flapping, short partitions), sampled over the run.
     #[serde(default)]
     pub outages: Option<RandomOutages>,
+    /// The link's bandwidth and queue; `None` = infinitely fast (no queueing at all).
+    #[serde(default)]
+    pub rate: Option<LinkRate>,
 }
 
 fn no_loss() -> Loss {
@@ -45,6 +48,7 @@ impl DirectionSpec {
             latency: Latency::constant(latency),
             loss: Loss::None,
             outages: None,
+            rate: None,
         }
     }
 }
@@ -74,6 +78,11 @@ impl NetworkSpec {
             episodes: BTreeMap::new(),
             tcp: TcpConfig::default(),
         }
+    }
+
+    /// Whether any direction has a finite rate.
+    pub fn has_rate(&self) -> bool {
+        self.default.rate.is_some() || self.directions.values().any(|d| d.rate.is_some())
     }
 
     fn mentions(&self, key: &(String, String)) -> bool {
@@ -119,7 +128,9 @@ impl Inner {
             timeline = timeline.union(&o.sample_seeded(self.horizon, self.seed, &[key_hash])?);
         }
         let episodes = both(&self.spec.episodes, &key, &hosts);
-        let dir = Direction::new(spec.latency, loss, timeline)?.with_episodes(episodes)?;
+        let dir = Direction::new(spec.latency, loss, timeline)?
+            .with_episodes(episodes)?
+            .with_rate(spec.rate)?;
         self.dirs.push(dir);
         self.index.insert(key, self.dirs.len() - 1);
         Ok(self.dirs.len() - 1)
@@ -156,13 +167,23 @@ pub struct FaultLinks {
 }
 
 impl FaultLinks {
-    /// Validates the spec; random outages are sampled up to `horizon`.
-    pub fn new(spec: NetworkSpec, seed: u64, horizon: Duration) -> Result<FaultLinks, FaultError> {
-        spec.default.latency.validate()?;
-        spec.default.loss.validate()?;
-        for d in spec.directions.values() {
+    /// Validates the spec; random outages are sampled up to `horizon`. A link with a rate turns
+    /// on the kernels' segmentation and congestion window ([`TcpConfig::window`]): bulk data
+    /// then crosses it in MSS-sized packets at the pace the window allows.
+    pub fn new(
+        mut spec: NetworkSpec,
+        seed: u64,
+        horizon: Duration,
+    ) -> Result<FaultLinks, FaultError> {
+        for d in std::iter::once(&spec.default).chain(spec.directions.values()) {
             d.latency.validate()?;
             d.loss.validate()?;
+            if let Some(r) = &d.rate {
+                r.validate()?;
+            }
+        }
+        if spec.has_rate() {
+            spec.tcp.window = true;
         }
         Ok(FaultLinks {
             inner: Arc::new(Mutex::new(Inner {
@@ -222,6 +243,11 @@ impl Links for FaultLinks {
         })
     }
 
+    fn queue_drops(&self) -> u64 {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.dirs.iter().map(Direction::queue_drops).sum()
+    }
+
     fn tcp(&self) -> TcpConfig {
         self.inner
             .lock()
@@ -265,8 +291,8 @@ fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
 }
 
 impl PathModel for ConnPath {
-    fn carry(&mut self, at: Duration) -> Option<Duration> {
-        self.with_path(|p, rng| p.carry(at, rng))
+    fn carry(&mut self, at: Duration, payload: usize) -> Option<Duration> {
+        self.with_path(|p, rng| p.carry_sized(at, payload, rng))
     }
     fn wheel_seed(&self) -> u64 {
         self.wheel

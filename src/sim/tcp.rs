@@ -81,9 +81,13 @@ use super::fault::TcpConfig;
 
 /// Carries packets between the two ends.
 pub trait Wire {
-    /// A packet leaving side `from` at `at`: when it reaches side `1 - from`, or `None` if lost.
-    fn carry(&mut self, from: usize, at: Duration) -> Option<Duration>;
+    /// A packet with `payload` bytes of data (0 for a pure ACK) leaving side `from` at `at`:
+    /// when it reaches side `1 - from`, or `None` if lost (or dropped by a full queue).
+    fn carry(&mut self, from: usize, at: Duration, payload: usize) -> Option<Duration>;
 }
+
+/// The initial congestion window, in packets (RFC 6928, Linux `TCP_INIT_CWND`).
+pub const INITIAL_WINDOW: u32 = 10;
 
 /// What the applications can observe, in the order it happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +121,10 @@ pub struct TcpInfo {
     pub retransmits: u64,
     /// Segments written but not yet acknowledged.
     pub unacked: usize,
+    /// The congestion window and slow-start threshold, in packets (only meaningful with
+    /// [`TcpConfig::window`]; the threshold starts "infinite", `u32::MAX`).
+    pub cwnd: u32,
+    pub ssthresh: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +170,9 @@ struct Seg {
     lost: bool,
     /// When the receiver first got it.
     recv_at: Option<Duration>,
+    /// It was the first segment of the packet that last carried it: the congestion window
+    /// counts packets, and a packet carries a run of segments.
+    head: bool,
 }
 
 /// One side's kernel: the sender of its data and the receiver of its peer's.
@@ -196,6 +207,16 @@ struct End {
     /// RACK: the transmission time and RTT of the most recently sent segment known delivered.
     rack: Option<(Duration, Duration)>,
     retransmits: u64,
+    /// Congestion control (with `TcpConfig::window`): window and threshold in packets, the
+    /// packets acknowledged towards the next increase in congestion avoidance, the values to
+    /// restore if a recovery proves spurious, and the last transmission (for the restart after
+    /// an idle period).
+    cwnd: u32,
+    ssthresh: u32,
+    cwnd_cnt: u32,
+    prior_cwnd: u32,
+    prior_ssthresh: u32,
+    last_send: Duration,
     // Receiver of the peer's data.
     rcv_nxt: u64,
     delack: Option<Duration>,
@@ -235,6 +256,12 @@ impl End {
             retrans_stamp: None,
             rack: None,
             retransmits: 0,
+            cwnd: INITIAL_WINDOW,
+            ssthresh: u32::MAX,
+            cwnd_cnt: 0,
+            prior_cwnd: INITIAL_WINDOW,
+            prior_ssthresh: u32::MAX,
+            last_send: Duration::ZERO,
             rcv_nxt: 0,
             delack: None,
             ts_recent: Duration::ZERO,
@@ -267,6 +294,57 @@ impl End {
     /// roughly: `packets_out`).
     fn sent(&self) -> usize {
         self.segs.iter().filter(|s| !s.unsent).count()
+    }
+
+    /// Packets in flight for the congestion window: sent, not known delivered and not deemed
+    /// lost (RFC 6675's pipe, counted in packets as Linux does).
+    fn in_flight(&self) -> u32 {
+        let n = self
+            .segs
+            .iter()
+            .filter(|s| s.head && !s.unsent && !s.sacked && !s.lost)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Packets the window lets leave now.
+    fn room(&self, cfg: &TcpConfig) -> u32 {
+        if cfg.window {
+            self.cwnd.saturating_sub(self.in_flight())
+        } else {
+            u32::MAX
+        }
+    }
+
+    /// Congestion control's answer to `acked` packets newly delivered (`tcp_cong_avoid`, Reno):
+    /// slow start up to the threshold, then one packet more per window acknowledged. Only a
+    /// sender that used its window grows it (`tcp_is_cwnd_limited`).
+    fn grow(&mut self, acked: u32, limited: bool) {
+        if !limited || acked == 0 {
+            return;
+        }
+        let mut acked = acked;
+        if self.cwnd < self.ssthresh {
+            let to = self.cwnd.saturating_add(acked).min(self.ssthresh);
+            acked -= to - self.cwnd;
+            self.cwnd = to;
+        }
+        if self.cwnd >= self.ssthresh && acked > 0 {
+            self.cwnd_cnt += acked;
+            while self.cwnd_cnt >= self.cwnd {
+                self.cwnd_cnt -= self.cwnd;
+                self.cwnd += 1;
+            }
+        }
+    }
+
+    /// A loss: halve the threshold (Reno; Linux's CUBIC keeps 0.7), remembering the old values
+    /// in case it proves spurious.
+    fn reduce(&mut self) {
+        self.prior_cwnd = self.cwnd;
+        self.prior_ssthresh = self.ssthresh;
+        self.ssthresh = (self.cwnd / 2).max(2);
+        self.cwnd_cnt = 0;
     }
 
     fn newest_sent(&self) -> Option<u64> {
@@ -426,7 +504,13 @@ impl TcpModel {
             backoff: e.backoff,
             retransmits: e.retransmits,
             unacked: e.segs.len(),
+            cwnd: e.cwnd,
+            ssthresh: e.ssthresh,
         }
+    }
+
+    pub fn config(&self) -> &TcpConfig {
+        &self.cfg
     }
 
     /// Bytes written on `side` and not yet acknowledged.
@@ -492,7 +576,13 @@ impl TcpModel {
     /// The application on `side` writes `len` bytes at `now` (`len = 0` is a FIN): the
     /// segment's sequence number. Call [`TcpModel::advance`] to `now` first.
     pub fn write(&mut self, side: usize, len: usize, now: Duration, wire: &mut impl Wire) -> u64 {
+        let window = self.cfg.window;
         let e = &mut self.ends[side];
+        if window && e.sent() == 0 && now.saturating_sub(e.last_send) > e.rto {
+            // Restart after idle (`tcp_slow_start_after_idle`): a window grown long ago says
+            // nothing about the path now.
+            e.cwnd = e.cwnd.min(INITIAL_WINDOW);
+        }
         let seq = e.nxt();
         e.segs.push_back(Seg {
             len,
@@ -502,6 +592,7 @@ impl TcpModel {
             sacked: false,
             lost: false,
             recv_at: None,
+            head: false,
         });
         e.bytes += len;
         if e.kernel != Kernel::Up {
@@ -512,7 +603,10 @@ impl TcpModel {
             return seq;
         }
         let prior = e.sent();
-        self.send_new(side, now, wire);
+        if self.send_new(side, now, wire) == 0 {
+            // The window is full: it waits for ACKs, and no timer changes.
+            return seq;
+        }
         let e = &mut self.ends[side];
         if prior == 0 || matches!(e.timer, Some((_, TimerKind::Probe))) || e.timer.is_none() {
             self.arm_rto_from_head(side, now);
@@ -556,7 +650,7 @@ impl TcpModel {
         // by retrying on the peer's RTO.
         let mut at = now;
         for _ in 0..16 {
-            if let Some(a) = wire.carry(side, at) {
+            if let Some(a) = wire.carry(side, at, 0) {
                 let a = a.max(self.fifo[side]);
                 self.outputs.push(Output::Reset {
                     side: 1 - side,
@@ -603,15 +697,44 @@ impl TcpModel {
         Duration::from_nanos((bucket * j).saturating_sub(off))
     }
 
-    /// Sends every segment never sent yet, in one packet.
-    fn send_new(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+    /// Sends the segments never sent yet: without a window all in one packet; with one, in
+    /// packets of up to one MSS, as many as the window lets out. The number of packets sent.
+    fn send_new(&mut self, side: usize, now: Duration, wire: &mut impl Wire) -> u32 {
         let e = &self.ends[side];
         let unsent = e.segs.iter().rev().take_while(|s| s.unsent).count() as u64;
         if unsent == 0 {
-            return;
+            return 0;
         }
-        let last = e.nxt() - 1;
-        self.transmit(side, last + 1 - unsent, last, now, wire);
+        let end = e.nxt();
+        if !self.cfg.window {
+            self.transmit(side, end - unsent, end - 1, now, wire);
+            return 1;
+        }
+        let mut room = e.room(&self.cfg);
+        let mut first = end - unsent;
+        let mut sent = 0;
+        while room > 0 && first < end {
+            let (last, _) = self.packet_from(side, first, end);
+            self.transmit(side, first, last, now, wire);
+            first = last + 1;
+            room -= 1;
+            sent += 1;
+        }
+        sent
+    }
+
+    /// The last segment of a packet starting at `first`: consecutive segments before `end` up to
+    /// one MSS of payload (at least one segment), and the payload.
+    fn packet_from(&self, side: usize, first: u64, end: u64) -> (u64, usize) {
+        let e = &self.ends[side];
+        let len = |seq| e.seg(seq).map_or(0, |s| s.len);
+        let mut last = first;
+        let mut bytes = len(first);
+        while last + 1 < end && bytes + len(last + 1) <= self.cfg.mss {
+            last += 1;
+            bytes += len(last);
+        }
+        (last, bytes)
     }
 
     /// Sends segments `first..=last` (their first sending or a resend) in one packet.
@@ -635,8 +758,10 @@ impl TcpModel {
             }
             s.lost = false;
             s.xmit = now;
+            s.head = seq == first;
         }
         e.retransmits += resent;
+        e.last_send = now;
         self.send(side, first, last, now, wire);
     }
 
@@ -647,7 +772,13 @@ impl TcpModel {
         }
         // The ACK rides along: no delayed ACK is owed any more.
         self.ends[side].delack = None;
-        if let Some(a) = wire.carry(side, now) {
+        let e = &self.ends[side];
+        let payload: usize = if first <= last {
+            (first..=last).filter_map(|q| e.seg(q)).map(|s| s.len).sum()
+        } else {
+            0
+        };
+        if let Some(a) = wire.carry(side, now, payload) {
             let at = a.max(self.fifo[side]);
             self.fifo[side] = at;
             self.order += 1;
@@ -756,6 +887,12 @@ impl TcpModel {
     ) {
         let cfg = self.cfg;
         let e = &mut self.ends[side];
+        // Whether the sender was using its window when this ACK came (`tcp_is_cwnd_limited`),
+        // and the state it was in: only then, and never in fast recovery, does the window grow.
+        let limited = cfg.window
+            && (e.in_flight().saturating_mul(2) >= e.cwnd || e.segs.iter().any(|s| s.unsent));
+        let was_fast = matches!(e.recovery, Recovery::Fast { .. });
+        let mut acked_pkts = 0u32;
         let got = |s: &Seg| !s.unsent && s.recv_at.is_some_and(|r| r <= stamp);
         let cum = e.segs.iter().take_while(|s| got(s)).count();
         let mut newly_sacked = false;
@@ -771,6 +908,7 @@ impl TcpModel {
                 s.sacked = true;
                 s.lost = false;
                 newly_sacked = true;
+                acked_pkts += u32::from(s.head);
                 note_rack(s);
             }
         }
@@ -783,6 +921,9 @@ impl TcpModel {
         for s in e.segs.iter().take(cum) {
             if !s.retransmitted && sample.is_none() && !s.sacked {
                 sample = Some(now.saturating_sub(s.xmit));
+            }
+            if !s.sacked {
+                acked_pkts += u32::from(s.head);
             }
             note_rack(s);
         }
@@ -825,21 +966,34 @@ impl TcpModel {
             for s in e.segs.iter_mut() {
                 s.lost = false;
             }
+            if spurious && cfg.window {
+                e.cwnd = e.cwnd.max(e.prior_cwnd);
+                e.ssthresh = e.ssthresh.max(e.prior_ssthresh);
+            }
             if spurious && !recovered {
                 self.note(now, side, || {
                     "tcp: spurious retransmission undone".to_string()
                 });
             }
         }
+        if cfg.window && !was_fast {
+            self.ends[side].grow(acked_pkts, limited);
+        }
         self.detect_losses(side, now, wire);
         let e = &self.ends[side];
         if let Recovery::Loss { .. } = e.recovery {
-            // Slow start after the head's ACK: everything still marked lost goes out.
+            // Slow start after the head's ACK: what is still marked lost goes out (all of it
+            // without a window, else what the window allows).
             if cum > 0 {
-                self.resend_lost(side, now, wire, usize::MAX, usize::MAX);
+                self.resend_in_window(side, now, wire, false);
             }
         } else {
-            // Out of loss recovery: the backlog written meanwhile leaves in one packet.
+            if cfg.window && matches!(e.recovery, Recovery::Fast { .. }) {
+                // Holes still marked lost go first, as the ACKs free the window.
+                self.resend_in_window(side, now, wire, false);
+            }
+            // Out of loss recovery: the backlog written meanwhile leaves in one packet (without
+            // a window; with one, in what the window allows).
             self.send_new(side, now, wire);
         }
         let e = &mut self.ends[side];
@@ -890,9 +1044,15 @@ impl TcpModel {
                 let high = e.newest_sent().unwrap_or(e.una);
                 e.recovery = Recovery::Fast { high };
                 e.probe = None;
+                if self.cfg.window {
+                    // Reno: the window drops to the halved threshold at once (Linux eases
+                    // it down over the recovery with PRR).
+                    e.reduce();
+                    e.cwnd = e.ssthresh;
+                }
             }
             self.note(now, side, || "tcp: fast retransmit (RACK)".to_string());
-            self.resend_lost(side, now, wire, usize::MAX, usize::MAX);
+            self.resend_in_window(side, now, wire, true);
             if self.ends[side].retrans_stamp.is_none() {
                 self.ends[side].retrans_stamp = Some(now);
             }
@@ -903,8 +1063,33 @@ impl TcpModel {
         }
     }
 
+    /// Resends the segments marked lost: without a window all of them (see
+    /// [`TcpModel::resend_lost`]); with one, from the oldest, in packets of up to one MSS, as
+    /// many as the window lets out (at least one if `at_least_one`: a fast retransmission goes
+    /// whatever the window).
+    fn resend_in_window(
+        &mut self,
+        side: usize,
+        now: Duration,
+        wire: &mut impl Wire,
+        at_least_one: bool,
+    ) {
+        if !self.cfg.window {
+            self.resend_lost(side, now, wire, usize::MAX, usize::MAX);
+            return;
+        }
+        let mut room = self.ends[side].room(&self.cfg);
+        if at_least_one {
+            room = room.max(1);
+        }
+        while room > 0 && self.resend_lost(side, now, wire, self.cfg.mss, 1) {
+            room -= 1;
+        }
+    }
+
     /// Resends the segments marked lost, from the oldest, at most `max_bytes` of them, collapsed
-    /// into one packet per run of consecutive segments.
+    /// into one packet per run of consecutive segments, at most `max_runs` packets. Whether
+    /// anything was sent.
     fn resend_lost(
         &mut self,
         side: usize,
@@ -912,7 +1097,7 @@ impl TcpModel {
         wire: &mut impl Wire,
         max_bytes: usize,
         max_runs: usize,
-    ) {
+    ) -> bool {
         let e = &self.ends[side];
         let mut runs: Vec<(u64, u64)> = Vec::new();
         let mut bytes = 0usize;
@@ -934,6 +1119,7 @@ impl TcpModel {
                 runs.push((seq, seq));
             }
         }
+        let any = !runs.is_empty();
         for (first, last) in runs {
             self.note(now, side, || {
                 let mut t = format!("tcp: resend seq {first}");
@@ -944,6 +1130,7 @@ impl TcpModel {
             });
             self.transmit(side, first, last, now, wire);
         }
+        any
     }
 
     fn arm_rto_from_head(&mut self, side: usize, now: Duration) {
@@ -1018,6 +1205,15 @@ impl TcpModel {
             }
         }
         let e = &mut self.ends[side];
+        if cfg.window {
+            // `tcp_enter_loss`: the threshold halves unless a recovery already cut it; the
+            // window restarts from one packet.
+            if e.recovery == Recovery::Open {
+                e.reduce();
+            }
+            e.cwnd = 1;
+            e.cwnd_cnt = 0;
+        }
         let high = e.newest_sent().unwrap_or(e.una);
         e.recovery = Recovery::Loss { high };
         e.probe = None;
@@ -1080,7 +1276,7 @@ mod tests {
     }
 
     impl Wire for Link {
-        fn carry(&mut self, from: usize, at: Duration) -> Option<Duration> {
+        fn carry(&mut self, from: usize, at: Duration, _payload: usize) -> Option<Duration> {
             let lost = self.drop.remove(&(from, at)) || self.down.iter().any(|r| r.contains(&at));
             (!lost).then_some(at + self.delay)
         }
