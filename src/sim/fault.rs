@@ -1126,6 +1126,10 @@ mod tests {
 
     const MASTER: u64 = 0x5eed;
 
+    fn us(x: u64) -> Duration {
+        Duration::from_micros(x)
+    }
+
     fn ms(x: u64) -> Duration {
         Duration::from_millis(x)
     }
@@ -1567,5 +1571,86 @@ mod tests {
         // The run exercised losses and deliveries.
         assert!(a.0.iter().any(Option::is_none));
         assert!(a.0.iter().any(Option::is_some));
+    }
+
+    #[test]
+    fn a_link_with_a_rate_serializes_packets_back_to_back_then_adds_the_latency() {
+        // 1 Mbit/s: a 1448-byte segment is 1500 bytes on the wire, 12 ms; a pure ACK 52 bytes,
+        // 0.416 ms. Three offered at once leave one after the other; one offered after the
+        // link went idle waits for nothing.
+        let rate = LinkRate {
+            bits_per_s: 1_000_000,
+            queue: 1000,
+        };
+        let mut fwd = Direction::ideal(Latency::constant(ms(5)))
+            .unwrap()
+            .with_rate(Some(rate))
+            .unwrap();
+        let mut rev = Direction::ideal(Latency::constant(ms(5))).unwrap();
+        let tcp = TcpConfig::default();
+        let mut path = Path::new(&mut fwd, &mut rev, &tcp);
+        let mut r = rng(1);
+        let at = |p: &mut Path<'_>, t: Duration, bytes: usize, r: &mut ChaCha8Rng| {
+            p.carry_sized(t, bytes, r).unwrap()
+        };
+        assert_eq!(at(&mut path, ms(0), 1448, &mut r), ms(12 + 5));
+        assert_eq!(at(&mut path, ms(0), 1448, &mut r), ms(24 + 5));
+        assert_eq!(at(&mut path, ms(1), 0, &mut r), ms(24) + us(416) + ms(5));
+        assert_eq!(at(&mut path, ms(100), 1448, &mut r), ms(112 + 5));
+        assert_eq!(rate.serialization(1448), ms(12));
+    }
+
+    #[test]
+    fn a_full_queue_drops_what_arrives_until_a_packet_has_left() {
+        let rate = LinkRate {
+            bits_per_s: 1_000_000,
+            queue: 3,
+        };
+        let mut fwd = Direction::ideal(Latency::constant(ms(5)))
+            .unwrap()
+            .with_rate(Some(rate))
+            .unwrap();
+        let mut rev = Direction::ideal(Latency::constant(ms(5))).unwrap();
+        let tcp = TcpConfig::default();
+        let mut path = Path::new(&mut fwd, &mut rev, &tcp);
+        let mut r = rng(1);
+        // Three 12 ms packets fill the queue (the one being sent counts); the fourth is dropped.
+        let sent: Vec<Option<Duration>> = (0..4)
+            .map(|_| path.carry_sized(ms(0), 1448, &mut r))
+            .collect();
+        assert_eq!(sent, [Some(ms(17)), Some(ms(29)), Some(ms(41)), None]);
+        // At 12 ms the first has left: room for one more, behind the other two.
+        assert_eq!(path.carry_sized(ms(11), 1448, &mut r), None);
+        assert_eq!(path.carry_sized(ms(12), 1448, &mut r), Some(ms(53)));
+        assert_eq!(fwd.queue_drops(), 2);
+    }
+
+    #[test]
+    fn without_a_rate_packet_sizes_change_nothing() {
+        // The same draws and the same arrivals as before sizes existed, whatever the sizes.
+        let (mut a_fwd, mut a_rev) = lossy_link(3);
+        let (mut b_fwd, mut b_rev) = lossy_link(3);
+        let tcp = TcpConfig::default();
+        let mut ra = stream(3, Purpose::Segments, &[1]);
+        let mut rb = stream(3, Purpose::Segments, &[1]);
+        let mut a = Path::new(&mut a_fwd, &mut a_rev, &tcp);
+        let mut b = Path::new(&mut b_fwd, &mut b_rev, &tcp);
+        for i in 0..5000u32 {
+            let t = ms(u64::from(i) * 7);
+            let size = (i as usize * 7919) % 70_000;
+            assert_eq!(a.carry(t, &mut ra), b.carry_sized(t, size, &mut rb), "{i}");
+        }
+    }
+
+    #[test]
+    fn a_rate_of_zero_or_an_empty_queue_is_refused() {
+        let d = || Direction::ideal(Latency::constant(ms(1))).unwrap();
+        for (bits_per_s, queue) in [(0, 10), (1000, 0)] {
+            let rate = LinkRate { bits_per_s, queue };
+            assert!(matches!(
+                d().with_rate(Some(rate)),
+                Err(FaultError::Rate(_))
+            ));
+        }
     }
 }

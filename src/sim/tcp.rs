@@ -1251,6 +1251,8 @@ mod tests {
     use std::ops::Range;
 
     use super::*;
+    use crate::sim::fault::{Direction, HEADER_BYTES, Latency, LinkRate, Path};
+    use crate::sim::synthetic::{Purpose, stream};
 
     fn ms(x: f64) -> Duration {
         Duration::from_secs_f64(x / 1000.0)
@@ -1629,5 +1631,237 @@ mod tests {
             matches!(outs[..], [Output::TimedOut { side: 0, at }] if at > ms(3000.0) && at < ms(4000.0)),
             "{outs:?}"
         );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Links with a rate: bulk data, queues and the congestion window.
+
+    /// The fault model's links (`sim::fault`): a constant delay each way, with a rate and a
+    /// queue, or infinitely fast.
+    struct Rated {
+        dirs: [Direction; 2],
+        rng: rand_chacha::ChaCha8Rng,
+        tcp: TcpConfig,
+    }
+
+    impl Rated {
+        fn new(delay: Duration, rate: Option<LinkRate>) -> Rated {
+            let dir = || {
+                Direction::ideal(Latency::constant(delay))
+                    .unwrap()
+                    .with_rate(rate)
+                    .unwrap()
+            };
+            Rated {
+                dirs: [dir(), dir()],
+                rng: stream(1, Purpose::Segments, &[1]),
+                tcp: TcpConfig::default(),
+            }
+        }
+
+        fn drops(&self) -> u64 {
+            self.dirs.iter().map(Direction::queue_drops).sum()
+        }
+    }
+
+    impl Wire for Rated {
+        fn carry(&mut self, from: usize, at: Duration, payload: usize) -> Option<Duration> {
+            let (a, b) = self.dirs.split_at_mut(1);
+            let (fwd, rev) = if from == 0 {
+                (&mut a[0], &mut b[0])
+            } else {
+                (&mut b[0], &mut a[0])
+            };
+            Path::new(fwd, rev, &self.tcp).carry_sized(at, payload, &mut self.rng)
+        }
+    }
+
+    fn mbit(n: u64, queue: usize) -> Option<LinkRate> {
+        Some(LinkRate {
+            bits_per_s: n * 1_000_000,
+            queue,
+        })
+    }
+
+    fn windowed() -> TcpConfig {
+        TcpConfig {
+            window: true,
+            timer_wheel: false,
+            ..TcpConfig::default()
+        }
+    }
+
+    /// What a transfer saw: when each segment written on side 0 was delivered (in order), and
+    /// the model at the end.
+    struct Transfer {
+        delivered: Vec<Duration>,
+        model: TcpModel,
+    }
+
+    /// Side 0 writes `bytes` at time zero in MSS-sized segments (as the socket layer cuts a
+    /// write), then 16 bytes at `small_at` if given; runs until everything is delivered.
+    fn transfer(
+        cfg: TcpConfig,
+        link: &mut Rated,
+        delay: Duration,
+        bytes: usize,
+        small_at: Option<Duration>,
+    ) -> Transfer {
+        let mut m = TcpModel::new(cfg, Some(delay * 2), [3, 5]);
+        let mut left = bytes;
+        let mut segments = 0;
+        while left > 0 {
+            let n = left.min(cfg.mss);
+            m.write(0, n, Duration::ZERO, link);
+            left -= n;
+            segments += 1;
+        }
+        let mut small = small_at;
+        if small.is_some() {
+            segments += 1;
+        }
+        let mut delivered = Vec::new();
+        while delivered.len() < segments {
+            let next = m.poll_timeout();
+            let t = match (next, small) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).expect("something to do while data is undelivered"),
+            };
+            assert!(
+                t < ms(600_000.0),
+                "stuck: {} of {segments}",
+                delivered.len()
+            );
+            m.advance(t, link);
+            let outs: Vec<Output> = m.take_outputs().collect();
+            for o in outs {
+                if let Output::Delivered { from: 0, seq, at } = o {
+                    assert_eq!(seq as usize, delivered.len(), "delivered out of order");
+                    delivered.push(at);
+                }
+            }
+            if small == Some(t) {
+                m.write(0, 16, t, link);
+                small = None;
+            }
+        }
+        Transfer {
+            delivered,
+            model: m,
+        }
+    }
+
+    /// Seconds to serialize `bytes` of payload cut at the MSS, headers included, at `bits_per_s`.
+    fn wire_time(bytes: usize, bits_per_s: f64) -> f64 {
+        let packets = bytes.div_ceil(1448);
+        ((bytes + packets * HEADER_BYTES) * 8) as f64 / bits_per_s
+    }
+
+    #[test]
+    fn a_megabyte_over_ten_megabits_takes_its_serialization_time_plus_a_few_round_trips() {
+        // 1 MB in 691 packets of up to 1448 bytes, 52 bytes of headers each: 8.29 Mbit, 0.829 s
+        // at 10 Mbit/s. The last bit then takes the 10 ms delay. Slow start from 10 packets
+        // fills the 25 kB pipe (10 Mbit/s × 20 ms) within about two round trips, so the link
+        // idles for at most a few RTTs in all: allow three (60 ms).
+        let delay = ms(10.0);
+        let mut link = Rated::new(delay, mbit(10, 1000));
+        let run = transfer(windowed(), &mut link, delay, 1_000_000, None);
+        let done = run.delivered.last().unwrap().as_secs_f64();
+        let floor = wire_time(1_000_000, 10e6) + 0.010;
+        assert!((0.838..0.840).contains(&floor), "{floor}");
+        assert!(
+            done >= floor,
+            "{done} s is faster than the link ({floor} s)"
+        );
+        assert!(
+            done <= floor + 0.060,
+            "{done} s, expected at most {floor} + 60 ms"
+        );
+        // Nothing was lost: the window only grew, from 10 packets, in slow start.
+        let info = run.model.info(0);
+        assert_eq!((info.retransmits, link.drops()), (0, 0));
+        assert!(info.cwnd > 2 * INITIAL_WINDOW, "{info:?}");
+        assert_eq!(info.ssthresh, u32::MAX);
+    }
+
+    #[test]
+    fn the_first_flight_is_the_initial_window_of_ten_packets() {
+        // 100 ms each way on a fast link: the first 10 packets arrive 100 ms after the write,
+        // the next ones only after their ACKs came back, a round trip later.
+        let delay = ms(100.0);
+        let mut link = Rated::new(delay, mbit(1000, 1000));
+        let run = transfer(windowed(), &mut link, delay, 30 * 1448, None);
+        for (k, at) in run.delivered.iter().enumerate() {
+            let rtts = if k < 10 { 0.0 } else { 1.0 };
+            let lo = 0.1 + rtts * 0.2;
+            assert!(
+                (lo..lo + 0.001).contains(&at.as_secs_f64()),
+                "segment {k} at {at:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_small_write_behind_a_bulk_write_waits_for_the_bulk_to_be_serialized() {
+        // Head-of-line blocking: 16 bytes written 100 ms into a 1 MB transfer reach the far side
+        // only after the whole megabyte, about 0.84 s; on an infinitely fast link the transfer
+        // is long done and they take just the delay.
+        let delay = ms(10.0);
+        let mut link = Rated::new(delay, mbit(10, 1000));
+        let run = transfer(windowed(), &mut link, delay, 1_000_000, Some(ms(100.0)));
+        let small = run.delivered.last().unwrap().as_secs_f64();
+        let bulk_end = run.delivered[run.delivered.len() - 2].as_secs_f64();
+        assert!(
+            small >= bulk_end,
+            "{small} before the bulk's end {bulk_end}"
+        );
+        assert!(small > wire_time(1_000_000, 10e6), "{small}");
+        let mut fast = Rated::new(delay, None);
+        let cfg = TcpConfig {
+            timer_wheel: false,
+            ..TcpConfig::default()
+        };
+        let run = transfer(cfg, &mut fast, delay, 1_000_000, Some(ms(100.0)));
+        assert_eq!(*run.delivered.last().unwrap(), ms(110.0));
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_tcp_resends_until_everything_is_delivered_in_order() {
+        // A 20-packet queue overflows in slow start (the window outgrows the 17-packet pipe
+        // plus 20 queued): tail drops, fast recovery halves the threshold, every byte arrives
+        // once and in order (checked by `transfer`), a little later than without the drops.
+        let delay = ms(10.0);
+        let mut link = Rated::new(delay, mbit(10, 20));
+        let run = transfer(windowed(), &mut link, delay, 1_000_000, None);
+        let info = run.model.info(0);
+        assert!(link.drops() > 0, "no drop");
+        assert!(info.retransmits >= link.drops(), "{info:?}");
+        assert!(info.ssthresh < u32::MAX, "{info:?}");
+        let done = run.delivered.last().unwrap().as_secs_f64();
+        let floor = wire_time(1_000_000, 10e6) + 0.010;
+        assert!(done >= floor && done < floor + 1.0, "{done} s");
+    }
+
+    #[test]
+    fn with_a_window_heartbeats_behave_exactly_as_without_one() {
+        // Writes far below one MSS and far below the window: the window changes nothing, not
+        // even through a loss and a cut with their retransmissions and backlog. (A longer cut
+        // would not do: the server would echo a backlog of 30 heartbeats in 30 packets at once,
+        // and the window lets 10 go and the rest a round trip later, as Linux does.)
+        let run = |window: bool| {
+            let mut link = Link::new(ms(0.2));
+            link.down.push(ms(10_050.0)..ms(10_650.0));
+            link.drop.insert((0, ms(5_000.0)));
+            let cfg = TcpConfig {
+                window,
+                ..TcpConfig::default()
+            };
+            echo(cfg, &mut link, ms(100.0), ms(20_000.0))
+        };
+        let (with, without) = (run(true), run(false));
+        assert!(!without.notes.is_empty());
+        assert_eq!(with.at_server, without.at_server);
+        assert_eq!(with.echoed, without.echoed);
+        assert_eq!(with.notes, without.notes);
     }
 }
