@@ -9,13 +9,15 @@
 //!
 //! # The model
 //!
-//! Each write is one segment. Each connection's two kernels are a [`TcpModel`] (`sim::tcp`):
+//! Each write is one segment, or with a congestion window (on when a link has a rate) one per
+//! MSS. Each connection's two kernels are a [`TcpModel`] (`sim::tcp`):
 //! retransmission timers, tail loss probes, SACK recovery, delayed ACKs and timeouts as Linux
 //! runs them, over a [`PathModel`] per direction that says when (if ever) each packet arrives.
 //! Loss and partitions become retransmission delay, never missing bytes. Segments are delivered
 //! in order: a late one holds back everything behind it (head-of-line blocking). Unacknowledged
-//! bytes count against the sender's buffer, so a long stall blocks the writer as a real socket
-//! does. The postman ([`SimNet::postman`]) runs each connection's model at its next event.
+//! bytes (data the window holds back included) count against the sender's buffer
+//! ([`TcpConfig::send_buffer`], fixed where Linux autotunes), so a long stall or a slow link
+//! blocks the writer as a real socket does. The postman ([`SimNet::postman`]) runs each connection's model at its next event.
 //!
 //! Endpoint faults:
 //!

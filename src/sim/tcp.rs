@@ -11,7 +11,21 @@
 //! # What is modelled (Linux 6.x, `shared/docs/network-semantics.md`)
 //!
 //! - **One flight per direction**, not a schedule per segment. Each application write is one
-//!   segment with its own sequence number; a packet carries a run of consecutive segments.
+//!   segment with its own sequence number (the socket layer cuts writes at the MSS when the
+//!   window is on); a packet carries a run of consecutive segments.
+//! - **Packet sizes**: the [`Wire`] learns each packet's payload (0 for a pure ACK), so a link
+//!   with a rate can queue and serialize it (`sim::fault`).
+//! - **Congestion window**, only with [`TcpConfig::window`] (on when a link has a rate): a packet
+//!   carries up to one MSS of consecutive segments, and at most `cwnd` packets are in flight
+//!   (sent, not SACKed, not deemed lost; RFC 6675's pipe counted in packets, as Linux does); the
+//!   rest waits in the sender. The window starts at [`INITIAL_WINDOW`] (10) packets, grows by
+//!   one per packet acknowledged in slow start up to `ssthresh`, then by one per window's worth
+//!   (congestion avoidance), and only while the sender uses it (`tcp_is_cwnd_limited`). RACK's
+//!   fast retransmission halves `ssthresh` and sets the window to it (Reno); resends of holes go
+//!   first as ACKs free the window. An RTO halves `ssthresh` (unless a fast recovery already
+//!   did) and restarts from a window of 1, as below. An undo (Eifel) restores both. After an
+//!   idle period longer than the RTO the window restarts at no more than 10
+//!   (`tcp_slow_start_after_idle`).
 //! - **RTT estimation** (RFC 6298 as Linux does it, `tcp_rtt_estimator`): SRTT and the mean
 //!   deviation with gains 1/8 and 1/4, a per-flight maximum of the deviation, and
 //!   `RTO = SRTT + max(4·RTTVAR, rto_min)`. The first sample is the handshake's. Samples come
@@ -54,9 +68,19 @@
 //!
 //! # Not modelled, and why
 //!
-//! - Congestion control beyond "window 1 in loss recovery": heartbeat traffic is far below any
-//!   window. A backlog after recovery leaves in one packet; the kernel sends it in a few rounds
-//!   of slow start, a few round trips that are microseconds on a LAN.
+//! - Without [`TcpConfig::window`], congestion control beyond "window 1 in loss recovery":
+//!   heartbeat traffic on an infinitely fast link is far below any window. A write of any size
+//!   is one segment and a backlog after recovery leaves in one packet; the kernel sends it in a
+//!   few rounds of slow start, a few round trips that are microseconds on a LAN. Keeping this
+//!   form when no link has a rate keeps every earlier run exactly as it was.
+//! - CUBIC, Linux's default: with the window on, the model runs Reno. CUBIC cuts the window to
+//!   0.7 of itself on a loss, not 0.5, and regrows it as a cubic function of the time since the
+//!   loss, reaching the old window again within a few seconds whatever the RTT; Reno regrows by
+//!   one packet per RTT. So after a loss a long bulk transfer refills the pipe more slowly here
+//!   than on Linux (on a 10 Mbit/s, 20 ms path: a few hundred ms more per loss episode); slow
+//!   start, which is most of a short transfer, is the same. Also not modelled: PRR (the window
+//!   drops at once), pacing and TSO (a window leaves back to back), HyStart, ABC limits, and an
+//!   ACK per two full segments (every data packet is acknowledged).
 //! - Nagle (the drivers set `TCP_NODELAY`), the receive window, path MTU, ECN.
 //! - Ping-pong (interactive) mode of delayed ACKs: it needs an application that replies before
 //!   its read has sent the ACK, which ours never do. The adaptive ACK timeout stays at its 40 ms
