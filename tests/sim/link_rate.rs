@@ -111,3 +111,45 @@ fn a_send_buffer_that_fills_blocks_the_writer_until_acknowledgements_free_room()
         "{read4:?} vs {read} s"
     );
 }
+
+/// A 2 MB download from t = 10 s for session 0 over 10 ms each way, 1 s heartbeats (k = 3) on
+/// both sessions, on a link of `rate` (none: infinitely fast) with `extra` TOML appended.
+fn download(rate: Option<&str>, extra: &str) -> mcpsim::sim::runner::Scenario {
+    let rate = rate.map_or(String::new(), |r| format!("rate = \"{r}\""));
+    let text = format!(
+        "duration = \"40s\"\nseeds = 1\n[topology]\nsessions = 2\n\
+         [grid]\ninterval = [\"1s\"]\nmiss_threshold = [3]\n\
+         [network]\nlatency = \"10ms\"\n{rate}\n\
+         [traffic]\n[[traffic.flow]]\nsessions = [0, 0]\ndirection = \"down\"\n\
+         bulk = 2000000\nsize = 16000\nstart = \"10s\"\n{extra}"
+    );
+    let plan = mcpsim::scenario::parse("download.toml", "download", &text).unwrap();
+    plan.scenario(0)
+}
+
+#[test]
+fn a_bulk_download_on_a_slow_link_delays_the_heartbeats_behind_it_and_only_with_a_rate() {
+    use mcpsim::sim::runner::run;
+    // On an infinitely fast link every heartbeat round trip is the 20 ms of latency.
+    let fast = run(&download(None, ""), 1).unwrap();
+    assert_eq!(fast.client_heartbeats.rtt.max(), Some(20_000));
+    // At 2 Mbit/s the 2 MB take at least 8.3 s of wire time, and the server's heartbeat replies
+    // wait behind what is queued before them: round trips of a second and more.
+    let slow = download(Some("2mbit"), "[network.tcp]\nsend_buffer = \"64KiB\"\n");
+    let out = run(&slow, 1).unwrap();
+    let rtt_max = out.client_heartbeats.rtt.max().unwrap();
+    assert!(rtt_max > 1_000_000, "longest round trip {rtt_max} µs");
+    let p50 = out.client_heartbeats.rtt.quantile(0.5).unwrap();
+    assert!(p50 < 25_000, "most round trips stay near 20 ms: {p50} µs");
+    let delivery = out.delivery.as_ref().expect("traffic");
+    assert_eq!(delivery.violations_total(), 0);
+    assert_eq!(delivery.delivered, delivery.sent);
+    // Same seed, same trace, byte for byte; and the tick only changes the cost.
+    let again = run(&slow, 1).unwrap();
+    assert_eq!(out.trace_text(), again.trace_text());
+    let coarse = mcpsim::sim::runner::Scenario {
+        tick: secs(0.01),
+        ..slow
+    };
+    assert_eq!(out.trace_text(), run(&coarse, 1).unwrap().trace_text());
+}
