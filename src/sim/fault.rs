@@ -13,7 +13,11 @@
 //! - [`Timeline`]: sorted, merged intervals `[start, end)` during which a direction drops
 //!   everything (partitions, a link down, flapping), scheduled or drawn from
 //!   [`RandomOutages`].
-//! - [`Direction`]: the faults of one direction between two hosts (latency, loss, outages).
+//! - [`Direction`]: the faults of one direction between two hosts (latency, loss, outages), and
+//!   with a [`LinkRate`] its bandwidth and the FIFO queue in front of it (netem's `rate` and
+//!   `limit`): a packet is serialized after the ones queued before it, taking
+//!   `(payload + HEADER_BYTES) × 8 / rate`, then takes the latency; one that finds the queue
+//!   full is dropped (tail drop), which TCP sees as any other loss.
 //! - [`Path`]: one direction of one connection: [`Path::carry`] tells when a packet sent at `t`
 //!   arrives, if it is not lost; [`Path::syn`] plays out a whole connection attempt (SYNs and
 //!   SYN-ACKs with their backoff).
@@ -36,7 +40,9 @@
 //!
 //! Per-packet loss and latency draws come from the RNG passed to [`Path::carry`] (one stream
 //! per connection direction, [`Purpose::Segments`]); each packet draws its loss first (always
-//! exactly one `f64`, also under no loss), then its latency if it got through. The Gilbert-Elliott state
+//! exactly one `f64`, also under no loss), then its latency if it got through. A packet dropped
+//! by a full queue draws nothing; the queue itself draws nothing, so without a rate the draws
+//! are exactly what they were before links had one. The Gilbert-Elliott state
 //! timeline owns its stream ([`Purpose::LossState`]) and random outages are drawn from
 //! [`Purpose::Outages`], so a direction's bursts and outages do not depend on its traffic.
 
@@ -769,7 +775,10 @@ impl LinkQueue {
             self.drops += 1;
             return None;
         }
-        let done = self.busy_until.max(at) + self.rate.serialization(payload);
+        let done = self
+            .busy_until
+            .max(at)
+            .saturating_add(self.rate.serialization(payload));
         self.busy_until = done;
         self.leaving.push_back(done);
         Some(done)

@@ -2,8 +2,10 @@
 //!
 //! Each directed host pair (`clients → server`, `server → clients`) is one [`Direction`] shared
 //! by every connection between them, so a partition or a loss burst hits all of them at once,
-//! as on a real link. Each connection direction draws its own per-segment randomness from its
-//! own stream, so adding a connection does not shift the draws of the others.
+//! as on a real link; so does its queue when it has a rate: one session's bulk transfer delays
+//! the packets of every other session on the same direction. Each connection direction draws
+//! its own per-segment randomness from its own stream, so adding a connection does not shift
+//! the draws of the others.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
