@@ -303,3 +303,46 @@ impl PathModel for ConnPath {
         self.with_path(|p, rng| p.syn(at, rng))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(x: u64) -> Duration {
+        Duration::from_millis(x)
+    }
+
+    #[test]
+    fn connections_between_the_same_hosts_share_one_queue_and_a_session_named_by_a_fault_its_own() {
+        // 1 Mbit/s, 5 ms: a full segment takes 12 ms to send. Two connections' segments offered
+        // at once leave one after the other; a third session, given a direction of its own by a
+        // partition aimed at it, does not wait for them.
+        let mut spec = NetworkSpec::constant(ms(5));
+        spec.default.rate = Some(LinkRate {
+            bits_per_s: 1_000_000,
+            queue: 1000,
+        });
+        spec.partitions.insert(
+            ("client-2".to_string(), "server".to_string()),
+            vec![ms(60_000)..ms(61_000)],
+        );
+        let mut links = FaultLinks::new(spec, 1, ms(120_000)).unwrap();
+        assert!(links.tcp().window, "a rate turns the congestion window on");
+        let mut a = links.path("clients", "server", 1, ("clients", "client-0"));
+        let mut b = links.path("clients", "server", 2, ("clients", "client-1"));
+        let mut c = links.path("clients", "server", 3, ("clients", "client-2"));
+        assert_eq!(a.carry(ms(0), 1448), Some(ms(17)));
+        assert_eq!(b.carry(ms(0), 1448), Some(ms(29)));
+        assert_eq!(c.carry(ms(0), 1448), Some(ms(17)));
+        // The other way is a queue of its own.
+        let mut back = links.path("server", "clients", 1, ("clients", "client-0"));
+        assert_eq!(back.carry(ms(0), 1448), Some(ms(17)));
+        assert_eq!(links.queue_drops(), 0);
+    }
+
+    #[test]
+    fn without_a_rate_the_window_stays_off() {
+        let links = FaultLinks::new(NetworkSpec::constant(ms(5)), 1, ms(1000)).unwrap();
+        assert!(!links.tcp().window);
+    }
+}
