@@ -107,7 +107,7 @@ struct Link {
 }
 
 impl Wire for Link {
-    fn carry(&mut self, from: usize, at: Duration) -> Option<Duration> {
+    fn carry(&mut self, from: usize, at: Duration, _payload: usize) -> Option<Duration> {
         let inside = self.lossy.is_some_and(|(a, b)| at >= a && at < b);
         let dirs = if inside {
             &mut self.dirs

@@ -307,3 +307,77 @@ fn a_tick_that_is_not_a_whole_number_of_milliseconds_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_link_rate_and_queue_compile_per_direction_with_the_defaults_inherited() {
+    let text = format!(
+        "{GOOD}\n[network]\nrate = \"10mbit\"\nqueue = 50\n\
+         [network.direction.\"server->clients\"]\nrate = 512000\n\
+         [network.direction.\"clients->server\"]\nqueue = 20\n\
+         [network.tcp]\nsend_buffer = \"1MiB\"\n"
+    );
+    let plan = parse("rate.toml", "rate", &text).unwrap();
+    let net = plan.scenario(0).network;
+    let rate = |from: &str, to: &str| {
+        let d = &net.directions[&(from.to_string(), to.to_string())];
+        d.rate.map(|r| (r.bits_per_s, r.queue))
+    };
+    assert_eq!(
+        net.default.rate.map(|r| (r.bits_per_s, r.queue)),
+        Some((10_000_000, 50))
+    );
+    assert_eq!(rate("server", "clients"), Some((512_000, 50)));
+    assert_eq!(rate("clients", "server"), Some((10_000_000, 20)));
+    assert_eq!(net.tcp.send_buffer, 1 << 20);
+    // Without a rate, no link queues and the default send buffer is 4 MiB.
+    let plain = parse("plain.toml", "plain", GOOD)
+        .unwrap()
+        .scenario(0)
+        .network;
+    assert!(!plain.has_rate());
+    assert_eq!(plain.tcp.send_buffer, 4 << 20);
+}
+
+#[test]
+fn a_rate_in_bytes_per_second_is_refused_where_it_is_written() {
+    let text = format!("{GOOD}\n[network]\nrate = \"10mbps\"\n");
+    let e = error_of(&text);
+    assert_eq!((e.line, e.column), (line_of(&text, "rate ="), 8));
+    assert!(e.message.contains("bytes per second"), "{}", e.message);
+    assert!(e.message.contains("\"10mbit\""), "{}", e.message);
+}
+
+#[test]
+fn a_direction_rate_that_is_not_a_rate_is_refused_naming_the_form() {
+    let text = format!("{GOOD}\n[network.direction.\"server->clients\"]\nrate = \"fast\"\n");
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "rate = \"fast\""));
+    assert!(e.message.contains("expected a rate"), "{}", e.message);
+}
+
+#[test]
+fn an_empty_queue_or_a_queue_without_a_rate_is_refused() {
+    let text = format!("{GOOD}\n[network]\nrate = \"1mbit\"\nqueue = 0\n");
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "queue = 0"));
+    assert!(e.message.contains("at least 1 packet"), "{}", e.message);
+    let text = format!("{GOOD}\n[network]\nqueue = 10\n");
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "queue = 10"));
+    assert!(e.message.contains("queue without a rate"), "{}", e.message);
+    let text = format!("{GOOD}\n[network.direction.\"server->clients\"]\nqueue = 10\n");
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "queue = 10"));
+    assert!(e.message.contains("queue without a rate"), "{}", e.message);
+}
+
+#[test]
+fn a_send_buffer_below_one_segment_is_refused() {
+    let text = format!("{GOOD}\n[network.tcp]\nsend_buffer = \"1KiB\"\n");
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "send_buffer"));
+    assert!(e.message.contains("below one segment"), "{}", e.message);
+    let text = format!("{GOOD}\n[network.tcp]\nsend_buffer = \"4 MiB\"\n");
+    let e = error_of(&text);
+    assert!(e.message.contains("expected a size"), "{}", e.message);
+}

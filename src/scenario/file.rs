@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::units::{Dur, Percent};
+use super::units::{ByteSize, Dur, Percent, Rate};
 
 /// A scenario: the situation to simulate, the heartbeat pairings to try in it, and what must
 /// hold for each.
@@ -202,6 +202,15 @@ pub struct Network {
     /// Loss of every direction (default none). Lost segments are retransmitted, as TCP does.
     #[schemars(with = "Option<LossSpec>")]
     pub loss: Option<Spanned<LossSpec>>,
+    /// Bandwidth of every direction, like netem's `rate`: `"10mbit"`, `"512kbit"`, or bits per
+    /// second (default: infinitely fast). Each packet (payload plus 52 bytes of headers) takes
+    /// its serialization time after the ones queued before it, then the latency.
+    #[schemars(with = "Option<Rate>")]
+    pub rate: Option<Spanned<Rate>>,
+    /// Packets the queue in front of a link with a `rate` holds, like netem's `limit` (default
+    /// 1000); a packet arriving at a full queue is dropped, and TCP resends it.
+    #[schemars(with = "Option<u64>", range(min = 1))]
+    pub queue: Option<Spanned<u64>>,
     /// Overrides for one direction, keyed `"from->to"`, e.g. `"server->clients"`.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, DirectionSpec>")]
@@ -218,6 +227,12 @@ pub struct DirectionSpec {
     pub latency: Option<Spanned<LatencySpec>>,
     #[schemars(with = "Option<LossSpec>")]
     pub loss: Option<Spanned<LossSpec>>,
+    /// This direction's bandwidth (default: `[network]`'s).
+    #[schemars(with = "Option<Rate>")]
+    pub rate: Option<Spanned<Rate>>,
+    /// This direction's queue, in packets (default: `[network]`'s, else 1000).
+    #[schemars(with = "Option<u64>", range(min = 1))]
+    pub queue: Option<Spanned<u64>>,
 }
 
 /// The kernels' TCP settings (Linux defaults unless given). The socket option
@@ -231,6 +246,10 @@ pub struct TcpSpec {
     pub retries2: Option<u32>,
     /// `tcp_syn_retries` (default 6).
     pub syn_retries: Option<u32>,
+    /// The send buffer (`SO_SNDBUF`): bytes written and not yet acknowledged before a write
+    /// blocks (default 4MiB, the top of Linux's autotuning; fixed here, not autotuned).
+    #[schemars(with = "Option<ByteSize>")]
+    pub send_buffer: Option<Spanned<ByteSize>>,
 }
 
 /// A delay distribution: a fixed duration (`"20ms"`) or a table with `dist`.

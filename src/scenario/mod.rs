@@ -27,7 +27,7 @@ use crate::config::{self, StackConfig};
 use crate::proto::detector::DetectorConfig;
 use crate::proto::session::SessionConfig;
 use crate::sim::delivery::ID_LEN;
-use crate::sim::fault::{Latency, Loss, RandomOutages, TcpConfig};
+use crate::sim::fault::{Latency, LinkRate, Loss, RandomOutages, TcpConfig};
 use crate::sim::links::{DirectionSpec, NetworkSpec};
 use crate::sim::load::LoadModel;
 use crate::sim::qos::Judge;
@@ -767,6 +767,48 @@ impl Checker<'_> {
         Ok(loss)
     }
 
+    /// A queue length in packets, checked (1000 when not given, netem's default `limit`).
+    fn queue(&self, q: Option<&Spanned<u64>>) -> Result<usize, ScenarioError> {
+        let Some(q) = q else {
+            return Ok(LinkRate::DEFAULT_QUEUE);
+        };
+        match usize::try_from(*q.get_ref()) {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(self.err(
+                q.span(),
+                format!("queue must hold at least 1 packet, found {}", q.get_ref()),
+            )),
+        }
+    }
+
+    /// A direction's rate: its own or else `inherited`, with `queue` packets; a `queue` given
+    /// (`own_queue`) with no rate in effect is an error.
+    fn link_rate(
+        &self,
+        own: Option<&Spanned<units::Rate>>,
+        inherited: Option<&Spanned<units::Rate>>,
+        own_queue: Option<&Spanned<u64>>,
+        queue: usize,
+    ) -> Result<Option<LinkRate>, ScenarioError> {
+        let Some(rate) = own.or(inherited) else {
+            if let Some(q) = own_queue {
+                return Err(self.err(
+                    q.span(),
+                    "queue without a rate: a queue forms only in front of a link with a \
+                     finite rate; set rate too (e.g. rate = \"10mbit\")",
+                ));
+            }
+            return Ok(None);
+        };
+        let r = LinkRate {
+            bits_per_s: rate.get_ref().0,
+            queue,
+        };
+        r.validate()
+            .map_err(|e| self.err(rate.span(), e.to_string()))?;
+        Ok(Some(r))
+    }
+
     fn network(&self, n: &file::Network, names: &Names) -> Result<NetworkSpec, ScenarioError> {
         let mut spec = NetworkSpec::constant(Duration::from_millis(1));
         if let Some(l) = &n.latency {
@@ -775,6 +817,18 @@ impl Checker<'_> {
         if let Some(l) = &n.loss {
             spec.default.loss = self.loss(l)?;
         }
+        if let Some(q) = &n.queue
+            && n.rate.is_none()
+            && n.direction.values().all(|d| d.rate.is_none())
+        {
+            return Err(self.err(
+                q.span(),
+                "queue without a rate: a queue forms only in front of a link with a finite \
+                 rate; set rate too (e.g. rate = \"10mbit\")",
+            ));
+        }
+        let default_queue = self.queue(n.queue.as_ref())?;
+        spec.default.rate = self.link_rate(n.rate.as_ref(), None, None, default_queue)?;
         for (key, d) in &n.direction {
             let bad = |m: String| self.err(key.span(), m);
             let (from, to) = key.get_ref().split_once("->").ok_or_else(|| {
@@ -790,7 +844,13 @@ impl Checker<'_> {
                 latency: spec.default.latency,
                 loss: spec.default.loss,
                 outages: None,
+                rate: None,
             };
+            let queue = match &d.queue {
+                Some(q) => self.queue(Some(q))?,
+                None => default_queue,
+            };
+            dir.rate = self.link_rate(d.rate.as_ref(), n.rate.as_ref(), d.queue.as_ref(), queue)?;
             if let Some(l) = &d.latency {
                 dir.latency = self.latency(l)?;
             }
@@ -810,6 +870,20 @@ impl Checker<'_> {
         }
         if let Some(x) = t.syn_retries {
             tcp.syn_retries = x;
+        }
+        if let Some(b) = &t.send_buffer {
+            let bytes = usize::try_from(b.get_ref().0).unwrap_or(usize::MAX);
+            // Less than one segment could never send a full one; Linux's own floor is 4.6 KB.
+            if bytes < tcp.mss {
+                return Err(self.err(
+                    b.span(),
+                    format!(
+                        "send_buffer of {bytes} bytes is below one segment ({} bytes)",
+                        tcp.mss
+                    ),
+                ));
+            }
+            tcp.send_buffer = bytes;
         }
         spec.tcp = tcp;
         Ok(spec)

@@ -13,7 +13,11 @@
 //! - [`Timeline`]: sorted, merged intervals `[start, end)` during which a direction drops
 //!   everything (partitions, a link down, flapping), scheduled or drawn from
 //!   [`RandomOutages`].
-//! - [`Direction`]: the faults of one direction between two hosts (latency, loss, outages).
+//! - [`Direction`]: the faults of one direction between two hosts (latency, loss, outages), and
+//!   with a [`LinkRate`] its bandwidth and the FIFO queue in front of it (netem's `rate` and
+//!   `limit`): a packet is serialized after the ones queued before it, taking
+//!   `(payload + HEADER_BYTES) × 8 / rate`, then takes the latency; one that finds the queue
+//!   full is dropped (tail drop), which TCP sees as any other loss.
 //! - [`Path`]: one direction of one connection: [`Path::carry`] tells when a packet sent at `t`
 //!   arrives, if it is not lost; [`Path::syn`] plays out a whole connection attempt (SYNs and
 //!   SYN-ACKs with their backoff).
@@ -36,7 +40,9 @@
 //!
 //! Per-packet loss and latency draws come from the RNG passed to [`Path::carry`] (one stream
 //! per connection direction, [`Purpose::Segments`]); each packet draws its loss first (always
-//! exactly one `f64`, also under no loss), then its latency if it got through. The Gilbert-Elliott state
+//! exactly one `f64`, also under no loss), then its latency if it got through. A packet dropped
+//! by a full queue draws nothing; the queue itself draws nothing, so without a rate the draws
+//! are exactly what they were before links had one. The Gilbert-Elliott state
 //! timeline owns its stream ([`Purpose::LossState`]) and random outages are drawn from
 //! [`Purpose::Outages`], so a direction's bursts and outages do not depend on its traffic.
 
@@ -75,6 +81,8 @@ pub enum FaultError {
     Loss(&'static str),
     #[error("outages: {0}")]
     Outages(&'static str),
+    #[error("link rate: {0}")]
+    Rate(&'static str),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -702,6 +710,79 @@ pub struct Direction {
     /// Latency episodes (spikes, a slow "gray" peer): `[start, end)` with their own
     /// distribution, sorted by start; outside them `latency` applies.
     episodes: Vec<(Range<Duration>, Latency)>,
+    /// The link's rate and queue; `None` = infinitely fast.
+    queue: Option<LinkQueue>,
+}
+
+/// Bytes of headers each packet carries on the wire besides its payload: IPv4 (20), TCP (20)
+/// and the timestamp option with its padding (12), as on a Linux connection.
+pub const HEADER_BYTES: usize = 52;
+
+/// A link's bandwidth and queue, as netem's `rate` and `limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRate {
+    /// Bits per second.
+    pub bits_per_s: u64,
+    /// Packets the queue holds, the one being sent included; one more is dropped (tail drop).
+    pub queue: usize,
+}
+
+impl LinkRate {
+    /// netem's default `limit`.
+    pub const DEFAULT_QUEUE: usize = 1000;
+
+    pub fn validate(&self) -> Result<(), FaultError> {
+        if self.bits_per_s == 0 {
+            return Err(FaultError::Rate("the rate must be at least 1 bit/s"));
+        }
+        if self.queue == 0 {
+            return Err(FaultError::Rate("the queue must hold at least 1 packet"));
+        }
+        Ok(())
+    }
+
+    /// How long the link takes to send a packet of `payload` bytes (headers added), rounded up
+    /// to a nanosecond.
+    pub fn serialization(&self, payload: usize) -> Duration {
+        let bits = (payload as u128 + HEADER_BYTES as u128) * 8;
+        let ns = (bits * 1_000_000_000).div_ceil(u128::from(self.bits_per_s.max(1)));
+        Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
+}
+
+/// A FIFO queue in front of a link of finite rate: a packet waits for the ones before it, then
+/// takes its serialization time; one arriving when the queue is full is dropped.
+#[derive(Clone, Debug)]
+struct LinkQueue {
+    rate: LinkRate,
+    /// When the link has sent the last bit of everything queued so far.
+    busy_until: Duration,
+    /// When each packet still queued (or being sent) leaves the link, oldest first.
+    leaving: VecDeque<Duration>,
+    drops: u64,
+}
+
+impl LinkQueue {
+    /// A packet of `payload` bytes offered at `at`: when its last bit leaves, or `None` if the
+    /// queue is full. Packets are taken in the order offered: the network's connections are
+    /// run event by event, so offers come in time order up to the few events of one instant.
+    fn offer(&mut self, at: Duration, payload: usize) -> Option<Duration> {
+        while self.leaving.front().is_some_and(|&t| t <= at) {
+            self.leaving.pop_front();
+        }
+        if self.leaving.len() >= self.rate.queue {
+            self.drops += 1;
+            return None;
+        }
+        let done = self
+            .busy_until
+            .max(at)
+            .saturating_add(self.rate.serialization(payload));
+        self.busy_until = done;
+        self.leaving.push_back(done);
+        Some(done)
+    }
 }
 
 impl Direction {
@@ -721,7 +802,27 @@ impl Direction {
             loss,
             outages,
             episodes: Vec::new(),
+            queue: None,
         })
+    }
+
+    /// The same direction with a finite rate and a queue in front of it.
+    pub fn with_rate(mut self, rate: Option<LinkRate>) -> Result<Direction, FaultError> {
+        if let Some(r) = &rate {
+            r.validate()?;
+        }
+        self.queue = rate.map(|rate| LinkQueue {
+            rate,
+            busy_until: Duration::ZERO,
+            leaving: VecDeque::new(),
+            drops: 0,
+        });
+        Ok(self)
+    }
+
+    /// Packets dropped so far because the queue was full.
+    pub fn queue_drops(&self) -> u64 {
+        self.queue.as_ref().map_or(0, |q| q.drops)
     }
 
     /// The same direction with latency episodes: during each `[start, end)` one-way delays are
@@ -776,8 +877,21 @@ impl Direction {
         lost || self.outages.blocked(t)
     }
 
-    /// When a transmission sent at `t` arrives, or `None` if lost.
-    fn carry<R: Rng + ?Sized>(&mut self, t: Duration, rng: &mut R) -> Option<Duration> {
+    /// When a transmission sent at `t` arrives, or `None` if lost. With a rate, a packet of
+    /// `payload` bytes first waits in the queue and is serialized (a full queue drops it before
+    /// any draw); loss, outages and latency then apply from when its last bit leaves, since that
+    /// is when it is on the wire. `payload: None` bypasses the queue (the handshake, which is
+    /// played out ahead of time and must not book the link in the future).
+    fn carry<R: Rng + ?Sized>(
+        &mut self,
+        t: Duration,
+        payload: Option<usize>,
+        rng: &mut R,
+    ) -> Option<Duration> {
+        let t = match (&mut self.queue, payload) {
+            (Some(q), Some(bytes)) => q.offer(t, bytes)?,
+            _ => t,
+        };
         if self.lost(t, rng) {
             return None;
         }
@@ -806,8 +920,19 @@ pub struct TcpConfig {
     /// Timers fire on the kernel's timer wheel, late by up to their level's granularity (the
     /// default); `false` = exactly on time.
     pub timer_wheel: bool,
-    /// The largest segment: what an RTO retransmission collapses into one packet.
+    /// The largest segment's payload (1448 bytes: a 1500-byte MTU less IP, TCP and timestamp
+    /// headers): what an RTO retransmission collapses into one packet, and with `window` the
+    /// most a packet carries.
     pub mss: usize,
+    /// Segmentation at the MSS and a congestion window (`sim::tcp`). Off, the model sends
+    /// whatever is written in one packet whatever its size, as on an infinitely fast link; the
+    /// network turns it on when a link has a rate, so that links without one behave exactly as
+    /// before.
+    pub window: bool,
+    /// The send buffer (`SO_SNDBUF`): bytes written and not yet acknowledged before writes
+    /// block. Linux autotunes it (up to `tcp_wmem`'s 4 MiB maximum); fixed here at that
+    /// maximum by default.
+    pub send_buffer: usize,
     /// `TCP_USER_TIMEOUT`; `None` = the `tcp_retries2` budget.
     pub user_timeout: Option<Duration>,
     /// `tcp_retries2` (15).
@@ -832,6 +957,8 @@ impl Default for TcpConfig {
             hz: 250,
             timer_wheel: true,
             mss: 1448,
+            window: false,
+            send_buffer: 4 << 20,
             user_timeout: None,
             retries2: 15,
             syn_rto: Duration::from_secs(1),
@@ -931,8 +1058,19 @@ impl<'a> Path<'a> {
     /// One packet sent forward at `t`: when it arrives, or `None` if the direction is blocked
     /// or loses it. Draws one `f64` for the loss, then the latency if it got through.
     pub fn carry<R: Rng + ?Sized>(&mut self, t: Duration, rng: &mut R) -> Option<Duration> {
+        self.carry_sized(t, 0, rng)
+    }
+
+    /// [`Path::carry`] for a packet of `payload` bytes, which a link with a rate queues and
+    /// serializes first.
+    pub fn carry_sized<R: Rng + ?Sized>(
+        &mut self,
+        t: Duration,
+        payload: usize,
+        rng: &mut R,
+    ) -> Option<Duration> {
         self.forward.loss.forget_before(t.saturating_sub(HISTORY));
-        self.forward.carry(t, rng)
+        self.forward.carry(t, Some(payload), rng)
     }
 
     /// A connection attempt from the forward direction's sender at `connect_at`: SYNs at
@@ -958,7 +1096,7 @@ impl<'a> Path<'a> {
                     break;
                 }
                 synacks.pop();
-                if let Some(arrival) = self.reverse.carry(x, rng) {
+                if let Some(arrival) = self.reverse.carry(x, None, rng) {
                     established = Some(established.map_or(arrival, |e| e.min(arrival)));
                 }
             }
@@ -970,7 +1108,7 @@ impl<'a> Path<'a> {
                     return ConnectOutcome::TimedOut(timer);
                 }
             }
-            if let Some(at_server) = self.forward.carry(timer, rng) {
+            if let Some(at_server) = self.forward.carry(timer, None, rng) {
                 synacks.push(Reverse(at_server));
                 if !server_saw_syn {
                     server_saw_syn = true;
@@ -996,6 +1134,10 @@ mod tests {
     use super::*;
 
     const MASTER: u64 = 0x5eed;
+
+    fn us(x: u64) -> Duration {
+        Duration::from_micros(x)
+    }
 
     fn ms(x: u64) -> Duration {
         Duration::from_millis(x)
@@ -1438,5 +1580,86 @@ mod tests {
         // The run exercised losses and deliveries.
         assert!(a.0.iter().any(Option::is_none));
         assert!(a.0.iter().any(Option::is_some));
+    }
+
+    #[test]
+    fn a_link_with_a_rate_serializes_packets_back_to_back_then_adds_the_latency() {
+        // 1 Mbit/s: a 1448-byte segment is 1500 bytes on the wire, 12 ms; a pure ACK 52 bytes,
+        // 0.416 ms. Three offered at once leave one after the other; one offered after the
+        // link went idle waits for nothing.
+        let rate = LinkRate {
+            bits_per_s: 1_000_000,
+            queue: 1000,
+        };
+        let mut fwd = Direction::ideal(Latency::constant(ms(5)))
+            .unwrap()
+            .with_rate(Some(rate))
+            .unwrap();
+        let mut rev = Direction::ideal(Latency::constant(ms(5))).unwrap();
+        let tcp = TcpConfig::default();
+        let mut path = Path::new(&mut fwd, &mut rev, &tcp);
+        let mut r = rng(1);
+        let at = |p: &mut Path<'_>, t: Duration, bytes: usize, r: &mut ChaCha8Rng| {
+            p.carry_sized(t, bytes, r).unwrap()
+        };
+        assert_eq!(at(&mut path, ms(0), 1448, &mut r), ms(12 + 5));
+        assert_eq!(at(&mut path, ms(0), 1448, &mut r), ms(24 + 5));
+        assert_eq!(at(&mut path, ms(1), 0, &mut r), ms(24) + us(416) + ms(5));
+        assert_eq!(at(&mut path, ms(100), 1448, &mut r), ms(112 + 5));
+        assert_eq!(rate.serialization(1448), ms(12));
+    }
+
+    #[test]
+    fn a_full_queue_drops_what_arrives_until_a_packet_has_left() {
+        let rate = LinkRate {
+            bits_per_s: 1_000_000,
+            queue: 3,
+        };
+        let mut fwd = Direction::ideal(Latency::constant(ms(5)))
+            .unwrap()
+            .with_rate(Some(rate))
+            .unwrap();
+        let mut rev = Direction::ideal(Latency::constant(ms(5))).unwrap();
+        let tcp = TcpConfig::default();
+        let mut path = Path::new(&mut fwd, &mut rev, &tcp);
+        let mut r = rng(1);
+        // Three 12 ms packets fill the queue (the one being sent counts); the fourth is dropped.
+        let sent: Vec<Option<Duration>> = (0..4)
+            .map(|_| path.carry_sized(ms(0), 1448, &mut r))
+            .collect();
+        assert_eq!(sent, [Some(ms(17)), Some(ms(29)), Some(ms(41)), None]);
+        // At 12 ms the first has left: room for one more, behind the other two.
+        assert_eq!(path.carry_sized(ms(11), 1448, &mut r), None);
+        assert_eq!(path.carry_sized(ms(12), 1448, &mut r), Some(ms(53)));
+        assert_eq!(fwd.queue_drops(), 2);
+    }
+
+    #[test]
+    fn without_a_rate_packet_sizes_change_nothing() {
+        // The same draws and the same arrivals as before sizes existed, whatever the sizes.
+        let (mut a_fwd, mut a_rev) = lossy_link(3);
+        let (mut b_fwd, mut b_rev) = lossy_link(3);
+        let tcp = TcpConfig::default();
+        let mut ra = stream(3, Purpose::Segments, &[1]);
+        let mut rb = stream(3, Purpose::Segments, &[1]);
+        let mut a = Path::new(&mut a_fwd, &mut a_rev, &tcp);
+        let mut b = Path::new(&mut b_fwd, &mut b_rev, &tcp);
+        for i in 0..5000u32 {
+            let t = ms(u64::from(i) * 7);
+            let size = (i as usize * 7919) % 70_000;
+            assert_eq!(a.carry(t, &mut ra), b.carry_sized(t, size, &mut rb), "{i}");
+        }
+    }
+
+    #[test]
+    fn a_rate_of_zero_or_an_empty_queue_is_refused() {
+        let d = || Direction::ideal(Latency::constant(ms(1))).unwrap();
+        for (bits_per_s, queue) in [(0, 10), (1000, 0)] {
+            let rate = LinkRate { bits_per_s, queue };
+            assert!(matches!(
+                d().with_rate(Some(rate)),
+                Err(FaultError::Rate(_))
+            ));
+        }
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Each directed host pair (`clients → server`, `server → clients`) is one [`Direction`] shared
 //! by every connection between them, so a partition or a loss burst hits all of them at once,
-//! as on a real link. Each connection direction draws its own per-segment randomness from its
-//! own stream, so adding a connection does not shift the draws of the others.
+//! as on a real link; so does its queue when it has a rate: one session's bulk transfer delays
+//! the packets of every other session on the same direction. Each connection direction draws
+//! its own per-segment randomness from its own stream, so adding a connection does not shift
+//! the draws of the others.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -16,8 +18,8 @@ use serde::Deserialize;
 use rand::RngCore;
 
 use super::fault::{
-    ConnectOutcome, Direction, FaultError, Latency, Loss, LossProcess, Path, RandomOutages,
-    TcpConfig, Timeline,
+    ConnectOutcome, Direction, FaultError, Latency, LinkRate, Loss, LossProcess, Path,
+    RandomOutages, TcpConfig, Timeline,
 };
 use super::net::{Links, PathModel};
 use super::synthetic::{Purpose, stream};
@@ -32,6 +34,9 @@ pub struct DirectionSpec {
     /// Random outages (link flapping, short partitions), sampled over the run.
     #[serde(default)]
     pub outages: Option<RandomOutages>,
+    /// The link's bandwidth and queue; `None` = infinitely fast (no queueing at all).
+    #[serde(default)]
+    pub rate: Option<LinkRate>,
 }
 
 fn no_loss() -> Loss {
@@ -45,6 +50,7 @@ impl DirectionSpec {
             latency: Latency::constant(latency),
             loss: Loss::None,
             outages: None,
+            rate: None,
         }
     }
 }
@@ -74,6 +80,11 @@ impl NetworkSpec {
             episodes: BTreeMap::new(),
             tcp: TcpConfig::default(),
         }
+    }
+
+    /// Whether any direction has a finite rate.
+    pub fn has_rate(&self) -> bool {
+        self.default.rate.is_some() || self.directions.values().any(|d| d.rate.is_some())
     }
 
     fn mentions(&self, key: &(String, String)) -> bool {
@@ -119,7 +130,9 @@ impl Inner {
             timeline = timeline.union(&o.sample_seeded(self.horizon, self.seed, &[key_hash])?);
         }
         let episodes = both(&self.spec.episodes, &key, &hosts);
-        let dir = Direction::new(spec.latency, loss, timeline)?.with_episodes(episodes)?;
+        let dir = Direction::new(spec.latency, loss, timeline)?
+            .with_episodes(episodes)?
+            .with_rate(spec.rate)?;
         self.dirs.push(dir);
         self.index.insert(key, self.dirs.len() - 1);
         Ok(self.dirs.len() - 1)
@@ -156,13 +169,23 @@ pub struct FaultLinks {
 }
 
 impl FaultLinks {
-    /// Validates the spec; random outages are sampled up to `horizon`.
-    pub fn new(spec: NetworkSpec, seed: u64, horizon: Duration) -> Result<FaultLinks, FaultError> {
-        spec.default.latency.validate()?;
-        spec.default.loss.validate()?;
-        for d in spec.directions.values() {
+    /// Validates the spec; random outages are sampled up to `horizon`. A link with a rate turns
+    /// on the kernels' segmentation and congestion window ([`TcpConfig::window`]): bulk data
+    /// then crosses it in MSS-sized packets at the pace the window allows.
+    pub fn new(
+        mut spec: NetworkSpec,
+        seed: u64,
+        horizon: Duration,
+    ) -> Result<FaultLinks, FaultError> {
+        for d in std::iter::once(&spec.default).chain(spec.directions.values()) {
             d.latency.validate()?;
             d.loss.validate()?;
+            if let Some(r) = &d.rate {
+                r.validate()?;
+            }
+        }
+        if spec.has_rate() {
+            spec.tcp.window = true;
         }
         Ok(FaultLinks {
             inner: Arc::new(Mutex::new(Inner {
@@ -222,6 +245,11 @@ impl Links for FaultLinks {
         })
     }
 
+    fn queue_drops(&self) -> u64 {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.dirs.iter().map(Direction::queue_drops).sum()
+    }
+
     fn tcp(&self) -> TcpConfig {
         self.inner
             .lock()
@@ -265,13 +293,56 @@ fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
 }
 
 impl PathModel for ConnPath {
-    fn carry(&mut self, at: Duration) -> Option<Duration> {
-        self.with_path(|p, rng| p.carry(at, rng))
+    fn carry(&mut self, at: Duration, payload: usize) -> Option<Duration> {
+        self.with_path(|p, rng| p.carry_sized(at, payload, rng))
     }
     fn wheel_seed(&self) -> u64 {
         self.wheel
     }
     fn connect(&mut self, at: Duration) -> ConnectOutcome {
         self.with_path(|p, rng| p.syn(at, rng))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(x: u64) -> Duration {
+        Duration::from_millis(x)
+    }
+
+    #[test]
+    fn connections_between_the_same_hosts_share_one_queue_and_a_session_named_by_a_fault_its_own() {
+        // 1 Mbit/s, 5 ms: a full segment takes 12 ms to send. Two connections' segments offered
+        // at once leave one after the other; a third session, given a direction of its own by a
+        // partition aimed at it, does not wait for them.
+        let mut spec = NetworkSpec::constant(ms(5));
+        spec.default.rate = Some(LinkRate {
+            bits_per_s: 1_000_000,
+            queue: 1000,
+        });
+        spec.partitions.insert(
+            ("client-2".to_string(), "server".to_string()),
+            vec![ms(60_000)..ms(61_000)],
+        );
+        let mut links = FaultLinks::new(spec, 1, ms(120_000)).unwrap();
+        assert!(links.tcp().window, "a rate turns the congestion window on");
+        let mut a = links.path("clients", "server", 1, ("clients", "client-0"));
+        let mut b = links.path("clients", "server", 2, ("clients", "client-1"));
+        let mut c = links.path("clients", "server", 3, ("clients", "client-2"));
+        assert_eq!(a.carry(ms(0), 1448), Some(ms(17)));
+        assert_eq!(b.carry(ms(0), 1448), Some(ms(29)));
+        assert_eq!(c.carry(ms(0), 1448), Some(ms(17)));
+        // The other way is a queue of its own.
+        let mut back = links.path("server", "clients", 1, ("clients", "client-0"));
+        assert_eq!(back.carry(ms(0), 1448), Some(ms(17)));
+        assert_eq!(links.queue_drops(), 0);
+    }
+
+    #[test]
+    fn without_a_rate_the_window_stays_off() {
+        let links = FaultLinks::new(NetworkSpec::constant(ms(5)), 1, ms(1000)).unwrap();
+        assert!(!links.tcp().window);
     }
 }

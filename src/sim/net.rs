@@ -9,13 +9,15 @@
 //!
 //! # The model
 //!
-//! Each write is one segment. Each connection's two kernels are a [`TcpModel`] (`sim::tcp`):
+//! Each write is one segment, or with a congestion window (on when a link has a rate) one per
+//! MSS. Each connection's two kernels are a [`TcpModel`] (`sim::tcp`):
 //! retransmission timers, tail loss probes, SACK recovery, delayed ACKs and timeouts as Linux
 //! runs them, over a [`PathModel`] per direction that says when (if ever) each packet arrives.
 //! Loss and partitions become retransmission delay, never missing bytes. Segments are delivered
 //! in order: a late one holds back everything behind it (head-of-line blocking). Unacknowledged
-//! bytes count against the sender's buffer, so a long stall blocks the writer as a real socket
-//! does. The postman ([`SimNet::postman`]) runs each connection's model at its next event.
+//! bytes (data the window holds back included) count against the sender's buffer
+//! ([`TcpConfig::send_buffer`], fixed where Linux autotunes), so a long stall or a slow link
+//! blocks the writer as a real socket does. The postman ([`SimNet::postman`]) runs each connection's model at its next event.
 //!
 //! Endpoint faults:
 //!
@@ -57,8 +59,9 @@ use super::tcp::{Note, Output, TcpInfo, TcpModel, Wire};
 
 /// One direction of one connection: the faults between two hosts as this connection sees them.
 pub trait PathModel: Send {
-    /// A packet sent at `at`: when it arrives, or `None` if it is lost.
-    fn carry(&mut self, at: Duration) -> Option<Duration>;
+    /// A packet with `payload` bytes of data sent at `at`: when it arrives, or `None` if it is
+    /// lost (a link with a rate queues and serializes it first, and may drop it).
+    fn carry(&mut self, at: Duration, payload: usize) -> Option<Duration>;
     /// A SYN sent at `at` towards a listening host.
     fn connect(&mut self, at: Duration) -> ConnectOutcome;
     /// A seeded number for the sending kernel's timer wheel (see `sim::tcp`).
@@ -77,6 +80,10 @@ pub trait Links: Send {
     fn tcp(&self) -> TcpConfig {
         TcpConfig::default()
     }
+    /// Packets dropped so far by full link queues, over every direction.
+    fn queue_drops(&self) -> u64 {
+        0
+    }
 }
 
 /// A path with a fixed one-way delay and no faults.
@@ -84,7 +91,7 @@ pub trait Links: Send {
 pub struct Ideal(pub Duration);
 
 impl PathModel for Ideal {
-    fn carry(&mut self, at: Duration) -> Option<Duration> {
+    fn carry(&mut self, at: Duration, _payload: usize) -> Option<Duration> {
         Some(at + self.0)
     }
     fn connect(&mut self, at: Duration) -> ConnectOutcome {
@@ -110,9 +117,7 @@ pub enum HostState {
     Paused,
 }
 
-/// Bytes a socket may have unacknowledged before writes block.
-const SEND_BUFFER: usize = 256 * 1024;
-/// Largest segment a write produces.
+/// The most one `poll_write` takes (a write of more returns a partial count).
 const MAX_SEGMENT: usize = 64 * 1024;
 
 struct Segment {
@@ -643,6 +648,11 @@ impl SimNet {
         wake.into_iter().for_each(Waker::wake);
     }
 
+    /// Packets dropped so far by full link queues (tail drops), over every direction.
+    pub fn queue_drops(&self) -> u64 {
+        self.lock().links.queue_drops()
+    }
+
     /// Number of connections not yet closed by both sides (for tests).
     pub fn open_connections(&self) -> usize {
         self.lock()
@@ -653,22 +663,35 @@ impl SimNet {
     }
 }
 
-/// The application on `side` writes `data` now: one segment into the connection's TCP.
-fn write_segment(conn: &mut Conn, side: usize, now: Duration, data: Bytes) {
-    let len = data.len();
-    conn.tcp.write(side, len, now, &mut Paths(&mut conn.paths));
-    conn.pipes[side].segments.push_back(Segment {
-        at: Duration::MAX,
-        data,
-    });
+/// The application on `side` writes `data` now: one segment into the connection's TCP, or
+/// with a congestion window one per MSS (the kernel cuts a write into MSS-sized segments).
+fn write_segment(conn: &mut Conn, side: usize, now: Duration, mut data: Bytes) {
+    let cfg = conn.tcp.config();
+    let chunk = if cfg.window {
+        cfg.mss.max(1)
+    } else {
+        usize::MAX
+    };
+    loop {
+        let piece = data.split_to(data.len().min(chunk));
+        conn.tcp
+            .write(side, piece.len(), now, &mut Paths(&mut conn.paths));
+        conn.pipes[side].segments.push_back(Segment {
+            at: Duration::MAX,
+            data: piece,
+        });
+        if data.is_empty() {
+            break;
+        }
+    }
 }
 
 /// The packets of one connection, for its TCP.
 struct Paths<'a>(&'a mut [Box<dyn PathModel>; 2]);
 
 impl Wire for Paths<'_> {
-    fn carry(&mut self, from: usize, at: Duration) -> Option<Duration> {
-        self.0[from].carry(at)
+    fn carry(&mut self, from: usize, at: Duration, payload: usize) -> Option<Duration> {
+        self.0[from].carry(at, payload)
     }
 }
 
@@ -984,9 +1007,10 @@ impl AsyncWrite for SimStream {
             if pipe.write_shut {
                 break 'write Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
             }
+            let send_buffer = conn.tcp.config().send_buffer;
             let buffered =
                 conn.tcp.unacked_bytes(side) + pipe.held.iter().map(Bytes::len).sum::<usize>();
-            if buffered >= SEND_BUFFER {
+            if buffered >= send_buffer {
                 // An ACK wakes the writer (through the postman, or its own timer without one).
                 register(&mut conn.pipes[side].writer, cx);
                 if no_postman {
@@ -994,7 +1018,7 @@ impl AsyncWrite for SimStream {
                 }
                 break 'write Poll::Pending;
             }
-            let n = data.len().min(SEND_BUFFER - buffered).min(MAX_SEGMENT);
+            let n = data.len().min(send_buffer - buffered).min(MAX_SEGMENT);
             let bytes = Bytes::copy_from_slice(&data[..n]);
             match host_state {
                 HostState::Paused => conn.pipes[side].held.push(bytes),

@@ -11,7 +11,21 @@
 //! # What is modelled (Linux 6.x, `shared/docs/network-semantics.md`)
 //!
 //! - **One flight per direction**, not a schedule per segment. Each application write is one
-//!   segment with its own sequence number; a packet carries a run of consecutive segments.
+//!   segment with its own sequence number (the socket layer cuts writes at the MSS when the
+//!   window is on); a packet carries a run of consecutive segments.
+//! - **Packet sizes**: the [`Wire`] learns each packet's payload (0 for a pure ACK), so a link
+//!   with a rate can queue and serialize it (`sim::fault`).
+//! - **Congestion window**, only with [`TcpConfig::window`] (on when a link has a rate): a packet
+//!   carries up to one MSS of consecutive segments, and at most `cwnd` packets are in flight
+//!   (sent, not SACKed, not deemed lost; RFC 6675's pipe counted in packets, as Linux does); the
+//!   rest waits in the sender. The window starts at [`INITIAL_WINDOW`] (10) packets, grows by
+//!   one per packet acknowledged in slow start up to `ssthresh`, then by one per window's worth
+//!   (congestion avoidance), and only while the sender uses it (`tcp_is_cwnd_limited`). RACK's
+//!   fast retransmission halves `ssthresh` and sets the window to it (Reno); resends of holes go
+//!   first as ACKs free the window. An RTO halves `ssthresh` (unless a fast recovery already
+//!   did) and restarts from a window of 1, as below. An undo (Eifel) restores both. After an
+//!   idle period longer than the RTO the window restarts at no more than 10
+//!   (`tcp_slow_start_after_idle`).
 //! - **RTT estimation** (RFC 6298 as Linux does it, `tcp_rtt_estimator`): SRTT and the mean
 //!   deviation with gains 1/8 and 1/4, a per-flight maximum of the deviation, and
 //!   `RTO = SRTT + max(4·RTTVAR, rto_min)`. The first sample is the handshake's. Samples come
@@ -54,9 +68,19 @@
 //!
 //! # Not modelled, and why
 //!
-//! - Congestion control beyond "window 1 in loss recovery": heartbeat traffic is far below any
-//!   window. A backlog after recovery leaves in one packet; the kernel sends it in a few rounds
-//!   of slow start, a few round trips that are microseconds on a LAN.
+//! - Without [`TcpConfig::window`], congestion control beyond "window 1 in loss recovery":
+//!   heartbeat traffic on an infinitely fast link is far below any window. A write of any size
+//!   is one segment and a backlog after recovery leaves in one packet; the kernel sends it in a
+//!   few rounds of slow start, a few round trips that are microseconds on a LAN. Keeping this
+//!   form when no link has a rate keeps every earlier run exactly as it was.
+//! - CUBIC, Linux's default: with the window on, the model runs Reno. CUBIC cuts the window to
+//!   0.7 of itself on a loss, not 0.5, and regrows it as a cubic function of the time since the
+//!   loss, reaching the old window again within a few seconds whatever the RTT; Reno regrows by
+//!   one packet per RTT. So after a loss a long bulk transfer refills the pipe more slowly here
+//!   than on Linux (on a 10 Mbit/s, 20 ms path: a few hundred ms more per loss episode); slow
+//!   start, which is most of a short transfer, is the same. Also not modelled: PRR (the window
+//!   drops at once), pacing and TSO (a window leaves back to back), HyStart, ABC limits, and an
+//!   ACK per two full segments (every data packet is acknowledged).
 //! - Nagle (the drivers set `TCP_NODELAY`), the receive window, path MTU, ECN.
 //! - Ping-pong (interactive) mode of delayed ACKs: it needs an application that replies before
 //!   its read has sent the ACK, which ours never do. The adaptive ACK timeout stays at its 40 ms
@@ -81,9 +105,13 @@ use super::fault::TcpConfig;
 
 /// Carries packets between the two ends.
 pub trait Wire {
-    /// A packet leaving side `from` at `at`: when it reaches side `1 - from`, or `None` if lost.
-    fn carry(&mut self, from: usize, at: Duration) -> Option<Duration>;
+    /// A packet with `payload` bytes of data (0 for a pure ACK) leaving side `from` at `at`:
+    /// when it reaches side `1 - from`, or `None` if lost (or dropped by a full queue).
+    fn carry(&mut self, from: usize, at: Duration, payload: usize) -> Option<Duration>;
 }
+
+/// The initial congestion window, in packets (RFC 6928, Linux `TCP_INIT_CWND`).
+pub const INITIAL_WINDOW: u32 = 10;
 
 /// What the applications can observe, in the order it happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +145,10 @@ pub struct TcpInfo {
     pub retransmits: u64,
     /// Segments written but not yet acknowledged.
     pub unacked: usize,
+    /// The congestion window and slow-start threshold, in packets (only meaningful with
+    /// [`TcpConfig::window`]; the threshold starts "infinite", `u32::MAX`).
+    pub cwnd: u32,
+    pub ssthresh: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +194,9 @@ struct Seg {
     lost: bool,
     /// When the receiver first got it.
     recv_at: Option<Duration>,
+    /// It was the first segment of the packet that last carried it: the congestion window
+    /// counts packets, and a packet carries a run of segments.
+    head: bool,
 }
 
 /// One side's kernel: the sender of its data and the receiver of its peer's.
@@ -196,6 +231,16 @@ struct End {
     /// RACK: the transmission time and RTT of the most recently sent segment known delivered.
     rack: Option<(Duration, Duration)>,
     retransmits: u64,
+    /// Congestion control (with `TcpConfig::window`): window and threshold in packets, the
+    /// packets acknowledged towards the next increase in congestion avoidance, the values to
+    /// restore if a recovery proves spurious, and the last transmission (for the restart after
+    /// an idle period).
+    cwnd: u32,
+    ssthresh: u32,
+    cwnd_cnt: u32,
+    prior_cwnd: u32,
+    prior_ssthresh: u32,
+    last_send: Duration,
     // Receiver of the peer's data.
     rcv_nxt: u64,
     delack: Option<Duration>,
@@ -235,6 +280,12 @@ impl End {
             retrans_stamp: None,
             rack: None,
             retransmits: 0,
+            cwnd: INITIAL_WINDOW,
+            ssthresh: u32::MAX,
+            cwnd_cnt: 0,
+            prior_cwnd: INITIAL_WINDOW,
+            prior_ssthresh: u32::MAX,
+            last_send: Duration::ZERO,
             rcv_nxt: 0,
             delack: None,
             ts_recent: Duration::ZERO,
@@ -267,6 +318,57 @@ impl End {
     /// roughly: `packets_out`).
     fn sent(&self) -> usize {
         self.segs.iter().filter(|s| !s.unsent).count()
+    }
+
+    /// Packets in flight for the congestion window: sent, not known delivered and not deemed
+    /// lost (RFC 6675's pipe, counted in packets as Linux does).
+    fn in_flight(&self) -> u32 {
+        let n = self
+            .segs
+            .iter()
+            .filter(|s| s.head && !s.unsent && !s.sacked && !s.lost)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Packets the window lets leave now.
+    fn room(&self, cfg: &TcpConfig) -> u32 {
+        if cfg.window {
+            self.cwnd.saturating_sub(self.in_flight())
+        } else {
+            u32::MAX
+        }
+    }
+
+    /// Congestion control's answer to `acked` packets newly delivered (`tcp_cong_avoid`, Reno):
+    /// slow start up to the threshold, then one packet more per window acknowledged. Only a
+    /// sender that used its window grows it (`tcp_is_cwnd_limited`).
+    fn grow(&mut self, acked: u32, limited: bool) {
+        if !limited || acked == 0 {
+            return;
+        }
+        let mut acked = acked;
+        if self.cwnd < self.ssthresh {
+            let to = self.cwnd.saturating_add(acked).min(self.ssthresh);
+            acked -= to - self.cwnd;
+            self.cwnd = to;
+        }
+        if self.cwnd >= self.ssthresh && acked > 0 {
+            self.cwnd_cnt += acked;
+            while self.cwnd_cnt >= self.cwnd {
+                self.cwnd_cnt -= self.cwnd;
+                self.cwnd += 1;
+            }
+        }
+    }
+
+    /// A loss: halve the threshold (Reno; Linux's CUBIC keeps 0.7), remembering the old values
+    /// in case it proves spurious.
+    fn reduce(&mut self) {
+        self.prior_cwnd = self.cwnd;
+        self.prior_ssthresh = self.ssthresh;
+        self.ssthresh = (self.cwnd / 2).max(2);
+        self.cwnd_cnt = 0;
     }
 
     fn newest_sent(&self) -> Option<u64> {
@@ -426,7 +528,13 @@ impl TcpModel {
             backoff: e.backoff,
             retransmits: e.retransmits,
             unacked: e.segs.len(),
+            cwnd: e.cwnd,
+            ssthresh: e.ssthresh,
         }
+    }
+
+    pub fn config(&self) -> &TcpConfig {
+        &self.cfg
     }
 
     /// Bytes written on `side` and not yet acknowledged.
@@ -492,7 +600,13 @@ impl TcpModel {
     /// The application on `side` writes `len` bytes at `now` (`len = 0` is a FIN): the
     /// segment's sequence number. Call [`TcpModel::advance`] to `now` first.
     pub fn write(&mut self, side: usize, len: usize, now: Duration, wire: &mut impl Wire) -> u64 {
+        let window = self.cfg.window;
         let e = &mut self.ends[side];
+        if window && e.sent() == 0 && now.saturating_sub(e.last_send) > e.rto {
+            // Restart after idle (`tcp_slow_start_after_idle`): a window grown long ago says
+            // nothing about the path now.
+            e.cwnd = e.cwnd.min(INITIAL_WINDOW);
+        }
         let seq = e.nxt();
         e.segs.push_back(Seg {
             len,
@@ -502,6 +616,7 @@ impl TcpModel {
             sacked: false,
             lost: false,
             recv_at: None,
+            head: false,
         });
         e.bytes += len;
         if e.kernel != Kernel::Up {
@@ -512,7 +627,10 @@ impl TcpModel {
             return seq;
         }
         let prior = e.sent();
-        self.send_new(side, now, wire);
+        if self.send_new(side, now, wire) == 0 {
+            // The window is full: it waits for ACKs, and no timer changes.
+            return seq;
+        }
         let e = &mut self.ends[side];
         if prior == 0 || matches!(e.timer, Some((_, TimerKind::Probe))) || e.timer.is_none() {
             self.arm_rto_from_head(side, now);
@@ -556,7 +674,7 @@ impl TcpModel {
         // by retrying on the peer's RTO.
         let mut at = now;
         for _ in 0..16 {
-            if let Some(a) = wire.carry(side, at) {
+            if let Some(a) = wire.carry(side, at, 0) {
                 let a = a.max(self.fifo[side]);
                 self.outputs.push(Output::Reset {
                     side: 1 - side,
@@ -603,15 +721,44 @@ impl TcpModel {
         Duration::from_nanos((bucket * j).saturating_sub(off))
     }
 
-    /// Sends every segment never sent yet, in one packet.
-    fn send_new(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+    /// Sends the segments never sent yet: without a window all in one packet; with one, in
+    /// packets of up to one MSS, as many as the window lets out. The number of packets sent.
+    fn send_new(&mut self, side: usize, now: Duration, wire: &mut impl Wire) -> u32 {
         let e = &self.ends[side];
         let unsent = e.segs.iter().rev().take_while(|s| s.unsent).count() as u64;
         if unsent == 0 {
-            return;
+            return 0;
         }
-        let last = e.nxt() - 1;
-        self.transmit(side, last + 1 - unsent, last, now, wire);
+        let end = e.nxt();
+        if !self.cfg.window {
+            self.transmit(side, end - unsent, end - 1, now, wire);
+            return 1;
+        }
+        let mut room = e.room(&self.cfg);
+        let mut first = end - unsent;
+        let mut sent = 0;
+        while room > 0 && first < end {
+            let (last, _) = self.packet_from(side, first, end);
+            self.transmit(side, first, last, now, wire);
+            first = last + 1;
+            room -= 1;
+            sent += 1;
+        }
+        sent
+    }
+
+    /// The last segment of a packet starting at `first`: consecutive segments before `end` up to
+    /// one MSS of payload (at least one segment), and the payload.
+    fn packet_from(&self, side: usize, first: u64, end: u64) -> (u64, usize) {
+        let e = &self.ends[side];
+        let len = |seq| e.seg(seq).map_or(0, |s| s.len);
+        let mut last = first;
+        let mut bytes = len(first);
+        while last + 1 < end && bytes + len(last + 1) <= self.cfg.mss {
+            last += 1;
+            bytes += len(last);
+        }
+        (last, bytes)
     }
 
     /// Sends segments `first..=last` (their first sending or a resend) in one packet.
@@ -635,8 +782,10 @@ impl TcpModel {
             }
             s.lost = false;
             s.xmit = now;
+            s.head = seq == first;
         }
         e.retransmits += resent;
+        e.last_send = now;
         self.send(side, first, last, now, wire);
     }
 
@@ -647,7 +796,13 @@ impl TcpModel {
         }
         // The ACK rides along: no delayed ACK is owed any more.
         self.ends[side].delack = None;
-        if let Some(a) = wire.carry(side, now) {
+        let e = &self.ends[side];
+        let payload: usize = if first <= last {
+            (first..=last).filter_map(|q| e.seg(q)).map(|s| s.len).sum()
+        } else {
+            0
+        };
+        if let Some(a) = wire.carry(side, now, payload) {
             let at = a.max(self.fifo[side]);
             self.fifo[side] = at;
             self.order += 1;
@@ -756,6 +911,12 @@ impl TcpModel {
     ) {
         let cfg = self.cfg;
         let e = &mut self.ends[side];
+        // Whether the sender was using its window when this ACK came (`tcp_is_cwnd_limited`),
+        // and the state it was in: only then, and never in fast recovery, does the window grow.
+        let limited = cfg.window
+            && (e.in_flight().saturating_mul(2) >= e.cwnd || e.segs.iter().any(|s| s.unsent));
+        let was_fast = matches!(e.recovery, Recovery::Fast { .. });
+        let mut acked_pkts = 0u32;
         let got = |s: &Seg| !s.unsent && s.recv_at.is_some_and(|r| r <= stamp);
         let cum = e.segs.iter().take_while(|s| got(s)).count();
         let mut newly_sacked = false;
@@ -771,6 +932,7 @@ impl TcpModel {
                 s.sacked = true;
                 s.lost = false;
                 newly_sacked = true;
+                acked_pkts += u32::from(s.head);
                 note_rack(s);
             }
         }
@@ -783,6 +945,9 @@ impl TcpModel {
         for s in e.segs.iter().take(cum) {
             if !s.retransmitted && sample.is_none() && !s.sacked {
                 sample = Some(now.saturating_sub(s.xmit));
+            }
+            if !s.sacked {
+                acked_pkts += u32::from(s.head);
             }
             note_rack(s);
         }
@@ -825,21 +990,34 @@ impl TcpModel {
             for s in e.segs.iter_mut() {
                 s.lost = false;
             }
+            if spurious && cfg.window {
+                e.cwnd = e.cwnd.max(e.prior_cwnd);
+                e.ssthresh = e.ssthresh.max(e.prior_ssthresh);
+            }
             if spurious && !recovered {
                 self.note(now, side, || {
                     "tcp: spurious retransmission undone".to_string()
                 });
             }
         }
+        if cfg.window && !was_fast {
+            self.ends[side].grow(acked_pkts, limited);
+        }
         self.detect_losses(side, now, wire);
         let e = &self.ends[side];
         if let Recovery::Loss { .. } = e.recovery {
-            // Slow start after the head's ACK: everything still marked lost goes out.
+            // Slow start after the head's ACK: what is still marked lost goes out (all of it
+            // without a window, else what the window allows).
             if cum > 0 {
-                self.resend_lost(side, now, wire, usize::MAX, usize::MAX);
+                self.resend_in_window(side, now, wire, false);
             }
         } else {
-            // Out of loss recovery: the backlog written meanwhile leaves in one packet.
+            if cfg.window && matches!(e.recovery, Recovery::Fast { .. }) {
+                // Holes still marked lost go first, as the ACKs free the window.
+                self.resend_in_window(side, now, wire, false);
+            }
+            // Out of loss recovery: the backlog written meanwhile leaves in one packet (without
+            // a window; with one, in what the window allows).
             self.send_new(side, now, wire);
         }
         let e = &mut self.ends[side];
@@ -890,9 +1068,15 @@ impl TcpModel {
                 let high = e.newest_sent().unwrap_or(e.una);
                 e.recovery = Recovery::Fast { high };
                 e.probe = None;
+                if self.cfg.window {
+                    // Reno: the window drops to the halved threshold at once (Linux eases
+                    // it down over the recovery with PRR).
+                    e.reduce();
+                    e.cwnd = e.ssthresh;
+                }
             }
             self.note(now, side, || "tcp: fast retransmit (RACK)".to_string());
-            self.resend_lost(side, now, wire, usize::MAX, usize::MAX);
+            self.resend_in_window(side, now, wire, true);
             if self.ends[side].retrans_stamp.is_none() {
                 self.ends[side].retrans_stamp = Some(now);
             }
@@ -903,8 +1087,33 @@ impl TcpModel {
         }
     }
 
+    /// Resends the segments marked lost: without a window all of them (see
+    /// [`TcpModel::resend_lost`]); with one, from the oldest, in packets of up to one MSS, as
+    /// many as the window lets out (at least one if `at_least_one`: a fast retransmission goes
+    /// whatever the window).
+    fn resend_in_window(
+        &mut self,
+        side: usize,
+        now: Duration,
+        wire: &mut impl Wire,
+        at_least_one: bool,
+    ) {
+        if !self.cfg.window {
+            self.resend_lost(side, now, wire, usize::MAX, usize::MAX);
+            return;
+        }
+        let mut room = self.ends[side].room(&self.cfg);
+        if at_least_one {
+            room = room.max(1);
+        }
+        while room > 0 && self.resend_lost(side, now, wire, self.cfg.mss, 1) {
+            room -= 1;
+        }
+    }
+
     /// Resends the segments marked lost, from the oldest, at most `max_bytes` of them, collapsed
-    /// into one packet per run of consecutive segments.
+    /// into one packet per run of consecutive segments, at most `max_runs` packets. Whether
+    /// anything was sent.
     fn resend_lost(
         &mut self,
         side: usize,
@@ -912,7 +1121,7 @@ impl TcpModel {
         wire: &mut impl Wire,
         max_bytes: usize,
         max_runs: usize,
-    ) {
+    ) -> bool {
         let e = &self.ends[side];
         let mut runs: Vec<(u64, u64)> = Vec::new();
         let mut bytes = 0usize;
@@ -934,6 +1143,7 @@ impl TcpModel {
                 runs.push((seq, seq));
             }
         }
+        let any = !runs.is_empty();
         for (first, last) in runs {
             self.note(now, side, || {
                 let mut t = format!("tcp: resend seq {first}");
@@ -944,6 +1154,7 @@ impl TcpModel {
             });
             self.transmit(side, first, last, now, wire);
         }
+        any
     }
 
     fn arm_rto_from_head(&mut self, side: usize, now: Duration) {
@@ -1018,6 +1229,15 @@ impl TcpModel {
             }
         }
         let e = &mut self.ends[side];
+        if cfg.window {
+            // `tcp_enter_loss`: the threshold halves unless a recovery already cut it; the
+            // window restarts from one packet.
+            if e.recovery == Recovery::Open {
+                e.reduce();
+            }
+            e.cwnd = 1;
+            e.cwnd_cnt = 0;
+        }
         let high = e.newest_sent().unwrap_or(e.una);
         e.recovery = Recovery::Loss { high };
         e.probe = None;
@@ -1055,6 +1275,8 @@ mod tests {
     use std::ops::Range;
 
     use super::*;
+    use crate::sim::fault::{Direction, HEADER_BYTES, Latency, LinkRate, Path};
+    use crate::sim::synthetic::{Purpose, stream};
 
     fn ms(x: f64) -> Duration {
         Duration::from_secs_f64(x / 1000.0)
@@ -1080,7 +1302,7 @@ mod tests {
     }
 
     impl Wire for Link {
-        fn carry(&mut self, from: usize, at: Duration) -> Option<Duration> {
+        fn carry(&mut self, from: usize, at: Duration, _payload: usize) -> Option<Duration> {
             let lost = self.drop.remove(&(from, at)) || self.down.iter().any(|r| r.contains(&at));
             (!lost).then_some(at + self.delay)
         }
@@ -1433,5 +1655,237 @@ mod tests {
             matches!(outs[..], [Output::TimedOut { side: 0, at }] if at > ms(3000.0) && at < ms(4000.0)),
             "{outs:?}"
         );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Links with a rate: bulk data, queues and the congestion window.
+
+    /// The fault model's links (`sim::fault`): a constant delay each way, with a rate and a
+    /// queue, or infinitely fast.
+    struct Rated {
+        dirs: [Direction; 2],
+        rng: rand_chacha::ChaCha8Rng,
+        tcp: TcpConfig,
+    }
+
+    impl Rated {
+        fn new(delay: Duration, rate: Option<LinkRate>) -> Rated {
+            let dir = || {
+                Direction::ideal(Latency::constant(delay))
+                    .unwrap()
+                    .with_rate(rate)
+                    .unwrap()
+            };
+            Rated {
+                dirs: [dir(), dir()],
+                rng: stream(1, Purpose::Segments, &[1]),
+                tcp: TcpConfig::default(),
+            }
+        }
+
+        fn drops(&self) -> u64 {
+            self.dirs.iter().map(Direction::queue_drops).sum()
+        }
+    }
+
+    impl Wire for Rated {
+        fn carry(&mut self, from: usize, at: Duration, payload: usize) -> Option<Duration> {
+            let (a, b) = self.dirs.split_at_mut(1);
+            let (fwd, rev) = if from == 0 {
+                (&mut a[0], &mut b[0])
+            } else {
+                (&mut b[0], &mut a[0])
+            };
+            Path::new(fwd, rev, &self.tcp).carry_sized(at, payload, &mut self.rng)
+        }
+    }
+
+    fn mbit(n: u64, queue: usize) -> Option<LinkRate> {
+        Some(LinkRate {
+            bits_per_s: n * 1_000_000,
+            queue,
+        })
+    }
+
+    fn windowed() -> TcpConfig {
+        TcpConfig {
+            window: true,
+            timer_wheel: false,
+            ..TcpConfig::default()
+        }
+    }
+
+    /// What a transfer saw: when each segment written on side 0 was delivered (in order), and
+    /// the model at the end.
+    struct Transfer {
+        delivered: Vec<Duration>,
+        model: TcpModel,
+    }
+
+    /// Side 0 writes `bytes` at time zero in MSS-sized segments (as the socket layer cuts a
+    /// write), then 16 bytes at `small_at` if given; runs until everything is delivered.
+    fn transfer(
+        cfg: TcpConfig,
+        link: &mut Rated,
+        delay: Duration,
+        bytes: usize,
+        small_at: Option<Duration>,
+    ) -> Transfer {
+        let mut m = TcpModel::new(cfg, Some(delay * 2), [3, 5]);
+        let mut left = bytes;
+        let mut segments = 0;
+        while left > 0 {
+            let n = left.min(cfg.mss);
+            m.write(0, n, Duration::ZERO, link);
+            left -= n;
+            segments += 1;
+        }
+        let mut small = small_at;
+        if small.is_some() {
+            segments += 1;
+        }
+        let mut delivered = Vec::new();
+        while delivered.len() < segments {
+            let next = m.poll_timeout();
+            let t = match (next, small) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).expect("something to do while data is undelivered"),
+            };
+            assert!(
+                t < ms(600_000.0),
+                "stuck: {} of {segments}",
+                delivered.len()
+            );
+            m.advance(t, link);
+            let outs: Vec<Output> = m.take_outputs().collect();
+            for o in outs {
+                if let Output::Delivered { from: 0, seq, at } = o {
+                    assert_eq!(seq as usize, delivered.len(), "delivered out of order");
+                    delivered.push(at);
+                }
+            }
+            if small == Some(t) {
+                m.write(0, 16, t, link);
+                small = None;
+            }
+        }
+        Transfer {
+            delivered,
+            model: m,
+        }
+    }
+
+    /// Seconds to serialize `bytes` of payload cut at the MSS, headers included, at `bits_per_s`.
+    fn wire_time(bytes: usize, bits_per_s: f64) -> f64 {
+        let packets = bytes.div_ceil(1448);
+        ((bytes + packets * HEADER_BYTES) * 8) as f64 / bits_per_s
+    }
+
+    #[test]
+    fn a_megabyte_over_ten_megabits_takes_its_serialization_time_plus_a_few_round_trips() {
+        // 1 MB in 691 packets of up to 1448 bytes, 52 bytes of headers each: 8.29 Mbit, 0.829 s
+        // at 10 Mbit/s. The last bit then takes the 10 ms delay. Slow start from 10 packets
+        // fills the 25 kB pipe (10 Mbit/s × 20 ms) within about two round trips, so the link
+        // idles for at most a few RTTs in all: allow three (60 ms).
+        let delay = ms(10.0);
+        let mut link = Rated::new(delay, mbit(10, 1000));
+        let run = transfer(windowed(), &mut link, delay, 1_000_000, None);
+        let done = run.delivered.last().unwrap().as_secs_f64();
+        let floor = wire_time(1_000_000, 10e6) + 0.010;
+        assert!((0.838..0.840).contains(&floor), "{floor}");
+        assert!(
+            done >= floor,
+            "{done} s is faster than the link ({floor} s)"
+        );
+        assert!(
+            done <= floor + 0.060,
+            "{done} s, expected at most {floor} + 60 ms"
+        );
+        // Nothing was lost: the window only grew, from 10 packets, in slow start.
+        let info = run.model.info(0);
+        assert_eq!((info.retransmits, link.drops()), (0, 0));
+        assert!(info.cwnd > 2 * INITIAL_WINDOW, "{info:?}");
+        assert_eq!(info.ssthresh, u32::MAX);
+    }
+
+    #[test]
+    fn the_first_flight_is_the_initial_window_of_ten_packets() {
+        // 100 ms each way on a fast link: the first 10 packets arrive 100 ms after the write,
+        // the next ones only after their ACKs came back, a round trip later.
+        let delay = ms(100.0);
+        let mut link = Rated::new(delay, mbit(1000, 1000));
+        let run = transfer(windowed(), &mut link, delay, 30 * 1448, None);
+        for (k, at) in run.delivered.iter().enumerate() {
+            let rtts = if k < 10 { 0.0 } else { 1.0 };
+            let lo = 0.1 + rtts * 0.2;
+            assert!(
+                (lo..lo + 0.001).contains(&at.as_secs_f64()),
+                "segment {k} at {at:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_small_write_behind_a_bulk_write_waits_for_the_bulk_to_be_serialized() {
+        // Head-of-line blocking: 16 bytes written 100 ms into a 1 MB transfer reach the far side
+        // only after the whole megabyte, about 0.84 s; on an infinitely fast link the transfer
+        // is long done and they take just the delay.
+        let delay = ms(10.0);
+        let mut link = Rated::new(delay, mbit(10, 1000));
+        let run = transfer(windowed(), &mut link, delay, 1_000_000, Some(ms(100.0)));
+        let small = run.delivered.last().unwrap().as_secs_f64();
+        let bulk_end = run.delivered[run.delivered.len() - 2].as_secs_f64();
+        assert!(
+            small >= bulk_end,
+            "{small} before the bulk's end {bulk_end}"
+        );
+        assert!(small > wire_time(1_000_000, 10e6), "{small}");
+        let mut fast = Rated::new(delay, None);
+        let cfg = TcpConfig {
+            timer_wheel: false,
+            ..TcpConfig::default()
+        };
+        let run = transfer(cfg, &mut fast, delay, 1_000_000, Some(ms(100.0)));
+        assert_eq!(*run.delivered.last().unwrap(), ms(110.0));
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_tcp_resends_until_everything_is_delivered_in_order() {
+        // A 20-packet queue overflows in slow start (the window outgrows the 17-packet pipe
+        // plus 20 queued): tail drops, fast recovery halves the threshold, every byte arrives
+        // once and in order (checked by `transfer`), a little later than without the drops.
+        let delay = ms(10.0);
+        let mut link = Rated::new(delay, mbit(10, 20));
+        let run = transfer(windowed(), &mut link, delay, 1_000_000, None);
+        let info = run.model.info(0);
+        assert!(link.drops() > 0, "no drop");
+        assert!(info.retransmits >= link.drops(), "{info:?}");
+        assert!(info.ssthresh < u32::MAX, "{info:?}");
+        let done = run.delivered.last().unwrap().as_secs_f64();
+        let floor = wire_time(1_000_000, 10e6) + 0.010;
+        assert!(done >= floor && done < floor + 1.0, "{done} s");
+    }
+
+    #[test]
+    fn with_a_window_heartbeats_behave_exactly_as_without_one() {
+        // Writes far below one MSS and far below the window: the window changes nothing, not
+        // even through a loss and a cut with their retransmissions and backlog. (A longer cut
+        // would not do: the server would echo a backlog of 30 heartbeats in 30 packets at once,
+        // and the window lets 10 go and the rest a round trip later, as Linux does.)
+        let run = |window: bool| {
+            let mut link = Link::new(ms(0.2));
+            link.down.push(ms(10_050.0)..ms(10_650.0));
+            link.drop.insert((0, ms(5_000.0)));
+            let cfg = TcpConfig {
+                window,
+                ..TcpConfig::default()
+            };
+            echo(cfg, &mut link, ms(100.0), ms(20_000.0))
+        };
+        let (with, without) = (run(true), run(false));
+        assert!(!without.notes.is_empty());
+        assert_eq!(with.at_server, without.at_server);
+        assert_eq!(with.echoed, without.echoed);
+        assert_eq!(with.notes, without.notes);
     }
 }

@@ -6,6 +6,7 @@ mod delivery;
 mod determinism;
 mod endpoint_faults;
 mod judge;
+mod link_rate;
 mod long_intervals;
 mod metrics;
 mod network_faults;
