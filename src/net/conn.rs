@@ -31,9 +31,9 @@ use crate::proto::{Decoder, Error as ProtoError, ErrorCode};
 pub struct ConnLimits {
     /// Bytes of encoded frames buffered for the socket before the core is asked for more.
     pub write_buffer: usize,
-    /// A connection whose write buffer has not once been empty for this long is dropped: the
-    /// peer is not reading. (A slow but live reader drains it between bursts, because the
-    /// window stops our data until it acknowledges.)
+    /// A connection with bytes to write that the socket has taken none of for this long is
+    /// dropped: the peer is not reading. A slow but live reader keeps taking some (a bulk
+    /// transfer on a slow link may keep the buffer busy for minutes), so it is never cut off.
     pub write_timeout: Duration,
 }
 
@@ -163,8 +163,9 @@ pub async fn drive<S: Stream>(
     let mut wbuf = BytesMut::with_capacity(1024);
     let mut bytes_in = read.buf.len() as u64;
     let mut bytes_out = 0u64;
-    // When the write buffer last went from empty to non-empty (`pump` stamps it): a buffer
-    // non-empty since longer than the write timeout is a peer that stopped reading.
+    // When the writes last made progress: the write buffer went from empty to non-empty
+    // (`pump` stamps it) or the socket took bytes of it. Bytes waiting with no progress for
+    // longer than the write timeout are a peer that stopped reading.
     let mut progress = Instant::now();
     let mut closing = false;
     let mut reading = true;
@@ -256,7 +257,7 @@ pub async fn drive<S: Stream>(
         if !wbuf.is_empty()
             && let Some(r) = try_write(&mut wr, &wbuf).await
         {
-            if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out) {
+            if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out, &mut progress) {
                 break end;
             }
             if wbuf.is_empty() && closing {
@@ -294,7 +295,7 @@ pub async fn drive<S: Stream>(
                 None => steer = None,
             },
             r = wr.write(&wbuf), if !wbuf.is_empty() => {
-                if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out) {
+                if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out, &mut progress) {
                     break end;
                 }
             }
@@ -572,12 +573,14 @@ fn wrote(
     r: std::io::Result<usize>,
     wbuf: &mut BytesMut,
     bytes_out: &mut u64,
+    progress: &mut Instant,
 ) -> Result<(), ConnEnd> {
     match r {
         Ok(0) => Err(ConnEnd::Io("write returned zero".into())),
         Ok(n) => {
             wbuf.advance(n);
             *bytes_out += n as u64;
+            *progress = Instant::now();
             Ok(())
         }
         Err(e) => Err(ConnEnd::from_io(&e)),

@@ -153,3 +153,25 @@ fn a_bulk_download_on_a_slow_link_delays_the_heartbeats_behind_it_and_only_with_
     };
     assert_eq!(out.trace_text(), run(&coarse, 1).unwrap().trace_text());
 }
+
+#[test]
+fn an_upload_that_keeps_the_write_buffer_busy_longer_than_the_write_timeout_is_not_a_stalled_peer()
+{
+    use mcpsim::sim::runner::run;
+    // 5 MB up at 2 Mbit/s is 21 s of wire time: the client's write buffer is never empty for
+    // that long, but the socket takes bytes all the while. Only writes that make no progress
+    // for the write timeout (10 s) are a peer that stopped reading.
+    let text = "duration = \"60s\"\nseeds = 1\n[topology]\nsessions = 1\n\
+         [grid]\ninterval = [\"1s\"]\nmiss_threshold = [30]\n\
+         [network]\nlatency = \"10ms\"\nrate = \"2mbit\"\n\
+         [network.tcp]\nsend_buffer = \"64KiB\"\n\
+         [traffic]\n[[traffic.flow]]\ndirection = \"up\"\n\
+         bulk = 5000000\nsize = 16000\nstart = \"5s\"\n";
+    let plan = mcpsim::scenario::parse("upload.toml", "upload", text).unwrap();
+    let out = run(&plan.scenario(0), 1).unwrap();
+    let trace = out.trace_text();
+    assert!(!trace.contains("peer stopped reading"), "{trace}");
+    let d = out.delivery.expect("traffic");
+    assert_eq!((d.delivered, d.violations_total()), (d.sent, 0));
+    assert!(d.sent >= 312, "{} messages of 16 kB", d.sent);
+}
