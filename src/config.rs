@@ -29,7 +29,7 @@ use crate::proto::detector::{
 use crate::proto::frame::{HeartbeatMode, HeartbeatParams};
 use crate::proto::health::HealthConfig;
 use crate::proto::throttle::ThrottleConfig;
-use crate::units::{Dur, Percent, show};
+use crate::units::{ByteSize, Dur, Percent, show};
 
 /// The whole stack configuration. Every table and field may be left out: it then takes the
 /// default shown in `docs/configuration.md` (`mcpsim serve --print-config` prints them all).
@@ -386,6 +386,13 @@ pub struct Tcp {
     /// Heartbeats keep a connection from idling, so it matters only when η is longer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keepalive: Option<Dur>,
+    /// `SO_SNDBUF` on both sides' sockets, and the drivers' own write buffer (default 256 KiB)
+    /// capped at it. The protocol sends control frames (heartbeats, their replies, ACKs) ahead of
+    /// DATA, but only ahead of what is still in the session: behind a bulk transfer they wait for
+    /// everything already in these two buffers. Small buffers keep that wait short. Default: the
+    /// kernel's (autotuned, up to 4 MiB on Linux).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_buffer: Option<ByteSize>,
 }
 
 /// A configuration that cannot run, with the field at fault.
@@ -533,6 +540,14 @@ impl StackConfig {
             return Err(bad("session.handshake_timeout", "must be positive"));
         }
         self.reconnect_config()?;
+        if let Some(b) = self.tcp.send_buffer
+            && !(1448..=(1 << 30)).contains(&b.0)
+        {
+            return Err(bad(
+                "tcp.send_buffer",
+                format!("{b} is out of range: at least one segment (1448 bytes), at most 1GiB"),
+            ));
+        }
         if let Some(t) = self.tcp.user_timeout
             && (t.0.is_zero() || t.0.as_millis() > u32::MAX as u128)
         {
@@ -652,7 +667,16 @@ impl StackConfig {
         c.session.health = Some(self.health_config());
         opts.throttle = self.throttle.policy();
         opts.report_load = self.throttle.reports_load();
+        opts.limits.write_buffer = self.write_buffer(opts.limits.write_buffer);
         opts
+    }
+
+    /// The drivers' write buffer: `default`, capped at `tcp.send_buffer` when set.
+    fn write_buffer(&self, default: usize) -> usize {
+        match self.tcp.send_buffer {
+            Some(b) => default.min(usize::try_from(b.0).unwrap_or(usize::MAX)),
+            None => default,
+        }
     }
 
     /// The client's options: the heartbeat it asks for, its detector and health rules, its
@@ -669,6 +693,7 @@ impl StackConfig {
         s.handshake_timeout = self.session.handshake_timeout.0;
         s.session.detector = self.detector_config();
         s.session.health = Some(self.health_config());
+        opts.limits.write_buffer = self.write_buffer(opts.limits.write_buffer);
         Ok(opts)
     }
 }

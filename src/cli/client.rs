@@ -126,6 +126,7 @@ pub struct ClientArgs {
 pub struct TcpOptions {
     pub keepalive: Option<Duration>,
     pub user_timeout: Option<Duration>,
+    pub send_buffer: Option<usize>,
 }
 
 impl TcpOptions {
@@ -134,6 +135,10 @@ impl TcpOptions {
         TcpOptions {
             keepalive: stack.tcp.keepalive.map(|d| d.0),
             user_timeout: stack.tcp.user_timeout.map(|d| d.0),
+            send_buffer: stack
+                .tcp
+                .send_buffer
+                .map(|b| usize::try_from(b.0).unwrap_or(usize::MAX)),
         }
     }
 
@@ -149,6 +154,9 @@ impl TcpOptions {
         }
         if let Some(t) = self.user_timeout {
             sock.set_tcp_user_timeout(Some(t))?;
+        }
+        if let Some(b) = self.send_buffer {
+            sock.set_send_buffer_size(b)?;
         }
         Ok(())
     }

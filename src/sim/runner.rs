@@ -1027,6 +1027,9 @@ pub fn run_watched(
     if let Some(t) = scenario.stack.tcp.user_timeout {
         network.tcp.user_timeout = Some(t.0);
     }
+    if let Some(b) = scenario.stack.tcp.send_buffer {
+        network.tcp.send_buffer = usize::try_from(b.0).unwrap_or(usize::MAX);
+    }
     scenario
         .stack
         .validate()
