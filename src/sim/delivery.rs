@@ -12,14 +12,18 @@
 //!   to be delivered*, §12);
 //! - **died with its sender**: not delivered, and the sending process was killed or its machine
 //!   crashed after the send (its memory, queues included, is gone; nobody is left to tell);
-//! - **in flight at the end**: not delivered and not reported, but the run ended before it could
-//!   be: it was sent during the last `drain` of the run, or the two ends did not hold an
-//!   established connection throughout that last `drain`. Censored, not lost.
+//! - **in flight at the end**: not delivered and not reported, no later message of its channel
+//!   delivered, and the run ended before it could be: it was sent during the last `drain` of the
+//!   run, or the two ends did not hold an established connection throughout that last `drain`,
+//!   or its stream was still delivering during it (a backlog, such as a bulk transfer's queue,
+//!   still on its way). Censored, not lost.
 //!
 //! Anything else is a violation:
 //!
-//! - **lost**: neither delivered nor reported, its sender alive, although it was sent before the
-//!   last `drain` and both ends were connected throughout it;
+//! - **lost**: neither delivered nor reported, although a later message of its channel was
+//!   delivered (a channel delivers in order: a gap is a loss whatever happened to the sender);
+//!   or its sender alive, sent before the last `drain`, both ends connected throughout it, and
+//!   nothing of its stream delivered in it (stuck);
 //! - **duplicated**: delivered more than once (counted once per message);
 //! - **reordered**: delivered after a later message of the same stream and channel;
 //! - **unaccounted**: a delivery the senders cannot account for: a payload that carries no id of
@@ -372,6 +376,9 @@ pub fn check(log: &Log, facts: &RunFacts<'_>) -> Delivery {
             }
             *top = (*top).max(index);
         }
+        // Still delivering during the drain: what is left at the end may be a backlog
+        // (a bulk transfer's queue) still on its way, not a loss.
+        let moving = s.delivered.iter().any(|&(_, at)| at >= settled);
         for (i, &(channel, sent_at)) in s.sent.iter().enumerate() {
             let index = i as u64;
             if s.withdrawn.contains(&index) {
@@ -389,9 +396,21 @@ pub fn check(log: &Log, facts: &RunFacts<'_>) -> Delivery {
                 }
             } else if reported {
                 d.reported += 1;
+            } else if let Some(&later) = highest.get(&channel).filter(|&&h| h > index) {
+                // A channel delivers in order: a later message through means this one was lost.
+                d.lost += 1;
+                found.push((
+                    ViolationKind::Lost,
+                    MessageId { stream, index },
+                    Some(channel),
+                    sent_at,
+                    format!(
+                        "never delivered nor reported, though #{later} of its channel was"
+                    ),
+                ));
             } else if s.died.is_some_and(|t| t >= sent_at) {
                 d.died_with_sender += 1;
-            } else if sent_at > settled || !up_to_end {
+            } else if sent_at > settled || !up_to_end || moving {
                 d.in_flight += 1;
             } else {
                 d.lost += 1;
@@ -401,11 +420,12 @@ pub fn check(log: &Log, facts: &RunFacts<'_>) -> Delivery {
                     Some(channel),
                     sent_at,
                     format!(
-                        "never delivered nor reported, though {} and {} were connected for the \
-                         last {:.3}s of the run",
+                        "never delivered nor reported, and nothing of its stream was delivered \
+                         in the last {:.3}s of the run, though {} and {} were connected \
+                         throughout",
+                        facts.drain.as_secs_f64(),
                         s.sender,
                         s.receiver,
-                        facts.drain.as_secs_f64()
                     ),
                 ));
             }
@@ -602,6 +622,24 @@ mod tests {
         );
         let d = run(&log, &connected);
         assert_eq!((d.lost, d.in_flight), (0, 2));
+    }
+
+    #[test]
+    fn a_tail_still_draining_at_the_end_is_in_flight_and_a_gap_is_lost_even_when_the_ends_are_apart()
+     {
+        let (mut log, s, mut connected) = setup(5);
+        // #0 at once, #1 and #2 in the drain (a backlog moving): #3 and #4 are on their way.
+        log.delivered("server", &payload(s, 0), ms(5));
+        log.delivered("server", &payload(s, 1), ms(8_500));
+        log.delivered("server", &payload(s, 2), ms(9_000));
+        let d = run(&log, &connected);
+        assert_eq!((d.lost, d.in_flight), (0, 2));
+        // A gap: #3 missing behind a delivered #4 is lost, connected at the end or not.
+        log.delivered("server", &payload(s, 4), ms(9_500));
+        connected.clear();
+        let d = run(&log, &connected);
+        assert_eq!((d.lost, d.in_flight), (1, 0));
+        assert_eq!(d.violations[0].1.message, "client-3@0>server#3");
     }
 
     #[test]
