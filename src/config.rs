@@ -694,6 +694,7 @@ impl StackConfig {
         s.session.detector = self.detector_config();
         s.session.health = Some(self.health_config());
         opts.limits.write_buffer = self.write_buffer(opts.limits.write_buffer);
+        opts.report_load = self.throttle.reports_load();
         Ok(opts)
     }
 }

@@ -14,8 +14,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, Outgoing, ReadState, drive};
+use super::load::{LoadSource, OsLoad};
 use super::tls::{CertificateProblem, certificate_problem};
-use super::{Clock, ConnEnd, Connector, GateHandle, NetEvent, Observer};
+use super::{Clock, ConnEnd, Connector, GateHandle, NetEvent, Observer, Steer};
 use crate::proto::backoff::{Action, ConfigError, ReconnectConfig, ReconnectPolicy};
 use crate::proto::frame::MAX_PAYLOAD_LEN;
 use crate::proto::session::{ClientConfig, Event, Session, Side, State};
@@ -35,6 +36,10 @@ pub struct ClientOptions {
     pub seed: u64,
     /// Closed while the simulator holds this process paused; `None` in production.
     pub gate: Option<GateHandle>,
+    /// Heartbeats and replies carry this client's load figures, sampled once a second from
+    /// `load` (the operating system's when `None`).
+    pub report_load: bool,
+    pub load: Option<Arc<dyn LoadSource>>,
 }
 
 impl Default for ClientOptions {
@@ -47,6 +52,8 @@ impl Default for ClientOptions {
             limits: ConnLimits::default(),
             seed: 0,
             gate: None,
+            report_load: false,
+            load: None,
         }
     }
 }
@@ -78,16 +85,32 @@ pub async fn run<C: Connector>(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
     let mut session = Session::client(opts.session.clone());
-    let result = connect_loop(
-        &mut session,
-        connector,
-        &opts,
-        observer,
-        handler.clone(),
-        outgoing,
-        shutdown,
-    )
-    .await;
+    let (steer, steered) = watch::channel(Steer::default());
+    let source: Option<Arc<dyn LoadSource>> = match (&opts.load, opts.report_load) {
+        (_, false) => None,
+        (Some(l), true) => Some(l.clone()),
+        (None, true) => match OsLoad::new() {
+            Ok(os) => Some(Arc::new(os)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no load figures: heartbeats go without");
+                None
+            }
+        },
+    };
+    let result = tokio::select! {
+        biased;
+        r = connect_loop(
+            &mut session,
+            connector,
+            &opts,
+            observer,
+            handler.clone(),
+            outgoing,
+            shutdown,
+            source.is_some().then_some(steered),
+        ) => r,
+        never = sample_load(source, Clock::with_gate(opts.gate.clone()), steer) => match never {},
+    };
     // The session ends with the client (it gave up, was refused, or shut down while not
     // connected): what it still holds will not be delivered, and the application hears so
     // (§12). A session that closed on a connection has already reported.
@@ -98,6 +121,25 @@ pub async fn run<C: Connector>(
     result
 }
 
+/// Samples `source` once a second into `steer`, forever (nothing without a source).
+async fn sample_load(
+    source: Option<Arc<dyn LoadSource>>,
+    clock: Clock,
+    steer: watch::Sender<Steer>,
+) -> std::convert::Infallible {
+    let Some(source) = source else {
+        return std::future::pending().await;
+    };
+    loop {
+        let load = source.sample();
+        steer.send_modify(|s| s.load = Some(load));
+        clock
+            .sleep_until(tokio::time::Instant::now() + Duration::from_secs(1))
+            .await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn connect_loop<C: Connector>(
     session: &mut Session,
     connector: C,
@@ -106,6 +148,7 @@ async fn connect_loop<C: Connector>(
     handler: Arc<dyn Handler>,
     mut outgoing: Option<mpsc::Receiver<Outgoing>>,
     mut shutdown: watch::Receiver<bool>,
+    steer: Option<watch::Receiver<Steer>>,
 ) -> Result<(), ClientError> {
     let clock = Clock::with_gate(opts.gate.clone());
     let mut policy = ReconnectPolicy::new(opts.reconnect)?;
@@ -118,7 +161,7 @@ async fn connect_loop<C: Connector>(
         handler: &*handler,
         limits: opts.limits,
         on_shutdown: OnShutdown::Close,
-        steer: None,
+        steer,
     };
     let observe = |session: &Session, ev: NetEvent| {
         observer.observe(&opts.name, Side::Client, session.id(), &ev)

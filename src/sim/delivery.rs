@@ -404,9 +404,7 @@ pub fn check(log: &Log, facts: &RunFacts<'_>) -> Delivery {
                     MessageId { stream, index },
                     Some(channel),
                     sent_at,
-                    format!(
-                        "never delivered nor reported, though #{later} of its channel was"
-                    ),
+                    format!("never delivered nor reported, though #{later} of its channel was"),
                 ));
             } else if s.died.is_some_and(|t| t >= sent_at) {
                 d.died_with_sender += 1;

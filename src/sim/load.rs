@@ -145,3 +145,14 @@ impl Gate for CpuGate {
         })
     }
 }
+
+/// The load of a host whose CPU is not modelled: idle. The simulator gives it to every process
+/// that reports or acts on load without a [`LoadModel`], so that no figure of the machine the
+/// simulation runs on leaks into a run.
+pub struct Idle;
+
+impl LoadSource for Idle {
+    fn sample(&self) -> Load {
+        Load::default()
+    }
+}

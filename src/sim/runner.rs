@@ -41,7 +41,7 @@ use super::delivery::{self, Delivery, Log as DeliveryLog, RunFacts};
 use super::fault::{FaultError, Latency, RandomOutages};
 use super::histogram::LogHistogram;
 use super::links::{FaultLinks, NetworkSpec};
-use super::load::{Cpu, LoadModel};
+use super::load::{Cpu, Idle, LoadModel};
 use super::net::{HostState, SimNet};
 use super::synthetic::{Purpose, stream};
 use super::traffic::{Apps, ClientApp, ServerApp, SharedLog, Workload};
@@ -1039,6 +1039,8 @@ pub fn run_watched(
         .client_options()
         .map_err(|e| format!("the stack configuration cannot run: {e}"))?;
     client_options.session.session.sabotage = scenario.sabotage.clone();
+    // The clients' CPU is not modelled: they report an idle machine, not the one running this.
+    client_options.load = Some(Arc::new(Idle));
     let workload = Arc::new(scenario.traffic.clone());
     let log: SharedLog = Arc::new(Mutex::new(DeliveryLog::default()));
     // Flows stop a drain before the end, so that what they sent can arrive.
@@ -1156,9 +1158,11 @@ pub fn run_watched(
                     Some(cpu) => cpu.gate(net.gate(SERVER)),
                     None => net.gate(SERVER),
                 });
-                if let Some(cpu) = &cpu {
-                    opts.load = Some(cpu.clone());
-                }
+                // Load comes from the model, never from the machine running the simulation.
+                opts.load = Some(match &cpu {
+                    Some(cpu) => cpu.clone(),
+                    None => Arc::new(Idle),
+                });
                 let listener = net.listen(SERVER, PORT).map_err(|e| e.to_string())?;
                 let observer = Arc::new(TraceObserver { rec, segments, cpu });
                 let server = Server::new(opts, observer, handler);

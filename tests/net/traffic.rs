@@ -150,3 +150,29 @@ async fn a_loaded_server_throttles_its_clients_over_real_sockets_and_lets_go_whe
     );
     assert_eq!(suspected, 0);
 }
+
+#[tokio::test]
+async fn a_client_that_reports_its_load_puts_it_in_every_heartbeat_the_server_receives() {
+    let srv = start_server(fast_server_options(), echo()).await;
+    let (conn, mut opts) = fast_client_options("c1", &srv.addr);
+    opts.report_load = true;
+    opts.load = Some(Arc::new(Dial(std::sync::atomic::AtomicU16::new(420))));
+    let _c = start_client(conn, opts, srv.recorder.clone(), echo());
+    srv.recorder.established("c1").await;
+    let loaded = is_session(|e| {
+        matches!(
+            e,
+            Event::HeartbeatReceived {
+                load: Some(mcpsim::proto::frame::Load {
+                    cpu_permille: 420,
+                    ..
+                }),
+                ..
+            }
+        )
+    });
+    srv.recorder
+        .wait_for("server", Duration::from_secs(2), loaded)
+        .await
+        .expect("the server receives the client's load with its heartbeats");
+}

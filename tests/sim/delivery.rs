@@ -78,6 +78,9 @@ fn the_same_seed_gives_the_same_trace_and_the_same_fate_for_every_message() {
     s.sessions = 3;
     s.traffic.flows[0].sessions = 0..3;
     s.traffic.flows[0].pace = Pace::Poisson { rate: 30.0 };
+    // Throttling on: both sides report load, which must come from the model (the clients':
+    // idle), never from the machine running the test.
+    s.stack.throttle.enabled = true;
     s.load = Some(mcpsim::sim::load::LoadModel {
         frame_cost: Duration::from_micros(300),
         message_cost: Duration::from_micros(700),
