@@ -48,6 +48,7 @@ use tokio::sync::Semaphore;
 use super::CliError;
 use super::opts::LogFormat;
 use crate::net::{NetEvent, Observer, PeerLoss};
+use crate::proto::frame::Load;
 use crate::proto::health::HealthState;
 use crate::proto::session::{Event, Side};
 
@@ -226,6 +227,8 @@ pub struct Telemetry {
     live: Mutex<BTreeMap<Key, &'static str>>,
     /// Who is at the other end of each of those connections, for the logs that name it.
     peers: Mutex<BTreeMap<Key, String>>,
+    /// The last load figures each peer's heartbeats carried, for its alert.
+    loads: Mutex<BTreeMap<Key, Load>>,
     webhook: Option<Webhook>,
 }
 
@@ -237,6 +240,7 @@ impl Telemetry {
         Telemetry {
             live: Mutex::new(BTreeMap::new()),
             peers: Mutex::new(BTreeMap::new()),
+            loads: Mutex::new(BTreeMap::new()),
             webhook,
         }
     }
@@ -256,6 +260,8 @@ impl Telemetry {
         if status.is_none() {
             let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
             peers.remove(&key);
+            let mut loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
+            loads.remove(&key);
         }
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let side = side_name(key.1);
@@ -276,6 +282,16 @@ impl Telemetry {
     fn session_event(&self, node: &str, side: Side, sid: u32, event: &Event) {
         let side_s = side_name(side);
         let key = || (node.to_string(), side, sid);
+        if let Event::HeartbeatReceived {
+            load: Some(load), ..
+        }
+        | Event::Rtt {
+            load: Some(load), ..
+        } = event
+        {
+            let mut loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
+            loads.insert(key(), *load);
+        }
         match event {
             Event::Established {
                 session_id,
@@ -454,6 +470,8 @@ pub struct Dead<'a> {
     pub peer: &'a str,
     pub reason: PeerLoss,
     pub silent: Duration,
+    /// The peer's last load figures, when its heartbeats carried them.
+    pub load: Option<Load>,
 }
 
 /// The JSON an alert webhook receives.
@@ -466,6 +484,8 @@ pub fn alert_body(dead: &Dead<'_>, at: SystemTime) -> serde_json::Value {
         "peer": dead.peer,
         "reason": dead.reason.name(),
         "silent_ms": dead.silent.as_millis() as u64,
+        "peer_cpu": dead.load.map(|l| f64::from(l.cpu_permille) / 1000.0),
+        "peer_mem": dead.load.map(|l| f64::from(l.mem_permille) / 1000.0),
         "at": humantime::format_rfc3339_millis(at).to_string(),
     })
 }
@@ -643,14 +663,21 @@ impl Observer for Telemetry {
                 reason,
                 silent,
                 peer,
-            } => self.peer_dead(&Dead {
-                node,
-                side,
-                session_id: sid,
-                peer,
-                reason: *reason,
-                silent: *silent,
-            }),
+            } => {
+                let load = {
+                    let loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
+                    loads.get(&(node.to_string(), side, sid)).copied()
+                };
+                self.peer_dead(&Dead {
+                    node,
+                    side,
+                    session_id: sid,
+                    peer,
+                    reason: *reason,
+                    silent: *silent,
+                    load,
+                })
+            }
             NetEvent::Disconnected {
                 reason,
                 bytes_in,
@@ -720,6 +747,20 @@ mod tests {
         let telemetry = Telemetry::new(Side::Server, Some(Webhook::new(&url).unwrap()));
         let receiver = tokio::spawn(one_request(listener));
 
+        // The client's last heartbeat carried its load: the alert says what it was.
+        telemetry.observe(
+            "server",
+            Side::Server,
+            42,
+            &NetEvent::Session(Event::HeartbeatReceived {
+                seq: 7,
+                gap: None,
+                load: Some(Load {
+                    cpu_permille: 975,
+                    mem_permille: 500,
+                }),
+            }),
+        );
         telemetry.observe(
             "server",
             Side::Server,
@@ -748,6 +789,10 @@ mod tests {
         assert_eq!(v["reason"], "eof");
         assert_eq!(v["peer"], "client \"c1\" at 127.0.0.1:5000");
         assert_eq!(v["silent_ms"], 3250);
+        assert_eq!(
+            (v["peer_cpu"].as_f64(), v["peer_mem"].as_f64()),
+            (Some(0.975), Some(0.5))
+        );
         let at = v["at"].as_str().unwrap();
         assert!(humantime::parse_rfc3339(at).is_ok(), "{at}");
     }
