@@ -369,15 +369,15 @@ fn delivery_table(r: &Report) -> String {
         let mut row = vec![p.pairing.clone()];
         row.extend(
             [
-                d.sent,
-                d.delivered,
-                d.reported,
-                d.died_with_sender,
-                d.in_flight,
-                d.lost,
-                d.duplicated,
-                d.reordered,
-                d.unaccounted,
+                d.fates.sent,
+                d.fates.delivered,
+                d.fates.reported,
+                d.fates.died_with_sender,
+                d.fates.in_flight,
+                d.fates.lost,
+                d.fates.duplicated,
+                d.fates.reordered,
+                d.fates.unaccounted,
             ]
             .map(|n| n.to_string()),
         );

@@ -466,30 +466,30 @@ fn judge_delivery(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) 
                 why: spec.why.clone(),
             });
         };
-    let sent = d.map_or(0, |d| d.sent);
+    let sent = d.map_or(0, |d| d.fates.sent);
     let counts = [
         (
             "lost messages",
             spec.max_lost,
-            d.map_or(0, |d| d.lost),
+            d.map_or(0, |d| d.fates.lost),
             ViolationKind::Lost,
         ),
         (
             "duplicated messages",
             spec.max_duplicated,
-            d.map_or(0, |d| d.duplicated),
+            d.map_or(0, |d| d.fates.duplicated),
             ViolationKind::Duplicated,
         ),
         (
             "reordered messages",
             spec.max_reordered,
-            d.map_or(0, |d| d.reordered),
+            d.map_or(0, |d| d.fates.reordered),
             ViolationKind::Reordered,
         ),
         (
             "unaccounted deliveries",
             spec.max_unaccounted,
-            d.map_or(0, |d| d.unaccounted),
+            d.map_or(0, |d| d.fates.unaccounted),
             ViolationKind::Unaccounted,
         ),
     ];

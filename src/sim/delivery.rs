@@ -243,9 +243,9 @@ const TRACE_LINES: usize = 12;
 /// A loss's lines run from its send to where it should have been delivered: more of them.
 const TRACE_LINES_LOST: usize = 30;
 
-/// The fates of a run's messages, or of many runs merged ([`Delivery::merge`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delivery {
+/// How many messages met each fate: the same counts in a run's tally and in the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fates {
     /// Messages handed to a session.
     pub sent: u64,
     /// Of those, from the server.
@@ -264,19 +264,15 @@ pub struct Delivery {
     pub duplicated: u64,
     pub reordered: u64,
     pub unaccounted: u64,
-    /// From the hand-over to the session to the first delivery, µs.
-    pub latency: LogHistogram,
-    /// The first few violations, by run (seed) where merged.
-    pub violations: Vec<(u64, Violation)>,
 }
 
-impl Delivery {
-    pub fn violations_total(&self) -> u64 {
+impl Fates {
+    /// Lost, duplicated, reordered and unaccounted messages.
+    pub fn violations(&self) -> u64 {
         self.lost + self.duplicated + self.reordered + self.unaccounted
     }
 
-    /// Adds another run's (or runs') figures.
-    pub fn merge(&mut self, o: &Delivery) {
+    fn merge(&mut self, o: &Fates) {
         self.sent += o.sent;
         self.sent_by_server += o.sent_by_server;
         self.delivered += o.delivered;
@@ -288,6 +284,24 @@ impl Delivery {
         self.duplicated += o.duplicated;
         self.reordered += o.reordered;
         self.unaccounted += o.unaccounted;
+    }
+}
+
+/// The fates of a run's messages, or of many runs merged ([`Delivery::merge`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    #[serde(flatten)]
+    pub fates: Fates,
+    /// From the hand-over to the session to the first delivery, µs.
+    pub latency: LogHistogram,
+    /// The first few violations, by run (seed) where merged.
+    pub violations: Vec<(u64, Violation)>,
+}
+
+impl Delivery {
+    /// Adds another run's (or runs') figures.
+    pub fn merge(&mut self, o: &Delivery) {
+        self.fates.merge(&o.fates);
         self.latency.merge(&o.latency);
         for v in &o.violations {
             if self.violations.len() < MAX_VIOLATIONS_KEPT {
@@ -339,7 +353,7 @@ pub fn check(log: &Log, facts: &RunFacts<'_>) -> Delivery {
                 d.latency
                     .record(at.saturating_sub(sent_at).as_micros() as u64);
             } else if times[i] == 2 {
-                d.duplicated += 1;
+                d.fates.duplicated += 1;
                 found.push((
                     ViolationKind::Duplicated,
                     id,
@@ -351,7 +365,7 @@ pub fn check(log: &Log, facts: &RunFacts<'_>) -> Delivery {
             if let Some(&r) = s.reported.get(&index)
                 && r <= at
             {
-                d.unaccounted += 1;
+                d.fates.unaccounted += 1;
                 found.push((
                     ViolationKind::Unaccounted,
                     id,
@@ -365,7 +379,7 @@ pub fn check(log: &Log, facts: &RunFacts<'_>) -> Delivery {
             }
             let top = highest.entry(channel).or_insert(index);
             if index < *top {
-                d.reordered += 1;
+                d.fates.reordered += 1;
                 found.push((
                     ViolationKind::Reordered,
                     id,
@@ -381,56 +395,48 @@ pub fn check(log: &Log, facts: &RunFacts<'_>) -> Delivery {
         let moving = s.delivered.iter().any(|&(_, at)| at >= settled);
         for (i, &(channel, sent_at)) in s.sent.iter().enumerate() {
             let index = i as u64;
+            let mut lost = |detail: String| {
+                d.fates.lost += 1;
+                let id = MessageId { stream, index };
+                found.push((ViolationKind::Lost, id, Some(channel), sent_at, detail));
+            };
             if s.withdrawn.contains(&index) {
                 continue;
             }
-            d.sent += 1;
+            d.fates.sent += 1;
             if stream.from_server() {
-                d.sent_by_server += 1;
+                d.fates.sent_by_server += 1;
             }
             let reported = s.reported.contains_key(&index);
             if times[i] > 0 {
-                d.delivered += 1;
+                d.fates.delivered += 1;
                 if reported {
-                    d.reported_but_delivered += 1;
+                    d.fates.reported_but_delivered += 1;
                 }
             } else if reported {
-                d.reported += 1;
+                d.fates.reported += 1;
             } else if let Some(&later) = highest.get(&channel).filter(|&&h| h > index) {
                 // A channel delivers in order: a later message through means this one was lost.
-                d.lost += 1;
-                found.push((
-                    ViolationKind::Lost,
-                    MessageId { stream, index },
-                    Some(channel),
-                    sent_at,
-                    format!("never delivered nor reported, though #{later} of its channel was"),
+                lost(format!(
+                    "never delivered nor reported, though #{later} of its channel was"
                 ));
             } else if s.died.is_some_and(|t| t >= sent_at) {
-                d.died_with_sender += 1;
+                d.fates.died_with_sender += 1;
             } else if sent_at > settled || !up_to_end || moving {
-                d.in_flight += 1;
+                d.fates.in_flight += 1;
             } else {
-                d.lost += 1;
-                found.push((
-                    ViolationKind::Lost,
-                    MessageId { stream, index },
-                    Some(channel),
-                    sent_at,
-                    format!(
-                        "never delivered nor reported, and nothing of its stream was delivered \
-                         in the last {:.3}s of the run, though {} and {} were connected \
-                         throughout",
-                        facts.drain.as_secs_f64(),
-                        s.sender,
-                        s.receiver,
-                    ),
+                lost(format!(
+                    "never delivered nor reported, and nothing of its stream was delivered \
+                     in the last {:.3}s of the run, though {} and {} were connected throughout",
+                    facts.drain.as_secs_f64(),
+                    s.sender,
+                    s.receiver,
                 ));
             }
         }
     }
     for (receiver, at) in &log.foreign {
-        d.unaccounted += 1;
+        d.fates.unaccounted += 1;
         found.push((
             ViolationKind::Unaccounted,
             MessageId {
@@ -562,7 +568,10 @@ mod tests {
             log.delivered("server", &payload(s, i), ms(10 * i + 3));
         }
         let d = run(&log, &connected);
-        assert_eq!((d.sent, d.delivered, d.violations_total()), (5, 5, 0));
+        assert_eq!(
+            (d.fates.sent, d.fates.delivered, d.fates.violations()),
+            (5, 5, 0)
+        );
         assert_eq!(d.latency.count(), 5);
         assert_eq!(d.latency.max(), Some(3_000));
     }
@@ -574,7 +583,7 @@ mod tests {
             log.delivered("server", &payload(s, i), ms(10 * i + 3));
         }
         let d = run(&log, &connected);
-        assert_eq!(d.lost, 1);
+        assert_eq!(d.fates.lost, 1);
         let (seed, v) = &d.violations[0];
         assert_eq!(*seed, 7);
         assert_eq!(v.kind, ViolationKind::Lost);
@@ -589,8 +598,8 @@ mod tests {
         log.reported(&payload(s, 2), ms(100));
         log.delivered("server", &payload(s, 2), ms(150));
         let d = run(&log, &connected);
-        assert_eq!((d.reported, d.lost), (1, 0));
-        assert_eq!(d.unaccounted, 1);
+        assert_eq!((d.fates.reported, d.fates.lost), (1, 0));
+        assert_eq!(d.fates.unaccounted, 1);
         assert_eq!(d.violations[0].1.message, "client-3@0>server#2");
     }
 
@@ -601,7 +610,10 @@ mod tests {
             log.delivered("server", &payload(s, i), ms(100 + i));
         }
         let d = run(&log, &connected);
-        assert_eq!((d.duplicated, d.reordered, d.lost), (1, 1, 0));
+        assert_eq!(
+            (d.fates.duplicated, d.fates.reordered, d.fates.lost),
+            (1, 1, 0)
+        );
     }
 
     #[test]
@@ -612,14 +624,14 @@ mod tests {
         // #1 was due (sent long before the drain, connected throughout); #2 was sent in the
         // drain.
         let d = run(&log, &connected);
-        assert_eq!((d.lost, d.in_flight), (1, 1));
+        assert_eq!((d.fates.lost, d.fates.in_flight), (1, 1));
         // Without a connection through the drain neither was due.
         connected.insert(
             ("server".into(), "client-3".into()),
             vec![Duration::ZERO..ms(9_500)],
         );
         let d = run(&log, &connected);
-        assert_eq!((d.lost, d.in_flight), (0, 2));
+        assert_eq!((d.fates.lost, d.fates.in_flight), (0, 2));
     }
 
     #[test]
@@ -631,12 +643,12 @@ mod tests {
         log.delivered("server", &payload(s, 1), ms(8_500));
         log.delivered("server", &payload(s, 2), ms(9_000));
         let d = run(&log, &connected);
-        assert_eq!((d.lost, d.in_flight), (0, 2));
+        assert_eq!((d.fates.lost, d.fates.in_flight), (0, 2));
         // A gap: #3 missing behind a delivered #4 is lost, connected at the end or not.
         log.delivered("server", &payload(s, 4), ms(9_500));
         connected.clear();
         let d = run(&log, &connected);
-        assert_eq!((d.lost, d.in_flight), (1, 0));
+        assert_eq!((d.fates.lost, d.fates.in_flight), (1, 0));
         assert_eq!(d.violations[0].1.message, "client-3@0>server#3");
     }
 
@@ -647,6 +659,9 @@ mod tests {
         log.host_died("clients", ms(15));
         log.delivered("server", b"short", ms(20));
         let d = run(&log, &connected);
-        assert_eq!((d.died_with_sender, d.lost, d.unaccounted), (1, 1, 1));
+        assert_eq!(
+            (d.fates.died_with_sender, d.fates.lost, d.fates.unaccounted),
+            (1, 1, 1)
+        );
     }
 }

@@ -74,7 +74,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::delivery::{Delivery, Violation};
+use super::delivery::{Delivery, Fates, Violation};
 use super::histogram::LogHistogram;
 use super::qos::{Judge, PairQos};
 use super::runner::{Heartbeats, Outcome, SERVER};
@@ -948,19 +948,8 @@ pub struct Metrics {
 /// What became of the applications' messages over the runs ([`super::delivery`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryMetrics {
-    /// Messages handed to a session, and of those by the server.
-    pub sent: u64,
-    pub sent_by_server: u64,
-    pub delivered: u64,
-    /// Not delivered, and reported so to the sender.
-    pub reported: u64,
-    pub died_with_sender: u64,
-    /// Censored: undelivered at the end and not yet due.
-    pub in_flight: u64,
-    pub lost: u64,
-    pub duplicated: u64,
-    pub reordered: u64,
-    pub unaccounted: u64,
+    #[serde(flatten)]
+    pub fates: Fates,
     /// From the hand-over to the session to the receiving application, in seconds; `None`
     /// without a delivery.
     pub latency: Option<RttQuantiles>,
@@ -971,23 +960,10 @@ pub struct DeliveryMetrics {
 impl DeliveryMetrics {
     fn of(d: &Delivery) -> DeliveryMetrics {
         DeliveryMetrics {
-            sent: d.sent,
-            sent_by_server: d.sent_by_server,
-            delivered: d.delivered,
-            reported: d.reported,
-            died_with_sender: d.died_with_sender,
-            in_flight: d.in_flight,
-            lost: d.lost,
-            duplicated: d.duplicated,
-            reordered: d.reordered,
-            unaccounted: d.unaccounted,
+            fates: d.fates,
             latency: RttQuantiles::of(&d.latency),
             violations: d.violations.clone(),
         }
-    }
-
-    pub fn violations_total(&self) -> u64 {
-        self.lost + self.duplicated + self.reordered + self.unaccounted
     }
 }
 

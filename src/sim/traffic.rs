@@ -234,6 +234,14 @@ fn gap(rng: &mut ChaCha8Rng, rate: f64) -> Duration {
     Duration::from_secs_f64(exp.sample(rng))
 }
 
+/// Records that a sender was told at `now` that `messages` will not be delivered.
+fn told_undelivered(log: &SharedLog, now: Duration, messages: &[Message]) {
+    let mut log = lock(log);
+    for m in messages {
+        log.reported(&m.payload, now);
+    }
+}
+
 /// A client's application: records what it receives and what its session hands back.
 pub struct ClientApp {
     pub node: String,
@@ -252,11 +260,7 @@ impl Handler for ClientApp {
     }
 
     fn undelivered(&self, _: u32, messages: Vec<Message>) {
-        let now = self.net.now();
-        let mut log = lock(&self.log);
-        for m in messages {
-            log.reported(&m.payload, now);
-        }
+        told_undelivered(&self.log, self.net.now(), &messages);
     }
 }
 
@@ -360,11 +364,7 @@ impl Handler for ServerApp {
     }
 
     fn undelivered(&self, _: u32, messages: Vec<Message>) {
-        let now = self.net.now();
-        let mut log = lock(&self.log);
-        for m in messages {
-            log.reported(&m.payload, now);
-        }
+        told_undelivered(&self.log, self.net.now(), &messages);
     }
 
     fn outgoing(&self, session_id: u32, client_id: &str) -> Option<mpsc::Receiver<Outgoing>> {

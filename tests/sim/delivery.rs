@@ -47,9 +47,12 @@ fn a_resume_after_a_partition_delivers_every_message_exactly_once_in_order() {
         out.reconnects.values().any(|r| r.resumed > 0),
         "the partition must end in a resume"
     );
-    assert!(d.sent > 1_500, "{} messages sent", d.sent);
-    assert_eq!(d.violations_total(), 0, "{:?}", d.violations);
-    assert_eq!(d.sent, d.delivered + d.reported + d.in_flight);
+    assert!(d.fates.sent > 1_500, "{} messages sent", d.fates.sent);
+    assert_eq!(d.fates.violations(), 0, "{:?}", d.violations);
+    assert_eq!(
+        d.fates.sent,
+        d.fates.delivered + d.fates.reported + d.fates.in_flight
+    );
 }
 
 #[test]
@@ -65,7 +68,10 @@ fn a_resume_that_drops_one_retransmission_is_a_lost_message_named_by_its_id() {
         .take()
         .expect("the resume had DATA to send again");
     let id = MessageId::read(&payload).expect("a generated payload");
-    assert_eq!((d.lost, d.duplicated, d.reordered), (1, 0, 0));
+    assert_eq!(
+        (d.fates.lost, d.fates.duplicated, d.fates.reordered),
+        (1, 0, 0)
+    );
     let (seed, v) = &d.violations[0];
     assert_eq!((*seed, v.kind), (1, ViolationKind::Lost));
     assert_eq!(v.message, format!("client-0@0>server#{}", id.index));
@@ -90,5 +96,5 @@ fn the_same_seed_gives_the_same_trace_and_the_same_fate_for_every_message() {
     let b = run(&s, 5).unwrap();
     assert_eq!(a.trace_text(), b.trace_text());
     assert_eq!(a.delivery, b.delivery);
-    assert!(a.delivery.unwrap().delivered > 3_000);
+    assert!(a.delivery.unwrap().fates.delivered > 3_000);
 }

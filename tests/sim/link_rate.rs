@@ -142,8 +142,8 @@ fn a_bulk_download_on_a_slow_link_delays_the_heartbeats_behind_it_and_only_with_
     let p50 = out.client_heartbeats.rtt.quantile(0.5).unwrap();
     assert!(p50 < 25_000, "most round trips stay near 20 ms: {p50} µs");
     let delivery = out.delivery.as_ref().expect("traffic");
-    assert_eq!(delivery.violations_total(), 0);
-    assert_eq!(delivery.delivered, delivery.sent);
+    assert_eq!(delivery.fates.violations(), 0);
+    assert_eq!(delivery.fates.delivered, delivery.fates.sent);
     // Same seed, same trace, byte for byte; and the tick only changes the cost.
     let again = run(&slow, 1).unwrap();
     assert_eq!(out.trace_text(), again.trace_text());
@@ -172,6 +172,6 @@ fn an_upload_that_keeps_the_write_buffer_busy_longer_than_the_write_timeout_is_n
     let trace = out.trace_text();
     assert!(!trace.contains("peer stopped reading"), "{trace}");
     let d = out.delivery.expect("traffic");
-    assert_eq!((d.delivered, d.violations_total()), (d.sent, 0));
-    assert!(d.sent >= 312, "{} messages of 16 kB", d.sent);
+    assert_eq!((d.fates.delivered, d.fates.violations()), (d.fates.sent, 0));
+    assert!(d.fates.sent >= 312, "{} messages of 16 kB", d.fates.sent);
 }
