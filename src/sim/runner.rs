@@ -1137,14 +1137,14 @@ pub fn run_watched(
             };
             let life = incarnation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             opts.seed = Some(stream(seed, Purpose::Simulator, &[1, life]).next_u64());
-            let (app, started) = ServerApp::new(
-                net.clone(),
-                log.clone(),
-                workload.clone(),
-                life as u32,
-                traffic_end,
+            let apps = Apps {
+                workload: workload.clone(),
+                net: net.clone(),
+                log: log.clone(),
+                end: traffic_end,
                 seed,
-            );
+            };
+            let (app, started) = ServerApp::new(apps, life as u32);
             // Each life of the server process starts with an idle CPU.
             let cpu = load.map(|m| Cpu::new(m, net.clone()));
             let app = app.with_cpu(cpu.clone());

@@ -270,12 +270,8 @@ type Queues = BTreeMap<u32, (StreamId, Option<mpsc::Receiver<Outgoing>>)>;
 /// The server's application, one per server process life: records what it receives, and runs
 /// a generator per session for the flows that send down.
 pub struct ServerApp {
-    pub net: SimNet,
-    pub log: SharedLog,
-    pub traffic: Arc<Workload>,
-    pub life: u32,
-    pub end: Duration,
-    pub seed: u64,
+    apps: Apps,
+    life: u32,
     /// Each session's queue while no connection carries it, and the stream it feeds.
     queues: Mutex<Queues>,
     /// Generators to start; the server process runs them ([`ServerApp::run_generators`]) so
@@ -289,24 +285,16 @@ impl ServerApp {
     /// The application and the receiver of the generators it starts, which
     /// [`ServerApp::run_generators`] must run inside the server process.
     pub fn new(
-        net: SimNet,
-        log: SharedLog,
-        traffic: Arc<Workload>,
+        apps: Apps,
         life: u32,
-        end: Duration,
-        seed: u64,
     ) -> (
         ServerApp,
         mpsc::UnboundedReceiver<(Generator, mpsc::Sender<Outgoing>)>,
     ) {
         let (start, started) = mpsc::unbounded_channel();
         let app = ServerApp {
-            net,
-            log,
-            traffic,
+            apps,
             life,
-            end,
-            seed,
             queues: Mutex::new(BTreeMap::new()),
             start,
             cpu: None,
@@ -352,7 +340,8 @@ fn client_index(client_id: &str) -> Option<usize> {
 
 impl Handler for ServerApp {
     fn on_message(&self, _: u32, message: Message) -> Option<Outgoing> {
-        lock(&self.log).delivered("server", &message.payload, self.net.now());
+        let now = self.apps.net.now();
+        lock(&self.apps.log).delivered("server", &message.payload, now);
         if let Some(cpu) = &self.cpu {
             cpu.message();
         }
@@ -364,7 +353,7 @@ impl Handler for ServerApp {
     }
 
     fn undelivered(&self, _: u32, messages: Vec<Message>) {
-        told_undelivered(&self.log, self.net.now(), &messages);
+        told_undelivered(&self.apps.log, self.apps.net.now(), &messages);
     }
 
     fn outgoing(&self, session_id: u32, client_id: &str) -> Option<mpsc::Receiver<Outgoing>> {
@@ -372,33 +361,21 @@ impl Handler for ServerApp {
         if let Some((_, rx)) = queues.get_mut(&session_id) {
             return rx.take();
         }
-        let index = client_index(client_id)?;
-        let flows: Vec<Flow> = self
-            .traffic
-            .flows_of(index, false)
-            .map(|(_, f)| f.clone())
-            .collect();
-        if flows.is_empty() {
-            return None;
-        }
         let stream = StreamId::server(self.life, session_id);
-        lock(&self.log).open(
-            stream,
-            "server",
-            super::runner::SERVER,
-            client_id,
-            self.life,
-        );
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let generator = Generator {
-            net: self.net.clone(),
-            log: self.log.clone(),
-            stream,
-            flows,
-            end: self.end,
-            seed: self.seed,
-            key: vec![1, u64::from(self.life), u64::from(session_id)],
+        let ends = Ends {
+            sender: "server",
+            host: super::runner::SERVER,
+            receiver: client_id,
         };
+        let key = vec![1, u64::from(self.life), u64::from(session_id)];
+        let (generator, tx, rx) = self.apps.open(
+            client_index(client_id)?,
+            false,
+            stream,
+            ends,
+            self.life,
+            key,
+        )?;
         // The process is gone if nobody runs generators any more: then nothing is sent.
         let _ = self.start.send((generator, tx));
         queues.insert(session_id, (stream, None));
@@ -418,7 +395,7 @@ impl Handler for ServerApp {
         // What is still in the queue never reached the session: it was not sent. Dropping the
         // receiver stops the generator.
         if let Some(mut rx) = rx {
-            let mut log = lock(&self.log);
+            let mut log = lock(&self.apps.log);
             while let Ok(m) = rx.try_recv() {
                 if let Some(id) = MessageId::read(&m.payload) {
                     log.withdrawn(stream, id.index);
@@ -443,23 +420,38 @@ pub struct Apps {
 impl Apps {
     /// The generator of client `index` on `host` in process life `life`, if its flows send
     /// up, with both ends of its queue: the receiver goes to `net::client::run`.
-    pub fn client_generator(
+    pub fn client_generator(&self, index: usize, host: &str, life: u32) -> Option<Sender> {
+        let node = format!("client-{index}");
+        let ends = Ends {
+            sender: &node,
+            host,
+            receiver: super::runner::SERVER,
+        };
+        let stream = StreamId::client(index as u32, life);
+        let key = vec![0, u64::from(life), index as u64];
+        self.open(index, true, stream, ends, life, key)
+    }
+
+    /// Opens `stream` for the flows of session `index` one way (`up`: client to server), if
+    /// it has any: the generator and both ends of its queue.
+    fn open(
         &self,
         index: usize,
-        host: &str,
+        up: bool,
+        stream: StreamId,
+        ends: Ends<'_>,
         life: u32,
-    ) -> Option<(Generator, mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>)> {
+        key: Vec<u64>,
+    ) -> Option<Sender> {
         let flows: Vec<Flow> = self
             .workload
-            .flows_of(index, true)
+            .flows_of(index, up)
             .map(|(_, f)| f.clone())
             .collect();
         if flows.is_empty() {
             return None;
         }
-        let stream = StreamId::client(index as u32, life);
-        let node = format!("client-{index}");
-        lock(&self.log).open(stream, &node, host, super::runner::SERVER, life);
+        lock(&self.log).open(stream, ends.sender, ends.host, ends.receiver, life);
         let (tx, rx) = mpsc::channel(QUEUE);
         let generator = Generator {
             net: self.net.clone(),
@@ -468,8 +460,18 @@ impl Apps {
             flows,
             end: self.end,
             seed: self.seed,
-            key: vec![0, u64::from(life), index as u64],
+            key,
         };
         Some((generator, tx, rx))
     }
+}
+
+/// A stream's generator and both ends of its queue.
+pub type Sender = (Generator, mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>);
+
+/// A stream's sending node, its host, and the receiving node.
+struct Ends<'a> {
+    sender: &'a str,
+    host: &'a str,
+    receiver: &'a str,
 }
