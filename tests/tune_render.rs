@@ -99,6 +99,7 @@ impl Measured {
                 ..ReconnectTally::default()
             },
             delivery: None,
+            queue_drops: 0,
         }
     }
 }

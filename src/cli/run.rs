@@ -275,6 +275,19 @@ pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
     if plan.has_traffic() {
         o.push_str(&delivery_table(r));
     }
+    let drops: Vec<String> = r
+        .pairings
+        .iter()
+        .filter(|p| p.metrics.queue_drops > 0)
+        .map(|p| format!("{} {}", p.pairing, p.metrics.queue_drops))
+        .collect();
+    if !drops.is_empty() {
+        let _ = writeln!(
+            o,
+            "  packets dropped by full link queues (tail drops, each resent by TCP): {}",
+            drops.join(", ")
+        );
+    }
     let held = r.checks.iter().filter(|c| c.holds).count();
     let _ = writeln!(o, "  assertions: {held} of {} checks hold", r.checks.len());
     for c in r.failed() {

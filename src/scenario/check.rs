@@ -634,6 +634,7 @@ mod tests {
             client_heartbeats: Heartbeats::default(),
             server_heartbeats: Heartbeats::default(),
             delivery: None,
+            queue_drops: 0,
         };
         let pair = PairQos {
             watcher: "client-0".into(),

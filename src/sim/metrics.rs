@@ -586,6 +586,9 @@ pub struct RunSummary {
     /// What became of the applications' messages, when the runs had traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// Packets dropped by full link queues, summed over the runs.
+    #[serde(default)]
+    pub queue_drops: u64,
 }
 
 impl RunSummary {
@@ -595,6 +598,7 @@ impl RunSummary {
             runs: 1,
             reconnects: ReconnectTally::of_run(seed, out),
             delivery: out.delivery.clone(),
+            queue_drops: out.queue_drops,
             ..RunSummary::default()
         };
         for q in pairs {
@@ -626,6 +630,7 @@ impl RunSummary {
         self.client.merge(&other.client);
         self.server.merge(&other.server);
         self.reconnects.merge(&other.reconnects);
+        self.queue_drops += other.queue_drops;
         match (&mut self.delivery, &other.delivery) {
             (Some(d), Some(o)) => d.merge(o),
             (d @ None, Some(o)) => *d = Some(o.clone()),
@@ -670,6 +675,7 @@ impl RunSummary {
             server: self.server.metrics(confidence),
             reconnects: self.reconnects.metrics(),
             delivery: self.delivery.as_ref().map(DeliveryMetrics::of),
+            queue_drops: self.queue_drops,
         }
     }
 }
@@ -943,6 +949,9 @@ pub struct Metrics {
     /// The delivery checker's counts, when the runs had traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryMetrics>,
+    /// Packets dropped by full link queues over the runs (each resent by TCP).
+    #[serde(default)]
+    pub queue_drops: u64,
 }
 
 /// What became of the applications' messages over the runs ([`super::delivery`]).
@@ -1023,6 +1032,7 @@ mod tests {
             client_heartbeats: Heartbeats::default(),
             server_heartbeats: Heartbeats::default(),
             delivery: None,
+            queue_drops: 0,
         }
     }
 

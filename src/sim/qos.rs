@@ -348,6 +348,7 @@ mod tests {
             client_heartbeats: Default::default(),
             server_heartbeats: Default::default(),
             delivery: None,
+            queue_drops: 0,
         }
     }
 

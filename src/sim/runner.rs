@@ -398,6 +398,9 @@ pub struct Outcome {
     pub server_heartbeats: Heartbeats,
     /// What became of every application message, when the run had traffic.
     pub delivery: Option<Delivery>,
+    /// Packets dropped by full link queues (tail drops, each resent by TCP): links with a
+    /// rate only.
+    pub queue_drops: u64,
 }
 
 impl Outcome {
@@ -1559,6 +1562,7 @@ pub fn run_watched(
         client_heartbeats: rec.client_heartbeats,
         server_heartbeats: rec.server_heartbeats,
         delivery,
+        queue_drops: net.queue_drops(),
     })
 }
 

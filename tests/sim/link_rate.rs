@@ -115,16 +115,21 @@ fn a_send_buffer_that_fills_blocks_the_writer_until_acknowledgements_free_room()
 /// A 2 MB download from t = 10 s for session 0 over 10 ms each way, 1 s heartbeats (k = 3) on
 /// both sessions, on a link of `rate` (none: infinitely fast) with `extra` TOML appended.
 fn download(rate: Option<&str>, extra: &str) -> mcpsim::sim::runner::Scenario {
+    let text = download_text(rate, extra);
+    let plan = mcpsim::scenario::parse("download.toml", "download", &text).unwrap();
+    plan.scenario(0)
+}
+
+/// The scenario text of [`download`].
+fn download_text(rate: Option<&str>, extra: &str) -> String {
     let rate = rate.map_or(String::new(), |r| format!("rate = \"{r}\""));
-    let text = format!(
+    format!(
         "duration = \"40s\"\nseeds = 1\n[topology]\nsessions = 2\n\
          [grid]\ninterval = [\"1s\"]\nmiss_threshold = [3]\n\
          [network]\nlatency = \"10ms\"\n{rate}\n\
          [traffic]\n[[traffic.flow]]\nsessions = [0, 0]\ndirection = \"down\"\n\
          bulk = 2000000\nsize = 16000\nstart = \"10s\"\n{extra}"
-    );
-    let plan = mcpsim::scenario::parse("download.toml", "download", &text).unwrap();
-    plan.scenario(0)
+    )
 }
 
 #[test]
@@ -174,4 +179,19 @@ fn an_upload_that_keeps_the_write_buffer_busy_longer_than_the_write_timeout_is_n
     let d = out.delivery.expect("traffic");
     assert_eq!((d.fates.delivered, d.fates.violations()), (d.fates.sent, 0));
     assert!(d.fates.sent >= 312, "{} messages of 16 kB", d.fates.sent);
+}
+
+#[test]
+fn a_short_link_queue_drops_packets_which_the_run_counts_and_tcp_resends() {
+    use mcpsim::sim::runner::run;
+    let roomy = run(&download(Some("2mbit"), ""), 1).unwrap();
+    assert_eq!(roomy.queue_drops, 0);
+    // Eight packets of queue cannot hold a congestion window's worth: tail drops.
+    let text =
+        download_text(Some("2mbit"), "").replace("rate = \"2mbit\"", "rate = \"2mbit\"\nqueue = 8");
+    let plan = mcpsim::scenario::parse("download.toml", "download", &text).unwrap();
+    let out = run(&plan.scenario(0), 1).unwrap();
+    assert!(out.queue_drops > 0, "no drop with 8 packets of queue");
+    let d = out.delivery.expect("traffic");
+    assert_eq!((d.fates.delivered, d.fates.violations()), (d.fates.sent, 0));
 }
