@@ -6,7 +6,7 @@
 //! and P_A beside the detector's part of it (false suspicions) and the share lost to reconnecting
 //! after real failures. The JSON
 //! (`--json`) holds every metric, both intervals among them
-//! ([`SideMetrics`](crate::sim::metrics::SideMetrics)).
+//! ([`crate::sim::metrics::SideMetrics`]).
 //!
 //! Exit status: 0 when every assertion holds, 1 when one fails, 2 on unusable input. A run in
 //! which a side never had a connected session is an error (it would measure nothing), named by

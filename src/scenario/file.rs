@@ -1,5 +1,5 @@
 //! What a scenario file says, exactly as written: the serde model of the TOML, with the
-//! JSON Schema derived from the same types. [`super::compile`] turns it into runs.
+//! JSON Schema derived from the same types. [`super::parse`] turns it into runs.
 //!
 //! Every table refuses unknown keys. Durations and percentages are strings with units
 //! ([`super::units`]). Fields that can be wrong only in relation to others (a fault aimed at a

@@ -3,7 +3,7 @@
 //! issue, [`html`] for one self-contained page with the trade-off chart, heatmaps and the table.
 //!
 //! Pure functions of the report: no I/O. The Markdown and HTML tables share their columns
-//! ([`table`]): detection quantiles of the worse side, the worse side's false-suspicion rate
+//! (`table`): detection quantiles of the worse side, the worse side's false-suspicion rate
 //! with its interval, both ends' heartbeat overhead.
 
 mod csv;
