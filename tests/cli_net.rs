@@ -622,6 +622,6 @@ fn a_server_that_reports_its_load_shows_in_the_clients_json_heartbeat_log_with_i
         (0.0..=1.0).contains(&cpu) && mem > 0.0 && mem <= 1.0,
         "{line}"
     );
-    assert_eq!(fields["peer"], "server", "{line}");
+    assert_eq!(fields["peer"], format!("server at {addr}"), "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }

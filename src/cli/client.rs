@@ -176,6 +176,10 @@ impl Connector for TunedTcpConnector {
         self.options.apply(&s)?;
         Ok(s)
     }
+
+    fn peer(&self) -> String {
+        format!("server at {}", self.addr)
+    }
 }
 
 impl ClientArgs {

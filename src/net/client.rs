@@ -155,7 +155,7 @@ async fn connect_loop<C: Connector>(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let ctx = ConnCtx {
         node: &opts.name,
-        peer: "server".into(),
+        peer: connector.peer(),
         clock: clock.clone(),
         observer: &*observer,
         handler: &*handler,

@@ -121,7 +121,7 @@ impl Handler for Echo {
 pub struct ConnCtx<'a> {
     pub node: &'a str,
     /// The peer as this side knows it, for logs and alerts: `client "id" at addr` (or
-    /// `client at addr` without an id) on the server, `server` on the client.
+    /// `client at addr` without an id) on the server, `server at addr` on the client (`server` where its connector knows no address).
     pub peer: String,
     pub clock: Clock,
     pub observer: &'a dyn Observer,

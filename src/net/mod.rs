@@ -50,6 +50,11 @@ pub trait Listener: Send + 'static {
 pub trait Connector: Send + Sync + 'static {
     type Stream: Stream;
     fn connect(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+
+    /// The server as logs and alerts name it: `server at ADDR` where the address is known.
+    fn peer(&self) -> String {
+        "server".into()
+    }
 }
 
 impl Listener for tokio::net::TcpListener {
@@ -112,6 +117,10 @@ impl Connector for TcpConnector {
         let s = tokio::net::TcpStream::connect(&self.addr).await?;
         s.set_nodelay(true)?;
         Ok(s)
+    }
+
+    fn peer(&self) -> String {
+        format!("server at {}", self.addr)
     }
 }
 

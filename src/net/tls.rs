@@ -260,6 +260,10 @@ impl<C: Connector> Connector for TlsConnector<C> {
             .connect(self.server_name.clone(), stream)
             .await
     }
+
+    fn peer(&self) -> String {
+        self.inner.peer()
+    }
 }
 
 #[cfg(test)]
