@@ -1582,6 +1582,15 @@ mod tests {
         assert!(a.0.iter().any(Option::is_some));
     }
 
+    /// A 5 ms link with `rate` one way and none back.
+    fn rated(rate: LinkRate) -> (Direction, Direction) {
+        let fwd = Direction::ideal(Latency::constant(ms(5)))
+            .unwrap()
+            .with_rate(Some(rate))
+            .unwrap();
+        (fwd, Direction::ideal(Latency::constant(ms(5))).unwrap())
+    }
+
     #[test]
     fn a_link_with_a_rate_serializes_packets_back_to_back_then_adds_the_latency() {
         // 1 Mbit/s: a 1448-byte segment is 1500 bytes on the wire, 12 ms; a pure ACK 52 bytes,
@@ -1591,11 +1600,7 @@ mod tests {
             bits_per_s: 1_000_000,
             queue: 1000,
         };
-        let mut fwd = Direction::ideal(Latency::constant(ms(5)))
-            .unwrap()
-            .with_rate(Some(rate))
-            .unwrap();
-        let mut rev = Direction::ideal(Latency::constant(ms(5))).unwrap();
+        let (mut fwd, mut rev) = rated(rate);
         let tcp = TcpConfig::default();
         let mut path = Path::new(&mut fwd, &mut rev, &tcp);
         let mut r = rng(1);
@@ -1611,15 +1616,10 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_what_arrives_until_a_packet_has_left() {
-        let rate = LinkRate {
+        let (mut fwd, mut rev) = rated(LinkRate {
             bits_per_s: 1_000_000,
             queue: 3,
-        };
-        let mut fwd = Direction::ideal(Latency::constant(ms(5)))
-            .unwrap()
-            .with_rate(Some(rate))
-            .unwrap();
-        let mut rev = Direction::ideal(Latency::constant(ms(5))).unwrap();
+        });
         let tcp = TcpConfig::default();
         let mut path = Path::new(&mut fwd, &mut rev, &tcp);
         let mut r = rng(1);

@@ -44,7 +44,7 @@ use super::net::{HostState, SimNet};
 use super::process::{Processes, Software};
 use super::record::{Recorder, TraceObserver};
 use super::synthetic::{Purpose, stream};
-use super::traffic::{Apps, ClientApp, ServerApp, SharedLog, Workload};
+use super::traffic::{Apps, ClientApp, ServerApp, Workload};
 use crate::config::StackConfig;
 use crate::net::Observer;
 use crate::net::client::{self, ClientOptions};
@@ -491,10 +491,6 @@ pub fn run_watched(
     client_options.session.session.sabotage = scenario.sabotage.clone();
     // The clients' CPU is not modelled: they report an idle machine, not the one running this.
     client_options.load = Some(Arc::new(Idle));
-    let workload = Arc::new(scenario.traffic.clone());
-    let log: SharedLog = Arc::new(Mutex::new(DeliveryLog::default()));
-    // Flows stop a drain before the end, so that what they sent can arrive.
-    let traffic_end = scenario.duration.saturating_sub(workload.drain);
     check_targets(scenario)?;
     let mut faults = scenario.faults.clone();
     for (i, r) in scenario.random_faults.iter().enumerate() {
@@ -538,6 +534,15 @@ pub fn run_watched(
     }
     let links = FaultLinks::new(network, seed, scenario.duration + Duration::from_secs(3600))?;
     let net = SimNet::new(Box::new(links));
+    // What every application of the run shares. Flows stop a drain before the end, so that
+    // what they sent can arrive.
+    let apps = Apps {
+        workload: Arc::new(scenario.traffic.clone()),
+        net: net.clone(),
+        log: Arc::new(Mutex::new(DeliveryLog::default())),
+        end: scenario.duration.saturating_sub(scenario.traffic.drain),
+        seed,
+    };
     if options.trace == TraceLevel::Segments {
         // The kernels' probes, resends and timeouts join the trace at the end of the run.
         net.keep_notes();
@@ -574,8 +579,7 @@ pub fn run_watched(
         let segments = segments.clone();
         let server_options = scenario.stack.server_options();
         let incarnation = incarnation.clone();
-        let log = log.clone();
-        let workload = workload.clone();
+        let apps = apps.clone();
         let load = scenario.load;
         let server: Software = Box::new(move || {
             let net = net.clone();
@@ -587,18 +591,12 @@ pub fn run_watched(
             };
             let life = incarnation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             opts.seed = Some(stream(seed, Purpose::Simulator, &[1, life]).next_u64());
-            let apps = Apps {
-                workload: workload.clone(),
-                net: net.clone(),
-                log: log.clone(),
-                end: traffic_end,
-                seed,
-            };
-            let (app, started) = ServerApp::new(apps, life as u32);
+            let traffic = apps.workload.is_on();
+            let (app, started) = ServerApp::new(apps.clone(), life as u32);
             // Each life of the server process starts with an idle CPU.
             let cpu = load.map(|m| Cpu::new(m, net.clone()));
             let app = app.with_cpu(cpu.clone());
-            let handler: Arc<dyn Handler> = if workload.is_on() {
+            let handler: Arc<dyn Handler> = if traffic {
                 Arc::new(app)
             } else {
                 Arc::new(Discard)
@@ -640,16 +638,14 @@ pub fn run_watched(
         // A host's processes start at the run's start or at a restart; the ramp applies to
         // the first life only (a restarted host's clients start when it is back).
         let lives = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let log = log.clone();
-        let workload = workload.clone();
+        let apps = apps.clone();
         let clients: Software = Box::new(move || {
             let net = net.clone();
             let rec = rec.clone();
             let segments = segments.clone();
             let client_options = client_options.clone();
             let host = host.clone();
-            let log = log.clone();
-            let workload = workload.clone();
+            let apps = apps.clone();
             let life = lives.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let first_life = life == 0;
             Box::pin(async move {
@@ -679,21 +675,14 @@ pub fn run_watched(
                     let connector = net.connector(&host, &opts.name, SERVER, PORT);
                     let observer = observer.clone();
                     let shutdown = shutdown.clone();
-                    let handler: Arc<dyn Handler> = if workload.is_on() {
+                    let handler: Arc<dyn Handler> = if apps.workload.is_on() {
                         Arc::new(ClientApp {
                             node: opts.name.clone(),
                             net: net.clone(),
-                            log: log.clone(),
+                            log: apps.log.clone(),
                         })
                     } else {
                         Arc::new(Discard)
-                    };
-                    let apps = Apps {
-                        workload: workload.clone(),
-                        net: net.clone(),
-                        log: log.clone(),
-                        end: traffic_end,
-                        seed,
                     };
                     let sender = apps.client_generator(i, &host, life as u32);
                     let outgoing = match sender {
@@ -780,7 +769,7 @@ pub fn run_watched(
 
     // The fault schedule runs in the hosts' runtime beside the processes, so each action
     // applies at its own millisecond whatever the tick.
-    let delivery_log = log;
+    let delivery_log = apps.log.clone();
     let log = Rc::new(RefCell::new(FaultLog {
         down: Vec::new(),
         lines: merged_lines,
@@ -981,14 +970,14 @@ pub fn run_watched(
     // process-wide state (task ids), so cross-node order within an instant is not part of
     // the contract; everything a node does, and when, is.
     trace.sort_by(|a, b| (a.at, &a.node).cmp(&(b.at, &b.node)));
-    let delivery = workload.is_on().then(|| {
+    let delivery = apps.workload.is_on().then(|| {
         let log = delivery_log.lock().unwrap_or_else(|e| e.into_inner());
         delivery::check(
             &log,
             &RunFacts {
                 seed,
                 end: scenario.duration,
-                drain: workload.drain,
+                drain: apps.workload.drain,
                 connected: &connected,
                 trace: &trace,
                 hosts: &hosts,
