@@ -1,5 +1,8 @@
-//! The client driver: connect, drive the session, reconnect with backoff and a circuit breaker,
-//! resume.
+//! The client driver: carries out a [`ClientEndpoint`]'s decisions over a [`Connector`]. It
+//! opens a transport when the endpoint asks, runs the connection loop (`conn::drive`) on the
+//! endpoint's session, sleeps until the endpoint's deadlines, and reports the endpoint's events
+//! as [`NetEvent`]s. When to connect, back off, trip the breaker, resume, start afresh or give
+//! up is decided in `proto::client`, sans-IO, the same in production and in simulation.
 //!
 //! The session outlives connections: messages queued while disconnected, and messages sent but
 //! not acknowledged when a connection died, are delivered after the resume exactly once.
@@ -8,18 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, watch};
-use tokio::time::timeout;
+use tokio::time::timeout_at;
 
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, Outgoing, ReadState, drive};
 use super::load::{LoadSource, OsLoad};
 use super::tls::{CertificateProblem, certificate_problem};
 use super::{Clock, ConnEnd, Connector, GateHandle, NetEvent, Observer, Steer};
-use crate::proto::backoff::{Action, ConfigError, ReconnectConfig, ReconnectPolicy};
+use crate::proto::backoff::{ConfigError, ReconnectConfig};
+use crate::proto::client::{ClientEndpoint, ClientEvent, Ending, EndpointConfig};
 use crate::proto::frame::MAX_PAYLOAD_LEN;
-use crate::proto::session::{ClientConfig, Event, Session, Side, State};
+use crate::proto::session::{ClientConfig, Side};
 use crate::proto::{Decoder, ErrorCode};
 
 /// Everything a client needs besides its connector.
@@ -70,6 +72,9 @@ pub enum ClientError {
     /// The server's TLS certificate cannot be verified: retrying would meet it again.
     #[error("server certificate refused: {0}")]
     Certificate(CertificateProblem),
+    /// Connecting failed in a way retrying would meet again.
+    #[error("server unreachable: {0}")]
+    Unreachable(String),
 }
 
 /// Runs a client until its session ends, `shutdown` turns true, or the reconnect policy gives up.
@@ -84,7 +89,12 @@ pub async fn run<C: Connector>(
     outgoing: Option<mpsc::Receiver<Outgoing>>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
-    let mut session = Session::client(opts.session.clone());
+    let mut endpoint = ClientEndpoint::new(EndpointConfig {
+        session: opts.session.clone(),
+        reconnect: opts.reconnect,
+        connect_timeout: opts.connect_timeout,
+        seed: opts.seed,
+    })?;
     let (steer, steered) = watch::channel(Steer::default());
     let source: Option<Arc<dyn LoadSource>> = match (&opts.load, opts.report_load) {
         (_, false) => None,
@@ -100,7 +110,7 @@ pub async fn run<C: Connector>(
     let result = tokio::select! {
         biased;
         r = connect_loop(
-            &mut session,
+            &mut endpoint,
             connector,
             &opts,
             observer,
@@ -114,6 +124,7 @@ pub async fn run<C: Connector>(
     // The session ends with the client (it gave up, was refused, or shut down while not
     // connected): what it still holds will not be delivered, and the application hears so
     // (§12). A session that closed on a connection has already reported.
+    let session = endpoint.session_mut();
     let left = session.take_undelivered();
     if !left.is_empty() {
         handler.undelivered(session.id(), left);
@@ -139,9 +150,11 @@ async fn sample_load(
     }
 }
 
+/// Carries out the endpoint's decisions: opens transports, runs the connection loop on each,
+/// sleeps between attempts, and reports what happened.
 #[allow(clippy::too_many_arguments)]
 async fn connect_loop<C: Connector>(
-    session: &mut Session,
+    endpoint: &mut ClientEndpoint,
     connector: C,
     opts: &ClientOptions,
     observer: Arc<dyn Observer>,
@@ -151,8 +164,6 @@ async fn connect_loop<C: Connector>(
     steer: Option<watch::Receiver<Steer>>,
 ) -> Result<(), ClientError> {
     let clock = Clock::with_gate(opts.gate.clone());
-    let mut policy = ReconnectPolicy::new(opts.reconnect)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let ctx = ConnCtx {
         node: &opts.name,
         peer: connector.peer(),
@@ -163,194 +174,87 @@ async fn connect_loop<C: Connector>(
         on_shutdown: OnShutdown::Close,
         steer,
     };
-    let observe = |session: &Session, ev: NetEvent| {
-        observer.observe(&opts.name, Side::Client, session.id(), &ev)
-    };
-    let mut attempt = 0u32;
+    let mut certificate = None;
     loop {
-        if *shutdown.borrow() || session.state() == State::Closed {
-            return Ok(());
+        if *shutdown.borrow() {
+            endpoint.handle_shutdown();
         }
-        attempt += 1;
-        observe(session, NetEvent::Connecting { attempt });
-        let mut go_away: Option<Duration> = None;
-        let mut refused: Option<(ErrorCode, String)> = None;
+        let attempt = endpoint.poll_connect(clock.now());
+        report(endpoint, &opts.name, &*observer);
+        if let Some(ending) = endpoint.ending() {
+            return match ending.clone() {
+                Ending::Finished => Ok(()),
+                Ending::GaveUp { attempts } => Err(ClientError::GaveUp { attempts }),
+                Ending::Refused { code, reason } => Err(ClientError::Refused { code, reason }),
+                Ending::Unreachable { error } => Err(match certificate.take() {
+                    Some(problem) => ClientError::Certificate(problem),
+                    None => ClientError::Unreachable(error),
+                }),
+            };
+        }
+        let Some(deadline) = endpoint.poll_timeout() else {
+            continue;
+        };
+        if attempt.is_none() {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => endpoint.handle_shutdown(),
+                _ = clock.sleep_until(clock.instant(deadline)) => endpoint.handle_timeout(clock.now()),
+            }
+            continue;
+        }
         let connected = tokio::select! {
             biased;
-            _ = shutdown.changed() => return Ok(()),
-            r = timeout(opts.connect_timeout, connector.connect()) => r,
-        };
-        match connected {
-            Ok(Ok(stream)) => {
-                session.handle_connected(clock.now());
-                let read = ReadState {
-                    buf: BytesMut::new(),
-                    decoder: Decoder::new(MAX_PAYLOAD_LEN),
-                };
-                let watcher = EventWatch::default();
-                let end = {
-                    let obs = WatchingObserver {
-                        inner: &*observer,
-                        watch: &watcher,
-                    };
-                    let ctx = ConnCtx {
-                        observer: &obs,
-                        ..ctx_ref(&ctx)
-                    };
-                    drive(
-                        stream,
-                        session,
-                        &ctx,
-                        read,
-                        outgoing.as_mut(),
-                        shutdown.clone(),
-                        None,
-                    )
-                    .await
-                };
-                session.handle_disconnect(clock.now());
-                let seen = watcher.take();
-                go_away = seen.go_away;
-                refused = seen.refused;
-                if seen.established || seen.session_lost {
-                    // The server is reachable: the breaker closes and backoff starts over.
-                    policy.handle_success(clock.now());
-                    attempt = 0;
-                }
-                if seen.session_lost {
-                    // The session was reset by the REJECT; open a new one without waiting.
-                    continue;
-                }
-                if end == ConnEnd::Shutdown {
-                    return Ok(());
-                }
+            _ = shutdown.changed() => {
+                endpoint.handle_shutdown();
+                continue;
             }
+            r = timeout_at(clock.instant(deadline), connector.connect()) => r,
+        };
+        let stream = match connected {
+            Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
-                observe(
-                    session,
-                    NetEvent::ConnectFailed {
-                        error: e.to_string(),
-                    },
-                );
-                if let Some(problem) = certificate_problem(&e) {
-                    return Err(ClientError::Certificate(problem));
-                }
+                certificate = certificate_problem(&e);
+                endpoint.handle_connect_failed(clock.now(), e.to_string(), certificate.is_some());
+                continue;
             }
-            Err(_) => observe(
-                session,
-                NetEvent::ConnectFailed {
-                    error: "connect timed out".into(),
-                },
-            ),
-        }
-        if let Some((code, reason)) = refused
-            && code == ErrorCode::AuthFailed
-        {
-            return Err(ClientError::Refused { code, reason });
-        }
-        if session.state() == State::Closed {
-            return Ok(());
-        }
-        let now = clock.now();
-        // After a working connection died the policy was reset, so this is its first, short,
-        // jittered delay; never sooner than a GOAWAY's retry-after.
-        let action = policy.handle_failure(now, &mut rng);
-        while let Some(ev) = policy.poll_event() {
-            observe(session, NetEvent::Breaker(ev));
-        }
-        let wait = match action {
-            Action::Retry { after } => after,
-            Action::WaitForBreaker { until } => until.saturating_since(now),
-            Action::GiveUp { attempts } => {
-                observe(session, NetEvent::GaveUp { attempts });
-                return Err(ClientError::GaveUp { attempts });
+            Err(_) => {
+                endpoint.handle_timeout(clock.now());
+                continue;
             }
         };
-        let wait = wait.max(go_away.unwrap_or(Duration::ZERO));
-        observe(
-            session,
-            NetEvent::ReconnectIn {
-                delay: wait,
-                attempt: attempt + 1,
-            },
-        );
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => return Ok(()),
-            _ = clock.sleep_until(tokio::time::Instant::now() + wait) => {}
+        endpoint.handle_connected(clock.now());
+        let read = ReadState {
+            buf: BytesMut::new(),
+            decoder: Decoder::new(MAX_PAYLOAD_LEN),
+        };
+        let end = drive(
+            stream,
+            endpoint.session_mut(),
+            &ctx,
+            read,
+            outgoing.as_mut(),
+            shutdown.clone(),
+            None,
+        )
+        .await;
+        if end == ConnEnd::Shutdown {
+            endpoint.handle_shutdown();
         }
-        // The breaker may still be open if the wait was cut short by rounding: wait it out.
-        while !policy.allow(clock.now()) {
-            match policy.poll_timeout() {
-                Some(t) => clock.sleep_until(clock.instant(t)).await,
-                None => break,
-            }
-        }
+        endpoint.handle_connection_ended(clock.now());
     }
 }
 
-fn ctx_ref<'a>(c: &ConnCtx<'a>) -> ConnCtx<'a> {
-    ConnCtx {
-        node: c.node,
-        peer: c.peer.clone(),
-        clock: c.clock.clone(),
-        observer: c.observer,
-        handler: c.handler,
-        limits: c.limits,
-        on_shutdown: c.on_shutdown,
-        steer: c.steer.clone(),
-    }
-}
-
-/// What the client loop needs to know about a finished connection.
-#[derive(Default)]
-struct Seen {
-    established: bool,
-    /// The server answered but no longer knows the session: start a new one at once.
-    session_lost: bool,
-    go_away: Option<Duration>,
-    refused: Option<(ErrorCode, String)>,
-}
-
-#[derive(Default)]
-struct EventWatch(std::sync::Mutex<Seen>);
-
-impl EventWatch {
-    fn take(&self) -> Seen {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-/// Passes events on, noting the few the reconnect loop acts on.
-struct WatchingObserver<'a> {
-    inner: &'a dyn Observer,
-    watch: &'a EventWatch,
-}
-
-impl Observer for WatchingObserver<'_> {
-    fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
-        if let NetEvent::Session(
-            e @ (Event::Established { .. } | Event::ConnectionClosed { .. } | Event::GoAway { .. }),
-        ) = event
-        {
-            let mut seen = self.watch.0.lock().unwrap_or_else(|e| e.into_inner());
-            match e {
-                Event::Established { .. } => seen.established = true,
-                Event::ConnectionClosed {
-                    code: ErrorCode::UnknownSession,
-                    by_peer: true,
-                    ..
-                } => seen.session_lost = true,
-                Event::GoAway { retry_after, .. } => seen.go_away = Some(*retry_after),
-                Event::ConnectionClosed {
-                    code,
-                    reason,
-                    by_peer: true,
-                    resumable: false,
-                } => seen.refused = Some((*code, reason.clone())),
-                _ => {}
-            }
-        }
-        self.inner.observe(node, side, session_id, event);
+/// Passes the endpoint's events to the observer as the driver's events.
+fn report(endpoint: &mut ClientEndpoint, node: &str, observer: &dyn Observer) {
+    while let Some(ev) = endpoint.poll_event() {
+        let ev = match ev {
+            ClientEvent::Connecting { attempt } => NetEvent::Connecting { attempt },
+            ClientEvent::ConnectFailed { error } => NetEvent::ConnectFailed { error },
+            ClientEvent::ReconnectIn { delay, attempt } => NetEvent::ReconnectIn { delay, attempt },
+            ClientEvent::Breaker(e) => NetEvent::Breaker(e),
+            ClientEvent::GaveUp { attempts } => NetEvent::GaveUp { attempts },
+        };
+        observer.observe(node, Side::Client, endpoint.session().id(), &ev);
     }
 }

@@ -14,8 +14,14 @@
 //! - [`detector`]: failure detectors (k-miss, phi accrual, adaptive probing) behind one
 //!   [`detector::Detector`] trait, chosen at run time with [`detector::DetectorConfig`].
 //! - [`health`]: the [`health::HealthEvaluator`] that folds RTT, loss and suspicion into a state.
+//! - [`session`]: one session's state machine ([`Session`]), across connections.
+//! - [`client`]: the client endpoint ([`client::ClientEndpoint`]): when to connect, what a
+//!   finished connection means, backoff and breaker between attempts, when to give up.
+//! - [`backoff`]: the reconnect policy the client endpoint follows; [`registry`]: the server's
+//!   sessions, admission and resume; [`throttle`]: load-aware heartbeat lengthening.
 
 pub mod backoff;
+pub mod client;
 pub mod detector;
 pub mod error;
 pub mod frame;

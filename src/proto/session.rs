@@ -339,6 +339,28 @@ pub const STARVED_LATENESS: Duration = Duration::from_millis(50);
 /// detector judges the silence.
 pub const STARVED_RECHECK: Duration = Duration::from_millis(5);
 
+/// What the last connection came to, as a client's reconnect logic needs it
+/// ([`crate::proto::client::ClientEndpoint`]): kept from `handle_connected` until the next one,
+/// so it can be read after `handle_disconnect`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnectionReport {
+    /// The handshake completed: the server was reachable and answered.
+    pub established: bool,
+    /// The peer sent GOAWAY with this retry-after.
+    pub go_away: Option<Duration>,
+    /// The peer ended the connection (CLOSE, REJECT or GOAWAY).
+    pub peer_close: Option<PeerClose>,
+}
+
+/// How the peer ended a connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerClose {
+    pub code: ErrorCode,
+    pub reason: String,
+    /// False when the session itself has ended and must not be resumed.
+    pub resumable: bool,
+}
+
 /// One side of a session. See the module docs for the calling protocol.
 #[derive(Debug)]
 pub struct Session {
@@ -397,6 +419,7 @@ pub struct Session {
     /// the negotiated interval it lengthened.
     throttle_factor: u32,
     throttle_base: Option<u32>,
+    report: ConnectionReport,
 }
 
 impl Session {
@@ -473,6 +496,7 @@ impl Session {
             load: None,
             throttle_factor: 1,
             throttle_base: None,
+            report: ConnectionReport::default(),
         }
     }
 
@@ -537,6 +561,11 @@ impl Session {
     pub fn silence(&self, now: Time) -> Duration {
         now.saturating_since(self.last_heartbeat)
     }
+    /// What the current or last connection came to (see [`ConnectionReport`]).
+    pub fn last_connection(&self) -> &ConnectionReport {
+        &self.report
+    }
+
     /// Is the peer currently suspected?
     pub fn peer_suspected(&self) -> bool {
         self.detector
@@ -552,6 +581,7 @@ impl Session {
             return;
         }
         self.reset_connection();
+        self.report = ConnectionReport::default();
         let Some(client) = &self.client else { return };
         let resume = self.token.map(|token| Resume {
             token,
@@ -593,6 +623,7 @@ impl Session {
     /// Attaches a (server) session to a new connection and queues WELCOME.
     pub(crate) fn attach(mut self, now: Time, peer_last_received: Option<u64>) -> Session {
         self.reset_connection();
+        self.report = ConnectionReport::default();
         let resumed = peer_last_received.is_some();
         let retransmitting = self.resume_from(peer_last_received.unwrap_or(self.peer_acked));
         // Until the client's first ACK we may not send it DATA.
@@ -659,6 +690,7 @@ impl Session {
 
     fn establish(&mut self, now: Time, resumed: bool, retransmitting: u64) {
         self.state = State::Established;
+        self.report.established = true;
         self.handshake_deadline = None;
         let interval = self.interval();
         let k = self.params.miss_threshold as u32;
@@ -835,6 +867,21 @@ impl Session {
         )
     }
 
+    /// Client: the server sent GOAWAY. The connection ends, the session stays resumable.
+    fn peer_went_away(&mut self, g: GoAway) -> Error {
+        let retry_after = Duration::from_millis(g.retry_after_ms as u64);
+        self.report.go_away = Some(retry_after);
+        self.events.push_back(Event::GoAway {
+            code: g.code,
+            retry_after,
+        });
+        self.peer_closed(g.code, g.reason.clone(), true);
+        Error::PeerClosed {
+            code: g.code,
+            reason: g.reason,
+        }
+    }
+
     /// The peer ended the connection (CLOSE, REJECT or GOAWAY).
     fn peer_closed(&mut self, code: ErrorCode, reason: String, resumable: bool) {
         self.control.clear();
@@ -846,6 +893,11 @@ impl Session {
         if !resumable {
             self.report_undelivered();
         }
+        self.report.peer_close = Some(PeerClose {
+            code,
+            reason: reason.clone(),
+            resumable,
+        });
         self.events.push_back(Event::ConnectionClosed {
             code,
             reason,
@@ -940,17 +992,7 @@ impl Session {
             Body::HeartbeatAck(info) => self.heartbeat_ack(now, frame.seq, info.load),
             Body::Data(data) => self.receive_data(now, frame.seq, data)?,
             Body::Ack { window } => self.receive_ack(frame.seq, window)?,
-            Body::GoAway(g) if self.side == Side::Client => {
-                self.events.push_back(Event::GoAway {
-                    code: g.code,
-                    retry_after: Duration::from_millis(g.retry_after_ms as u64),
-                });
-                self.peer_closed(g.code, g.reason.clone(), true);
-                return Err(Error::PeerClosed {
-                    code: g.code,
-                    reason: g.reason,
-                });
-            }
+            Body::GoAway(g) if self.side == Side::Client => return Err(self.peer_went_away(g)),
             Body::Config(p) if self.side == Side::Client => {
                 self.params = p;
                 self.rearm(now);
@@ -1016,17 +1058,7 @@ impl Session {
                     reason: c.reason,
                 })
             }
-            Body::GoAway(g) => {
-                self.events.push_back(Event::GoAway {
-                    code: g.code,
-                    retry_after: Duration::from_millis(g.retry_after_ms as u64),
-                });
-                self.peer_closed(g.code, g.reason.clone(), true);
-                Err(Error::PeerClosed {
-                    code: g.code,
-                    reason: g.reason,
-                })
-            }
+            Body::GoAway(g) => Err(self.peer_went_away(g)),
             _ => Err(self.unexpected(&frame)),
         }
     }
