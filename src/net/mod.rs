@@ -132,25 +132,7 @@ pub trait Gate: Send + Sync {
     fn wait_open(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
-/// What the server tells its connections about itself: how far throttling lengthens the
-/// granted interval (1: not at all), and the load its heartbeats report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Steer {
-    pub factor: u32,
-    /// The longest interval the server grants, throttled or not, in milliseconds.
-    pub cap_ms: u32,
-    pub load: Option<crate::proto::frame::Load>,
-}
-
-impl Default for Steer {
-    fn default() -> Steer {
-        Steer {
-            factor: 1,
-            cap_ms: u32::MAX,
-            load: None,
-        }
-    }
-}
+pub use crate::proto::server::Steer;
 
 /// A shared [`Gate`], for options structs.
 #[derive(Clone)]

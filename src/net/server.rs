@@ -1,12 +1,13 @@
-//! The server driver: accept with limits, handshake with a timeout, admit through the session
-//! registry, drive each connection in its own task, expire detached sessions, shut down
-//! gracefully.
+//! The server driver: carries out a [`ServerEndpoint`]'s decisions over a [`Listener`]. It
+//! accepts, reads each connection's first frame by the endpoint's deadline, writes what the
+//! endpoint answers, drives each served connection in its own task, wakes the endpoint for
+//! expiries and load samples, and shuts down gracefully (GOAWAY, then a grace period). Whether
+//! a connection is served, what its HELLO gets, takeovers, expiry and throttling are decided
+//! in `proto::server`, sans-IO, the same in production and in simulation.
 //!
-//! Shared state is touched only at handshake and disconnect (the registry) and on a resume that
-//! takes over a session still attached elsewhere (the owners table); a connection's frames are
-//! handled by its own task alone.
+//! The endpoint is the only shared state, touched at accept, handshake and disconnect; a
+//! connection's frames are handled by its own task alone.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,17 +19,20 @@ use rand_chacha::ChaCha20Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
-use tokio::time::{sleep, timeout};
+use tokio::time::{sleep, sleep_until, timeout, timeout_at};
 
 use super::Steer;
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, ReadState, drive};
 use super::load::{LoadSource, OsLoad};
 use super::{Clock, GateHandle, Listener, NetEvent, Observer, Stream};
-use crate::proto::frame::{Body, Close, Frame};
-use crate::proto::registry::{Admission, Registry, RegistryEvent, ServerConfig};
-use crate::proto::session::{Side, State};
-use crate::proto::throttle::{Throttle, ThrottleConfig};
-use crate::proto::{Decoder, Error as ProtoError, ErrorCode};
+use crate::proto::frame::Frame;
+use crate::proto::registry::{RegistryEvent, ServerConfig};
+use crate::proto::server::{
+    ConnId, Greeting, Opening, ServerEndpoint, ServerEndpointConfig, ServerEvent,
+};
+use crate::proto::session::Side;
+use crate::proto::throttle::ThrottleConfig;
+use crate::proto::{Decoder, Error as ProtoError};
 
 /// Everything a server needs besides its listener.
 #[derive(Clone, Debug)]
@@ -92,15 +96,13 @@ impl Default for ServerOptions {
 /// Refusals written at once, beyond which extra connections are just dropped: a flood must not
 /// turn into unbounded tasks.
 const MAX_REFUSALS_IN_FLIGHT: usize = 64;
-/// How often a resume waits for the connection that still holds its session to let go.
-const TAKEOVER_TRIES: u32 = 50;
 
 struct Shared {
     opts: ServerOptions,
     clock: Clock,
-    registry: Mutex<Registry>,
-    /// Who holds each attached session, to take it over on a resume from elsewhere.
-    owners: Mutex<BTreeMap<u32, Arc<Notify>>>,
+    /// The server's decisions; a connection's handle is its task's notifier, woken to let go
+    /// of its session when a resume takes it over.
+    endpoint: Mutex<ServerEndpoint<Arc<Notify>>>,
     observer: Arc<dyn Observer>,
     handler: Arc<dyn Handler>,
     /// The throttle's factor and the load heartbeats report, for every connection.
@@ -137,8 +139,16 @@ impl Server {
         };
         Server {
             shared: Arc::new(Shared {
-                registry: Mutex::new(Registry::new(opts.config.clone(), rng)),
-                owners: Mutex::new(BTreeMap::new()),
+                endpoint: Mutex::new(ServerEndpoint::new(
+                    ServerEndpointConfig {
+                        server: opts.config.clone(),
+                        max_connections: opts.max_connections,
+                        handshake_timeout: opts.handshake_timeout,
+                        throttle: opts.throttle.clone(),
+                        report_load: opts.report_load,
+                    },
+                    rng,
+                )),
                 clock: Clock::with_gate(opts.gate.clone()),
                 observer,
                 handler,
@@ -150,7 +160,7 @@ impl Server {
 
     /// Sessions known to the registry, attached or detached.
     pub fn sessions(&self) -> usize {
-        lock(&self.shared.registry).len()
+        lock(&self.shared.endpoint).sessions()
     }
 
     /// Serves until `shutdown` turns true, then sends GOAWAY on every connection, waits up to
@@ -183,10 +193,9 @@ async fn serve_on<L: Listener>(
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let clock = shared.clock.clone();
-    let conns = Arc::new(Semaphore::new(shared.opts.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     let mut tasks = JoinSet::new();
-    // Load is sampled once a second, when throttling or reporting it.
+    // Load is sampled when the endpoint says, if it throttles or reports load.
     let sampling = shared.opts.throttle.is_some() || shared.opts.report_load;
     let load: Option<Arc<dyn LoadSource>> = match (&shared.opts.load, sampling) {
         (_, false) => None,
@@ -199,55 +208,25 @@ async fn serve_on<L: Listener>(
             }
         },
     };
-    let base = crate::proto::frame::HeartbeatParams {
-        interval_ms: shared.opts.config.default_interval_ms,
-        miss_threshold: shared.opts.config.default_miss_threshold,
-    };
-    let mut throttle = shared.opts.throttle.clone().map(|c| Throttle::new(c, base));
-    let mut next_sample = clock.now();
+    lock(&shared.endpoint).handle_started(clock.now());
     loop {
         // A paused server accepts nothing and expires nothing until it resumes.
         clock.wait_open().await;
-        if let Some(source) = &load
-            && clock.now() >= next_sample
-        {
+        if let Some(source) = &load {
             let now = clock.now();
-            next_sample = now + Duration::from_secs(1);
-            let sample = source.sample();
-            let factor = match &mut throttle {
-                Some(t) => {
-                    if let Some(p) = t.handle_load(now, sample) {
-                        shared.observe(
-                            0,
-                            NetEvent::Throttle {
-                                interval_ms: p.interval_ms,
-                                cpu_permille: sample.cpu_permille,
-                                throttling: t.is_throttling(),
-                            },
-                        );
-                    }
-                    if t.is_throttling() {
-                        shared.opts.throttle.as_ref().map_or(1, |c| c.factor)
-                    } else {
-                        1
-                    }
-                }
-                None => 1,
-            };
-            let report = shared.opts.report_load.then_some(sample);
-            shared.steer.send_if_modified(|s| {
-                let new = Steer {
-                    factor,
-                    cap_ms: shared.opts.config.max_interval_ms,
-                    load: report,
-                };
-                let changed = *s != new;
-                *s = new;
-                changed
-            });
+            let mut endpoint = lock(&shared.endpoint);
+            if endpoint.sample_due(now) {
+                let steer = endpoint.handle_load(now, source.sample());
+                shared.report(&mut endpoint);
+                shared.steer.send_if_modified(|s| {
+                    let changed = *s != steer;
+                    *s = steer;
+                    changed
+                });
+            }
         }
         // Wake at the next expiry, or within a second to notice newly detached sessions.
-        let next = lock(&shared.registry).poll_timeout();
+        let next = lock(&shared.endpoint).poll_timeout();
         let tick = clock.now() + Duration::from_secs(1);
         let wake = clock.instant(next.map_or(tick, |t| t.min(tick)));
         tokio::select! {
@@ -264,20 +243,22 @@ async fn serve_on<L: Listener>(
                         continue;
                     }
                 };
-                match conns.clone().try_acquire_owned() {
-                    Ok(permit) => {
+                let owner = Arc::new(Notify::new());
+                let opening = lock(&shared.endpoint).handle_accept(clock.now(), owner.clone());
+                match opening {
+                    Opening::Open { conn, deadline } => {
                         let shared = shared.clone();
                         let shutdown = shutdown.clone();
                         tasks.spawn(async move {
-                            connection(shared, stream, peer, shutdown).await;
-                            drop(permit);
+                            connection(shared, stream, peer, conn, deadline, owner, shutdown).await;
                         });
                     }
-                    Err(_) => {
-                        shared.observe(0, NetEvent::Refused { peer, reason: "connection limit" });
+                    Opening::Refuse { reject, reason } => {
+                        shared.observe(0, NetEvent::Refused { peer, reason });
                         if let Ok(permit) = refusals.clone().try_acquire_owned() {
                             tasks.spawn(async move {
-                                refuse(stream, ErrorCode::ServerBusy, "connection limit").await;
+                                let mut stream = stream;
+                                write_and_close(&mut stream, &reject).await;
                                 drop(permit);
                             });
                         }
@@ -285,15 +266,9 @@ async fn serve_on<L: Listener>(
                 }
             }
             _ = clock.sleep_until(wake) => {
-                let mut registry = lock(&shared.registry);
-                registry.handle_timeout(clock.now());
-                while let Some(RegistryEvent::Expired { session_id, undelivered }) = registry.poll_event() {
-                    shared.observe(session_id, NetEvent::Expired { undelivered: undelivered.len() });
-                    if !undelivered.is_empty() {
-                        shared.handler.undelivered(session_id, undelivered);
-                    }
-                    shared.handler.ended(session_id);
-                }
+                let mut endpoint = lock(&shared.endpoint);
+                endpoint.handle_timeout(clock.now());
+                shared.report(&mut endpoint);
             }
         }
     }
@@ -310,17 +285,42 @@ async fn serve_on<L: Listener>(
     Ok(())
 }
 
-/// Writes a REJECT and closes, within a second.
-async fn refuse<S: Stream>(mut stream: S, code: ErrorCode, reason: &str) {
-    let frame = Frame::new(
-        0,
-        0,
-        Body::Reject(Close {
-            code,
-            reason: reason.into(),
-        }),
-    );
-    write_and_close(&mut stream, &frame).await;
+impl Shared {
+    /// Passes the endpoint's events on: to the observer, and expired sessions' leftovers to the
+    /// application.
+    fn report(&self, endpoint: &mut ServerEndpoint<Arc<Notify>>) {
+        while let Some(ev) = endpoint.poll_event() {
+            match ev {
+                ServerEvent::Registry(RegistryEvent::Expired {
+                    session_id,
+                    undelivered,
+                }) => {
+                    self.observe(
+                        session_id,
+                        NetEvent::Expired {
+                            undelivered: undelivered.len(),
+                        },
+                    );
+                    if !undelivered.is_empty() {
+                        self.handler.undelivered(session_id, undelivered);
+                    }
+                    self.handler.ended(session_id);
+                }
+                ServerEvent::Throttle {
+                    interval_ms,
+                    cpu_permille,
+                    throttling,
+                } => self.observe(
+                    0,
+                    NetEvent::Throttle {
+                        interval_ms,
+                        cpu_permille,
+                        throttling,
+                    },
+                ),
+            }
+        }
+    }
 }
 
 async fn write_and_close<S: Stream>(stream: &mut S, frame: &Frame) {
@@ -370,96 +370,21 @@ async fn connection<S: Stream>(
     shared: Arc<Shared>,
     mut stream: S,
     peer: SocketAddr,
+    conn: ConnId,
+    deadline: crate::proto::Time,
+    owner: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let served = greet(&shared, &mut stream, peer, conn, deadline, &mut shutdown).await;
+    let Some((session, read, hello)) = served else {
+        lock(&shared.endpoint).handle_closed(shared.clock.now(), conn, None);
+        return;
+    };
+    let mut session = *session;
     let opts = &shared.opts;
-    shared.observe(0, NetEvent::Accepted { peer });
-    let mut read = ReadState {
-        buf: BytesMut::with_capacity(512),
-        decoder: Decoder::new(opts.config.session.max_payload),
-    };
-    let hello = tokio::select! {
-        biased;
-        _ = shutdown.changed() => return,
-        r = timeout(opts.handshake_timeout, first_frame(&mut stream, &mut read)) => r,
-    };
-    let hello = match hello {
-        Ok(Ok(frame)) => frame,
-        Ok(Err(HandshakeEnd::Bad(e))) => {
-            let close = Frame::new(
-                0,
-                0,
-                Body::Close(Close {
-                    code: e.code(),
-                    reason: e.to_string(),
-                }),
-            );
-            shared.observe(0, NetEvent::Rejected { error: e });
-            write_and_close(&mut stream, &close).await;
-            return;
-        }
-        Ok(Err(HandshakeEnd::Eof | HandshakeEnd::Io)) => return,
-        Err(_) => {
-            shared.observe(0, NetEvent::HandshakeTimeout { peer });
-            let reason = "no hello in time".to_string();
-            let close = Frame::new(
-                0,
-                0,
-                Body::Close(Close {
-                    code: ErrorCode::HandshakeTimeout,
-                    reason,
-                }),
-            );
-            write_and_close(&mut stream, &close).await;
-            return;
-        }
-    };
-
-    let mut tries = 0;
-    let mut session = loop {
-        let admission = lock(&shared.registry).admit(shared.clock.now(), &hello);
-        match admission {
-            Admission::Accepted(s) => break *s,
-            Admission::Rejected {
-                frame,
-                code,
-                reason,
-            } => {
-                let error = ProtoError::Rejected { code, reason };
-                shared.observe(hello.session_id, NetEvent::Rejected { error });
-                write_and_close(&mut stream, &frame).await;
-                return;
-            }
-            Admission::Unexpected { close, error } => {
-                shared.observe(0, NetEvent::Rejected { error });
-                match close {
-                    Some(close) => write_and_close(&mut stream, &close).await,
-                    None => {
-                        let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
-                    }
-                }
-                return;
-            }
-            Admission::Attached { session_id } => {
-                // The client resumed before we noticed its old connection died: take over.
-                if let Some(owner) = lock(&shared.owners).get(&session_id) {
-                    owner.notify_one();
-                }
-                tries += 1;
-                if tries > TAKEOVER_TRIES {
-                    refuse(stream, ErrorCode::ServerBusy, "session busy").await;
-                    return;
-                }
-                sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-
     let id = session.id();
-    let owner = Arc::new(Notify::new());
-    lock(&shared.owners).insert(id, owner.clone());
     let client_id = match &hello.body {
-        Body::Hello(h) => h.client_id.as_str(),
+        crate::proto::Body::Hello(h) => h.client_id.as_str(),
         _ => "",
     };
     let ctx = ConnCtx {
@@ -485,20 +410,83 @@ async fn connection<S: Stream>(
         read,
         outgoing.as_mut(),
         shutdown,
-        Some(owner.clone()),
+        Some(owner),
     )
     .await;
     if let Some(rx) = outgoing {
         shared.handler.give_back(id, rx);
     }
-    if session.state() == State::Closed {
+    let ended = lock(&shared.endpoint).handle_closed(shared.clock.now(), conn, Some(session));
+    if ended {
         shared.handler.ended(id);
     }
-    {
-        let mut owners = lock(&shared.owners);
-        if owners.get(&id).is_some_and(|o| Arc::ptr_eq(o, &owner)) {
-            owners.remove(&id);
+}
+
+/// Reads the connection's first frame by `deadline` and carries out what the endpoint answers:
+/// the session to serve (with the read state and the HELLO), or `None` once the connection has
+/// been answered and closed.
+async fn greet<S: Stream>(
+    shared: &Shared,
+    stream: &mut S,
+    peer: SocketAddr,
+    conn: ConnId,
+    deadline: crate::proto::Time,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(Box<crate::proto::Session>, ReadState, Frame)> {
+    shared.observe(0, NetEvent::Accepted { peer });
+    let clock = &shared.clock;
+    let mut read = ReadState {
+        buf: BytesMut::with_capacity(512),
+        decoder: Decoder::new(shared.opts.config.session.max_payload),
+    };
+    let first = tokio::select! {
+        biased;
+        _ = shutdown.changed() => return None,
+        r = timeout_at(clock.instant(deadline), first_frame(stream, &mut read)) => r,
+    };
+    let first = match first {
+        Ok(Ok(frame)) => Ok(frame),
+        Ok(Err(HandshakeEnd::Bad(e))) => Err(e),
+        Ok(Err(HandshakeEnd::Eof | HandshakeEnd::Io)) => return None,
+        Err(_) => {
+            shared.observe(0, NetEvent::HandshakeTimeout { peer });
+            let close = lock(&shared.endpoint).handle_handshake_timeout(conn);
+            write_and_close(stream, &close).await;
+            return None;
+        }
+    };
+    loop {
+        let greeting = {
+            let hello = first.as_ref().map_err(Clone::clone);
+            lock(&shared.endpoint).handle_first_frame(clock.now(), conn, hello)
+        };
+        match greeting {
+            Greeting::Serve(session) => {
+                let hello = first.ok()?;
+                return Some((session, read, hello));
+            }
+            Greeting::Close {
+                frame,
+                error,
+                session_id,
+            } => {
+                if let Some(error) = error {
+                    shared.observe(session_id, NetEvent::Rejected { error });
+                }
+                match frame {
+                    Some(frame) => write_and_close(stream, &frame).await,
+                    None => {
+                        let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
+                    }
+                }
+                return None;
+            }
+            Greeting::TakeOver { owner, retry_at } => {
+                if let Some(owner) = owner {
+                    owner.notify_one();
+                }
+                sleep_until(clock.instant(retry_at)).await;
+            }
         }
     }
-    lock(&shared.registry).detach(shared.clock.now(), session);
 }

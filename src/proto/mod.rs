@@ -17,6 +17,8 @@
 //! - [`session`]: one session's state machine ([`Session`]), across connections.
 //! - [`client`]: the client endpoint ([`client::ClientEndpoint`]): when to connect, what a
 //!   finished connection means, backoff and breaker between attempts, when to give up.
+//! - [`server`]: the server endpoint ([`server::ServerEndpoint`]): the connection limit,
+//!   handshake deadlines, admission through the registry, takeovers, expiry, throttling.
 //! - [`backoff`]: the reconnect policy the client endpoint follows; [`registry`]: the server's
 //!   sessions, admission and resume; [`throttle`]: load-aware heartbeat lengthening.
 
@@ -27,6 +29,7 @@ pub mod error;
 pub mod frame;
 pub mod health;
 pub mod registry;
+pub mod server;
 pub mod session;
 pub mod throttle;
 pub mod time;
