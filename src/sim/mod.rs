@@ -1,11 +1,13 @@
 //! The simulation layer: runs the real client and server stacks over a model of the network,
 //! with ground truth, and measures what the detectors do and what becomes of every message.
 //!
-//! - [`runner`]: one scenario run on turmoil's clock: the hosts' processes (the unchanged
-//!   drivers), the fault schedule, the trace and the run's [`runner::Outcome`].
+//! - [`runner`]: one scenario run on turmoil's clock, step by step, and the run's
+//!   [`runner::Outcome`]; beside it the hosts' processes (the unchanged drivers, `process.rs`),
+//!   the fault schedule (`schedule.rs`) and the recorder of the trace (`record.rs`).
 //! - [`net`]: the sockets the drivers use in simulation, whose bytes [`tcp`] carries: a sans-IO
-//!   model of the two kernels' TCP, over the links of [`links`] and [`fault`] (latency, loss,
-//!   outages, the Linux retransmission schedule, `docs/network-semantics.md`).
+//!   model of the two kernels' TCP, over the links of [`links`] and [`fault`] (one file each for
+//!   latency, loss, outages, a direction with its rate and queue, the kernels' TCP settings and
+//!   the SYN schedule, and the path a packet or SYN takes; `docs/network-semantics.md`).
 //! - [`traffic`]: the applications at both ends (flows of messages through the drivers' API),
 //!   and [`delivery`]: the checker that decides each message's fate (exactly once and in order,
 //!   or reported to its sender; anything else a violation with its id).
@@ -32,6 +34,7 @@ mod process;
 pub mod qos;
 mod record;
 pub mod runner;
+mod schedule;
 pub mod synthetic;
 pub mod tcp;
 pub mod traffic;

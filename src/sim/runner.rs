@@ -7,8 +7,16 @@
 //! which run the client sessions (each its own `net::client::run` task, named `client-0 …
 //! client-N-1`). Faults aimed at a client host hit all of its sessions; per-session variety
 //! comes from the path models. Every host's process runs in one turmoil host, so one tokio
-//! runtime (see `Processes` in `process.rs`): turmoil's cost per step grows with its host count,
-//! and hosts here do not add to it. What the stacks report is recorded by `record.rs`.
+//! runtime (see `Processes` in `process.rs`, beside each host's software): turmoil's cost per
+//! step grows with its host count, and hosts here do not add to it. What the stacks report is
+//! recorded by `record.rs`; the faults are applied by the schedule of `schedule.rs`.
+//!
+//! # The run
+//!
+//! [`run_watched`] checks the configuration and draws the faults, builds the links and the
+//! network with its hosts, the hosts' software and the fault schedule, steps turmoil to the end
+//! of the run (`step_to_end`) and assembles the [`Outcome`] from what the recorder, the
+//! schedule, the network and the applications kept.
 //!
 //! # Determinism
 //!
@@ -39,17 +47,15 @@ use super::delivery::{self, Delivery, Log as DeliveryLog, RunFacts};
 use super::fault::{FaultError, Latency, RandomOutages};
 use super::histogram::LogHistogram;
 use super::links::{FaultLinks, NetworkSpec};
-use super::load::{Cpu, Idle, LoadModel};
-use super::net::{HostState, SimNet};
-use super::process::{Processes, Software};
-use super::record::{Recorder, TraceObserver};
+use super::load::{Idle, LoadModel};
+use super::net::SimNet;
+use super::process::{self, Processes, Shared};
+use super::record::Recorder;
+use super::schedule::{self, Action, FaultLog, Schedule, directions};
 use super::synthetic::{Purpose, stream};
-use super::traffic::{Apps, ClientApp, ServerApp, Workload};
+use super::traffic::{Apps, Workload};
 use crate::config::StackConfig;
-use crate::net::Observer;
-use crate::net::client::{self, ClientOptions};
-use crate::net::conn::{Discard, Handler};
-use crate::net::server::{Server, ServerOptions};
+use crate::net::client::ClientOptions;
 use crate::proto::frame::HeartbeatMode;
 use crate::proto::session::Sabotage;
 use rand::RngCore;
@@ -58,7 +64,6 @@ use rand::RngCore;
 pub const SERVER: &str = "server";
 /// The name of the host that runs every client session.
 pub const CLIENTS: &str = "clients";
-const PORT: u16 = 7800;
 
 /// A fault applied to a host at a time.
 #[derive(Clone, Debug, PartialEq)]
@@ -129,7 +134,7 @@ pub enum RandomKind {
 
 impl RandomKind {
     /// The fault this kind produces on `host` for `duration`.
-    fn fault(&self, host: String, duration: Duration) -> Fault {
+    pub(super) fn fault(&self, host: String, duration: Duration) -> Fault {
         match self {
             RandomKind::Kill => Fault::Kill {
                 host,
@@ -419,13 +424,6 @@ impl Outcome {
     }
 }
 
-/// What the fault schedule did: the ground truth's down periods and the faults' trace lines.
-#[derive(Default)]
-struct FaultLog {
-    down: Vec<DownPeriod>,
-    lines: Vec<TraceLine>,
-}
-
 /// The turmoil host every simulated host's process runs in.
 const HOSTS: &str = "hosts";
 
@@ -470,16 +468,49 @@ pub fn run_watched(
         )
         .into());
     }
-    let mut turmoil_rng = stream(seed, Purpose::Simulator, &[0]);
-    // Partitions are known in advance: they go into the links' outage timelines, so that every
-    // segment's retransmissions see them.
-    let mut network = scenario.network.clone();
-    if let Some(t) = scenario.stack.tcp.user_timeout {
-        network.tcp.user_timeout = Some(t.0);
-    }
-    if let Some(b) = scenario.stack.tcp.send_buffer {
-        network.tcp.send_buffer = usize::try_from(b.0).unwrap_or(usize::MAX);
-    }
+    let client_options = client_options(scenario)?;
+    let (faults, merged_lines) = schedule::merge_host_faults(schedule::faults(scenario, seed)?);
+    let horizon = scenario.duration + Duration::from_secs(3600);
+    let links = FaultLinks::new(network(scenario, &faults), seed, horizon)?;
+    let client_hosts = client_hosts(scenario.client_hosts);
+    let shared = shared(
+        scenario,
+        seed,
+        options,
+        SimNet::new(Box::new(links)),
+        &client_hosts,
+    );
+    let software = process::software(&shared, scenario, &client_options, &client_hosts);
+    let procs = Rc::new(RefCell::new(Processes::new(software)));
+    let failure = procs.borrow().failure.clone();
+    let hosts = node_hosts(scenario.sessions, &client_hosts);
+    let log = Rc::new(RefCell::new(FaultLog {
+        down: Vec::new(),
+        lines: merged_lines,
+    }));
+    let schedule = Schedule {
+        procs,
+        net: shared.net.clone(),
+        rec: shared.rec.clone(),
+        delivery_log: shared.apps.log.clone(),
+        hosts: hosts.clone(),
+        log: log.clone(),
+    };
+    let mut sim = turmoil::Builder::new()
+        .tick_duration(scenario.tick)
+        .simulation_duration(horizon)
+        .epoch(UNIX_EPOCH)
+        .rng_seed(stream(seed, Purpose::Simulator, &[0]).next_u64())
+        .build();
+    host_runtime(&mut sim, schedule, schedule::actions(&faults));
+    step_to_end(&mut sim, &shared.net, &failure, scenario.duration, advanced)?;
+    let fault_log = std::mem::take(&mut *log.borrow_mut());
+    Ok(outcome(scenario, seed, &shared, fault_log, hosts))
+}
+
+/// The client options the stack configuration gives, with the scenario's sabotage. An error if
+/// the configuration cannot run.
+fn client_options(scenario: &Scenario) -> Result<ClientOptions, String> {
     scenario
         .stack
         .validate()
@@ -491,14 +522,21 @@ pub fn run_watched(
     client_options.session.session.sabotage = scenario.sabotage.clone();
     // The clients' CPU is not modelled: they report an idle machine, not the one running this.
     client_options.load = Some(Arc::new(Idle));
-    check_targets(scenario)?;
-    let mut faults = scenario.faults.clone();
-    for (i, r) in scenario.random_faults.iter().enumerate() {
-        faults.extend(r.sample(scenario.duration, seed, i as u64)?);
+    Ok(client_options)
+}
+
+/// The scenario's network with the stack's kernel settings (user timeout, send buffer) and the
+/// link faults of `faults`. Partitions are known in advance: they go into the links' outage
+/// timelines, so that every segment's retransmissions see them; latency episodes likewise.
+fn network(scenario: &Scenario, faults: &[(Duration, Fault)]) -> NetworkSpec {
+    let mut network = scenario.network.clone();
+    if let Some(t) = scenario.stack.tcp.user_timeout {
+        network.tcp.user_timeout = Some(t.0);
     }
-    faults.sort_by_key(|(at, _)| *at);
-    let (faults, merged_lines) = merge_host_faults(faults);
-    for (at, f) in &faults {
+    if let Some(b) = scenario.stack.tcp.send_buffer {
+        network.tcp.send_buffer = usize::try_from(b.0).unwrap_or(usize::MAX);
+    }
+    for (at, f) in faults {
         match f {
             Fault::Partition {
                 from,
@@ -532,8 +570,26 @@ pub fn run_watched(
             _ => {}
         }
     }
-    let links = FaultLinks::new(network, seed, scenario.duration + Duration::from_secs(3600))?;
-    let net = SimNet::new(Box::new(links));
+    network
+}
+
+/// The client hosts: `clients`, or `clients-0` … `clients-{n-1}` for `n` of them.
+pub(super) fn client_hosts(n: usize) -> Vec<String> {
+    match n.max(1) {
+        1 => vec![CLIENTS.to_string()],
+        n => (0..n).map(|h| format!("{CLIENTS}-{h}")).collect(),
+    }
+}
+
+/// What the run's processes share, over `net`, whose hosts it adds: the applications, and the
+/// recorder with the segment-level trace when `options` asks for it.
+fn shared(
+    scenario: &Scenario,
+    seed: u64,
+    options: RunOptions,
+    net: SimNet,
+    client_hosts: &[String],
+) -> Shared {
     // What every application of the run shares. Flows stop a drain before the end, so that
     // what they sent can arrive.
     let apps = Apps {
@@ -548,11 +604,7 @@ pub fn run_watched(
         net.keep_notes();
     }
     net.add_host(SERVER);
-    let client_hosts: Vec<String> = match scenario.client_hosts.max(1) {
-        1 => vec![CLIENTS.to_string()],
-        n => (0..n).map(|h| format!("{CLIENTS}-{h}")).collect(),
-    };
-    for h in &client_hosts {
+    for h in client_hosts {
         net.add_host(h);
     }
     let rec = Arc::new(Mutex::new(Recorder::default()));
@@ -562,392 +614,106 @@ pub fn run_watched(
         TraceLevel::Events => SegmentTrace::off(),
         TraceLevel::Segments => SegmentTrace::recording(&rec),
     };
-    let mut sim = turmoil::Builder::new()
-        .tick_duration(scenario.tick)
-        .simulation_duration(scenario.duration + Duration::from_secs(3600))
-        .epoch(UNIX_EPOCH)
-        .rng_seed(turmoil_rng.next_u64())
-        .build();
+    Shared {
+        net,
+        rec,
+        segments,
+        apps,
+        seed,
+    }
+}
 
-    let mut software: Vec<(String, Software)> = Vec::new();
-    // Each incarnation of the server process draws its own session ids and tokens: a restarted
-    // server must not hand out the ids and tokens of its previous life.
-    let incarnation = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    {
-        let net = net.clone();
-        let rec = rec.clone();
-        let segments = segments.clone();
-        let server_options = scenario.stack.server_options();
-        let incarnation = incarnation.clone();
-        let apps = apps.clone();
-        let load = scenario.load;
-        let server: Software = Box::new(move || {
-            let net = net.clone();
-            let rec = rec.clone();
-            let segments = segments.clone();
-            let mut opts = ServerOptions {
-                name: SERVER.into(),
-                ..server_options.clone()
-            };
-            let life = incarnation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            opts.seed = Some(stream(seed, Purpose::Simulator, &[1, life]).next_u64());
-            let traffic = apps.workload.is_on();
-            let (app, started) = ServerApp::new(apps.clone(), life as u32);
-            // Each life of the server process starts with an idle CPU.
-            let cpu = load.map(|m| Cpu::new(m, net.clone()));
-            let app = app.with_cpu(cpu.clone());
-            let handler: Arc<dyn Handler> = if traffic {
-                Arc::new(app)
-            } else {
-                Arc::new(Discard)
-            };
-            Box::pin(async move {
-                opts.gate = Some(match &cpu {
-                    Some(cpu) => cpu.gate(net.gate(SERVER)),
-                    None => net.gate(SERVER),
-                });
-                // Load comes from the model, never from the machine running the simulation.
-                opts.load = Some(match &cpu {
-                    Some(cpu) => cpu.clone(),
-                    None => Arc::new(Idle),
-                });
-                let listener = net.listen(SERVER, PORT).map_err(|e| e.to_string())?;
-                let observer = Arc::new(TraceObserver { rec, segments, cpu });
-                let server = Server::new(opts, observer, handler);
-                let (_keep, shutdown) = tokio::sync::watch::channel(false);
-                // The generators of the server's application live and die with its process.
-                let (served, ()) = tokio::join!(
-                    server.serve(listener, shutdown),
-                    ServerApp::run_generators(started)
-                );
-                served.map_err(|e| e.to_string())
-            })
-        });
-        software.push((SERVER.to_string(), server));
-    }
-    for (h, host) in client_hosts.iter().enumerate() {
-        let host = host.clone();
-        let stride = client_hosts.len();
-        let net = net.clone();
-        let rec = rec.clone();
-        let segments = segments.clone();
-        let sessions = scenario.sessions;
-        let client_options = client_options.clone();
-        let ramp = scenario.connect_ramp;
-        let name = host.clone();
-        // A host's processes start at the run's start or at a restart; the ramp applies to
-        // the first life only (a restarted host's clients start when it is back).
-        let lives = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let apps = apps.clone();
-        let clients: Software = Box::new(move || {
-            let net = net.clone();
-            let rec = rec.clone();
-            let segments = segments.clone();
-            let client_options = client_options.clone();
-            let host = host.clone();
-            let apps = apps.clone();
-            let life = lives.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let first_life = life == 0;
-            Box::pin(async move {
-                let observer: Arc<dyn Observer> = Arc::new(TraceObserver {
-                    rec,
-                    segments,
-                    cpu: None,
-                });
-                let (_keep, shutdown) = tokio::sync::watch::channel(false);
-                let mut tasks = tokio::task::JoinSet::new();
-                for i in (h..sessions).step_by(stride) {
-                    let mut draws = stream(seed, Purpose::Simulator, &[2, i as u64]);
-                    let mut opts = ClientOptions {
-                        name: format!("client-{i}"),
-                        seed: draws.next_u64(),
-                        ..client_options.clone()
-                    };
-                    let start = if first_life && !ramp.is_zero() {
-                        // Whole microseconds, uniform over the ramp.
-                        let us = ramp.as_micros().max(1) as u64;
-                        Duration::from_micros(draws.next_u64() % us)
-                    } else {
-                        Duration::ZERO
-                    };
-                    opts.session.client_id = opts.name.clone();
-                    opts.gate = Some(net.gate(&host));
-                    let connector = net.connector(&host, &opts.name, SERVER, PORT);
-                    let observer = observer.clone();
-                    let shutdown = shutdown.clone();
-                    let handler: Arc<dyn Handler> = if apps.workload.is_on() {
-                        Arc::new(ClientApp {
-                            node: opts.name.clone(),
-                            net: net.clone(),
-                            log: apps.log.clone(),
-                        })
-                    } else {
-                        Arc::new(Discard)
-                    };
-                    let sender = apps.client_generator(i, &host, life as u32);
-                    let outgoing = match sender {
-                        Some((generator, tx, rx)) => {
-                            // The application starts with its client, after the ramp.
-                            tasks.spawn(async move {
-                                if !start.is_zero() {
-                                    tokio::time::sleep(start).await;
-                                }
-                                generator.run(tx).await;
-                            });
-                            Some(rx)
-                        }
-                        None => None,
-                    };
-                    tasks.spawn(async move {
-                        if !start.is_zero() {
-                            tokio::time::sleep(start).await;
-                        }
-                        let _ = client::run(connector, opts, observer, handler, outgoing, shutdown)
-                            .await;
-                    });
-                }
-                while tasks.join_next().await.is_some() {}
-                Ok(())
-            })
-        });
-        software.push((name, clients));
-    }
-    let procs = Rc::new(RefCell::new(Processes::new(software)));
-    // Faults: each becomes a start and, where it has one, an end action at a time.
-    enum Action {
-        Start(Fault),
-        Restart { host: String, reboot: bool },
-        Resume { host: String },
-        Heal,
-    }
-    let mut actions: Vec<(Duration, usize, Action)> = Vec::new();
-    for (i, (at, f)) in faults.iter().enumerate() {
-        match f {
-            Fault::Kill {
-                host,
-                downtime: Some(d),
-            } => actions.push((
-                *at + *d,
-                i,
-                Action::Restart {
-                    host: host.clone(),
-                    reboot: false,
-                },
-            )),
-            Fault::Crash {
-                host,
-                downtime: Some(d),
-            } => actions.push((
-                *at + *d,
-                i,
-                Action::Restart {
-                    host: host.clone(),
-                    reboot: true,
-                },
-            )),
-            Fault::Pause { host, duration } => {
-                actions.push((*at + *duration, i, Action::Resume { host: host.clone() }))
-            }
-            Fault::Partition { duration, .. } | Fault::Slow { duration, .. } => {
-                actions.push((*at + *duration, i, Action::Heal))
-            }
-            _ => {}
-        }
-        actions.push((*at, i, Action::Start(f.clone())));
-    }
-    // By time, then in scenario order, so equal times apply deterministically.
-    actions.sort_by_key(|(t, i, a)| (*t, *i, matches!(a, Action::Start(_))));
-    let failure = procs.borrow().failure.clone();
+/// Which host each node runs on: the server on `server`, the sessions round robin over the
+/// client hosts.
+fn node_hosts(sessions: usize, client_hosts: &[String]) -> BTreeMap<String, String> {
     let mut hosts = BTreeMap::new();
     hosts.insert(SERVER.to_string(), SERVER.to_string());
-    for i in 0..scenario.sessions {
+    for i in 0..sessions {
         hosts.insert(
             format!("client-{i}"),
             client_hosts[i % client_hosts.len()].clone(),
         );
     }
+    hosts
+}
 
-    // The fault schedule runs in the hosts' runtime beside the processes, so each action
-    // applies at its own millisecond whatever the tick.
-    let delivery_log = apps.log.clone();
-    let log = Rc::new(RefCell::new(FaultLog {
-        down: Vec::new(),
-        lines: merged_lines,
-    }));
-    let schedule = Rc::new(RefCell::new(Some(actions)));
-    {
-        let procs = procs.clone();
-        let net = net.clone();
-        let rec = rec.clone();
-        let log = log.clone();
-        let hosts = hosts.clone();
-        let delivery_log = delivery_log.clone();
-        sim.host(HOSTS, move || {
-            let procs = procs.clone();
-            let net = net.clone();
-            let rec = rec.clone();
-            let log = log.clone();
-            let hosts = hosts.clone();
-            let delivery_log = delivery_log.clone();
-            let actions = schedule.borrow_mut().take().unwrap_or_default();
-            async move {
-                procs.borrow_mut().boot(tokio::runtime::Handle::current());
-                let faults = async {
-                    for (at, _, action) in actions {
-                        let now = net.now();
-                        if at > now {
-                            tokio::time::sleep(at - now).await;
-                        }
-                        let now = net.now();
-                        let mut log = log.borrow_mut();
-                        match action {
-                            Action::Start(Fault::Slow {
-                                from,
-                                to,
-                                latency,
-                                duration,
-                                oneway,
-                            }) => {
-                                let arrow = if oneway { "->" } else { "<->" };
-                                let (ms, typical) =
-                                    (duration.as_millis(), latency.typical().as_millis());
-                                let text = format!(
-                                    "fault: slow {from} {arrow} {to} ({typical}ms) for {ms}ms"
-                                );
-                                log.lines.push(TraceLine {
-                                    at: now,
-                                    node: from,
-                                    text,
-                                });
-                            }
-                            Action::Start(Fault::Partition {
-                                from,
-                                to,
-                                duration,
-                                oneway,
-                            }) => {
-                                let arrow = if oneway { "->" } else { "<->" };
-                                let ms = duration.as_millis();
-                                let text =
-                                    format!("fault: partition {from} {arrow} {to} for {ms}ms");
-                                let link = format!("{from}{arrow}{to}");
-                                let end = Some(now + duration);
-                                let blocked = directions(&from, &to, oneway);
-                                log.down.push(DownPeriod {
-                                    host: link,
-                                    blocked,
-                                    start: now,
-                                    end,
-                                    kind: "partitioned",
-                                });
-                                log.lines.push(TraceLine {
-                                    at: now,
-                                    node: from,
-                                    text,
-                                });
-                            }
-                            Action::Heal => {}
-                            Action::Start(f) => {
-                                let host = f.host().to_string();
-                                let (state, kind, text) = match &f {
-                                    Fault::Kill { .. } => (
-                                        HostState::Killed,
-                                        "killed",
-                                        "fault: process killed".to_string(),
-                                    ),
-                                    Fault::Crash { .. } => (
-                                        HostState::Crashed,
-                                        "crashed",
-                                        "fault: machine crashed".to_string(),
-                                    ),
-                                    Fault::Pause { duration, .. } => (
-                                        HostState::Paused,
-                                        "paused",
-                                        format!("fault: paused for {}ms", duration.as_millis()),
-                                    ),
-                                    Fault::Partition { .. } | Fault::Slow { .. } => {
-                                        unreachable!("handled above")
-                                    }
-                                };
-                                net.set_host_state(&host, state);
-                                if state != HostState::Paused {
-                                    procs.borrow_mut().stop(&host);
-                                    delivery_log
-                                        .lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .host_died(&host, now);
-                                    let mut rec = rec.lock().unwrap_or_else(|e| e.into_inner());
-                                    rec.cut_host(&host, &hosts, now);
-                                }
-                                log.down.push(DownPeriod {
-                                    host: host.clone(),
-                                    blocked: Vec::new(),
-                                    start: now,
-                                    end: None,
-                                    kind,
-                                });
-                                log.lines.push(TraceLine {
-                                    at: now,
-                                    node: host,
-                                    text,
-                                });
-                            }
-                            Action::Restart { host, reboot } => {
-                                if reboot {
-                                    net.reboot(&host);
-                                } else {
-                                    net.set_host_state(&host, HostState::Up);
-                                }
-                                procs.borrow_mut().start(&host);
-                                close_period(&mut log.down, &host, now);
-                                log.lines.push(TraceLine {
-                                    at: now,
-                                    node: host,
-                                    text: "fault ends: restarted".into(),
-                                });
-                            }
-                            Action::Resume { host } => {
-                                net.resume(&host);
-                                close_period(&mut log.down, &host, now);
-                                log.lines.push(TraceLine {
-                                    at: now,
-                                    node: host,
-                                    text: "fault ends: resumed".into(),
-                                });
-                            }
-                        }
-                    }
-                    std::future::pending::<()>().await
-                };
-                tokio::join!(net.postman(), faults);
-                Ok(())
-            }
-        });
-    }
+/// Adds the turmoil host every simulated host's process runs in. It boots the processes, and
+/// runs the network's postman and the fault schedule beside them, so each action applies at its
+/// own millisecond whatever the tick.
+fn host_runtime(
+    sim: &mut turmoil::Sim<'_>,
+    schedule: Schedule,
+    actions: Vec<(Duration, usize, Action)>,
+) {
+    let actions = Rc::new(RefCell::new(Some(actions)));
+    sim.host(HOSTS, move || {
+        let schedule = schedule.clone();
+        let actions = actions.borrow_mut().take().unwrap_or_default();
+        async move {
+            let net = schedule.net.clone();
+            schedule
+                .procs
+                .borrow_mut()
+                .boot(tokio::runtime::Handle::current());
+            tokio::join!(net.postman(), schedule.run(actions));
+            Ok(())
+        }
+    });
+}
 
-    let report_every = (scenario.duration / 100).max(Duration::from_secs(1));
+/// Steps turmoil to the end of the run, telling the network the time before each step. A
+/// process that fails fails the run at once; `advanced` hears of the time gone by as
+/// [`run_watched`] says.
+fn step_to_end(
+    sim: &mut turmoil::Sim<'_>,
+    net: &SimNet,
+    failure: &Mutex<Option<String>>,
+    duration: Duration,
+    advanced: &(dyn Fn(Duration) + Sync),
+) -> Result<(), Box<dyn std::error::Error>> {
+    let report_every = (duration / 100).max(Duration::from_secs(1));
     let mut reported = Duration::ZERO;
-    while sim.elapsed() < scenario.duration {
+    while sim.elapsed() < duration {
         net.set_time(sim.elapsed());
         sim.step()?;
         let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(e) = failed {
             return Err(e.into());
         }
-        let now = sim.elapsed().min(scenario.duration);
+        let now = sim.elapsed().min(duration);
         if now - reported >= report_every {
             advanced(now - reported);
             reported = now;
         }
     }
-    if scenario.duration > reported {
-        advanced(scenario.duration - reported);
+    if duration > reported {
+        advanced(duration - reported);
     }
+    Ok(())
+}
 
+/// The run's outcome, from what the recorder, the fault schedule, the network and the
+/// applications kept: the trace in order, the ground truth, the measurements and, with traffic,
+/// the fate of every message.
+fn outcome(
+    scenario: &Scenario,
+    seed: u64,
+    shared: &Shared,
+    faults: FaultLog,
+    hosts: BTreeMap<String, String>,
+) -> Outcome {
+    let Shared {
+        net,
+        rec,
+        segments,
+        apps,
+        ..
+    } = shared;
     let FaultLog {
         down,
         lines: fault_lines,
-    } = std::mem::take(&mut *log.borrow_mut());
+    } = faults;
+    let delivery_log = &apps.log;
     let mut rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
     let (traffic, connected) = rec.traffic(scenario.duration);
     let transitions = rec.transitions();
@@ -984,7 +750,7 @@ pub fn run_watched(
             },
         )
     });
-    Ok(Outcome {
+    Outcome {
         trace,
         down,
         transitions,
@@ -999,124 +765,5 @@ pub fn run_watched(
         server_heartbeats: rec.server_heartbeats,
         delivery,
         queue_drops: net.queue_drops(),
-    })
-}
-
-/// When a host fault (kill, crash, pause) strikes a host already down from another (two random
-/// processes, or a schedule and a process), the host stays down until the later end: a fault
-/// of the same kind extends the one in force, one of another kind is left out. Each merged or
-/// left-out fault gets a trace line at its start. `faults` is sorted by start.
-fn merge_host_faults(faults: Vec<(Duration, Fault)>) -> (Vec<(Duration, Fault)>, Vec<TraceLine>) {
-    // Until when each host is down (`None`: for good), and the index of the fault in force.
-    let mut down: BTreeMap<String, (usize, Option<Duration>)> = BTreeMap::new();
-    let mut out: Vec<(Duration, Fault)> = Vec::new();
-    let mut lines = Vec::new();
-    let end = |at: Duration, f: &Fault| match f {
-        Fault::Kill { downtime, .. } | Fault::Crash { downtime, .. } => downtime.map(|d| at + d),
-        Fault::Pause { duration, .. } => Some(at + *duration),
-        _ => Some(at),
-    };
-    for (at, f) in faults {
-        if matches!(f, Fault::Partition { .. } | Fault::Slow { .. }) {
-            out.push((at, f));
-            continue;
-        }
-        let host = f.host().to_string();
-        let in_force = down
-            .get(&host)
-            .filter(|(_, until)| until.is_none_or(|u| at < u))
-            .copied();
-        let Some((i, until)) = in_force else {
-            down.insert(host, (out.len(), end(at, &f)));
-            out.push((at, f));
-            continue;
-        };
-        let (start, first) = &mut out[i];
-        let same = std::mem::discriminant(first) == std::mem::discriminant(&f);
-        let text = if same {
-            let new_end = match (until, end(at, &f)) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                _ => None,
-            };
-            match first {
-                Fault::Kill { downtime, .. } | Fault::Crash { downtime, .. } => {
-                    *downtime = new_end.map(|e| e - *start);
-                }
-                Fault::Pause { duration, .. } => {
-                    *duration = new_end.map_or(*duration, |e| e - *start);
-                }
-                _ => {}
-            }
-            down.insert(host.clone(), (i, new_end));
-            "fault merged: the host is already down from the same kind of fault, which now lasts as long as both"
-        } else {
-            "fault left out: the host is already down from another kind of fault"
-        };
-        lines.push(TraceLine {
-            at,
-            node: host,
-            text: text.to_string(),
-        });
-    }
-    (out, lines)
-}
-
-/// Every fault must name something that exists: a host for kills, crashes and pauses; a host
-/// or a client session for partitions and latency episodes.
-fn check_targets(scenario: &Scenario) -> Result<(), String> {
-    let hosts: Vec<String> = match scenario.client_hosts.max(1) {
-        1 => vec![SERVER.into(), CLIENTS.into()],
-        n => std::iter::once(SERVER.to_string())
-            .chain((0..n).map(|h| format!("{CLIENTS}-{h}")))
-            .collect(),
-    };
-    let is_host = |h: &str| hosts.iter().any(|x| x == h);
-    let is_session = |h: &str| {
-        h.strip_prefix("client-")
-            .and_then(|i| i.parse::<usize>().ok())
-            .is_some_and(|i| i < scenario.sessions)
-    };
-    let random = scenario
-        .random_faults
-        .iter()
-        .map(|r| r.kind.fault(r.host.clone(), Duration::ZERO));
-    for f in scenario.faults.iter().map(|(_, f)| f.clone()).chain(random) {
-        let bad = match &f {
-            Fault::Kill { host, .. } | Fault::Crash { host, .. } | Fault::Pause { host, .. } => {
-                (!is_host(host)).then(|| host.clone())
-            }
-            Fault::Partition { from, to, .. } | Fault::Slow { from, to, .. } => [from, to]
-                .into_iter()
-                .find(|h| !is_host(h) && !is_session(h))
-                .cloned(),
-        };
-        if let Some(name) = bad {
-            let known = hosts.join(", ");
-            return Err(format!(
-                "fault aimed at unknown host or session `{name}` (hosts: {known})"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The directions a link fault covers: `from → to`, and back unless one-way.
-fn directions(from: &str, to: &str, oneway: bool) -> Vec<(String, String)> {
-    let there = (from.to_string(), to.to_string());
-    let back = (to.to_string(), from.to_string());
-    if oneway {
-        vec![there]
-    } else {
-        vec![there, back]
-    }
-}
-
-fn close_period(down: &mut [DownPeriod], host: &str, at: Duration) {
-    if let Some(p) = down
-        .iter_mut()
-        .rev()
-        .find(|p| p.host == host && p.end.is_none())
-    {
-        p.end = Some(at);
     }
 }
