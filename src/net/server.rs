@@ -366,6 +366,20 @@ async fn first_frame<S: Stream>(
     }
 }
 
+/// The client id a HELLO gives (empty if none), and the client as the server names it in logs
+/// and alerts: `client "id" at addr`, or `client at addr` without an id.
+pub(crate) fn client_peer(hello: &Frame, addr: SocketAddr) -> (&str, String) {
+    let client_id = match &hello.body {
+        Body::Hello(h) => h.client_id.as_str(),
+        _ => "",
+    };
+    let peer = match client_id {
+        "" => format!("client at {addr}"),
+        id => format!("client {id:?} at {addr}"),
+    };
+    (client_id, peer)
+}
+
 async fn connection<S: Stream>(
     shared: Arc<Shared>,
     mut stream: S,
@@ -458,16 +472,10 @@ async fn connection<S: Stream>(
     let id = session.id();
     let owner = Arc::new(Notify::new());
     lock(&shared.owners).insert(id, owner.clone());
-    let client_id = match &hello.body {
-        Body::Hello(h) => h.client_id.as_str(),
-        _ => "",
-    };
+    let (client_id, peer) = client_peer(&hello, peer);
     let ctx = ConnCtx {
         node: &opts.name,
-        peer: match client_id {
-            "" => format!("client at {peer}"),
-            id => format!("client {id:?} at {peer}"),
-        },
+        peer,
         clock: shared.clock.clone(),
         observer: &*shared.observer,
         handler: &*shared.handler,
