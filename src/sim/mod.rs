@@ -3,6 +3,9 @@
 //!
 //! - [`runner`]: one scenario run on turmoil's clock: the hosts' processes (the unchanged
 //!   drivers), the fault schedule, the trace and the run's [`runner::Outcome`].
+//! - [`engine`]: the event-driven engine: the same sessions, TCP model and links driven from
+//!   one event queue in simulated time, without tokio or turmoil (heartbeats without faults
+//!   so far).
 //! - [`net`]: the sockets the drivers use in simulation, whose bytes [`tcp`] carries: a sans-IO
 //!   model of the two kernels' TCP, over the links of [`links`] and [`fault`] (latency, loss,
 //!   outages, the Linux retransmission schedule, `docs/network-semantics.md`).
@@ -22,6 +25,7 @@
 //! every random draw comes from a ChaCha stream derived from one master seed.
 
 pub mod delivery;
+pub mod engine;
 pub mod fault;
 pub mod histogram;
 pub mod links;
