@@ -83,6 +83,10 @@ pub(super) struct Io {
     bytes_out: u64,
     /// The session deadline last handled, to not handle it again while the session keeps it.
     handled: Option<Time>,
+    /// The session's deadline as its last turn left it, and whether a turn (or the end of the
+    /// connection) has run since the timer was last armed.
+    deadline: Option<Time>,
+    touched: bool,
 }
 
 /// One side of a connection, as its driver sees it.
@@ -117,6 +121,8 @@ impl End {
                 bytes_in: 0,
                 bytes_out: 0,
                 handled: None,
+                deadline: None,
+                touched: false,
             },
             timer: Timer::default(),
             open: false,
@@ -198,20 +204,25 @@ impl Conn {
         self.arm(w);
     }
 
-    /// Files the connection's next events: each end's session deadline and the TCP model's.
+    /// Files the connection's next events: the session deadline of each end that had a turn
+    /// (no other input moves it) and the TCP model's.
     fn arm(&mut self, w: &mut World<'_>) {
         let now = w.now;
-        for side in 0..2 {
-            let end = &mut self.ends[side];
-            let deadline = match (&end.session, end.open) {
-                (Some(s), true) => s.poll_timeout(),
-                _ => None,
-            };
+        for (side, end) in self.ends.iter_mut().enumerate() {
+            if !std::mem::take(&mut end.io.touched) {
+                continue;
+            }
             // A deadline the session keeps after it was handled waits for another input, as
             // in the driver (which would otherwise loop without end).
-            let deadline = deadline
-                .filter(|d| !(end.io.handled == Some(*d) && end.epoch + d.since_epoch() <= now))
-                .map(|d| wake_at(end.epoch + d.since_epoch()).max(now));
+            let deadline = match end.io.deadline {
+                Some(d) if end.open && end.io.handled != Some(d) => {
+                    Some(wake_at(end.epoch + d.since_epoch()).max(now))
+                }
+                Some(d) if end.open && end.epoch + d.since_epoch() > now => {
+                    Some(wake_at(end.epoch + d.since_epoch()))
+                }
+                _ => None,
+            };
             if let Some(filed) = end.timer.arm(deadline) {
                 w.queue.push(filed.0, Ev::session(self.id, side, filed.1));
             }
@@ -416,7 +427,8 @@ impl Conn {
             if closing {
                 break;
             }
-            match session.poll_timeout() {
+            io.deadline = session.poll_timeout();
+            match io.deadline {
                 Some(d) if d <= t && io.handled != Some(d) => {
                     session.handle_timeout(t);
                     io.handled = Some(d);
@@ -424,6 +436,7 @@ impl Conn {
                 _ => break,
             }
         }
+        io.touched = true;
         let n = std::mem::take(&mut pipe.unwritten);
         if n > 0 {
             pipe.segments.push_back(n);
@@ -455,6 +468,7 @@ impl Conn {
     /// reconnection follows (not modelled yet).
     fn close(&mut self, side: usize, w: &mut World<'_>) {
         self.ends[side].open = false;
+        self.ends[side].io.touched = true;
         if self.pipes[side].fin_seq.is_none() {
             let seq = self.tcp.write(side, 0, w.now, &mut Paths(&mut self.paths));
             self.pipes[side].fin_seq = Some(seq);

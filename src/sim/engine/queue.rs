@@ -26,17 +26,17 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-/// One pending event.
+/// One pending event. Its key is the time in nanoseconds in the high 64 bits and the push
+/// sequence number in the low 64: one comparison orders by time, then by push.
 #[derive(Debug)]
 struct Entry<E> {
-    at: Duration,
-    seq: u64,
+    key: u128,
     event: E,
 }
 
 impl<E> PartialEq for Entry<E> {
     fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+        self.key == other.key
     }
 }
 
@@ -49,10 +49,19 @@ impl<E> PartialOrd for Entry<E> {
 }
 
 impl<E> Ord for Entry<E> {
-    /// Reversed: the heap is a max-heap, and the earliest `(at, seq)` must be on top.
+    /// Reversed: the heap is a max-heap, and the earliest key must be on top.
     fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
+        other.key.cmp(&self.key)
     }
+}
+
+fn key(at: Duration, seq: u64) -> u128 {
+    let ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+    (u128::from(ns) << 64) | u128::from(seq)
+}
+
+fn time(key: u128) -> Duration {
+    Duration::from_nanos((key >> 64) as u64)
 }
 
 /// Events by simulated time; see the module docs for the order within an instant.
@@ -77,24 +86,22 @@ impl<E> Queue<E> {
         }
     }
 
-    /// Schedules `event` at `at`, after every event already scheduled for that instant.
+    /// Schedules `event` at `at` (to the nanosecond, at most about 584 years), after every
+    /// event already scheduled for that instant.
     pub fn push(&mut self, at: Duration, event: E) {
         self.seq += 1;
-        self.heap.push(Entry {
-            at,
-            seq: self.seq,
-            event,
-        });
+        let key = key(at, self.seq);
+        self.heap.push(Entry { key, event });
     }
 
     /// The earliest event, first scheduled among those of its instant.
     pub fn pop(&mut self) -> Option<(Duration, E)> {
-        self.heap.pop().map(|e| (e.at, e.event))
+        self.heap.pop().map(|e| (time(e.key), e.event))
     }
 
     /// When the earliest event is due.
     pub fn peek_time(&self) -> Option<Duration> {
-        self.heap.peek().map(|e| e.at)
+        self.heap.peek().map(|e| time(e.key))
     }
 
     /// Entries pending, stale ones included.
