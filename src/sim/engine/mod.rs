@@ -2,12 +2,11 @@
 //! time, over the same TCP model and links as the turmoil runner, with no tokio and no ticks.
 //!
 //! [`super::runner`] runs the real async drivers on turmoil. This engine drives the same
-//! `Session`s directly: one [`Queue`] of events, each handled at its
-//! instant, nothing done between events. What a driver does with a session's output (frames
-//! into the socket, events into `NetEvent`s for an [`Observer`]) is
-//! the same code `net::conn::drive` runs (`net::conn::Reporter`), so an observer sees
-//! the same events; the server's sessions come from a [`Registry`] seeded as the runner seeds
-//! the server's, so session ids match.
+//! `Session`s directly: one [`Queue`] of events, each handled at its instant, nothing done
+//! between events. What a driver does with a session's output (frames into the socket, events
+//! into `NetEvent`s for an [`Observer`]) is the same code `net::conn::drive` runs
+//! (`net::conn::Reporter`), so an observer sees the same events; the server's sessions come
+//! from a [`Registry`] seeded as the runner seeds the server's, so session ids match.
 //!
 //! # Events
 //!
@@ -135,9 +134,9 @@ pub struct Stats {
 /// Something due at an instant.
 #[derive(Clone, Copy, Debug)]
 enum Ev {
-    /// Client `0` starts: its first connection attempt.
+    /// The client of this index starts: its first connection attempt.
     Connect(u32),
-    /// Connection `0`'s handshake is over (or its attempt failed).
+    /// The handshake of the connection of this id is over (or the attempt failed).
     Open(u32),
     /// A session deadline of one end of a connection.
     Session {
