@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::{Clock, ConnEnd, NetEvent, Observer, PeerLoss, Steer, Stream};
 use crate::proto::session::{Event, Message, Session, State};
-use crate::proto::{Decoder, Error as ProtoError, ErrorCode};
+use crate::proto::{Decoder, Error as ProtoError, ErrorCode, Time};
 
 /// Per-connection limits.
 #[derive(Clone, Copy, Debug)]
@@ -172,7 +172,8 @@ pub async fn drive<S: Stream>(
     let mut end: Option<ConnEnd> = None;
     // The overdue deadline for which the socket was already drained before judging.
     let mut drained_for: Option<Instant> = None;
-    let mut traffic = TrafficMeter::new(session, Instant::now());
+    let rep = ctx.reporter();
+    let mut traffic = TrafficMeter::new(session, ctx.clock.now());
     let mut shutting_down = *shutdown.borrow();
     if shutting_down {
         shut(session, ctx.on_shutdown);
@@ -189,7 +190,7 @@ pub async fn drive<S: Stream>(
         apply_steer(session, ctx, now);
     }
     // Frames that arrived with the handshake's read are still in the buffer.
-    if let Err(e) = decode_all(&mut read, session, ctx) {
+    if let Err(e) = rep.decode_all(&mut read, session, || ctx.clock.now()) {
         reading = false;
         end = Some(ConnEnd::Decode(e));
     }
@@ -204,7 +205,7 @@ pub async fn drive<S: Stream>(
     let result = loop {
         // A paused process does nothing until it resumes (see `Gate`).
         ctx.clock.wait_open().await;
-        deliver(session, ctx);
+        rep.deliver(session);
         closing |= pump(session, &mut wbuf, &mut progress, ctx);
         if closing && wbuf.is_empty() {
             // Best effort: the peer may be gone. The FIN tells it we are done.
@@ -212,7 +213,7 @@ pub async fn drive<S: Stream>(
             break end.take().unwrap_or(ConnEnd::Closed);
         }
         let now = Instant::now();
-        traffic.maybe_report(session, ctx, bytes_in, bytes_out, now, false);
+        traffic.maybe_report(session, &rep, bytes_in, bytes_out, ctx.clock.now(), false);
         let deadline = session.poll_timeout().map(|t| ctx.clock.instant(t));
         let stall = progress + ctx.limits.write_timeout;
         // Checked here as well as in the select: a peer that floods us keeps the read branch
@@ -232,7 +233,7 @@ pub async fn drive<S: Stream>(
                     && n > 0
                 {
                     bytes_in += n as u64;
-                    if let Err(e) = decode_all(&mut read, session, ctx) {
+                    if let Err(e) = rep.decode_all(&mut read, session, || ctx.clock.now()) {
                         reading = false;
                         end = Some(ConnEnd::Decode(e));
                     }
@@ -307,7 +308,7 @@ pub async fn drive<S: Stream>(
                 Ok(0) => {
                     match read.decoder.decode_eof(&mut read.buf) {
                         Err(e) => {
-                            reject(session, ctx, &e);
+                            rep.reject(session, &e);
                             reading = false;
                             end = Some(ConnEnd::Decode(e));
                         }
@@ -325,7 +326,7 @@ pub async fn drive<S: Stream>(
                 }
                 Ok(n) => {
                     bytes_in += n as u64;
-                    if let Err(e) = decode_all(&mut read, session, ctx) {
+                    if let Err(e) = rep.decode_all(&mut read, session, || ctx.clock.now()) {
                         reading = false;
                         end = Some(ConnEnd::Decode(e));
                     }
@@ -345,38 +346,29 @@ pub async fn drive<S: Stream>(
     };
     // Whatever the core still wants to say about this connection.
     closing |= pump(session, &mut wbuf, &mut progress, ctx);
-    // An established connection that ended without a CLOSE either way is a detection, now.
-    if !closing
-        && session.state() == State::Established
-        && let Some(reason) = result.loss()
-    {
-        lost(session, ctx, reason, session.silence(ctx.clock.now()));
-    }
-    traffic.maybe_report(session, ctx, bytes_in, bytes_out, Instant::now(), true);
-    ctx.observer.observe(
-        ctx.node,
-        session.side(),
-        session.id(),
-        &NetEvent::Disconnected {
-            reason: result.clone(),
-            bytes_in,
-            bytes_out,
-        },
+    let totals = (bytes_in, bytes_out);
+    rep.ended(
+        session,
+        &result,
+        closing,
+        ctx.clock.now(),
+        &mut traffic,
+        totals,
     );
     result
 }
 
 /// Reports traffic deltas at most once a second, so metrics stay live on long connections
 /// without an event per frame.
-struct TrafficMeter {
-    last: Instant,
+pub(crate) struct TrafficMeter {
+    last: Time,
     bytes_in: u64,
     bytes_out: u64,
     counters: crate::proto::session::Counters,
 }
 
 impl TrafficMeter {
-    fn new(session: &Session, now: Instant) -> TrafficMeter {
+    pub(crate) fn new(session: &Session, now: Time) -> TrafficMeter {
         TrafficMeter {
             last: now,
             bytes_in: 0,
@@ -385,13 +377,16 @@ impl TrafficMeter {
         }
     }
 
-    fn maybe_report(
+    /// Reports the traffic since the last report if a second has gone by since it, or if this
+    /// is the `last` report of the connection. `bytes_in` and `bytes_out` are the connection's
+    /// totals so far.
+    pub(crate) fn maybe_report(
         &mut self,
         session: &Session,
-        ctx: &ConnCtx<'_>,
+        rep: &Reporter<'_>,
         bytes_in: u64,
         bytes_out: u64,
-        now: Instant,
+        now: Time,
         last: bool,
     ) {
         if !last && now < self.last + Duration::from_secs(1) {
@@ -418,8 +413,7 @@ impl TrafficMeter {
                 ..
             }
         ) {
-            ctx.observer
-                .observe(ctx.node, session.side(), session.id(), &ev);
+            rep.observe(session, &ev);
         }
     }
 }
@@ -433,62 +427,173 @@ fn shut(session: &mut Session, how: OnShutdown) {
     }
 }
 
-/// Decodes every complete frame in the buffer into the session. On a decode error the session
-/// has queued CLOSE with the error's code; the stream is not read any further.
-fn decode_all(
-    read: &mut ReadState,
-    session: &mut Session,
-    ctx: &ConnCtx<'_>,
-) -> Result<(), ProtoError> {
-    loop {
-        match read.decoder.decode(&mut read.buf) {
-            Ok(Some(frame)) => {
-                if let Err(e) = session.handle_frame(ctx.clock.now(), frame)
-                    && !matches!(
-                        e,
-                        ProtoError::PeerClosed { .. } | ProtoError::Rejected { .. }
-                    )
-                {
-                    ctx.observer.observe(
-                        ctx.node,
-                        session.side(),
-                        session.id(),
-                        &NetEvent::Rejected { error: e },
-                    );
-                }
-            }
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                reject(session, ctx, &e);
-                read.buf.clear();
-                return Err(e);
-            }
+/// Where a connection's reports go, and what a driver does with what its session says: the
+/// mapping from the session's events, refused frames and the connection's end to
+/// [`NetEvent`]s and the [`Handler`]. Every driver of a session uses it: [`drive`] here, and
+/// the simulator's event engine (`sim::engine`), so both report the same events.
+pub(crate) struct Reporter<'a> {
+    /// The node's name in logs and traces.
+    pub node: &'a str,
+    /// The peer as this side knows it (see [`ConnCtx::peer`]).
+    pub peer: &'a str,
+    pub observer: &'a dyn Observer,
+    pub handler: &'a dyn Handler,
+}
+
+impl<'a> ConnCtx<'a> {
+    pub(crate) fn reporter(&self) -> Reporter<'_> {
+        Reporter {
+            node: self.node,
+            peer: &self.peer,
+            observer: self.observer,
+            handler: self.handler,
         }
     }
 }
 
-fn reject(session: &mut Session, ctx: &ConnCtx<'_>, e: &ProtoError) {
-    session.handle_decode_error(e);
-    ctx.observer.observe(
-        ctx.node,
-        session.side(),
-        session.id(),
-        &NetEvent::Rejected { error: e.clone() },
-    );
-}
+impl Reporter<'_> {
+    fn observe(&self, session: &Session, ev: &NetEvent) {
+        self.observer
+            .observe(self.node, session.side(), session.id(), ev);
+    }
 
-/// Gives received messages to the handler. A reply needs room in the send queue; without it the
-/// message stays in the session, whose window then pushes back on the peer. A handler that
-/// never replies takes every message at once.
-fn deliver(session: &mut Session, ctx: &ConnCtx<'_>) {
-    let replies = ctx.handler.replies();
-    while !replies || session.send_capacity() > 0 {
-        let Some(m) = session.recv() else { break };
-        if let Some(reply) = ctx.handler.on_message(session.id(), m)
-            && let Err(e) = session.send(reply.channel, reply.priority, reply.payload)
-        {
-            tracing::warn!(node = ctx.node, error = %e, "reply not sent");
+    /// Decodes every complete frame in the buffer into the session, each at `now()`. On a
+    /// decode error the session has queued CLOSE with the error's code; the stream is not read
+    /// any further.
+    pub(crate) fn decode_all(
+        &self,
+        read: &mut ReadState,
+        session: &mut Session,
+        now: impl Fn() -> Time,
+    ) -> Result<(), ProtoError> {
+        loop {
+            match read.decoder.decode(&mut read.buf) {
+                Ok(Some(frame)) => {
+                    if let Err(e) = session.handle_frame(now(), frame)
+                        && !matches!(
+                            e,
+                            ProtoError::PeerClosed { .. } | ProtoError::Rejected { .. }
+                        )
+                    {
+                        self.observe(session, &NetEvent::Rejected { error: e });
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.reject(session, &e);
+                    read.buf.clear();
+                    return Err(e);
+                }
+            }
         }
+    }
+
+    /// The stream broke the codec: the session closes with the error's code, and it is reported.
+    pub(crate) fn reject(&self, session: &mut Session, e: &ProtoError) {
+        session.handle_decode_error(e);
+        self.observe(session, &NetEvent::Rejected { error: e.clone() });
+    }
+
+    /// Gives received messages to the handler. A reply needs room in the send queue; without it
+    /// the message stays in the session, whose window then pushes back on the peer. A handler
+    /// that never replies takes every message at once.
+    pub(crate) fn deliver(&self, session: &mut Session) {
+        let replies = self.handler.replies();
+        while !replies || session.send_capacity() > 0 {
+            let Some(m) = session.recv() else { break };
+            if let Some(reply) = self.handler.on_message(session.id(), m)
+                && let Err(e) = session.send(reply.channel, reply.priority, reply.payload)
+            {
+                tracing::warn!(node = self.node, error = %e, "reply not sent");
+            }
+        }
+    }
+
+    /// Encodes the session's frames into `buf` until it holds `limit` bytes or the session has
+    /// nothing more to send.
+    pub(crate) fn transmit(
+        &self,
+        session: &mut Session,
+        now: Time,
+        buf: &mut BytesMut,
+        limit: usize,
+    ) {
+        while buf.len() < limit {
+            let Some(frame) = session.poll_transmit(now) else {
+                break;
+            };
+            if let Err(e) = frame.encode(buf) {
+                // Only a payload over 64 KiB fails, and `send` refuses those: a bug, not input.
+                tracing::error!(node = self.node, error = %e, "frame not encodable");
+            }
+        }
+    }
+
+    /// Reports the session's events (and hands undelivered messages to the handler). True once
+    /// the connection is closing.
+    pub(crate) fn events(&self, session: &mut Session) -> bool {
+        let mut closing = false;
+        while let Some(ev) = session.poll_event() {
+            closing |= matches!(ev, Event::ConnectionClosed { .. });
+            let dead = match ev {
+                Event::PeerDead { silent } => Some(silent),
+                _ => None,
+            };
+            if let Event::Undelivered { messages } = &ev {
+                self.handler.undelivered(session.id(), messages.clone());
+            }
+            let established = matches!(ev, Event::Established { .. });
+            self.observe(session, &NetEvent::Session(ev));
+            if established {
+                let peer = self.peer.to_string();
+                self.observe(session, &NetEvent::Attached { peer });
+            }
+            if let Some(silent) = dead {
+                self.lost(session, PeerLoss::HeartbeatTimeout, silent);
+            }
+        }
+        closing
+    }
+
+    /// Reports that this side declared its peer lost.
+    pub(crate) fn lost(&self, session: &Session, reason: PeerLoss, silent: Duration) {
+        let peer = self.peer.to_string();
+        self.observe(
+            session,
+            &NetEvent::PeerLost {
+                reason,
+                silent,
+                peer,
+            },
+        );
+    }
+
+    /// The connection ended at `now` for `end`, `closing` if the session had closed it: a loss
+    /// of the peer if it was established and neither side sent CLOSE, then the last traffic
+    /// report and `Disconnected` with the connection's `(bytes_in, bytes_out)`.
+    pub(crate) fn ended(
+        &self,
+        session: &Session,
+        end: &ConnEnd,
+        closing: bool,
+        now: Time,
+        traffic: &mut TrafficMeter,
+        (bytes_in, bytes_out): (u64, u64),
+    ) {
+        // An established connection that ended without a CLOSE either way is a detection, now.
+        if !closing
+            && session.state() == State::Established
+            && let Some(reason) = end.loss()
+        {
+            self.lost(session, reason, session.silence(now));
+        }
+        traffic.maybe_report(session, self, bytes_in, bytes_out, now, true);
+        let ev = NetEvent::Disconnected {
+            reason: end.clone(),
+            bytes_in,
+            bytes_out,
+        };
+        self.observe(session, &ev);
     }
 }
 
@@ -510,61 +615,9 @@ fn pump(
         // The clock read the core needs anyway, so no second one.
         *progress = ctx.clock.instant(now);
     }
-    while wbuf.len() < ctx.limits.write_buffer {
-        let Some(frame) = session.poll_transmit(now) else {
-            break;
-        };
-        if let Err(e) = frame.encode(wbuf) {
-            // Only a payload over 64 KiB fails, and `send` refuses those: a bug, not input.
-            tracing::error!(node = ctx.node, error = %e, "frame not encodable");
-        }
-    }
-    let mut closing = false;
-    while let Some(ev) = session.poll_event() {
-        closing |= matches!(ev, Event::ConnectionClosed { .. });
-        let dead = match ev {
-            Event::PeerDead { silent } => Some(silent),
-            _ => None,
-        };
-        if let Event::Undelivered { messages } = &ev {
-            ctx.handler.undelivered(session.id(), messages.clone());
-        }
-        let established = matches!(ev, Event::Established { .. });
-        ctx.observer.observe(
-            ctx.node,
-            session.side(),
-            session.id(),
-            &NetEvent::Session(ev),
-        );
-        if established {
-            ctx.observer.observe(
-                ctx.node,
-                session.side(),
-                session.id(),
-                &NetEvent::Attached {
-                    peer: ctx.peer.clone(),
-                },
-            );
-        }
-        if let Some(silent) = dead {
-            lost(session, ctx, PeerLoss::HeartbeatTimeout, silent);
-        }
-    }
-    closing
-}
-
-/// Reports that this side declared its peer lost.
-fn lost(session: &Session, ctx: &ConnCtx<'_>, reason: PeerLoss, silent: Duration) {
-    ctx.observer.observe(
-        ctx.node,
-        session.side(),
-        session.id(),
-        &NetEvent::PeerLost {
-            reason,
-            silent,
-            peer: ctx.peer.clone(),
-        },
-    );
+    let rep = ctx.reporter();
+    rep.transmit(session, now, wbuf, ctx.limits.write_buffer);
+    rep.events(session)
 }
 
 /// Takes a write's result: the bytes written leave the buffer; a write of nothing or an error

@@ -25,7 +25,7 @@ use super::Steer;
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, ReadState, drive};
 use super::load::{LoadSource, OsLoad};
 use super::{Clock, GateHandle, Listener, NetEvent, Observer, Stream};
-use crate::proto::frame::Frame;
+use crate::proto::frame::{Body, Frame};
 use crate::proto::registry::{RegistryEvent, ServerConfig};
 use crate::proto::server::{
     ConnId, Greeting, Opening, ServerEndpoint, ServerEndpointConfig, ServerEvent,
@@ -366,6 +366,20 @@ async fn first_frame<S: Stream>(
     }
 }
 
+/// The client id a HELLO gives (empty if none), and the client as the server names it in logs
+/// and alerts: `client "id" at addr`, or `client at addr` without an id.
+pub(crate) fn client_peer(hello: &Frame, addr: SocketAddr) -> (&str, String) {
+    let client_id = match &hello.body {
+        Body::Hello(h) => h.client_id.as_str(),
+        _ => "",
+    };
+    let peer = match client_id {
+        "" => format!("client at {addr}"),
+        id => format!("client {id:?} at {addr}"),
+    };
+    (client_id, peer)
+}
+
 async fn connection<S: Stream>(
     shared: Arc<Shared>,
     mut stream: S,
@@ -383,16 +397,10 @@ async fn connection<S: Stream>(
     let mut session = *session;
     let opts = &shared.opts;
     let id = session.id();
-    let client_id = match &hello.body {
-        crate::proto::Body::Hello(h) => h.client_id.as_str(),
-        _ => "",
-    };
+    let (client_id, peer) = client_peer(&hello, peer);
     let ctx = ConnCtx {
         node: &opts.name,
-        peer: match client_id {
-            "" => format!("client at {peer}"),
-            id => format!("client {id:?} at {peer}"),
-        },
+        peer,
         clock: shared.clock.clone(),
         observer: &*shared.observer,
         handler: &*shared.handler,

@@ -4,6 +4,9 @@
 //! - [`runner`]: one scenario run on turmoil's clock, step by step, and the run's
 //!   [`runner::Outcome`]; beside it the hosts' processes (the unchanged drivers, `process.rs`),
 //!   the fault schedule (`schedule.rs`) and the recorder of the trace (`record.rs`).
+//! - [`engine`]: the event-driven engine: the same sessions, TCP model and links driven from
+//!   one event queue in simulated time, without tokio or turmoil (heartbeats without faults
+//!   so far).
 //! - [`net`]: the sockets the drivers use in simulation, whose bytes [`tcp`] carries: a sans-IO
 //!   model of the two kernels' TCP, over the links of [`links`] and [`fault`] (one file each for
 //!   latency, loss, outages, a direction with its rate and queue, the kernels' TCP settings and
@@ -24,6 +27,7 @@
 //! every random draw comes from a ChaCha stream derived from one master seed.
 
 pub mod delivery;
+pub mod engine;
 pub mod fault;
 pub mod histogram;
 pub mod links;

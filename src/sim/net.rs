@@ -387,6 +387,11 @@ fn ip_of(index: u64) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, (index >> 8) as u8, index as u8))
 }
 
+/// The client's address as the server sees it on connection `id`.
+pub(crate) fn peer_addr(id: u64) -> SocketAddr {
+    SocketAddr::new(ip_of(id), (id % 50_000 + 10_000) as u16)
+}
+
 impl SimNet {
     pub fn new(links: Box<dyn Links>) -> SimNet {
         SimNet {
@@ -686,8 +691,8 @@ fn write_segment(conn: &mut Conn, side: usize, now: Duration, mut data: Bytes) {
     }
 }
 
-/// The packets of one connection, for its TCP.
-struct Paths<'a>(&'a mut [Box<dyn PathModel>; 2]);
+/// The packets of one connection, for its TCP: `0[i]` carries what side `i` sends.
+pub(crate) struct Paths<'a>(pub(crate) &'a mut [Box<dyn PathModel>; 2]);
 
 impl Wire for Paths<'_> {
     fn carry(&mut self, from: usize, at: Duration, payload: usize) -> Option<Duration> {
@@ -1257,7 +1262,7 @@ impl crate::net::Connector for SimConnector {
                 sleep: None,
                 host_cache: None,
             };
-            let peer = SocketAddr::new(ip_of(id), (id % 50_000 + 10_000) as u16);
+            let peer = peer_addr(id);
             let l = s.listeners.get_mut(&key).expect("checked above");
             l.queue.push_back(Pending {
                 stream: server_side,

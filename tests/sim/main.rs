@@ -5,6 +5,7 @@ mod counters;
 mod delivery;
 mod determinism;
 mod endpoint_faults;
+mod engine;
 mod judge;
 mod link_rate;
 mod long_intervals;

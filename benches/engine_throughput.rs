@@ -1,0 +1,325 @@
+//! Simulated connection-hours per wall-second of the event engine (`sim::engine`), beside a
+//! minimal event-queue model of the same work, on the shape of `sim_throughput`: one server and
+//! N client sessions heartbeating every second (one-way mode, k = 3), 1 ms links, no faults.
+//!
+//!   cargo bench --bench engine_throughput      # 1,000 sessions, 1 simulated hour per thread
+//!   SESSIONS=100 MINUTES=10 THREADS=1 ONLY=engine ALLOC_MINUTES=0 cargo bench --bench engine_throughput
+//!
+//! THREADS (default: one per core) runs that many seeds at once, one simulation per thread;
+//! the figures are totals over all threads. ONLY=engine or ONLY=model runs one of the two.
+//!
+//! The minimal model is what the engine's work would cost with nothing but an event queue: per
+//! session a heartbeat every second from the client, its arrival at the server 1 ms later, the
+//! reply's arrival back 1 ms after that, and a k-miss deadline on each side moved by every
+//! arrival; no protocol code, no bytes, no TCP model. Both run side by side in one process.
+//!
+//! Allocations: a counting global allocator. Before the timed runs, one engine (and one model)
+//! of SESSIONS sessions runs to simulated minute 1, then to ALLOC_MINUTES (default 3): the
+//! allocations in between, per heartbeat (a heartbeat and its reply), are the steady state's.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mcpsim::net::Quiet;
+use mcpsim::proto::session::Side;
+use mcpsim::sim::engine::{Engine, EngineClock};
+use mcpsim::sim::runner::Scenario;
+
+/// Counts every allocation (and reallocation) of the process.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The shape of `sim_throughput`, as a scenario file would give it: `sessions` sessions starting
+/// at once, heartbeats every second (one-way, k = 3), 1 ms links, no faults.
+fn shape(sessions: usize, minutes: u64) -> Scenario {
+    let text = format!(
+        "description = \"the bench shape\"\n\
+         duration = \"{minutes}m\"\n\
+         [topology]\nsessions = {sessions}\nconnect_ramp = \"0s\"\n\
+         [grid]\ninterval = [\"1s\"]\nmiss_threshold = [3]\n\
+         [network]\nlatency = \"1ms\"\n\
+         [stack.heartbeat]\nmode = \"one-way\"\n"
+    );
+    let plan = mcpsim::scenario::parse("engine_throughput", "bench", &text).expect("the shape");
+    plan.scenario(0)
+}
+
+/// Something the two engines can be asked to do.
+trait Sim {
+    fn run_until(&mut self, t: Duration);
+    /// Heartbeats the clients have sent so far.
+    fn heartbeats(&self) -> u64;
+    /// Events handled so far.
+    fn events(&self) -> u64;
+}
+
+impl Sim for Engine {
+    fn run_until(&mut self, t: Duration) {
+        Engine::run_until(self, t);
+    }
+    fn heartbeats(&self) -> u64 {
+        self.counters(Side::Client).heartbeats_sent
+    }
+    fn events(&self) -> u64 {
+        self.stats().events
+    }
+}
+
+fn engine(sessions: usize, minutes: u64, seed: u64) -> Engine {
+    let scenario = shape(sessions, minutes);
+    Engine::new(&scenario, seed, Arc::new(Quiet), EngineClock::default()).expect("engine")
+}
+
+// ---- The minimal model ------------------------------------------------------------------------
+
+const MS: u64 = 1_000_000;
+const INTERVAL: u64 = 1_000 * MS;
+const DELAY: u64 = MS;
+/// k·η, k = 3.
+const TIMEOUT: u64 = 3 * INTERVAL;
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum What {
+    /// The client's heartbeat timer.
+    Beat,
+    /// The heartbeat reaches the server.
+    AtServer,
+    /// The reply reaches the client.
+    AtClient,
+    /// A k-miss deadline entry (client side, server side).
+    Deadline(bool),
+}
+
+/// A k-miss detector's deadline as a minimal model keeps it: moved by every arrival, filed in
+/// the heap once, filed again when it pops early.
+#[derive(Default)]
+struct KMiss {
+    last: u64,
+    filed: bool,
+    suspected: bool,
+}
+
+struct Model {
+    now: u64,
+    seq: u64,
+    /// By time (ns), then push sequence.
+    heap: BinaryHeap<Reverse<(u64, u64, u32, What)>>,
+    client: Vec<KMiss>,
+    server: Vec<KMiss>,
+    beats: u64,
+    events: u64,
+}
+
+impl Model {
+    fn new(sessions: usize) -> Model {
+        let mut m = Model {
+            now: 0,
+            seq: 0,
+            heap: BinaryHeap::with_capacity(sessions * 4),
+            client: (0..sessions).map(|_| KMiss::default()).collect(),
+            server: (0..sessions).map(|_| KMiss::default()).collect(),
+            beats: 0,
+            events: 0,
+        };
+        for i in 0..sessions as u32 {
+            m.push(INTERVAL, i, What::Beat);
+            m.push(TIMEOUT, i, What::Deadline(true));
+            m.push(TIMEOUT, i, What::Deadline(false));
+            m.client[i as usize].filed = true;
+            m.server[i as usize].filed = true;
+        }
+        m
+    }
+
+    fn push(&mut self, at: u64, session: u32, what: What) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, session, what)));
+    }
+
+    fn arrived(&mut self, session: u32, client: bool) {
+        let d = if client {
+            &mut self.client[session as usize]
+        } else {
+            &mut self.server[session as usize]
+        };
+        d.last = self.now;
+        d.suspected = false;
+        if !d.filed {
+            d.filed = true;
+            self.push(self.now + TIMEOUT, session, What::Deadline(client));
+        }
+    }
+}
+
+impl Sim for Model {
+    fn run_until(&mut self, t: Duration) {
+        let until = t.as_nanos() as u64;
+        while let Some(&Reverse((at, _, i, what))) = self.heap.peek()
+            && at <= until
+        {
+            self.heap.pop();
+            self.now = at;
+            self.events += 1;
+            match what {
+                What::Beat => {
+                    self.beats += 1;
+                    self.push(at + INTERVAL, i, What::Beat);
+                    self.push(at + DELAY, i, What::AtServer);
+                }
+                What::AtServer => {
+                    self.arrived(i, false);
+                    self.push(at + DELAY, i, What::AtClient);
+                }
+                What::AtClient => self.arrived(i, true),
+                What::Deadline(client) => {
+                    let d = if client {
+                        &mut self.client[i as usize]
+                    } else {
+                        &mut self.server[i as usize]
+                    };
+                    let due = d.last + TIMEOUT;
+                    if due <= at {
+                        d.filed = false;
+                        d.suspected = true;
+                    } else {
+                        self.push(due, i, What::Deadline(client));
+                    }
+                }
+            }
+        }
+    }
+
+    fn heartbeats(&self) -> u64 {
+        self.beats
+    }
+    fn events(&self) -> u64 {
+        self.events
+    }
+}
+
+// ---- Measurements -----------------------------------------------------------------------------
+
+/// Between simulated minute 1 and `minutes`: allocations, events and heartbeats.
+fn steady_state(mut sim: impl Sim, minutes: u64) -> (u64, u64, u64) {
+    sim.run_until(Duration::from_secs(60));
+    let a0 = ALLOCATIONS.load(Ordering::Relaxed);
+    let (e0, h0) = (sim.events(), sim.heartbeats());
+    sim.run_until(Duration::from_secs(60 * minutes));
+    let a1 = ALLOCATIONS.load(Ordering::Relaxed);
+    (a1 - a0, sim.events() - e0, sim.heartbeats() - h0)
+}
+
+fn report_steady(name: &str, (allocs, events, beats): (u64, u64, u64), minutes: u64) {
+    let per = |n: u64| n as f64 / beats.max(1) as f64;
+    println!(
+        "{name}: from minute 1 to {minutes}, {beats} heartbeats: {allocs} allocations ({:.4} per heartbeat), \
+         {:.2} events per heartbeat",
+        per(allocs),
+        per(events)
+    );
+}
+
+/// Runs `make(seed)` to `minutes` on `threads` threads at once: wall seconds and heartbeats.
+fn timed<S: Sim>(threads: u64, minutes: u64, make: impl Fn(u64) -> S + Sync) -> (f64, u64) {
+    let start = Instant::now();
+    let beats: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|seed| {
+                let make = &make;
+                s.spawn(move || {
+                    let mut sim = make(seed);
+                    sim.run_until(Duration::from_secs(60 * minutes));
+                    sim.heartbeats()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    (start.elapsed().as_secs_f64(), beats)
+}
+
+fn main() {
+    // `cargo test --benches` runs this with --bench absent: keep that instant.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let sessions = env("SESSIONS", 1000) as usize;
+    let minutes = env("MINUTES", 60);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let threads = env("THREADS", cores);
+    let alloc_minutes = env("ALLOC_MINUTES", 3);
+    let only = std::env::var("ONLY").unwrap_or_default();
+    let (run_engine, run_model) = (only != "model", only != "engine");
+
+    if alloc_minutes > 1 {
+        if run_engine {
+            let sim = engine(sessions, alloc_minutes, 0);
+            report_steady("engine", steady_state(sim, alloc_minutes), alloc_minutes);
+        }
+        if run_model {
+            let sim = Model::new(sessions);
+            report_steady("model", steady_state(sim, alloc_minutes), alloc_minutes);
+        }
+    }
+
+    let conn_hours = (sessions as u64 * minutes * threads) as f64 / 60.0;
+    let report = |name: &str, (wall, beats): (f64, u64)| {
+        let rate = conn_hours / wall;
+        println!(
+            "{name}: sessions={sessions} simulated={minutes}min threads={threads}: wall {wall:.2} s, \
+             {rate:.1} simulated connection-hours per wall-second ({beats} heartbeats, {:.0} ns each per thread)",
+            wall * 1e9 * threads as f64 / beats.max(1) as f64
+        );
+        rate
+    };
+    let a = run_engine.then(|| {
+        report(
+            "engine",
+            timed(threads, minutes, |seed| engine(sessions, minutes, seed)),
+        )
+    });
+    let b = run_model.then(|| report("model", timed(threads, minutes, |_| Model::new(sessions))));
+    if let (Some(a), Some(b)) = (a, b) {
+        println!(
+            "engine / model: {:.3} (the engine takes {:.1}x the model's time)",
+            a / b,
+            b / a
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The event engine (`sim::engine`): the sessions driven from one event queue, checked on its
+//! own and against the turmoil runner on the same small shape.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mcpsim::net::{NetEvent, Observer};
+use mcpsim::proto::session::{Event, Side};
+use mcpsim::sim::engine::{Engine, EngineClock, EngineError};
+use mcpsim::sim::histogram::LogHistogram;
+use mcpsim::sim::runner::{Fault, Scenario, run};
+
+use crate::endpoint_faults::{scenario, secs};
+
+/// What one end saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct EndTally {
+    established: u32,
+    /// From the session's own events: heartbeats received, replies received.
+    heartbeats: u64,
+    replies: u64,
+    /// From the traffic reports, as the runner's counters add them up.
+    reported_sent: u64,
+    reported_received: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    suspicions: u32,
+    /// When the first suspicion came.
+    first_suspicion: Option<Duration>,
+    lost: u32,
+    disconnected: u32,
+    /// When the first connection ended.
+    first_disconnect: Option<Duration>,
+    session_id: u32,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Every event, one line each, stamped with the engine's time.
+    lines: Vec<String>,
+    clients: BTreeMap<String, EndTally>,
+    /// The server's ends by session id.
+    server: BTreeMap<u32, EndTally>,
+    /// The clients' heartbeat round trips, µs.
+    rtt: LogHistogram,
+}
+
+/// Records what the engine reports.
+struct Recording {
+    clock: EngineClock,
+    seen: Mutex<Seen>,
+}
+
+impl Observer for Recording {
+    fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
+        let at = self.clock.now();
+        let mut seen = self.seen.lock().unwrap();
+        seen.lines
+            .push(format!("{at:?} {node} {side:?} {session_id:08x} {event:?}"));
+        if let NetEvent::Session(Event::Rtt { rtt, .. }) = event {
+            seen.rtt.record(rtt.as_micros() as u64);
+        }
+        let end = match side {
+            Side::Client => seen.clients.entry(node.to_string()).or_default(),
+            Side::Server => seen.server.entry(session_id).or_default(),
+        };
+        match event {
+            NetEvent::Session(Event::Established { session_id, .. }) => {
+                end.established += 1;
+                end.session_id = *session_id;
+            }
+            NetEvent::Session(Event::HeartbeatReceived { .. }) => end.heartbeats += 1,
+            NetEvent::Session(Event::Rtt { .. }) => end.replies += 1,
+            NetEvent::Session(Event::PeerSuspected { .. }) => {
+                end.suspicions += 1;
+                end.first_suspicion.get_or_insert(at);
+            }
+            NetEvent::PeerLost { .. } => end.lost += 1,
+            NetEvent::Disconnected { .. } => {
+                end.disconnected += 1;
+                end.first_disconnect.get_or_insert(at);
+            }
+            NetEvent::Traffic {
+                heartbeats_sent,
+                heartbeats_received,
+                bytes_in,
+                bytes_out,
+            } => {
+                end.reported_sent += heartbeats_sent;
+                end.reported_received += heartbeats_received;
+                end.bytes_in += bytes_in;
+                end.bytes_out += bytes_out;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs `scenario` on the engine with `seed`: what it reported, and its engine.
+fn engine_run(scenario: &Scenario, seed: u64) -> (Seen, Engine) {
+    let clock = EngineClock::default();
+    let rec = Arc::new(Recording {
+        clock: clock.clone(),
+        seen: Mutex::new(Seen::default()),
+    });
+    let mut engine = Engine::new(scenario, seed, rec.clone(), clock).expect("engine");
+    engine.run();
+    let seen = std::mem::take(&mut *rec.seen.lock().unwrap());
+    (seen, engine)
+}
+
+/// `sessions` clients heartbeating every second (one-way, k = 3) over constant 1 ms links,
+/// for `seconds`.
+fn quiet(sessions: usize, seconds: f64) -> Scenario {
+    let mut s = scenario(sessions, seconds, Vec::new());
+    s.network = mcpsim::sim::links::NetworkSpec::constant(Duration::from_millis(1));
+    s.tick = Duration::from_millis(10);
+    s
+}
+
+#[test]
+fn every_session_completes_its_handshake_and_heartbeats_once_per_interval() {
+    let (seen, engine) = engine_run(&quiet(5, 60.0), 1);
+    assert_eq!(seen.clients.len(), 5);
+    assert_eq!(seen.server.len(), 6, "five sessions and the accepts' id 0");
+    for (name, c) in &seen.clients {
+        assert_eq!(c.established, 1, "{name}");
+        // Connected at 4 ms (SYN and HELLO round trips), then a heartbeat every second: 59
+        // before 60 s, each answered 2 ms later.
+        assert_eq!(c.replies, 59, "{name}: {c:?}");
+        let server = &seen.server[&c.session_id];
+        assert_eq!(server.established, 1, "{name}");
+        assert_eq!(server.heartbeats, 59, "{name}: {server:?}");
+    }
+    let ids: std::collections::BTreeSet<u32> =
+        seen.clients.values().map(|c| c.session_id).collect();
+    assert_eq!(ids.len(), 5, "distinct session ids: {ids:?}");
+    assert!(!ids.contains(&0));
+    assert_eq!(engine.counters(Side::Client).heartbeats_sent, 5 * 59);
+    assert_eq!(engine.counters(Side::Server).heartbeats_received, 5 * 59);
+    assert_eq!(seen.rtt.max(), Some(2_000), "two 1 ms hops");
+}
+
+#[test]
+fn no_heartbeat_is_suspected_on_an_ideal_link() {
+    let (seen, engine) = engine_run(&quiet(20, 120.0), 3);
+    let ends = seen.clients.values().chain(seen.server.values());
+    for end in ends {
+        assert_eq!(
+            (end.suspicions, end.lost, end.disconnected),
+            (0, 0, 0),
+            "{end:?}"
+        );
+    }
+    assert_eq!(engine.stats().ended, 0);
+    assert_eq!(engine.stats().unsupported, 0);
+}
+
+#[test]
+fn the_same_seed_gives_a_byte_identical_trace() {
+    let mut s = quiet(10, 30.0);
+    // A ramp, so that sessions start at seed-drawn instants.
+    s.connect_ramp = secs(2.0);
+    let a = engine_run(&s, 7).0.lines.join("\n");
+    let b = engine_run(&s, 7).0.lines.join("\n");
+    assert!(a.len() > 10_000, "{}", a.len());
+    assert_eq!(a, b);
+    // Another seed: other session ids and start times.
+    let c = engine_run(&s, 8).0.lines.join("\n");
+    assert_ne!(a, c);
+}
+
+#[test]
+fn a_scenario_with_what_the_engine_does_not_model_yet_is_refused() {
+    let kill = Fault::Kill {
+        host: "server".into(),
+        downtime: None,
+    };
+    let s = scenario(2, 10.0, vec![(secs(5.0), kill)]);
+    let e = Engine::new(&s, 1, Arc::new(mcpsim::net::Quiet), EngineClock::default());
+    assert!(
+        matches!(e, Err(EngineError::Unsupported("scheduled faults"))),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn the_engine_and_the_turmoil_runner_agree_on_heartbeats_round_trips_and_suspicions() {
+    let s = quiet(20, 120.0);
+    let out = run(&s, 5).unwrap();
+    let (seen, _) = engine_run(&s, 5);
+    assert!(out.transitions.is_empty(), "{:?}", out.transitions);
+    // Each end's traffic as its reports add up (the last second of a live connection is not
+    // reported, in either): heartbeats each way and bytes, the same to the frame and the byte.
+    let totals = |t: &mcpsim::sim::runner::Traffic| {
+        (
+            t.heartbeats_sent,
+            t.heartbeats_received,
+            t.bytes_out,
+            t.bytes_in,
+        )
+    };
+    let ours = |e: &EndTally| {
+        (
+            e.reported_sent,
+            e.reported_received,
+            e.bytes_out,
+            e.bytes_in,
+        )
+    };
+    let mut names = BTreeMap::new();
+    for (name, c) in &seen.clients {
+        assert_eq!(c.suspicions, 0, "{name}");
+        names.insert(c.session_id, name.clone());
+        let theirs = &out.traffic[&(name.clone(), "server".to_string())];
+        assert_eq!(ours(c), totals(theirs), "{name}: engine, runner");
+        assert!(c.reported_sent >= 118, "{name}: {c:?}");
+    }
+    for (id, end) in &seen.server {
+        let Some(name) = names.get(id) else {
+            assert_eq!(*id, 0, "only the accepts have no session");
+            continue;
+        };
+        assert_eq!(end.suspicions, 0, "server watching {name}");
+        let theirs = &out.traffic[&("server".to_string(), name.clone())];
+        assert_eq!(
+            ours(end),
+            totals(theirs),
+            "server watching {name}: engine, runner"
+        );
+    }
+    assert_eq!(names.len(), 20);
+    // Replies received, over all clients, and their round trips.
+    let (ours, theirs) = (&seen.rtt, &out.client_heartbeats.rtt);
+    assert_eq!(ours.count(), theirs.count());
+    for q in [0.5, 0.99, 1.0] {
+        let (a, b) = (ours.quantile(q).unwrap(), theirs.quantile(q).unwrap());
+        assert!(a.abs_diff(b) <= 1_000, "q{q}: engine {a} µs, runner {b} µs");
+    }
+}
+
+/// [`quiet`] with `p` of the packets lost each way: the kernels' TCP resends them, and long
+/// enough stalls make suspicions.
+fn lossy(sessions: usize, seconds: f64, p: f64) -> Scenario {
+    let mut s = quiet(sessions, seconds);
+    s.network.default.loss = mcpsim::sim::fault::Loss::Independent { p };
+    s
+}
+
+#[test]
+fn a_connection_its_session_closes_is_reported_ended_and_not_opened_again_yet() {
+    let (seen, engine) = engine_run(&lossy(20, 300.0, 0.3), 2);
+    let ends: Vec<&EndTally> = seen.clients.values().chain(seen.server.values()).collect();
+    let lost: u32 = ends.iter().map(|e| e.lost).sum();
+    assert!(lost > 0, "the loss makes some side declare its peer dead");
+    for e in &ends {
+        assert!(e.established <= 1, "no reconnection yet: {e:?}");
+        assert!(
+            e.lost <= e.disconnected,
+            "a loss ends the connection: {e:?}"
+        );
+    }
+    let disconnected: u32 = ends.iter().map(|e| e.disconnected).sum();
+    assert_eq!(engine.stats().ended, u64::from(disconnected));
+}
+
+#[test]
+fn with_loss_the_first_suspicion_of_each_session_comes_at_the_same_instant_in_both_engines() {
+    // 20% of the packets lost each way: resends, probes and stalls, and some connects that time
+    // out. Sessions are independent (each connection draws from its own streams), so up to its
+    // first reconnection, which the engine does not model yet, a session must go the same way
+    // in both.
+    let s = lossy(20, 120.0, 0.2);
+    let out = run(&s, 4).unwrap();
+    let (seen, _) = engine_run(&s, 4);
+    let theirs = |watcher: &str, peer: &str| {
+        out.transitions
+            .iter()
+            .find(|t| t.suspect && t.watcher == watcher && t.peer == peer)
+            .map(|t| t.at)
+    };
+    let (mut same_suspicion, mut both_quiet) = (0, 0);
+    for (name, client) in seen.clients.iter().filter(|(_, c)| c.established == 1) {
+        let server = &seen.server[&client.session_id];
+        let quiet = client.disconnected == 0 && server.disconnected == 0;
+        for (watcher, peer, end) in [
+            (name.as_str(), "server", client),
+            ("server", name.as_str(), server),
+        ] {
+            match end.first_suspicion {
+                Some(t) if end.first_disconnect.is_none_or(|d| t <= d) => {
+                    assert_eq!(Some(t), theirs(watcher, peer), "{watcher} watching {peer}");
+                    same_suspicion += 1;
+                }
+                None if quiet => {
+                    assert_eq!(None, theirs(watcher, peer), "{watcher} watching {peer}");
+                    both_quiet += 1;
+                }
+                // The connection ended without a suspicion here: the runner reconnects.
+                _ => {}
+            }
+        }
+    }
+    assert!(same_suspicion >= 2, "{same_suspicion} suspicions compared");
+    assert!(both_quiet >= 10, "{both_quiet} quiet watchers compared");
+}
