@@ -245,8 +245,9 @@ async fn connect_loop<C: Connector>(
     }
 }
 
-/// Passes the endpoint's events to the observer as the driver's events.
-fn report(endpoint: &mut ClientEndpoint, node: &str, observer: &dyn Observer) {
+/// Passes the endpoint's events to the observer as the driver's events (the event engine
+/// reports them the same way).
+pub(crate) fn report(endpoint: &mut ClientEndpoint, node: &str, observer: &dyn Observer) {
     while let Some(ev) = endpoint.poll_event() {
         let ev = match ev {
             ClientEvent::Connecting { attempt } => NetEvent::Connecting { attempt },

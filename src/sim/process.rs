@@ -166,7 +166,12 @@ fn server(shared: &Shared, scenario: &Scenario) -> Software {
                 None => Arc::new(Idle),
             });
             let listener = net.listen(SERVER, PORT).map_err(|e| e.to_string())?;
-            let observer = Arc::new(TraceObserver { rec, segments, cpu });
+            let observer = Arc::new(TraceObserver {
+                rec,
+                segments,
+                cpu,
+                clock: None,
+            });
             let server = Server::new(opts, observer, handler);
             let (_keep, shutdown) = tokio::sync::watch::channel(false);
             // The generators of the server's application live and die with its process.
@@ -212,6 +217,7 @@ fn clients(
                 rec,
                 segments,
                 cpu: None,
+                clock: None,
             });
             let (_keep, shutdown) = tokio::sync::watch::channel(false);
             let mut tasks = tokio::task::JoinSet::new();

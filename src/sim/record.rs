@@ -337,9 +337,19 @@ pub(super) struct TraceObserver {
     pub(super) segments: SegmentTrace,
     /// The server's CPU, charged for each heartbeat frame it handles, when a load model is on.
     pub(super) cpu: Option<Arc<Cpu>>,
+    /// Where simulated time comes from: the event engine's clock, or turmoil's (`None`).
+    pub(super) clock: Option<super::engine::EngineClock>,
 }
 
 impl TraceObserver {
+    /// The simulated time of what is being observed.
+    fn now(&self) -> Duration {
+        match &self.clock {
+            Some(clock) => clock.now(),
+            None => turmoil::sim_elapsed().unwrap_or_default(),
+        }
+    }
+
     /// A heartbeat frame arrived at `node`'s end: `rtt` when it is the reply to one of ours,
     /// `gap` when it was liveness evidence after earlier evidence on the same connection.
     fn heartbeat(&self, node: &str, side: Side, session_id: u32, receipt: Receipt) {
@@ -363,7 +373,7 @@ impl TraceObserver {
         };
         // The sink takes the recorder's lock itself.
         drop(rec);
-        let at = turmoil::sim_elapsed().unwrap_or_default();
+        let at = self.now();
         self.segments.line(at, watcher, || {
             let what = match rtt {
                 Some(rtt) => format!(
@@ -378,7 +388,7 @@ impl TraceObserver {
 
     /// Everything but the hot events: counted, and traced if worth reading.
     fn event(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
-        let at = turmoil::sim_elapsed().unwrap_or_default();
+        let at = self.now();
         let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
         rec.count(at, node, side, session_id, event);
         if side == Side::Client

@@ -625,7 +625,7 @@ fn shared(
 
 /// Which host each node runs on: the server on `server`, the sessions round robin over the
 /// client hosts.
-fn node_hosts(sessions: usize, client_hosts: &[String]) -> BTreeMap<String, String> {
+pub(super) fn node_hosts(sessions: usize, client_hosts: &[String]) -> BTreeMap<String, String> {
     let mut hosts = BTreeMap::new();
     hosts.insert(SERVER.to_string(), SERVER.to_string());
     for i in 0..sessions {
@@ -713,14 +713,10 @@ fn outcome(
         down,
         lines: fault_lines,
     } = faults;
-    let delivery_log = &apps.log;
-    let mut rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
-    let (traffic, connected) = rec.traffic(scenario.duration);
-    let transitions = rec.transitions();
-    let mut trace = rec.lines;
-    trace.extend(fault_lines);
+    let rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut extra = fault_lines;
     if segments.is_on() {
-        trace.extend(
+        extra.extend(
             net.take_notes()
                 .into_iter()
                 .filter(|(at, ..)| *at <= scenario.duration)
@@ -731,25 +727,58 @@ fn outcome(
                 }),
         );
     }
+    let delivery = |trace: &[TraceLine], connected: &Connected| {
+        apps.workload.is_on().then(|| {
+            let log = apps.log.lock().unwrap_or_else(|e| e.into_inner());
+            delivery::check(
+                &log,
+                &RunFacts {
+                    seed,
+                    end: scenario.duration,
+                    drain: apps.workload.drain,
+                    connected,
+                    trace,
+                    hosts: &hosts,
+                },
+            )
+        })
+    };
+    judge(
+        scenario,
+        rec,
+        extra,
+        down,
+        hosts.clone(),
+        &delivery,
+        net.queue_drops(),
+    )
+}
+
+/// Who had an established connection to whom, when (see [`Outcome::connected`]).
+pub(super) type Connected = BTreeMap<(String, String), Vec<Range<Duration>>>;
+
+/// A run's [`Outcome`] from what its recorder saw, whichever engine ran it: the trace (the
+/// recorder's lines and `extra` ones, in the trace's order), the judge's transitions, traffic
+/// and connected periods, and what `delivery` makes of the messages.
+pub(super) fn judge(
+    scenario: &Scenario,
+    mut rec: Recorder,
+    extra: Vec<TraceLine>,
+    down: Vec<DownPeriod>,
+    hosts: BTreeMap<String, String>,
+    delivery: &dyn Fn(&[TraceLine], &Connected) -> Option<Delivery>,
+    queue_drops: u64,
+) -> Outcome {
+    let (traffic, connected) = rec.traffic(scenario.duration);
+    let transitions = rec.transitions();
+    let mut trace = rec.lines;
+    trace.extend(extra);
     // Within one instant, lines are grouped by node (stable, so each node keeps its own order).
     // Which of two tasks woken for the same instant tokio runs first can depend on
     // process-wide state (task ids), so cross-node order within an instant is not part of
     // the contract; everything a node does, and when, is.
     trace.sort_by(|a, b| (a.at, &a.node).cmp(&(b.at, &b.node)));
-    let delivery = apps.workload.is_on().then(|| {
-        let log = delivery_log.lock().unwrap_or_else(|e| e.into_inner());
-        delivery::check(
-            &log,
-            &RunFacts {
-                seed,
-                end: scenario.duration,
-                drain: apps.workload.drain,
-                connected: &connected,
-                trace: &trace,
-                hosts: &hosts,
-            },
-        )
-    });
+    let delivery = delivery(&trace, &connected);
     Outcome {
         trace,
         down,
@@ -764,6 +793,6 @@ fn outcome(
         client_heartbeats: rec.client_heartbeats,
         server_heartbeats: rec.server_heartbeats,
         delivery,
-        queue_drops: net.queue_drops(),
+        queue_drops,
     }
 }

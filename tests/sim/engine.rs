@@ -154,7 +154,6 @@ fn no_heartbeat_is_suspected_on_an_ideal_link() {
         );
     }
     assert_eq!(engine.stats().ended, 0);
-    assert_eq!(engine.stats().unsupported, 0);
 }
 
 #[test]
@@ -249,59 +248,103 @@ fn lossy(sessions: usize, seconds: f64, p: f64) -> Scenario {
 }
 
 #[test]
-fn a_connection_its_session_closes_is_reported_ended_and_not_opened_again_yet() {
+fn a_connection_that_ends_is_followed_by_a_reconnect_that_resumes_the_session() {
     let (seen, engine) = engine_run(&lossy(20, 300.0, 0.3), 2);
-    let ends: Vec<&EndTally> = seen.clients.values().chain(seen.server.values()).collect();
-    let lost: u32 = ends.iter().map(|e| e.lost).sum();
-    assert!(lost > 0, "the loss makes some side declare its peer dead");
-    for e in &ends {
-        assert!(e.established <= 1, "no reconnection yet: {e:?}");
+    let lost: u32 = seen.clients.values().map(|e| e.lost).sum();
+    assert!(
+        lost > 0,
+        "the loss makes some client declare the server dead"
+    );
+    let mut resumed = 0;
+    for (name, c) in &seen.clients {
         assert!(
-            e.lost <= e.disconnected,
-            "a loss ends the connection: {e:?}"
+            c.lost <= c.disconnected,
+            "a loss ends the connection: {c:?}"
         );
+        if c.disconnected > 0 {
+            assert!(c.established > 1, "{name} connected again: {c:?}");
+            resumed += 1;
+        }
     }
-    let disconnected: u32 = ends.iter().map(|e| e.disconnected).sum();
+    assert!(resumed > 0, "some client reconnected");
+    // A resume keeps the session: the server saw each client under one session id.
+    let ids: std::collections::BTreeSet<u32> =
+        seen.clients.values().map(|c| c.session_id).collect();
+    assert_eq!(ids.len(), 20);
+    assert!(
+        seen.server
+            .keys()
+            .filter(|id| **id != 0)
+            .all(|id| ids.contains(id))
+    );
+    let disconnected: u32 = seen
+        .clients
+        .values()
+        .chain(seen.server.values())
+        .map(|e| e.disconnected)
+        .sum();
     assert_eq!(engine.stats().ended, u64::from(disconnected));
 }
 
 #[test]
-fn with_loss_the_first_suspicion_of_each_session_comes_at_the_same_instant_in_both_engines() {
-    // 20% of the packets lost each way: resends, probes and stalls, and some connects that time
-    // out. Sessions are independent (each connection draws from its own streams), so up to its
-    // first reconnection, which the engine does not model yet, a session must go the same way
-    // in both.
+fn with_loss_and_reconnects_both_engines_judge_every_suspicion_and_connection_the_same() {
+    // 20% of the packets lost each way: resends, probes, stalls, connects that time out,
+    // peers declared dead, reconnects with backoff and resumes (some taking over a session
+    // the server still holds). Each session must go the same way in both engines, to the
+    // nanosecond, for the whole run, as the same judge sees it.
     let s = lossy(20, 120.0, 0.2);
-    let out = run(&s, 4).unwrap();
-    let (seen, _) = engine_run(&s, 4);
-    let theirs = |watcher: &str, peer: &str| {
-        out.transitions
-            .iter()
-            .find(|t| t.suspect && t.watcher == watcher && t.peer == peer)
-            .map(|t| t.at)
-    };
-    let (mut same_suspicion, mut both_quiet) = (0, 0);
-    for (name, client) in seen.clients.iter().filter(|(_, c)| c.established == 1) {
-        let server = &seen.server[&client.session_id];
-        let quiet = client.disconnected == 0 && server.disconnected == 0;
-        for (watcher, peer, end) in [
-            (name.as_str(), "server", client),
-            ("server", name.as_str(), server),
-        ] {
-            match end.first_suspicion {
-                Some(t) if end.first_disconnect.is_none_or(|d| t <= d) => {
-                    assert_eq!(Some(t), theirs(watcher, peer), "{watcher} watching {peer}");
-                    same_suspicion += 1;
-                }
-                None if quiet => {
-                    assert_eq!(None, theirs(watcher, peer), "{watcher} watching {peer}");
-                    both_quiet += 1;
-                }
-                // The connection ended without a suspicion here: the runner reconnects.
-                _ => {}
-            }
-        }
+    let theirs = run(&s, 4).unwrap();
+    let ours = mcpsim::sim::engine::run(&s, 4).unwrap();
+    let suspicions = ours.transitions.iter().filter(|t| t.suspect).count();
+    assert!(suspicions >= 5, "{suspicions} suspicions compared");
+    let resumes: u64 = ours.reconnects.values().map(|r| r.resumed).sum();
+    assert!(resumes >= 3, "{resumes} resumes");
+    let key =
+        |t: &mcpsim::sim::runner::Transition| (t.at, t.watcher.clone(), t.peer.clone(), t.suspect);
+    assert_eq!(
+        sorted(ours.transitions.iter().map(key).collect()),
+        sorted(theirs.transitions.iter().map(key).collect())
+    );
+    assert_eq!(ours.reconnects, theirs.reconnects);
+    assert_eq!(ours.connected, theirs.connected);
+    assert_eq!(ours.connect_attempts, theirs.connect_attempts);
+}
+
+#[test]
+fn over_many_lossy_runs_both_engines_count_the_same_suspicions_and_reconnects_within_noise() {
+    // Where a session deadline and an arrival fall on the same nanosecond the engines may
+    // order them differently (docs/simulator.md), so runs may part ways there; what they
+    // measure must still agree. The bound is two standard deviations of the difference of two
+    // independent Poisson counts, loose for two engines that mostly agree run by run.
+    let s = lossy(20, 300.0, 0.2);
+    let (mut theirs, mut ours) = ((0f64, 0f64), (0f64, 0f64));
+    for seed in 0..6 {
+        let a = run(&s, seed).unwrap();
+        let b = mcpsim::sim::engine::run(&s, seed).unwrap();
+        let count = |o: &mcpsim::sim::runner::Outcome| {
+            let suspicions = o.transitions.iter().filter(|t| t.suspect).count() as f64;
+            let attempts: u64 = o.reconnects.values().map(|r| r.attempts).sum();
+            (suspicions, attempts as f64)
+        };
+        let (x, y) = (count(&a), count(&b));
+        theirs = (theirs.0 + x.0, theirs.1 + x.1);
+        ours = (ours.0 + y.0, ours.1 + y.1);
     }
-    assert!(same_suspicion >= 2, "{same_suspicion} suspicions compared");
-    assert!(both_quiet >= 10, "{both_quiet} quiet watchers compared");
+    assert!(
+        theirs.0 >= 50.0,
+        "{} suspicions: too few to compare",
+        theirs.0
+    );
+    for (what, a, b) in [
+        ("suspicions", theirs.0, ours.0),
+        ("connect attempts", theirs.1, ours.1),
+    ] {
+        let bound = 2.0 * (a + b).sqrt();
+        assert!((a - b).abs() <= bound, "{what}: runner {a}, engine {b}");
+    }
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
 }

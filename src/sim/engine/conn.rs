@@ -15,13 +15,14 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::queue::{Queue, Timer};
-use super::{Ev, Stats, wake_at};
+use super::{Client, Ev, Stats, wake_at};
 use crate::net::conn::{Handler, ReadState, Reporter, TrafficMeter};
 use crate::net::server::client_peer;
 use crate::net::{ConnEnd, NetEvent, Observer};
-use crate::proto::registry::{Admission, Registry};
+use crate::proto::client::ClientEndpoint;
+use crate::proto::server::{ConnId, Greeting, Opening, ServerEndpoint};
 use crate::proto::session::{Session, Side};
-use crate::proto::{Error as ProtoError, Time};
+use crate::proto::{Frame, Time};
 use crate::sim::net::{PathModel, Paths, peer_addr};
 use crate::sim::tcp::{Output, TcpModel};
 
@@ -31,8 +32,85 @@ pub(super) struct World<'a> {
     pub queue: &'a mut Queue<Ev>,
     pub observer: &'a dyn Observer,
     pub handler: &'a dyn Handler,
-    pub registry: &'a mut Registry,
+    pub server: &'a mut ServerEndpoint<u64>,
+    /// The server endpoint's timer (the next expiry of a detached session).
+    pub server_timer: &'a mut Timer,
+    pub clients: &'a mut [Client],
+    /// Connections whose server end must let go of its session (a takeover), in order.
+    pub replace: &'a mut Vec<u64>,
     pub stats: &'a mut Stats,
+}
+
+impl World<'_> {
+    /// Files the server endpoint's next expiry.
+    pub fn arm_server(&mut self) {
+        let next = self
+            .server
+            .poll_timeout()
+            .map(|t| wake_at(t.since_epoch()).max(self.now));
+        if let Some((at, generation)) = self.server_timer.arm(next) {
+            self.queue.push(at, Ev::Server { generation });
+        }
+    }
+
+    /// Client `i`'s endpoint is back from a connection, or due: it decides (reporting what it
+    /// does) and its next step is filed: an attempt now, or a wake-up at its deadline.
+    pub fn step_client(&mut self, i: usize) {
+        let now = self.now;
+        let client = &mut self.clients[i];
+        let Some(endpoint) = client.endpoint.as_mut() else {
+            return;
+        };
+        let t = Time::from_epoch(now.saturating_sub(client.start));
+        endpoint.handle_timeout(t);
+        let attempt = endpoint.poll_connect(t);
+        crate::net::client::report(endpoint, &client.name, self.observer);
+        let next = match (attempt, endpoint.ending()) {
+            (_, Some(_)) => None,
+            (Some(_), None) => {
+                client.connecting = true;
+                Some(now)
+            }
+            (None, None) => endpoint
+                .poll_timeout()
+                .map(|d| wake_at(client.start + d.since_epoch()).max(now)),
+        };
+        if let Some((at, generation)) = client.timer.arm(next) {
+            self.queue.push(
+                at,
+                Ev::Client {
+                    client: i as u32,
+                    generation,
+                },
+            );
+        }
+    }
+}
+
+/// What an end's driver holds: nothing yet (a server end before its HELLO is admitted), the
+/// server's session, or a client's endpoint (with its session) and the client's index.
+pub(super) enum Holder {
+    None,
+    Server(Box<Session>),
+    Client(usize, Box<ClientEndpoint>),
+}
+
+impl Holder {
+    fn session_mut(&mut self) -> Option<&mut Session> {
+        match self {
+            Holder::None => None,
+            Holder::Server(s) => Some(s),
+            Holder::Client(_, e) => Some(e.session_mut()),
+        }
+    }
+
+    fn session(&self) -> Option<&Session> {
+        match self {
+            Holder::None => None,
+            Holder::Server(s) => Some(s),
+            Holder::Client(_, e) => Some(e.session()),
+        }
+    }
 }
 
 /// Data flowing from one side of a connection to the other.
@@ -94,8 +172,12 @@ pub(super) struct End {
     pub names: Names,
     /// When the driver's clock started: the session's time is the engine's minus this.
     pub epoch: Duration,
-    /// The server's session is known once the registry has admitted the HELLO.
-    pub session: Option<Box<Session>>,
+    /// The server's session is known once its endpoint has admitted the HELLO.
+    pub holder: Holder,
+    /// Server: the connection as the server endpoint names it, once accepted; and a HELLO
+    /// waiting to be offered again while its session is taken over from another connection.
+    pub accepted: Option<ConnId>,
+    pub pending: Option<Frame>,
     io: Io,
     pub timer: Timer,
     /// The connection is up at this end (from the handshake until its end).
@@ -106,14 +188,16 @@ impl End {
     pub fn new(
         names: Names,
         epoch: Duration,
-        session: Option<Box<Session>>,
+        holder: Holder,
         read: ReadState,
         write_buffer: usize,
     ) -> End {
         End {
             names,
             epoch,
-            session,
+            holder,
+            accepted: None,
+            pending: None,
             io: Io {
                 read,
                 write_buffer,
@@ -140,7 +224,7 @@ impl End {
         w: &World<'r>,
     ) -> Option<(Reporter<'r>, &'r mut Session, &'r mut Io, Time)> {
         let t = self.time(w.now);
-        let session = self.session.as_deref_mut()?;
+        let session = self.holder.session_mut()?;
         Some((self.names.reporter(w), session, &mut self.io, t))
     }
 }
@@ -153,6 +237,9 @@ pub(super) struct Conn {
     paths: [Box<dyn PathModel>; 2],
     tcp: TcpModel,
     pub tcp_timer: Timer,
+    /// A reset or timeout the kernel has decided for a side, and when it reaches that side's
+    /// socket (the model knows it ahead of time; a reader meets it then).
+    failures: [Option<(Duration, io::ErrorKind)>; 2],
 }
 
 impl Conn {
@@ -164,26 +251,88 @@ impl Conn {
             paths,
             tcp,
             tcp_timer: Timer::default(),
+            failures: [None, None],
         }
     }
 
-    /// The handshake completed at `w.now`: the server accepts, the client sends HELLO.
+    /// The handshake completed at `w.now`: the server's endpoint accepts (or refuses) the
+    /// connection, the client's session sends HELLO.
     pub fn open(&mut self, w: &mut World<'_>) {
         let now = w.now;
-        let accepted = NetEvent::Accepted {
-            peer: peer_addr(self.id),
-        };
-        w.observer
-            .observe(&self.ends[1].names.node, Side::Server, 0, &accepted);
-        self.ends[1].open = true;
+        let peer = peer_addr(self.id);
+        let server = &mut self.ends[1];
+        server.open = true;
+        match w.server.handle_accept(server.time(now), self.id) {
+            Opening::Open { conn, deadline } => {
+                let accepted = NetEvent::Accepted { peer };
+                w.observer
+                    .observe(&server.names.node, Side::Server, 0, &accepted);
+                server.accepted = Some(conn);
+                let at = wake_at(server.epoch + deadline.since_epoch());
+                w.queue.push(at, Ev::Handshake(self.id as u32));
+            }
+            Opening::Refuse { reject, reason } => {
+                let refused = NetEvent::Refused { peer, reason };
+                w.observer
+                    .observe(&server.names.node, Side::Server, 0, &refused);
+                self.write_frame(1, &reject, w);
+                self.close(1, w);
+            }
+        }
         let client = &mut self.ends[0];
         client.open = true;
         let t = client.time(now);
-        if let Some(s) = client.session.as_mut() {
-            s.handle_connected(t);
-            client.io.traffic = Some(TrafficMeter::new(s, t));
+        if let Holder::Client(_, e) = &mut client.holder {
+            e.handle_connected(t);
+            client.io.traffic = Some(TrafficMeter::new(e.session(), t));
         }
         self.step(0, None, w);
+        self.arm(w);
+    }
+
+    /// The server's handshake deadline: a connection still without a session is closed.
+    pub fn on_handshake_deadline(&mut self, w: &mut World<'_>) {
+        let end = &mut self.ends[1];
+        let Some(conn) = end.accepted else { return };
+        if !end.open || end.holder.session().is_some() || end.pending.is_some() {
+            return;
+        }
+        let timed_out = NetEvent::HandshakeTimeout {
+            peer: peer_addr(self.id),
+        };
+        w.observer
+            .observe(&end.names.node, Side::Server, 0, &timed_out);
+        let close = w.server.handle_handshake_timeout(conn);
+        self.write_frame(1, &close, w);
+        self.close(1, w);
+        self.arm(w);
+    }
+
+    /// A resume on another connection takes this connection's session over: the session
+    /// closes this connection (CLOSE SESSION_REPLACED) and goes back to the server endpoint.
+    pub fn on_replaced(&mut self, w: &mut World<'_>) {
+        self.run_tcp(w);
+        let end = &mut self.ends[1];
+        if !end.open {
+            return;
+        }
+        if let Some(session) = end.holder.session_mut() {
+            session.handle_replaced();
+            self.step(1, None, w);
+        }
+        self.arm(w);
+    }
+
+    /// The HELLO that waited for a takeover is offered to the server endpoint again.
+    pub fn on_retry(&mut self, w: &mut World<'_>) {
+        if let Some(hello) = self.ends[1].pending.take()
+            && self.ends[1].open
+            && self.greet(Ok(hello), w)
+        {
+            // The session starts with what arrived behind the HELLO, then reads on.
+            self.feed(1, w);
+            self.read(1, w);
+        }
         self.arm(w);
     }
 
@@ -227,7 +376,12 @@ impl Conn {
                 w.queue.push(filed.0, Ev::session(self.id, side, filed.1));
             }
         }
-        let next = self.tcp.poll_timeout().map(|t| wake_at(t).max(now));
+        let failing = self.failures.iter().flatten().map(|f| f.0).min();
+        let next = [self.tcp.poll_timeout(), failing]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| wake_at(t).max(now));
         if let Some((at, generation)) = self.tcp_timer.arm(next) {
             w.queue.push(at, Ev::tcp(self.id, generation));
         }
@@ -237,13 +391,21 @@ impl Conn {
     /// a timeout or a reset ends a side.
     fn run_tcp(&mut self, w: &mut World<'_>) {
         let now = w.now;
-        if self.tcp.poll_timeout().is_none_or(|t| t > now) {
+        let failing = self.failures.iter().flatten().any(|f| f.0 <= now);
+        if self.tcp.poll_timeout().is_none_or(|t| t > now) && !failing {
             return;
         }
         self.tcp.advance(now, &mut Paths(&mut self.paths));
         // Which ends have something to read, in the order their first input came.
         let mut readers: [Option<usize>; 2] = [None; 2];
         let mut ended: [Option<ConnEnd>; 2] = [None, None];
+        let note = |side: usize, readers: &mut [Option<usize>; 2]| {
+            if readers[0].is_none() {
+                readers[0] = Some(side);
+            } else if readers[0] != Some(side) {
+                readers[1] = Some(side);
+            }
+        };
         for out in self.tcp.take_outputs() {
             let side = match out {
                 Output::Delivered { from, seq, .. } => {
@@ -257,23 +419,28 @@ impl Conn {
                     }
                     1 - from
                 }
-                Output::TimedOut { side, .. } => {
-                    let e = io::Error::from(io::ErrorKind::TimedOut);
-                    ended[side].get_or_insert(ConnEnd::from_io(&e));
-                    side
+                // The socket meets these when they happen: filed below.
+                Output::TimedOut { side, at } => {
+                    fail(&mut self.failures[side], at, io::ErrorKind::TimedOut);
+                    continue;
                 }
-                Output::Reset { side, .. } => {
-                    let e = io::Error::from(io::ErrorKind::ConnectionReset);
-                    ended[side].get_or_insert(ConnEnd::from_io(&e));
-                    side
+                Output::Reset { side, at } => {
+                    fail(&mut self.failures[side], at, io::ErrorKind::ConnectionReset);
+                    continue;
                 }
                 // Writes never wait for room in the send buffer here (see the module docs).
                 Output::Acked { .. } => continue,
             };
-            if readers[0].is_none() {
-                readers[0] = Some(side);
-            } else if readers[0] != Some(side) {
-                readers[1] = Some(side);
+            note(side, &mut readers);
+        }
+        // A reset or timeout whose time has come ends its side, as a read would find it.
+        for (side, (failure, ended)) in self.failures.iter_mut().zip(&mut ended).enumerate() {
+            if let Some((at, kind)) = *failure
+                && at <= now
+            {
+                *failure = None;
+                ended.get_or_insert(ConnEnd::from_io(&io::Error::from(kind)));
+                note(side, &mut readers);
             }
         }
         for side in readers.into_iter().flatten() {
@@ -310,18 +477,23 @@ impl Conn {
             pipe.bytes.advance(n);
             pipe.readable -= n;
             io.bytes_in += n as u64;
-            if self.ends[side].session.is_none() && !self.admit(w) {
+            if side == 1 && self.ends[1].holder.session().is_none() && !self.admit(w) {
                 continue;
             }
-            let Some((rep, session, io, t)) = self.ends[side].driver(w) else {
-                return;
-            };
-            let ending = rep
-                .decode_all(&mut io.read, session, || t)
-                .err()
-                .map(ConnEnd::Decode);
-            self.step(side, ending, w);
+            self.feed(side, w);
         }
+    }
+
+    /// Side `side`'s session takes the frames its read buffer holds, and its driver has a turn.
+    fn feed(&mut self, side: usize, w: &mut World<'_>) {
+        let Some((rep, session, io, t)) = self.ends[side].driver(w) else {
+            return;
+        };
+        let ending = rep
+            .decode_all(&mut io.read, session, || t)
+            .err()
+            .map(ConnEnd::Decode);
+        self.step(side, ending, w);
     }
 
     /// Side `side` read the end of the stream: what is left in its buffer is a last frame or
@@ -346,48 +518,81 @@ impl Conn {
         self.step(side, Some(ending), w);
     }
 
-    /// The server's first frame: the registry admits it or not. Whether a session now runs.
+    /// The server's first frame, once it is complete. Whether a session now runs.
     fn admit(&mut self, w: &mut World<'_>) -> bool {
         let end = &mut self.ends[1];
-        let hello = match end.io.read.decoder.decode(&mut end.io.read.buf) {
-            Ok(Some(frame)) => frame,
+        if end.pending.is_some() || !end.open {
+            return false;
+        }
+        let first = match end.io.read.decoder.decode(&mut end.io.read.buf) {
+            Ok(Some(frame)) => Ok(frame),
             Ok(None) => return false,
-            Err(error) => {
-                let rejected = NetEvent::Rejected { error };
-                w.observer
-                    .observe(&end.names.node, Side::Server, 0, &rejected);
-                w.stats.unsupported += 1;
-                self.close(1, w);
-                return false;
-            }
+            Err(error) => Err(error),
+        };
+        self.greet(first, w)
+    }
+
+    /// Carries out what the server endpoint answers to the first frame `first`. Whether a
+    /// session now runs.
+    fn greet(&mut self, first: Result<Frame, crate::proto::Error>, w: &mut World<'_>) -> bool {
+        let end = &mut self.ends[1];
+        let Some(conn) = end.accepted else {
+            return false;
         };
         let t = end.time(w.now);
-        match w.registry.admit(t, &hello) {
-            Admission::Accepted(session) => {
+        let greeting = w
+            .server
+            .handle_first_frame(t, conn, first.as_ref().map_err(Clone::clone));
+        match greeting {
+            Greeting::Serve(session) => {
+                let Ok(hello) = first else { return false };
                 end.names.peer = client_peer(&hello, peer_addr(self.id)).1;
                 // Bytes read with the HELLO count; the HELLO itself was the handshake's.
                 end.io.bytes_in = end.io.read.buf.len() as u64;
                 end.io.traffic = Some(TrafficMeter::new(&session, t));
-                end.session = Some(session);
+                end.holder = Holder::Server(session);
                 true
             }
-            refused => {
-                let error = match refused {
-                    Admission::Rejected { code, reason, .. } => {
-                        ProtoError::Rejected { code, reason }
-                    }
-                    Admission::Unexpected { error, .. } => error,
-                    _ => ProtoError::Protocol("the session is attached to another connection"),
-                };
-                let (id, rejected) = (hello.session_id, NetEvent::Rejected { error });
-                w.observer
-                    .observe(&end.names.node, Side::Server, id, &rejected);
-                // Refusals and resumes are not modelled yet: the connection just closes.
-                w.stats.unsupported += 1;
+            Greeting::Close {
+                frame,
+                error,
+                session_id,
+            } => {
+                if let Some(error) = error {
+                    let rejected = NetEvent::Rejected { error };
+                    w.observer
+                        .observe(&end.names.node, Side::Server, session_id, &rejected);
+                }
+                if let Some(frame) = frame {
+                    self.write_frame(1, &frame, w);
+                }
                 self.close(1, w);
                 false
             }
+            Greeting::TakeOver { owner, retry_at } => {
+                end.pending = first.ok();
+                if let Some(owner) = owner {
+                    w.replace.push(owner);
+                }
+                let at = wake_at(end.epoch + retry_at.since_epoch());
+                w.queue.push(at, Ev::Retry(self.id as u32));
+                false
+            }
         }
+    }
+
+    /// Side `side` writes one frame outside a session (a REJECT, a CLOSE before any session)
+    /// as one segment.
+    fn write_frame(&mut self, side: usize, frame: &Frame, w: &mut World<'_>) {
+        let pipe = &mut self.pipes[side];
+        let before = pipe.bytes.len();
+        if frame.encode(&mut pipe.bytes).is_err() {
+            return;
+        }
+        let n = pipe.bytes.len() - before;
+        pipe.segments.push_back(n);
+        self.tcp.write(side, n, w.now, &mut Paths(&mut self.paths));
+        self.ends[side].io.bytes_out += n as u64;
     }
 
     /// A [`Conn::turn`] of side `side`, and the end of the connection there if the session
@@ -458,17 +663,39 @@ impl Conn {
         {
             let totals = (io.bytes_in, io.bytes_out);
             rep.ended(session, &why, closing, t, traffic, totals);
-            session.handle_disconnect(t);
         }
         w.stats.ended += 1;
         self.close(side, w);
     }
 
-    /// Side `side` closes its socket: FIN, and the kernel answers later data with RST. No
-    /// reconnection follows (not modelled yet).
+    /// Side `side` closes its socket: FIN, and the kernel answers later data with RST. Its
+    /// driver hands the session back: a client's endpoint decides what comes next, the server
+    /// endpoint parks the session for a resume.
     fn close(&mut self, side: usize, w: &mut World<'_>) {
-        self.ends[side].open = false;
-        self.ends[side].io.touched = true;
+        let end = &mut self.ends[side];
+        let was_open = std::mem::replace(&mut end.open, false);
+        end.io.touched = true;
+        let t = end.time(w.now);
+        match std::mem::replace(&mut end.holder, Holder::None) {
+            Holder::Client(i, mut endpoint) => {
+                endpoint.handle_connection_ended(t);
+                w.clients[i].endpoint = Some(endpoint);
+                w.clients[i].connecting = false;
+                w.step_client(i);
+            }
+            Holder::Server(session) if was_open => {
+                if let Some(conn) = end.accepted.take() {
+                    w.server.handle_closed(t, conn, Some(*session));
+                    w.arm_server();
+                }
+            }
+            Holder::Server(session) => end.holder = Holder::Server(session),
+            Holder::None => {
+                if let Some(conn) = end.accepted.take() {
+                    w.server.handle_closed(t, conn, None);
+                }
+            }
+        }
         if self.pipes[side].fin_seq.is_none() {
             let seq = self.tcp.write(side, 0, w.now, &mut Paths(&mut self.paths));
             self.pipes[side].fin_seq = Some(seq);
@@ -478,6 +705,15 @@ impl Conn {
 
     /// The heartbeat counters of the session on `side`, if it has one.
     pub fn counters(&self, side: usize) -> Option<crate::proto::session::Counters> {
-        self.ends[side].session.as_ref().map(|s| s.counters())
+        self.ends[side].holder.session().map(|s| s.counters())
+    }
+}
+
+/// Files a failure for a side at `at`, keeping the earliest; a timeout of the side's own
+/// kernel wins over a reset from the peer's at the same instant, as a read checks it first.
+fn fail(slot: &mut Option<(Duration, io::ErrorKind)>, at: Duration, kind: io::ErrorKind) {
+    match slot {
+        Some((t, k)) if *t < at || (*t == at && *k == io::ErrorKind::TimedOut) => {}
+        _ => *slot = Some((at, kind)),
     }
 }

@@ -1,47 +1,62 @@
-//! The event-driven engine: the sans-IO sessions driven from one event queue in simulated
-//! time, over the same TCP model and links as the turmoil runner, with no tokio and no ticks.
+//! The event-driven engine: the sans-IO endpoints and sessions driven from one event queue in
+//! simulated time, over the same TCP model and links as the turmoil runner, with no tokio and
+//! no ticks.
 //!
-//! [`super::runner`] runs the real async drivers on turmoil. This engine drives the same
-//! `Session`s directly: one [`Queue`] of events, each handled at its instant, nothing done
-//! between events. What a driver does with a session's output (frames into the socket, events
-//! into `NetEvent`s for an [`Observer`]) is the same code `net::conn::drive` runs
-//! (`net::conn::Reporter`), so an observer sees the same events; the server's sessions come
-//! from a [`Registry`] seeded as the runner seeds the server's, so session ids match.
+//! [`super::runner`] runs the real async drivers on turmoil. This engine drives what those
+//! drivers drive, directly: the client endpoints ([`ClientEndpoint`]), the server endpoint
+//! ([`ServerEndpoint`]) and their `Session`s, from one [`Queue`] of events, each handled at its
+//! instant, nothing done between events. What a driver does with a session's output (frames
+//! into the socket, events into `NetEvent`s for an [`Observer`]) is the same code
+//! `net::conn::drive` runs (`net::conn::Reporter`), and the client endpoint's events are
+//! reported by `net::client`'s own function, so an observer sees the same events; the server
+//! endpoint's registry is seeded as the runner seeds the server's, so session ids match.
 //!
 //! # Events
 //!
-//! - A client starts (at its instant of the scenario's connect ramp): it reports its attempt,
-//!   opens a connection (its path models from [`FaultLinks`], the SYN exchange from the path)
-//!   and the connection opens when the handshake completes.
+//! - A client is due ([`ClientEndpoint`]): it starts (at its instant of the scenario's connect
+//!   ramp), its wait between attempts is over, or it asked for a connection. An attempt opens
+//!   through the path model (SYN loss and backoff included) by the endpoint's deadline; the
+//!   endpoint hears how it went and decides what next (backoff, breaker, giving up), as
+//!   `net::client` carries its decisions out.
+//! - A connection's handshake is over: the [`ServerEndpoint`] accepts it (or refuses it at its
+//!   connection limit) and its handshake deadline is filed; the client's session sends HELLO.
+//!   The HELLO's answer is the server endpoint's: a session, a REJECT or CLOSE, or a takeover
+//!   of a session still attached to another connection, which is told to let go at once and
+//!   the HELLO offered again when the endpoint says.
 //! - A session deadline of one end of a connection ([`Session::poll_timeout`](crate::proto::Session::poll_timeout)):
 //!   like the driver, the end first reads whatever has reached it, then runs the deadline.
-//! - The TCP model's next event of a connection ([`TcpModel::poll_timeout`](super::tcp::TcpModel::poll_timeout)):
-//!   packets arrive, timers fire; segments that reach a receiver's buffer are read at once,
-//!   decoded with the real decoder and fed to the session.
+//! - The TCP model's next event of a connection ([`TcpModel::poll_timeout`](super::tcp::TcpModel::poll_timeout)),
+//!   or a reset or timeout reaching a socket: packets arrive, timers fire; segments that reach
+//!   a receiver's buffer are read at once, decoded with the real decoder and fed to the
+//!   session. When a connection ends, a client's endpoint decides what comes next and the
+//!   server endpoint parks the session for a resume.
+//! - The server endpoint's next expiry of a detached session.
 //!
 //! Events of one instant run in the order they were scheduled ([`queue`]). Deadlines that move
 //! are not removed from the queue: see [`Timer`]. Every wake-up happens on a whole millisecond
 //! (`wake_at`), as on tokio's timer wheel in the runner, and a read takes what the driver's
 //! read buffer has room for, as `read_buf` does: so a session goes the same way, to the
-//! nanosecond and to the packet, on both (`tests/sim/engine.rs` checks it, with loss).
+//! nanosecond and to the packet, on both (`tests/sim/engine.rs` checks it, with loss and
+//! reconnects), except where a session deadline and an arrival fall on the same nanosecond:
+//! the engine delivers the arrival first (the tie rule of [`crate::proto::detector`]), while
+//! which comes first in the runner depends on the order its tasks wake in.
 //!
 //! # What is modelled, and what not yet
 //!
-//! Modelled: connection set-up through the path model (SYN loss and backoff included), the
-//! handshake through the real [`Registry`] and sessions, heartbeats, replies, detectors and
-//! health, the kernels' TCP of `sim::tcp` (RTT, retransmissions, probes, delayed ACKs, user
-//! timeout) over the links' latency and loss, the events of `net::conn::drive` (traffic reports
-//! once a second, a session closing its connection, a connection ending by EOF, reset or
-//! timeout, with its `PeerLost` and `Disconnected`).
+//! Modelled: connection set-up through the path model, the client endpoint's reconnects
+//! (backoff, breaker, giving up, resumes, fresh sessions after `UNKNOWN_SESSION`), the server
+//! endpoint's admission, refusals, takeovers, handshake timeouts and expiry, heartbeats,
+//! replies, detectors and health, the kernels' TCP of `sim::tcp` (RTT, retransmissions,
+//! probes, delayed ACKs, resets, user timeout) over the links' latency and loss, the events of
+//! `net::conn::drive` (traffic reports once a second, a session closing its connection, a
+//! connection ending by EOF, reset or timeout, with its `PeerLost` and `Disconnected`), and
+//! [`run`]'s [`Outcome`] through the runner's recorder and judge.
 //!
 //! Not yet, and refused by [`Engine::new`]: scheduled and random faults (kills, crashes,
 //! pauses, partitions, latency episodes), application traffic, the server's load model,
-//! throttling and load reports, links with a rate (the congestion window), sabotage. Not yet,
-//! and only counted ([`Stats`]): a connection that ends is not followed by a reconnection (the
-//! client stays down); a connect that times out, a HELLO the registry refuses and a resume are
-//! not retried. Writes never wait for room in the send buffer, and the server's handshake
-//! timeout, the drivers' write-stall timeout and the registry's expiry of detached sessions do
-//! not run.
+//! throttling and load reports, links with a rate (the congestion window), sabotage. Writes
+//! never wait for room in the send buffer, the drivers' write-stall timeout does not run, and
+//! the segment-level trace is not kept.
 //!
 //! # Determinism
 //!
@@ -54,8 +69,8 @@ mod conn;
 pub mod queue;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -64,11 +79,15 @@ use rand_chacha::ChaCha20Rng;
 
 pub use queue::{Queue, Timer};
 
-use self::conn::{Conn, End, Names, World};
+use self::conn::{Conn, End, Holder, Names, World};
 use super::fault::FaultError;
 use super::links::FaultLinks;
 use super::net::{ConnectOutcome, Links};
-use super::runner::{CLIENTS, SERVER, Scenario};
+use super::record::{Recorder, TraceObserver};
+use super::runner::{
+    CLIENTS, Connected, Outcome, SERVER, Scenario, SegmentTrace, TraceLine, client_hosts, judge,
+    node_hosts,
+};
 use super::synthetic::{Purpose, stream};
 use super::tcp::TcpModel;
 use crate::net::NetEvent;
@@ -77,9 +96,39 @@ use crate::net::client::ClientOptions;
 use crate::net::conn::{Discard, ReadState};
 use crate::net::server::ServerOptions;
 use crate::proto::Decoder;
+use crate::proto::client::{ClientEndpoint, EndpointConfig};
 use crate::proto::frame::MAX_PAYLOAD_LEN;
-use crate::proto::registry::Registry;
-use crate::proto::session::{Counters, Session, Side};
+use crate::proto::server::{ServerEndpoint, ServerEndpointConfig};
+use crate::proto::session::{Counters, Side};
+
+/// Runs `scenario` with `seed` on the event engine: the same [`Outcome`] as
+/// [`super::runner::run`] gives, through the same recorder and judge (trace lines,
+/// transitions, traffic, connected periods, heartbeat statistics). Refuses what the engine does
+/// not model yet (see the module docs).
+pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, EngineError> {
+    let clock = EngineClock::default();
+    let rec = Arc::new(Mutex::new(Recorder::default()));
+    let observer = Arc::new(TraceObserver {
+        rec: rec.clone(),
+        segments: SegmentTrace::off(),
+        cpu: None,
+        clock: Some(clock.clone()),
+    });
+    let mut engine = Engine::new(scenario, seed, observer, clock)?;
+    engine.run();
+    let rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
+    let hosts = node_hosts(scenario.sessions, &client_hosts(scenario.client_hosts));
+    let no_traffic = |_: &[TraceLine], _: &Connected| None;
+    Ok(judge(
+        scenario,
+        rec,
+        Vec::new(),
+        Vec::new(),
+        hosts,
+        &no_traffic,
+        0,
+    ))
+}
 
 /// The engine's simulated time, for observers: the instant of the event being handled.
 /// Cheap to clone; every clone reads the same clock.
@@ -124,18 +173,21 @@ pub enum EngineError {
 pub struct Stats {
     /// Events handled, stale ones included.
     pub events: u64,
-    /// Connection ends (either side): nothing follows them yet.
+    /// Connection ends (either side).
     pub ended: u64,
-    /// Things the engine met that it does not model yet and skipped: a connect that timed out,
-    /// a refused HELLO, a resume (see the module docs).
-    pub unsupported: u64,
 }
 
 /// Something due at an instant.
 #[derive(Clone, Copy, Debug)]
 enum Ev {
-    /// The client of this index starts: its first connection attempt.
-    Connect(u32),
+    /// The client of this index is due: it starts, its wait is over, or it opens a connection.
+    Client { client: u32, generation: u32 },
+    /// The server endpoint's next expiry.
+    Server { generation: u32 },
+    /// The server's handshake deadline on the connection of this id.
+    Handshake(u32),
+    /// A HELLO waiting for a takeover on the connection of this id is offered again.
+    Retry(u32),
     /// The handshake of the connection of this id is over (or the attempt failed).
     Open(u32),
     /// A session deadline of one end of a connection.
@@ -164,13 +216,17 @@ impl Ev {
     }
 }
 
-/// A client session before its connection exists.
-struct Client {
+/// A client: its endpoint (with its session) whenever no connection holds it.
+pub(crate) struct Client {
     name: String,
     host: String,
+    /// When its process started: the epoch of its clock.
     start: Duration,
-    /// The session, until its connection takes it.
-    session: Option<Box<Session>>,
+    endpoint: Option<Box<ClientEndpoint>>,
+    /// The endpoint's next step: its start, the end of a wait, an attempt to make now.
+    timer: Timer,
+    /// The endpoint asked for a connection: the timer's firing makes it.
+    connecting: bool,
 }
 
 /// The event engine. See the module docs.
@@ -181,7 +237,10 @@ pub struct Engine {
     clock: EngineClock,
     observer: Arc<dyn Observer>,
     links: FaultLinks,
-    registry: Registry,
+    endpoint: ServerEndpoint<u64>,
+    server_timer: Timer,
+    /// Connections whose server end must let go of its session (a takeover).
+    replace: Vec<u64>,
     server: ServerOptions,
     client: ClientOptions,
     clients: Vec<Client>,
@@ -241,10 +300,17 @@ impl Engine {
         }
         // The first life of the server process draws its ids and tokens as the runner's does.
         let server_seed = stream(seed, Purpose::Simulator, &[1, 0]).next_u64();
-        let registry = Registry::new(
-            server.config.clone(),
+        let mut endpoint = ServerEndpoint::new(
+            ServerEndpointConfig {
+                server: server.config.clone(),
+                max_connections: server.max_connections,
+                handshake_timeout: server.handshake_timeout,
+                throttle: None,
+                report_load: false,
+            },
             ChaCha20Rng::seed_from_u64(server_seed),
         );
+        endpoint.handle_started(crate::proto::Time::ZERO);
         let hosts = scenario.client_hosts.max(1);
         let mut queue = Queue::with_capacity(scenario.sessions * 8);
         let mut clients = Vec::with_capacity(scenario.sessions);
@@ -253,21 +319,37 @@ impl Engine {
                 1 => CLIENTS.to_string(),
                 n => format!("{CLIENTS}-{}", i % n),
             };
-            // The client's draws: its reconnect jitter's seed (unused here), then its start.
+            // The client's draws: its reconnect jitter's seed, then its start.
             let mut draws = stream(seed, Purpose::Simulator, &[2, i as u64]);
-            let _jitter = draws.next_u64();
+            let jitter = draws.next_u64();
             let ramp_us = scenario.connect_ramp.as_micros() as u64;
             let start = match ramp_us {
                 0 => Duration::ZERO,
                 us => Duration::from_micros(draws.next_u64() % us),
             };
             let start = wake_at(start);
-            queue.push(start, Ev::Connect(i as u32));
+            let name = format!("client-{i}");
+            let mut session = client.session.clone();
+            session.client_id = name.clone();
+            let endpoint = ClientEndpoint::new(EndpointConfig {
+                session,
+                reconnect: client.reconnect,
+                connect_timeout: client.connect_timeout,
+                seed: jitter,
+            })
+            .map_err(|e| EngineError::Config(e.to_string()))?;
+            let mut timer = Timer::default();
+            if let Some((at, generation)) = timer.arm(Some(start)) {
+                let client = i as u32;
+                queue.push(at, Ev::Client { client, generation });
+            }
             clients.push(Client {
-                name: format!("client-{i}"),
+                name,
                 host,
                 start,
-                session: None,
+                endpoint: Some(Box::new(endpoint)),
+                timer,
+                connecting: false,
             });
         }
         Ok(Engine {
@@ -277,7 +359,9 @@ impl Engine {
             clock,
             observer,
             links,
-            registry,
+            endpoint,
+            server_timer: Timer::default(),
+            replace: Vec::new(),
             server,
             client,
             clients,
@@ -335,8 +419,57 @@ impl Engine {
     }
 
     fn handle(&mut self, ev: Ev) {
+        self.dispatch(ev);
+        // A takeover asked connections to let go of their sessions: they do at once.
+        while !self.replace.is_empty() {
+            for id in std::mem::take(&mut self.replace) {
+                let (mut w, conns) = self.world();
+                if let Some(c) = conns[id as usize - 1].as_mut() {
+                    c.on_replaced(&mut w);
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
         match ev {
-            Ev::Connect(i) => self.connect(i as usize),
+            Ev::Client { client, generation } => {
+                let i = client as usize;
+                let now = self.now;
+                let c = &mut self.clients[i];
+                let (due, again) = c.timer.fire(generation, now);
+                if let Some((at, generation)) = again {
+                    self.queue.push(at, Ev::Client { client, generation });
+                }
+                if !due {
+                } else if std::mem::take(&mut self.clients[i].connecting) {
+                    self.connect(i);
+                } else {
+                    self.world().0.step_client(i);
+                }
+            }
+            Ev::Server { generation } => {
+                let now = self.now;
+                let (due, again) = self.server_timer.fire(generation, now);
+                if let Some((at, generation)) = again {
+                    self.queue.push(at, Ev::Server { generation });
+                }
+                if due {
+                    self.expire();
+                }
+            }
+            Ev::Handshake(id) => {
+                let (mut w, conns) = self.world();
+                if let Some(c) = conns[id as usize - 1].as_mut() {
+                    c.on_handshake_deadline(&mut w);
+                }
+            }
+            Ev::Retry(id) => {
+                let (mut w, conns) = self.world();
+                if let Some(c) = conns[id as usize - 1].as_mut() {
+                    c.on_retry(&mut w);
+                }
+            }
             Ev::Open(id) => self.open(id as usize),
             Ev::Session {
                 conn,
@@ -381,29 +514,55 @@ impl Engine {
                 queue: &mut self.queue,
                 observer: &*self.observer,
                 handler: &Discard,
-                registry: &mut self.registry,
+                server: &mut self.endpoint,
+                server_timer: &mut self.server_timer,
+                clients: &mut self.clients,
+                replace: &mut self.replace,
                 stats: &mut self.stats,
             },
             &mut self.conns,
         )
     }
 
-    /// Client `i` starts and makes its first connection attempt, as `net::client::run` does.
+    /// The server endpoint's expiry is due: detached sessions whose resume window is over go,
+    /// reported as the server driver reports them.
+    fn expire(&mut self) {
+        let t = crate::proto::Time::from_epoch(self.now);
+        self.endpoint.handle_timeout(t);
+        while let Some(ev) = self.endpoint.poll_event() {
+            if let crate::proto::server::ServerEvent::Registry(
+                crate::proto::registry::RegistryEvent::Expired {
+                    session_id,
+                    undelivered,
+                },
+            ) = ev
+            {
+                let expired = NetEvent::Expired {
+                    undelivered: undelivered.len(),
+                };
+                self.observer
+                    .observe(&self.server.name, Side::Server, session_id, &expired);
+            }
+        }
+        self.world().0.arm_server();
+    }
+
+    /// Client `i`'s endpoint asked for a connection: it opens through the path model, as the
+    /// client driver's connect does, by the attempt's deadline.
     fn connect(&mut self, i: usize) {
         let now = self.now;
         let client = &mut self.clients[i];
-        let mut config = self.client.session.clone();
-        config.client_id = client.name.clone();
-        let session = Box::new(Session::client(config));
-        let attempt = NetEvent::Connecting { attempt: 1 };
-        self.observer
-            .observe(&client.name, Side::Client, session.id(), &attempt);
-        client.session = Some(session);
+        let Some(endpoint) = client.endpoint.as_ref() else {
+            return;
+        };
+        let deadline = endpoint
+            .poll_timeout()
+            .map(|d| client.start + d.since_epoch());
         let id = self.conns.len() as u64 + 1;
         let route = (client.host.as_str(), client.name.as_str());
         let mut there = self.links.path(route.0, SERVER, id, route);
         let back = self.links.path(SERVER, route.0, id, route);
-        let timeout = self.client.connect_timeout;
+        let timeout = deadline.map_or(self.client.connect_timeout, |d| d.saturating_sub(now));
         let (at, failure) = match there.connect(now) {
             ConnectOutcome::Established(at) if at - now <= timeout => (at, None),
             ConnectOutcome::Established(_) => (now + timeout, Some("connect timed out")),
@@ -424,7 +583,10 @@ impl Engine {
         let handshake = at - now;
         let sample = (handshake < tcp_cfg.syn_rto).then_some(handshake);
         let tcp = TcpModel::new(tcp_cfg, sample, [there.wheel_seed(), back.wheel_seed()]);
-        let session = client.session.take();
+        let holder = match client.endpoint.take() {
+            Some(e) => Holder::Client(i, e),
+            None => Holder::None,
+        };
         let names = Names {
             node: client.name.clone(),
             peer: "server".to_string(),
@@ -432,7 +594,7 @@ impl Engine {
         let client_end = End::new(
             names,
             client.start,
-            session,
+            holder,
             ReadState {
                 buf: BytesMut::with_capacity(512),
                 decoder: Decoder::new(MAX_PAYLOAD_LEN),
@@ -446,7 +608,7 @@ impl Engine {
         let server_end = End::new(
             names,
             Duration::ZERO,
-            None,
+            Holder::None,
             ReadState {
                 buf: BytesMut::with_capacity(512),
                 decoder: Decoder::new(self.server.config.session.max_payload),
@@ -460,13 +622,17 @@ impl Engine {
 
     fn open(&mut self, id: usize) {
         if let Some((i, error)) = self.failed.remove(&(id as u64)) {
-            // No retry yet: the client stays down.
-            let client = &self.clients[i as usize];
-            let id = client.session.as_ref().map_or(0, |s| s.id());
-            let failed = NetEvent::ConnectFailed { error };
-            self.observer
-                .observe(&client.name, Side::Client, id, &failed);
-            self.stats.unsupported += 1;
+            // The attempt failed: the endpoint hears how, reports it and decides what next.
+            let now = self.now;
+            let client = &mut self.clients[i as usize];
+            if let Some(endpoint) = client.endpoint.as_mut() {
+                let t = crate::proto::Time::from_epoch(now.saturating_sub(client.start));
+                match error.as_str() {
+                    "connect timed out" => endpoint.handle_timeout(t),
+                    _ => endpoint.handle_connect_failed(t, error, false),
+                }
+            }
+            self.world().0.step_client(i as usize);
             return;
         }
         let (mut w, conns) = self.world();
