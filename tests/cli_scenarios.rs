@@ -439,3 +439,61 @@ fn too_many_seeds_on_the_command_line_are_refused_before_anything_runs() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("over the bound"), "{}", stderr(&out));
 }
+
+/// Twenty clients over a lossy 2 ms link, no faults: what the event engine models.
+const LOSSY: &str = r#"
+duration = "3m"
+tick = "1ms"
+seeds = 2
+
+[topology]
+sessions = 20
+
+[grid]
+interval = ["250ms"]
+miss_threshold = [2]
+
+[network]
+latency = "2ms"
+loss = "20%"
+"#;
+
+#[test]
+fn run_on_the_event_engine_names_it_and_its_worst_run_replays_on_it_byte_for_byte() {
+    let dir = scratch("event-engine");
+    // 20% loss against a 500 ms budget: false suspicions, so the bound of 0 fails.
+    let file = write(
+        &dir,
+        "lossy.toml",
+        &format!("{LOSSY}\n[[assert]]\nside = \"client\"\nmax_false_suspicions = 0\n"),
+    );
+    let out = mcpsim(&["run", &file, "--engine", "event"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    assert!(text.contains("wall on the event engine"), "{text}");
+    let replay = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("worst run: "))
+        .expect("a replay command")
+        .to_string();
+    assert!(replay.ends_with("--engine event"), "{replay}");
+    let args: Vec<&str> = replay.split(' ').skip(1).collect();
+    let (a, b) = (mcpsim(&args), mcpsim(&args));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(stdout(&a).contains("suspect server"), "{}", stdout(&a));
+    assert_eq!(a.stdout, b.stdout, "two replays of one run differ");
+}
+
+#[test]
+fn the_event_engine_refuses_a_scenario_with_faults_and_says_which_engine_models_them() {
+    let dir = scratch("event-refused");
+    let file = write(&dir, "crash.toml", CRASH);
+    let out = mcpsim(&["run", &file, "--engine", "event"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the event engine does not model scheduled faults yet")
+            && err.contains("--engine turmoil"),
+        "{err}"
+    );
+}

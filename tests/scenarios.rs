@@ -4,7 +4,10 @@
 //!   snapshot `tests/scenarios/snapshots/<name>.snap` byte for byte. A changed trace fails with a
 //!   diff; `cargo insta review` (or `INSTA_UPDATE=always cargo test --test scenarios`) accepts it.
 //! - `<name>::assertions`: every pairing on every seed of the file, judged; every assertion must
-//!   hold. A failure prints the command that replays the worst run.
+//!   hold. A failure prints the command that replays the worst run. Where the event engine
+//!   models the file (no faults, traffic or load yet), the same runs again on it: every
+//!   assertion holds there too, and each pairing's false suspicions on each side agree with
+//!   the turmoil engine's within noise.
 //!
 //! A file added to `scenarios/` is picked up with no change here.
 
@@ -78,9 +81,58 @@ fn trace_matches_snapshot(path: &Path, name: &str) -> Result<(), Failed> {
 
 fn assertions_hold(path: &Path) -> Result<(), Failed> {
     let plan = load(path)?;
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let report = check::run(&plan, &plan.seeds, threads, |_| {})
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let report = run_plan(&plan, path)?;
+    failures(&report)?;
+    engines_agree(&plan, path, &report)
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn run_plan(plan: &scenario::Plan, path: &Path) -> Result<check::Report, Failed> {
+    check::run(plan, &plan.seeds, threads(), |_| {})
+        .map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+/// The event engine, where it models the file, measures what the turmoil engine does: its
+/// assertions hold, and each pairing's false suspicions on each side agree within two
+/// standard deviations of the difference of two Poisson counts (plus 3, for small counts).
+fn engines_agree(
+    plan: &scenario::Plan,
+    path: &Path,
+    turmoil: &check::Report,
+) -> Result<(), Failed> {
+    let scenario = plan.scenario(0);
+    if let Err(why) = mcpsim::sim::engine::Engine::supports(&scenario) {
+        println!("{}: not on the event engine yet: {why}", path.display());
+        return Ok(());
+    }
+    let event = run_plan(&plan.on_engine(scenario::Engine::Event), path)?;
+    failures(&event)?;
+    let mut parted = Vec::new();
+    for (t, e) in turmoil.pairings.iter().zip(&event.pairings) {
+        for (side, a, b) in [
+            ("client", &t.metrics.client, &e.metrics.client),
+            ("server", &t.metrics.server, &e.metrics.server),
+        ] {
+            let (a, b) = (a.false_suspicions as f64, b.false_suspicions as f64);
+            if (a - b).abs() > 2.0 * (a + b).sqrt() + 3.0 {
+                parted.push(format!(
+                    "{} {side}: false suspicions {a} on turmoil, {b} on the event engine",
+                    t.pairing
+                ));
+            }
+        }
+    }
+    if parted.is_empty() {
+        Ok(())
+    } else {
+        Err(parted.join("\n").into())
+    }
+}
+
+fn failures(report: &check::Report) -> Result<(), Failed> {
     let failed: Vec<String> = report
         .checks
         .iter()

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use super::CliError;
-use crate::scenario;
+use crate::scenario::{self, Engine};
 use crate::sim::runner::{self, RunOptions, TraceLevel};
 
 /// Arguments of `mcpsim replay`.
@@ -31,6 +31,10 @@ pub struct ReplayArgs {
     /// run up against a packet capture).
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = TraceLevelArg::Events)]
     pub trace_level: TraceLevelArg,
+    /// The simulator back-end, as `mcpsim run --engine` (the event engine keeps no
+    /// segment-level trace).
+    #[arg(long, value_enum, default_value_t = Engine::Turmoil)]
+    pub engine: Engine,
 }
 
 /// `--trace-level`: [`TraceLevel`] as a flag.
@@ -69,8 +73,14 @@ pub fn replay(args: ReplayArgs) -> Result<(), CliError> {
     let options = RunOptions {
         trace: args.trace_level.into(),
     };
-    let outcome = runner::run_with(&sc, args.seed, options)
-        .map_err(|e| CliError::Run(format!("the simulation failed: {e}")))?;
+    let outcome = match args.engine {
+        Engine::Turmoil => runner::run_with(&sc, args.seed, options).map_err(|e| e.to_string()),
+        Engine::Event if options.trace == TraceLevel::Segments => {
+            Err("the event engine keeps no segment-level trace: use --engine turmoil".into())
+        }
+        Engine::Event => crate::sim::engine::run(&sc, args.seed).map_err(|e| e.to_string()),
+    }
+    .map_err(|e| CliError::Run(format!("the simulation failed: {e}")))?;
     let trace = outcome.trace_text();
     match &args.trace {
         None => std::io::stdout().write_all(trace.as_bytes())?,

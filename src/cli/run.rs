@@ -22,7 +22,7 @@ use super::CliError;
 use crate::config::StackConfig;
 use crate::scenario::check::{self, Progress, Report, fmt_rate, fmt_secs};
 use crate::scenario::units::show;
-use crate::scenario::{self, Plan};
+use crate::scenario::{self, Engine, Plan};
 use crate::sim::metrics::SideMetrics;
 
 /// Arguments of `mcpsim run`.
@@ -52,6 +52,11 @@ pub struct RunArgs {
     /// traffic costs the heartbeats (round trips, false suspicions) and the simulator.
     #[arg(long)]
     pub no_traffic: bool,
+    /// The simulator back-end: `turmoil` runs the tokio drivers themselves and models
+    /// everything; `event` drives the same endpoints from one event queue, about 3× faster,
+    /// but refuses scenarios with faults, application traffic or load (not modelled yet).
+    #[arg(long, value_enum, default_value_t = Engine::Turmoil)]
+    pub engine: Engine,
 }
 
 /// The scenario files named by `paths`: files as given, directories' `*.toml` in name order.
@@ -105,6 +110,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     if args.no_traffic {
         plans = plans.iter().map(Plan::without_traffic).collect();
     }
+    plans = plans.iter().map(|p| p.on_engine(args.engine)).collect();
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -182,14 +188,15 @@ pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
     let sc = plan.scenario(0);
     let _ = writeln!(
         o,
-        "{} ({}): {} pairings x {} seeds, {} sessions for {} each; {:.1}s wall",
+        "{} ({}): {} pairings x {} seeds, {} sessions for {} each; {:.1}s wall on the {} engine",
         plan.name,
         plan.path,
         plan.pairings.len(),
         r.seeds.len(),
         sc.sessions,
         show(sc.duration),
-        wall_s
+        wall_s,
+        r.engine
     );
     if let Some(d) = &plan.description {
         let _ = writeln!(o, "  {d}");

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::file::{AssertSpec, SideSpec};
 use super::units::show;
-use super::{Assertion, Plan};
+use super::{Assertion, Engine, Plan};
 use crate::sim::delivery::ViolationKind;
 use crate::sim::metrics::{
     Interval, Metrics, RateBound, RunSummary, SideMetrics, Watcher, never_connected,
@@ -89,6 +89,8 @@ impl fmt::Display for Check {
 pub struct Report {
     pub scenario: String,
     pub path: String,
+    /// The simulator back-end the runs used.
+    pub engine: super::Engine,
     pub seeds: Vec<u64>,
     pub pairings: Vec<PairingResult>,
     pub checks: Vec<Check>,
@@ -213,13 +215,19 @@ pub fn run_jobs(
                     let ms = simulated_ms.fetch_add(d.as_millis() as u64, Ordering::Relaxed);
                     report(done.load(Ordering::Relaxed), ms + d.as_millis() as u64);
                 };
-                let out =
-                    runner::run_watched(&scenarios[p], seed, RunOptions::default(), &advanced)
-                        .map_err(|e| RunError::Simulation {
-                            pairing: plan.pairing_name(p),
-                            seed,
-                            message: e.to_string(),
-                        })?;
+                let out = match plan.engine {
+                    Engine::Turmoil => {
+                        runner::run_watched(&scenarios[p], seed, RunOptions::default(), &advanced)
+                            .map_err(|e| e.to_string())
+                    }
+                    Engine::Event => crate::sim::engine::run(&scenarios[p], seed)
+                        .map_err(|e| format!("{e} (run it with --engine turmoil)")),
+                }
+                .map_err(|message| RunError::Simulation {
+                    pairing: plan.pairing_name(p),
+                    seed,
+                    message,
+                })?;
                 require_connected(plan, p, seed, &out)?;
                 let summary = RunSummary::judged(seed, &out, &plan.judge_for(p));
                 report(
@@ -230,6 +238,19 @@ pub fn run_jobs(
             })
             .collect()
     })
+}
+
+/// The command that replays one run exactly: on the engine that ran it (`--engine turmoil` on
+/// the same command re-checks a finding of the event engine on the drivers themselves).
+fn replay_command(plan: &Plan, seed: u64, pairing: &str) -> String {
+    let engine = match plan.engine {
+        Engine::Turmoil => String::new(),
+        e => format!(" --engine {e}"),
+    };
+    format!(
+        "mcpsim replay {} --seed {seed} --pairing {pairing}{engine}",
+        plan.path
+    )
 }
 
 /// The report of `plan` from each pairing's merged summary (`by_pairing[i]` for pairing `i`):
@@ -289,6 +310,7 @@ pub fn report(plan: &Plan, by_pairing: Vec<RunSummary>, seeds: &[u64]) -> Report
     Report {
         scenario: plan.name.clone(),
         path: plan.path.clone(),
+        engine: plan.engine,
         seeds: seeds.to_vec(),
         pairings,
         checks,
@@ -309,12 +331,7 @@ fn judge(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) -> Vec<Ch
         SideSpec::Server => &[Watcher::Server],
         SideSpec::Both => &[Watcher::Client, Watcher::Server],
     };
-    let replay = |seed: u64| {
-        format!(
-            "mcpsim replay {} --seed {seed} --pairing {}",
-            plan.path, r.pairing
-        )
-    };
+    let replay = |seed: u64| replay_command(plan, seed, &r.pairing);
     let check = |side: &'static str,
                  what: &'static str,
                  bound: String,
@@ -457,12 +474,7 @@ fn judge_delivery(plan: &Plan, a: &Assertion, r: &PairingResult, seeds: &[u64]) 
                 measured,
                 holds,
                 seed,
-                replay: seed.map(|seed| {
-                    format!(
-                        "mcpsim replay {} --seed {seed} --pairing {}",
-                        plan.path, r.pairing
-                    )
-                }),
+                replay: seed.map(|seed| replay_command(plan, seed, &r.pairing)),
                 why: spec.why.clone(),
             });
         };

@@ -263,15 +263,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine for `scenario` under the master `seed`, reporting to `observer`, which may read
-    /// the time of what it is told from `clock` (the engine sets it). Refuses what it does not
-    /// model yet (see the module docs).
-    pub fn new(
-        scenario: &Scenario,
-        seed: u64,
-        observer: Arc<dyn Observer>,
-        clock: EngineClock,
-    ) -> Result<Engine, EngineError> {
+    /// Whether the engine models everything `scenario` asks for; if not, what it lacks.
+    pub fn supports(scenario: &Scenario) -> Result<(), EngineError> {
         let unsupported = [
             (!scenario.faults.is_empty(), "scheduled faults"),
             (!scenario.random_faults.is_empty(), "random faults"),
@@ -287,6 +280,19 @@ impl Engine {
         if let Some((_, what)) = unsupported.iter().find(|(on, _)| *on) {
             return Err(EngineError::Unsupported(what));
         }
+        Ok(())
+    }
+
+    /// An engine for `scenario` under the master `seed`, reporting to `observer`, which may read
+    /// the time of what it is told from `clock` (the engine sets it). Refuses what it does not
+    /// model yet (see the module docs).
+    pub fn new(
+        scenario: &Scenario,
+        seed: u64,
+        observer: Arc<dyn Observer>,
+        clock: EngineClock,
+    ) -> Result<Engine, EngineError> {
+        Engine::supports(scenario)?;
         let config = |e: crate::config::ConfigError| EngineError::Config(e.to_string());
         scenario.stack.validate().map_err(config)?;
         let client = scenario.stack.client_options().map_err(config)?;
