@@ -96,8 +96,7 @@
 //! write, a host fault), so that everything due before it has happened; then read the outputs.
 //! Inputs at one instant are taken in the order they are given.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -449,7 +448,7 @@ fn jiffy_ns(cfg: &TcpConfig) -> u64 {
 
 /// A packet on its way: segments `first..=last` (none if `first > last`) from side `1 - to`,
 /// with an ACK of everything side `1 - to` held at `stamp`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Packet {
     at: Duration,
     order: u64,
@@ -465,7 +464,8 @@ struct Packet {
 /// What happens next, in the order it is taken at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
-    Packet,
+    /// The head of the packets leaving this side.
+    Packet(usize),
     Timer(usize),
     DelayedAck(usize),
 }
@@ -475,7 +475,9 @@ enum Due {
 pub struct TcpModel {
     cfg: TcpConfig,
     ends: [End; 2],
-    packets: BinaryHeap<Reverse<Packet>>,
+    /// The packets on their way, by the side they left: each direction is FIFO (see `fifo`), so
+    /// each queue is in order of `(at, order)` and the earlier of the two heads is the next.
+    packets: [VecDeque<Packet>; 2],
     order: u64,
     /// The latest arrival on each direction (data leaving side `i`): links are FIFO.
     fifo: [Duration; 2],
@@ -494,7 +496,7 @@ impl TcpModel {
                 End::new(&cfg, handshake_rtt, wheel_seeds[1]),
             ],
             cfg,
-            packets: BinaryHeap::new(),
+            packets: [VecDeque::new(), VecDeque::new()],
             order: 0,
             fifo: [Duration::ZERO; 2],
             outputs: Vec::new(),
@@ -551,7 +553,11 @@ impl TcpModel {
         // Called for every socket operation: plain comparisons, no iterator chain. Candidates
         // are taken in `Due`'s order and only a strictly earlier one replaces the best, so at
         // one instant packets come first, then timers, then delayed ACKs, side 0 first.
-        let mut best = self.packets.peek().map(|p| (p.0.at, Due::Packet));
+        let mut best = match (self.packets[0].front(), self.packets[1].front()) {
+            (Some(a), Some(b)) if (b.at, b.order) < (a.at, a.order) => Some((b.at, Due::Packet(1))),
+            (Some(a), _) => Some((a.at, Due::Packet(0))),
+            (None, b) => b.map(|b| (b.at, Due::Packet(1))),
+        };
         let mut consider = |t: Option<Duration>, due: Due| {
             if let Some(t) = t
                 && best.is_none_or(|(b, _)| t < b)
@@ -572,8 +578,8 @@ impl TcpModel {
             && t <= now
         {
             match due {
-                Due::Packet => {
-                    let Reverse(p) = self.packets.pop().expect("peeked");
+                Due::Packet(from) => {
+                    let p = self.packets[from].pop_front().expect("peeked");
                     self.arrive(p, wire);
                 }
                 Due::Timer(side) => {
@@ -806,7 +812,7 @@ impl TcpModel {
             let at = a.max(self.fifo[side]);
             self.fifo[side] = at;
             self.order += 1;
-            self.packets.push(Reverse(Packet {
+            self.packets[side].push_back(Packet {
                 at,
                 order: self.order,
                 to: 1 - side,
@@ -814,7 +820,7 @@ impl TcpModel {
                 last,
                 stamp: now,
                 tsecr: self.ends[side].ts_recent,
-            }));
+            });
         }
     }
 
