@@ -204,6 +204,8 @@ struct End {
     kernel: Kernel,
     // Sender.
     segs: VecDeque<Seg>,
+    /// How many of `segs` were never sent (`Seg::unsent`): always the last ones.
+    unsent: usize,
     /// Sequence number of `segs[0]`.
     una: u64,
     /// Bytes written and not yet acknowledged.
@@ -262,6 +264,7 @@ impl End {
         let mut end = End {
             kernel: Kernel::Up,
             segs: VecDeque::new(),
+            unsent: 0,
             una: 0,
             bytes: 0,
             srtt: None,
@@ -316,7 +319,18 @@ impl End {
     /// Segments sent and not yet acknowledged or SACKed ("in flight" in the kernel's sense,
     /// roughly: `packets_out`).
     fn sent(&self) -> usize {
-        self.segs.iter().filter(|s| !s.unsent).count()
+        debug_assert_eq!(self.unsent, self.segs.iter().filter(|s| s.unsent).count());
+        self.segs.len() - self.unsent
+    }
+
+    /// How many segments at the end were never sent: all the unsent ones, since a packet of
+    /// new data always takes the oldest unsent segments.
+    fn unsent_tail(&self) -> usize {
+        debug_assert_eq!(
+            self.unsent,
+            self.segs.iter().rev().take_while(|s| s.unsent).count()
+        );
+        self.unsent
     }
 
     /// Packets in flight for the congestion window: sent, not known delivered and not deemed
@@ -371,7 +385,7 @@ impl End {
     }
 
     fn newest_sent(&self) -> Option<u64> {
-        let unsent = self.segs.iter().rev().take_while(|s| s.unsent).count();
+        let unsent = self.unsent_tail();
         (self.segs.len() > unsent).then(|| self.nxt() - 1 - unsent as u64)
     }
 
@@ -624,6 +638,7 @@ impl TcpModel {
             recv_at: None,
             head: false,
         });
+        e.unsent += 1;
         e.bytes += len;
         if e.kernel != Kernel::Up {
             return seq;
@@ -731,7 +746,7 @@ impl TcpModel {
     /// packets of up to one MSS, as many as the window lets out. The number of packets sent.
     fn send_new(&mut self, side: usize, now: Duration, wire: &mut impl Wire) -> u32 {
         let e = &self.ends[side];
-        let unsent = e.segs.iter().rev().take_while(|s| s.unsent).count() as u64;
+        let unsent = e.unsent_tail() as u64;
         if unsent == 0 {
             return 0;
         }
@@ -778,10 +793,12 @@ impl TcpModel {
     ) {
         let e = &mut self.ends[side];
         let mut resent = 0;
+        let mut fresh = 0;
         for seq in first..=last {
             let Some(s) = e.seg_mut(seq) else { continue };
             if s.unsent {
                 s.unsent = false;
+                fresh += 1;
             } else {
                 s.retransmitted = true;
                 resent += 1;
@@ -791,6 +808,7 @@ impl TcpModel {
             s.head = seq == first;
         }
         e.retransmits += resent;
+        e.unsent -= fresh;
         e.last_send = now;
         self.send(side, first, last, now, wire);
     }
@@ -919,8 +937,7 @@ impl TcpModel {
         let e = &mut self.ends[side];
         // Whether the sender was using its window when this ACK came (`tcp_is_cwnd_limited`),
         // and the state it was in: only then, and never in fast recovery, does the window grow.
-        let limited = cfg.window
-            && (e.in_flight().saturating_mul(2) >= e.cwnd || e.segs.iter().any(|s| s.unsent));
+        let limited = cfg.window && (e.in_flight().saturating_mul(2) >= e.cwnd || e.unsent > 0);
         let was_fast = matches!(e.recovery, Recovery::Fast { .. });
         let mut acked_pkts = 0u32;
         let got = |s: &Seg| !s.unsent && s.recv_at.is_some_and(|r| r <= stamp);
