@@ -1065,6 +1065,10 @@ impl TcpModel {
             return;
         }
         let e = &mut self.ends[side];
+        // Only a segment sent can be lost.
+        if e.sent() == 0 {
+            return;
+        }
         let Some((rack_xmit, rack_rtt)) = e.rack else {
             return;
         };
