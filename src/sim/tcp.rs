@@ -654,7 +654,12 @@ impl TcpModel {
         }
         let e = &mut self.ends[side];
         if prior == 0 || matches!(e.timer, Some((_, TimerKind::Probe))) || e.timer.is_none() {
-            self.arm_rto_from_head(side, now);
+            if self.probes(side) {
+                // The probe armed next replaces the RTO at once: only clear the way for it.
+                self.ends[side].timer = None;
+            } else {
+                self.arm_rto_from_head(side, now);
+            }
         }
         self.schedule_probe(side, now);
         seq
@@ -1204,11 +1209,17 @@ impl TcpModel {
         self.schedule_probe_capped(side, now, cap);
     }
 
-    fn schedule_probe_capped(&mut self, side: usize, now: Duration, cap: Duration) {
+    /// Whether a probe timer may be armed on `side` (unless a reorder timer runs).
+    fn probes(&self, side: usize) -> bool {
         let e = &self.ends[side];
-        if !self.cfg.tail_loss_probe || e.recovery != Recovery::Open || e.sent() == 0 {
+        self.cfg.tail_loss_probe && e.recovery == Recovery::Open && e.sent() > 0
+    }
+
+    fn schedule_probe_capped(&mut self, side: usize, now: Duration, cap: Duration) {
+        if !self.probes(side) {
             return;
         }
+        let e = &self.ends[side];
         if matches!(e.timer, Some((_, TimerKind::Reorder))) {
             return;
         }
