@@ -96,6 +96,7 @@
 //! write, a host fault), so that everything due before it has happened; then read the outputs.
 //! Inputs at one instant are taken in the order they are given.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -497,6 +498,9 @@ pub struct TcpModel {
     fifo: [Duration; 2],
     outputs: Vec<Output>,
     notes: Option<Vec<Note>>,
+    /// What [`TcpModel::next`] last found, while nothing it depends on has changed since
+    /// (`None`: not known). Every input that changes packets or timers forgets it.
+    next: Cell<Option<Option<(Duration, Due)>>>,
 }
 
 impl TcpModel {
@@ -515,6 +519,7 @@ impl TcpModel {
             fifo: [Duration::ZERO; 2],
             outputs: Vec::new(),
             notes: None,
+            next: Cell::new(None),
         }
     }
 
@@ -564,6 +569,15 @@ impl TcpModel {
     }
 
     fn next(&self) -> Option<(Duration, Due)> {
+        if let Some(next) = self.next.get() {
+            return next;
+        }
+        let next = self.find_next();
+        self.next.set(Some(next));
+        next
+    }
+
+    fn find_next(&self) -> Option<(Duration, Due)> {
         // Called for every socket operation: plain comparisons, no iterator chain. Candidates
         // are taken in `Due`'s order and only a strictly earlier one replaces the best, so at
         // one instant packets come first, then timers, then delayed ACKs, side 0 first.
@@ -591,6 +605,7 @@ impl TcpModel {
         while let Some((t, due)) = self.next()
             && t <= now
         {
+            self.next.set(None);
             match due {
                 Due::Packet(from) => {
                     let p = self.packets[from].pop_front().expect("peeked");
@@ -620,6 +635,7 @@ impl TcpModel {
     /// The application on `side` writes `len` bytes at `now` (`len = 0` is a FIN): the
     /// segment's sequence number. Call [`TcpModel::advance`] to `now` first.
     pub fn write(&mut self, side: usize, len: usize, now: Duration, wire: &mut impl Wire) -> u64 {
+        self.next.set(None);
         let window = self.cfg.window;
         let e = &mut self.ends[side];
         if window && e.sent() == 0 && now.saturating_sub(e.last_send) > e.rto {
@@ -668,11 +684,13 @@ impl TcpModel {
     /// Side `side`'s process stops reading (SIGSTOP, a pause) or reads again: a stopped reader's
     /// kernel leaves ACKs to the delayed-ACK timer once out of quick-ACK mode.
     pub fn set_reading(&mut self, side: usize, reading: bool) {
+        self.next.set(None);
         self.ends[side].reading = reading;
     }
 
     /// Side `side`'s process died: its kernel answers data with RST from now on.
     pub fn close(&mut self, side: usize) {
+        self.next.set(None);
         if self.ends[side].kernel == Kernel::Up {
             self.ends[side].kernel = Kernel::Closed;
         }
@@ -680,6 +698,7 @@ impl TcpModel {
 
     /// Side `side`'s machine went down: silence, and no timer of its kernel runs.
     pub fn machine_down(&mut self, side: usize) {
+        self.next.set(None);
         let e = &mut self.ends[side];
         e.kernel = Kernel::Gone;
         e.timer = None;
@@ -688,6 +707,7 @@ impl TcpModel {
 
     /// Side `side`'s machine came back without this connection: what reaches it gets RST.
     pub fn forget(&mut self, side: usize) {
+        self.next.set(None);
         let e = &mut self.ends[side];
         e.kernel = Kernel::Forgotten;
         e.timer = None;
@@ -696,6 +716,7 @@ impl TcpModel {
 
     /// Side `side` sends a RST now (it closed with unread data).
     pub fn reset(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+        self.next.set(None);
         // A lost RST is answered again when the peer's next retransmission arrives; approximated
         // by retrying on the peer's RTO.
         let mut at = now;
