@@ -959,11 +959,11 @@ impl TcpModel {
         now: Duration,
         wire: &mut impl Wire,
     ) {
-        let cfg = self.cfg;
+        let window = self.cfg.window;
         let e = &mut self.ends[side];
         // Whether the sender was using its window when this ACK came (`tcp_is_cwnd_limited`),
         // and the state it was in: only then, and never in fast recovery, does the window grow.
-        let limited = cfg.window && (e.in_flight().saturating_mul(2) >= e.cwnd || e.unsent > 0);
+        let limited = window && (e.in_flight().saturating_mul(2) >= e.cwnd || e.unsent > 0);
         let was_fast = matches!(e.recovery, Recovery::Fast { .. });
         let mut acked_pkts = 0u32;
         let got = |s: &Seg| !s.unsent && s.recv_at.is_some_and(|r| r <= stamp);
@@ -1010,7 +1010,7 @@ impl TcpModel {
         }
         e.una += cum as u64;
         if let Some(rtt) = sample {
-            e.sample(&cfg, rtt);
+            e.sample(&self.cfg, rtt);
         }
         if cum > 0 {
             e.timeouts = 0;
@@ -1039,7 +1039,7 @@ impl TcpModel {
             for s in e.segs.iter_mut() {
                 s.lost = false;
             }
-            if spurious && cfg.window {
+            if spurious && window {
                 e.cwnd = e.cwnd.max(e.prior_cwnd);
                 e.ssthresh = e.ssthresh.max(e.prior_ssthresh);
             }
@@ -1049,7 +1049,7 @@ impl TcpModel {
                 });
             }
         }
-        if cfg.window && !was_fast {
+        if window && !was_fast {
             self.ends[side].grow(acked_pkts, limited);
         }
         self.detect_losses(side, now, wire);
@@ -1061,7 +1061,7 @@ impl TcpModel {
                 self.resend_in_window(side, now, wire, false);
             }
         } else {
-            if cfg.window && matches!(e.recovery, Recovery::Fast { .. }) {
+            if window && matches!(e.recovery, Recovery::Fast { .. }) {
                 // Holes still marked lost go first, as the ACKs free the window.
                 self.resend_in_window(side, now, wire, false);
             }
