@@ -446,10 +446,11 @@ impl End {
 
     /// When the RTO armed from the oldest segment's transmission runs out (`tcp_rto_delta_us`).
     fn rto_due(&self) -> Option<Duration> {
-        self.segs
-            .iter()
-            .find(|s| !s.unsent)
-            .map(|s| s.xmit.saturating_add(self.rto))
+        // The unsent segments are the last ones: the oldest sent one, if any, is the first.
+        if self.segs.len() == self.unsent_tail() {
+            return None;
+        }
+        self.segs.front().map(|s| s.xmit.saturating_add(self.rto))
     }
 }
 
