@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout_at;
 
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, Outgoing, ReadState, drive};
-use super::load::{LoadSource, OsLoad};
+use super::load::LoadSource;
 use super::tls::{CertificateProblem, certificate_problem};
 use super::{Clock, ConnEnd, Connector, GateHandle, NetEvent, Observer, Steer};
 use crate::proto::backoff::{ConfigError, ReconnectConfig};
@@ -96,17 +96,7 @@ pub async fn run<C: Connector>(
         seed: opts.seed,
     })?;
     let (steer, steered) = watch::channel(Steer::default());
-    let source: Option<Arc<dyn LoadSource>> = match (&opts.load, opts.report_load) {
-        (_, false) => None,
-        (Some(l), true) => Some(l.clone()),
-        (None, true) => match OsLoad::new() {
-            Ok(os) => Some(Arc::new(os)),
-            Err(e) => {
-                tracing::warn!(error = %e, "no load figures: heartbeats go without");
-                None
-            }
-        },
-    };
+    let source = super::load::source(&opts.load, opts.report_load, "heartbeats go without");
     let result = tokio::select! {
         biased;
         r = connect_loop(

@@ -2,7 +2,7 @@
 //! simulator's load model in simulation. They feed the throttling policy
 //! ([`crate::proto::throttle`]) and the heartbeats that report load (§11.3).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 
@@ -13,6 +13,27 @@ pub trait LoadSource: Send + Sync {
     /// The load now: CPU as the share of the machine busy since the previous sample, memory
     /// as the share in use.
     fn sample(&self) -> Load;
+}
+
+/// Where a driver that `wants` load figures takes them: the source it was `given`, else the
+/// operating system's. `None` when it does not want them, or when the operating system's
+/// cannot be read here (logged with what goes `without` them).
+pub(crate) fn source(
+    given: &Option<Arc<dyn LoadSource>>,
+    wants: bool,
+    without: &str,
+) -> Option<Arc<dyn LoadSource>> {
+    match (given, wants) {
+        (_, false) => None,
+        (Some(l), true) => Some(l.clone()),
+        (None, true) => match OsLoad::new() {
+            Ok(os) => Some(Arc::new(os)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no load figures: {without}");
+                None
+            }
+        },
+    }
 }
 
 /// The machine's load as the operating system reports it: CPU use over all cores since the

@@ -23,7 +23,7 @@ use tokio::time::{sleep, sleep_until, timeout, timeout_at};
 
 use super::Steer;
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, ReadState, drive};
-use super::load::{LoadSource, OsLoad};
+use super::load::LoadSource;
 use super::{Clock, GateHandle, Listener, NetEvent, Observer, Stream};
 use crate::proto::frame::{Body, Frame};
 use crate::proto::registry::{RegistryEvent, ServerConfig};
@@ -197,17 +197,11 @@ async fn serve_on<L: Listener>(
     let mut tasks = JoinSet::new();
     // Load is sampled when the endpoint says, if it throttles or reports load.
     let sampling = shared.opts.throttle.is_some() || shared.opts.report_load;
-    let load: Option<Arc<dyn LoadSource>> = match (&shared.opts.load, sampling) {
-        (_, false) => None,
-        (Some(l), true) => Some(l.clone()),
-        (None, true) => match OsLoad::new() {
-            Ok(os) => Some(Arc::new(os)),
-            Err(e) => {
-                tracing::warn!(error = %e, "no load figures: not throttling, not reporting load");
-                None
-            }
-        },
-    };
+    let load = super::load::source(
+        &shared.opts.load,
+        sampling,
+        "not throttling, not reporting load",
+    );
     lock(&shared.endpoint).handle_started(clock.now());
     loop {
         // A paused server accepts nothing and expires nothing until it resumes.
