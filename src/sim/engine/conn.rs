@@ -673,7 +673,7 @@ impl Conn {
     /// endpoint parks the session for a resume.
     fn close(&mut self, side: usize, w: &mut World<'_>) {
         let end = &mut self.ends[side];
-        let was_open = std::mem::replace(&mut end.open, false);
+        end.open = false;
         end.io.touched = true;
         let t = end.time(w.now);
         match std::mem::replace(&mut end.holder, Holder::None) {
@@ -683,16 +683,14 @@ impl Conn {
                 w.clients[i].connecting = false;
                 w.step_client(i);
             }
-            Holder::Server(session) if was_open => {
+            server => {
                 if let Some(conn) = end.accepted.take() {
-                    w.server.handle_closed(t, conn, Some(*session));
+                    let session = match server {
+                        Holder::Server(s) => Some(*s),
+                        _ => None,
+                    };
+                    w.server.handle_closed(t, conn, session);
                     w.arm_server();
-                }
-            }
-            Holder::Server(session) => end.holder = Holder::Server(session),
-            Holder::None => {
-                if let Some(conn) = end.accepted.take() {
-                    w.server.handle_closed(t, conn, None);
                 }
             }
         }

@@ -447,11 +447,12 @@ impl Engine {
                 if let Some((at, generation)) = again {
                     self.queue.push(at, Ev::Client { client, generation });
                 }
-                if !due {
-                } else if std::mem::take(&mut self.clients[i].connecting) {
-                    self.connect(i);
-                } else {
-                    self.world().0.step_client(i);
+                if due {
+                    if std::mem::take(&mut self.clients[i].connecting) {
+                        self.connect(i);
+                    } else {
+                        self.world().0.step_client(i);
+                    }
                 }
             }
             Ev::Server { generation } => {
