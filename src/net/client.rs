@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout_at;
 
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, Outgoing, ReadState, drive};
+use super::latest::{Follower, Latest};
 use super::load::LoadSource;
 use super::tls::{CertificateProblem, certificate_problem};
 use super::{Clock, ConnEnd, Connector, GateHandle, NetEvent, Observer, Steer};
@@ -95,7 +96,8 @@ pub async fn run<C: Connector>(
         connect_timeout: opts.connect_timeout,
         seed: opts.seed,
     })?;
-    let (steer, steered) = watch::channel(Steer::default());
+    let steer = Latest::new(Steer::default());
+    let steered = steer.follow();
     let source = super::load::source(&opts.load, opts.report_load, "heartbeats go without");
     let result = tokio::select! {
         biased;
@@ -126,14 +128,17 @@ pub async fn run<C: Connector>(
 async fn sample_load(
     source: Option<Arc<dyn LoadSource>>,
     clock: Clock,
-    steer: watch::Sender<Steer>,
+    steer: Latest<Steer>,
 ) -> std::convert::Infallible {
     let Some(source) = source else {
         return std::future::pending().await;
     };
     loop {
         let load = source.sample();
-        steer.send_modify(|s| s.load = Some(load));
+        steer.modify(|s| {
+            s.load = Some(load);
+            true
+        });
         clock
             .sleep_until(tokio::time::Instant::now() + Duration::from_secs(1))
             .await;
@@ -151,7 +156,7 @@ async fn connect_loop<C: Connector>(
     handler: Arc<dyn Handler>,
     mut outgoing: Option<mpsc::Receiver<Outgoing>>,
     mut shutdown: watch::Receiver<bool>,
-    steer: Option<watch::Receiver<Steer>>,
+    steer: Option<Follower<Steer>>,
 ) -> Result<(), ClientError> {
     let clock = Clock::with_gate(opts.gate.clone());
     let ctx = ConnCtx {

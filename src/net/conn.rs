@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
+use super::latest::Follower;
 use super::{Clock, ConnEnd, NetEvent, Observer, PeerLoss, Steer, Stream};
 use crate::proto::session::{Event, Message, Session, State};
 use crate::proto::{Decoder, Error as ProtoError, ErrorCode, Time};
@@ -130,7 +131,7 @@ pub struct ConnCtx<'a> {
     /// What to do when `shutdown` fires: the server sends GOAWAY, the client closes.
     pub on_shutdown: OnShutdown,
     /// Server: its throttle and load figures, applied to the session as they change.
-    pub steer: Option<watch::Receiver<Steer>>,
+    pub steer: Option<Follower<Steer>>,
 }
 
 /// How a connection ends when its side shuts down.
@@ -186,7 +187,7 @@ pub async fn drive<S: Stream>(
     // The server's throttle and load, as they are now and whenever they change.
     let mut steer = ctx.steer.clone();
     if let Some(s) = &mut steer {
-        let now = *s.borrow_and_update();
+        let now = s.now();
         apply_steer(session, ctx, now);
     }
     // Frames that arrived with the handshake's read are still in the buffer.
@@ -291,10 +292,7 @@ pub async fn drive<S: Stream>(
                 replaced_by.get_or_insert(Instant::now() + REPLACED_FLUSH);
             }
             _ = sleep_until_some(replaced_by), if replaced_by.is_some() => break ConnEnd::Closed,
-            r = steer_changed(&mut steer), if steer.is_some() => match r {
-                Some(s) => apply_steer(session, ctx, s),
-                None => steer = None,
-            },
+            s = steer_changed(&mut steer), if steer.is_some() => apply_steer(session, ctx, s),
             r = wr.write(&wbuf), if !wbuf.is_empty() => {
                 if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out, &mut progress) {
                     break end;
@@ -665,12 +663,9 @@ fn apply_steer(session: &mut Session, ctx: &ConnCtx<'_>, s: Steer) {
     session.set_throttle(ctx.clock.now(), s.factor, s.cap_ms);
 }
 
-async fn steer_changed(rx: &mut Option<watch::Receiver<Steer>>) -> Option<Steer> {
-    match rx {
-        Some(rx) => match rx.changed().await {
-            Ok(()) => Some(*rx.borrow_and_update()),
-            Err(_) => None,
-        },
+async fn steer_changed(follower: &mut Option<Follower<Steer>>) -> Steer {
+    match follower {
+        Some(f) => f.changed().await,
         None => pending().await,
     }
 }

@@ -4,7 +4,8 @@
 //! [`Listener`] or [`Connector`] as an argument, so the very same code runs on `tokio::net`
 //! in production and on `turmoil::net` in the simulator. They read time only through
 //! `tokio::time` (virtual under turmoil) and every `select!` is `biased;` so that the order in
-//! which ready branches run does not depend on tokio's random choice.
+//! which ready branches run does not depend on tokio's random choice. For the same reason a
+//! value many connections follow goes through [`latest`], not `tokio::sync::watch`.
 //!
 //! What they must not do: decide anything about the protocol. Every decision is made by
 //! [`crate::proto`]; a driver only reads, writes, sleeps until the core's next deadline, and
@@ -19,6 +20,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod latest;
 pub mod load;
 pub mod server;
 pub mod tls;

@@ -23,6 +23,7 @@ use tokio::time::{sleep, sleep_until, timeout, timeout_at};
 
 use super::Steer;
 use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, ReadState, drive};
+use super::latest::Latest;
 use super::load::LoadSource;
 use super::{Clock, GateHandle, Listener, NetEvent, Observer, Stream};
 use crate::proto::frame::{Body, Frame};
@@ -106,7 +107,7 @@ struct Shared {
     observer: Arc<dyn Observer>,
     handler: Arc<dyn Handler>,
     /// The throttle's factor and the load heartbeats report, for every connection.
-    steer: watch::Sender<Steer>,
+    steer: Latest<Steer>,
 }
 
 /// A lock that survives a panicked holder: the data is plain state, still consistent.
@@ -152,7 +153,7 @@ impl Server {
                 clock: Clock::with_gate(opts.gate.clone()),
                 observer,
                 handler,
-                steer: watch::Sender::new(Steer::default()),
+                steer: Latest::new(Steer::default()),
                 opts,
             }),
         }
@@ -212,7 +213,7 @@ async fn serve_on<L: Listener>(
             if endpoint.sample_due(now) {
                 let steer = endpoint.handle_load(now, source.sample());
                 shared.report(&mut endpoint);
-                shared.steer.send_if_modified(|s| {
+                shared.steer.modify(|s| {
                     let changed = *s != steer;
                     *s = steer;
                     changed
@@ -402,7 +403,7 @@ async fn connection<S: Stream>(
         on_shutdown: OnShutdown::GoAway {
             retry_after: opts.retry_after,
         },
-        steer: Some(shared.steer.subscribe()),
+        steer: Some(shared.steer.follow()),
     };
     let mut outgoing = shared.handler.outgoing(id, client_id);
     drive(

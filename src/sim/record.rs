@@ -27,7 +27,7 @@ pub(super) struct Recorder {
     pub(super) attempts: Vec<Duration>,
     /// The clients' ends of their connections, by client name.
     /// (Looked up once a second per connection, never iterated into anything ordered: hashed.)
-    client_ends: std::collections::HashMap<String, End>,
+    client_ends: BTreeMap<String, End>,
     /// The server's ends, by session id (named once the run is over).
     server_ends: BTreeMap<u32, End>,
     pub(super) client_heartbeats: Heartbeats,
