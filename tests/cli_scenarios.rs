@@ -494,7 +494,7 @@ fn the_event_engine_refuses_a_scenario_with_faults_and_says_which_engine_models_
     assert!(!out.status.success(), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("the event engine does not model scheduled faults yet")
+        err.contains("the event engine does not model kills, crashes and pauses yet")
             && err.contains("--engine turmoil"),
         "{err}"
     );

@@ -54,7 +54,8 @@ pub struct RunArgs {
     pub no_traffic: bool,
     /// The simulator back-end: `turmoil` runs the tokio drivers themselves and models
     /// everything; `event` drives the same endpoints from one event queue, about 3× faster,
-    /// but refuses scenarios with faults, application traffic or load (not modelled yet).
+    /// but refuses scenarios with kills, crashes, pauses, application traffic or load (not
+    /// modelled yet).
     #[arg(long, value_enum, default_value_t = Engine::Turmoil)]
     pub engine: Engine,
 }

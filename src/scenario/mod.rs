@@ -125,8 +125,8 @@ pub enum Engine {
     /// The tokio drivers themselves on turmoil's clock (`sim::runner`): everything modelled.
     #[default]
     Turmoil,
-    /// The sans-IO endpoints from one event queue (`sim::engine`): about 3× faster; no faults,
-    /// application traffic or load yet.
+    /// The sans-IO endpoints from one event queue (`sim::engine`): about 3× faster; partitions and
+    /// latency episodes, but no kills, crashes, pauses, application traffic or load yet.
     Event,
 }
 

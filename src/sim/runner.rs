@@ -528,7 +528,7 @@ fn client_options(scenario: &Scenario) -> Result<ClientOptions, String> {
 /// The scenario's network with the stack's kernel settings (user timeout, send buffer) and the
 /// link faults of `faults`. Partitions are known in advance: they go into the links' outage
 /// timelines, so that every segment's retransmissions see them; latency episodes likewise.
-fn network(scenario: &Scenario, faults: &[(Duration, Fault)]) -> NetworkSpec {
+pub(super) fn network(scenario: &Scenario, faults: &[(Duration, Fault)]) -> NetworkSpec {
     let mut network = scenario.network.clone();
     if let Some(t) = scenario.stack.tcp.user_timeout {
         network.tcp.user_timeout = Some(t.0);

@@ -115,8 +115,8 @@ impl Schedule {
         std::future::pending::<()>().await
     }
 
-    /// Applies one action at `now`: sets the hosts' states, stops or starts their processes,
-    /// and logs the down periods and trace lines.
+    /// Applies one action at `now`: logs it, then sets the hosts' states and stops or starts
+    /// their processes.
     fn apply(&self, now: Duration, action: Action) {
         let Schedule {
             procs,
@@ -126,7 +126,53 @@ impl Schedule {
             hosts,
             log,
         } = self;
-        let mut log = log.borrow_mut();
+        let Some(change) = log.borrow_mut().record(now, action) else {
+            return;
+        };
+        match change {
+            HostChange::Down { host, state } => {
+                net.set_host_state(&host, state);
+                if state != HostState::Paused {
+                    procs.borrow_mut().stop(&host);
+                    delivery_log
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .host_died(&host, now);
+                    let mut rec = rec.lock().unwrap_or_else(|e| e.into_inner());
+                    rec.cut_host(&host, hosts, now);
+                }
+            }
+            HostChange::Restart { host, reboot } => {
+                if reboot {
+                    net.reboot(&host);
+                } else {
+                    net.set_host_state(&host, HostState::Up);
+                }
+                procs.borrow_mut().start(&host);
+            }
+            HostChange::Resume { host } => net.resume(&host),
+        }
+    }
+}
+
+/// What an action does to a host, for the engine that runs the hosts to carry out.
+#[derive(Debug)]
+pub(super) enum HostChange {
+    /// The host goes down: its kernel as `state` says; unless paused, its processes stop and
+    /// their connections and messages die with them.
+    Down { host: String, state: HostState },
+    /// The host comes back (after a crash: `reboot`, with an empty kernel) and its processes
+    /// start again.
+    Restart { host: String, reboot: bool },
+    /// A paused host runs again.
+    Resume { host: String },
+}
+
+impl FaultLog {
+    /// Logs `action` at `now` (its trace line, and the ground truth's down periods) and says
+    /// what it does to a host, if anything. Link faults do nothing here: their outages and
+    /// latency are in the links from the start.
+    pub(super) fn record(&mut self, now: Duration, action: Action) -> Option<HostChange> {
         match action {
             Action::Start(Fault::Slow {
                 from,
@@ -138,11 +184,12 @@ impl Schedule {
                 let arrow = if oneway { "->" } else { "<->" };
                 let (ms, typical) = (duration.as_millis(), latency.typical().as_millis());
                 let text = format!("fault: slow {from} {arrow} {to} ({typical}ms) for {ms}ms");
-                log.lines.push(TraceLine {
+                self.lines.push(TraceLine {
                     at: now,
                     node: from,
                     text,
                 });
+                None
             }
             Action::Start(Fault::Partition {
                 from,
@@ -156,20 +203,21 @@ impl Schedule {
                 let link = format!("{from}{arrow}{to}");
                 let end = Some(now + duration);
                 let blocked = directions(&from, &to, oneway);
-                log.down.push(DownPeriod {
+                self.down.push(DownPeriod {
                     host: link,
                     blocked,
                     start: now,
                     end,
                     kind: "partitioned",
                 });
-                log.lines.push(TraceLine {
+                self.lines.push(TraceLine {
                     at: now,
                     node: from,
                     text,
                 });
+                None
             }
-            Action::Heal => {}
+            Action::Heal => None,
             Action::Start(f) => {
                 let host = f.host().to_string();
                 let (state, kind, text) = match &f {
@@ -192,51 +240,37 @@ impl Schedule {
                         unreachable!("handled above")
                     }
                 };
-                net.set_host_state(&host, state);
-                if state != HostState::Paused {
-                    procs.borrow_mut().stop(&host);
-                    delivery_log
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .host_died(&host, now);
-                    let mut rec = rec.lock().unwrap_or_else(|e| e.into_inner());
-                    rec.cut_host(&host, hosts, now);
-                }
-                log.down.push(DownPeriod {
+                self.down.push(DownPeriod {
                     host: host.clone(),
                     blocked: Vec::new(),
                     start: now,
                     end: None,
                     kind,
                 });
-                log.lines.push(TraceLine {
+                self.lines.push(TraceLine {
                     at: now,
-                    node: host,
+                    node: host.clone(),
                     text,
                 });
+                Some(HostChange::Down { host, state })
             }
             Action::Restart { host, reboot } => {
-                if reboot {
-                    net.reboot(&host);
-                } else {
-                    net.set_host_state(&host, HostState::Up);
-                }
-                procs.borrow_mut().start(&host);
-                close_period(&mut log.down, &host, now);
-                log.lines.push(TraceLine {
+                close_period(&mut self.down, &host, now);
+                self.lines.push(TraceLine {
                     at: now,
-                    node: host,
+                    node: host.clone(),
                     text: "fault ends: restarted".into(),
                 });
+                Some(HostChange::Restart { host, reboot })
             }
             Action::Resume { host } => {
-                net.resume(&host);
-                close_period(&mut log.down, &host, now);
-                log.lines.push(TraceLine {
+                close_period(&mut self.down, &host, now);
+                self.lines.push(TraceLine {
                     at: now,
-                    node: host,
+                    node: host.clone(),
                     text: "fault ends: resumed".into(),
                 });
+                Some(HostChange::Resume { host })
             }
         }
     }

@@ -179,7 +179,10 @@ fn a_scenario_with_what_the_engine_does_not_model_yet_is_refused() {
     let s = scenario(2, 10.0, vec![(secs(5.0), kill)]);
     let e = Engine::new(&s, 1, Arc::new(mcpsim::net::Quiet), EngineClock::default());
     assert!(
-        matches!(e, Err(EngineError::Unsupported("scheduled faults"))),
+        matches!(
+            e,
+            Err(EngineError::Unsupported("kills, crashes and pauses"))
+        ),
         "{e:?}"
     );
 }
@@ -342,6 +345,78 @@ fn over_many_lossy_runs_both_engines_count_the_same_suspicions_and_reconnects_wi
         let bound = 2.0 * (a + b).sqrt();
         assert!((a - b).abs() <= bound, "{what}: runner {a}, engine {b}");
     }
+}
+
+#[test]
+fn through_partitions_and_a_slow_episode_both_engines_judge_every_failure_the_same() {
+    // A two-way partition of every client, a one-way one of a single session, and a heavy
+    // latency tail from the server for a while, over a jittery lossy link: suspicions,
+    // connections that time out, reconnects. The fault schedule is the runner's own, so the
+    // ground truth and the faults' trace lines must be the same too.
+    let slow = mcpsim::sim::fault::Latency::Lognormal {
+        min_ms: 5.0,
+        median_ms: 400.0,
+        sigma: 1.0,
+    };
+    let faults = vec![
+        (
+            secs(20.3),
+            Fault::Partition {
+                from: "server".into(),
+                to: "clients".into(),
+                duration: secs(6.0),
+                oneway: false,
+            },
+        ),
+        (
+            secs(50.0),
+            Fault::Partition {
+                from: "server".into(),
+                to: "client-3".into(),
+                duration: secs(40.0),
+                oneway: true,
+            },
+        ),
+        (
+            secs(100.0),
+            Fault::Slow {
+                from: "server".into(),
+                to: "clients".into(),
+                latency: slow,
+                duration: secs(30.0),
+                oneway: true,
+            },
+        ),
+    ];
+    let mut s = lossy(10, 150.0, 0.02);
+    s.faults = faults;
+    s.network.default.latency = mcpsim::sim::fault::Latency::Uniform {
+        min_ms: 1.0,
+        max_ms: 4.0,
+    };
+    let theirs = run(&s, 3).unwrap();
+    let ours = mcpsim::sim::engine::run(&s, 3).unwrap();
+    let suspicions = ours.transitions.iter().filter(|t| t.suspect).count();
+    assert!(suspicions >= 20, "{suspicions} suspicions compared");
+    let key =
+        |t: &mcpsim::sim::runner::Transition| (t.at, t.watcher.clone(), t.peer.clone(), t.suspect);
+    assert_eq!(
+        sorted(ours.transitions.iter().map(key).collect()),
+        sorted(theirs.transitions.iter().map(key).collect())
+    );
+    assert_eq!(ours.down, theirs.down);
+    assert_eq!(ours.down.len(), 2, "two partitions in the ground truth");
+    let faults = |o: &mcpsim::sim::runner::Outcome| -> Vec<String> {
+        o.trace
+            .iter()
+            .filter(|l| l.text.starts_with("fault"))
+            .map(|l| format!("{:?} {} {}", l.at, l.node, l.text))
+            .collect()
+    };
+    assert_eq!(faults(&ours), faults(&theirs));
+    assert_eq!(faults(&ours).len(), 3);
+    assert_eq!(ours.reconnects, theirs.reconnects);
+    assert_eq!(ours.connected, theirs.connected);
 }
 
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {

@@ -52,11 +52,16 @@
 //! connection ending by EOF, reset or timeout, with its `PeerLost` and `Disconnected`), and
 //! [`run`]'s [`Outcome`] through the runner's recorder and judge.
 //!
-//! Not yet, and refused by [`Engine::new`]: scheduled and random faults (kills, crashes,
-//! pauses, partitions, latency episodes), application traffic, the server's load model,
-//! throttling and load reports, links with a rate (the congestion window), sabotage. Writes
-//! never wait for room in the send buffer, the drivers' write-stall timeout does not run, and
-//! the segment-level trace is not kept.
+//! Link faults, scheduled or random: partitions and latency episodes. The fault schedule is the
+//! runner's ([`super::schedule`]): the same faults drawn from the seed, the same links with
+//! their outages and episodes in them from the start, and each action an event at its
+//! millisecond that logs its trace line and the ground truth's down period
+//! ([`FaultLog::record`]).
+//!
+//! Not yet, and refused by [`Engine::new`]: kills, crashes and pauses (scheduled or random),
+//! application traffic, the server's load model, throttling and load reports, links with a
+//! rate (the congestion window), a send-buffer limit, sabotage. The drivers' write-stall
+//! timeout does not run, and the segment-level trace is not kept.
 //!
 //! # Determinism
 //!
@@ -85,9 +90,10 @@ use super::links::FaultLinks;
 use super::net::{ConnectOutcome, Links};
 use super::record::{Recorder, TraceObserver};
 use super::runner::{
-    CLIENTS, Connected, Outcome, SERVER, Scenario, SegmentTrace, TraceLine, client_hosts, judge,
-    node_hosts,
+    CLIENTS, Connected, Fault, Outcome, RandomKind, SERVER, Scenario, SegmentTrace, TraceLine,
+    client_hosts, judge, network, node_hosts,
 };
+use super::schedule::{self, Action, FaultLog};
 use super::synthetic::{Purpose, stream};
 use super::tcp::TcpModel;
 use crate::net::NetEvent;
@@ -119,15 +125,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, EngineError> {
     let rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
     let hosts = node_hosts(scenario.sessions, &client_hosts(scenario.client_hosts));
     let no_traffic = |_: &[TraceLine], _: &Connected| None;
-    Ok(judge(
-        scenario,
-        rec,
-        Vec::new(),
-        Vec::new(),
-        hosts,
-        &no_traffic,
-        0,
-    ))
+    let FaultLog { down, lines } = std::mem::take(&mut engine.faults);
+    Ok(judge(scenario, rec, lines, down, hosts, &no_traffic, 0))
 }
 
 /// The engine's simulated time, for observers: the instant of the event being handled.
@@ -166,6 +165,8 @@ pub enum EngineError {
     Config(String),
     #[error(transparent)]
     Fault(#[from] FaultError),
+    #[error("{0}")]
+    Schedule(String),
 }
 
 /// What the engine did, for tests and benchmarks.
@@ -198,6 +199,8 @@ enum Ev {
     },
     /// The TCP model's next event on a connection.
     Tcp { conn: u32, generation: u32 },
+    /// The fault schedule's action of this index: a fault starts or ends.
+    Fault(u32),
 }
 
 impl Ev {
@@ -248,6 +251,10 @@ pub struct Engine {
     conns: Vec<Option<Conn>>,
     /// Attempts that failed, by connection id: the client and what it reports.
     failed: BTreeMap<u64, (u32, String)>,
+    /// The fault schedule's actions, each taken when its event comes.
+    actions: Vec<Option<Action>>,
+    /// What the fault schedule did: trace lines and the ground truth's down periods.
+    faults: FaultLog,
     stats: Stats,
 }
 
@@ -265,9 +272,21 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Whether the engine models everything `scenario` asks for; if not, what it lacks.
     pub fn supports(scenario: &Scenario) -> Result<(), EngineError> {
+        let host_fault = |f: &Fault| !matches!(f, Fault::Partition { .. } | Fault::Slow { .. });
+        let random_host_fault =
+            |k: &RandomKind| !matches!(k, RandomKind::Partition { .. } | RandomKind::Slow { .. });
         let unsupported = [
-            (!scenario.faults.is_empty(), "scheduled faults"),
-            (!scenario.random_faults.is_empty(), "random faults"),
+            (
+                scenario.faults.iter().any(|(_, f)| host_fault(f)),
+                "kills, crashes and pauses",
+            ),
+            (
+                scenario
+                    .random_faults
+                    .iter()
+                    .any(|r| random_host_fault(&r.kind)),
+                "random kills, crashes and pauses",
+            ),
             (scenario.traffic.is_on(), "application traffic"),
             (scenario.load.is_some(), "the server's load"),
             (scenario.sabotage.is_some(), "sabotage"),
@@ -276,6 +295,10 @@ impl Engine {
             (!scenario.network.episodes.is_empty(), "latency episodes"),
             (scenario.stack.throttle.reports_load(), "load reports"),
             (scenario.stack.throttle.policy().is_some(), "throttling"),
+            (
+                scenario.stack.tcp.send_buffer.is_some(),
+                "a send-buffer limit",
+            ),
         ];
         if let Some((_, what)) = unsupported.iter().find(|(on, _)| *on) {
             return Err(EngineError::Unsupported(what));
@@ -297,10 +320,13 @@ impl Engine {
         scenario.stack.validate().map_err(config)?;
         let client = scenario.stack.client_options().map_err(config)?;
         let server = scenario.stack.server_options();
-        let mut network = scenario.network.clone();
-        network.tcp.user_timeout = scenario.stack.tcp.user_timeout.map(|t| t.0);
+        // The same schedule as the runner's: the link faults go into the links' outages and
+        // latency, and each action is an event that logs it.
+        let faults =
+            schedule::faults(scenario, seed).map_err(|e| EngineError::Schedule(e.to_string()))?;
+        let (faults, merged) = schedule::merge_host_faults(faults);
         let horizon = scenario.duration + Duration::from_secs(3600);
-        let links = FaultLinks::new(network, seed, horizon)?;
+        let links = FaultLinks::new(network(scenario, &faults), seed, horizon)?;
         if links.tcp().window {
             return Err(EngineError::Unsupported("a congestion window"));
         }
@@ -319,6 +345,12 @@ impl Engine {
         endpoint.handle_started(crate::proto::Time::ZERO);
         let hosts = scenario.client_hosts.max(1);
         let mut queue = Queue::with_capacity(scenario.sessions * 8);
+        let mut actions = Vec::new();
+        for (i, (at, _, action)) in schedule::actions(&faults).into_iter().enumerate() {
+            // The schedule's task sleeps until each action: tokio wakes it on the millisecond.
+            queue.push(wake_at(at), Ev::Fault(i as u32));
+            actions.push(Some(action));
+        }
         let mut clients = Vec::with_capacity(scenario.sessions);
         for i in 0..scenario.sessions {
             let host = match hosts {
@@ -373,6 +405,11 @@ impl Engine {
             clients,
             conns: Vec::with_capacity(scenario.sessions),
             failed: BTreeMap::new(),
+            actions,
+            faults: FaultLog {
+                down: Vec::new(),
+                lines: merged,
+            },
             stats: Stats::default(),
         })
     }
@@ -478,6 +515,14 @@ impl Engine {
                 }
             }
             Ev::Open(id) => self.open(id as usize),
+            Ev::Fault(i) => {
+                let Some(action) = self.actions[i as usize].take() else {
+                    return;
+                };
+                if let Some(change) = self.faults.record(self.now, action) {
+                    unreachable!("host faults are refused by Engine::supports: {change:?}");
+                }
+            }
             Ev::Session {
                 conn,
                 side,
