@@ -96,8 +96,8 @@
 //! write, a host fault), so that everything due before it has happened; then read the outputs.
 //! Inputs at one instant are taken in the order they are given.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -205,6 +205,8 @@ struct End {
     kernel: Kernel,
     // Sender.
     segs: VecDeque<Seg>,
+    /// How many of `segs` were never sent (`Seg::unsent`): always the last ones.
+    unsent: usize,
     /// Sequence number of `segs[0]`.
     una: u64,
     /// Bytes written and not yet acknowledged.
@@ -263,6 +265,7 @@ impl End {
         let mut end = End {
             kernel: Kernel::Up,
             segs: VecDeque::new(),
+            unsent: 0,
             una: 0,
             bytes: 0,
             srtt: None,
@@ -317,7 +320,18 @@ impl End {
     /// Segments sent and not yet acknowledged or SACKed ("in flight" in the kernel's sense,
     /// roughly: `packets_out`).
     fn sent(&self) -> usize {
-        self.segs.iter().filter(|s| !s.unsent).count()
+        debug_assert_eq!(self.unsent, self.segs.iter().filter(|s| s.unsent).count());
+        self.segs.len() - self.unsent
+    }
+
+    /// How many segments at the end were never sent: all the unsent ones, since a packet of
+    /// new data always takes the oldest unsent segments.
+    fn unsent_tail(&self) -> usize {
+        debug_assert_eq!(
+            self.unsent,
+            self.segs.iter().rev().take_while(|s| s.unsent).count()
+        );
+        self.unsent
     }
 
     /// Packets in flight for the congestion window: sent, not known delivered and not deemed
@@ -372,7 +386,7 @@ impl End {
     }
 
     fn newest_sent(&self) -> Option<u64> {
-        let unsent = self.segs.iter().rev().take_while(|s| s.unsent).count();
+        let unsent = self.unsent_tail();
         (self.segs.len() > unsent).then(|| self.nxt() - 1 - unsent as u64)
     }
 
@@ -432,10 +446,11 @@ impl End {
 
     /// When the RTO armed from the oldest segment's transmission runs out (`tcp_rto_delta_us`).
     fn rto_due(&self) -> Option<Duration> {
-        self.segs
-            .iter()
-            .find(|s| !s.unsent)
-            .map(|s| s.xmit.saturating_add(self.rto))
+        // The unsent segments are the last ones: the oldest sent one, if any, is the first.
+        if self.segs.len() == self.unsent_tail() {
+            return None;
+        }
+        self.segs.front().map(|s| s.xmit.saturating_add(self.rto))
     }
 }
 
@@ -449,7 +464,7 @@ fn jiffy_ns(cfg: &TcpConfig) -> u64 {
 
 /// A packet on its way: segments `first..=last` (none if `first > last`) from side `1 - to`,
 /// with an ACK of everything side `1 - to` held at `stamp`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Packet {
     at: Duration,
     order: u64,
@@ -465,7 +480,8 @@ struct Packet {
 /// What happens next, in the order it is taken at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
-    Packet,
+    /// The head of the packets leaving this side.
+    Packet(usize),
     Timer(usize),
     DelayedAck(usize),
 }
@@ -475,12 +491,17 @@ enum Due {
 pub struct TcpModel {
     cfg: TcpConfig,
     ends: [End; 2],
-    packets: BinaryHeap<Reverse<Packet>>,
+    /// The packets on their way, by the side they left: each direction is FIFO (see `fifo`), so
+    /// each queue is in order of `(at, order)` and the earlier of the two heads is the next.
+    packets: [VecDeque<Packet>; 2],
     order: u64,
     /// The latest arrival on each direction (data leaving side `i`): links are FIFO.
     fifo: [Duration; 2],
     outputs: Vec<Output>,
     notes: Option<Vec<Note>>,
+    /// What [`TcpModel::next`] last found, while nothing it depends on has changed since
+    /// (`None`: not known). Every input that changes packets or timers forgets it.
+    next: Cell<Option<Option<(Duration, Due)>>>,
 }
 
 impl TcpModel {
@@ -494,11 +515,12 @@ impl TcpModel {
                 End::new(&cfg, handshake_rtt, wheel_seeds[1]),
             ],
             cfg,
-            packets: BinaryHeap::new(),
+            packets: [VecDeque::new(), VecDeque::new()],
             order: 0,
             fifo: [Duration::ZERO; 2],
             outputs: Vec::new(),
             notes: None,
+            next: Cell::new(None),
         }
     }
 
@@ -548,10 +570,23 @@ impl TcpModel {
     }
 
     fn next(&self) -> Option<(Duration, Due)> {
+        if let Some(next) = self.next.get() {
+            return next;
+        }
+        let next = self.find_next();
+        self.next.set(Some(next));
+        next
+    }
+
+    fn find_next(&self) -> Option<(Duration, Due)> {
         // Called for every socket operation: plain comparisons, no iterator chain. Candidates
         // are taken in `Due`'s order and only a strictly earlier one replaces the best, so at
         // one instant packets come first, then timers, then delayed ACKs, side 0 first.
-        let mut best = self.packets.peek().map(|p| (p.0.at, Due::Packet));
+        let mut best = match (self.packets[0].front(), self.packets[1].front()) {
+            (Some(a), Some(b)) if (b.at, b.order) < (a.at, a.order) => Some((b.at, Due::Packet(1))),
+            (Some(a), _) => Some((a.at, Due::Packet(0))),
+            (None, b) => b.map(|b| (b.at, Due::Packet(1))),
+        };
         let mut consider = |t: Option<Duration>, due: Due| {
             if let Some(t) = t
                 && best.is_none_or(|(b, _)| t < b)
@@ -571,9 +606,10 @@ impl TcpModel {
         while let Some((t, due)) = self.next()
             && t <= now
         {
+            self.next.set(None);
             match due {
-                Due::Packet => {
-                    let Reverse(p) = self.packets.pop().expect("peeked");
+                Due::Packet(from) => {
+                    let p = self.packets[from].pop_front().expect("peeked");
                     self.arrive(p, wire);
                 }
                 Due::Timer(side) => {
@@ -600,6 +636,7 @@ impl TcpModel {
     /// The application on `side` writes `len` bytes at `now` (`len = 0` is a FIN): the
     /// segment's sequence number. Call [`TcpModel::advance`] to `now` first.
     pub fn write(&mut self, side: usize, len: usize, now: Duration, wire: &mut impl Wire) -> u64 {
+        self.next.set(None);
         let window = self.cfg.window;
         let e = &mut self.ends[side];
         if window && e.sent() == 0 && now.saturating_sub(e.last_send) > e.rto {
@@ -618,6 +655,7 @@ impl TcpModel {
             recv_at: None,
             head: false,
         });
+        e.unsent += 1;
         e.bytes += len;
         if e.kernel != Kernel::Up {
             return seq;
@@ -633,7 +671,12 @@ impl TcpModel {
         }
         let e = &mut self.ends[side];
         if prior == 0 || matches!(e.timer, Some((_, TimerKind::Probe))) || e.timer.is_none() {
-            self.arm_rto_from_head(side, now);
+            if self.probes(side) {
+                // The probe armed next replaces the RTO at once: only clear the way for it.
+                self.ends[side].timer = None;
+            } else {
+                self.arm_rto_from_head(side, now);
+            }
         }
         self.schedule_probe(side, now);
         seq
@@ -642,11 +685,13 @@ impl TcpModel {
     /// Side `side`'s process stops reading (SIGSTOP, a pause) or reads again: a stopped reader's
     /// kernel leaves ACKs to the delayed-ACK timer once out of quick-ACK mode.
     pub fn set_reading(&mut self, side: usize, reading: bool) {
+        self.next.set(None);
         self.ends[side].reading = reading;
     }
 
     /// Side `side`'s process died: its kernel answers data with RST from now on.
     pub fn close(&mut self, side: usize) {
+        self.next.set(None);
         if self.ends[side].kernel == Kernel::Up {
             self.ends[side].kernel = Kernel::Closed;
         }
@@ -654,6 +699,7 @@ impl TcpModel {
 
     /// Side `side`'s machine went down: silence, and no timer of its kernel runs.
     pub fn machine_down(&mut self, side: usize) {
+        self.next.set(None);
         let e = &mut self.ends[side];
         e.kernel = Kernel::Gone;
         e.timer = None;
@@ -662,6 +708,7 @@ impl TcpModel {
 
     /// Side `side`'s machine came back without this connection: what reaches it gets RST.
     pub fn forget(&mut self, side: usize) {
+        self.next.set(None);
         let e = &mut self.ends[side];
         e.kernel = Kernel::Forgotten;
         e.timer = None;
@@ -670,6 +717,7 @@ impl TcpModel {
 
     /// Side `side` sends a RST now (it closed with unread data).
     pub fn reset(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+        self.next.set(None);
         // A lost RST is answered again when the peer's next retransmission arrives; approximated
         // by retrying on the peer's RTO.
         let mut at = now;
@@ -725,7 +773,7 @@ impl TcpModel {
     /// packets of up to one MSS, as many as the window lets out. The number of packets sent.
     fn send_new(&mut self, side: usize, now: Duration, wire: &mut impl Wire) -> u32 {
         let e = &self.ends[side];
-        let unsent = e.segs.iter().rev().take_while(|s| s.unsent).count() as u64;
+        let unsent = e.unsent_tail() as u64;
         if unsent == 0 {
             return 0;
         }
@@ -772,10 +820,12 @@ impl TcpModel {
     ) {
         let e = &mut self.ends[side];
         let mut resent = 0;
+        let mut fresh = 0;
         for seq in first..=last {
             let Some(s) = e.seg_mut(seq) else { continue };
             if s.unsent {
                 s.unsent = false;
+                fresh += 1;
             } else {
                 s.retransmitted = true;
                 resent += 1;
@@ -785,6 +835,7 @@ impl TcpModel {
             s.head = seq == first;
         }
         e.retransmits += resent;
+        e.unsent -= fresh;
         e.last_send = now;
         self.send(side, first, last, now, wire);
     }
@@ -806,7 +857,7 @@ impl TcpModel {
             let at = a.max(self.fifo[side]);
             self.fifo[side] = at;
             self.order += 1;
-            self.packets.push(Reverse(Packet {
+            self.packets[side].push_back(Packet {
                 at,
                 order: self.order,
                 to: 1 - side,
@@ -814,7 +865,7 @@ impl TcpModel {
                 last,
                 stamp: now,
                 tsecr: self.ends[side].ts_recent,
-            }));
+            });
         }
     }
 
@@ -909,12 +960,11 @@ impl TcpModel {
         now: Duration,
         wire: &mut impl Wire,
     ) {
-        let cfg = self.cfg;
+        let window = self.cfg.window;
         let e = &mut self.ends[side];
         // Whether the sender was using its window when this ACK came (`tcp_is_cwnd_limited`),
         // and the state it was in: only then, and never in fast recovery, does the window grow.
-        let limited = cfg.window
-            && (e.in_flight().saturating_mul(2) >= e.cwnd || e.segs.iter().any(|s| s.unsent));
+        let limited = window && (e.in_flight().saturating_mul(2) >= e.cwnd || e.unsent > 0);
         let was_fast = matches!(e.recovery, Recovery::Fast { .. });
         let mut acked_pkts = 0u32;
         let got = |s: &Seg| !s.unsent && s.recv_at.is_some_and(|r| r <= stamp);
@@ -961,7 +1011,7 @@ impl TcpModel {
         }
         e.una += cum as u64;
         if let Some(rtt) = sample {
-            e.sample(&cfg, rtt);
+            e.sample(&self.cfg, rtt);
         }
         if cum > 0 {
             e.timeouts = 0;
@@ -990,7 +1040,7 @@ impl TcpModel {
             for s in e.segs.iter_mut() {
                 s.lost = false;
             }
-            if spurious && cfg.window {
+            if spurious && window {
                 e.cwnd = e.cwnd.max(e.prior_cwnd);
                 e.ssthresh = e.ssthresh.max(e.prior_ssthresh);
             }
@@ -1000,7 +1050,7 @@ impl TcpModel {
                 });
             }
         }
-        if cfg.window && !was_fast {
+        if window && !was_fast {
             self.ends[side].grow(acked_pkts, limited);
         }
         self.detect_losses(side, now, wire);
@@ -1012,7 +1062,7 @@ impl TcpModel {
                 self.resend_in_window(side, now, wire, false);
             }
         } else {
-            if cfg.window && matches!(e.recovery, Recovery::Fast { .. }) {
+            if window && matches!(e.recovery, Recovery::Fast { .. }) {
                 // Holes still marked lost go first, as the ACKs free the window.
                 self.resend_in_window(side, now, wire, false);
             }
@@ -1042,6 +1092,10 @@ impl TcpModel {
             return;
         }
         let e = &mut self.ends[side];
+        // Only a segment sent can be lost.
+        if e.sent() == 0 {
+            return;
+        }
         let Some((rack_xmit, rack_rtt)) = e.rack else {
             return;
         };
@@ -1177,11 +1231,17 @@ impl TcpModel {
         self.schedule_probe_capped(side, now, cap);
     }
 
-    fn schedule_probe_capped(&mut self, side: usize, now: Duration, cap: Duration) {
+    /// Whether a probe timer may be armed on `side` (unless a reorder timer runs).
+    fn probes(&self, side: usize) -> bool {
         let e = &self.ends[side];
-        if !self.cfg.tail_loss_probe || e.recovery != Recovery::Open || e.sent() == 0 {
+        self.cfg.tail_loss_probe && e.recovery == Recovery::Open && e.sent() > 0
+    }
+
+    fn schedule_probe_capped(&mut self, side: usize, now: Duration, cap: Duration) {
+        if !self.probes(side) {
             return;
         }
+        let e = &self.ends[side];
         if matches!(e.timer, Some((_, TimerKind::Reorder))) {
             return;
         }
