@@ -85,7 +85,7 @@ fn a_failed_assertion_exits_1_and_prints_the_replay_of_the_worst_run_which_repla
             "{CRASH}\n[[assert]]\npairing = \"1s/3\"\nside = \"client\"\nmax_detection = \"2s\"\n"
         ),
     );
-    let out = mcpsim(&["run", &file]);
+    let out = mcpsim(&["run", &file, "--engine", "turmoil"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(
@@ -98,9 +98,41 @@ fn a_failed_assertion_exits_1_and_prints_the_replay_of_the_worst_run_which_repla
         replay.starts_with(&format!("mcpsim replay {file} --seed ")),
         "{replay}"
     );
-    assert!(replay.ends_with("--pairing 1s/3"), "{replay}");
+    assert!(
+        replay.ends_with("--pairing 1s/3 --engine turmoil"),
+        "{replay}"
+    );
     replays_byte_for_byte_with_a_suspicion(&replay);
 }
+
+#[test]
+fn by_default_a_file_runs_on_the_event_engine_where_it_models_it_and_says_why_not_elsewhere() {
+    let dir = scratch("auto-engine");
+    let crash = write(&dir, "crash.toml", CRASH);
+    let out = mcpsim(&["run", &crash]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("wall on the event engine"), "{text}");
+    // Application traffic is not modelled there yet: turmoil runs it, and says why.
+    let traffic = write(&dir, "traffic.toml", &format!("{CRASH}{TRAFFIC}"));
+    let out = mcpsim(&["run", &traffic]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("wall on the turmoil engine")
+            && text.contains("(turmoil: the event engine does not model application traffic yet)"),
+        "{text}"
+    );
+}
+
+/// A message a second from each client: what the event engine does not model yet.
+const TRAFFIC: &str = r#"
+[traffic]
+[[traffic.flow]]
+direction = "up"
+rate = 1
+size = [16, 64]
+"#;
 
 /// The replay command a failed check printed for its worst run.
 fn worst_run(report: &str) -> String {
@@ -487,14 +519,14 @@ fn run_on_the_event_engine_names_it_and_its_worst_run_replays_on_it_byte_for_byt
 }
 
 #[test]
-fn the_event_engine_refuses_a_scenario_with_faults_and_says_which_engine_models_them() {
+fn the_event_engine_refuses_a_scenario_with_traffic_and_says_which_engine_models_it() {
     let dir = scratch("event-refused");
-    let file = write(&dir, "crash.toml", CRASH);
+    let file = write(&dir, "traffic.toml", &format!("{CRASH}{TRAFFIC}"));
     let out = mcpsim(&["run", &file, "--engine", "event"]);
     assert!(!out.status.success(), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("the event engine does not model kills, crashes and pauses yet")
+        err.contains("the event engine does not model application traffic yet")
             && err.contains("--engine turmoil"),
         "{err}"
     );

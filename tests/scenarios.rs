@@ -5,7 +5,7 @@
 //!   diff; `cargo insta review` (or `INSTA_UPDATE=always cargo test --test scenarios`) accepts it.
 //! - `<name>::assertions`: every pairing on every seed of the file, judged; every assertion must
 //!   hold. A failure prints the command that replays the worst run. Where the event engine
-//!   models the file (no host faults, traffic or load yet), the same runs again on it: every
+//!   models the file (no traffic or load yet), the same runs again on it: every
 //!   assertion holds there too, and each pairing's false suspicions on each side agree with
 //!   the turmoil engine's within noise.
 //!
@@ -43,7 +43,41 @@ fn main() {
             assertions_hold(&b)
         }));
     }
+    trials.push(Trial::test(
+        "tune-default::engines_agree",
+        tune_default_engines_agree,
+    ));
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// `mcpsim tune`'s built-in scenario (crashing servers and clients, paused clients, bursty
+/// loss) on both engines, over part of its grid and 4 seeds: the same measures within noise.
+fn tune_default_engines_agree() -> Result<(), Failed> {
+    use mcpsim::config::DetectorKind;
+    let text = mcpsim::cli::tune::DEFAULT_SCENARIO;
+    let plan = scenario::parse("<built-in>", "wan-crashes", text).map_err(|e| e.to_string())?;
+    let ms = std::time::Duration::from_millis;
+    let mut plan = plan.with_grid(
+        &[ms(500), ms(1000)],
+        &[2, 3],
+        &[DetectorKind::KMiss, DetectorKind::Phi],
+    )?;
+    plan.seeds = (1..=4).collect();
+    let path = Path::new("<built-in wan-crashes>");
+    if let Err(why) = mcpsim::sim::engine::Engine::supports(&plan.scenario(0)) {
+        return Err(format!("the event engine must model tune's default scenario: {why}").into());
+    }
+    let turmoil = run_plan(&plan, path)?;
+    let event = run_plan(&plan.on_engine(scenario::Engine::Event), path)?;
+    let failures: u64 = turmoil
+        .pairings
+        .iter()
+        .map(|p| p.metrics.client.failures)
+        .sum();
+    if failures < 100 {
+        return Err(format!("only {failures} failures compared").into());
+    }
+    compare_engines(&turmoil, &event)
 }
 
 fn load(path: &Path) -> Result<scenario::Plan, Failed> {
@@ -110,17 +144,44 @@ fn engines_agree(
     }
     let event = run_plan(&plan.on_engine(scenario::Engine::Event), path)?;
     failures(&event)?;
+    compare_engines(turmoil, &event)
+}
+
+/// The turmoil engine's report and the event engine's, of the same plan: for each pairing and
+/// side, false suspicions and detections agree within two standard deviations of the
+/// difference of two Poisson counts (plus 3, for small counts), and the detection p99 within 5%
+/// or 50 ms.
+fn compare_engines(turmoil: &check::Report, event: &check::Report) -> Result<(), Failed> {
     let mut parted = Vec::new();
+    let within = |a: u64, b: u64| {
+        let (a, b) = (a as f64, b as f64);
+        (a - b).abs() <= 2.0 * (a + b).sqrt() + 3.0
+    };
     for (t, e) in turmoil.pairings.iter().zip(&event.pairings) {
         for (side, a, b) in [
             ("client", &t.metrics.client, &e.metrics.client),
             ("server", &t.metrics.server, &e.metrics.server),
         ] {
-            let (a, b) = (a.false_suspicions as f64, b.false_suspicions as f64);
-            if (a - b).abs() > 2.0 * (a + b).sqrt() + 3.0 {
+            let name = &t.pairing;
+            if !within(a.false_suspicions, b.false_suspicions) {
                 parted.push(format!(
-                    "{} {side}: false suspicions {a} on turmoil, {b} on the event engine",
-                    t.pairing
+                    "{name} {side}: false suspicions {} on turmoil, {} on the event engine",
+                    a.false_suspicions, b.false_suspicions
+                ));
+            }
+            if !within(a.detected, b.detected) {
+                parted.push(format!(
+                    "{name} {side}: {} detections on turmoil, {} on the event engine",
+                    a.detected, b.detected
+                ));
+            }
+            if let (Some(x), Some(y)) = (a.detection.p99, b.detection.p99)
+                && x.is_finite()
+                && y.is_finite()
+                && (x - y).abs() > (0.05 * x.max(y)).max(0.050)
+            {
+                parted.push(format!(
+                    "{name} {side}: detection p99 {x:.3} s on turmoil, {y:.3} s on the event engine"
                 ));
             }
         }

@@ -149,6 +149,7 @@ fn report_within(
             })
             .collect(),
         stack: Default::default(),
+        engine: Default::default(),
     };
     build_report(
         &meta,

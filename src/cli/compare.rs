@@ -13,7 +13,7 @@ use super::run::{advance, bar, files};
 use super::tune::{DEFAULT_SCENARIO, distinct, list};
 use crate::config::DetectorKind;
 use crate::scenario::units::Dur;
-use crate::scenario::{self, Plan, check};
+use crate::scenario::{self, Engine, EngineChoice, Plan, check};
 use crate::sim::metrics::RunSummary;
 use crate::tune::compare::{Comparison, compare};
 
@@ -48,6 +48,10 @@ pub struct CompareArgs {
     /// Runs at once (default: one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// The simulator back-end, as `mcpsim run --engine` (default: the event engine wherever it
+    /// models the scenario).
+    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
+    pub engine: EngineChoice,
 }
 
 /// Runs `mcpsim compare`.
@@ -93,6 +97,7 @@ pub fn run(args: CompareArgs) -> Result<(), CliError> {
         .iter()
         .map(|p| {
             p.with_grid(&intervals, &thresholds, &detectors)
+                .map(|p| p.choosing(args.engine))
                 .map_err(|e| usage(format!("{}: {e}", p.path)))
         })
         .collect::<Result<Vec<Plan>, _>>()?;
@@ -127,7 +132,10 @@ pub fn run(args: CompareArgs) -> Result<(), CliError> {
             .or(plan.limits.max_false_per_hour)
             .unwrap_or(DEFAULT_RATE);
         let c = compare(&plan.name, &names, &seeds, &runs, rate, 0.95);
-        print!("{}", table(&c, started.elapsed().as_secs_f64()));
+        print!(
+            "{}",
+            table(&c, started.elapsed().as_secs_f64(), plan.engine)
+        );
         out.push(c);
     }
     if out.len() > 1 {
@@ -152,11 +160,11 @@ fn secs(v: Option<f64>) -> String {
 }
 
 /// One scenario's comparison as a table.
-pub fn table(c: &Comparison, wall_s: f64) -> String {
+pub fn table(c: &Comparison, wall_s: f64, engine: Engine) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{}: detection p99 at {} false suspicions per connection-hour, {} seeds; {:.1}s wall",
+        "{}: detection p99 at {} false suspicions per connection-hour, {} seeds; {:.1}s wall on the {engine} engine",
         c.scenario,
         c.target_rate_per_hour,
         c.seeds.len(),

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use super::CliError;
-use crate::scenario::{self, Engine};
+use crate::scenario::{self, Engine, EngineChoice};
 use crate::sim::runner::{self, RunOptions, TraceLevel};
 
 /// Arguments of `mcpsim replay`.
@@ -31,10 +31,11 @@ pub struct ReplayArgs {
     /// run up against a packet capture).
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = TraceLevelArg::Events)]
     pub trace_level: TraceLevelArg,
-    /// The simulator back-end, as `mcpsim run --engine` (the event engine keeps no
-    /// segment-level trace).
-    #[arg(long, value_enum, default_value_t = Engine::Turmoil)]
-    pub engine: Engine,
+    /// The simulator back-end, as `mcpsim run --engine`. `auto` takes the engine `mcpsim run`
+    /// takes, but turmoil for `--snapshot` (the committed snapshots are turmoil's traces) and
+    /// for `--trace-level segments` (the event engine keeps no segment-level trace).
+    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
+    pub engine: EngineChoice,
 }
 
 /// `--trace-level`: [`TraceLevel`] as a flag.
@@ -73,7 +74,13 @@ pub fn replay(args: ReplayArgs) -> Result<(), CliError> {
     let options = RunOptions {
         trace: args.trace_level.into(),
     };
-    let outcome = match args.engine {
+    let engine = match args.engine {
+        EngineChoice::Auto if args.snapshot || options.trace == TraceLevel::Segments => {
+            Engine::Turmoil
+        }
+        choice => plan.choosing(choice).engine,
+    };
+    let outcome = match engine {
         Engine::Turmoil => runner::run_with(&sc, args.seed, options).map_err(|e| e.to_string()),
         Engine::Event if options.trace == TraceLevel::Segments => {
             Err("the event engine keeps no segment-level trace: use --engine turmoil".into())
@@ -94,7 +101,8 @@ pub fn replay(args: ReplayArgs) -> Result<(), CliError> {
             let failures: usize = qos.iter().map(|q| q.failures).sum();
             println!(
                 "{} seed {} pairing {}: {} trace lines in {}; {failures} failures \
-                 ({missed} missed), {suspicions} false suspicions over all watcher/peer pairs",
+                 ({missed} missed), {suspicions} false suspicions over all watcher/peer pairs \
+                 (the {engine} engine)",
                 plan.name,
                 args.seed,
                 plan.pairing_name(pairing),

@@ -22,7 +22,7 @@ use super::CliError;
 use crate::config::StackConfig;
 use crate::scenario::check::{self, Progress, Report, fmt_rate, fmt_secs};
 use crate::scenario::units::show;
-use crate::scenario::{self, Engine, Plan};
+use crate::scenario::{self, Engine, EngineChoice, Plan};
 use crate::sim::metrics::SideMetrics;
 
 /// Arguments of `mcpsim run`.
@@ -52,12 +52,13 @@ pub struct RunArgs {
     /// traffic costs the heartbeats (round trips, false suspicions) and the simulator.
     #[arg(long)]
     pub no_traffic: bool,
-    /// The simulator back-end: `turmoil` runs the tokio drivers themselves and models
-    /// everything; `event` drives the same endpoints from one event queue, about 3× faster,
-    /// but refuses scenarios with kills, crashes, pauses, application traffic or load (not
-    /// modelled yet).
-    #[arg(long, value_enum, default_value_t = Engine::Turmoil)]
-    pub engine: Engine,
+    /// The simulator back-end: `event` drives the endpoints and sessions from one event queue,
+    /// about 4× faster, but refuses scenarios with application traffic, load or throttling
+    /// (not modelled yet); `turmoil` runs the tokio drivers themselves and models everything;
+    /// `auto` takes the event engine wherever it models the file. The report names the engine
+    /// that ran.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
+    pub engine: EngineChoice,
 }
 
 /// The scenario files named by `paths`: files as given, directories' `*.toml` in name order.
@@ -111,7 +112,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     if args.no_traffic {
         plans = plans.iter().map(Plan::without_traffic).collect();
     }
-    plans = plans.iter().map(|p| p.on_engine(args.engine)).collect();
+    plans = plans.iter().map(|p| p.choosing(args.engine)).collect();
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -199,6 +200,11 @@ pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
         wall_s,
         r.engine
     );
+    if r.engine == Engine::Turmoil
+        && let Some(why) = plan.event_engine_lacks()
+    {
+        let _ = writeln!(o, "  (turmoil: {why})");
+    }
     if let Some(d) = &plan.description {
         let _ = writeln!(o, "  {d}");
     }

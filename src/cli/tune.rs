@@ -14,7 +14,7 @@ use super::run::{advance, bar};
 use crate::scenario::check::{self, fmt_rate, fmt_secs};
 use crate::scenario::file::DetectorKind;
 use crate::scenario::units::{Dur, show};
-use crate::scenario::{self, Plan};
+use crate::scenario::{self, EngineChoice, Plan};
 use crate::sim::metrics::RunSummary;
 use crate::tune::{self, Budget, Limits, StopReason, TuneMeta, TuneReport, render};
 
@@ -70,6 +70,10 @@ pub struct TuneArgs {
     /// Runs at once (default: one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// The simulator back-end, as `mcpsim run --engine`: by default the event engine wherever
+    /// it models the scenario (the built-in one included), else turmoil. The report names it.
+    #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
+    pub engine: EngineChoice,
 }
 
 /// Limits on the recommended pairing.
@@ -310,7 +314,7 @@ pub fn run(args: TuneArgs) -> Result<(), CliError> {
         print!("{DEFAULT_SCENARIO}");
         return Ok(());
     }
-    let plan = load(&args)?;
+    let plan = load(&args)?.choosing(args.engine);
     let limits = limits(&args.limits, Some(&plan.limits))?;
     if !(args.precision > 0.0 && args.precision < 1.0) {
         return Err(usage(format!(
@@ -633,13 +637,14 @@ pub fn text(r: &TuneReport) -> String {
     let l = &r.limits;
     let _ = writeln!(
         o,
-        "{}: {} sessions, {} simulated per run; {} pairings; {:.0} simulated connection-hours in {:.1}s",
+        "{}: {} sessions, {} simulated per run; {} pairings; {:.0} simulated connection-hours in {:.1}s on the {} engine",
         r.scenario,
         r.sessions,
         show(Duration::from_secs_f64(r.duration_s)),
         r.rows.len(),
         r.connection_hours,
-        r.wall_s
+        r.wall_s,
+        r.engine
     );
     if let Some(d) = &r.description {
         let _ = writeln!(o, "  {d}");

@@ -240,16 +240,13 @@ pub fn run_jobs(
     })
 }
 
-/// The command that replays one run exactly: on the engine that ran it (`--engine turmoil` on
-/// the same command re-checks a finding of the event engine on the drivers themselves).
+/// The command that replays one run exactly: on the engine that ran it, named (`--engine
+/// turmoil` on the same command re-checks a finding of the event engine on the drivers
+/// themselves).
 fn replay_command(plan: &Plan, seed: u64, pairing: &str) -> String {
-    let engine = match plan.engine {
-        Engine::Turmoil => String::new(),
-        e => format!(" --engine {e}"),
-    };
     format!(
-        "mcpsim replay {} --seed {seed} --pairing {pairing}{engine}",
-        plan.path
+        "mcpsim replay {} --seed {seed} --pairing {pairing} --engine {}",
+        plan.path, plan.engine
     )
 }
 

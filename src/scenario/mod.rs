@@ -119,14 +119,37 @@ pub struct Plan {
 }
 
 /// Which simulator back-end runs a plan.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// The tokio drivers themselves on turmoil's clock (`sim::runner`): everything modelled.
     #[default]
     Turmoil,
-    /// The sans-IO endpoints from one event queue (`sim::engine`): about 3× faster; partitions and
-    /// latency episodes, but no kills, crashes, pauses, application traffic or load yet.
+    /// The sans-IO endpoints from one event queue (`sim::engine`): about 4× faster; every
+    /// fault, but no application traffic, load or throttling yet.
+    Event,
+}
+
+/// The back-end a user asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineChoice {
+    /// The event engine when it models the scenario, else turmoil (the report says which ran,
+    /// and why not the event engine).
+    #[default]
+    Auto,
+    /// The tokio drivers themselves on turmoil's clock: everything modelled.
+    Turmoil,
+    /// The sans-IO endpoints from one event queue; refuses what it does not model yet.
     Event,
 }
 
@@ -174,6 +197,25 @@ impl Plan {
 
     /// The same scenario with idle applications: its `[traffic]` left out, and with it the
     /// delivery checks. Assertions on delivery then have nothing to count.
+    /// Why the event engine cannot run this plan, if it cannot: what it does not model yet.
+    pub fn event_engine_lacks(&self) -> Option<String> {
+        (0..self.pairings.len())
+            .find_map(|i| crate::sim::engine::Engine::supports(&self.scenario(i)).err())
+            .map(|e| e.to_string())
+    }
+
+    /// The same plan, on the engine `choice` picks: `Auto` takes the event engine when it
+    /// models the plan.
+    pub fn choosing(&self, choice: EngineChoice) -> Plan {
+        let engine = match choice {
+            EngineChoice::Turmoil => Engine::Turmoil,
+            EngineChoice::Event => Engine::Event,
+            EngineChoice::Auto if self.event_engine_lacks().is_none() => Engine::Event,
+            EngineChoice::Auto => Engine::Turmoil,
+        };
+        self.on_engine(engine)
+    }
+
     /// The same plan, run on `engine`.
     pub fn on_engine(&self, engine: Engine) -> Plan {
         Plan {

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::StackConfig;
-use crate::scenario::Plan;
 use crate::scenario::check::{self, Progress, RunError};
+use crate::scenario::{Engine, Plan};
 use crate::sim::metrics::{Metrics, RunSummary, SideMetrics};
 
 /// What the chosen pairing must achieve, on both sides.
@@ -187,6 +187,9 @@ pub struct TuneMeta {
     /// The stack every pairing runs, but for its interval, k and detector.
     #[serde(default)]
     pub stack: StackConfig,
+    /// The simulator back-end the runs use.
+    #[serde(default)]
+    pub engine: Engine,
 }
 
 impl TuneMeta {
@@ -209,6 +212,7 @@ impl TuneMeta {
                 })
                 .collect(),
             stack: plan.stack(0),
+            engine: plan.engine,
         }
     }
 }
@@ -220,6 +224,9 @@ pub struct TuneReport {
     pub description: Option<String>,
     pub sessions: usize,
     pub duration_s: f64,
+    /// The simulator back-end the runs used.
+    #[serde(default)]
+    pub engine: Engine,
     pub limits: Limits,
     pub budget: Budget,
     pub stop: StopReason,
@@ -343,6 +350,7 @@ pub fn build_report(
         description: meta.description.clone(),
         sessions: meta.sessions,
         duration_s: meta.duration_s,
+        engine: meta.engine,
         limits,
         budget,
         stop,

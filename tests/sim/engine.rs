@@ -172,17 +172,15 @@ fn the_same_seed_gives_a_byte_identical_trace() {
 
 #[test]
 fn a_scenario_with_what_the_engine_does_not_model_yet_is_refused() {
-    let kill = Fault::Kill {
-        host: "server".into(),
-        downtime: None,
-    };
-    let s = scenario(2, 10.0, vec![(secs(5.0), kill)]);
+    let mut s = scenario(2, 10.0, Vec::new());
+    s.load = Some(mcpsim::sim::load::LoadModel {
+        frame_cost: Duration::from_micros(800),
+        message_cost: Duration::from_micros(1200),
+        cores: 1,
+    });
     let e = Engine::new(&s, 1, Arc::new(mcpsim::net::Quiet), EngineClock::default());
     assert!(
-        matches!(
-            e,
-            Err(EngineError::Unsupported("kills, crashes and pauses"))
-        ),
+        matches!(e, Err(EngineError::Unsupported("the server's load"))),
         "{e:?}"
     );
 }
@@ -417,6 +415,86 @@ fn through_partitions_and_a_slow_episode_both_engines_judge_every_failure_the_sa
     assert_eq!(faults(&ours).len(), 3);
     assert_eq!(ours.reconnects, theirs.reconnects);
     assert_eq!(ours.connected, theirs.connected);
+}
+
+/// Both engines run `s` with `seed`: the same transitions to the nanosecond, down periods,
+/// fault lines, reconnects, connect attempts and connected periods. Returns the suspicions.
+fn both_engines_judge_the_same(s: &Scenario, seed: u64) -> usize {
+    let theirs = run(s, seed).unwrap();
+    let ours = mcpsim::sim::engine::run(s, seed).unwrap();
+    let key =
+        |t: &mcpsim::sim::runner::Transition| (t.at, t.watcher.clone(), t.peer.clone(), t.suspect);
+    assert_eq!(
+        sorted(ours.transitions.iter().map(key).collect()),
+        sorted(theirs.transitions.iter().map(key).collect())
+    );
+    assert_eq!(ours.down, theirs.down);
+    let faults = |o: &mcpsim::sim::runner::Outcome| -> Vec<String> {
+        o.trace
+            .iter()
+            .filter(|l| l.text.starts_with("fault"))
+            .map(|l| format!("{:?} {} {}", l.at, l.node, l.text))
+            .collect()
+    };
+    assert_eq!(faults(&ours), faults(&theirs));
+    assert_eq!(ours.reconnects, theirs.reconnects);
+    assert_eq!(ours.connect_attempts, theirs.connect_attempts);
+    assert_eq!(ours.connected, theirs.connected);
+    ours.transitions.iter().filter(|t| t.suspect).count()
+}
+
+#[test]
+fn through_kills_crashes_reboots_and_pauses_both_engines_judge_every_failure_the_same() {
+    // Two client hosts and the server, each struck in turn: the server's process killed and
+    // restarted (connections refused meanwhile), its machine crashed and rebooted (silence,
+    // then RST for the old connections), a client host paused (its kernel still ACKs) and one
+    // crashed for good. The links are constant: a host fault strikes many connections at one
+    // instant, and on a jittery link the order the runner's sockets close in (tokio's order of
+    // dropping tasks) would decide which connection draws which delay.
+    let host = |h: &str| h.to_string();
+    let faults = vec![
+        (
+            secs(10.0),
+            Fault::Kill {
+                host: host("server"),
+                downtime: Some(secs(3.0)),
+            },
+        ),
+        (
+            secs(30.0),
+            Fault::Pause {
+                host: host("clients-0"),
+                duration: secs(6.0),
+            },
+        ),
+        (
+            secs(50.0),
+            Fault::Crash {
+                host: host("server"),
+                downtime: Some(secs(8.0)),
+            },
+        ),
+        (
+            secs(80.0),
+            Fault::Pause {
+                host: host("server"),
+                duration: secs(4.5),
+            },
+        ),
+        (
+            secs(100.0),
+            Fault::Crash {
+                host: host("clients-1"),
+                downtime: None,
+            },
+        ),
+    ];
+    let mut s = quiet(12, 130.0);
+    s.client_hosts = 2;
+    s.faults = faults;
+    s.network = mcpsim::sim::links::NetworkSpec::constant(Duration::from_millis(3));
+    let suspicions = both_engines_judge_the_same(&s, 6);
+    assert!(suspicions >= 30, "{suspicions} suspicions compared");
 }
 
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {

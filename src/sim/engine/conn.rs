@@ -23,7 +23,7 @@ use crate::proto::client::ClientEndpoint;
 use crate::proto::server::{ConnId, Greeting, Opening, ServerEndpoint};
 use crate::proto::session::{Session, Side};
 use crate::proto::{Frame, Time};
-use crate::sim::net::{PathModel, Paths, peer_addr};
+use crate::sim::net::{HostState, PathModel, Paths, peer_addr};
 use crate::sim::tcp::{Output, TcpModel};
 
 /// What every connection's handling borrows from the engine.
@@ -35,6 +35,8 @@ pub(super) struct World<'a> {
     pub server: &'a mut ServerEndpoint<u64>,
     /// The server endpoint's timer (the next expiry of a detached session).
     pub server_timer: &'a mut Timer,
+    /// When the server's process started: its endpoint's clock reads time since then.
+    pub server_epoch: Duration,
     pub clients: &'a mut [Client],
     /// Connections whose server end must let go of its session (a takeover), in order.
     pub replace: &'a mut Vec<u64>,
@@ -47,7 +49,7 @@ impl World<'_> {
         let next = self
             .server
             .poll_timeout()
-            .map(|t| wake_at(t.since_epoch()).max(self.now));
+            .map(|t| wake_at(self.server_epoch + t.since_epoch()).max(self.now));
         if let Some((at, generation)) = self.server_timer.arm(next) {
             self.queue.push(at, Ev::Server { generation });
         }
@@ -182,6 +184,9 @@ pub(super) struct End {
     pub timer: Timer,
     /// The connection is up at this end (from the handshake until its end).
     pub open: bool,
+    /// The end's process is paused: it reads, writes and decides nothing until it resumes,
+    /// while its kernel goes on receiving and acknowledging.
+    pub paused: bool,
 }
 
 impl End {
@@ -210,6 +215,7 @@ impl End {
             },
             timer: Timer::default(),
             open: false,
+            paused: false,
         }
     }
 
@@ -232,6 +238,8 @@ impl End {
 /// One TCP connection between a client session (side 0) and the server (side 1).
 pub(super) struct Conn {
     pub id: u64,
+    /// The index of the client whose connection this is.
+    pub client: u32,
     pub ends: [End; 2],
     pipes: [Pipe; 2],
     paths: [Box<dyn PathModel>; 2],
@@ -243,9 +251,16 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub fn new(id: u64, ends: [End; 2], paths: [Box<dyn PathModel>; 2], tcp: TcpModel) -> Conn {
+    pub fn new(
+        id: u64,
+        client: u32,
+        ends: [End; 2],
+        paths: [Box<dyn PathModel>; 2],
+        tcp: TcpModel,
+    ) -> Conn {
         Conn {
             id,
+            client,
             ends,
             pipes: Default::default(),
             paths,
@@ -255,12 +270,35 @@ impl Conn {
         }
     }
 
-    /// The handshake completed at `w.now`: the server's endpoint accepts (or refuses) the
-    /// connection, the client's session sends HELLO.
-    pub fn open(&mut self, w: &mut World<'_>) {
+    /// The handshake completed at `w.now`: the client's connect returns and its session sends
+    /// HELLO; the server's endpoint accepts (or refuses) the connection, now or, if the server
+    /// is paused, when it resumes ([`Conn::accept`]). A client whose process died while it
+    /// connected leaves its kernel's side as the death made it ([`Conn::process_dies`]).
+    pub fn open(&mut self, server_paused: bool, w: &mut World<'_>) {
+        if !server_paused {
+            self.accept(w);
+        }
+        let client = &mut self.ends[0];
+        let t = client.time(w.now);
+        if let Holder::Client(_, e) = &mut client.holder {
+            client.open = true;
+            e.handle_connected(t);
+            client.io.traffic = Some(TrafficMeter::new(e.session(), t));
+            if !client.paused {
+                self.step(0, None, w);
+            }
+        }
+        self.arm(w);
+    }
+
+    /// The server's accept of this connection, on its clock (`epoch`: when its process
+    /// started): its endpoint admits it (its handshake deadline filed) or refuses it at its
+    /// connection limit.
+    pub fn accept(&mut self, w: &mut World<'_>) {
         let now = w.now;
         let peer = peer_addr(self.id);
         let server = &mut self.ends[1];
+        server.epoch = w.server_epoch;
         server.open = true;
         match w.server.handle_accept(server.time(now), self.id) {
             Opening::Open { conn, deadline } => {
@@ -279,15 +317,10 @@ impl Conn {
                 self.close(1, w);
             }
         }
-        let client = &mut self.ends[0];
-        client.open = true;
-        let t = client.time(now);
-        if let Holder::Client(_, e) = &mut client.holder {
-            e.handle_connected(t);
-            client.io.traffic = Some(TrafficMeter::new(e.session(), t));
+        // What arrived before the accept (a HELLO sent to a paused server) is read now.
+        if self.ends[1].open {
+            self.read(1, w);
         }
-        self.step(0, None, w);
-        self.arm(w);
     }
 
     /// The server's handshake deadline: a connection still without a session is closed.
@@ -347,7 +380,7 @@ impl Conn {
     /// arrived, so that the session does not judge its peer on stale input.
     pub fn on_session_timer(&mut self, side: usize, w: &mut World<'_>) {
         self.run_tcp(w);
-        if self.ends[side].open {
+        if self.ends[side].open && !self.ends[side].paused {
             self.step(side, None, w);
         }
         self.arm(w);
@@ -376,7 +409,11 @@ impl Conn {
                 w.queue.push(filed.0, Ev::session(self.id, side, filed.1));
             }
         }
-        let failing = self.failures.iter().flatten().map(|f| f.0).min();
+        // A paused end meets its failure when it resumes.
+        let failing = (0..2)
+            .filter(|side| !self.ends[*side].paused)
+            .filter_map(|side| self.failures[side].map(|f| f.0))
+            .min();
         let next = [self.tcp.poll_timeout(), failing]
             .into_iter()
             .flatten()
@@ -391,7 +428,8 @@ impl Conn {
     /// a timeout or a reset ends a side.
     fn run_tcp(&mut self, w: &mut World<'_>) {
         let now = w.now;
-        let failing = self.failures.iter().flatten().any(|f| f.0 <= now);
+        let failing = (0..2)
+            .any(|side| !self.ends[side].paused && self.failures[side].is_some_and(|f| f.0 <= now));
         if self.tcp.poll_timeout().is_none_or(|t| t > now) && !failing {
             return;
         }
@@ -437,6 +475,7 @@ impl Conn {
         for (side, (failure, ended)) in self.failures.iter_mut().zip(&mut ended).enumerate() {
             if let Some((at, kind)) = *failure
                 && at <= now
+                && !self.ends[side].paused
             {
                 *failure = None;
                 ended.get_or_insert(ConnEnd::from_io(&io::Error::from(kind)));
@@ -456,6 +495,9 @@ impl Conn {
     /// none), the frames it completes go to the session, and a turn answers them before the
     /// next read. Then the end of the stream, if it came.
     fn read(&mut self, side: usize, w: &mut World<'_>) {
+        if self.ends[side].paused {
+            return;
+        }
         loop {
             let pipe = &mut self.pipes[1 - side];
             if !self.ends[side].open {
@@ -699,6 +741,74 @@ impl Conn {
             self.pipes[side].fin_seq = Some(seq);
             self.tcp.close(side);
         }
+    }
+
+    /// The process of side `side` stopped (paused): its kernel goes on receiving and
+    /// acknowledging, but nothing reads, writes or decides there until [`Conn::resume`].
+    pub fn pause(&mut self, side: usize) {
+        self.ends[side].paused = true;
+        self.tcp.set_reading(side, false);
+    }
+
+    /// The process of side `side` runs again, reading first what reached it meanwhile (as the
+    /// driver does before judging an overdue deadline), then taking its turn; a reset or
+    /// timeout that reached its socket meanwhile ends the connection there.
+    pub fn resume(&mut self, side: usize, w: &mut World<'_>) {
+        self.ends[side].paused = false;
+        self.tcp.set_reading(side, true);
+        self.run_tcp(w);
+        if let Some((at, kind)) = self.failures[side]
+            && at <= w.now
+        {
+            self.failures[side] = None;
+            self.end(side, ConnEnd::from_io(&io::Error::from(kind)), false, w);
+        } else if self.ends[side].open {
+            self.read(side, w);
+            if self.ends[side].open {
+                self.step(side, None, w);
+            }
+        }
+        self.arm(w);
+    }
+
+    /// The process of side `side` died (`Killed`) or its machine with it (`Crashed`): its
+    /// driver, session and endpoint go with it, reporting nothing. A dead machine's kernel
+    /// falls silent; a killed process's kernel closes the socket, with RST if data it was sent
+    /// lies unread, else with FIN, and answers what comes later with RST.
+    pub fn process_dies(&mut self, side: usize, state: HostState, w: &mut World<'_>) {
+        let end = &mut self.ends[side];
+        end.open = false;
+        end.paused = false;
+        end.holder = Holder::None;
+        end.accepted = None;
+        end.pending = None;
+        end.io.touched = true;
+        self.failures[side] = None;
+        let unread = self.pipes[1 - side].readable > 0;
+        let pipe = &mut self.pipes[1 - side];
+        pipe.bytes.advance(pipe.readable);
+        pipe.readable = 0;
+        match state {
+            HostState::Crashed => self.tcp.machine_down(side),
+            _ if self.pipes[side].fin_seq.is_some() => {}
+            _ if unread => {
+                self.tcp.reset(side, w.now, &mut Paths(&mut self.paths));
+                self.tcp.forget(side);
+            }
+            _ => {
+                let seq = self.tcp.write(side, 0, w.now, &mut Paths(&mut self.paths));
+                self.pipes[side].fin_seq = Some(seq);
+                self.tcp.close(side);
+            }
+        }
+        self.arm(w);
+    }
+
+    /// Side `side`'s machine came back after a crash with an empty kernel: the peer's next
+    /// transmission on this connection gets RST.
+    pub fn forget(&mut self, side: usize, w: &mut World<'_>) {
+        self.tcp.forget(side);
+        self.arm(w);
     }
 
     /// The heartbeat counters of the session on `side`, if it has one.

@@ -52,16 +52,18 @@
 //! connection ending by EOF, reset or timeout, with its `PeerLost` and `Disconnected`), and
 //! [`run`]'s [`Outcome`] through the runner's recorder and judge.
 //!
-//! Link faults, scheduled or random: partitions and latency episodes. The fault schedule is the
-//! runner's ([`super::schedule`]): the same faults drawn from the seed, the same links with
-//! their outages and episodes in them from the start, and each action an event at its
+//! Faults, scheduled or random, through the runner's own fault schedule ([`super::schedule`]):
+//! the same faults drawn from the seed and merged, the same links with the partitions' outages
+//! and the latency episodes in them from the start, and each action an event at its
 //! millisecond that logs its trace line and the ground truth's down period
-//! ([`FaultLog::record`]).
+//! ([`FaultLog::record`]) and carries out what it does to a host: kills, crashes, reboots and
+//! pauses (`hosts.rs`), meaning to the connections what `sim::net` makes them mean to the
+//! runner's sockets.
 //!
-//! Not yet, and refused by [`Engine::new`]: kills, crashes and pauses (scheduled or random),
-//! application traffic, the server's load model, throttling and load reports, links with a
-//! rate (the congestion window), a send-buffer limit, sabotage. The drivers' write-stall
-//! timeout does not run, and the segment-level trace is not kept.
+//! Not yet, and refused by [`Engine::new`]: application traffic, the server's load model,
+//! throttling and load reports, links with a rate (the congestion window), a send-buffer
+//! limit, sabotage. The drivers' write-stall timeout does not run, and the segment-level trace
+//! is not kept.
 //!
 //! # Determinism
 //!
@@ -71,6 +73,7 @@
 //! Connections are numbered in the order their clients start (ties: in client order).
 
 mod conn;
+mod hosts;
 pub mod queue;
 
 use std::collections::BTreeMap;
@@ -87,11 +90,11 @@ pub use queue::{Queue, Timer};
 use self::conn::{Conn, End, Holder, Names, World};
 use super::fault::FaultError;
 use super::links::FaultLinks;
-use super::net::{ConnectOutcome, Links};
+use super::net::{ConnectOutcome, HostState, Links};
 use super::record::{Recorder, TraceObserver};
 use super::runner::{
-    CLIENTS, Connected, Fault, Outcome, RandomKind, SERVER, Scenario, SegmentTrace, TraceLine,
-    client_hosts, judge, network, node_hosts,
+    CLIENTS, Connected, Outcome, SERVER, Scenario, SegmentTrace, TraceLine, client_hosts, judge,
+    network, node_hosts,
 };
 use super::schedule::{self, Action, FaultLog};
 use super::synthetic::{Purpose, stream};
@@ -121,9 +124,15 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, EngineError> {
         clock: Some(clock.clone()),
     });
     let mut engine = Engine::new(scenario, seed, observer, clock)?;
+    let hosts = node_hosts(scenario.sessions, &client_hosts(scenario.client_hosts));
+    // A host's death cuts its ends' connected periods, as the runner's schedule has it.
+    let (dying, of) = (rec.clone(), hosts.clone());
+    engine.on_deaths(Box::new(move |host, at| {
+        let mut rec = dying.lock().unwrap_or_else(|e| e.into_inner());
+        rec.cut_host(host, &of, at);
+    }));
     engine.run();
     let rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
-    let hosts = node_hosts(scenario.sessions, &client_hosts(scenario.client_hosts));
     let no_traffic = |_: &[TraceLine], _: &Connected| None;
     let FaultLog { down, lines } = std::mem::take(&mut engine.faults);
     Ok(judge(scenario, rec, lines, down, hosts, &no_traffic, 0))
@@ -219,6 +228,57 @@ impl Ev {
     }
 }
 
+/// Told the host and the time whenever a host's processes die.
+pub(crate) type Deaths = Box<dyn FnMut(&str, Duration) + Send>;
+
+/// Work a paused process does when it resumes.
+#[derive(Clone, Copy, Debug)]
+enum Deferred {
+    /// The server accepts the connection of this id.
+    Accept(u32),
+    /// The server's handshake deadline on this connection.
+    Handshake(u32),
+    /// A HELLO offered again to the server endpoint.
+    Retry(u32),
+    /// A client's connect attempt returns (the connection of this id, or its failure).
+    Open(u32),
+}
+
+/// The server endpoint of the `life`-th life of the server process (0: the first), drawing its
+/// session ids and tokens as the runner's server process does.
+fn server_endpoint(server: &ServerOptions, seed: u64, life: u64) -> ServerEndpoint<u64> {
+    let server_seed = stream(seed, Purpose::Simulator, &[1, life]).next_u64();
+    let mut endpoint = ServerEndpoint::new(
+        ServerEndpointConfig {
+            server: server.config.clone(),
+            max_connections: server.max_connections,
+            handshake_timeout: server.handshake_timeout,
+            throttle: None,
+            report_load: false,
+        },
+        ChaCha20Rng::seed_from_u64(server_seed),
+    );
+    endpoint.handle_started(crate::proto::Time::ZERO);
+    endpoint
+}
+
+/// The endpoint of the client `name`, its reconnect jitter drawn from `jitter`.
+fn client_endpoint(
+    client: &ClientOptions,
+    name: &str,
+    jitter: u64,
+) -> Result<ClientEndpoint, EngineError> {
+    let mut session = client.session.clone();
+    session.client_id = name.to_string();
+    ClientEndpoint::new(EndpointConfig {
+        session,
+        reconnect: client.reconnect,
+        connect_timeout: client.connect_timeout,
+        seed: jitter,
+    })
+    .map_err(|e| EngineError::Config(e.to_string()))
+}
+
 /// A client: its endpoint (with its session) whenever no connection holds it.
 pub(crate) struct Client {
     name: String,
@@ -230,6 +290,8 @@ pub(crate) struct Client {
     timer: Timer,
     /// The endpoint asked for a connection: the timer's firing makes it.
     connecting: bool,
+    /// Its process runs (not killed or crashed with its host).
+    alive: bool,
 }
 
 /// The event engine. See the module docs.
@@ -255,6 +317,19 @@ pub struct Engine {
     actions: Vec<Option<Action>>,
     /// What the fault schedule did: trace lines and the ground truth's down periods.
     faults: FaultLog,
+    /// The master seed: a restarted process draws from it as the runner's does.
+    seed: u64,
+    /// Hosts not up (killed, crashed or paused), by name.
+    states: BTreeMap<String, HostState>,
+    /// The server's process runs; since `server_epoch`, in its life `server_life` (0: the
+    /// first).
+    server_alive: bool,
+    server_epoch: Duration,
+    server_life: u64,
+    /// What a paused host's processes will do when it resumes, in the order it came due.
+    deferred: BTreeMap<String, Vec<Deferred>>,
+    /// Told of every death of a host's processes.
+    deaths: Option<Deaths>,
     stats: Stats,
 }
 
@@ -272,27 +347,11 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Whether the engine models everything `scenario` asks for; if not, what it lacks.
     pub fn supports(scenario: &Scenario) -> Result<(), EngineError> {
-        let host_fault = |f: &Fault| !matches!(f, Fault::Partition { .. } | Fault::Slow { .. });
-        let random_host_fault =
-            |k: &RandomKind| !matches!(k, RandomKind::Partition { .. } | RandomKind::Slow { .. });
         let unsupported = [
-            (
-                scenario.faults.iter().any(|(_, f)| host_fault(f)),
-                "kills, crashes and pauses",
-            ),
-            (
-                scenario
-                    .random_faults
-                    .iter()
-                    .any(|r| random_host_fault(&r.kind)),
-                "random kills, crashes and pauses",
-            ),
             (scenario.traffic.is_on(), "application traffic"),
             (scenario.load.is_some(), "the server's load"),
             (scenario.sabotage.is_some(), "sabotage"),
             (scenario.network.has_rate(), "links with a rate"),
-            (!scenario.network.partitions.is_empty(), "partitions"),
-            (!scenario.network.episodes.is_empty(), "latency episodes"),
             (scenario.stack.throttle.reports_load(), "load reports"),
             (scenario.stack.throttle.policy().is_some(), "throttling"),
             (
@@ -330,19 +389,7 @@ impl Engine {
         if links.tcp().window {
             return Err(EngineError::Unsupported("a congestion window"));
         }
-        // The first life of the server process draws its ids and tokens as the runner's does.
-        let server_seed = stream(seed, Purpose::Simulator, &[1, 0]).next_u64();
-        let mut endpoint = ServerEndpoint::new(
-            ServerEndpointConfig {
-                server: server.config.clone(),
-                max_connections: server.max_connections,
-                handshake_timeout: server.handshake_timeout,
-                throttle: None,
-                report_load: false,
-            },
-            ChaCha20Rng::seed_from_u64(server_seed),
-        );
-        endpoint.handle_started(crate::proto::Time::ZERO);
+        let endpoint = server_endpoint(&server, seed, 0);
         let hosts = scenario.client_hosts.max(1);
         let mut queue = Queue::with_capacity(scenario.sessions * 8);
         let mut actions = Vec::new();
@@ -367,15 +414,7 @@ impl Engine {
             };
             let start = wake_at(start);
             let name = format!("client-{i}");
-            let mut session = client.session.clone();
-            session.client_id = name.clone();
-            let endpoint = ClientEndpoint::new(EndpointConfig {
-                session,
-                reconnect: client.reconnect,
-                connect_timeout: client.connect_timeout,
-                seed: jitter,
-            })
-            .map_err(|e| EngineError::Config(e.to_string()))?;
+            let endpoint = client_endpoint(&client, &name, jitter)?;
             let mut timer = Timer::default();
             if let Some((at, generation)) = timer.arm(Some(start)) {
                 let client = i as u32;
@@ -388,6 +427,7 @@ impl Engine {
                 endpoint: Some(Box::new(endpoint)),
                 timer,
                 connecting: false,
+                alive: true,
             });
         }
         Ok(Engine {
@@ -410,8 +450,21 @@ impl Engine {
                 down: Vec::new(),
                 lines: merged,
             },
+            seed,
+            states: BTreeMap::new(),
+            server_alive: true,
+            server_epoch: Duration::ZERO,
+            server_life: 0,
+            deferred: BTreeMap::new(),
+            deaths: None,
             stats: Stats::default(),
         })
+    }
+
+    /// Calls `f` with the host and the time whenever a host's processes die (killed or
+    /// crashed), as the runner tells its recorder (`Recorder::cut_host`).
+    pub(crate) fn on_deaths(&mut self, f: Deaths) {
+        self.deaths = Some(f);
     }
 
     /// The current simulated time.
@@ -484,7 +537,8 @@ impl Engine {
                 if let Some((at, generation)) = again {
                     self.queue.push(at, Ev::Client { client, generation });
                 }
-                if due {
+                // A dead client does nothing; a paused one steps when it resumes.
+                if due && self.clients[i].alive && !self.paused(&self.clients[i].host) {
                     if std::mem::take(&mut self.clients[i].connecting) {
                         self.connect(i);
                     } else {
@@ -498,10 +552,13 @@ impl Engine {
                 if let Some((at, generation)) = again {
                     self.queue.push(at, Ev::Server { generation });
                 }
-                if due {
+                // A paused server expires what is due when it resumes.
+                if due && self.server_alive && !self.paused(SERVER) {
                     self.expire();
                 }
             }
+            Ev::Handshake(id) if self.paused(SERVER) => self.defer(SERVER, Deferred::Handshake(id)),
+            Ev::Retry(id) if self.paused(SERVER) => self.defer(SERVER, Deferred::Retry(id)),
             Ev::Handshake(id) => {
                 let (mut w, conns) = self.world();
                 if let Some(c) = conns[id as usize - 1].as_mut() {
@@ -520,7 +577,7 @@ impl Engine {
                     return;
                 };
                 if let Some(change) = self.faults.record(self.now, action) {
-                    unreachable!("host faults are refused by Engine::supports: {change:?}");
+                    self.change_host(change);
                 }
             }
             Ev::Session {
@@ -568,6 +625,7 @@ impl Engine {
                 handler: &Discard,
                 server: &mut self.endpoint,
                 server_timer: &mut self.server_timer,
+                server_epoch: self.server_epoch,
                 clients: &mut self.clients,
                 replace: &mut self.replace,
                 stats: &mut self.stats,
@@ -579,7 +637,7 @@ impl Engine {
     /// The server endpoint's expiry is due: detached sessions whose resume window is over go,
     /// reported as the server driver reports them.
     fn expire(&mut self) {
-        let t = crate::proto::Time::from_epoch(self.now);
+        let t = crate::proto::Time::from_epoch(self.now.saturating_sub(self.server_epoch));
         self.endpoint.handle_timeout(t);
         while let Some(ev) = self.endpoint.poll_event() {
             if let crate::proto::server::ServerEvent::Registry(
@@ -667,15 +725,31 @@ impl Engine {
             },
             self.server.limits.write_buffer,
         );
-        let conn = Conn::new(id, [client_end, server_end], [there, back], tcp);
+        let mut conn = Conn::new(id, i as u32, [client_end, server_end], [there, back], tcp);
+        if self.paused(SERVER) {
+            conn.pause(1);
+        }
         self.conns.push(Some(conn));
         self.queue.push(at, Ev::Open(id as u32));
     }
 
     fn open(&mut self, id: usize) {
-        if let Some((i, error)) = self.failed.remove(&(id as u64)) {
+        let now = self.now;
+        if let Some(&(i, _)) = self.failed.get(&(id as u64)) {
+            let client = &self.clients[i as usize];
+            if !client.alive {
+                self.failed.remove(&(id as u64));
+                return;
+            }
+            if self.paused(&client.host.clone()) {
+                let host = client.host.clone();
+                self.defer(&host, Deferred::Open(id as u32));
+                return;
+            }
+            let Some((i, error)) = self.failed.remove(&(id as u64)) else {
+                return;
+            };
             // The attempt failed: the endpoint hears how, reports it and decides what next.
-            let now = self.now;
             let client = &mut self.clients[i as usize];
             if let Some(endpoint) = client.endpoint.as_mut() {
                 let t = crate::proto::Time::from_epoch(now.saturating_sub(client.start));
@@ -687,9 +761,44 @@ impl Engine {
             self.world().0.step_client(i as usize);
             return;
         }
+        if self.conns.get(id - 1).is_none_or(Option::is_none) {
+            return;
+        }
+        if !self.server_alive {
+            // Nothing listens: a dead machine leaves the SYNs unanswered until the attempt's
+            // deadline, a live kernel without the process refuses the connection.
+            let Some(conn) = self.conns[id - 1].take() else {
+                return;
+            };
+            let [client_end, _] = conn.ends;
+            let Holder::Client(i, endpoint) = client_end.holder else {
+                return; // the client died meanwhile too
+            };
+            let client = &mut self.clients[i];
+            let deadline = endpoint.poll_timeout();
+            client.endpoint = Some(endpoint);
+            let (at, error) = match self.states.get(SERVER) {
+                Some(HostState::Crashed) => {
+                    let at = deadline.map_or(now, |d| wake_at(client.start + d.since_epoch()));
+                    (at.max(now), "connect timed out")
+                }
+                _ => (now, "connection refused"),
+            };
+            self.failed.insert(id as u64, (i as u32, error.to_string()));
+            if at > now {
+                self.queue.push(at, Ev::Open(id as u32));
+            } else {
+                self.open(id);
+            }
+            return;
+        }
+        let server_paused = self.paused(SERVER);
         let (mut w, conns) = self.world();
         if let Some(c) = conns.get_mut(id - 1).and_then(Option::as_mut) {
-            c.open(&mut w);
+            c.open(server_paused, &mut w);
+        }
+        if server_paused {
+            self.defer(SERVER, Deferred::Accept(id as u32));
         }
     }
 }
