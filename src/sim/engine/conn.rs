@@ -240,6 +240,8 @@ pub(super) struct Conn {
     pub id: u64,
     /// The index of the client whose connection this is.
     pub client: u32,
+    /// Its handshake is over (its [`Conn::open`] ran).
+    opened: bool,
     pub ends: [End; 2],
     pipes: [Pipe; 2],
     paths: [Box<dyn PathModel>; 2],
@@ -261,6 +263,7 @@ impl Conn {
         Conn {
             id,
             client,
+            opened: false,
             ends,
             pipes: Default::default(),
             paths,
@@ -275,6 +278,7 @@ impl Conn {
     /// is paused, when it resumes ([`Conn::accept`]). A client whose process died while it
     /// connected leaves its kernel's side as the death made it ([`Conn::process_dies`]).
     pub fn open(&mut self, server_paused: bool, w: &mut World<'_>) {
+        self.opened = true;
         if !server_paused {
             self.accept(w);
         }
@@ -809,6 +813,18 @@ impl Conn {
     pub fn forget(&mut self, side: usize, w: &mut World<'_>) {
         self.tcp.forget(side);
         self.arm(w);
+    }
+
+    /// Whether nothing can happen on this connection any more: both ends closed (or never
+    /// opened, with nothing waiting to open them), neither paused, no failure on its way to a
+    /// socket, and both kernels done with it.
+    pub fn is_done(&self) -> bool {
+        self.opened
+            && self.ends.iter().all(|e| {
+                !e.open && !e.paused && e.pending.is_none() && matches!(e.holder, Holder::None)
+            })
+            && self.failures.iter().all(Option::is_none)
+            && self.tcp.poll_timeout().is_none()
     }
 
     /// The heartbeat counters of the session on `side`, if it has one.

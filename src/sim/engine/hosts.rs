@@ -90,6 +90,7 @@ impl Engine {
             if let Some(c) = conns[k].as_mut() {
                 c.resume(side, &mut w);
             }
+            self.reap(k + 1);
         }
         for work in self.deferred.remove(host).unwrap_or_default() {
             let (mut w, conns) = self.world();
@@ -139,6 +140,7 @@ impl Engine {
             if let Some(c) = conns[k].as_mut() {
                 c.process_dies(side, state, &mut w);
             }
+            self.reap(k + 1);
         }
         for i in self.clients_on(host) {
             let client = &mut self.clients[i];

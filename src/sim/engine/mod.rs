@@ -309,8 +309,8 @@ pub struct Engine {
     server: ServerOptions,
     client: ClientOptions,
     clients: Vec<Client>,
-    /// Connections by id − 1; `None` for an attempt that failed.
-    conns: Vec<Option<Conn>>,
+    /// Connections by id − 1; `None` for an attempt that failed or a connection done with.
+    conns: Vec<Option<Box<Conn>>>,
     /// Attempts that failed, by connection id: the client and what it reports.
     failed: BTreeMap<u64, (u32, String)>,
     /// The fault schedule's actions, each taken when its event comes.
@@ -523,7 +523,24 @@ impl Engine {
                 if let Some(c) = conns[id as usize - 1].as_mut() {
                     c.on_replaced(&mut w);
                 }
+                self.reap(id as usize);
             }
+        }
+        match ev {
+            Ev::Handshake(id) | Ev::Retry(id) | Ev::Open(id) => self.reap(id as usize),
+            Ev::Session { conn, .. } | Ev::Tcp { conn, .. } => self.reap(conn as usize),
+            Ev::Client { .. } | Ev::Server { .. } | Ev::Fault(_) => {}
+        }
+    }
+
+    /// Frees the connection of this id once nothing can happen on it any more, so that a long
+    /// run with many reconnects keeps only the connections alive (events still filed for it
+    /// find nothing and are dropped).
+    fn reap(&mut self, id: usize) {
+        if let Some(slot) = self.conns.get_mut(id.wrapping_sub(1))
+            && slot.as_ref().is_some_and(|c| c.is_done())
+        {
+            *slot = None;
         }
     }
 
@@ -616,7 +633,7 @@ impl Engine {
         }
     }
 
-    fn world(&mut self) -> (World<'_>, &mut Vec<Option<Conn>>) {
+    fn world(&mut self) -> (World<'_>, &mut Vec<Option<Box<Conn>>>) {
         (
             World {
                 now: self.now,
@@ -729,7 +746,7 @@ impl Engine {
         if self.paused(SERVER) {
             conn.pause(1);
         }
-        self.conns.push(Some(conn));
+        self.conns.push(Some(Box::new(conn)));
         self.queue.push(at, Ev::Open(id as u32));
     }
 
