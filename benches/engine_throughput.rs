@@ -68,16 +68,20 @@ fn env(name: &str, default: u64) -> u64 {
 /// The shape of `sim_throughput`, as a scenario file would give it: `sessions` sessions starting
 /// at once, heartbeats every second (one-way, k = 3), 1 ms links, no faults.
 fn shape(sessions: usize, minutes: u64) -> Scenario {
+    // A file is bounded at `MAX_SESSIONS`; the bench sets its count after, to measure past it.
     let text = format!(
         "description = \"the bench shape\"\n\
          duration = \"{minutes}m\"\n\
-         [topology]\nsessions = {sessions}\nconnect_ramp = \"0s\"\n\
+         [topology]\nsessions = 1\nconnect_ramp = \"0s\"\n\
          [grid]\ninterval = [\"1s\"]\nmiss_threshold = [3]\n\
          [network]\nlatency = \"1ms\"\n\
          [stack.heartbeat]\nmode = \"one-way\"\n"
     );
     let plan = mcpsim::scenario::parse("engine_throughput", "bench", &text).expect("the shape");
-    plan.scenario(0)
+    mcpsim::sim::runner::Scenario {
+        sessions,
+        ..plan.scenario(0)
+    }
 }
 
 /// Something the two engines can be asked to do.
