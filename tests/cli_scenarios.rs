@@ -125,6 +125,38 @@ fn by_default_a_file_runs_on_the_event_engine_where_it_models_it_and_says_why_no
     );
 }
 
+#[test]
+fn the_replay_command_of_a_run_without_its_traffic_says_so_and_replays_it() {
+    let dir = scratch("no-traffic-replay");
+    let file = write(
+        &dir,
+        "traffic.toml",
+        &format!(
+            "{CRASH}{TRAFFIC}\n[[assert]]\npairing = \"1s/3\"\nside = \"client\"\nmax_detection = \"2s\"\n"
+        ),
+    );
+    let out = mcpsim(&["run", &file, "--no-traffic"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    let replay = worst_run(&text);
+    assert!(
+        replay.ends_with("--pairing 1s/3 --engine event --no-traffic"),
+        "{replay}"
+    );
+    replays_byte_for_byte_with_a_suspicion(&replay);
+    // Without the flag the same command asks for the file's traffic, which the event engine
+    // refuses: the flag is what makes it the run that failed.
+    let without = replay.trim_end_matches(" --no-traffic");
+    let args: Vec<&str> = without.split(' ').skip(1).collect();
+    let out = mcpsim(&args);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("does not model application traffic"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A message a second from each client: what the event engine does not model yet.
 const TRAFFIC: &str = r#"
 [traffic]

@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use super::CliError;
+use crate::config::StackConfig;
 use crate::scenario::{self, Engine, EngineChoice};
 use crate::sim::runner::{self, RunOptions, TraceLevel};
 
@@ -19,6 +20,12 @@ pub struct ReplayArgs {
     /// The pairing, e.g. `1s/3` or `phi:1s/3` (default: the grid's first).
     #[arg(long)]
     pub pairing: Option<String>,
+    /// The stack configuration the run used, as `mcpsim run --config`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The run left the file's traffic out, as `mcpsim run --no-traffic`.
+    #[arg(long)]
+    pub no_traffic: bool,
     /// Write the trace to FILE instead of standard output (a summary goes to standard output).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
@@ -59,7 +66,14 @@ impl From<TraceLevelArg> for TraceLevel {
 
 /// Runs the replay: the trace is byte-identical every time for the same file, seed and pairing.
 pub fn replay(args: ReplayArgs) -> Result<(), CliError> {
-    let plan = scenario::load(&args.file)?;
+    let mut plan = scenario::load(&args.file)?;
+    if let Some(path) = &args.config {
+        let stack = StackConfig::load(path).map_err(CliError::Usage)?;
+        plan = plan.with_stack(stack);
+    }
+    if args.no_traffic {
+        plan = plan.without_traffic();
+    }
     let pairing = match &args.pairing {
         Some(p) => plan.find_pairing(p).map_err(CliError::Usage)?,
         None => 0,

@@ -107,7 +107,16 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         .collect::<Result<Vec<Plan>, _>>()?;
     if let Some(path) = &args.config {
         let stack = StackConfig::load(path).map_err(CliError::Usage)?;
-        plans = plans.iter().map(|p| p.with_stack(stack.clone())).collect();
+        let named = path.to_string_lossy().into_owned();
+        plans = plans
+            .iter()
+            .map(|p| {
+                let mut p = p.with_stack(stack.clone());
+                p.replay_args
+                    .extend(["--config".to_string(), named.clone()]);
+                p
+            })
+            .collect();
     }
     if args.no_traffic {
         plans = plans.iter().map(Plan::without_traffic).collect();

@@ -244,10 +244,15 @@ pub fn run_jobs(
 /// turmoil` on the same command re-checks a finding of the event engine on the drivers
 /// themselves).
 fn replay_command(plan: &Plan, seed: u64, pairing: &str) -> String {
-    format!(
+    let mut command = format!(
         "mcpsim replay {} --seed {seed} --pairing {pairing} --engine {}",
         plan.path, plan.engine
-    )
+    );
+    for arg in &plan.replay_args {
+        command.push(' ');
+        command.push_str(arg);
+    }
+    command
 }
 
 /// The report of `plan` from each pairing's merged summary (`by_pairing[i]` for pairing `i`):

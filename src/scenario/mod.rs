@@ -115,6 +115,9 @@ pub struct Plan {
     pub limits: file::LimitsSpec,
     /// The simulator back-end its runs use.
     pub engine: Engine,
+    /// What else `mcpsim replay` must be told to make this plan from its file (`--config
+    /// FILE`, `--no-traffic`), in that order, for a replay command to replay a run exactly.
+    pub replay_args: Vec<String>,
     base: Base,
 }
 
@@ -227,6 +230,7 @@ impl Plan {
     pub fn without_traffic(&self) -> Plan {
         let mut plan = self.clone();
         plan.base.traffic = Workload::default();
+        plan.replay_args.push("--no-traffic".into());
         plan
     }
 
@@ -682,6 +686,7 @@ impl Checker<'_> {
                 duration,
             },
             engine: Engine::default(),
+            replay_args: Vec::new(),
             base: Base {
                 duration,
                 tick,
