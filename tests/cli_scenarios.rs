@@ -113,17 +113,23 @@ fn by_default_a_file_runs_on_the_event_engine_where_it_models_it_and_says_why_no
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("wall on the event engine"), "{text}");
-    // Application traffic is not modelled there yet: turmoil runs it, and says why.
-    let traffic = write(&dir, "traffic.toml", &format!("{CRASH}{TRAFFIC}"));
-    let out = mcpsim(&["run", &traffic]);
+    // The server's load is not modelled there yet: turmoil runs it, and says why.
+    let loaded = write(&dir, "load.toml", &format!("{CRASH}{LOAD}"));
+    let out = mcpsim(&["run", &loaded]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(
         text.contains("wall on the turmoil engine")
-            && text.contains("(turmoil: the event engine does not model application traffic yet)"),
+            && text.contains("(turmoil: the event engine does not model the server's load yet)"),
         "{text}"
     );
 }
+
+/// A CPU cost per heartbeat on the server: what the event engine does not model yet.
+const LOAD: &str = r#"
+[load]
+frame_cost = "100us"
+"#;
 
 #[test]
 fn the_replay_command_of_a_run_without_its_traffic_says_so_and_replays_it() {
@@ -144,20 +150,9 @@ fn the_replay_command_of_a_run_without_its_traffic_says_so_and_replays_it() {
         "{replay}"
     );
     replays_byte_for_byte_with_a_suspicion(&replay);
-    // Without the flag the same command asks for the file's traffic, which the event engine
-    // refuses: the flag is what makes it the run that failed.
-    let without = replay.trim_end_matches(" --no-traffic");
-    let args: Vec<&str> = without.split(' ').skip(1).collect();
-    let out = mcpsim(&args);
-    assert!(!out.status.success(), "{}", stdout(&out));
-    assert!(
-        stderr(&out).contains("does not model application traffic"),
-        "{}",
-        stderr(&out)
-    );
 }
 
-/// A message a second from each client: what the event engine does not model yet.
+/// A message a second from each client.
 const TRAFFIC: &str = r#"
 [traffic]
 [[traffic.flow]]
@@ -551,14 +546,14 @@ fn run_on_the_event_engine_names_it_and_its_worst_run_replays_on_it_byte_for_byt
 }
 
 #[test]
-fn the_event_engine_refuses_a_scenario_with_traffic_and_says_which_engine_models_it() {
+fn the_event_engine_refuses_a_scenario_with_load_and_says_which_engine_models_it() {
     let dir = scratch("event-refused");
-    let file = write(&dir, "traffic.toml", &format!("{CRASH}{TRAFFIC}"));
+    let file = write(&dir, "load.toml", &format!("{CRASH}{LOAD}"));
     let out = mcpsim(&["run", &file, "--engine", "event"]);
     assert!(!out.status.success(), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("the event engine does not model application traffic yet")
+        err.contains("the event engine does not model the server's load yet")
             && err.contains("--engine turmoil"),
         "{err}"
     );

@@ -5,7 +5,7 @@
 //!   diff; `cargo insta review` (or `INSTA_UPDATE=always cargo test --test scenarios`) accepts it.
 //! - `<name>::assertions`: every pairing on every seed of the file, judged; every assertion must
 //!   hold. A failure prints the command that replays the worst run. Where the event engine
-//!   models the file (no traffic or load yet), the same runs again on it: every
+//!   models the file (not the server's load or link rates yet), the same runs again on it: every
 //!   assertion holds there too, and each pairing's false suspicions, detections and detection
 //!   p99 on each side agree with the turmoil engine's within noise. A file it models but for
 //!   its application traffic is run on both engines without the traffic and compared alike.

@@ -53,7 +53,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_traffic: bool,
     /// The simulator back-end: `event` drives the endpoints and sessions from one event queue,
-    /// about 4× faster, but refuses scenarios with application traffic, load or throttling
+    /// about 4× faster, but refuses scenarios with the server's load, throttling or link rates
     /// (not modelled yet); `turmoil` runs the tokio drivers themselves and models everything;
     /// `auto` takes the event engine wherever it models the file. The report names the engine
     /// that ran.

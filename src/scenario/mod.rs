@@ -139,7 +139,7 @@ pub enum Engine {
     #[default]
     Turmoil,
     /// The sans-IO endpoints from one event queue (`sim::engine`): about 4× faster; every
-    /// fault, but no application traffic, load or throttling yet.
+    /// fault and the application traffic, but not the server's load or throttling yet.
     Event,
 }
 

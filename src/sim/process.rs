@@ -16,7 +16,7 @@ use super::net::SimNet;
 use super::record::{Recorder, TraceObserver};
 use super::runner::{SERVER, Scenario, SegmentTrace};
 use super::synthetic::{Purpose, stream};
-use super::traffic::{Apps, ClientApp, ServerApp};
+use super::traffic::{AppClock, Apps, ClientApp, ServerApp};
 use crate::net::Observer;
 use crate::net::client::{self, ClientOptions};
 use crate::net::conn::{Discard, Handler};
@@ -243,7 +243,7 @@ fn clients(
                 let handler: Arc<dyn Handler> = if apps.workload.is_on() {
                     Arc::new(ClientApp {
                         node: opts.name.clone(),
-                        net: net.clone(),
+                        clock: AppClock::Net(net.clone()),
                         log: apps.log.clone(),
                     })
                 } else {

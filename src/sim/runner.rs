@@ -53,7 +53,7 @@ use super::process::{self, Processes, Shared};
 use super::record::Recorder;
 use super::schedule::{self, Action, FaultLog, Schedule, directions};
 use super::synthetic::{Purpose, stream};
-use super::traffic::{Apps, Workload};
+use super::traffic::{AppClock, Apps, Workload};
 use crate::config::StackConfig;
 use crate::net::client::ClientOptions;
 use crate::proto::frame::HeartbeatMode;
@@ -594,7 +594,7 @@ fn shared(
     // what they sent can arrive.
     let apps = Apps {
         workload: Arc::new(scenario.traffic.clone()),
-        net: net.clone(),
+        clock: AppClock::Net(net.clone()),
         log: Arc::new(Mutex::new(DeliveryLog::default())),
         end: scenario.duration.saturating_sub(scenario.traffic.drain),
         seed,

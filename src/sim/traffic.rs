@@ -23,11 +23,29 @@ use rand_distr::{Distribution, Exp};
 use tokio::sync::mpsc;
 
 use super::delivery::{ID_LEN, Log, MessageId, StreamId};
+use super::engine::EngineClock;
 use super::load::Cpu;
 use super::net::SimNet;
 use super::synthetic::{Purpose, stream};
 use crate::net::conn::{Handler, Outgoing};
 use crate::proto::session::Message;
+
+/// The simulation's clock as the applications read it: the runner's network, or the event
+/// engine's clock.
+#[derive(Clone)]
+pub enum AppClock {
+    Net(SimNet),
+    Engine(EngineClock),
+}
+
+impl AppClock {
+    pub fn now(&self) -> Duration {
+        match self {
+            AppClock::Net(net) => net.now(),
+            AppClock::Engine(clock) => clock.now(),
+        }
+    }
+}
 
 /// Which way a flow's messages go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +135,7 @@ impl Workload {
 /// Where the run's messages are recorded.
 pub type SharedLog = Arc<Mutex<Log>>;
 
-fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, Log> {
+pub(crate) fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, Log> {
     log.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -127,7 +145,7 @@ const QUEUE: usize = 1;
 
 /// One stream's sender: the flows of one session in one direction, merged in time order.
 pub struct Generator {
-    pub net: SimNet,
+    pub clock: AppClock,
     pub log: SharedLog,
     pub stream: StreamId,
     pub flows: Vec<Flow>,
@@ -140,11 +158,66 @@ pub struct Generator {
 impl Generator {
     /// Sends until every flow is done or the session's queue is gone.
     pub async fn run(self, tx: mpsc::Sender<Outgoing>) {
-        let mut draws = stream(self.seed, Purpose::Traffic, &self.key);
-        let now = self.net.now();
-        // Each flow's next due time and bytes left (bulk).
-        let mut due: Vec<(Duration, u64)> = self
-            .flows
+        let mut pacer = self.pacer();
+        loop {
+            let Some((i, at)) = pacer.next_due() else {
+                return;
+            };
+            let now = self.clock.now();
+            if at > now {
+                tokio::time::sleep(at - now).await;
+            }
+            let (message, size) = pacer.message(i);
+            let (index, channel) = (pacer.index, message.channel);
+            if tx.send(message).await.is_err() {
+                return;
+            }
+            let handed = self.clock.now();
+            lock(&self.log).sent(self.stream, index, channel, handed);
+            pacer.handed(i, size, handed);
+        }
+    }
+
+    /// The sans-IO core of [`Generator::run`], from now.
+    pub fn pacer(&self) -> Pacer {
+        self.pacer_at(self.clock.now())
+    }
+
+    /// The sans-IO core of [`Generator::run`], from `now`: the event engine drives it itself.
+    pub fn pacer_at(&self, now: Duration) -> Pacer {
+        Pacer::new(
+            self.flows.clone(),
+            self.end,
+            self.stream,
+            stream(self.seed, Purpose::Traffic, &self.key),
+            now,
+        )
+    }
+}
+
+/// When a stream's next message is due and what it is, with every random draw in the order
+/// [`Generator::run`] makes them: each flow's phase at the start, then per message its size and
+/// channel, then the flow's next gap once the message is handed over.
+pub struct Pacer {
+    flows: Vec<Flow>,
+    end: Duration,
+    stream: StreamId,
+    draws: ChaCha8Rng,
+    /// Each flow's next due time and bytes left (bulk).
+    due: Vec<(Duration, u64)>,
+    /// The index the next message gets.
+    pub index: u64,
+}
+
+impl Pacer {
+    fn new(
+        flows: Vec<Flow>,
+        end: Duration,
+        stream: StreamId,
+        mut draws: ChaCha8Rng,
+        now: Duration,
+    ) -> Pacer {
+        let due = flows
             .iter()
             .map(|f| {
                 let first = f.start.max(now);
@@ -162,69 +235,79 @@ impl Generator {
                 (first + phase, bytes)
             })
             .collect();
-        let mut index = 0u64;
-        loop {
-            // The flow due first; a flow in its off period waits for its next on.
-            let mut next: Option<(usize, Duration)> = None;
-            for (i, f) in self.flows.iter().enumerate() {
-                let (mut at, left) = due[i];
-                if left == 0 {
-                    continue;
+        Pacer {
+            flows,
+            end,
+            stream,
+            draws,
+            due,
+            index: 0,
+        }
+    }
+
+    /// The flow due first and when; `None` once every flow is done. A flow in its off period
+    /// waits for its next on.
+    pub fn next_due(&mut self) -> Option<(usize, Duration)> {
+        let mut next: Option<(usize, Duration)> = None;
+        for (i, f) in self.flows.iter().enumerate() {
+            let (mut at, left) = self.due[i];
+            if left == 0 {
+                continue;
+            }
+            if let Some((on, off)) = f.burst {
+                let period = on + off;
+                let into = Duration::from_nanos(
+                    ((at.saturating_sub(f.start)).as_nanos() % period.as_nanos().max(1)) as u64,
+                );
+                if into >= on {
+                    at += period - into;
+                    self.due[i].0 = at;
                 }
-                if let Some((on, off)) = f.burst {
-                    let period = on + off;
-                    let into = Duration::from_nanos(
-                        ((at.saturating_sub(f.start)).as_nanos() % period.as_nanos().max(1)) as u64,
-                    );
-                    if into >= on {
-                        at += period - into;
-                        due[i].0 = at;
-                    }
-                }
-                let stop = f.stop.unwrap_or(self.end).min(self.end);
-                if at >= stop {
-                    continue;
-                }
-                if next.is_none_or(|(_, t)| at < t) {
-                    next = Some((i, at));
-                }
             }
-            let Some((i, at)) = next else { return };
-            let now = self.net.now();
-            if at > now {
-                tokio::time::sleep(at - now).await;
+            let stop = f.stop.unwrap_or(self.end).min(self.end);
+            if at >= stop {
+                continue;
             }
-            let f = &self.flows[i];
-            let size = draws.random_range(f.size.0..=f.size.1).max(ID_LEN);
-            let channel = f.channel + draws.random_range(0..f.channels.max(1));
-            let mut payload = vec![0u8; size];
-            MessageId {
-                stream: self.stream,
-                index,
+            if next.is_none_or(|(_, t)| at < t) {
+                next = Some((i, at));
             }
-            .write(&mut payload);
-            let message = Outgoing {
-                channel,
-                priority: f.priority,
-                payload: Bytes::from(payload),
-            };
-            if tx.send(message).await.is_err() {
-                return;
-            }
-            let handed = self.net.now();
-            lock(&self.log).sent(self.stream, index, channel, handed);
-            index += 1;
-            let (t, left) = &mut due[i];
-            *t = match f.pace {
-                Pace::Constant { rate } => *t + Duration::from_secs_f64(1.0 / rate),
-                Pace::Poisson { rate } => *t + gap(&mut draws, rate),
-                Pace::Bulk { .. } => handed,
-            }
-            // Back-pressure delays the flow; it does not make up for lost time in a burst.
-            .max(handed);
-            if let Pace::Bulk { .. } = f.pace {
-                *left = left.saturating_sub(size as u64);
-            }
+        }
+        next
+    }
+
+    /// Flow `i`'s next message, numbered [`Pacer::index`], and its size.
+    pub fn message(&mut self, i: usize) -> (Outgoing, usize) {
+        let f = &self.flows[i];
+        let size = self.draws.random_range(f.size.0..=f.size.1).max(ID_LEN);
+        let channel = f.channel + self.draws.random_range(0..f.channels.max(1));
+        let mut payload = vec![0u8; size];
+        MessageId {
+            stream: self.stream,
+            index: self.index,
+        }
+        .write(&mut payload);
+        let message = Outgoing {
+            channel,
+            priority: f.priority,
+            payload: Bytes::from(payload),
+        };
+        (message, size)
+    }
+
+    /// Flow `i`'s message of `size` bytes was handed to the session's queue at `handed`.
+    pub fn handed(&mut self, i: usize, size: usize, handed: Duration) {
+        let f = &self.flows[i];
+        self.index += 1;
+        let (t, left) = &mut self.due[i];
+        *t = match f.pace {
+            Pace::Constant { rate } => *t + Duration::from_secs_f64(1.0 / rate),
+            Pace::Poisson { rate } => *t + gap(&mut self.draws, rate),
+            Pace::Bulk { .. } => handed,
+        }
+        // Back-pressure delays the flow; it does not make up for lost time in a burst.
+        .max(handed);
+        if let Pace::Bulk { .. } = f.pace {
+            *left = left.saturating_sub(size as u64);
         }
     }
 }
@@ -245,13 +328,13 @@ fn told_undelivered(log: &SharedLog, now: Duration, messages: &[Message]) {
 /// A client's application: records what it receives and what its session hands back.
 pub struct ClientApp {
     pub node: String,
-    pub net: SimNet,
+    pub clock: AppClock,
     pub log: SharedLog,
 }
 
 impl Handler for ClientApp {
     fn on_message(&self, _: u32, message: Message) -> Option<Outgoing> {
-        lock(&self.log).delivered(&self.node, &message.payload, self.net.now());
+        lock(&self.log).delivered(&self.node, &message.payload, self.clock.now());
         None
     }
 
@@ -260,7 +343,7 @@ impl Handler for ClientApp {
     }
 
     fn undelivered(&self, _: u32, messages: Vec<Message>) {
-        told_undelivered(&self.log, self.net.now(), &messages);
+        told_undelivered(&self.log, self.clock.now(), &messages);
     }
 }
 
@@ -340,7 +423,7 @@ fn client_index(client_id: &str) -> Option<usize> {
 
 impl Handler for ServerApp {
     fn on_message(&self, _: u32, message: Message) -> Option<Outgoing> {
-        let now = self.apps.net.now();
+        let now = self.apps.clock.now();
         lock(&self.apps.log).delivered("server", &message.payload, now);
         if let Some(cpu) = &self.cpu {
             cpu.message();
@@ -353,7 +436,7 @@ impl Handler for ServerApp {
     }
 
     fn undelivered(&self, _: u32, messages: Vec<Message>) {
-        told_undelivered(&self.apps.log, self.apps.net.now(), &messages);
+        told_undelivered(&self.apps.log, self.apps.clock.now(), &messages);
     }
 
     fn outgoing(&self, session_id: u32, client_id: &str) -> Option<mpsc::Receiver<Outgoing>> {
@@ -410,7 +493,7 @@ impl Handler for ServerApp {
 #[derive(Clone)]
 pub struct Apps {
     pub workload: Arc<Workload>,
-    pub net: SimNet,
+    pub clock: AppClock,
     pub log: SharedLog,
     /// Flows stop here: the run's end less the drain.
     pub end: Duration,
@@ -454,7 +537,7 @@ impl Apps {
         lock(&self.log).open(stream, ends.sender, ends.host, ends.receiver, life);
         let (tx, rx) = mpsc::channel(QUEUE);
         let generator = Generator {
-            net: self.net.clone(),
+            clock: self.clock.clone(),
             log: self.log.clone(),
             stream,
             flows,

@@ -8,14 +8,16 @@
 //! [`Session::handle_frame`]. Bytes cross in the [`Pipe`]s; the [`TcpModel`] only carries their
 //! counts and says when each segment is in the receiver's buffer.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 
+use super::feeds::Feed;
 use super::queue::{Queue, Timer};
-use super::{Client, Ev, Stats, wake_at};
+use super::{AppQueue, Client, Ev, ServerStarts, Stats, wake_at};
 use crate::net::conn::{Handler, ReadState, Reporter, TrafficMeter};
 use crate::net::server::client_peer;
 use crate::net::{ConnEnd, NetEvent, Observer};
@@ -31,7 +33,6 @@ pub(super) struct World<'a> {
     pub now: Duration,
     pub queue: &'a mut Queue<Ev>,
     pub observer: &'a dyn Observer,
-    pub handler: &'a dyn Handler,
     pub server: &'a mut ServerEndpoint<u64>,
     /// The server endpoint's timer (the next expiry of a detached session).
     pub server_timer: &'a mut Timer,
@@ -41,6 +42,12 @@ pub(super) struct World<'a> {
     /// Connections whose server end must let go of its session (a takeover), in order.
     pub replace: &'a mut Vec<u64>,
     pub stats: &'a mut Stats,
+    /// The application streams, and those whose queue has room again since the event began.
+    pub feeds: &'a mut Vec<Feed>,
+    pub room: &'a mut Vec<u32>,
+    /// The generators the server's application starts, and its sessions' streams.
+    pub server_starts: &'a mut ServerStarts,
+    pub server_feeds: &'a mut BTreeMap<u32, u32>,
 }
 
 impl World<'_> {
@@ -68,7 +75,19 @@ impl World<'_> {
         let attempt = endpoint.poll_connect(t);
         crate::net::client::report(endpoint, &client.name, self.observer);
         let next = match (attempt, endpoint.ending()) {
-            (_, Some(_)) => None,
+            (_, Some(_)) => {
+                // The client's run is over: what its session still holds will not be
+                // delivered, and the application hears so; its queue goes.
+                let session = endpoint.session_mut();
+                let left = session.take_undelivered();
+                if !left.is_empty() {
+                    client.handler.undelivered(session.id(), left);
+                }
+                if let Some((_, f)) = client.outgoing.take() {
+                    self.feeds[f as usize].consumer = None;
+                }
+                None
+            }
             (Some(_), None) => {
                 client.connecting = true;
                 Some(now)
@@ -140,6 +159,8 @@ pub(super) struct Names {
     pub node: String,
     /// The peer as the node names it (`server`; `client "client-7" at …`).
     pub peer: String,
+    /// The node's application.
+    pub handler: Arc<dyn Handler>,
 }
 
 impl Names {
@@ -148,13 +169,15 @@ impl Names {
             node: &self.node,
             peer: &self.peer,
             observer: w.observer,
-            handler: w.handler,
+            handler: &*self.handler,
         }
     }
 }
 
 /// An end's socket as its driver keeps it: what it read and not yet decoded, what it wrote.
 pub(super) struct Io {
+    /// The session's queue of application messages, and the stream that feeds it.
+    pub outgoing: Option<AppQueue>,
     read: ReadState,
     /// Bytes of frames a turn encodes at most.
     write_buffer: usize,
@@ -180,7 +203,7 @@ pub(super) struct End {
     /// waiting to be offered again while its session is taken over from another connection.
     pub accepted: Option<ConnId>,
     pub pending: Option<Frame>,
-    io: Io,
+    pub(super) io: Io,
     pub timer: Timer,
     /// The connection is up at this end (from the handshake until its end).
     pub open: bool,
@@ -204,6 +227,7 @@ impl End {
             accepted: None,
             pending: None,
             io: Io {
+                outgoing: None,
                 read,
                 write_buffer,
                 traffic: None,
@@ -592,7 +616,26 @@ impl Conn {
         match greeting {
             Greeting::Serve(session) => {
                 let Ok(hello) = first else { return false };
-                end.names.peer = client_peer(&hello, peer_addr(self.id)).1;
+                let (client_id, peer) = client_peer(&hello, peer_addr(self.id));
+                end.names.peer = peer;
+                // The application's queue for the session, as the server driver asks for it;
+                // a stream it opens starts now.
+                let rx = end.names.handler.outgoing(session.id(), client_id);
+                while let Some((generator, tx)) =
+                    w.server_starts.as_mut().and_then(|r| r.try_recv().ok())
+                {
+                    let id = w.feeds.len() as u32;
+                    let mut feed = Feed::new(&generator, tx, w.now);
+                    feed.pace(id, w.now, w.queue);
+                    w.feeds.push(feed);
+                    if let Some(&session_id) = generator.key.get(2) {
+                        w.server_feeds.insert(session_id as u32, id);
+                    }
+                }
+                if let (Some(rx), Some(&f)) = (rx, w.server_feeds.get(&session.id())) {
+                    w.feeds[f as usize].consumer = Some((self.id, 1));
+                    end.io.outgoing = Some((rx, f));
+                }
                 // Bytes read with the HELLO count; the HELLO itself was the handshake's.
                 end.io.bytes_in = end.io.read.buf.len() as u64;
                 end.io.traffic = Some(TrafficMeter::new(&session, t));
@@ -663,8 +706,19 @@ impl Conn {
         };
         let pipe = &mut self.pipes[side];
         let mut closing = false;
+        let mut room = None;
         loop {
             rep.deliver(session);
+            // Application messages, as the driver takes them: while the session has room.
+            if let Some((rx, feed)) = io.outgoing.as_mut() {
+                while session.send_capacity() > 0 {
+                    let Ok(o) = rx.try_recv() else { break };
+                    room = Some(*feed);
+                    if let Err(e) = session.send(o.channel, o.priority, o.payload) {
+                        tracing::warn!(node = rep.node, error = %e, "message not sent");
+                    }
+                }
+            }
             let limit = pipe.bytes.len() - pipe.unwritten + io.write_buffer;
             let before = pipe.bytes.len();
             rep.transmit(session, t, &mut pipe.bytes, limit);
@@ -688,6 +742,7 @@ impl Conn {
             }
         }
         io.touched = true;
+        w.room.extend(room);
         let n = std::mem::take(&mut pipe.unwritten);
         if n > 0 {
             pipe.segments.push_back(n);
@@ -722,10 +777,16 @@ impl Conn {
         end.open = false;
         end.io.touched = true;
         let t = end.time(w.now);
+        let outgoing = end.io.outgoing.take();
+        if let Some((_, f)) = &outgoing {
+            w.feeds[*f as usize].consumer = None;
+        }
         match std::mem::replace(&mut end.holder, Holder::None) {
             Holder::Client(i, mut endpoint) => {
                 endpoint.handle_connection_ended(t);
                 w.clients[i].endpoint = Some(endpoint);
+                // The client's queue outlives its connections.
+                w.clients[i].outgoing = outgoing;
                 w.clients[i].connecting = false;
                 w.step_client(i);
             }
@@ -735,7 +796,16 @@ impl Conn {
                         Holder::Server(s) => Some(*s),
                         _ => None,
                     };
-                    w.server.handle_closed(t, conn, session);
+                    let id = session.as_ref().map(Session::id);
+                    // As the server driver: the queue goes back to the application, then the
+                    // endpoint parks or ends the session, and the application hears if it ended.
+                    if let (Some((rx, _)), Some(id)) = (outgoing, id) {
+                        end.names.handler.give_back(id, rx);
+                    }
+                    let ended = w.server.handle_closed(t, conn, session);
+                    if let (true, Some(id)) = (ended, id) {
+                        end.names.handler.ended(id);
+                    }
                     w.arm_server();
                 }
             }
@@ -787,6 +857,9 @@ impl Conn {
         end.accepted = None;
         end.pending = None;
         end.io.touched = true;
+        if let Some((_, f)) = end.io.outgoing.take() {
+            w.feeds[f as usize].consumer = None;
+        }
         self.failures[side] = None;
         let unread = self.pipes[1 - side].readable > 0;
         let pipe = &mut self.pipes[1 - side];
@@ -806,6 +879,15 @@ impl Conn {
             }
         }
         self.arm(w);
+    }
+
+    /// Side `side`'s queue of application messages has one: its driver takes it if its
+    /// session has room.
+    pub fn kick(&mut self, side: usize, w: &mut World<'_>) {
+        if self.ends[side].open && !self.ends[side].paused {
+            self.step(side, None, w);
+            self.arm(w);
+        }
     }
 
     /// Side `side`'s machine came back after a crash with an empty kernel: the peer's next

@@ -146,6 +146,8 @@ impl Engine {
             let client = &mut self.clients[i];
             client.alive = false;
             client.endpoint = None;
+            // Its queue dies with it: its stream sends no more.
+            client.outgoing = None;
             client.connecting = false;
             // Its pending wake-up, if any, finds it dead.
             let _ = client.timer.arm(None);
@@ -153,8 +155,14 @@ impl Engine {
         if host == SERVER {
             self.server_alive = false;
             let _ = self.server_timer.arm(None);
+            // The application and the sessions' queues it keeps die with the process.
+            (self.server_app, self.server_starts) = super::server_app(None, 0);
+            self.server_feeds.clear();
         }
         let now = self.now;
+        if let Some(apps) = &self.apps {
+            crate::sim::traffic::lock(&apps.log).host_died(host, now);
+        }
         if let Some(deaths) = self.deaths.as_mut() {
             deaths(host, now);
         }
@@ -179,6 +187,8 @@ impl Engine {
             self.endpoint = server_endpoint(&self.server, self.seed, self.server_life);
             self.server_epoch = now;
             self.server_alive = true;
+            (self.server_app, self.server_starts) =
+                super::server_app(self.apps.as_ref(), self.server_life as u32);
         }
         for i in self.clients_on(host) {
             // The same draws as its first life: the jitter's seed first.
@@ -189,6 +199,21 @@ impl Engine {
             client.endpoint = Some(Box::new(endpoint));
             client.alive = true;
             client.start = now;
+            client.life += 1;
+            let (name, life) = (client.name.clone(), client.life);
+            let (handler, outgoing) = super::client_app(
+                self.apps.as_ref(),
+                &name,
+                i,
+                host,
+                life,
+                now,
+                &mut self.feeds,
+                &mut self.queue,
+            );
+            let client = &mut self.clients[i];
+            client.handler = handler;
+            client.outgoing = outgoing;
             if let Some((at, generation)) = client.timer.arm(Some(now)) {
                 let client = i as u32;
                 self.queue.push(at, Ev::Client { client, generation });

@@ -60,8 +60,11 @@
 //! pauses (`hosts.rs`), meaning to the connections what `sim::net` makes them mean to the
 //! runner's sockets.
 //!
-//! Not yet, and refused by [`Engine::new`]: application traffic, the server's load model,
-//! throttling and load reports, links with a rate (the congestion window), a send-buffer
+//! Application traffic: each stream's generator paced by events (`feeds.rs`), feeding the
+//! queues the runner's applications and drivers use, with the same delivery log.
+//!
+//! Not yet, and refused by [`Engine::new`]: the server's load model, throttling and load
+//! reports, links with a rate (the congestion window), a send-buffer
 //! limit, sabotage. The drivers' write-stall timeout does not run, and the segment-level trace
 //! is not kept.
 //!
@@ -73,6 +76,7 @@
 //! Connections are numbered in the order their clients start (ties: in client order).
 
 mod conn;
+mod feeds;
 mod hosts;
 pub mod queue;
 
@@ -88,6 +92,8 @@ use rand_chacha::ChaCha20Rng;
 pub use queue::{Queue, Timer};
 
 use self::conn::{Conn, End, Holder, Names, World};
+use self::feeds::Feed;
+use super::delivery::Log as DeliveryLog;
 use super::fault::FaultError;
 use super::links::FaultLinks;
 use super::net::{ConnectOutcome, HostState, Links};
@@ -99,16 +105,18 @@ use super::runner::{
 use super::schedule::{self, Action, FaultLog};
 use super::synthetic::{Purpose, stream};
 use super::tcp::TcpModel;
+use super::traffic::{AppClock, Apps, ClientApp, Generator, ServerApp};
 use crate::net::NetEvent;
 use crate::net::Observer;
 use crate::net::client::ClientOptions;
-use crate::net::conn::{Discard, ReadState};
+use crate::net::conn::{Discard, Handler, Outgoing, ReadState};
 use crate::net::server::ServerOptions;
 use crate::proto::Decoder;
 use crate::proto::client::{ClientEndpoint, EndpointConfig};
 use crate::proto::frame::MAX_PAYLOAD_LEN;
 use crate::proto::server::{ServerEndpoint, ServerEndpointConfig};
 use crate::proto::session::{Counters, Side};
+use tokio::sync::mpsc;
 
 /// Runs `scenario` with `seed` on the event engine: the same [`Outcome`] as
 /// [`super::runner::run`] gives, through the same recorder and judge (trace lines,
@@ -133,9 +141,26 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, EngineError> {
     }));
     engine.run();
     let rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
-    let no_traffic = |_: &[TraceLine], _: &Connected| None;
     let FaultLog { down, lines } = std::mem::take(&mut engine.faults);
-    Ok(judge(scenario, rec, lines, down, hosts, &no_traffic, 0))
+    let apps = engine.apps.take();
+    let facts = hosts.clone();
+    let delivery = |trace: &[TraceLine], connected: &Connected| {
+        apps.as_ref().map(|apps| {
+            let log = apps.log.lock().unwrap_or_else(|e| e.into_inner());
+            super::delivery::check(
+                &log,
+                &super::delivery::RunFacts {
+                    seed,
+                    end: scenario.duration,
+                    drain: apps.workload.drain,
+                    connected,
+                    trace,
+                    hosts: &facts,
+                },
+            )
+        })
+    };
+    Ok(judge(scenario, rec, lines, down, hosts, &delivery, 0))
 }
 
 /// The engine's simulated time, for observers: the instant of the event being handled.
@@ -210,6 +235,8 @@ enum Ev {
     Tcp { conn: u32, generation: u32 },
     /// The fault schedule's action of this index: a fault starts or ends.
     Fault(u32),
+    /// An application stream's next message is due.
+    Feed { feed: u32, generation: u32 },
 }
 
 impl Ev {
@@ -227,6 +254,14 @@ impl Ev {
         Ev::Tcp { conn, generation }
     }
 }
+
+/// A session's queue of application messages, and the stream (its index in the engine's
+/// feeds) that fills it.
+pub(crate) type AppQueue = (mpsc::Receiver<Outgoing>, u32);
+
+/// The generators the server's application starts (with the sending half of each one's
+/// queue), while its process lives.
+pub(crate) type ServerStarts = Option<mpsc::UnboundedReceiver<(Generator, mpsc::Sender<Outgoing>)>>;
 
 /// Told the host and the time whenever a host's processes die.
 pub(crate) type Deaths = Box<dyn FnMut(&str, Duration) + Send>;
@@ -262,6 +297,49 @@ fn server_endpoint(server: &ServerOptions, seed: u64, life: u64) -> ServerEndpoi
     endpoint
 }
 
+/// The server's application in its process's `life`, and the generators it starts; nothing
+/// without traffic.
+fn server_app(apps: Option<&Apps>, life: u32) -> (Arc<dyn Handler>, ServerStarts) {
+    match apps {
+        Some(apps) => {
+            let (app, starts) = ServerApp::new(apps.clone(), life);
+            (Arc::new(app), Some(starts))
+        }
+        None => (Arc::new(Discard), None),
+    }
+}
+
+/// Client `i`'s application (`name`, on `host`) in its process's `life` from `start`, and the
+/// queue its stream feeds, the stream filed in `feeds`; nothing without traffic.
+#[allow(clippy::too_many_arguments)]
+fn client_app(
+    apps: Option<&Apps>,
+    name: &str,
+    i: usize,
+    host: &str,
+    life: u32,
+    start: Duration,
+    feeds: &mut Vec<Feed>,
+    queue: &mut Queue<Ev>,
+) -> (Arc<dyn Handler>, Option<AppQueue>) {
+    let Some(apps) = apps else {
+        return (Arc::new(Discard), None);
+    };
+    let handler: Arc<dyn Handler> = Arc::new(ClientApp {
+        node: name.to_string(),
+        clock: apps.clock.clone(),
+        log: apps.log.clone(),
+    });
+    let Some((generator, tx, rx)) = apps.client_generator(i, host, life) else {
+        return (handler, None);
+    };
+    let id = feeds.len() as u32;
+    let mut feed = Feed::new(&generator, tx, start);
+    feed.pace(id, start, queue);
+    feeds.push(feed);
+    (handler, Some((rx, id)))
+}
+
 /// The endpoint of the client `name`, its reconnect jitter drawn from `jitter`.
 fn client_endpoint(
     client: &ClientOptions,
@@ -292,6 +370,11 @@ pub(crate) struct Client {
     connecting: bool,
     /// Its process runs (not killed or crashed with its host).
     alive: bool,
+    /// Its process's life (0: the first).
+    life: u32,
+    /// Its application, and the queue its stream feeds (which outlives connections).
+    handler: Arc<dyn Handler>,
+    outgoing: Option<AppQueue>,
 }
 
 /// The event engine. See the module docs.
@@ -330,6 +413,16 @@ pub struct Engine {
     deferred: BTreeMap<String, Vec<Deferred>>,
     /// Told of every death of a host's processes.
     deaths: Option<Deaths>,
+    /// The run's applications, when it has traffic; the streams they send, and those whose
+    /// queue has room again.
+    apps: Option<Apps>,
+    feeds: Vec<Feed>,
+    room: Vec<u32>,
+    /// The server's application in its process's life, the generators it starts and its
+    /// sessions' streams.
+    server_app: Arc<dyn Handler>,
+    server_starts: ServerStarts,
+    server_feeds: BTreeMap<u32, u32>,
     stats: Stats,
 }
 
@@ -348,7 +441,6 @@ impl Engine {
     /// Whether the engine models everything `scenario` asks for; if not, what it lacks.
     pub fn supports(scenario: &Scenario) -> Result<(), EngineError> {
         let unsupported = [
-            (scenario.traffic.is_on(), "application traffic"),
             (scenario.load.is_some(), "the server's load"),
             (scenario.sabotage.is_some(), "sabotage"),
             (scenario.network.has_rate(), "links with a rate"),
@@ -392,6 +484,16 @@ impl Engine {
         let endpoint = server_endpoint(&server, seed, 0);
         let hosts = scenario.client_hosts.max(1);
         let mut queue = Queue::with_capacity(scenario.sessions * 8);
+        // The applications, as the runner's: flows stop a drain before the end.
+        let apps = scenario.traffic.is_on().then(|| Apps {
+            workload: Arc::new(scenario.traffic.clone()),
+            clock: AppClock::Engine(clock.clone()),
+            log: Arc::new(Mutex::new(DeliveryLog::default())),
+            end: scenario.duration.saturating_sub(scenario.traffic.drain),
+            seed,
+        });
+        let (server_app, server_starts) = server_app(apps.as_ref(), 0);
+        let mut feeds = Vec::new();
         let mut actions = Vec::new();
         for (i, (at, _, action)) in schedule::actions(&faults).into_iter().enumerate() {
             // The schedule's task sleeps until each action: tokio wakes it on the millisecond.
@@ -415,6 +517,16 @@ impl Engine {
             let start = wake_at(start);
             let name = format!("client-{i}");
             let endpoint = client_endpoint(&client, &name, jitter)?;
+            let (handler, outgoing) = client_app(
+                apps.as_ref(),
+                &name,
+                i,
+                &host,
+                0,
+                start,
+                &mut feeds,
+                &mut queue,
+            );
             let mut timer = Timer::default();
             if let Some((at, generation)) = timer.arm(Some(start)) {
                 let client = i as u32;
@@ -428,6 +540,9 @@ impl Engine {
                 timer,
                 connecting: false,
                 alive: true,
+                life: 0,
+                handler,
+                outgoing,
             });
         }
         Ok(Engine {
@@ -457,6 +572,12 @@ impl Engine {
             server_life: 0,
             deferred: BTreeMap::new(),
             deaths: None,
+            apps,
+            feeds,
+            room: Vec::new(),
+            server_app,
+            server_starts,
+            server_feeds: BTreeMap::new(),
             stats: Stats::default(),
         })
     }
@@ -526,10 +647,34 @@ impl Engine {
                 self.reap(id as usize);
             }
         }
+        self.settle_feeds();
         match ev {
             Ev::Handshake(id) | Ev::Retry(id) | Ev::Open(id) => self.reap(id as usize),
             Ev::Session { conn, .. } | Ev::Tcp { conn, .. } => self.reap(conn as usize),
-            Ev::Client { .. } | Ev::Server { .. } | Ev::Fault(_) => {}
+            Ev::Client { .. } | Ev::Server { .. } | Ev::Fault(_) | Ev::Feed { .. } => {}
+        }
+    }
+
+    /// Streams whose queue has room again hand over what waits, and the ends holding a queue
+    /// that got a message take it, until nothing moves.
+    fn settle_feeds(&mut self) {
+        while let Some(f) = self.room.pop() {
+            self.pace(f);
+        }
+    }
+
+    /// Stream `f` hands over what is due; the end holding its queue, if any, takes it.
+    fn pace(&mut self, f: u32) {
+        let now = self.now;
+        let feed = &mut self.feeds[f as usize];
+        if !feed.pace(f, now, &mut self.queue) {
+            return;
+        }
+        if let Some((id, side)) = feed.consumer {
+            let (mut w, conns) = self.world();
+            if let Some(c) = conns.get_mut(id as usize - 1).and_then(Option::as_mut) {
+                c.kick(side, &mut w);
+            }
         }
     }
 
@@ -589,6 +734,12 @@ impl Engine {
                 }
             }
             Ev::Open(id) => self.open(id as usize),
+            Ev::Feed { feed, generation } => {
+                let now = self.now;
+                if self.feeds[feed as usize].fire(generation, now, &mut self.queue, feed) {
+                    self.pace(feed);
+                }
+            }
             Ev::Fault(i) => {
                 let Some(action) = self.actions[i as usize].take() else {
                     return;
@@ -639,13 +790,16 @@ impl Engine {
                 now: self.now,
                 queue: &mut self.queue,
                 observer: &*self.observer,
-                handler: &Discard,
                 server: &mut self.endpoint,
                 server_timer: &mut self.server_timer,
                 server_epoch: self.server_epoch,
                 clients: &mut self.clients,
                 replace: &mut self.replace,
                 stats: &mut self.stats,
+                feeds: &mut self.feeds,
+                room: &mut self.room,
+                server_starts: &mut self.server_starts,
+                server_feeds: &mut self.server_feeds,
             },
             &mut self.conns,
         )
@@ -669,6 +823,10 @@ impl Engine {
                 };
                 self.observer
                     .observe(&self.server.name, Side::Server, session_id, &expired);
+                if !undelivered.is_empty() {
+                    self.server_app.undelivered(session_id, undelivered);
+                }
+                self.server_app.ended(session_id);
             }
         }
         self.world().0.arm_server();
@@ -717,7 +875,9 @@ impl Engine {
         let names = Names {
             node: client.name.clone(),
             peer: "server".to_string(),
+            handler: client.handler.clone(),
         };
+        let outgoing = client.outgoing.take();
         let client_end = End::new(
             names,
             client.start,
@@ -731,6 +891,7 @@ impl Engine {
         let names = Names {
             node: self.server.name.clone(),
             peer: String::new(),
+            handler: self.server_app.clone(),
         };
         let server_end = End::new(
             names,
@@ -742,6 +903,11 @@ impl Engine {
             },
             self.server.limits.write_buffer,
         );
+        let mut client_end = client_end;
+        if let Some((_, f)) = &outgoing {
+            self.feeds[*f as usize].consumer = Some((id, 0));
+        }
+        client_end.io.outgoing = outgoing;
         let mut conn = Conn::new(id, i as u32, [client_end, server_end], [there, back], tcp);
         if self.paused(SERVER) {
             conn.pause(1);
@@ -794,6 +960,11 @@ impl Engine {
             let client = &mut self.clients[i];
             let deadline = endpoint.poll_timeout();
             client.endpoint = Some(endpoint);
+            // Its queue stays with it for the next attempt.
+            if let Some((_, f)) = &client_end.io.outgoing {
+                self.feeds[*f as usize].consumer = None;
+            }
+            client.outgoing = client_end.io.outgoing;
             let (at, error) = match self.states.get(SERVER) {
                 Some(HostState::Crashed) => {
                     let at = deadline.map_or(now, |d| wake_at(client.start + d.since_epoch()));
