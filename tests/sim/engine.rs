@@ -294,21 +294,11 @@ fn with_loss_and_reconnects_both_engines_judge_every_suspicion_and_connection_th
     // the server still holds). Each session must go the same way in both engines, to the
     // nanosecond, for the whole run, as the same judge sees it.
     let s = lossy(20, 120.0, 0.2);
-    let theirs = run(&s, 4).unwrap();
-    let ours = mcpsim::sim::engine::run(&s, 4).unwrap();
+    let ours = both_engines_judge_the_same(&s, 4);
     let suspicions = ours.transitions.iter().filter(|t| t.suspect).count();
     assert!(suspicions >= 5, "{suspicions} suspicions compared");
     let resumes: u64 = ours.reconnects.values().map(|r| r.resumed).sum();
     assert!(resumes >= 3, "{resumes} resumes");
-    let key =
-        |t: &mcpsim::sim::runner::Transition| (t.at, t.watcher.clone(), t.peer.clone(), t.suspect);
-    assert_eq!(
-        sorted(ours.transitions.iter().map(key).collect()),
-        sorted(theirs.transitions.iter().map(key).collect())
-    );
-    assert_eq!(ours.reconnects, theirs.reconnects);
-    assert_eq!(ours.connected, theirs.connected);
-    assert_eq!(ours.connect_attempts, theirs.connect_attempts);
 }
 
 #[test]
@@ -392,34 +382,17 @@ fn through_partitions_and_a_slow_episode_both_engines_judge_every_failure_the_sa
         min_ms: 1.0,
         max_ms: 4.0,
     };
-    let theirs = run(&s, 3).unwrap();
-    let ours = mcpsim::sim::engine::run(&s, 3).unwrap();
+    let ours = both_engines_judge_the_same(&s, 3);
     let suspicions = ours.transitions.iter().filter(|t| t.suspect).count();
     assert!(suspicions >= 20, "{suspicions} suspicions compared");
-    let key =
-        |t: &mcpsim::sim::runner::Transition| (t.at, t.watcher.clone(), t.peer.clone(), t.suspect);
-    assert_eq!(
-        sorted(ours.transitions.iter().map(key).collect()),
-        sorted(theirs.transitions.iter().map(key).collect())
-    );
-    assert_eq!(ours.down, theirs.down);
     assert_eq!(ours.down.len(), 2, "two partitions in the ground truth");
-    let faults = |o: &mcpsim::sim::runner::Outcome| -> Vec<String> {
-        o.trace
-            .iter()
-            .filter(|l| l.text.starts_with("fault"))
-            .map(|l| format!("{:?} {} {}", l.at, l.node, l.text))
-            .collect()
-    };
-    assert_eq!(faults(&ours), faults(&theirs));
-    assert_eq!(faults(&ours).len(), 3);
-    assert_eq!(ours.reconnects, theirs.reconnects);
-    assert_eq!(ours.connected, theirs.connected);
+    let faults = ours.trace.iter().filter(|l| l.text.starts_with("fault"));
+    assert_eq!(faults.count(), 3);
 }
 
 /// Both engines run `s` with `seed`: the same transitions to the nanosecond, down periods,
-/// fault lines, reconnects, connect attempts and connected periods. Returns the suspicions.
-fn both_engines_judge_the_same(s: &Scenario, seed: u64) -> usize {
+/// fault lines, reconnects, connect attempts and connected periods. Returns the engine's.
+fn both_engines_judge_the_same(s: &Scenario, seed: u64) -> mcpsim::sim::runner::Outcome {
     let theirs = run(s, seed).unwrap();
     let ours = mcpsim::sim::engine::run(s, seed).unwrap();
     let key =
@@ -440,7 +413,7 @@ fn both_engines_judge_the_same(s: &Scenario, seed: u64) -> usize {
     assert_eq!(ours.reconnects, theirs.reconnects);
     assert_eq!(ours.connect_attempts, theirs.connect_attempts);
     assert_eq!(ours.connected, theirs.connected);
-    ours.transitions.iter().filter(|t| t.suspect).count()
+    ours
 }
 
 #[test]
@@ -493,7 +466,8 @@ fn through_kills_crashes_reboots_and_pauses_both_engines_judge_every_failure_the
     s.client_hosts = 2;
     s.faults = faults;
     s.network = mcpsim::sim::links::NetworkSpec::constant(Duration::from_millis(3));
-    let suspicions = both_engines_judge_the_same(&s, 6);
+    let ours = both_engines_judge_the_same(&s, 6);
+    let suspicions = ours.transitions.iter().filter(|t| t.suspect).count();
     assert!(suspicions >= 30, "{suspicions} suspicions compared");
 }
 
