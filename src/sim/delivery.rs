@@ -68,6 +68,11 @@ impl StreamId {
     pub fn from_server(self) -> bool {
         self.0 & FROM_SERVER != 0
     }
+
+    /// The session id of a server's stream; the client's index of a client's.
+    pub fn session_or_client(self) -> u32 {
+        self.0 as u32
+    }
 }
 
 /// A message's id, as its payload carries it.

@@ -628,9 +628,8 @@ impl Conn {
                     let mut feed = Feed::new(&generator, tx, w.now);
                     feed.pace(id, w.now, w.queue);
                     w.feeds.push(feed);
-                    if let Some(&session_id) = generator.key.get(2) {
-                        w.server_feeds.insert(session_id as u32, id);
-                    }
+                    w.server_feeds
+                        .insert(generator.stream.session_or_client(), id);
                 }
                 if let (Some(rx), Some(&f)) = (rx, w.server_feeds.get(&session.id())) {
                     w.feeds[f as usize].consumer = Some((self.id, 1));
