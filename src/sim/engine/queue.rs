@@ -1,26 +1,37 @@
-//! The engine's event queue: one binary heap of events in simulated time.
+//! The engine's event queue: a timing wheel of millisecond slots over the next few seconds,
+//! and a binary heap for the rest.
 //!
 //! # Same-instant order
 //!
 //! Events pop in order of time; events of one instant pop in the order they were pushed. Every
-//! push takes the next number of a sequence that only grows, and the heap orders by
-//! `(time, sequence)`, so this is the engine's whole definition of what happens first within
-//! an instant: whatever was scheduled first. It depends on nothing but the order of the
+//! push takes the next number of a sequence that only grows, and every pop takes the entry with
+//! the least `(time, sequence)`, so this is the engine's whole definition of what happens first
+//! within an instant: whatever was scheduled first. It depends on nothing but the order of the
 //! engine's own pushes, which is deterministic.
+//!
+//! # Wheel and heap
+//!
+//! Almost everything the engine files falls on a whole millisecond (`wake_at`) within seconds:
+//! such an event goes into its millisecond's slot of the wheel, behind the events pushed
+//! before it for that millisecond, so a slot is in push order by construction and costs no
+//! comparison. An event further ahead than the wheel reaches, off the millisecond grid, or
+//! behind the wheel's cursor goes into the heap, keyed by `(time, sequence)`. A pop compares the
+//! first entry of the first non-empty slot with the top of the heap by that same key, so the
+//! order is exactly the heap-only order whichever structure holds an event.
 //!
 //! # Timers that move
 //!
-//! A deadline that moves is not searched for and removed from the heap. A [`Timer`] keeps the
+//! A deadline that moves is not searched for and removed from the queue. A [`Timer`] keeps the
 //! deadline and the entry filed for it: a deadline moved later keeps its entry, which pops
 //! early, finds the deadline not yet due and is filed again at it ([`Timer::fire`]); a deadline
 //! moved earlier is filed anew under a new generation number, and the entry of an older
 //! generation, when it pops, is stale and skipped. At most one live entry per timer is in the
-//! heap, plus stale ones that drain as their time comes.
+//! queue, plus stale ones that drain as their time comes.
 //!
 //! # Memory
 //!
-//! The heap's buffer is kept across pops and grows only to the largest number of entries
-//! pending at once: pushing and popping allocate nothing once it has.
+//! The slots' and the heap's buffers are kept across pops and grow only to the largest number
+//! of entries pending at once: pushing and popping allocate nothing once they have.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -64,9 +75,37 @@ fn time(key: u128) -> Duration {
     Duration::from_nanos((key >> 64) as u64)
 }
 
+const MS: u64 = 1_000_000;
+
+/// Milliseconds the wheel covers from its cursor: a heartbeat interval, a retransmission
+/// timeout or a handshake deadline ahead, in one slot each.
+const SLOTS: u64 = 4096;
+
+/// No node: the end of a slot's list, or of the free list.
+const NIL: u32 = u32::MAX;
+
+/// An event in a slot's list, or a free node.
+#[derive(Debug)]
+struct Node<E> {
+    seq: u64,
+    event: Option<E>,
+    next: u32,
+}
+
 /// Events by simulated time; see the module docs for the order within an instant.
 #[derive(Debug)]
 pub struct Queue<E> {
+    /// Slot `ms % SLOTS` lists the events of millisecond `ms` in `cursor .. cursor + SLOTS`
+    /// in push order: `(first, last)` node, or `NIL`.
+    slots: Vec<(u32, u32)>,
+    /// Every slot's events, in one arena, so that memory follows the events pending at once
+    /// rather than the most any one slot ever held; freed nodes are reused.
+    nodes: Vec<Node<E>>,
+    free: u32,
+    /// The millisecond the wheel starts at: no slot holds an earlier one.
+    cursor: u64,
+    /// Entries in the slots.
+    in_slots: usize,
     heap: BinaryHeap<Entry<E>>,
     seq: u64,
 }
@@ -78,10 +117,15 @@ impl<E> Default for Queue<E> {
 }
 
 impl<E> Queue<E> {
-    /// An empty queue with room for `n` entries before it grows.
+    /// An empty queue with room for about `n` entries before it grows.
     pub fn with_capacity(n: usize) -> Queue<E> {
         Queue {
-            heap: BinaryHeap::with_capacity(n),
+            slots: vec![(NIL, NIL); SLOTS as usize],
+            nodes: Vec::with_capacity(n),
+            free: NIL,
+            cursor: 0,
+            in_slots: 0,
+            heap: BinaryHeap::with_capacity(n / 8),
             seq: 0,
         }
     }
@@ -90,27 +134,98 @@ impl<E> Queue<E> {
     /// event already scheduled for that instant.
     pub fn push(&mut self, at: Duration, event: E) {
         self.seq += 1;
-        let key = key(at, self.seq);
-        self.heap.push(Entry { key, event });
+        let ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+        let ms = ns / MS;
+        if ns % MS == 0 && ms >= self.cursor && ms < self.cursor + SLOTS {
+            let node = Node {
+                seq: self.seq,
+                event: Some(event),
+                next: NIL,
+            };
+            let i = match self.free {
+                NIL => {
+                    self.nodes.push(node);
+                    (self.nodes.len() - 1) as u32
+                }
+                i => {
+                    self.free = self.nodes[i as usize].next;
+                    self.nodes[i as usize] = node;
+                    i
+                }
+            };
+            let slot = &mut self.slots[(ms % SLOTS) as usize];
+            match slot.1 {
+                NIL => slot.0 = i,
+                last => self.nodes[last as usize].next = i,
+            }
+            slot.1 = i;
+            self.in_slots += 1;
+        } else {
+            let key = key(at, self.seq);
+            self.heap.push(Entry { key, event });
+        }
+    }
+
+    /// The key of the first entry of the wheel, the cursor moved to its millisecond.
+    fn wheel_front(&mut self) -> Option<u128> {
+        if self.in_slots == 0 {
+            return None;
+        }
+        loop {
+            let first = self.slots[(self.cursor % SLOTS) as usize].0;
+            if first != NIL {
+                let seq = self.nodes[first as usize].seq;
+                return Some((u128::from(self.cursor * MS) << 64) | u128::from(seq));
+            }
+            self.cursor += 1;
+        }
     }
 
     /// The earliest event, first scheduled among those of its instant.
     pub fn pop(&mut self) -> Option<(Duration, E)> {
-        self.heap.pop().map(|e| (time(e.key), e.event))
+        let wheel = self.wheel_front();
+        let heap = self.heap.peek().map(|e| e.key);
+        let from_wheel = match (wheel, heap) {
+            (None, None) => return None,
+            (Some(w), Some(h)) => w < h,
+            (w, _) => w.is_some(),
+        };
+        if from_wheel {
+            let slot = &mut self.slots[(self.cursor % SLOTS) as usize];
+            let i = slot.0;
+            let node = &mut self.nodes[i as usize];
+            let event = node.event.take().expect("a listed node holds its event");
+            slot.0 = node.next;
+            if slot.0 == NIL {
+                slot.1 = NIL;
+            }
+            node.next = self.free;
+            self.free = i;
+            self.in_slots -= 1;
+            Some((Duration::from_nanos(self.cursor * MS), event))
+        } else {
+            let e = self.heap.pop().expect("the top was just seen");
+            Some((time(e.key), e.event))
+        }
     }
 
     /// When the earliest event is due.
-    pub fn peek_time(&self) -> Option<Duration> {
-        self.heap.peek().map(|e| time(e.key))
+    pub fn peek_time(&mut self) -> Option<Duration> {
+        let wheel = self.wheel_front();
+        let heap = self.heap.peek().map(|e| e.key);
+        match (wheel, heap) {
+            (Some(w), Some(h)) => Some(time(w.min(h))),
+            (w, h) => w.or(h).map(time),
+        }
     }
 
     /// Entries pending, stale ones included.
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.in_slots + self.heap.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.len() == 0
     }
 }
 
@@ -224,15 +339,56 @@ mod tests {
     }
 
     #[test]
-    fn pushing_and_popping_reuses_the_heap_once_it_has_grown() {
+    fn the_wheel_holds_as_many_nodes_as_events_were_ever_pending_at_once() {
         let mut q = Queue::with_capacity(4);
-        let cap = q.heap.capacity();
-        for round in 0..100u64 {
-            for i in 0..4 {
-                q.push(ms(round * 10 + i), i);
-            }
-            while q.pop().is_some() {}
+        // A burst of 1,000 in one millisecond, then two a millisecond over two turns of the
+        // wheel: the arena keeps the burst's nodes and grows no more.
+        for i in 0..1000 {
+            q.push(ms(3), i);
         }
-        assert_eq!(q.heap.capacity(), cap);
+        while q.pop().is_some() {}
+        let (nodes, cap) = (q.nodes.len(), q.nodes.capacity());
+        for m in 4..4 + 2 * SLOTS {
+            q.push(ms(m), m);
+            q.push(ms(m + 1), m);
+            q.pop();
+            q.pop();
+        }
+        while q.pop().is_some() {}
+        assert_eq!((q.nodes.len(), q.nodes.capacity()), (nodes, cap));
+        assert_eq!(nodes, 1000);
+        assert_eq!(q.heap.capacity(), 0);
+    }
+
+    #[test]
+    fn wheel_and_heap_pop_in_exactly_the_order_of_time_then_push() {
+        // Whole milliseconds near and far (beyond the wheel), instants off the millisecond,
+        // times behind the cursor, many ties: against a plain sort by (time, push).
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut q = Queue::default();
+        let mut pending: Vec<(Duration, u64)> = Vec::new();
+        let mut now = Duration::ZERO;
+        let mut n = 0u64;
+        for _ in 0..20_000 {
+            if rng.random_bool(0.55) || pending.is_empty() {
+                let ahead = match rng.random_range(0..4) {
+                    0 => Duration::from_millis(rng.random_range(0..3)),
+                    1 => Duration::from_millis(rng.random_range(0..3 * SLOTS)),
+                    2 => Duration::from_nanos(rng.random_range(0..5_000_000)),
+                    _ => Duration::ZERO,
+                };
+                n += 1;
+                q.push(now + ahead, n);
+                pending.push((now + ahead, n));
+            } else {
+                pending.sort();
+                let want = pending.remove(0);
+                assert_eq!(q.peek_time(), Some(want.0));
+                assert_eq!(q.pop(), Some(want));
+                now = want.0;
+            }
+            assert_eq!(q.len(), pending.len());
+        }
     }
 }
