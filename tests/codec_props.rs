@@ -160,7 +160,8 @@ fn body() -> impl Strategy<Value = Body> {
         any::<bool>(),
         any::<u32>(),
         any::<u32>(),
-        any::<u16>(),
+        // A WELCOME offering a max payload below 3 bytes is malformed (§3.2): not a frame.
+        3..=u16::MAX,
     )
         .prop_map(
             |(token, params, mode, resumed, last_received, window, max_payload)| {
