@@ -75,7 +75,8 @@ fn shape(sessions: usize, minutes: u64) -> Scenario {
          [topology]\nsessions = 1\nconnect_ramp = \"0s\"\n\
          [grid]\ninterval = [\"1s\"]\nmiss_threshold = [3]\n\
          [network]\nlatency = \"1ms\"\n\
-         [stack.heartbeat]\nmode = \"one-way\"\n"
+         [stack.heartbeat]\nmode = \"one-way\"\n\
+         [stack.server]\nmax_connections = 1000000\nmax_sessions = 1000000\n"
     );
     let plan = mcpsim::scenario::parse("engine_throughput", "bench", &text).expect("the shape");
     mcpsim::sim::runner::Scenario {

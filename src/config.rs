@@ -363,6 +363,11 @@ pub struct ServerBounds {
     pub min_interval: Dur,
     /// Longest interval granted (default 60s).
     pub max_interval: Dur,
+    /// Connections served at once; more are refused with SERVER_BUSY (default 50,000).
+    pub max_connections: usize,
+    /// Sessions kept, attached or awaiting resume; more are refused with SERVER_BUSY (default
+    /// 100,000).
+    pub max_sessions: usize,
 }
 
 impl Default for ServerBounds {
@@ -370,6 +375,8 @@ impl Default for ServerBounds {
         ServerBounds {
             min_interval: Dur(Duration::from_millis(100)),
             max_interval: Dur(Duration::from_secs(60)),
+            max_connections: 50_000,
+            max_sessions: 100_000,
         }
     }
 }
@@ -461,6 +468,17 @@ impl StackConfig {
                 "heartbeat.interval",
                 format!("{} is out of range (1ms up to 49 days)", h.interval),
             ));
+        }
+        for (key, n) in [
+            ("server.max_connections", self.server.max_connections),
+            ("server.max_sessions", self.server.max_sessions),
+        ] {
+            if n == 0 {
+                return Err(bad(
+                    key,
+                    "must be at least 1: the server would refuse everyone",
+                ));
+            }
         }
         let (lo, hi) = (
             whole_ms("server.min_interval", self.server.min_interval)?,
@@ -668,6 +686,8 @@ impl StackConfig {
         opts.throttle = self.throttle.policy();
         opts.report_load = self.throttle.reports_load();
         opts.limits.write_buffer = self.write_buffer(opts.limits.write_buffer);
+        opts.max_connections = self.server.max_connections;
+        opts.config.max_sessions = self.server.max_sessions;
         opts
     }
 
@@ -712,6 +732,15 @@ mod tests {
     #[test]
     fn an_empty_file_is_the_default_configuration() {
         assert_eq!(StackConfig::parse(""), Ok(StackConfig::default()));
+    }
+
+    #[test]
+    fn the_server_limits_reach_the_server_on_both_the_binary_and_the_simulator() {
+        let c = StackConfig::parse("[server]\nmax_connections = 7\nmax_sessions = 9\n").unwrap();
+        let opts = c.server_options();
+        assert_eq!((opts.max_connections, opts.config.max_sessions), (7, 9));
+        let e = StackConfig::parse("[server]\nmax_connections = 0\n").unwrap_err();
+        assert!(e.starts_with("server.max_connections:"), "{e}");
     }
 
     #[test]

@@ -29,12 +29,14 @@ pub struct ServeArgs {
     /// the detector watching each client, health rules, timeouts, socket options.
     #[command(flatten)]
     pub stack: StackArgs,
-    /// Connections served at once; more are refused with SERVER_BUSY.
-    #[arg(long, value_name = "N", default_value_t = 50_000)]
-    pub max_connections: usize,
-    /// Sessions kept (attached or awaiting resume); more are refused with SERVER_BUSY.
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
-    pub max_sessions: usize,
+    /// Connections served at once; more are refused with SERVER_BUSY (default: the
+    /// configuration's `server.max_connections`, 50,000).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Sessions kept (attached or awaiting resume); more are refused with SERVER_BUSY
+    /// (default: the configuration's `server.max_sessions`, 100,000).
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
     /// Largest DATA payload accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024)]
     pub max_frame: usize,
@@ -92,15 +94,18 @@ impl ServeArgs {
                 self.max_frame
             )));
         }
+        let base = stack.server_options();
         let mut opts = ServerOptions {
             name: "server".into(),
-            max_connections: self.max_connections,
+            max_connections: self.max_connections.unwrap_or(base.max_connections),
             shutdown_grace: self.shutdown_grace,
-            ..stack.server_options()
+            ..base
         };
         let c = &mut opts.config;
         c.credential = self.secret.load()?;
-        c.max_sessions = self.max_sessions;
+        if let Some(n) = self.max_sessions {
+            c.max_sessions = n;
+        }
         c.session.max_payload = self.max_frame;
         c.session.window = self.window;
         Ok(opts)
