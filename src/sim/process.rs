@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::RngCore;
+use rand_chacha::ChaCha8Rng;
 
 use super::load::{Cpu, Idle};
 use super::net::SimNet;
@@ -127,6 +128,18 @@ pub(super) fn software(
     software
 }
 
+/// The seed of the server process's `life`-th life (0: the first): its session ids and
+/// tokens. Both engines draw it here.
+pub(super) fn server_seed(seed: u64, life: u64) -> u64 {
+    stream(seed, Purpose::Simulator, &[1, life]).next_u64()
+}
+
+/// Client `i`'s draws: its reconnect jitter's seed, then (in its first life, with a connect
+/// ramp) its start. Both engines draw them here.
+pub(super) fn client_draws(seed: u64, i: usize) -> ChaCha8Rng {
+    stream(seed, Purpose::Simulator, &[2, i as u64])
+}
+
 /// The server's software. Each incarnation of the server process draws its own session ids and
 /// tokens: a restarted server must not hand out the ids and tokens of its previous life.
 fn server(shared: &Shared, scenario: &Scenario) -> Software {
@@ -144,7 +157,7 @@ fn server(shared: &Shared, scenario: &Scenario) -> Software {
             ..server_options.clone()
         };
         let life = incarnation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        opts.seed = Some(stream(shared.seed, Purpose::Simulator, &[1, life]).next_u64());
+        opts.seed = Some(server_seed(shared.seed, life));
         let traffic = apps.workload.is_on();
         let (app, started) = ServerApp::new(apps.clone(), life as u32);
         // Each life of the server process starts with an idle CPU.
@@ -222,7 +235,7 @@ fn clients(
             let (_keep, shutdown) = tokio::sync::watch::channel(false);
             let mut tasks = tokio::task::JoinSet::new();
             for i in (h..sessions).step_by(stride) {
-                let mut draws = stream(seed, Purpose::Simulator, &[2, i as u64]);
+                let mut draws = client_draws(seed, i);
                 let mut opts = ClientOptions {
                     name: format!("client-{i}"),
                     seed: draws.next_u64(),

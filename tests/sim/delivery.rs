@@ -6,9 +6,9 @@ use std::time::Duration;
 use mcpsim::proto::session::Sabotage;
 use mcpsim::sim::delivery::{MessageId, ViolationKind};
 use mcpsim::sim::runner::{Fault, Scenario, run};
-use mcpsim::sim::traffic::{Direction, Flow, Pace, Workload};
+use mcpsim::sim::traffic::Pace;
 
-use crate::endpoint_faults::{every_second, secs};
+use crate::endpoint_faults::{both_ways, every_second, secs};
 
 /// One session whose client sends 20 messages a second on two channels, and a partition of
 /// 8 s at 10 s: the server's detector (1 s, k = 3) drops the connection with DATA unacknowledged,
@@ -21,21 +21,7 @@ fn cut_with_traffic() -> Scenario {
         oneway: false,
     };
     let mut s = every_second(3, 1, 60.0, vec![(secs(10.0), cut)]);
-    s.traffic = Workload {
-        flows: vec![Flow {
-            sessions: 0..1,
-            direction: Direction::Both,
-            pace: Pace::Constant { rate: 20.0 },
-            size: (16, 200),
-            channel: 0,
-            channels: 2,
-            priority: 0,
-            burst: None,
-            start: Duration::ZERO,
-            stop: None,
-        }],
-        drain: secs(10.0),
-    };
+    s.traffic = both_ways(1, Pace::Constant { rate: 20.0 }, 200, secs(10.0));
     s
 }
 

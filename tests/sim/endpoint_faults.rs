@@ -46,6 +46,32 @@ pub fn slow_server(delay: f64, duration: f64) -> Fault {
     }
 }
 
+/// Messages both ways on sessions `0..sessions`, `pace`, of 16 to `max` bytes over two
+/// channels, stopping `drain` before the end.
+pub fn both_ways(
+    sessions: usize,
+    pace: mcpsim::sim::traffic::Pace,
+    max: usize,
+    drain: Duration,
+) -> mcpsim::sim::traffic::Workload {
+    use mcpsim::sim::traffic::{Direction, Flow, Workload};
+    Workload {
+        flows: vec![Flow {
+            sessions: 0..sessions,
+            direction: Direction::Both,
+            pace,
+            size: (16, max),
+            channel: 0,
+            channels: 2,
+            priority: 0,
+            burst: None,
+            start: Duration::ZERO,
+            stop: None,
+        }],
+        drain,
+    }
+}
+
 pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }

@@ -11,7 +11,7 @@ use mcpsim::sim::engine::{Engine, EngineClock, EngineError};
 use mcpsim::sim::histogram::LogHistogram;
 use mcpsim::sim::runner::{Fault, Scenario, run};
 
-use crate::endpoint_faults::{scenario, secs};
+use crate::endpoint_faults::{both_ways, scenario, secs};
 
 /// What one end saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -479,7 +479,7 @@ fn with_traffic_through_a_kill_a_pause_and_a_crash_both_engines_deliver_every_me
     // on neither is a message lost, duplicated or reordered. How many messages a generator
     // hands over around a fault may differ by a few (the instant a driver takes a message
     // from its queue is a same-instant order the engines do not share): within 1%.
-    use mcpsim::sim::traffic::{Direction, Flow, Pace, Workload};
+    use mcpsim::sim::traffic::Pace;
     let host = |h: &str| h.to_string();
     let mut s = quiet(10, 90.0);
     s.client_hosts = 2;
@@ -507,21 +507,7 @@ fn with_traffic_through_a_kill_a_pause_and_a_crash_both_engines_deliver_every_me
             },
         ),
     ];
-    s.traffic = Workload {
-        flows: vec![Flow {
-            sessions: 0..10,
-            direction: Direction::Both,
-            pace: Pace::Poisson { rate: 5.0 },
-            size: (16, 600),
-            channel: 0,
-            channels: 2,
-            priority: 0,
-            burst: None,
-            start: Duration::ZERO,
-            stop: None,
-        }],
-        drain: secs(5.0),
-    };
+    s.traffic = both_ways(10, Pace::Poisson { rate: 5.0 }, 600, secs(5.0));
     both_engines_judge_the_same(&s, 2);
     let theirs = run(&s, 2).unwrap().delivery.expect("traffic");
     let ours = mcpsim::sim::engine::run(&s, 2)

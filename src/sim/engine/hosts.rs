@@ -17,9 +17,9 @@ use rand::RngCore;
 
 use super::{Deferred, Engine, Ev, client_endpoint, server_endpoint};
 use crate::sim::net::HostState;
+use crate::sim::process::client_draws;
 use crate::sim::runner::SERVER;
 use crate::sim::schedule::HostChange;
-use crate::sim::synthetic::{Purpose, stream};
 
 impl Engine {
     /// Whether `host`'s processes are paused.
@@ -192,7 +192,7 @@ impl Engine {
         }
         for i in self.clients_on(host) {
             // The same draws as its first life: the jitter's seed first.
-            let jitter = stream(self.seed, Purpose::Simulator, &[2, i as u64]).next_u64();
+            let jitter = client_draws(self.seed, i).next_u64();
             let client = &mut self.clients[i];
             let endpoint = client_endpoint(&self.client, &client.name, jitter)
                 .expect("the configuration was accepted at the start");

@@ -97,13 +97,13 @@ use super::delivery::Log as DeliveryLog;
 use super::fault::FaultError;
 use super::links::FaultLinks;
 use super::net::{ConnectOutcome, HostState, Links};
+use super::process::{client_draws, server_seed};
 use super::record::{Recorder, TraceObserver};
 use super::runner::{
     CLIENTS, Connected, Outcome, SERVER, Scenario, SegmentTrace, TraceLine, client_hosts, judge,
     network, node_hosts,
 };
 use super::schedule::{self, Action, FaultLog};
-use super::synthetic::{Purpose, stream};
 use super::tcp::TcpModel;
 use super::traffic::{AppClock, Apps, ClientApp, Generator, ServerApp};
 use crate::net::NetEvent;
@@ -282,7 +282,7 @@ enum Deferred {
 /// The server endpoint of the `life`-th life of the server process (0: the first), drawing its
 /// session ids and tokens as the runner's server process does.
 fn server_endpoint(server: &ServerOptions, seed: u64, life: u64) -> ServerEndpoint<u64> {
-    let server_seed = stream(seed, Purpose::Simulator, &[1, life]).next_u64();
+    let server_seed = server_seed(seed, life);
     let mut endpoint = ServerEndpoint::new(
         ServerEndpointConfig {
             server: server.config.clone(),
@@ -507,7 +507,7 @@ impl Engine {
                 n => format!("{CLIENTS}-{}", i % n),
             };
             // The client's draws: its reconnect jitter's seed, then its start.
-            let mut draws = stream(seed, Purpose::Simulator, &[2, i as u64]);
+            let mut draws = client_draws(seed, i);
             let jitter = draws.next_u64();
             let ramp_us = scenario.connect_ramp.as_micros() as u64;
             let start = match ramp_us {
