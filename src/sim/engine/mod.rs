@@ -185,9 +185,13 @@ impl EngineClock {
 /// deadline is rounded up to the wheel's 1 ms tick); that segments are read on it too is the
 /// runner's doing (its postman sleeps on the same wheel), kept so that both agree.
 pub(crate) fn wake_at(t: Duration) -> Duration {
-    const MS: u128 = 1_000_000;
-    let ms = t.as_nanos().div_ceil(MS);
-    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    // A second is a whole number of milliseconds: only the fraction rounds (and no 128-bit
+    // division, this being on every event's path).
+    let ms = t
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(t.subsec_nanos().div_ceil(1_000_000)));
+    Duration::from_millis(ms)
 }
 
 /// Why a scenario cannot run on the engine.
@@ -988,5 +992,27 @@ impl Engine {
         if server_paused {
             self.defer(SERVER, Deferred::Accept(id as u32));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wake_at;
+    use std::time::Duration;
+
+    #[test]
+    fn a_wake_up_is_at_the_next_whole_millisecond() {
+        let cases = [
+            (Duration::ZERO, 0),
+            (Duration::from_nanos(1), 1),
+            (Duration::from_micros(1_000), 1),
+            (Duration::from_micros(1_001), 2),
+            (Duration::new(7, 999_000_001), 8_000),
+            (Duration::new(7, 0), 7_000),
+        ];
+        for (t, ms) in cases {
+            assert_eq!(wake_at(t), Duration::from_millis(ms), "{t:?}");
+        }
+        assert_eq!(wake_at(Duration::MAX), Duration::from_millis(u64::MAX));
     }
 }
