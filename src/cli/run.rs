@@ -53,8 +53,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_traffic: bool,
     /// The simulator back-end: `event` drives the endpoints and sessions from one event queue,
-    /// about 4× faster, but refuses scenarios with the server's load, throttling or link rates
-    /// (not modelled yet); `turmoil` runs the tokio drivers themselves and models everything;
+    /// about 4× faster, but refuses scenarios with the server's load or throttling (not
+    /// modelled yet); `turmoil` runs the tokio drivers themselves and models everything;
     /// `auto` takes the event engine wherever it models the file. The report names the engine
     /// that ran.
     #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]

@@ -655,7 +655,7 @@ async fn try_write<W: AsyncWrite + Unpin>(
 
 /// How long a connection whose session was taken over elsewhere may take to flush its CLOSE
 /// SESSION_REPLACED; well under the server's one second of waiting for the session.
-const REPLACED_FLUSH: Duration = Duration::from_millis(250);
+pub(crate) const REPLACED_FLUSH: Duration = Duration::from_millis(250);
 
 /// Applies the server's throttle factor and load figures to the session.
 fn apply_steer(session: &mut Session, ctx: &ConnCtx<'_>, s: Steer) {

@@ -671,24 +671,16 @@ impl SimNet {
 /// The application on `side` writes `data` now: one segment into the connection's TCP, or
 /// with a congestion window one per MSS (the kernel cuts a write into MSS-sized segments).
 fn write_segment(conn: &mut Conn, side: usize, now: Duration, mut data: Bytes) {
-    let cfg = conn.tcp.config();
-    let chunk = if cfg.window {
-        cfg.mss.max(1)
-    } else {
-        usize::MAX
-    };
-    loop {
-        let piece = data.split_to(data.len().min(chunk));
-        conn.tcp
-            .write(side, piece.len(), now, &mut Paths(&mut conn.paths));
-        conn.pipes[side].segments.push_back(Segment {
+    let Conn {
+        tcp, paths, pipes, ..
+    } = conn;
+    let segments = &mut pipes[side].segments;
+    tcp.write_bytes(side, data.len(), now, &mut Paths(paths), |n| {
+        segments.push_back(Segment {
             at: Duration::MAX,
-            data: piece,
+            data: data.split_to(n),
         });
-        if data.is_empty() {
-            break;
-        }
-    }
+    });
 }
 
 /// The packets of one connection, for its TCP: `0[i]` carries what side `i` sends.

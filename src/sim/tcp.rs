@@ -682,6 +682,31 @@ impl TcpModel {
         seq
     }
 
+    /// The application on `side` writes `len` bytes at `now` (more than zero): one segment,
+    /// or with a congestion window one per MSS, as the sender's kernel cuts them. `each` is
+    /// told every segment's length, in order.
+    pub fn write_bytes(
+        &mut self,
+        side: usize,
+        len: usize,
+        now: Duration,
+        wire: &mut impl Wire,
+        mut each: impl FnMut(usize),
+    ) {
+        let piece = if self.cfg.window {
+            self.cfg.mss.max(1)
+        } else {
+            usize::MAX
+        };
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(piece);
+            self.write(side, n, now, wire);
+            each(n);
+            left -= n;
+        }
+    }
+
     /// Side `side`'s process stops reading (SIGSTOP, a pause) or reads again: a stopped reader's
     /// kernel leaves ACKs to the delayed-ACK timer once out of quick-ACK mode.
     pub fn set_reading(&mut self, side: usize, reading: bool) {

@@ -531,6 +531,102 @@ fn with_traffic_through_a_kill_a_pause_and_a_crash_both_engines_deliver_every_me
     assert_eq!(o.sent_by_server, t.sent_by_server);
 }
 
+/// One session uploading as fast as its window allows over a 20 Mbit/s link (30 ms each way,
+/// a queue of 1,000 packets), heartbeats every second sharing the stream.
+fn bulk_upload(seconds: f64, faults: Vec<(Duration, Fault)>) -> Scenario {
+    use mcpsim::sim::traffic::{Direction, Flow, Pace, Workload};
+    let mut s = quiet(1, seconds);
+    s.faults = faults;
+    s.network = mcpsim::sim::links::NetworkSpec::constant(Duration::from_millis(30));
+    s.network.default.rate = Some(mcpsim::sim::fault::LinkRate {
+        bits_per_s: 20_000_000,
+        queue: mcpsim::sim::fault::LinkRate::DEFAULT_QUEUE,
+    });
+    s.traffic = Workload {
+        flows: vec![Flow {
+            sessions: 0..1,
+            direction: Direction::Up,
+            pace: Pace::Bulk { bytes: 100_000_000 },
+            size: (16_000, 16_000),
+            channel: 0,
+            channels: 1,
+            priority: 0,
+            burst: None,
+            start: secs(5.0),
+            stop: None,
+        }],
+        drain: secs(5.0),
+    };
+    s
+}
+
+#[test]
+fn a_bulk_upload_fills_the_same_buffers_and_link_queue_on_both_engines() {
+    // The window grows in MSS packets until the link's queue is full, the send buffer (4 MiB)
+    // and the driver's write buffer fill behind it, and each heartbeat waits behind all of it
+    // (round trips of about 1.7 s). The engines cut the writes alike, so they agree on the
+    // bytes, the queue's drops and the round trips to the millisecond.
+    let s = bulk_upload(25.0, Vec::new());
+    let theirs = run(&s, 1).unwrap();
+    let ours = mcpsim::sim::engine::run(&s, 1).unwrap();
+    let up = ("client-0".to_string(), "server".to_string());
+    let (a, b) = (&ours.traffic[&up], &theirs.traffic[&up]);
+    assert!(b.bytes_out > 25_000_000, "{b:?}");
+    assert!(
+        a.bytes_out.abs_diff(b.bytes_out) * 1000 <= b.bytes_out,
+        "engine {a:?}, runner {b:?}"
+    );
+    let (o, t) = (
+        &ours.delivery.as_ref().unwrap().fates,
+        &theirs.delivery.as_ref().unwrap().fates,
+    );
+    // The instant the driver takes a message from its queue within a millisecond is an order
+    // the engines do not share: a message more or fewer by the end.
+    let near = |a: u64, b: u64| a.abs_diff(b) * 1000 <= a.max(b);
+    assert!(
+        o.sent > 1_500 && near(o.sent, t.sent) && near(o.delivered, t.delivered),
+        "engine {o:?}, runner {t:?}"
+    );
+    let (x, y) = (&ours.client_heartbeats.rtt, &theirs.client_heartbeats.rtt);
+    assert_eq!(x.count(), y.count());
+    for q in [0.5, 0.99] {
+        let (a, b) = (x.quantile(q).unwrap(), y.quantile(q).unwrap());
+        assert!(
+            a > 1_000_000,
+            "q{q}: the heartbeats wait behind the data: {a} µs"
+        );
+        assert!(a.abs_diff(b) <= 1_000, "q{q}: engine {a} µs, runner {b} µs");
+    }
+    assert!(theirs.queue_drops > 0);
+    assert_eq!(ours.queue_drops, theirs.queue_drops);
+    // At these short intervals, slow start's first queue costs a suspicion each way: the same
+    // ones on both.
+    assert_eq!(ours.transitions, theirs.transitions);
+}
+
+#[test]
+fn an_upload_cut_by_a_partition_ends_alike_on_both_engines() {
+    // The partition stops the ACKs: the send buffer stays full, the detectors suspect, the
+    // closing sessions wait for their write buffers, which make no progress. Both engines end
+    // and resume the session the same way, and deliver every message once.
+    let s = bulk_upload(
+        60.0,
+        vec![(
+            secs(20.0),
+            Fault::Partition {
+                from: "clients".into(),
+                to: "server".into(),
+                duration: secs(15.0),
+                oneway: false,
+            },
+        )],
+    );
+    let out = both_engines_judge_the_same(&s, 1);
+    assert!(!out.transitions.is_empty());
+    let ours = mcpsim::sim::engine::run(&s, 1).unwrap();
+    assert_eq!(ours.delivery.expect("traffic").violations, Vec::new());
+}
+
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v

@@ -7,6 +7,14 @@
 //! decodes with the real [`Decoder`](crate::proto::Decoder) and feeds
 //! [`Session::handle_frame`]. Bytes cross in the [`Pipe`]s; the [`TcpModel`] only carries their
 //! counts and says when each segment is in the receiver's buffer.
+//!
+//! Writing is the driver's and the simulated socket's (`sim::net`): what a turn encodes waits
+//! in the end's write buffer (at most `write_buffer` bytes); the socket takes it in writes of
+//! up to 64 KiB while the kernel's send buffer (`TcpConfig::send_buffer`, counting what is not
+//! yet acknowledged) has room, the session encoding more after each write, as the driver's
+//! loop does; an acknowledgement that makes room brings a turn. A buffer that makes no
+//! progress for `write_timeout` ends the connection (`WriteStalled`); a session that closes
+//! the connection lingers until its buffer is written.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -18,7 +26,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use super::feeds::Feed;
 use super::queue::{Queue, Timer};
 use super::{AppQueue, Client, Ev, ServerStarts, Stats, wake_at};
-use crate::net::conn::{Handler, ReadState, Reporter, TrafficMeter};
+use crate::net::conn::{Handler, REPLACED_FLUSH, ReadState, Reporter, TrafficMeter};
 use crate::net::server::client_peer;
 use crate::net::{ConnEnd, NetEvent, Observer};
 use crate::proto::client::ClientEndpoint;
@@ -179,8 +187,17 @@ pub(super) struct Io {
     /// The session's queue of application messages, and the stream that feeds it.
     pub outgoing: Option<AppQueue>,
     read: ReadState,
-    /// Bytes of frames a turn encodes at most.
+    /// Bytes of frames the write buffer holds at most, and how long it may make no progress.
     write_buffer: usize,
+    write_timeout: Duration,
+    /// When the last write made progress (or the buffer was last empty).
+    progress: Duration,
+    /// The session closed the connection, or its stream ended, while the write buffer still
+    /// held bytes: the end comes (for this reason) once they are written.
+    linger: Option<ConnEnd>,
+    /// The session was taken over by another connection: this one ends by then, written out
+    /// or not (`net::conn::REPLACED_FLUSH` after the takeover).
+    replaced_by: Option<Duration>,
     traffic: Option<TrafficMeter>,
     bytes_in: u64,
     bytes_out: u64,
@@ -207,6 +224,8 @@ pub(super) struct End {
     pub timer: Timer,
     /// The connection is up at this end (from the handshake until its end).
     pub open: bool,
+    /// Its socket was closed with data unread: the kernel reset the connection.
+    pub reset: bool,
     /// The end's process is paused: it reads, writes and decides nothing until it resumes,
     /// while its kernel goes on receiving and acknowledging.
     pub paused: bool,
@@ -219,6 +238,7 @@ impl End {
         holder: Holder,
         read: ReadState,
         write_buffer: usize,
+        write_timeout: Duration,
     ) -> End {
         End {
             names,
@@ -230,6 +250,10 @@ impl End {
                 outgoing: None,
                 read,
                 write_buffer,
+                write_timeout,
+                progress: Duration::ZERO,
+                linger: None,
+                replaced_by: None,
                 traffic: None,
                 bytes_in: 0,
                 bytes_out: 0,
@@ -239,6 +263,7 @@ impl End {
             },
             timer: Timer::default(),
             open: false,
+            reset: false,
             paused: false,
         }
     }
@@ -274,6 +299,10 @@ pub(super) struct Conn {
     /// A reset or timeout the kernel has decided for a side, and when it reaches that side's
     /// socket (the model knows it ahead of time; a reader meets it then).
     failures: [Option<(Duration, io::ErrorKind)>; 2],
+    /// Which sides' sockets are gone (closed by their driver, or with their process). Once
+    /// both are, the connection is gone from the simulated network, its kernels' unfinished
+    /// business (queued data, FINs, retransmissions) with it, as `sim::net` removes it.
+    dropped: [bool; 2],
 }
 
 impl Conn {
@@ -294,6 +323,7 @@ impl Conn {
             tcp,
             tcp_timer: Timer::default(),
             failures: [None, None],
+            dropped: [false; 2],
         }
     }
 
@@ -379,6 +409,7 @@ impl Conn {
         }
         if let Some(session) = end.holder.session_mut() {
             session.handle_replaced();
+            end.io.replaced_by = Some(w.now + REPLACED_FLUSH);
             self.step(1, None, w);
         }
         self.arm(w);
@@ -408,6 +439,13 @@ impl Conn {
     /// arrived, so that the session does not judge its peer on stale input.
     pub fn on_session_timer(&mut self, side: usize, w: &mut World<'_>) {
         self.run_tcp(w);
+        let end = &self.ends[side];
+        if end.open && end.io.replaced_by.is_some_and(|t| t <= w.now) {
+            // Its CLOSE had its while to leave.
+            self.end(side, ConnEnd::Closed, true, w);
+            self.arm(w);
+            return;
+        }
         if self.ends[side].open && !self.ends[side].paused {
             self.step(side, None, w);
         }
@@ -433,6 +471,15 @@ impl Conn {
                 }
                 _ => None,
             };
+            // A write buffer that holds bytes is given up on at its stall deadline.
+            let stall = (end.open && self.pipes[side].unwritten > 0)
+                .then(|| wake_at(end.io.progress + end.io.write_timeout).max(now));
+            let replaced = end
+                .io
+                .replaced_by
+                .filter(|_| end.open)
+                .map(|t| wake_at(t).max(now));
+            let deadline = [deadline, stall, replaced].into_iter().flatten().min();
             if let Some(filed) = end.timer.arm(deadline) {
                 w.queue.push(filed.0, Ev::session(self.id, side, filed.1));
             }
@@ -446,6 +493,7 @@ impl Conn {
             .into_iter()
             .flatten()
             .min()
+            .filter(|_| !self.gone())
             .map(|t| wake_at(t).max(now));
         if let Some((at, generation)) = self.tcp_timer.arm(next) {
             w.queue.push(at, Ev::tcp(self.id, generation));
@@ -455,6 +503,9 @@ impl Conn {
     /// Runs the kernels up to now: segments reach their receivers' buffers, which read them;
     /// a timeout or a reset ends a side.
     fn run_tcp(&mut self, w: &mut World<'_>) {
+        if self.gone() {
+            return;
+        }
         let now = w.now;
         let failing = (0..2)
             .any(|side| !self.ends[side].paused && self.failures[side].is_some_and(|f| f.0 <= now));
@@ -465,6 +516,7 @@ impl Conn {
         // Which ends have something to read, in the order their first input came.
         let mut readers: [Option<usize>; 2] = [None; 2];
         let mut ended: [Option<ConnEnd>; 2] = [None, None];
+        let mut writable = [false; 2];
         let note = |side: usize, readers: &mut [Option<usize>; 2]| {
             if readers[0].is_none() {
                 readers[0] = Some(side);
@@ -494,8 +546,11 @@ impl Conn {
                     fail(&mut self.failures[side], at, io::ErrorKind::ConnectionReset);
                     continue;
                 }
-                // Writes never wait for room in the send buffer here (see the module docs).
-                Output::Acked { .. } => continue,
+                // Room in the send buffer: a writer waiting for it writes on.
+                Output::Acked { side, .. } => {
+                    writable[side] = true;
+                    continue;
+                }
             };
             note(side, &mut readers);
         }
@@ -516,6 +571,13 @@ impl Conn {
                 None => self.read(side, w),
             }
         }
+        for (side, writable) in writable.into_iter().enumerate() {
+            let end = &self.ends[side];
+            if writable && end.open && !end.paused && self.pipes[side].unwritten > 0 {
+                let linger = self.ends[side].io.linger.take();
+                self.step(side, linger, w);
+            }
+        }
     }
 
     /// Side `side` reads what has reached it, as the driver does: a read takes what its buffer
@@ -528,6 +590,10 @@ impl Conn {
         }
         loop {
             let pipe = &mut self.pipes[1 - side];
+            if self.ends[side].open && self.ends[side].io.linger.is_some() {
+                // Closing: the driver reads no more while it writes what it has.
+                return;
+            }
             if !self.ends[side].open {
                 // A closed socket's kernel answers with RST; nobody reads the bytes.
                 pipe.bytes.advance(pipe.readable);
@@ -687,24 +753,33 @@ impl Conn {
     /// closed it or the stream ended (`ending`), as the driver reports it: the stream's end if
     /// there was one, else `Closed`.
     fn step(&mut self, side: usize, ending: Option<ConnEnd>, w: &mut World<'_>) {
-        let closing = self.turn(side, w);
+        let (closing, stalled) = self.turn(side, w);
+        let ending = ending.or_else(|| self.ends[side].io.linger.take());
+        let unwritten = self.pipes[side].unwritten > 0;
         match ending {
+            _ if stalled => self.end(side, ConnEnd::WriteStalled, closing, w),
+            // The session is done with the connection: it goes once its buffer is written.
+            Some(why) if closing && unwritten => self.ends[side].io.linger = Some(why),
+            None if closing && unwritten => self.ends[side].io.linger = Some(ConnEnd::Closed),
             Some(why) => self.end(side, why, closing, w),
             None if closing => self.end(side, ConnEnd::Closed, true, w),
             None => {}
         }
     }
 
-    /// One turn of side `side`'s driver after its inputs: messages to the handler, frames
-    /// encoded, events reported, a due deadline run (reading came first), and what the turn
-    /// encoded written as one segment. Whether the session is closing the connection.
-    fn turn(&mut self, side: usize, w: &mut World<'_>) -> bool {
+    /// One turn of side `side`'s driver after its inputs, round its loop: messages to the
+    /// handler, frames encoded, events reported, a due deadline run (reading came first), and
+    /// a write of what the buffer holds while the socket takes it (then round again). Whether
+    /// the session is closing the connection, and whether the buffer stalled.
+    fn turn(&mut self, side: usize, w: &mut World<'_>) -> (bool, bool) {
         let now = w.now;
         let Some((rep, session, io, t)) = self.ends[side].driver(w) else {
-            return false;
+            return (false, false);
         };
         let pipe = &mut self.pipes[side];
+        let send_buffer = self.tcp.config().send_buffer;
         let mut closing = false;
+        let mut stalled = false;
         let mut room = None;
         loop {
             rep.deliver(session);
@@ -718,6 +793,9 @@ impl Conn {
                     }
                 }
             }
+            if pipe.unwritten == 0 {
+                io.progress = now;
+            }
             let limit = pipe.bytes.len() - pipe.unwritten + io.write_buffer;
             let before = pipe.bytes.len();
             rep.transmit(session, t, &mut pipe.bytes, limit);
@@ -728,27 +806,38 @@ impl Conn {
             if let Some(m) = &mut io.traffic {
                 m.maybe_report(session, &rep, io.bytes_in, io.bytes_out, t, false);
             }
-            if closing {
+            if pipe.unwritten > 0 && now >= io.progress + io.write_timeout {
+                stalled = true;
                 break;
             }
-            io.deadline = session.poll_timeout();
-            match io.deadline {
-                Some(d) if d <= t && io.handled != Some(d) => {
+            if !closing {
+                io.deadline = session.poll_timeout();
+                if let Some(d) = io.deadline
+                    && d <= t
+                    && io.handled != Some(d)
+                {
                     session.handle_timeout(t);
                     io.handled = Some(d);
+                    continue;
                 }
-                _ => break,
             }
+            // The socket takes a write while the kernel's send buffer has room.
+            let free = send_buffer.saturating_sub(self.tcp.unacked_bytes(side));
+            if pipe.unwritten == 0 || free == 0 {
+                break;
+            }
+            let n = pipe.unwritten.min(free).min(MAX_WRITE);
+            pipe.unwritten -= n;
+            let segments = &mut pipe.segments;
+            let paths = &mut Paths(&mut self.paths);
+            self.tcp
+                .write_bytes(side, n, now, paths, |len| segments.push_back(len));
+            io.bytes_out += n as u64;
+            io.progress = now;
         }
         io.touched = true;
         w.room.extend(room);
-        let n = std::mem::take(&mut pipe.unwritten);
-        if n > 0 {
-            pipe.segments.push_back(n);
-            self.tcp.write(side, n, now, &mut Paths(&mut self.paths));
-            io.bytes_out += n as u64;
-        }
-        closing
+        (closing, stalled)
     }
 
     /// The connection ends at side `side` for `why`: reported as the driver reports it, then
@@ -809,7 +898,23 @@ impl Conn {
                 }
             }
         }
-        if self.pipes[side].fin_seq.is_none() {
+        // What the write buffer still holds goes with the socket.
+        drop_unwritten(&mut self.pipes[side]);
+        self.ends[side].io.linger = None;
+        self.dropped[side] = true;
+        if self.pipes[side].fin_seq.is_some() || self.ends[side].reset {
+            return;
+        }
+        let pipe = &mut self.pipes[1 - side];
+        if pipe.readable > 0 {
+            // Data arrived and left unread: the kernel aborts the connection with RST, and
+            // what it had still to send goes with it.
+            pipe.bytes.advance(pipe.readable);
+            pipe.readable = 0;
+            self.ends[side].reset = true;
+            self.tcp.reset(side, w.now, &mut Paths(&mut self.paths));
+            self.tcp.forget(side);
+        } else {
             let seq = self.tcp.write(side, 0, w.now, &mut Paths(&mut self.paths));
             self.pipes[side].fin_seq = Some(seq);
             self.tcp.close(side);
@@ -849,9 +954,12 @@ impl Conn {
     /// falls silent; a killed process's kernel closes the socket, with RST if data it was sent
     /// lies unread, else with FIN, and answers what comes later with RST.
     pub fn process_dies(&mut self, side: usize, state: HostState, w: &mut World<'_>) {
+        drop_unwritten(&mut self.pipes[side]);
+        self.dropped[side] = true;
         let end = &mut self.ends[side];
         end.open = false;
         end.paused = false;
+        end.io.linger = None;
         end.holder = Holder::None;
         end.accepted = None;
         end.pending = None;
@@ -866,7 +974,7 @@ impl Conn {
         pipe.readable = 0;
         match state {
             HostState::Crashed => self.tcp.machine_down(side),
-            _ if self.pipes[side].fin_seq.is_some() => {}
+            _ if self.pipes[side].fin_seq.is_some() || self.ends[side].reset => {}
             _ if unread => {
                 self.tcp.reset(side, w.now, &mut Paths(&mut self.paths));
                 self.tcp.forget(side);
@@ -904,14 +1012,28 @@ impl Conn {
             && self.ends.iter().all(|e| {
                 !e.open && !e.paused && e.pending.is_none() && matches!(e.holder, Holder::None)
             })
-            && self.failures.iter().all(Option::is_none)
-            && self.tcp.poll_timeout().is_none()
+            && (self.gone()
+                || (self.failures.iter().all(Option::is_none) && self.tcp.poll_timeout().is_none()))
+    }
+
+    /// Both sockets are gone: so is the connection.
+    fn gone(&self) -> bool {
+        self.dropped[0] && self.dropped[1]
     }
 
     /// The heartbeat counters of the session on `side`, if it has one.
     pub fn counters(&self, side: usize) -> Option<crate::proto::session::Counters> {
         self.ends[side].holder.session().map(|s| s.counters())
     }
+}
+
+/// The most a write to the socket takes at once (`sim::net`'s segment cap).
+const MAX_WRITE: usize = 64 * 1024;
+
+/// Forgets the bytes encoded and not yet written: their socket is gone.
+fn drop_unwritten(pipe: &mut Pipe) {
+    let keep = pipe.bytes.len() - std::mem::take(&mut pipe.unwritten);
+    pipe.bytes.truncate(keep);
 }
 
 /// Files a failure for a side at `at`, keeping the earliest; a timeout of the side's own

@@ -63,10 +63,14 @@
 //! Application traffic: each stream's generator paced by events (`feeds.rs`), feeding the
 //! queues the runner's applications and drivers use, with the same delivery log.
 //!
+//! Writing (`conn.rs`): the driver's write buffer, the socket's writes of up to 64 KiB cut
+//! into segments as `sim::net` cuts them (one per MSS on a link with a rate, where the
+//! congestion window is on), the kernel's send buffer, the write-stall timeout, a closing
+//! session's wait for its buffer, a replaced session's flush limit; and a connection gone from
+//! the network once both its sockets are, as `sim::net` removes it.
+//!
 //! Not yet, and refused by [`Engine::new`]: the server's load model, throttling and load
-//! reports, links with a rate (the congestion window), a send-buffer
-//! limit, sabotage. The drivers' write-stall timeout does not run, and the segment-level trace
-//! is not kept.
+//! reports, sabotage. The segment-level trace is not kept.
 //!
 //! # Determinism
 //!
@@ -160,7 +164,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, EngineError> {
             )
         })
     };
-    Ok(judge(scenario, rec, lines, down, hosts, &delivery, 0))
+    let drops = engine.links.queue_drops();
+    Ok(judge(scenario, rec, lines, down, hosts, &delivery, drops))
 }
 
 /// The engine's simulated time, for observers: the instant of the event being handled.
@@ -447,13 +452,8 @@ impl Engine {
         let unsupported = [
             (scenario.load.is_some(), "the server's load"),
             (scenario.sabotage.is_some(), "sabotage"),
-            (scenario.network.has_rate(), "links with a rate"),
             (scenario.stack.throttle.reports_load(), "load reports"),
             (scenario.stack.throttle.policy().is_some(), "throttling"),
-            (
-                scenario.stack.tcp.send_buffer.is_some(),
-                "a send-buffer limit",
-            ),
         ];
         if let Some((_, what)) = unsupported.iter().find(|(on, _)| *on) {
             return Err(EngineError::Unsupported(what));
@@ -482,9 +482,6 @@ impl Engine {
         let (faults, merged) = schedule::merge_host_faults(faults);
         let horizon = scenario.duration + Duration::from_secs(3600);
         let links = FaultLinks::new(network(scenario, &faults), seed, horizon)?;
-        if links.tcp().window {
-            return Err(EngineError::Unsupported("a congestion window"));
-        }
         let endpoint = server_endpoint(&server, seed, 0);
         let hosts = scenario.client_hosts.max(1);
         let mut queue = Queue::with_capacity(scenario.sessions * 8);
@@ -891,6 +888,7 @@ impl Engine {
                 decoder: Decoder::new(MAX_PAYLOAD_LEN),
             },
             self.client.limits.write_buffer,
+            self.client.limits.write_timeout,
         );
         let names = Names {
             node: self.server.name.clone(),
@@ -906,6 +904,7 @@ impl Engine {
                 decoder: Decoder::new(self.server.config.session.max_payload),
             },
             self.server.limits.write_buffer,
+            self.server.limits.write_timeout,
         );
         let mut client_end = client_end;
         if let Some((_, f)) = &outgoing {
