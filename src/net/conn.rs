@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use super::latest::Follower;
 use super::{Clock, ConnEnd, NetEvent, Observer, PeerLoss, Steer, Stream};
 use crate::proto::session::{Event, Message, Session, State};
+use crate::proto::writes::WriteProgress;
 use crate::proto::{Decoder, Error as ProtoError, ErrorCode, Time};
 
 /// Per-connection limits.
@@ -164,10 +165,9 @@ pub async fn drive<S: Stream>(
     let mut wbuf = BytesMut::with_capacity(1024);
     let mut bytes_in = read.buf.len() as u64;
     let mut bytes_out = 0u64;
-    // When the writes last made progress: the write buffer went from empty to non-empty
-    // (`pump` stamps it) or the socket took bytes of it. Bytes waiting with no progress for
-    // longer than the write timeout are a peer that stopped reading.
-    let mut progress = Instant::now();
+    // When the writes give up (`proto::writes`): bytes waiting with no progress for longer
+    // than the write timeout, or a replaced session's flush time.
+    let mut writes = WriteProgress::new(ctx.clock.now(), ctx.limits.write_timeout);
     let mut closing = false;
     let mut reading = true;
     let mut end: Option<ConnEnd> = None;
@@ -200,14 +200,12 @@ pub async fn drive<S: Stream>(
     // registered and dropped at every turn. `armed` is the deadline it is set to.
     let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
     let mut armed: Option<Instant> = None;
-    // Set once the session was taken over by another connection: when this one must be gone.
-    let mut replaced_by: Option<Instant> = None;
 
     let result = loop {
         // A paused process does nothing until it resumes (see `Gate`).
         ctx.clock.wait_open().await;
         rep.deliver(session);
-        closing |= pump(session, &mut wbuf, &mut progress, ctx);
+        closing |= pump(session, &mut wbuf, &mut writes, ctx);
         if closing && wbuf.is_empty() {
             // Best effort: the peer may be gone. The FIN tells it we are done.
             let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
@@ -216,10 +214,10 @@ pub async fn drive<S: Stream>(
         let now = Instant::now();
         traffic.maybe_report(session, &rep, bytes_in, bytes_out, ctx.clock.now(), false);
         let deadline = session.poll_timeout().map(|t| ctx.clock.instant(t));
-        let stall = progress + ctx.limits.write_timeout;
+        let stall = ctx.clock.instant(writes.stall_deadline());
         // Checked here as well as in the select: a peer that floods us keeps the read branch
         // ready, and no deadline may starve behind it.
-        if !wbuf.is_empty() && now >= stall {
+        if writes.stalled(ctx.clock.now(), !wbuf.is_empty()) {
             break ConnEnd::WriteStalled;
         }
         if let Some(d) = deadline.filter(|d| *d <= now) {
@@ -259,7 +257,7 @@ pub async fn drive<S: Stream>(
         if !wbuf.is_empty()
             && let Some(r) = try_write(&mut wr, &wbuf).await
         {
-            if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out, &mut progress) {
+            if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out, &mut writes, ctx) {
                 break end;
             }
             if wbuf.is_empty() && closing {
@@ -278,7 +276,7 @@ pub async fn drive<S: Stream>(
                 shutting_down = true;
                 shut(session, ctx.on_shutdown);
                 end = Some(ConnEnd::Shutdown);
-                closing |= pump(session, &mut wbuf, &mut progress, ctx);
+                closing |= pump(session, &mut wbuf, &mut writes, ctx);
                 if !closing {
                     // Nothing to say on this connection (not established): just stop.
                     break ConnEnd::Shutdown;
@@ -289,12 +287,13 @@ pub async fn drive<S: Stream>(
                 session.handle_replaced();
                 // The session is wanted elsewhere: its CLOSE gets a short while to leave, not
                 // the write timeout, or a peer that stopped reading would hold it hostage.
-                replaced_by.get_or_insert(Instant::now() + REPLACED_FLUSH);
+                writes.replaced(ctx.clock.now());
             }
-            _ = sleep_until_some(replaced_by), if replaced_by.is_some() => break ConnEnd::Closed,
+            _ = sleep_until_some(writes.replaced_deadline().map(|t| ctx.clock.instant(t))),
+                if writes.replaced_deadline().is_some() => break ConnEnd::Closed,
             s = steer_changed(&mut steer), if steer.is_some() => apply_steer(session, ctx, s),
             r = wr.write(&wbuf), if !wbuf.is_empty() => {
-                if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out, &mut progress) {
+                if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out, &mut writes, ctx) {
                     break end;
                 }
             }
@@ -317,7 +316,7 @@ pub async fn drive<S: Stream>(
                         }
                         Ok(None) => break ConnEnd::Eof,
                     }
-                    closing |= pump(session, &mut wbuf, &mut progress, ctx);
+                    closing |= pump(session, &mut wbuf, &mut writes, ctx);
                     if !closing {
                         break end.take().unwrap_or(ConnEnd::Eof);
                     }
@@ -343,7 +342,7 @@ pub async fn drive<S: Stream>(
         }
     };
     // Whatever the core still wants to say about this connection.
-    closing |= pump(session, &mut wbuf, &mut progress, ctx);
+    closing |= pump(session, &mut wbuf, &mut writes, ctx);
     let totals = (bytes_in, bytes_out);
     rep.ended(
         session,
@@ -598,21 +597,20 @@ impl Reporter<'_> {
 /// Moves frames into the write buffer and events to the observer. True once the connection
 /// is closing.
 ///
-/// Every frame enters the buffer here, so this is where `progress` is stamped: at each call
-/// that finds the buffer empty, which makes it the time the buffer last became non-empty.
-/// A stamp taken only at the top of a loop turn would be as old as the previous turn, and the
-/// first write after a quiet spell longer than the write timeout would count as a stall.
+/// Every frame enters the buffer here, so this is where the writes' progress is stamped: at
+/// each call that finds the buffer empty, which makes it the time the buffer last became
+/// non-empty. A stamp taken only at the top of a loop turn would be as old as the previous
+/// turn, and the first write after a quiet spell longer than the write timeout would count as
+/// a stall.
 fn pump(
     session: &mut Session,
     wbuf: &mut BytesMut,
-    progress: &mut Instant,
+    writes: &mut WriteProgress,
     ctx: &ConnCtx<'_>,
 ) -> bool {
+    // The clock read the core needs anyway, so no second one.
     let now = ctx.clock.now();
-    if wbuf.is_empty() {
-        // The clock read the core needs anyway, so no second one.
-        *progress = ctx.clock.instant(now);
-    }
+    writes.encoding(now, wbuf.is_empty());
     let rep = ctx.reporter();
     rep.transmit(session, now, wbuf, ctx.limits.write_buffer);
     rep.events(session)
@@ -624,14 +622,15 @@ fn wrote(
     r: std::io::Result<usize>,
     wbuf: &mut BytesMut,
     bytes_out: &mut u64,
-    progress: &mut Instant,
+    writes: &mut WriteProgress,
+    ctx: &ConnCtx<'_>,
 ) -> Result<(), ConnEnd> {
     match r {
         Ok(0) => Err(ConnEnd::Io("write returned zero".into())),
         Ok(n) => {
             wbuf.advance(n);
             *bytes_out += n as u64;
-            *progress = Instant::now();
+            writes.wrote(ctx.clock.now());
             Ok(())
         }
         Err(e) => Err(ConnEnd::from_io(&e)),
@@ -652,10 +651,6 @@ async fn try_write<W: AsyncWrite + Unpin>(
     })
     .await
 }
-
-/// How long a connection whose session was taken over elsewhere may take to flush its CLOSE
-/// SESSION_REPLACED; well under the server's one second of waiting for the session.
-pub(crate) const REPLACED_FLUSH: Duration = Duration::from_millis(250);
 
 /// Applies the server's throttle factor and load figures to the session.
 fn apply_steer(session: &mut Session, ctx: &ConnCtx<'_>, s: Steer) {

@@ -21,6 +21,8 @@
 //!   handshake deadlines, admission through the registry, takeovers, expiry, throttling.
 //! - [`backoff`]: the reconnect policy the client endpoint follows; [`registry`]: the server's
 //!   sessions, admission and resume; [`throttle`]: load-aware heartbeat lengthening.
+//! - [`writes`]: when a connection gives up on its writes (stalled, or replaced), as both
+//!   drivers apply it.
 
 pub mod backoff;
 pub mod client;
@@ -33,6 +35,7 @@ pub mod server;
 pub mod session;
 pub mod throttle;
 pub mod time;
+pub mod writes;
 
 pub use error::{Error, ErrorCode};
 pub use frame::{Body, Decoder, Frame, FrameType, Header};

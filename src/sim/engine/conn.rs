@@ -26,12 +26,13 @@ use bytes::{Buf, BufMut, BytesMut};
 use super::feeds::Feed;
 use super::queue::{Queue, Timer};
 use super::{AppQueue, Client, Ev, ServerStarts, Stats, wake_at};
-use crate::net::conn::{Handler, REPLACED_FLUSH, ReadState, Reporter, TrafficMeter};
+use crate::net::conn::{Handler, ReadState, Reporter, TrafficMeter};
 use crate::net::server::client_peer;
 use crate::net::{ConnEnd, NetEvent, Observer};
 use crate::proto::client::ClientEndpoint;
 use crate::proto::server::{ConnId, Greeting, Opening, ServerEndpoint};
 use crate::proto::session::{Session, Side};
+use crate::proto::writes::WriteProgress;
 use crate::proto::{Frame, Time};
 use crate::sim::net::{HostState, PathModel, Paths, peer_addr};
 use crate::sim::tcp::{Output, TcpModel};
@@ -187,17 +188,12 @@ pub(super) struct Io {
     /// The session's queue of application messages, and the stream that feeds it.
     pub outgoing: Option<AppQueue>,
     read: ReadState,
-    /// Bytes of frames the write buffer holds at most, and how long it may make no progress.
+    /// Bytes of frames the write buffer holds at most, and when its writes give up.
     write_buffer: usize,
-    write_timeout: Duration,
-    /// When the last write made progress (or the buffer was last empty).
-    progress: Duration,
+    writes: WriteProgress,
     /// The session closed the connection, or its stream ended, while the write buffer still
     /// held bytes: the end comes (for this reason) once they are written.
     linger: Option<ConnEnd>,
-    /// The session was taken over by another connection: this one ends by then, written out
-    /// or not (`net::conn::REPLACED_FLUSH` after the takeover).
-    replaced_by: Option<Duration>,
     traffic: Option<TrafficMeter>,
     bytes_in: u64,
     bytes_out: u64,
@@ -250,10 +246,8 @@ impl End {
                 outgoing: None,
                 read,
                 write_buffer,
-                write_timeout,
-                progress: Duration::ZERO,
+                writes: WriteProgress::new(Time::ZERO, write_timeout),
                 linger: None,
-                replaced_by: None,
                 traffic: None,
                 bytes_in: 0,
                 bytes_out: 0,
@@ -407,9 +401,10 @@ impl Conn {
         if !end.open {
             return;
         }
+        let t = end.time(w.now);
         if let Some(session) = end.holder.session_mut() {
             session.handle_replaced();
-            end.io.replaced_by = Some(w.now + REPLACED_FLUSH);
+            end.io.writes.replaced(t);
             self.step(1, None, w);
         }
         self.arm(w);
@@ -440,7 +435,8 @@ impl Conn {
     pub fn on_session_timer(&mut self, side: usize, w: &mut World<'_>) {
         self.run_tcp(w);
         let end = &self.ends[side];
-        if end.open && end.io.replaced_by.is_some_and(|t| t <= w.now) {
+        let t = end.time(w.now);
+        if end.open && end.io.writes.replaced_deadline().is_some_and(|d| d <= t) {
             // Its CLOSE had its while to leave.
             self.end(side, ConnEnd::Closed, true, w);
             self.arm(w);
@@ -471,15 +467,14 @@ impl Conn {
                 }
                 _ => None,
             };
-            // A write buffer that holds bytes is given up on at its stall deadline.
-            let stall = (end.open && self.pipes[side].unwritten > 0)
-                .then(|| wake_at(end.io.progress + end.io.write_timeout).max(now));
-            let replaced = end
+            // Where its writes give up: bytes stalled in the buffer, a replaced session.
+            let writes = end
                 .io
-                .replaced_by
+                .writes
+                .next_deadline(self.pipes[side].unwritten > 0)
                 .filter(|_| end.open)
-                .map(|t| wake_at(t).max(now));
-            let deadline = [deadline, stall, replaced].into_iter().flatten().min();
+                .map(|t| wake_at(end.epoch + t.since_epoch()).max(now));
+            let deadline = [deadline, writes].into_iter().flatten().min();
             if let Some(filed) = end.timer.arm(deadline) {
                 w.queue.push(filed.0, Ev::session(self.id, side, filed.1));
             }
@@ -793,9 +788,7 @@ impl Conn {
                     }
                 }
             }
-            if pipe.unwritten == 0 {
-                io.progress = now;
-            }
+            io.writes.encoding(t, pipe.unwritten == 0);
             let limit = pipe.bytes.len() - pipe.unwritten + io.write_buffer;
             let before = pipe.bytes.len();
             rep.transmit(session, t, &mut pipe.bytes, limit);
@@ -806,7 +799,7 @@ impl Conn {
             if let Some(m) = &mut io.traffic {
                 m.maybe_report(session, &rep, io.bytes_in, io.bytes_out, t, false);
             }
-            if pipe.unwritten > 0 && now >= io.progress + io.write_timeout {
+            if io.writes.stalled(t, pipe.unwritten > 0) {
                 stalled = true;
                 break;
             }
@@ -833,7 +826,7 @@ impl Conn {
             self.tcp
                 .write_bytes(side, n, now, paths, |len| segments.push_back(len));
             io.bytes_out += n as u64;
-            io.progress = now;
+            io.writes.wrote(t);
         }
         io.touched = true;
         w.room.extend(room);
