@@ -68,8 +68,11 @@ impl WriteProgress {
 
     /// The earliest of these deadlines that applies (the stall only while bytes wait).
     pub fn next_deadline(&self, waiting: bool) -> Option<Time> {
-        let stall = waiting.then(|| self.stall_deadline());
-        [stall, self.replaced_by].into_iter().flatten().min()
+        match (waiting, self.replaced_by) {
+            (false, r) => r,
+            (true, None) => Some(self.stall_deadline()),
+            (true, Some(r)) => Some(r.min(self.stall_deadline())),
+        }
     }
 }
 

@@ -468,13 +468,14 @@ impl Conn {
                 _ => None,
             };
             // Where its writes give up: bytes stalled in the buffer, a replaced session.
-            let writes = end
-                .io
-                .writes
-                .next_deadline(self.pipes[side].unwritten > 0)
-                .filter(|_| end.open)
-                .map(|t| wake_at(end.epoch + t.since_epoch()).max(now));
-            let deadline = [deadline, writes].into_iter().flatten().min();
+            let writes = match end.io.writes.next_deadline(self.pipes[side].unwritten > 0) {
+                Some(t) if end.open => Some(wake_at(end.epoch + t.since_epoch()).max(now)),
+                _ => None,
+            };
+            let deadline = match (deadline, writes) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if let Some(filed) = end.timer.arm(deadline) {
                 w.queue.push(filed.0, Ev::session(self.id, side, filed.1));
             }
@@ -793,6 +794,8 @@ impl Conn {
             let before = pipe.bytes.len();
             rep.transmit(session, t, &mut pipe.bytes, limit);
             pipe.unwritten += pipe.bytes.len() - before;
+            // The buffer is full: the session may have more once the socket takes some.
+            let full = pipe.unwritten >= io.write_buffer;
             closing |= rep.events(session);
             // Where the driver reports traffic in its turn: after the session's output, before
             // a deadline's (so the bytes this turn writes count in the next report).
@@ -814,19 +817,31 @@ impl Conn {
                     continue;
                 }
             }
-            // The socket takes a write while the kernel's send buffer has room.
-            let free = send_buffer.saturating_sub(self.tcp.unacked_bytes(side));
-            if pipe.unwritten == 0 || free == 0 {
+            // The socket takes writes while the kernel's send buffer has room. After each, the
+            // driver goes round its loop; that only changes something (the session encodes
+            // more) when the buffer was full, so only then does the turn go round.
+            let mut wrote = false;
+            while pipe.unwritten > 0 {
+                let free = send_buffer.saturating_sub(self.tcp.unacked_bytes(side));
+                if free == 0 {
+                    break;
+                }
+                let n = pipe.unwritten.min(free).min(MAX_WRITE);
+                pipe.unwritten -= n;
+                let segments = &mut pipe.segments;
+                let paths = &mut Paths(&mut self.paths);
+                self.tcp
+                    .write_bytes(side, n, now, paths, |len| segments.push_back(len));
+                io.bytes_out += n as u64;
+                io.writes.wrote(t);
+                wrote = true;
+                if full {
+                    break;
+                }
+            }
+            if !(wrote && full) {
                 break;
             }
-            let n = pipe.unwritten.min(free).min(MAX_WRITE);
-            pipe.unwritten -= n;
-            let segments = &mut pipe.segments;
-            let paths = &mut Paths(&mut self.paths);
-            self.tcp
-                .write_bytes(side, n, now, paths, |len| segments.push_back(len));
-            io.bytes_out += n as u64;
-            io.writes.wrote(t);
         }
         io.touched = true;
         w.room.extend(room);
