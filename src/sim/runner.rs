@@ -468,7 +468,8 @@ pub fn run_watched(
         )
         .into());
     }
-    let client_options = client_options(scenario)?;
+    let client_options =
+        client_options(scenario).map_err(|e| format!("the stack configuration cannot run: {e}"))?;
     let (faults, merged_lines) = schedule::merge_host_faults(schedule::faults(scenario, seed)?);
     let horizon = scenario.duration + Duration::from_secs(3600);
     let links = FaultLinks::new(network(scenario, &faults), seed, horizon)?;
@@ -508,17 +509,13 @@ pub fn run_watched(
     Ok(outcome(scenario, seed, &shared, fault_log, hosts))
 }
 
-/// The client options the stack configuration gives, with the scenario's sabotage. An error if
-/// the configuration cannot run.
-fn client_options(scenario: &Scenario) -> Result<ClientOptions, String> {
-    scenario
-        .stack
-        .validate()
-        .map_err(|e| format!("the stack configuration cannot run: {e}"))?;
-    let mut client_options = scenario
-        .stack
-        .client_options()
-        .map_err(|e| format!("the stack configuration cannot run: {e}"))?;
+/// The client options the stack configuration gives, with the scenario's sabotage: what the
+/// clients run on, on either engine. An error if the configuration cannot run.
+pub(crate) fn client_options(
+    scenario: &Scenario,
+) -> Result<ClientOptions, crate::config::ConfigError> {
+    scenario.stack.validate()?;
+    let mut client_options = scenario.stack.client_options()?;
     client_options.session.session.sabotage = scenario.sabotage.clone();
     // The clients' CPU is not modelled: they report an idle machine, not the one running this.
     client_options.load = Some(Arc::new(Idle));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mcpsim::proto::session::Sabotage;
 use mcpsim::sim::delivery::{MessageId, ViolationKind};
-use mcpsim::sim::runner::{Fault, Scenario, run};
+use mcpsim::sim::runner::{Fault, Outcome, Scenario, run};
 use mcpsim::sim::traffic::Pace;
 
 use crate::endpoint_faults::{both_ways, every_second, secs};
@@ -43,10 +43,19 @@ fn a_resume_after_a_partition_delivers_every_message_exactly_once_in_order() {
 
 #[test]
 fn a_resume_that_drops_one_retransmission_is_a_lost_message_named_by_its_id() {
+    dropping_one_retransmission_loses_that_message(|s| run(s, 1).unwrap());
+}
+
+#[test]
+fn on_the_event_engine_too_a_dropped_retransmission_is_a_lost_message_named_by_its_id() {
+    dropping_one_retransmission_loses_that_message(|s| mcpsim::sim::engine::run(s, 1).unwrap());
+}
+
+fn dropping_one_retransmission_loses_that_message(run: impl Fn(&Scenario) -> Outcome) {
     let dropped = Arc::new(Mutex::new(None));
     let mut s = cut_with_traffic();
     s.sabotage = Some(Sabotage::DropOneRetransmission(dropped.clone()));
-    let out = run(&s, 1).unwrap();
+    let out = run(&s);
     let d = out.delivery.expect("the run had traffic");
     let payload = dropped
         .lock()

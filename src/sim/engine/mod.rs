@@ -70,7 +70,7 @@
 //! the network once both its sockets are, as `sim::net` removes it.
 //!
 //! Not yet, and refused by [`Engine::new`]: the server's load model, throttling and load
-//! reports, sabotage. The segment-level trace is not kept.
+//! reports. The segment-level trace is not kept.
 //!
 //! # Determinism
 //!
@@ -451,7 +451,6 @@ impl Engine {
     pub fn supports(scenario: &Scenario) -> Result<(), EngineError> {
         let unsupported = [
             (scenario.load.is_some(), "the server's load"),
-            (scenario.sabotage.is_some(), "sabotage"),
             (scenario.stack.throttle.reports_load(), "load reports"),
             (scenario.stack.throttle.policy().is_some(), "throttling"),
         ];
@@ -472,8 +471,7 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         Engine::supports(scenario)?;
         let config = |e: crate::config::ConfigError| EngineError::Config(e.to_string());
-        scenario.stack.validate().map_err(config)?;
-        let client = scenario.stack.client_options().map_err(config)?;
+        let client = super::runner::client_options(scenario).map_err(config)?;
         let server = scenario.stack.server_options();
         // The same schedule as the runner's: the link faults go into the links' outages and
         // latency, and each action is an event that logs it.
