@@ -338,8 +338,7 @@ impl End {
     /// lost (RFC 6675's pipe, counted in packets as Linux does).
     fn in_flight(&self) -> u32 {
         let n = self
-            .segs
-            .iter()
+            .sent_segs()
             .filter(|s| s.head && !s.unsent && !s.sacked && !s.lost)
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
@@ -383,6 +382,18 @@ impl End {
         self.prior_ssthresh = self.ssthresh;
         self.ssthresh = (self.cwnd / 2).max(2);
         self.cwnd_cnt = 0;
+    }
+
+    /// The segments sent at least once: all but the unsent tail. Every scan for what was sent
+    /// looks at these only (a bulk sender's kernel may hold thousands of unsent segments
+    /// behind its window).
+    fn sent_segs(&self) -> std::collections::vec_deque::Iter<'_, Seg> {
+        self.segs.range(..self.segs.len() - self.unsent_tail())
+    }
+
+    fn sent_segs_mut(&mut self) -> std::collections::vec_deque::IterMut<'_, Seg> {
+        let end = self.segs.len() - self.unsent_tail();
+        self.segs.range_mut(..end)
     }
 
     fn newest_sent(&self) -> Option<u64> {
@@ -989,7 +1000,7 @@ impl TcpModel {
         let e = &mut self.ends[side];
         // Whether the sender was using its window when this ACK came (`tcp_is_cwnd_limited`),
         // and the state it was in: only then, and never in fast recovery, does the window grow.
-        let limited = window && (e.in_flight().saturating_mul(2) >= e.cwnd || e.unsent > 0);
+        let limited = window && (e.unsent > 0 || e.in_flight().saturating_mul(2) >= e.cwnd);
         let was_fast = matches!(e.recovery, Recovery::Fast { .. });
         let mut acked_pkts = 0u32;
         let got = |s: &Seg| !s.unsent && s.recv_at.is_some_and(|r| r <= stamp);
@@ -1002,7 +1013,7 @@ impl TcpModel {
                 rack = Some((s.xmit, rtt));
             }
         };
-        for s in e.segs.iter_mut().skip(cum) {
+        for s in e.sent_segs_mut().skip(cum) {
             if !s.sacked && got(s) {
                 s.sacked = true;
                 s.lost = false;
@@ -1043,7 +1054,7 @@ impl TcpModel {
             if e.probe.is_some_and(|p| e.una > p) {
                 e.probe = None;
             }
-            if !e.segs.iter().any(|s| s.retransmitted) {
+            if !e.sent_segs().any(|s| s.retransmitted) {
                 e.retrans_stamp = None;
             }
             self.outputs.push(Output::Acked { side, at: now });
@@ -1130,7 +1141,7 @@ impl TcpModel {
         };
         let mut newly_lost = false;
         let mut wait: Option<Duration> = None;
-        for s in e.segs.iter_mut() {
+        for s in e.sent_segs_mut() {
             if s.unsent || s.sacked || s.lost || s.xmit >= rack_xmit {
                 continue;
             }
@@ -1204,7 +1215,7 @@ impl TcpModel {
         let e = &self.ends[side];
         let mut runs: Vec<(u64, u64)> = Vec::new();
         let mut bytes = 0usize;
-        for (i, s) in e.segs.iter().enumerate() {
+        for (i, s) in e.sent_segs().enumerate() {
             if !s.lost || s.unsent {
                 continue;
             }
@@ -1326,7 +1337,7 @@ impl TcpModel {
         let high = e.newest_sent().unwrap_or(e.una);
         e.recovery = Recovery::Loss { high };
         e.probe = None;
-        for s in e.segs.iter_mut() {
+        for s in e.sent_segs_mut() {
             if !s.unsent && !s.sacked {
                 s.lost = true;
             }
