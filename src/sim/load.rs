@@ -26,8 +26,8 @@
 //! of that, a task that passes takes its turn before it reads, as here (heartbeat round trip
 //! p99 11.1 s against 2.2 s here: in arrival order every task waits out the backlog evenly,
 //! while tokio's order lets some through at once and starves others). That sensitivity to the
-//! scheduler's order is why the event engine does not model load yet (branch
-//! `engine-cpu-gate` keeps the attempt).
+//! scheduler's order is why the event engine does not model load yet: it would have to let
+//! the waiting tasks through in the order tokio's timer wheel and run queue wake them.
 //!
 //! What it leaves out, and why: handshakes, ACK frames and the kernel's own work cost nothing
 //! (they are small against heartbeats and messages); memory is not modelled (the load figures
