@@ -118,7 +118,7 @@ pub enum HostState {
 }
 
 /// The most one `poll_write` takes (a write of more returns a partial count).
-const MAX_SEGMENT: usize = 64 * 1024;
+pub(crate) const MAX_SEGMENT: usize = 64 * 1024;
 
 struct Segment {
     /// When it is in the receiver's buffer; `Duration::MAX` while it is not yet.

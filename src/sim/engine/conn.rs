@@ -34,7 +34,7 @@ use crate::proto::server::{ConnId, Greeting, Opening, ServerEndpoint};
 use crate::proto::session::{Session, Side};
 use crate::proto::writes::WriteProgress;
 use crate::proto::{Frame, Time};
-use crate::sim::net::{HostState, PathModel, Paths, peer_addr};
+use crate::sim::net::{HostState, MAX_SEGMENT, PathModel, Paths, peer_addr};
 use crate::sim::tcp::{Output, TcpModel};
 
 /// What every connection's handling borrows from the engine.
@@ -570,8 +570,7 @@ impl Conn {
         for (side, writable) in writable.into_iter().enumerate() {
             let end = &self.ends[side];
             if writable && end.open && !end.paused && self.pipes[side].unwritten > 0 {
-                let linger = self.ends[side].io.linger.take();
-                self.step(side, linger, w);
+                self.step(side, None, w);
             }
         }
     }
@@ -826,7 +825,7 @@ impl Conn {
                 if free == 0 {
                     break;
                 }
-                let n = pipe.unwritten.min(free).min(MAX_WRITE);
+                let n = pipe.unwritten.min(free).min(MAX_SEGMENT);
                 pipe.unwritten -= n;
                 let segments = &mut pipe.segments;
                 let paths = &mut Paths(&mut self.paths);
@@ -910,20 +909,26 @@ impl Conn {
         drop_unwritten(&mut self.pipes[side]);
         self.ends[side].io.linger = None;
         self.dropped[side] = true;
+        self.kernel_closes(side, w.now);
+    }
+
+    /// Side `side`'s kernel closes its socket: RST if data it was sent lies unread (and what
+    /// it still had to send goes with it), else FIN behind what it wrote; it answers later
+    /// data with RST. Once only.
+    fn kernel_closes(&mut self, side: usize, now: Duration) {
+        let pipe = &mut self.pipes[1 - side];
+        let unread = pipe.readable > 0;
+        pipe.bytes.advance(pipe.readable);
+        pipe.readable = 0;
         if self.pipes[side].fin_seq.is_some() || self.ends[side].reset {
             return;
         }
-        let pipe = &mut self.pipes[1 - side];
-        if pipe.readable > 0 {
-            // Data arrived and left unread: the kernel aborts the connection with RST, and
-            // what it had still to send goes with it.
-            pipe.bytes.advance(pipe.readable);
-            pipe.readable = 0;
+        if unread {
             self.ends[side].reset = true;
-            self.tcp.reset(side, w.now, &mut Paths(&mut self.paths));
+            self.tcp.reset(side, now, &mut Paths(&mut self.paths));
             self.tcp.forget(side);
         } else {
-            let seq = self.tcp.write(side, 0, w.now, &mut Paths(&mut self.paths));
+            let seq = self.tcp.write(side, 0, now, &mut Paths(&mut self.paths));
             self.pipes[side].fin_seq = Some(seq);
             self.tcp.close(side);
         }
@@ -976,22 +981,13 @@ impl Conn {
             w.feeds[f as usize].consumer = None;
         }
         self.failures[side] = None;
-        let unread = self.pipes[1 - side].readable > 0;
-        let pipe = &mut self.pipes[1 - side];
-        pipe.bytes.advance(pipe.readable);
-        pipe.readable = 0;
-        match state {
-            HostState::Crashed => self.tcp.machine_down(side),
-            _ if self.pipes[side].fin_seq.is_some() || self.ends[side].reset => {}
-            _ if unread => {
-                self.tcp.reset(side, w.now, &mut Paths(&mut self.paths));
-                self.tcp.forget(side);
-            }
-            _ => {
-                let seq = self.tcp.write(side, 0, w.now, &mut Paths(&mut self.paths));
-                self.pipes[side].fin_seq = Some(seq);
-                self.tcp.close(side);
-            }
+        if state == HostState::Crashed {
+            let pipe = &mut self.pipes[1 - side];
+            pipe.bytes.advance(pipe.readable);
+            pipe.readable = 0;
+            self.tcp.machine_down(side);
+        } else {
+            self.kernel_closes(side, w.now);
         }
         self.arm(w);
     }
@@ -1034,9 +1030,6 @@ impl Conn {
         self.ends[side].holder.session().map(|s| s.counters())
     }
 }
-
-/// The most a write to the socket takes at once (`sim::net`'s segment cap).
-const MAX_WRITE: usize = 64 * 1024;
 
 /// Forgets the bytes encoded and not yet written: their socket is gone.
 fn drop_unwritten(pipe: &mut Pipe) {
