@@ -39,8 +39,7 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = TraceLevelArg::Events)]
     pub trace_level: TraceLevelArg,
     /// The simulator back-end, as `mcpsim run --engine`. `auto` takes the engine `mcpsim run`
-    /// takes, but turmoil for `--snapshot` (the committed snapshots are turmoil's traces) and
-    /// for `--trace-level segments` (the event engine keeps no segment-level trace).
+    /// takes, but turmoil for `--snapshot` (the committed snapshots are turmoil's traces).
     #[arg(long, value_enum, default_value_t = EngineChoice::Auto)]
     pub engine: EngineChoice,
 }
@@ -89,17 +88,14 @@ pub fn replay(args: ReplayArgs) -> Result<(), CliError> {
         trace: args.trace_level.into(),
     };
     let engine = match args.engine {
-        EngineChoice::Auto if args.snapshot || options.trace == TraceLevel::Segments => {
-            Engine::Turmoil
-        }
+        EngineChoice::Auto if args.snapshot => Engine::Turmoil,
         choice => plan.choosing(choice).engine,
     };
     let outcome = match engine {
         Engine::Turmoil => runner::run_with(&sc, args.seed, options).map_err(|e| e.to_string()),
-        Engine::Event if options.trace == TraceLevel::Segments => {
-            Err("the event engine keeps no segment-level trace: use --engine turmoil".into())
+        Engine::Event => {
+            crate::sim::engine::run_with(&sc, args.seed, options).map_err(|e| e.to_string())
         }
-        Engine::Event => crate::sim::engine::run(&sc, args.seed).map_err(|e| e.to_string()),
     }
     .map_err(|e| CliError::Run(format!("the simulation failed: {e}")))?;
     let trace = outcome.trace_text();

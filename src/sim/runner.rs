@@ -271,7 +271,7 @@ impl SegmentTrace {
     }
 
     /// Lines go to the run's trace.
-    fn recording(rec: &Arc<Mutex<Recorder>>) -> SegmentTrace {
+    pub(super) fn recording(rec: &Arc<Mutex<Recorder>>) -> SegmentTrace {
         let rec = rec.clone();
         SegmentTrace {
             sink: Some(Arc::new(move |line| {
@@ -713,16 +713,7 @@ fn outcome(
     let rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
     let mut extra = fault_lines;
     if segments.is_on() {
-        extra.extend(
-            net.take_notes()
-                .into_iter()
-                .filter(|(at, ..)| *at <= scenario.duration)
-                .map(|(at, id, node, note)| TraceLine {
-                    at,
-                    node,
-                    text: format!("{}  (connection {id})", note.text),
-                }),
-        );
+        extra.extend(kernel_lines(net.take_notes(), scenario.duration));
     }
     let delivery = |trace: &[TraceLine], connected: &Connected| {
         apps.workload.is_on().then(|| {
@@ -749,6 +740,25 @@ fn outcome(
         &delivery,
         net.queue_drops(),
     )
+}
+
+/// The simulated kernels' notes (time, connection, node, note) as trace lines, up to `end`:
+/// at one instant in connection order, each connection's in the order its kernels took them,
+/// whichever engine ran (the trace's sort then keeps that order among a node's lines).
+pub(super) fn kernel_lines(
+    mut notes: Vec<(Duration, u64, String, super::tcp::Note)>,
+    end: Duration,
+) -> Vec<TraceLine> {
+    notes.sort_by_key(|(at, id, ..)| (*at, *id));
+    notes
+        .into_iter()
+        .filter(|(at, ..)| *at <= end)
+        .map(|(at, id, node, note)| TraceLine {
+            at,
+            node,
+            text: format!("{}  (connection {id})", note.text),
+        })
+        .collect()
 }
 
 /// Who had an established connection to whom, when (see [`Outcome::connected`]).

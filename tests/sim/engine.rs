@@ -631,3 +631,50 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v
 }
+
+#[test]
+fn at_the_segments_level_the_event_engine_adds_receipts_and_kernel_lines_and_changes_nothing_else()
+{
+    use mcpsim::sim::runner::{RunOptions, TraceLevel, TraceLine, run_with};
+    let segments = RunOptions {
+        trace: TraceLevel::Segments,
+    };
+    let s = lossy(20, 120.0, 0.2);
+    let default = mcpsim::sim::engine::run(&s, 4).unwrap();
+    let detailed = mcpsim::sim::engine::run_with(&s, 4, segments).unwrap();
+    let receipt = |l: &&TraceLine| l.text.starts_with("heartbeat ");
+    let kernel = |l: &&TraceLine| l.text.starts_with("tcp: ");
+    assert!(!default.trace.iter().any(|l| receipt(&l) || kernel(&l)));
+    let others: Vec<TraceLine> = detailed
+        .trace
+        .iter()
+        .filter(|l| !receipt(l) && !kernel(l))
+        .cloned()
+        .collect();
+    assert_eq!(others, default.trace);
+    let replies = detailed
+        .trace
+        .iter()
+        .filter(receipt)
+        .filter(|l| l.text.contains(", rtt "))
+        .count() as u64;
+    assert_eq!(replies, detailed.client_heartbeats.rtt.count());
+
+    // The turmoil runner's trace at the same level: the kernels' lines in the same order (of
+    // connections freed during the run too), and every line the same; only the server's
+    // receipts of one instant from different connections may come in another order, the order
+    // in which the runner's tasks wake (docs/simulator.md).
+    let theirs = run_with(&s, 4, segments).unwrap();
+    let kernel_lines = |o: &mcpsim::sim::runner::Outcome| -> Vec<TraceLine> {
+        o.trace.iter().filter(kernel).cloned().collect()
+    };
+    let ours = kernel_lines(&detailed);
+    assert!(ours.len() > 500, "{} kernel lines", ours.len());
+    assert_eq!(ours, kernel_lines(&theirs));
+    let sorted = |o: &mcpsim::sim::runner::Outcome| {
+        let mut lines: Vec<String> = o.trace_text().lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&detailed), sorted(&theirs));
+}

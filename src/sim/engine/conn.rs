@@ -35,7 +35,7 @@ use crate::proto::session::{Session, Side};
 use crate::proto::writes::WriteProgress;
 use crate::proto::{Frame, Time};
 use crate::sim::net::{HostState, MAX_SEGMENT, PathModel, Paths, peer_addr};
-use crate::sim::tcp::{Output, TcpModel};
+use crate::sim::tcp::{Note, Output, TcpModel};
 
 /// What every connection's handling borrows from the engine.
 pub(super) struct World<'a> {
@@ -1018,6 +1018,14 @@ impl Conn {
             })
             && (self.gone()
                 || (self.failures.iter().all(Option::is_none) && self.tcp.poll_timeout().is_none()))
+    }
+
+    /// Moves the kernels' segment-level notes to `to`: (time, connection, node, note).
+    pub fn take_notes(&mut self, to: &mut Vec<(Duration, u64, String, Note)>) {
+        for note in self.tcp.take_notes() {
+            let node = self.ends[note.side].names.node.clone();
+            to.push((note.at, self.id, node, note));
+        }
     }
 
     /// Both sockets are gone: so is the connection.

@@ -69,8 +69,12 @@
 //! session's wait for its buffer, a replaced session's flush limit; and a connection gone from
 //! the network once both its sockets are, as `sim::net` removes it.
 //!
+//! The segment-level trace ([`run_with`]): every heartbeat frame received, through the
+//! runner's recorder, and the kernels' notes of each connection, taken after each of its events
+//! and in the runner's form and order (`runner::kernel_lines`).
+//!
 //! Not yet, and refused by [`Engine::new`]: the server's load model, throttling and load
-//! reports. The segment-level trace is not kept.
+//! reports.
 //!
 //! # Determinism
 //!
@@ -104,11 +108,11 @@ use super::net::{ConnectOutcome, HostState, Links};
 use super::process::{client_draws, server_seed};
 use super::record::{Recorder, TraceObserver};
 use super::runner::{
-    CLIENTS, Connected, Outcome, SERVER, Scenario, SegmentTrace, TraceLine, client_hosts, judge,
-    network, node_hosts,
+    CLIENTS, Connected, Outcome, RunOptions, SERVER, Scenario, SegmentTrace, TraceLevel, TraceLine,
+    client_hosts, judge, kernel_lines, network, node_hosts,
 };
 use super::schedule::{self, Action, FaultLog};
-use super::tcp::TcpModel;
+use super::tcp::{Note, TcpModel};
 use super::traffic::{AppClock, Apps, ClientApp, Generator, ServerApp};
 use crate::net::NetEvent;
 use crate::net::Observer;
@@ -127,15 +131,33 @@ use tokio::sync::mpsc;
 /// transitions, traffic, connected periods, heartbeat statistics). Refuses what the engine does
 /// not model yet (see the module docs).
 pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, EngineError> {
+    run_with(scenario, seed, RunOptions::default())
+}
+
+/// [`run`] with options: at [`TraceLevel::Segments`] the trace also has every heartbeat frame
+/// received and every probe, resend and timeout of the simulated kernels, as the turmoil
+/// runner's [`super::runner::run_with`] gives them.
+pub fn run_with(
+    scenario: &Scenario,
+    seed: u64,
+    options: RunOptions,
+) -> Result<Outcome, EngineError> {
     let clock = EngineClock::default();
     let rec = Arc::new(Mutex::new(Recorder::default()));
+    let segments = match options.trace {
+        TraceLevel::Events => SegmentTrace::off(),
+        TraceLevel::Segments => SegmentTrace::recording(&rec),
+    };
     let observer = Arc::new(TraceObserver {
         rec: rec.clone(),
-        segments: SegmentTrace::off(),
+        segments,
         cpu: None,
         clock: Some(clock.clone()),
     });
     let mut engine = Engine::new(scenario, seed, observer, clock)?;
+    if options.trace == TraceLevel::Segments {
+        engine.keep_notes();
+    }
     let hosts = node_hosts(scenario.sessions, &client_hosts(scenario.client_hosts));
     // A host's death cuts its ends' connected periods, as the runner's schedule has it.
     let (dying, of) = (rec.clone(), hosts.clone());
@@ -145,7 +167,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Outcome, EngineError> {
     }));
     engine.run();
     let rec = std::mem::take(&mut *rec.lock().unwrap_or_else(|e| e.into_inner()));
-    let FaultLog { down, lines } = std::mem::take(&mut engine.faults);
+    let FaultLog { down, mut lines } = std::mem::take(&mut engine.faults);
+    lines.extend(engine.take_notes(scenario.duration));
     let apps = engine.apps.take();
     let facts = hosts.clone();
     let delivery = |trace: &[TraceLine], connected: &Connected| {
@@ -433,6 +456,9 @@ pub struct Engine {
     server_starts: ServerStarts,
     server_feeds: BTreeMap<u32, u32>,
     stats: Stats,
+    /// The kernels' segment-level notes, when kept: (time, connection, node, note), taken from
+    /// each connection after each of its events and when the run ends.
+    notes: Option<Vec<(Duration, u64, String, Note)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -578,7 +604,32 @@ impl Engine {
             server_starts,
             server_feeds: BTreeMap::new(),
             stats: Stats::default(),
+            notes: None,
         })
+    }
+
+    /// Keep segment-level notes (every retransmission, probe and timeout) of the connections
+    /// opened from now on, for a detailed trace.
+    pub fn keep_notes(&mut self) {
+        self.notes.get_or_insert_with(Vec::new);
+    }
+
+    /// The kernels' notes up to `end` as trace lines, in the runner's form and order
+    /// ([`kernel_lines`]).
+    fn take_notes(&mut self, end: Duration) -> Vec<TraceLine> {
+        for id in 1..=self.conns.len() {
+            self.harvest(id);
+        }
+        kernel_lines(self.notes.take().unwrap_or_default(), end)
+    }
+
+    /// Moves connection `id`'s kernel notes, if any are kept, to the run's.
+    fn harvest(&mut self, id: usize) {
+        if let Some(notes) = self.notes.as_mut()
+            && let Some(Some(c)) = self.conns.get_mut(id.wrapping_sub(1))
+        {
+            c.take_notes(notes);
+        }
     }
 
     /// Calls `f` with the host and the time whenever a host's processes die (killed or
@@ -681,6 +732,7 @@ impl Engine {
     /// run with many reconnects keeps only the connections alive (events still filed for it
     /// find nothing and are dropped).
     fn reap(&mut self, id: usize) {
+        self.harvest(id);
         if let Some(slot) = self.conns.get_mut(id.wrapping_sub(1))
             && slot.as_ref().is_some_and(|c| c.is_done())
         {
@@ -866,7 +918,10 @@ impl Engine {
         let tcp_cfg = self.links.tcp();
         let handshake = at - now;
         let sample = (handshake < tcp_cfg.syn_rto).then_some(handshake);
-        let tcp = TcpModel::new(tcp_cfg, sample, [there.wheel_seed(), back.wheel_seed()]);
+        let mut tcp = TcpModel::new(tcp_cfg, sample, [there.wheel_seed(), back.wheel_seed()]);
+        if self.notes.is_some() {
+            tcp.keep_notes();
+        }
         let holder = match client.endpoint.take() {
             Some(e) => Holder::Client(i, e),
             None => Holder::None,
