@@ -678,3 +678,44 @@ fn at_the_segments_level_the_event_engine_adds_receipts_and_kernel_lines_and_cha
     };
     assert_eq!(sorted(&detailed), sorted(&theirs));
 }
+
+#[test]
+fn a_stream_is_freed_once_its_generator_is_done_or_its_process_died() {
+    // Messages both ways from 10 sessions; the server's process is killed at 20 s and back at
+    // 22 s, so its 10 streams die with it and its new sessions (as the clients come back, by
+    // 50 s) start 10 more; every flow stops 10 s before the end, to drain.
+    use mcpsim::sim::traffic::Pace;
+    let mut s = quiet(10, 60.0);
+    s.traffic = both_ways(10, Pace::Poisson { rate: 5.0 }, 600, secs(10.0));
+    s.faults = vec![(
+        secs(20.0),
+        Fault::Kill {
+            host: "server".to_string(),
+            downtime: Some(secs(2.0)),
+        },
+    )];
+    let clock = EngineClock::default();
+    let rec = Arc::new(Recording {
+        clock: clock.clone(),
+        seen: Mutex::new(Seen::default()),
+    });
+    let mut engine = Engine::new(&s, 1, rec, clock).expect("engine");
+    engine.run_until(secs(15.0));
+    assert_eq!(
+        engine.streams(),
+        (20, 20),
+        "each side's stream of every session"
+    );
+    engine.run_until(secs(21.9));
+    assert_eq!(
+        engine.streams(),
+        (20, 10),
+        "the dead server's streams are gone"
+    );
+    engine.run();
+    assert_eq!(
+        engine.streams(),
+        (30, 0),
+        "the new server's sessions started 10 more; every generator is done"
+    );
+}

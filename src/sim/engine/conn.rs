@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use super::feeds::Feed;
+use super::feeds::Feeds;
 use super::queue::{Queue, Timer};
 use super::{AppQueue, Client, Ev, ServerStarts, Stats, wake_at};
 use crate::net::conn::{Handler, ReadState, Reporter, TrafficMeter};
@@ -52,7 +52,7 @@ pub(super) struct World<'a> {
     pub replace: &'a mut Vec<u64>,
     pub stats: &'a mut Stats,
     /// The application streams, and those whose queue has room again since the event began.
-    pub feeds: &'a mut Vec<Feed>,
+    pub feeds: &'a mut Feeds,
     pub room: &'a mut Vec<u32>,
     /// The generators the server's application starts, and its sessions' streams.
     pub server_starts: &'a mut ServerStarts,
@@ -93,7 +93,7 @@ impl World<'_> {
                     client.handler.undelivered(session.id(), left);
                 }
                 if let Some((_, f)) = client.outgoing.take() {
-                    self.feeds[f as usize].consumer = None;
+                    self.feeds.let_go(f);
                 }
                 None
             }
@@ -685,15 +685,14 @@ impl Conn {
                 while let Some((generator, tx)) =
                     w.server_starts.as_mut().and_then(|r| r.try_recv().ok())
                 {
-                    let id = w.feeds.len() as u32;
-                    let mut feed = Feed::new(&generator, tx, w.now);
-                    feed.pace(id, w.now, w.queue);
-                    w.feeds.push(feed);
+                    let id = w.feeds.start(&generator, tx, w.now, w.queue);
                     w.server_feeds
                         .insert(generator.stream.session_or_client(), id);
                 }
                 if let (Some(rx), Some(&f)) = (rx, w.server_feeds.get(&session.id())) {
-                    w.feeds[f as usize].consumer = Some((self.id, 1));
+                    if let Some(feed) = w.feeds.get_mut(f) {
+                        feed.consumer = Some((self.id, 1));
+                    }
                     end.io.outgoing = Some((rx, f));
                 }
                 // Bytes read with the HELLO count; the HELLO itself was the handshake's.
@@ -874,7 +873,7 @@ impl Conn {
         let t = end.time(w.now);
         let outgoing = end.io.outgoing.take();
         if let Some((_, f)) = &outgoing {
-            w.feeds[*f as usize].consumer = None;
+            w.feeds.let_go(*f);
         }
         match std::mem::replace(&mut end.holder, Holder::None) {
             Holder::Client(i, mut endpoint) => {
@@ -978,7 +977,7 @@ impl Conn {
         end.pending = None;
         end.io.touched = true;
         if let Some((_, f)) = end.io.outgoing.take() {
-            w.feeds[f as usize].consumer = None;
+            w.feeds.let_go(f);
         }
         self.failures[side] = None;
         if state == HostState::Crashed {

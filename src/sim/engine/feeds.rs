@@ -15,6 +15,77 @@ use crate::net::conn::Outgoing;
 use crate::sim::delivery::StreamId;
 use crate::sim::traffic::{Generator, Pacer, SharedLog};
 
+/// The run's streams by id. A stream's feed goes once its generator is done or its queue's
+/// receiver is gone, as the runner's generator task returns then (dropping its sender, so the
+/// queue's holder reads what is left and then finds it closed); its id is not reused, and
+/// events still filed for it find nothing.
+#[derive(Default)]
+pub(crate) struct Feeds {
+    slots: Vec<Option<Box<Feed>>>,
+    live: usize,
+}
+
+impl Feeds {
+    /// Starts `generator`'s feed into `tx` at `now`, handing over what is due: its id.
+    pub fn start(
+        &mut self,
+        generator: &Generator,
+        tx: mpsc::Sender<Outgoing>,
+        now: Duration,
+        queue: &mut Queue<Ev>,
+    ) -> u32 {
+        let id = u32::try_from(self.slots.len()).expect("fewer than 2^32 streams");
+        let mut feed = Feed::new(generator, tx, now);
+        feed.pace(id, now, queue);
+        let done = feed.done;
+        self.slots.push(Some(Box::new(feed)));
+        self.live += 1;
+        if done {
+            self.free(id);
+        }
+        id
+    }
+
+    /// Stream `f`'s feed, unless it is done with.
+    pub fn get_mut(&mut self, f: u32) -> Option<&mut Feed> {
+        self.slots
+            .get_mut(f as usize)
+            .and_then(Option::as_deref_mut)
+    }
+
+    /// Stream `f`'s queue has no holder any more.
+    pub fn let_go(&mut self, f: u32) {
+        if let Some(feed) = self.get_mut(f) {
+            feed.consumer = None;
+        }
+    }
+
+    /// Stream `f` hands over what is due at `now`: the end holding its queue, if it got a
+    /// message. A feed that is done goes.
+    pub fn pace(&mut self, f: u32, now: Duration, queue: &mut Queue<Ev>) -> Option<(u64, usize)> {
+        let feed = self.get_mut(f)?;
+        let gave = feed.pace(f, now, queue);
+        let consumer = feed.consumer.filter(|_| gave);
+        if feed.done {
+            self.free(f);
+        }
+        consumer
+    }
+
+    fn free(&mut self, f: u32) {
+        if let Some(slot) = self.slots.get_mut(f as usize)
+            && slot.take().is_some()
+        {
+            self.live -= 1;
+        }
+    }
+
+    /// Streams started so far, and those whose feed is not done with yet.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.slots.len(), self.live)
+    }
+}
+
 /// One stream's sender.
 pub(crate) struct Feed {
     pacer: Pacer,

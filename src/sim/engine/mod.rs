@@ -100,7 +100,7 @@ use rand_chacha::ChaCha20Rng;
 pub use queue::{Queue, Timer};
 
 use self::conn::{Conn, End, Holder, Names, World};
-use self::feeds::Feed;
+use self::feeds::Feeds;
 use super::delivery::Log as DeliveryLog;
 use super::fault::FaultError;
 use super::links::FaultLinks;
@@ -351,7 +351,7 @@ fn client_app(
     host: &str,
     life: u32,
     start: Duration,
-    feeds: &mut Vec<Feed>,
+    feeds: &mut Feeds,
     queue: &mut Queue<Ev>,
 ) -> (Arc<dyn Handler>, Option<AppQueue>) {
     let Some(apps) = apps else {
@@ -365,10 +365,7 @@ fn client_app(
     let Some((generator, tx, rx)) = apps.client_generator(i, host, life) else {
         return (handler, None);
     };
-    let id = feeds.len() as u32;
-    let mut feed = Feed::new(&generator, tx, start);
-    feed.pace(id, start, queue);
-    feeds.push(feed);
+    let id = feeds.start(&generator, tx, start, queue);
     (handler, Some((rx, id)))
 }
 
@@ -448,7 +445,7 @@ pub struct Engine {
     /// The run's applications, when it has traffic; the streams they send, and those whose
     /// queue has room again.
     apps: Option<Apps>,
-    feeds: Vec<Feed>,
+    feeds: Feeds,
     room: Vec<u32>,
     /// The server's application in its process's life, the generators it starts and its
     /// sessions' streams.
@@ -468,6 +465,7 @@ impl std::fmt::Debug for Engine {
             .field("clients", &self.clients.len())
             .field("connections", &self.conns.len())
             .field("pending", &self.queue.len())
+            .field("streams", &self.feeds.counts())
             .finish()
     }
 }
@@ -518,7 +516,7 @@ impl Engine {
             seed,
         });
         let (server_app, server_starts) = server_app(apps.as_ref(), 0);
-        let mut feeds = Vec::new();
+        let mut feeds = Feeds::default();
         let mut actions = Vec::new();
         for (i, (at, _, action)) in schedule::actions(&faults).into_iter().enumerate() {
             // The schedule's task sleeps until each action: tokio wakes it on the millisecond.
@@ -647,6 +645,12 @@ impl Engine {
         self.stats
     }
 
+    /// The application streams started so far, and those still feeding their queue (a
+    /// stream's feed is freed once its generator is done or its queue's holder is gone).
+    pub fn streams(&self) -> (usize, usize) {
+        self.feeds.counts()
+    }
+
     /// The sessions' heartbeat counters, summed over the clients' sessions (`Side::Client`) or
     /// the server's.
     pub fn counters(&self, side: Side) -> Counters {
@@ -716,11 +720,7 @@ impl Engine {
     /// Stream `f` hands over what is due; the end holding its queue, if any, takes it.
     fn pace(&mut self, f: u32) {
         let now = self.now;
-        let feed = &mut self.feeds[f as usize];
-        if !feed.pace(f, now, &mut self.queue) {
-            return;
-        }
-        if let Some((id, side)) = feed.consumer {
+        if let Some((id, side)) = self.feeds.pace(f, now, &mut self.queue) {
             let (mut w, conns) = self.world();
             if let Some(c) = conns.get_mut(id as usize - 1).and_then(Option::as_mut) {
                 c.kick(side, &mut w);
@@ -787,7 +787,9 @@ impl Engine {
             Ev::Open(id) => self.open(id as usize),
             Ev::Feed { feed, generation } => {
                 let now = self.now;
-                if self.feeds[feed as usize].fire(generation, now, &mut self.queue, feed) {
+                if let Some(f) = self.feeds.get_mut(feed)
+                    && f.fire(generation, now, &mut self.queue, feed)
+                {
                     self.pace(feed);
                 }
             }
@@ -961,7 +963,9 @@ impl Engine {
         );
         let mut client_end = client_end;
         if let Some((_, f)) = &outgoing {
-            self.feeds[*f as usize].consumer = Some((id, 0));
+            if let Some(feed) = self.feeds.get_mut(*f) {
+                feed.consumer = Some((id, 0));
+            }
         }
         client_end.io.outgoing = outgoing;
         let mut conn = Conn::new(id, i as u32, [client_end, server_end], [there, back], tcp);
@@ -1018,7 +1022,7 @@ impl Engine {
             client.endpoint = Some(endpoint);
             // Its queue stays with it for the next attempt.
             if let Some((_, f)) = &client_end.io.outgoing {
-                self.feeds[*f as usize].consumer = None;
+                self.feeds.let_go(*f);
             }
             client.outgoing = client_end.io.outgoing;
             let (at, error) = match self.states.get(SERVER) {
