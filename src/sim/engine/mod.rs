@@ -962,10 +962,10 @@ impl Engine {
             self.server.limits.write_timeout,
         );
         let mut client_end = client_end;
-        if let Some((_, f)) = &outgoing {
-            if let Some(feed) = self.feeds.get_mut(*f) {
-                feed.consumer = Some((id, 0));
-            }
+        if let Some((_, f)) = &outgoing
+            && let Some(feed) = self.feeds.get_mut(*f)
+        {
+            feed.consumer = Some((id, 0));
         }
         client_end.io.outgoing = outgoing;
         let mut conn = Conn::new(id, i as u32, [client_end, server_end], [there, back], tcp);
