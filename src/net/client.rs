@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout_at;
 
-use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, Outgoing, ReadState, drive};
+use super::conn::{ConnCtx, ConnLimits, Handler, Outgoing, ReadState, drive};
 use super::latest::{Follower, Latest};
 use super::load::LoadSource;
 use super::tls::{CertificateProblem, certificate_problem};
@@ -22,7 +22,7 @@ use super::{Clock, ConnEnd, Connector, GateHandle, NetEvent, Observer, Steer};
 use crate::proto::backoff::{ConfigError, ReconnectConfig};
 use crate::proto::client::{ClientEndpoint, ClientEvent, Ending, EndpointConfig};
 use crate::proto::frame::MAX_PAYLOAD_LEN;
-use crate::proto::session::{ClientConfig, Side};
+use crate::proto::session::{ClientConfig, Shutdown, Side};
 use crate::proto::{Decoder, ErrorCode};
 
 /// Everything a client needs besides its connector.
@@ -166,7 +166,7 @@ async fn connect_loop<C: Connector>(
         observer: &*observer,
         handler: &*handler,
         limits: opts.limits,
-        on_shutdown: OnShutdown::Close,
+        on_shutdown: Shutdown::Close,
         steer,
     };
     let mut certificate = None;

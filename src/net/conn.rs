@@ -24,9 +24,9 @@ use tokio::time::Instant;
 
 use super::latest::Follower;
 use super::{Clock, ConnEnd, NetEvent, Observer, PeerLoss, Steer, Stream};
-use crate::proto::session::{Event, Message, Session, State};
+use crate::proto::session::{Event, Message, Session, Shutdown, State};
 use crate::proto::writes::WriteProgress;
-use crate::proto::{Decoder, Error as ProtoError, ErrorCode, Time};
+use crate::proto::{Decoder, Error as ProtoError, Time};
 
 /// Per-connection limits.
 #[derive(Clone, Copy, Debug)]
@@ -130,18 +130,9 @@ pub struct ConnCtx<'a> {
     pub handler: &'a dyn Handler,
     pub limits: ConnLimits,
     /// What to do when `shutdown` fires: the server sends GOAWAY, the client closes.
-    pub on_shutdown: OnShutdown,
+    pub on_shutdown: Shutdown,
     /// Server: its throttle and load figures, applied to the session as they change.
     pub steer: Option<Follower<Steer>>,
-}
-
-/// How a connection ends when its side shuts down.
-#[derive(Clone, Copy, Debug)]
-pub enum OnShutdown {
-    /// Server: GOAWAY SHUTTING_DOWN, come back after this long.
-    GoAway { retry_after: Duration },
-    /// Client: CLOSE NORMAL, the session ends.
-    Close,
 }
 
 /// Bytes already read and the decoder's state, handed from the handshake to the loop.
@@ -177,7 +168,7 @@ pub async fn drive<S: Stream>(
     let mut traffic = TrafficMeter::new(session, ctx.clock.now());
     let mut shutting_down = *shutdown.borrow();
     if shutting_down {
-        shut(session, ctx.on_shutdown);
+        session.handle_shutdown(ctx.on_shutdown);
     }
     // One wait for the whole connection, not a new one (registered with the watch shared by
     // every connection, then dropped) at every turn of the loop.
@@ -274,7 +265,7 @@ pub async fn drive<S: Stream>(
             biased;
             _ = &mut shutdown_changed, if !shutting_down => {
                 shutting_down = true;
-                shut(session, ctx.on_shutdown);
+                session.handle_shutdown(ctx.on_shutdown);
                 end = Some(ConnEnd::Shutdown);
                 closing |= pump(session, &mut wbuf, &mut writes, ctx);
                 if !closing {
@@ -412,15 +403,6 @@ impl TrafficMeter {
         ) {
             rep.observe(session, &ev);
         }
-    }
-}
-
-fn shut(session: &mut Session, how: OnShutdown) {
-    match how {
-        OnShutdown::GoAway { retry_after } => {
-            session.go_away(ErrorCode::ShuttingDown, retry_after, "server shutting down")
-        }
-        OnShutdown::Close => session.close(ErrorCode::Normal, "client shutting down"),
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, timeout, timeout_at};
 
 use super::Steer;
-use super::conn::{ConnCtx, ConnLimits, Handler, OnShutdown, ReadState, drive};
+use super::conn::{ConnCtx, ConnLimits, Handler, ReadState, drive};
 use super::latest::Latest;
 use super::load::LoadSource;
 use super::{Clock, GateHandle, Listener, NetEvent, Observer, Stream};
@@ -31,7 +31,7 @@ use crate::proto::registry::{RegistryEvent, ServerConfig};
 use crate::proto::server::{
     ConnId, Greeting, Opening, ServerEndpoint, ServerEndpointConfig, ServerEvent,
 };
-use crate::proto::session::Side;
+use crate::proto::session::{Shutdown, Side};
 use crate::proto::throttle::ThrottleConfig;
 use crate::proto::{Decoder, Error as ProtoError};
 
@@ -400,7 +400,7 @@ async fn connection<S: Stream>(
         observer: &*shared.observer,
         handler: &*shared.handler,
         limits: opts.limits,
-        on_shutdown: OnShutdown::GoAway {
+        on_shutdown: Shutdown::GoAway {
             retry_after: opts.retry_after,
         },
         steer: Some(shared.steer.follow()),

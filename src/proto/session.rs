@@ -48,6 +48,15 @@ use super::frame::{
 use super::health::{HealthConfig, HealthEvaluator, HealthEvent, HealthState};
 use super::time::Time;
 
+/// How a side's sessions leave when its process shuts down ([`Session::handle_shutdown`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Server: GOAWAY SHUTTING_DOWN, come back after this long; the session stays resumable.
+    GoAway { retry_after: Duration },
+    /// Client: CLOSE NORMAL, the session ends.
+    Close,
+}
+
 /// Which end of the conversation a session is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Side {
@@ -795,6 +804,18 @@ impl Session {
         self.drain_detector(now);
         self.reset_health(now);
         self.last_heartbeat = now;
+    }
+
+    /// This side's process is shutting down (protocol §12). A server's session ends its
+    /// connection with GOAWAY SHUTTING_DOWN and stays resumable, the client asked to come back
+    /// after `how`'s `retry_after`; a client's session closes with CLOSE NORMAL and ends.
+    pub fn handle_shutdown(&mut self, how: Shutdown) {
+        match how {
+            Shutdown::GoAway { retry_after } => {
+                self.go_away(ErrorCode::ShuttingDown, retry_after, "server shutting down")
+            }
+            Shutdown::Close => self.close(ErrorCode::Normal, "client shutting down"),
+        }
     }
 
     /// Server: ends this connection with GOAWAY (e.g. shutting down); the session stays

@@ -3,7 +3,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use mcpsim::proto::frame::{Body, Frame};
 use mcpsim::proto::registry::ServerConfig;
-use mcpsim::proto::session::{ClientConfig, Event, Message, SendError, SessionConfig, State};
+use mcpsim::proto::session::{
+    ClientConfig, Event, Message, SendError, SessionConfig, Shutdown, State,
+};
 use mcpsim::proto::{Error, ErrorCode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -180,6 +182,80 @@ fn after_a_resume_an_ack_for_data_not_yet_sent_again_is_a_sequence_error() {
         .handle_frame(p.now, Frame::new(id, 2, Body::Ack { window: 8 }))
         .unwrap_err();
     assert_eq!(err, Error::AckBeyondSent { acked: 2, sent: 0 });
+}
+
+#[test]
+fn a_server_shutting_down_sends_goaway_shutting_down_and_the_session_is_resumed() {
+    let mut p = Pair::new(ClientConfig::default(), ServerConfig::default());
+    p.run_until(at(0.5));
+    let id = p.client.id();
+    p.server
+        .as_mut()
+        .unwrap()
+        .handle_shutdown(Shutdown::GoAway {
+            retry_after: secs(2.0),
+        });
+    p.pump();
+    p.run_until(at(5.0));
+    let told: Vec<&Event> = p
+        .client_events
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| matches!(e, Event::GoAway { .. }))
+        .collect();
+    assert_eq!(
+        told,
+        [&Event::GoAway {
+            code: ErrorCode::ShuttingDown,
+            retry_after: secs(2.0)
+        }]
+    );
+    assert!(
+        p.client_events.iter().any(|(_, e)| matches!(
+            e,
+            Event::ConnectionClosed {
+                code: ErrorCode::ShuttingDown,
+                by_peer: true,
+                resumable: true,
+                ..
+            }
+        )),
+        "{:?}",
+        p.client_events
+    );
+    // When the client comes back is its endpoint's backoff, at least the 2 s asked
+    // (`proto::client`); this pair reconnects at once.
+    let resumed = p.client_times(|e| matches!(e, Event::Established { resumed: true, .. }));
+    assert!(!resumed.is_empty(), "not resumed");
+    assert_eq!(p.client.id(), id);
+}
+
+#[test]
+fn a_client_shutting_down_closes_normally_and_its_session_ends_on_both_sides() {
+    let mut p = Pair::new(ClientConfig::default(), ServerConfig::default());
+    p.run_until(at(0.5));
+    p.client.handle_shutdown(Shutdown::Close);
+    p.pump();
+    p.run_until(at(5.0));
+    assert_eq!(p.client.state(), State::Closed);
+    assert!(
+        p.server_events.iter().any(|(_, e)| matches!(
+            e,
+            Event::ConnectionClosed {
+                code: ErrorCode::Normal,
+                by_peer: true,
+                resumable: false,
+                ..
+            }
+        )),
+        "{:?}",
+        p.server_events
+    );
+    assert!(
+        p.client_times(|e| matches!(e, Event::Established { .. }))
+            .len()
+            == 1
+    );
 }
 
 #[test]
