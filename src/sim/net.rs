@@ -1098,8 +1098,7 @@ impl Drop for SimStream {
                     .front()
                     .is_some_and(|seg| seg.at <= now);
                 if unread {
-                    conn.tcp.reset(side, now, &mut Paths(&mut conn.paths));
-                    conn.tcp.forget(side);
+                    conn.tcp.abort(side, now, &mut Paths(&mut conn.paths));
                 } else {
                     send_fin(conn, side, now);
                     conn.tcp.close(side);

@@ -64,6 +64,10 @@
 //!   timer wheel at HZ = 250: rounded up to a jiffy and then to its level's granularity (1, 8, 64,
 //!   512 … jiffies for timeouts under 252 ms, 2.016 s, 16.128 s, 129 s …). Where the jiffy
 //!   counter stands when the connection starts is drawn from the connection's seed.
+//! - **RST**: a kernel whose socket is closed (with data unread) or gone answers arriving data
+//!   with RST. The RST travels as a packet behind whatever left before it; when it arrives the
+//!   receiving kernel aborts the connection (`tcp_reset`): its application gets ECONNRESET
+//!   and the kernel sends nothing more on it (no retransmission, no FIN).
 //! - Each direction of the link is FIFO: a packet never overtakes one sent before it.
 //!
 //! # Not modelled, and why
@@ -486,6 +490,8 @@ struct Packet {
     /// The timestamp echoed (TSecr): when the data that last advanced the sender's receive
     /// window was sent.
     tsecr: Duration,
+    /// A RST (no data, no ACK): the receiving kernel aborts the connection.
+    rst: bool,
 }
 
 /// What happens next, in the order it is taken at one instant.
@@ -751,8 +757,20 @@ impl TcpModel {
         e.delack = None;
     }
 
-    /// Side `side` sends a RST now (it closed with unread data).
-    pub fn reset(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+    /// Side `side`'s application closes its socket with data unread: the kernel sends RST and
+    /// forgets the connection (data arriving later gets RST). A connection its kernel already
+    /// dropped (reset by the peer, or forgotten) sends nothing.
+    pub fn abort(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+        if matches!(self.ends[side].kernel, Kernel::Up | Kernel::Closed) {
+            self.reset(side, now, wire);
+        }
+        self.forget(side);
+    }
+
+    /// Side `side` sends a RST now (its application closed with unread data, or data reached
+    /// a socket that is gone). When it arrives the peer's kernel aborts the connection
+    /// (`tcp_reset`): its application gets ECONNRESET and its kernel sends nothing more on it.
+    fn reset(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
         self.next.set(None);
         // A lost RST is answered again when the peer's next retransmission arrives; approximated
         // by retrying on the peer's RTO.
@@ -760,9 +778,17 @@ impl TcpModel {
         for _ in 0..16 {
             if let Some(a) = wire.carry(side, at, 0) {
                 let a = a.max(self.fifo[side]);
-                self.outputs.push(Output::Reset {
-                    side: 1 - side,
+                self.fifo[side] = a;
+                self.order += 1;
+                self.packets[side].push_back(Packet {
                     at: a,
+                    order: self.order,
+                    to: 1 - side,
+                    first: 1,
+                    last: 0,
+                    stamp: at,
+                    tsecr: Duration::ZERO,
+                    rst: true,
                 });
                 return;
             }
@@ -901,12 +927,24 @@ impl TcpModel {
                 last,
                 stamp: now,
                 tsecr: self.ends[side].ts_recent,
+                rst: false,
             });
         }
     }
 
     fn arrive(&mut self, p: Packet, wire: &mut impl Wire) {
         let to = p.to;
+        if p.rst {
+            // A kernel without the connection (down, or it forgot it) has nothing to abort.
+            if matches!(self.ends[to].kernel, Kernel::Up | Kernel::Closed) {
+                self.outputs.push(Output::Reset { side: to, at: p.at });
+                self.note(p.at, to, || {
+                    "tcp: reset by peer, connection aborted".to_string()
+                });
+                self.forget(to);
+            }
+            return;
+        }
         match self.ends[to].kernel {
             Kernel::Gone => return,
             Kernel::Forgotten => {
@@ -1733,6 +1771,31 @@ mod tests {
                 at: ms(12.0)
             }]
         );
+    }
+
+    #[test]
+    fn a_reset_aborts_the_connection_so_its_unacknowledged_data_is_never_resent() {
+        // The server's machine rebooted: the client's heartbeat at 10 ms is answered with RST
+        // (at 12 ms), which acknowledges nothing. An aborted kernel sends no probe, no resend,
+        // and so meets no timeout either, however long its application keeps the socket.
+        let mut m = TcpModel::new(exact(), Some(ms(2.0)), [0, 0]);
+        m.keep_notes();
+        let mut link = lan();
+        m.advance(ms(10.0), &mut link);
+        m.forget(1);
+        m.write(0, 16, ms(10.0), &mut link);
+        m.advance(ms(60_000.0), &mut link);
+        let outs: Vec<Output> = m.take_outputs().collect();
+        assert_eq!(
+            outs,
+            [Output::Reset {
+                side: 0,
+                at: ms(12.0)
+            }]
+        );
+        let notes: Vec<String> = m.take_notes().into_iter().map(|n| n.text).collect();
+        assert_eq!(notes, ["tcp: reset by peer, connection aborted"]);
+        assert_eq!(m.poll_timeout(), None, "nothing more to do");
     }
 
     #[test]

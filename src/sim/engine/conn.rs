@@ -924,8 +924,7 @@ impl Conn {
         }
         if unread {
             self.ends[side].reset = true;
-            self.tcp.reset(side, now, &mut Paths(&mut self.paths));
-            self.tcp.forget(side);
+            self.tcp.abort(side, now, &mut Paths(&mut self.paths));
         } else {
             let seq = self.tcp.write(side, 0, now, &mut Paths(&mut self.paths));
             self.pipes[side].fin_seq = Some(seq);
