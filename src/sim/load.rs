@@ -20,8 +20,9 @@
 //! arrival once per connection, and the work piles up ahead of the replies. On a real machine
 //! the read would wait too. How the figures hang on such details, measured on
 //! `overloaded-server.toml` over 8 seeds (false suspicions by the clients and by the server):
-//! 3,166 and 1,994 here; 0 and 0 with a gate that holds every task, reads included, as soon
-//! as it closes (tried on the event engine); 2 and 531 with reads taken as here but waiting
+//! 3,166 and 1,994 here (3,217 and 1,936 since a RST aborts the kernel it reaches; the
+//! attempts that follow were measured before that); 0 and 0 with a gate that holds every
+//! task, reads included, as soon as it closes (tried on the event engine); 2 and 531 with reads taken as here but waiting
 //! tasks let through in the order they came rather than in tokio's; 435 and 566 when, on top
 //! of that, a task that passes takes its turn before it reads, as here (heartbeat round trip
 //! p99 11.1 s against 2.2 s here: in arrival order every task waits out the backlog evenly,
