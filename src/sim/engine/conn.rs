@@ -291,7 +291,7 @@ pub(super) struct Conn {
     tcp: TcpModel,
     pub tcp_timer: Timer,
     /// A reset or timeout the kernel has decided for a side, and when it reaches that side's
-    /// socket (the model knows it ahead of time; a reader meets it then).
+    /// socket (a reader meets it then; a paused end when it resumes).
     failures: [Option<(Duration, io::ErrorKind)>; 2],
     /// Which sides' sockets are gone (closed by their driver, or with their process). Once
     /// both are, the connection is gone from the simulated network, its kernels' unfinished
