@@ -194,6 +194,18 @@ impl Conns {
         }
     }
 
+    /// Removes connection `id` once both its sockets are closed and its kernels have nothing
+    /// more to do (what they held sent and acknowledged, or aborted by a RST, or given up):
+    /// until then a closed socket's kernel goes on as an orphan, as Linux's does.
+    fn retire_if_done(&mut self, id: u64) {
+        if self
+            .get(id)
+            .is_some_and(|c| c.closed[0] && c.closed[1] && c.tcp.poll_timeout().is_none())
+        {
+            self.remove(id);
+        }
+    }
+
     fn values(&self) -> impl Iterator<Item = &Conn> {
         self.0.iter().filter_map(|c| c.as_deref())
     }
@@ -473,6 +485,7 @@ impl SimNet {
                         conn.scheduled = None;
                         run_tcp(conn, id, now, &mut wake, notes);
                         reschedule(mail, conn, id);
+                        conns.retire_if_done(id);
                     }
                 }
                 next = mail.peek().map(|m| m.0.0);
@@ -819,6 +832,7 @@ impl State {
                 }
             }
             self.touch(id, now, wake);
+            self.conns.retire_if_done(id);
         }
     }
 }
@@ -1111,9 +1125,7 @@ impl Drop for SimStream {
                 conn.pipes[1 - side].reader.take(),
                 conn.pipes[1 - side].writer.take(),
             ];
-            if conn.closed[0] && conn.closed[1] {
-                s.conns.remove(id);
-            }
+            s.conns.retire_if_done(id);
             let inside_host = turmoil::sim_elapsed().is_some();
             for (kind, w) in wakers
                 .into_iter()

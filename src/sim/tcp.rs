@@ -65,9 +65,13 @@
 //!   512 … jiffies for timeouts under 252 ms, 2.016 s, 16.128 s, 129 s …). Where the jiffy
 //!   counter stands when the connection starts is drawn from the connection's seed.
 //! - **RST**: a kernel whose socket is closed (with data unread) or gone answers arriving data
-//!   with RST. The RST travels as a packet behind whatever left before it; when it arrives the
-//!   receiving kernel aborts the connection (`tcp_reset`): its application gets ECONNRESET
-//!   and the kernel sends nothing more on it (no retransmission, no FIN).
+//!   with RST, one per packet. The RST travels as a packet behind whatever left before it and
+//!   is not retransmitted (a lost one is answered again when the peer's next packet arrives);
+//!   when it arrives the receiving kernel aborts the connection (`tcp_reset`): its
+//!   application gets ECONNRESET and the kernel sends nothing more on it.
+//! - **Orphans**: a socket closed with FIN leaves its kernel sending what it holds (the FIN
+//!   last) until it is acknowledged, a RST aborts it, or `tcp_orphan_retries` (8) run out;
+//!   the engines keep a connection until both sockets are closed and both kernels are done.
 //! - Each direction of the link is FIFO: a packet never overtakes one sent before it.
 //!
 //! # Not modelled, and why
@@ -113,6 +117,10 @@ pub trait Wire {
     /// when it reaches side `1 - from`, or `None` if lost (or dropped by a full queue).
     fn carry(&mut self, from: usize, at: Duration, payload: usize) -> Option<Duration>;
 }
+
+/// Retransmissions a closed socket's kernel makes before it gives up: `tcp_orphan_retries`
+/// is 0 by default, which `tcp_orphan_retries()` reads as 8 while the RTO is under its maximum.
+pub const ORPHAN_RETRIES: u32 = 8;
 
 /// The initial congestion window, in packets (RFC 6928, Linux `TCP_INIT_CWND`).
 pub const INITIAL_WINDOW: u32 = 10;
@@ -731,7 +739,9 @@ impl TcpModel {
         self.ends[side].reading = reading;
     }
 
-    /// Side `side`'s process died: its kernel answers data with RST from now on.
+    /// Side `side`'s socket is closed (by its application, or with its process): its kernel
+    /// keeps sending what it holds (and the FIN written before) until it is acknowledged, a
+    /// RST aborts it, or [`ORPHAN_RETRIES`] run out; it answers data with RST from now on.
     pub fn close(&mut self, side: usize) {
         self.next.set(None);
         if self.ends[side].kernel == Kernel::Up {
@@ -770,29 +780,25 @@ impl TcpModel {
     /// Side `side` sends a RST now (its application closed with unread data, or data reached
     /// a socket that is gone). When it arrives the peer's kernel aborts the connection
     /// (`tcp_reset`): its application gets ECONNRESET and its kernel sends nothing more on it.
+    /// A RST is not retransmitted: if it is lost, the peer's next packet (a resend, new data)
+    /// meets the same closed socket and draws another, as on Linux, where every segment that
+    /// reaches no socket is answered with one.
     fn reset(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
         self.next.set(None);
-        // A lost RST is answered again when the peer's next retransmission arrives; approximated
-        // by retrying on the peer's RTO.
-        let mut at = now;
-        for _ in 0..16 {
-            if let Some(a) = wire.carry(side, at, 0) {
-                let a = a.max(self.fifo[side]);
-                self.fifo[side] = a;
-                self.order += 1;
-                self.packets[side].push_back(Packet {
-                    at: a,
-                    order: self.order,
-                    to: 1 - side,
-                    first: 1,
-                    last: 0,
-                    stamp: at,
-                    tsecr: Duration::ZERO,
-                    rst: true,
-                });
-                return;
-            }
-            at += self.ends[1 - side].rto;
+        if let Some(a) = wire.carry(side, now, 0) {
+            let a = a.max(self.fifo[side]);
+            self.fifo[side] = a;
+            self.order += 1;
+            self.packets[side].push_back(Packet {
+                at: a,
+                order: self.order,
+                to: 1 - side,
+                first: 1,
+                last: 0,
+                stamp: now,
+                tsecr: Duration::ZERO,
+                rst: true,
+            });
         }
     }
 
@@ -1352,9 +1358,16 @@ impl TcpModel {
         if e.timeouts > 0
             && let Some(stamp) = e.retrans_stamp
         {
+            // A closed socket's kernel (an orphan) gives up after `tcp_orphan_retries`
+            // (0, which Linux reads as 8 while the RTO is under its maximum), not `retries2`.
+            let retries = match e.kernel {
+                Kernel::Closed if e.rto < cfg.rto_max => ORPHAN_RETRIES,
+                Kernel::Closed => 0,
+                _ => cfg.retries2,
+            };
             let limit = cfg
                 .user_timeout
-                .unwrap_or_else(|| cfg.budget(cfg.rto_min, cfg.retries2));
+                .unwrap_or_else(|| cfg.budget(cfg.rto_min, retries));
             if now.saturating_sub(stamp) >= limit {
                 self.note(now, side, || "tcp: ETIMEDOUT".to_string());
                 self.outputs.push(Output::TimedOut { side, at: now });
@@ -1795,6 +1808,30 @@ mod tests {
         );
         let notes: Vec<String> = m.take_notes().into_iter().map(|n| n.text).collect();
         assert_eq!(notes, ["tcp: reset by peer, connection aborted"]);
+        assert_eq!(m.poll_timeout(), None, "nothing more to do");
+    }
+
+    #[test]
+    fn a_closed_sockets_kernel_resends_its_data_as_an_orphan_and_gives_up_after_eight_retries() {
+        // The peer's machine is down; side 0 writes, then its application closes the socket.
+        // Its kernel goes on resending (FIN included) and gives up on the orphan budget, 8
+        // retries from a 200 ms RTO (102.2 s), not the open socket's 15 (924.6 s).
+        let mut m = TcpModel::new(exact(), Some(ms(2.0)), [0, 0]);
+        let mut link = lan();
+        m.machine_down(1);
+        m.write(0, 16, ms(10.0), &mut link);
+        m.write(0, 0, ms(10.0), &mut link);
+        m.close(0);
+        m.advance(ms(2_000_000.0), &mut link);
+        let outs: Vec<Output> = m.take_outputs().collect();
+        let budget = exact().budget(ms(200.0), ORPHAN_RETRIES);
+        assert_eq!(budget, ms(102_200.0));
+        assert!(
+            matches!(outs[..], [Output::TimedOut { side: 0, at }]
+                if at >= ms(10.0) + budget && at < ms(10.0) + budget + ms(130_000.0)),
+            "{outs:?}"
+        );
+        assert!(m.info(0).retransmits >= 8, "{:?}", m.info(0));
         assert_eq!(m.poll_timeout(), None, "nothing more to do");
     }
 

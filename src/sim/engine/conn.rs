@@ -294,8 +294,7 @@ pub(super) struct Conn {
     /// socket (a reader meets it then; a paused end when it resumes).
     failures: [Option<(Duration, io::ErrorKind)>; 2],
     /// Which sides' sockets are gone (closed by their driver, or with their process). Once
-    /// both are, the connection is gone from the simulated network, its kernels' unfinished
-    /// business (queued data, FINs, retransmissions) with it, as `sim::net` removes it.
+    /// both are and the kernels are done (see [`Conn::gone`]), so is the connection.
     dropped: [bool; 2],
 }
 
@@ -1026,9 +1025,11 @@ impl Conn {
         }
     }
 
-    /// Both sockets are gone: so is the connection.
+    /// Both sockets are gone and their kernels have nothing more to do: so is the connection,
+    /// as `sim::net` retires it. Until then a closed socket's kernel goes on as an orphan:
+    /// it sends what it holds until that is acknowledged, a RST aborts it, or it gives up.
     fn gone(&self) -> bool {
-        self.dropped[0] && self.dropped[1]
+        self.dropped[0] && self.dropped[1] && self.tcp.poll_timeout().is_none()
     }
 
     /// The heartbeat counters of the session on `side`, if it has one.

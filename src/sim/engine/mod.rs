@@ -67,7 +67,9 @@
 //! into segments as `sim::net` cuts them (one per MSS on a link with a rate, where the
 //! congestion window is on), the kernel's send buffer, the write-stall timeout, a closing
 //! session's wait for its buffer, a replaced session's flush limit; and a connection gone from
-//! the network once both its sockets are, as `sim::net` removes it.
+//! the network once both its sockets are closed and its kernels are done (a closed socket's
+//! kernel sends what it holds as an orphan until it is acknowledged, a RST aborts it or it
+//! gives up), as `sim::net` retires it.
 //!
 //! The segment-level trace ([`run_with`]): every heartbeat frame received, through the
 //! runner's recorder, and the kernels' notes of each connection, taken after each of its events
