@@ -494,7 +494,9 @@ impl Session {
             close_last: None,
             hb_seq: 0,
             hb_deadline: None,
-            hb_sent: VecDeque::with_capacity(RTT_SLOTS),
+            // Grown as heartbeats go unanswered (at most `RTT_SLOTS`), not reserved up front:
+            // in steady state one or two are outstanding.
+            hb_sent: VecDeque::new(),
             detector: None,
             health: None,
             last_heartbeat: Time::ZERO,
