@@ -270,8 +270,17 @@ impl SegmentTrace {
         SegmentTrace::default()
     }
 
+    /// What a run at `level` keeps: nothing at [`TraceLevel::Events`], lines into `rec`'s trace
+    /// at [`TraceLevel::Segments`].
+    pub(super) fn at_level(level: TraceLevel, rec: &Arc<Mutex<Recorder>>) -> SegmentTrace {
+        match level {
+            TraceLevel::Events => SegmentTrace::off(),
+            TraceLevel::Segments => SegmentTrace::recording(rec),
+        }
+    }
+
     /// Lines go to the run's trace.
-    pub(super) fn recording(rec: &Arc<Mutex<Recorder>>) -> SegmentTrace {
+    fn recording(rec: &Arc<Mutex<Recorder>>) -> SegmentTrace {
         let rec = rec.clone();
         SegmentTrace {
             sink: Some(Arc::new(move |line| {
@@ -607,10 +616,7 @@ fn shared(
     let rec = Arc::new(Mutex::new(Recorder::default()));
     // Everything that logs at the segment level takes a clone: the sessions' heartbeat receipts
     // (through their observer). The simulated TCP's notes are taken from the network at the end.
-    let segments = match options.trace {
-        TraceLevel::Events => SegmentTrace::off(),
-        TraceLevel::Segments => SegmentTrace::recording(&rec),
-    };
+    let segments = SegmentTrace::at_level(options.trace, &rec);
     Shared {
         net,
         rec,

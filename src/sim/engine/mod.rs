@@ -146,13 +146,9 @@ pub fn run_with(
 ) -> Result<Outcome, EngineError> {
     let clock = EngineClock::default();
     let rec = Arc::new(Mutex::new(Recorder::default()));
-    let segments = match options.trace {
-        TraceLevel::Events => SegmentTrace::off(),
-        TraceLevel::Segments => SegmentTrace::recording(&rec),
-    };
     let observer = Arc::new(TraceObserver {
         rec: rec.clone(),
-        segments,
+        segments: SegmentTrace::at_level(options.trace, &rec),
         cpu: None,
         clock: Some(clock.clone()),
     });
