@@ -17,7 +17,10 @@
 //! comparison. An event further ahead than the wheel reaches, off the millisecond grid, or
 //! behind the wheel's cursor goes into the heap, keyed by `(time, sequence)`. A pop compares the
 //! first entry of the first non-empty slot with the top of the heap by that same key, so the
-//! order is exactly the heap-only order whichever structure holds an event.
+//! order is exactly the heap-only order whichever structure holds an event. A bitmap of the
+//! slots holding events finds that first slot 64 milliseconds at a time, and an event popped
+//! from the heap takes the wheel's cursor along, so the wheel keeps covering the seconds ahead
+//! of now after a stretch with nothing in it (before, everything went to the heap from then on).
 //!
 //! # Timers that move
 //!
@@ -71,6 +74,11 @@ fn key(at: Duration, seq: u64) -> u128 {
     (u128::from(ns) << 64) | u128::from(seq)
 }
 
+/// The millisecond of a key's time, rounded down.
+fn key_ms(key: u128) -> u64 {
+    ((key >> 64) as u64) / MS
+}
+
 fn time(key: u128) -> Duration {
     Duration::from_nanos((key >> 64) as u64)
 }
@@ -98,6 +106,9 @@ pub struct Queue<E> {
     /// Slot `ms % SLOTS` lists the events of millisecond `ms` in `cursor .. cursor + SLOTS`
     /// in push order: `(first, last)` node, or `NIL`.
     slots: Vec<(u32, u32)>,
+    /// Which slots hold events: bit `i % 64` of word `i / 64` for slot `i`, so that finding
+    /// the next event skips empty milliseconds 64 at a time.
+    occupied: Vec<u64>,
     /// Every slot's events, in one arena, so that memory follows the events pending at once
     /// rather than the most any one slot ever held; freed nodes are reused.
     nodes: Vec<Node<E>>,
@@ -121,6 +132,7 @@ impl<E> Queue<E> {
     pub fn with_capacity(n: usize) -> Queue<E> {
         Queue {
             slots: vec![(NIL, NIL); SLOTS as usize],
+            occupied: vec![0; (SLOTS / 64) as usize],
             nodes: Vec::with_capacity(n),
             free: NIL,
             cursor: 0,
@@ -153,9 +165,13 @@ impl<E> Queue<E> {
                     i
                 }
             };
-            let slot = &mut self.slots[(ms % SLOTS) as usize];
+            let s = (ms % SLOTS) as usize;
+            let slot = &mut self.slots[s];
             match slot.1 {
-                NIL => slot.0 = i,
+                NIL => {
+                    slot.0 = i;
+                    self.occupied[s / 64] |= 1 << (s % 64);
+                }
                 last => self.nodes[last as usize].next = i,
             }
             slot.1 = i;
@@ -171,14 +187,32 @@ impl<E> Queue<E> {
         if self.in_slots == 0 {
             return None;
         }
-        loop {
-            let first = self.slots[(self.cursor % SLOTS) as usize].0;
-            if first != NIL {
-                let seq = self.nodes[first as usize].seq;
-                return Some((u128::from(self.cursor * MS) << 64) | u128::from(seq));
-            }
-            self.cursor += 1;
+        self.cursor += self.to_occupied((self.cursor % SLOTS) as usize);
+        let first = self.slots[(self.cursor % SLOTS) as usize].0;
+        let seq = self.nodes[first as usize].seq;
+        Some((u128::from(self.cursor * MS) << 64) | u128::from(seq))
+    }
+
+    /// How many slots on from slot `start`, going round, the first one holding events is.
+    /// There must be one.
+    fn to_occupied(&self, start: usize) -> u64 {
+        let words = self.occupied.len();
+        let (w0, b0) = (start / 64, start % 64);
+        let here = self.occupied[w0] & (u64::MAX << b0);
+        if here != 0 {
+            return u64::from(here.trailing_zeros()) - b0 as u64;
         }
+        // The words after, round to the first word again (whose bits before `start` are the
+        // last milliseconds of the wheel's reach).
+        for k in 1..=words {
+            let w = (w0 + k) % words;
+            let bits = self.occupied[w];
+            if bits != 0 {
+                let slot = (w * 64) as u64 + u64::from(bits.trailing_zeros());
+                return (slot + SLOTS - start as u64) % SLOTS;
+            }
+        }
+        unreachable!("a slot holds the wheel's events")
     }
 
     /// The earliest event, first scheduled among those of its instant.
@@ -191,13 +225,15 @@ impl<E> Queue<E> {
             (w, _) => w.is_some(),
         };
         if from_wheel {
-            let slot = &mut self.slots[(self.cursor % SLOTS) as usize];
+            let s = (self.cursor % SLOTS) as usize;
+            let slot = &mut self.slots[s];
             let i = slot.0;
             let node = &mut self.nodes[i as usize];
             let event = node.event.take().expect("a listed node holds its event");
             slot.0 = node.next;
             if slot.0 == NIL {
                 slot.1 = NIL;
+                self.occupied[s / 64] &= !(1 << (s % 64));
             }
             node.next = self.free;
             self.free = i;
@@ -205,6 +241,9 @@ impl<E> Queue<E> {
             Some((Duration::from_nanos(self.cursor * MS), event))
         } else {
             let e = self.heap.pop().expect("the top was just seen");
+            // Nothing in the wheel is earlier, so its cursor may follow: the wheel goes on
+            // covering the seconds ahead of now after a stretch with nothing in it.
+            self.cursor = self.cursor.max(key_ms(e.key));
             Some((time(e.key), e.event))
         }
     }
@@ -358,6 +397,46 @@ mod tests {
         assert_eq!((q.nodes.len(), q.nodes.capacity()), (nodes, cap));
         assert_eq!(nodes, 1000);
         assert_eq!(q.heap.capacity(), 0);
+    }
+
+    #[test]
+    fn after_a_stretch_beyond_the_wheels_reach_near_events_go_to_the_wheel_again() {
+        let mut q = Queue::default();
+        let far = Duration::from_millis(3 * SLOTS);
+        q.push(far, "far");
+        assert_eq!(q.heap.len(), 1);
+        assert_eq!(q.pop(), Some((far, "far")));
+        q.push(far + ms(5), "near");
+        q.push(far + ms(1), "nearer");
+        assert_eq!((q.in_slots, q.heap.len()), (2, 0));
+        assert_eq!(q.pop(), Some((far + ms(1), "nearer")));
+        assert_eq!(q.pop(), Some((far + ms(5), "near")));
+    }
+
+    #[test]
+    fn the_next_event_is_found_across_the_wheels_wrap() {
+        let mut q = Queue::default();
+        // The cursor near the end of the wheel's slots, then events on both sides of the wrap.
+        let base = Duration::from_millis(SLOTS - 3);
+        q.push(base, 0);
+        assert_eq!(q.pop(), Some((base, 0)));
+        for (i, ahead) in [70, 2, 200, 1, 4000].into_iter().enumerate() {
+            q.push(base + ms(ahead), i);
+        }
+        let order: Vec<_> = std::iter::from_fn(|| q.pop())
+            .map(|(t, i)| (t - base, i))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (ms(1), 3),
+                (ms(2), 1),
+                (ms(70), 0),
+                (ms(200), 2),
+                (ms(4000), 4)
+            ]
+        );
+        assert_eq!(q.heap.capacity(), 0, "all of them in the wheel");
     }
 
     #[test]

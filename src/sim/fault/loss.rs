@@ -159,6 +159,15 @@ impl GeTimeline {
 
     fn state_at(&mut self, t: Duration) -> GeState {
         self.extend_past(t);
+        // Asked about the present, almost always: the change in force is then one of the last
+        // few (the last is later than `t`). The history kept behind them is searched only for
+        // an older instant.
+        let n = self.changes.len();
+        for i in (n.saturating_sub(4)..n).rev() {
+            if self.changes[i].0 <= t {
+                return self.changes[i].1;
+            }
+        }
         let i = self.changes.partition_point(|&(from, _)| from <= t);
         debug_assert!(i > 0, "loss state asked for {t:?}, before the history kept");
         self.changes[i.saturating_sub(1)].1
