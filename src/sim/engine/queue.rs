@@ -17,8 +17,7 @@
 //! comparison. An event further ahead than the wheel reaches, off the millisecond grid, or
 //! behind the wheel's cursor goes into the heap, keyed by `(time, sequence)`. A pop compares the
 //! first entry of the first non-empty slot with the top of the heap by that same key, so the
-//! order is exactly the heap-only order whichever structure holds an event. A bitmap of the
-//! slots holding events finds that first slot 64 milliseconds at a time, and an event popped
+//! order is exactly the heap-only order whichever structure holds an event. An event popped
 //! from the heap takes the wheel's cursor along, so the wheel keeps covering the seconds ahead
 //! of now after a stretch with nothing in it (before, everything went to the heap from then on).
 //!
@@ -106,9 +105,6 @@ pub struct Queue<E> {
     /// Slot `ms % SLOTS` lists the events of millisecond `ms` in `cursor .. cursor + SLOTS`
     /// in push order: `(first, last)` node, or `NIL`.
     slots: Vec<(u32, u32)>,
-    /// Which slots hold events: bit `i % 64` of word `i / 64` for slot `i`, so that finding
-    /// the next event skips empty milliseconds 64 at a time.
-    occupied: Vec<u64>,
     /// Every slot's events, in one arena, so that memory follows the events pending at once
     /// rather than the most any one slot ever held; freed nodes are reused.
     nodes: Vec<Node<E>>,
@@ -132,7 +128,6 @@ impl<E> Queue<E> {
     pub fn with_capacity(n: usize) -> Queue<E> {
         Queue {
             slots: vec![(NIL, NIL); SLOTS as usize],
-            occupied: vec![0; (SLOTS / 64) as usize],
             nodes: Vec::with_capacity(n),
             free: NIL,
             cursor: 0,
@@ -165,13 +160,9 @@ impl<E> Queue<E> {
                     i
                 }
             };
-            let s = (ms % SLOTS) as usize;
-            let slot = &mut self.slots[s];
+            let slot = &mut self.slots[(ms % SLOTS) as usize];
             match slot.1 {
-                NIL => {
-                    slot.0 = i;
-                    self.occupied[s / 64] |= 1 << (s % 64);
-                }
+                NIL => slot.0 = i,
                 last => self.nodes[last as usize].next = i,
             }
             slot.1 = i;
@@ -187,32 +178,14 @@ impl<E> Queue<E> {
         if self.in_slots == 0 {
             return None;
         }
-        self.cursor += self.to_occupied((self.cursor % SLOTS) as usize);
-        let first = self.slots[(self.cursor % SLOTS) as usize].0;
-        let seq = self.nodes[first as usize].seq;
-        Some((u128::from(self.cursor * MS) << 64) | u128::from(seq))
-    }
-
-    /// How many slots on from slot `start`, going round, the first one holding events is.
-    /// There must be one.
-    fn to_occupied(&self, start: usize) -> u64 {
-        let words = self.occupied.len();
-        let (w0, b0) = (start / 64, start % 64);
-        let here = self.occupied[w0] & (u64::MAX << b0);
-        if here != 0 {
-            return u64::from(here.trailing_zeros()) - b0 as u64;
-        }
-        // The words after, round to the first word again (whose bits before `start` are the
-        // last milliseconds of the wheel's reach).
-        for k in 1..=words {
-            let w = (w0 + k) % words;
-            let bits = self.occupied[w];
-            if bits != 0 {
-                let slot = (w * 64) as u64 + u64::from(bits.trailing_zeros());
-                return (slot + SLOTS - start as u64) % SLOTS;
+        loop {
+            let first = self.slots[(self.cursor % SLOTS) as usize].0;
+            if first != NIL {
+                let seq = self.nodes[first as usize].seq;
+                return Some((u128::from(self.cursor * MS) << 64) | u128::from(seq));
             }
+            self.cursor += 1;
         }
-        unreachable!("a slot holds the wheel's events")
     }
 
     /// The earliest event, first scheduled among those of its instant.
@@ -225,15 +198,13 @@ impl<E> Queue<E> {
             (w, _) => w.is_some(),
         };
         if from_wheel {
-            let s = (self.cursor % SLOTS) as usize;
-            let slot = &mut self.slots[s];
+            let slot = &mut self.slots[(self.cursor % SLOTS) as usize];
             let i = slot.0;
             let node = &mut self.nodes[i as usize];
             let event = node.event.take().expect("a listed node holds its event");
             slot.0 = node.next;
             if slot.0 == NIL {
                 slot.1 = NIL;
-                self.occupied[s / 64] &= !(1 << (s % 64));
             }
             node.next = self.free;
             self.free = i;
