@@ -462,7 +462,10 @@ pub fn between_seeds_interval(
     let exposure: f64 = batches.iter().map(|b| b.1).sum();
     let rate = events / exposure;
     let mean_exposure = exposure / n as f64;
-    let squares: f64 = batches.iter().map(|(x, e)| (x - rate * e).powi(2)).sum();
+    let squares: f64 = batches
+        .iter()
+        .map(|(x, e)| (x - rate * e) * (x - rate * e))
+        .sum();
     let se = (squares / (n * (n - 1)) as f64).sqrt() / mean_exposure;
     let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
         .expect("n ≥ 2: positive degrees of freedom")

@@ -350,7 +350,10 @@ fn y_star(threshold: f64) -> f64 {
     let p = B / A;
     let q = g / A;
     let h = q.abs() / 2.0;
-    let u = (h + (h * h + (p / 3.0).powi(3)).sqrt()).cbrt();
+    // Cubed by multiplication: `powi`'s rounding may differ between builds (its docs say so),
+    // and this root decides when the detector suspects.
+    let c = p / 3.0;
+    let u = (h + (h * h + c * c * c).sqrt()).cbrt();
     let root = if u.is_infinite() {
         u
     } else {
