@@ -185,6 +185,11 @@ pub struct Progress {
 
 /// Runs each `(pairing, seed)` of `jobs`, `threads` at a time; the summaries come back in the
 /// order of `jobs`. `progress` is called from the worker threads as runs advance.
+///
+/// The runs start longest first (by the heartbeats they simulate), each thread taking the next
+/// as it becomes free: a long run (a short interval) left for the end would keep one thread
+/// busy while the others idle. What each run gives does not depend on when it ran; an error
+/// reported is that of the first failing job in the order of `jobs`.
 pub fn run_jobs(
     plan: &Plan,
     jobs: &[(usize, u64)],
@@ -204,40 +209,55 @@ pub fn run_jobs(
             simulated_total,
         })
     };
+    let run = |(p, seed): (usize, u64)| {
+        let advanced = |d: Duration| {
+            let ms = simulated_ms.fetch_add(d.as_millis() as u64, Ordering::Relaxed);
+            report(done.load(Ordering::Relaxed), ms + d.as_millis() as u64);
+        };
+        let out = match plan.engine {
+            Engine::Turmoil => {
+                runner::run_watched(&scenarios[p], seed, RunOptions::default(), &advanced)
+                    .map_err(|e| e.to_string())
+            }
+            Engine::Event => crate::sim::engine::run(&scenarios[p], seed)
+                .map_err(|e| format!("{e} (run it with --engine turmoil)")),
+        }
+        .map_err(|message| RunError::Simulation {
+            pairing: plan.pairing_name(p),
+            seed,
+            message,
+        })?;
+        require_connected(plan, p, seed, &out)?;
+        let summary = RunSummary::judged(seed, &out, &plan.judge_for(p));
+        report(
+            done.fetch_add(1, Ordering::Relaxed) + 1,
+            simulated_ms.load(Ordering::Relaxed),
+        );
+        Ok(summary)
+    };
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    // A stable sort: runs of equal work keep the order of `jobs`.
+    order.sort_by_key(|&i| std::cmp::Reverse(heartbeats(&scenarios[jobs[i].0])));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| RunError::Threads(e.to_string()))?;
-    pool.install(|| {
-        jobs.par_iter()
-            .map(|&(p, seed)| {
-                let advanced = |d: Duration| {
-                    let ms = simulated_ms.fetch_add(d.as_millis() as u64, Ordering::Relaxed);
-                    report(done.load(Ordering::Relaxed), ms + d.as_millis() as u64);
-                };
-                let out = match plan.engine {
-                    Engine::Turmoil => {
-                        runner::run_watched(&scenarios[p], seed, RunOptions::default(), &advanced)
-                            .map_err(|e| e.to_string())
-                    }
-                    Engine::Event => crate::sim::engine::run(&scenarios[p], seed)
-                        .map_err(|e| format!("{e} (run it with --engine turmoil)")),
-                }
-                .map_err(|message| RunError::Simulation {
-                    pairing: plan.pairing_name(p),
-                    seed,
-                    message,
-                })?;
-                require_connected(plan, p, seed, &out)?;
-                let summary = RunSummary::judged(seed, &out, &plan.judge_for(p));
-                report(
-                    done.fetch_add(1, Ordering::Relaxed) + 1,
-                    simulated_ms.load(Ordering::Relaxed),
-                );
-                Ok(summary)
-            })
+    // `par_bridge` hands each free thread the next job in `order`.
+    let mut results: Vec<(usize, Result<RunSummary, RunError>)> = pool.install(|| {
+        order
+            .into_iter()
+            .par_bridge()
+            .map(|i| (i, run(jobs[i])))
             .collect()
-    })
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The heartbeats a run of `scenario` simulates, to order runs by their work.
+fn heartbeats(scenario: &runner::Scenario) -> u128 {
+    let interval = scenario.stack.heartbeat.interval.0.as_nanos().max(1);
+    scenario.sessions as u128 * scenario.duration.as_nanos() / interval
 }
 
 /// The command that replays one run exactly: on the engine that ran it, named (`--engine
@@ -627,6 +647,31 @@ mod tests {
              miss_threshold = [3]\n[[assert]]\nside = \"client\"\n{asserts}"
         );
         crate::scenario::parse("t.toml", "t", &text).expect("a valid scenario")
+    }
+
+    #[test]
+    fn runs_come_back_in_the_order_of_their_jobs_though_the_longest_start_first() {
+        // Three intervals: the 200 ms pairing simulates the most heartbeats and starts first,
+        // then the 500 ms one, then the 1 s one, on one thread as on two.
+        let text = "duration = \"1m\"\nseeds = 2\n[topology]\nsessions = 2\n[grid]\n\
+                    interval = [\"1s\", \"200ms\", \"500ms\"]\nmiss_threshold = [3]\n\
+                    [network]\nlatency = { dist = \"uniform\", min = \"1ms\", max = \"40ms\" }\n";
+        let plan = crate::scenario::parse("t.toml", "t", text)
+            .expect("a valid scenario")
+            .on_engine(Engine::Event);
+        let jobs: Vec<(usize, u64)> = (0..3).flat_map(|p| [(p, 1), (p, 2)]).collect();
+        let each: Vec<RunSummary> = jobs
+            .iter()
+            .map(|&(p, seed)| {
+                let out = crate::sim::engine::run(&plan.scenario(p), seed).expect("runs");
+                RunSummary::judged(seed, &out, &plan.judge_for(p))
+            })
+            .collect();
+        assert_ne!(each[0], each[2], "the pairings' runs differ");
+        for threads in [1, 2] {
+            let all = run_jobs(&plan, &jobs, threads, |_| {}).expect("runs");
+            assert_eq!(all, each, "{threads} thread(s)");
+        }
     }
 
     /// The run of `seed`: one client, judged as `pair` says.
