@@ -1769,27 +1769,10 @@ mod tests {
     }
 
     #[test]
-    fn a_forgotten_connection_answers_the_next_packet_with_a_reset() {
-        let mut m = TcpModel::new(exact(), Some(ms(2.0)), [0, 0]);
-        let mut link = lan();
-        m.advance(ms(10.0), &mut link);
-        m.forget(1);
-        m.write(0, 16, ms(10.0), &mut link);
-        m.advance(ms(20.0), &mut link);
-        let outs: Vec<Output> = m.take_outputs().collect();
-        assert_eq!(
-            outs,
-            [Output::Reset {
-                side: 0,
-                at: ms(12.0)
-            }]
-        );
-    }
-
-    #[test]
-    fn a_reset_aborts_the_connection_so_its_unacknowledged_data_is_never_resent() {
+    fn a_forgotten_connection_answers_with_a_reset_which_aborts_the_peer_so_its_data_is_never_resent()
+     {
         // The server's machine rebooted: the client's heartbeat at 10 ms is answered with RST
-        // (at 12 ms), which acknowledges nothing. An aborted kernel sends no probe, no resend,
+        // (at 12 ms, the next packet after the reboot), which acknowledges nothing. An aborted kernel sends no probe, no resend,
         // and so meets no timeout either, however long its application keeps the socket.
         let mut m = TcpModel::new(exact(), Some(ms(2.0)), [0, 0]);
         m.keep_notes();
