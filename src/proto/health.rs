@@ -167,6 +167,11 @@ pub struct HealthEvaluator {
     /// Heartbeats in `window` still waiting for a reply: none is the common case between a
     /// reply and the next send, and needs no scan of the window.
     pending: usize,
+    /// How many heartbeats at the front of `window` are no longer pending: the first pending
+    /// one, if any, comes right after them. An outcome never goes back to pending, so this only
+    /// moves on (or back by one when the oldest leaves the window), and finding the next
+    /// deadline reads one entry instead of scanning the window.
+    settled: usize,
     loss_degraded: bool,
     /// Consecutive evaluations on the other side of the loss limit from `loss_degraded`.
     loss_streak: u32,
@@ -192,6 +197,7 @@ impl HealthEvaluator {
             window_cap,
             lost: 0,
             pending: 0,
+            settled: 0,
             loss_degraded: false,
             loss_streak: 0,
             suspect_since: None,
@@ -256,6 +262,11 @@ impl HealthEvaluator {
                 Outcome::Pending => self.pending -= 1,
                 Outcome::Replied => {}
             }
+            if old.outcome != Outcome::Pending {
+                self.settled -= 1;
+            }
+            // A pending heartbeat that left uncovers the settled ones behind it.
+            self.settle_front();
         }
         self.window.push_back(Sent {
             seq,
@@ -287,6 +298,18 @@ impl HealthEvaluator {
         } else {
             sent.outcome = Outcome::Lost;
             self.lost += 1;
+        }
+        self.settle_front();
+    }
+
+    /// Moves `settled` past the heartbeats at the front that are no longer pending.
+    fn settle_front(&mut self) {
+        while self
+            .window
+            .get(self.settled)
+            .is_some_and(|s| s.outcome != Outcome::Pending)
+        {
+            self.settled += 1;
         }
     }
 
@@ -327,14 +350,14 @@ impl HealthEvaluator {
         if self.state == HealthState::Dead {
             return None;
         }
-        // Sent in time order, so the first pending one is due first.
+        // Sent in time order, so the first pending one is due first: the one after the settled.
         let reply = match self.pending {
             0 => None,
-            _ => self
-                .window
-                .iter()
-                .find(|s| s.outcome == Outcome::Pending)
-                .map(|s| s.at + self.config.reply_timeout),
+            _ => {
+                let first = self.window.get(self.settled);
+                debug_assert!(first.is_some_and(|s| s.outcome == Outcome::Pending));
+                first.map(|s| s.at + self.config.reply_timeout)
+            }
         };
         let dead = self.suspect_since.map(|t| t + self.config.dead_after);
         match (reply, dead) {
@@ -353,13 +376,14 @@ impl HealthEvaluator {
             return;
         }
         let timeout = self.config.reply_timeout;
-        for s in self.window.iter_mut() {
+        for s in self.window.iter_mut().skip(self.settled) {
             if s.outcome == Outcome::Pending && now >= s.at + timeout {
                 s.outcome = Outcome::Lost;
                 self.lost += 1;
                 self.pending -= 1;
             }
         }
+        self.settle_front();
     }
 
     /// One loss evaluation (at each heartbeat sent): the state flips after `loss_consecutive`
@@ -462,6 +486,51 @@ mod tests {
     }
 
     use HealthState::*;
+
+    #[test]
+    fn the_next_reply_deadline_is_the_oldest_pending_one_whatever_order_replies_and_losses_come_in()
+    {
+        // Replies out of order, late, duplicated or never, sends and sweeps at random; a window
+        // of 4 so that heartbeats leave it pending, replied and lost: after every input, the
+        // deadline read from the settled front is the one a scan of the window finds.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut config = HealthConfig::for_params(ETA, 3);
+        config.loss_window = 4;
+        let mut h = HealthEvaluator::new(at(0), config);
+        let (mut now, mut seq) = (0u64, 0u64);
+        for _ in 0..5_000 {
+            now += rng.random_range(0..700);
+            match rng.random_range(0..3) {
+                0 => {
+                    seq += 1;
+                    h.handle_heartbeat_sent(at(now), seq);
+                }
+                1 if seq > 0 => {
+                    h.handle_reply(at(now), rng.random_range(seq.saturating_sub(6)..=seq))
+                }
+                _ => h.handle_timeout(at(now)),
+            }
+            let scanned = h
+                .window
+                .iter()
+                .find(|s| s.outcome == Outcome::Pending)
+                .map(|s| s.at + h.config.reply_timeout);
+            let dead = h.suspect_since.map(|t| t + h.config.dead_after);
+            let want = match (scanned, dead) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            assert_eq!(h.poll_timeout(), want, "at {now} ms");
+            assert_eq!(
+                h.pending,
+                h.window
+                    .iter()
+                    .filter(|s| s.outcome == Outcome::Pending)
+                    .count()
+            );
+        }
+    }
 
     #[test]
     fn for_params_gives_the_protocol_seed_values() {
