@@ -106,26 +106,22 @@ fn a_failed_assertion_exits_1_and_prints_the_replay_of_the_worst_run_which_repla
 }
 
 #[test]
-fn by_default_a_file_runs_on_the_event_engine_where_it_models_it_and_says_why_not_elsewhere() {
+fn by_default_a_file_runs_on_the_event_engine_and_the_report_says_so() {
     let dir = scratch("auto-engine");
     let crash = write(&dir, "crash.toml", CRASH);
     let out = mcpsim(&["run", &crash]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("wall on the event engine"), "{text}");
-    // The server's load is not modelled there yet: turmoil runs it, and says why.
+    // The server's load too.
     let loaded = write(&dir, "load.toml", &format!("{CRASH}{LOAD}"));
     let out = mcpsim(&["run", &loaded]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
-    assert!(
-        text.contains("wall on the turmoil engine")
-            && text.contains("(turmoil: the event engine does not model the server's load yet)"),
-        "{text}"
-    );
+    assert!(text.contains("wall on the event engine"), "{text}");
 }
 
-/// A CPU cost per heartbeat on the server: what the event engine does not model yet.
+/// A CPU cost per heartbeat on the server.
 const LOAD: &str = r#"
 [load]
 frame_cost = "100us"
@@ -546,15 +542,16 @@ fn run_on_the_event_engine_names_it_and_its_worst_run_replays_on_it_byte_for_byt
 }
 
 #[test]
-fn the_event_engine_refuses_a_scenario_with_load_and_says_which_engine_models_it() {
-    let dir = scratch("event-refused");
+fn a_scenario_with_load_runs_on_either_engine_as_asked_and_the_report_names_it() {
+    let dir = scratch("load-engines");
     let file = write(&dir, "load.toml", &format!("{CRASH}{LOAD}"));
-    let out = mcpsim(&["run", &file, "--engine", "event"]);
-    assert!(!out.status.success(), "{}", stdout(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("the event engine does not model the server's load yet")
-            && err.contains("--engine turmoil"),
-        "{err}"
-    );
+    for engine in ["event", "turmoil"] {
+        let out = mcpsim(&["run", &file, "--engine", engine]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}\n{}", stderr(&out));
+        assert!(
+            text.contains(&format!("wall on the {engine} engine")),
+            "{text}"
+        );
+    }
 }

@@ -4,11 +4,9 @@
 //!   snapshot `tests/scenarios/snapshots/<name>.snap` byte for byte. A changed trace fails with a
 //!   diff; `cargo insta review` (or `INSTA_UPDATE=always cargo test --test scenarios`) accepts it.
 //! - `<name>::assertions`: every pairing on every seed of the file, judged; every assertion must
-//!   hold. A failure prints the command that replays the worst run. Where the event engine
-//!   models the file (not the server's load or link rates yet), the same runs again on it: every
-//!   assertion holds there too, and each pairing's false suspicions, detections and detection
-//!   p99 on each side agree with the turmoil engine's within noise. A file it models but for
-//!   its application traffic is run on both engines without the traffic and compared alike.
+//!   hold. A failure prints the command that replays the worst run. The same runs again on the
+//!   event engine: every assertion holds there too, and each pairing's false suspicions,
+//!   detections and detection p99 on each side agree with the turmoil engine's within noise.
 //!
 //! A file added to `scenarios/` is picked up with no change here.
 
@@ -16,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use mcpsim::scenario::{self, check};
+use mcpsim::sim::metrics::{RunSummary, SideMetrics};
 use mcpsim::sim::runner;
 
 fn main() {
@@ -65,12 +64,10 @@ fn tune_default_engines_agree() -> Result<(), Failed> {
     )?;
     plan.seeds = (1..=4).collect();
     let path = Path::new("<built-in wan-crashes>");
-    if let Err(why) = mcpsim::sim::engine::Engine::supports(&plan.scenario(0)) {
-        return Err(format!("the event engine must model tune's default scenario: {why}").into());
-    }
     let turmoil = run_plan(&plan, path)?;
     let event = run_plan(&plan.on_engine(scenario::Engine::Event), path)?;
     let failures: u64 = turmoil
+        .report
         .pairings
         .iter()
         .map(|p| p.metrics.client.failures)
@@ -116,86 +113,157 @@ fn trace_matches_snapshot(path: &Path, name: &str) -> Result<(), Failed> {
 
 fn assertions_hold(path: &Path) -> Result<(), Failed> {
     let plan = load(path)?;
-    let report = run_plan(&plan, path)?;
-    failures(&report)?;
-    engines_agree(&plan, path, &report)
+    let turmoil = run_plan(&plan, path)?;
+    failures(&turmoil.report)?;
+    engines_agree(&plan, path, &turmoil)
 }
 
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-fn run_plan(plan: &scenario::Plan, path: &Path) -> Result<check::Report, Failed> {
-    check::run(plan, &plan.seeds, threads(), |_| {})
-        .map_err(|e| format!("{}: {e}", path.display()).into())
+/// A plan's runs: its report, and each pairing's runs seed by seed (in the plan's order).
+struct Runs {
+    report: check::Report,
+    by_seed: Vec<Vec<RunSummary>>,
 }
 
-/// The event engine, where it models the file, measures what the turmoil engine does: its
-/// assertions hold, and each pairing's false suspicions on each side agree within two
-/// standard deviations of the difference of two Poisson counts (plus 3, for small counts).
-fn engines_agree(
-    plan: &scenario::Plan,
-    path: &Path,
-    turmoil: &check::Report,
-) -> Result<(), Failed> {
-    if plan.event_engine_lacks().is_none() {
-        let event = run_plan(&plan.on_engine(scenario::Engine::Event), path)?;
-        failures(&event)?;
-        return compare_engines(turmoil, &event);
+/// Runs every pairing on every seed of `plan`, as `check::run` does, keeping each run.
+fn run_plan(plan: &scenario::Plan, path: &Path) -> Result<Runs, Failed> {
+    let jobs: Vec<(usize, u64)> = (0..plan.pairings.len())
+        .flat_map(|p| plan.seeds.iter().map(move |s| (p, *s)))
+        .collect();
+    let runs = check::run_jobs(plan, &jobs, threads(), |_| {})
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut merged = vec![RunSummary::default(); plan.pairings.len()];
+    let mut by_seed = vec![Vec::new(); plan.pairings.len()];
+    for (&(p, _), run) in jobs.iter().zip(runs) {
+        merged[p].merge(&run);
+        by_seed[p].push(run);
     }
-    // Not with its application traffic yet: its faults and heartbeats, without the traffic,
-    // on both engines (the file's assertions may be about the traffic, so only the engines
-    // are compared).
-    let idle = plan.without_traffic();
-    if let Some(why) = idle.event_engine_lacks() {
-        println!("{}: not on the event engine yet: {why}", path.display());
-        return Ok(());
-    }
-    println!(
-        "{}: compared on both engines without its traffic (the event engine does not model it yet)",
-        path.display()
-    );
-    let turmoil = run_plan(&idle, path)?;
-    let event = run_plan(&idle.on_engine(scenario::Engine::Event), path)?;
-    compare_engines(&turmoil, &event)
+    let report = check::report(plan, merged, &plan.seeds);
+    Ok(Runs { report, by_seed })
 }
 
-/// The turmoil engine's report and the event engine's, of the same plan: for each pairing and
-/// side, false suspicions and detections agree within two standard deviations of the
-/// difference of two Poisson counts (plus 3, for small counts), and the detection p99 within 5%
-/// or 50 ms.
-fn compare_engines(turmoil: &check::Report, event: &check::Report) -> Result<(), Failed> {
+/// The event engine measures what the turmoil engine does: its assertions hold, and each
+/// pairing's figures agree with turmoil's ([`compare_engines`]).
+fn engines_agree(plan: &scenario::Plan, path: &Path, turmoil: &Runs) -> Result<(), Failed> {
+    let event = run_plan(&plan.on_engine(scenario::Engine::Event), path)?;
+    failures(&event.report)?;
+    compare_engines(turmoil, &event)
+}
+
+/// The standard error of a figure summed (`total`) or pooled over seeds, from how much it
+/// moves between seeds: where a run's events share a cause (one fault, one stall of the
+/// server), they move together and a seed is one sample, not hundreds.
+fn between_seeds(per_seed: &[f64], total: bool) -> f64 {
+    let n = per_seed.len() as f64;
+    if per_seed.len() < 2 {
+        return 0.0;
+    }
+    let mean = per_seed.iter().sum::<f64>() / n;
+    let var = per_seed
+        .iter()
+        .map(|x| (x - mean) * (x - mean))
+        .sum::<f64>()
+        / (n - 1.0);
+    if total {
+        (n * var).sqrt()
+    } else {
+        (var / n).sqrt()
+    }
+}
+
+/// How far apart two figures measured over `n_a` and `n_b` seeds, with between-seed standard
+/// errors `se_a` and `se_b`, may fall by chance: Student's t at 99% (two-sided; many figures
+/// are compared) on the seeds' degrees of freedom (few seeds say little), times the standard
+/// error of the difference.
+fn seeds_apart(se_a: f64, se_b: f64, n_a: usize, n_b: usize) -> f64 {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let freedom = (n_a + n_b).saturating_sub(2).max(1) as f64;
+    let t = StudentsT::new(0.0, 1.0, freedom)
+        .expect("positive degrees of freedom")
+        .inverse_cdf(0.995);
+    t * (se_a * se_a + se_b * se_b).sqrt()
+}
+
+/// The turmoil engine's runs and the event engine's, of the same plan: for each pairing and
+/// side, false suspicions and detections agree within two Poisson standard deviations of their
+/// difference (plus 3, for small counts), and the detection p99 within 5% or 50 ms; or, where
+/// the seeds' own figures spread wider, within what that spread allows ([`seeds_apart`]).
+/// The spread is nil where the seeds agree (many independent events) and large where a seed's
+/// events move as one (a saturated server's crash, detected by every client from the same
+/// last reply; its stalls, which fool every client at once).
+fn compare_engines(turmoil: &Runs, event: &Runs) -> Result<(), Failed> {
     let mut parted = Vec::new();
-    let within = |a: u64, b: u64| {
-        let (a, b) = (a as f64, b as f64);
-        (a - b).abs() <= 2.0 * (a + b).sqrt() + 3.0
+    let side_of = |run: &RunSummary, side: &str| {
+        let m = run.metrics(check::DEFAULT_CONFIDENCE);
+        if side == "client" { m.client } else { m.server }
     };
-    for (t, e) in turmoil.pairings.iter().zip(&event.pairings) {
+    for (p, (t, e)) in turmoil
+        .report
+        .pairings
+        .iter()
+        .zip(&event.report.pairings)
+        .enumerate()
+    {
         for (side, a, b) in [
             ("client", &t.metrics.client, &e.metrics.client),
             ("server", &t.metrics.server, &e.metrics.server),
         ] {
             let name = &t.pairing;
-            if !within(a.false_suspicions, b.false_suspicions) {
+            let seeds = |runs: &Runs, f: &dyn Fn(&SideMetrics) -> Option<f64>| -> Vec<f64> {
+                runs.by_seed[p]
+                    .iter()
+                    .filter_map(|r| f(&side_of(r, side)))
+                    .collect()
+            };
+            let within = |x: u64, y: u64, f: &dyn Fn(&SideMetrics) -> Option<f64>| {
+                let (x, y) = (x as f64, y as f64);
+                let poisson = 2.0 * (x + y).sqrt() + 3.0;
+                let (a, b) = (seeds(turmoil, f), seeds(event, f));
+                let spread = seeds_apart(
+                    between_seeds(&a, true),
+                    between_seeds(&b, true),
+                    a.len(),
+                    b.len(),
+                );
+                (x - y).abs() <= poisson.max(spread)
+            };
+            let false_suspicions = |m: &SideMetrics| Some(m.false_suspicions as f64);
+            if !within(a.false_suspicions, b.false_suspicions, &false_suspicions) {
                 parted.push(format!(
-                    "{name} {side}: false suspicions {} on turmoil, {} on the event engine",
-                    a.false_suspicions, b.false_suspicions
+                    "{name} {side}: false suspicions {} on turmoil (seeds: {:?}), {} on the \
+                     event engine ({:?})",
+                    a.false_suspicions,
+                    seeds(turmoil, &false_suspicions),
+                    b.false_suspicions,
+                    seeds(event, &false_suspicions),
                 ));
             }
-            if !within(a.detected, b.detected) {
+            let detected = |m: &SideMetrics| Some(m.detected as f64);
+            if !within(a.detected, b.detected, &detected) {
                 parted.push(format!(
                     "{name} {side}: {} detections on turmoil, {} on the event engine",
                     a.detected, b.detected
                 ));
             }
-            if let (Some(x), Some(y)) = (a.detection.p99, b.detection.p99)
-                && x.is_finite()
-                && y.is_finite()
-                && (x - y).abs() > (0.05 * x.max(y)).max(0.050)
-            {
-                parted.push(format!(
-                    "{name} {side}: detection p99 {x:.3} s on turmoil, {y:.3} s on the event engine"
-                ));
+            let p99 = |m: &SideMetrics| m.detection.p99.filter(|x| x.is_finite());
+            if let (Some(x), Some(y)) = (p99(a), p99(b)) {
+                let (sa, sb) = (seeds(turmoil, &p99), seeds(event, &p99));
+                let spread = seeds_apart(
+                    between_seeds(&sa, false),
+                    between_seeds(&sb, false),
+                    sa.len(),
+                    sb.len(),
+                );
+                let tolerance = (0.05 * x.max(y)).max(0.050).max(spread);
+                if (x - y).abs() > tolerance {
+                    parted.push(format!(
+                        "{name} {side}: detection p99 {x:.3} s on turmoil (seeds: {sa:.3?}), \
+                         {y:.3} s on the event engine ({sb:.3?}), within {tolerance:.3} s"
+                    ));
+                }
             }
         }
     }

@@ -22,7 +22,7 @@ use super::CliError;
 use crate::config::StackConfig;
 use crate::scenario::check::{self, Progress, Report, fmt_rate, fmt_secs};
 use crate::scenario::units::show;
-use crate::scenario::{self, Engine, EngineChoice, Plan};
+use crate::scenario::{self, EngineChoice, Plan};
 use crate::sim::metrics::SideMetrics;
 
 /// Arguments of `mcpsim run`.
@@ -209,11 +209,6 @@ pub fn table(plan: &Plan, r: &Report, wall_s: f64) -> String {
         wall_s,
         r.engine
     );
-    if r.engine == Engine::Turmoil
-        && let Some(why) = plan.event_engine_lacks()
-    {
-        let _ = writeln!(o, "  (turmoil: {why})");
-    }
     if let Some(d) = &plan.description {
         let _ = writeln!(o, "  {d}");
     }

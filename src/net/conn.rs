@@ -141,6 +141,11 @@ pub struct ReadState {
     pub decoder: Decoder,
 }
 
+/// The most an overdue deadline's drain reads before the deadline runs: a peer that keeps the
+/// socket full may not hold a judgement of it off for ever (a kernel's receive buffer holds
+/// less, so on a real socket the drain ends when the buffer is empty).
+const DRAIN_LIMIT: usize = 4 << 20;
+
 /// Runs one connection until it ends. The caller then tells the session
 /// ([`Session::handle_disconnect`]) or the registry.
 pub async fn drive<S: Stream>(
@@ -162,8 +167,10 @@ pub async fn drive<S: Stream>(
     let mut closing = false;
     let mut reading = true;
     let mut end: Option<ConnEnd> = None;
-    // The overdue deadline for which the socket was already drained before judging.
+    // The overdue deadline for which the socket was already drained before judging, and the
+    // deadline being drained for with the bytes taken so far.
     let mut drained_for: Option<Instant> = None;
+    let mut drain: (Option<Instant>, usize) = (None, 0);
     let rep = ctx.reporter();
     let mut traffic = TrafficMeter::new(session, ctx.clock.now());
     let mut shutting_down = *shutdown.borrow();
@@ -212,23 +219,33 @@ pub async fn drive<S: Stream>(
             break ConnEnd::WriteStalled;
         }
         if let Some(d) = deadline.filter(|d| *d <= now) {
-            // Before judging the peer, take what already arrived, once per overdue deadline:
-            // after a stall of our own (a GC pause, SIGSTOP, a descheduled VM) its heartbeats may
-            // be waiting unread, and an overdue timer must not blame the peer for our stall.
+            // Before judging the peer, take what already arrived, until the socket has nothing
+            // more (or `DRAIN_LIMIT` bytes came), once per overdue deadline: after a stall of
+            // our own (a GC pause, SIGSTOP, a descheduled VM, a saturated CPU) its heartbeats may
+            // be waiting unread, behind more than one read's worth of other frames, and an
+            // overdue timer must not blame the peer for our stall.
             if reading && !closing && drained_for != Some(d) {
-                drained_for = Some(d);
+                if drain.0 != Some(d) {
+                    drain = (Some(d), 0);
+                }
                 let mut cx = Context::from_waker(Waker::noop());
                 let mut rd_now = std::pin::pin!(rd.read_buf(&mut read.buf));
                 if let Poll::Ready(Ok(n)) = rd_now.as_mut().poll(&mut cx)
                     && n > 0
                 {
                     bytes_in += n as u64;
+                    drain.1 += n;
+                    // A read that left room in the buffer took all there was.
+                    if read.buf.len() < read.buf.capacity() || drain.1 >= DRAIN_LIMIT {
+                        drained_for = Some(d);
+                    }
                     if let Err(e) = rep.decode_all(&mut read, session, || ctx.clock.now()) {
                         reading = false;
                         end = Some(ConnEnd::Decode(e));
                     }
                     continue;
                 }
+                drained_for = Some(d);
             }
             session.handle_timeout(ctx.clock.now());
             // Go round again only if the core moved its deadline: a deadline it keeps in the

@@ -281,39 +281,49 @@ async fn serve_on<L: Listener>(
 }
 
 impl Shared {
-    /// Passes the endpoint's events on: to the observer, and expired sessions' leftovers to the
-    /// application.
+    /// Passes the endpoint's events on ([`report`]).
     fn report(&self, endpoint: &mut ServerEndpoint<Arc<Notify>>) {
-        while let Some(ev) = endpoint.poll_event() {
-            match ev {
-                ServerEvent::Registry(RegistryEvent::Expired {
+        report(endpoint, |id, ev| self.observe(id, ev), &*self.handler);
+    }
+}
+
+/// Passes a server endpoint's events on: to `observe` (with the session id, 0 for none), and
+/// expired sessions' leftovers to the application. The server driver's and the simulator's
+/// event engine's.
+pub(crate) fn report<H: Clone>(
+    endpoint: &mut ServerEndpoint<H>,
+    observe: impl Fn(u32, NetEvent),
+    handler: &dyn Handler,
+) {
+    while let Some(ev) = endpoint.poll_event() {
+        match ev {
+            ServerEvent::Registry(RegistryEvent::Expired {
+                session_id,
+                undelivered,
+            }) => {
+                observe(
                     session_id,
-                    undelivered,
-                }) => {
-                    self.observe(
-                        session_id,
-                        NetEvent::Expired {
-                            undelivered: undelivered.len(),
-                        },
-                    );
-                    if !undelivered.is_empty() {
-                        self.handler.undelivered(session_id, undelivered);
-                    }
-                    self.handler.ended(session_id);
+                    NetEvent::Expired {
+                        undelivered: undelivered.len(),
+                    },
+                );
+                if !undelivered.is_empty() {
+                    handler.undelivered(session_id, undelivered);
                 }
-                ServerEvent::Throttle {
+                handler.ended(session_id);
+            }
+            ServerEvent::Throttle {
+                interval_ms,
+                cpu_permille,
+                throttling,
+            } => observe(
+                0,
+                NetEvent::Throttle {
                     interval_ms,
                     cpu_permille,
                     throttling,
-                } => self.observe(
-                    0,
-                    NetEvent::Throttle {
-                        interval_ms,
-                        cpu_permille,
-                        throttling,
-                    },
-                ),
-            }
+                },
+            ),
         }
     }
 }

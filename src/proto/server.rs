@@ -20,8 +20,9 @@
 //!   [`ServerEndpoint::handle_handshake_timeout`].
 //! - [`ServerEndpoint::handle_closed`] when the connection is over, with its session if it was
 //!   handed one: the session is parked for a resume, or has ended.
-//! - Timers: [`ServerEndpoint::poll_timeout`] and [`ServerEndpoint::handle_timeout`] (resume
-//!   windows), then [`ServerEndpoint::poll_event`] for the sessions that expired.
+//! - Timers: [`ServerEndpoint::poll_timeout`] (resume windows and load samples), then
+//!   [`ServerEndpoint::handle_timeout`], then [`ServerEndpoint::poll_event`] for the sessions
+//!   that expired.
 //! - Load: when [`ServerEndpoint::sample_due`], take a sample and pass it to
 //!   [`ServerEndpoint::handle_load`]; hand the [`Steer`] it returns to every connection.
 
@@ -297,9 +298,13 @@ impl<H: Clone> ServerEndpoint<H> {
         ended
     }
 
-    /// When the next detached session expires.
+    /// When the endpoint next needs the driver: the next detached session expires, or a load
+    /// sample is due ([`ServerEndpoint::sample_due`]).
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.registry.poll_timeout()
+        match (self.registry.poll_timeout(), self.next_sample) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Expires the detached sessions whose resume window is over by `now`.

@@ -139,20 +139,19 @@ pub enum Engine {
     #[default]
     Turmoil,
     /// The sans-IO endpoints from one event queue (`sim::engine`): about 4× faster; every
-    /// fault and the application traffic, but not the server's load or throttling yet.
+    /// fault, the application traffic, the server's load and throttling.
     Event,
 }
 
 /// The back-end a user asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum EngineChoice {
-    /// The event engine when it models the scenario, else turmoil (the report says which ran,
-    /// and why not the event engine).
+    /// The event engine (the report says which ran).
     #[default]
     Auto,
     /// The tokio drivers themselves on turmoil's clock: everything modelled.
     Turmoil,
-    /// The sans-IO endpoints from one event queue; refuses what it does not model yet.
+    /// The sans-IO endpoints from one event queue.
     Event,
 }
 
@@ -200,21 +199,11 @@ impl Plan {
 
     /// The same scenario with idle applications: its `[traffic]` left out, and with it the
     /// delivery checks. Assertions on delivery then have nothing to count.
-    /// Why the event engine cannot run this plan, if it cannot: what it does not model yet.
-    pub fn event_engine_lacks(&self) -> Option<String> {
-        (0..self.pairings.len())
-            .find_map(|i| crate::sim::engine::Engine::supports(&self.scenario(i)).err())
-            .map(|e| e.to_string())
-    }
-
-    /// The same plan, on the engine `choice` picks: `Auto` takes the event engine when it
-    /// models the plan.
+    /// The same plan, on the engine `choice` picks: `Auto` takes the event engine.
     pub fn choosing(&self, choice: EngineChoice) -> Plan {
         let engine = match choice {
             EngineChoice::Turmoil => Engine::Turmoil,
-            EngineChoice::Event => Engine::Event,
-            EngineChoice::Auto if self.event_engine_lacks().is_none() => Engine::Event,
-            EngineChoice::Auto => Engine::Turmoil,
+            EngineChoice::Event | EngineChoice::Auto => Engine::Event,
         };
         self.on_engine(engine)
     }

@@ -4,47 +4,46 @@
 //!
 //! A fluid single-queue model. Every heartbeat frame the server handles (a HEARTBEAT from a
 //! client, or the reply to its own) costs `frame_cost`, every application message it receives
-//! `frame_cost + message_cost`; the work of all its connections queues on `cores` cores. While
-//! the queue holds a millisecond or more of work the server process does not run: its gate
-//! ([`crate::net::Gate`]) stays closed until the queue is empty, so its tasks (connection loops,
-//! timers, accept) resume only when the CPU has caught up, and everything that arrived meanwhile
-//! waits in the kernel's buffers, as on an overloaded machine. The kernel is not the process: it
-//! still ACKs. Work under a millisecond does not stop the process (the simulated clock moves in
-//! whole milliseconds): it is carried in the queue until it adds up.
+//! `frame_cost + message_cost`; the work of all its connections queues on `cores` cores
+//! ([`CpuQueue`]). Work is charged when it is done, at the instant the frame is handled, and
+//! what it costs stops the process afterwards: once a millisecond or more of work is queued,
+//! the process stops at the next whole millisecond and runs again at the first whole
+//! millisecond with less than one left ([`CpuQueue::stop_at`], [`CpuQueue::resume_at`]). While
+//! it is stopped it is a paused process (`sim::net`, `sim::engine::hosts`): its kernel goes on
+//! receiving and acknowledging, its tasks read nothing, decide nothing and send nothing, its
+//! timers wait; when it runs again each connection reads what reached it before it judges its
+//! peer, which is the work the next stop pays for. Work under a millisecond does not stop the
+//! process (the simulated clock moves in whole milliseconds): it is carried in the queue until
+//! it adds up.
 //!
-//! Where the gate is waited for matters, and is not everywhere: a connection's task waits at
-//! the top of its loop, before its turn (replies, timers, writes). A task already waiting for
-//! input when the gate closes still takes the read that wakes it (decoding the frames and
-//! handing them to the session, which charges the CPU and feeds the detector) and only then
-//! waits at the gate. So while the server is behind, heartbeats still reach its detectors on
-//! arrival once per connection, and the work piles up ahead of the replies. On a real machine
-//! the read would wait too. How the figures hang on such details, measured on
-//! `overloaded-server.toml` over 8 seeds (false suspicions by the clients and by the server):
-//! 3,166 and 1,994 here (3,217 and 1,936 since a RST aborts the kernel it reaches; the
-//! attempts that follow were measured before that); 0 and 0 with a gate that holds every
-//! task, reads included, as soon as it closes (tried on the event engine); 2 and 531 with reads taken as here but waiting
-//! tasks let through in the order they came rather than in tokio's; 435 and 566 when, on top
-//! of that, a task that passes takes its turn before it reads, as here (heartbeat round trip
-//! p99 11.1 s against 2.2 s here: in arrival order every task waits out the backlog evenly,
-//! while tokio's order lets some through at once and starves others). That sensitivity to the
-//! scheduler's order is why the event engine does not model load yet: it would have to let
-//! the waiting tasks through in the order tokio's timer wheel and run queue wake them.
+//! Why stops on the millisecond grid rather than a gate each task waits at: which tasks run at
+//! an instant must not hang on the order they are woken in. The queue only adds (the same total
+//! whatever the order of the charges within an instant) and a stop starts at the next
+//! millisecond, so every engine stops the same process at the same instants. An earlier model
+//! closed a gate at the top of each connection's loop the moment the work was queued; tasks
+//! that were already waiting for input still took their read, and which waiting task went
+//! first when the gate opened was tokio's wake order. Its figures hung on that order: on
+//! `overloaded-server.toml` over 8 seeds, 3,217 and 1,936 false suspicions (clients, server)
+//! in tokio's order, 435 and 566 with the waiting tasks let through in arrival order.
 //!
 //! What it leaves out, and why: handshakes, ACK frames and the kernel's own work cost nothing
 //! (they are small against heartbeats and messages); memory is not modelled (the load figures
 //! report 0 for it).
 //!
-//! [`Cpu::sample`] reports the share of the cores used since the previous sample, as the
+//! [`CpuQueue::sample`] reports the share of the cores used since the previous sample, as the
 //! operating system would: the figure the throttling policy reads.
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use super::net::SimNet;
+use super::traffic::AppClock;
 use crate::net::load::{LoadSource, permille};
-use crate::net::{Gate, GateHandle};
+use crate::net::{NetEvent, Observer};
 use crate::proto::frame::Load;
+use crate::proto::session::{Event, Side};
 
 /// What the server's work costs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,9 +56,20 @@ pub struct LoadModel {
     pub cores: u32,
 }
 
-/// Work queued and done; shared by the server process's tasks and the load sampler.
-#[derive(Debug)]
-struct State {
+/// Work below this does not stop the process: the simulated clock moves in milliseconds.
+const GRAIN: Duration = Duration::from_millis(1);
+
+/// The whole millisecond strictly after `t`.
+fn next_ms(t: Duration) -> Duration {
+    let ms = t.as_millis() as u64;
+    Duration::from_millis(ms + 1)
+}
+
+/// The queue of one machine's CPU, with time passed in: what is charged, when the process must
+/// stop and when it runs again, and the share of the cores used between samples.
+#[derive(Clone, Debug)]
+pub struct CpuQueue {
+    model: LoadModel,
     /// When the queued work will be done.
     busy_until: Duration,
     /// Work charged since the last sample.
@@ -67,74 +77,57 @@ struct State {
     last_sample: Duration,
 }
 
-/// One server machine's CPU.
-pub struct Cpu {
-    model: LoadModel,
-    net: SimNet,
-    state: Mutex<State>,
-}
-
-/// Work below this does not stop the process: the simulated clock moves in milliseconds.
-const GRAIN: Duration = Duration::from_millis(1);
-
-impl Cpu {
-    pub fn new(model: LoadModel, net: SimNet) -> Arc<Cpu> {
-        let now = net.now();
-        Arc::new(Cpu {
+impl CpuQueue {
+    /// An idle CPU at `now`.
+    pub fn new(model: LoadModel, now: Duration) -> CpuQueue {
+        CpuQueue {
             model,
-            net,
-            state: Mutex::new(State {
-                busy_until: now,
-                charged: Duration::ZERO,
-                last_sample: now,
-            }),
-        })
+            busy_until: now,
+            charged: Duration::ZERO,
+            last_sample: now,
+        }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// Queues `work` done at `now`.
+    pub fn charge(&mut self, now: Duration, work: Duration) {
+        self.busy_until = self.busy_until.max(now) + work / self.model.cores.max(1);
+        self.charged += work;
     }
 
-    /// Queues `work`.
-    fn charge(&self, work: Duration) {
-        let now = self.net.now();
-        let mut s = self.state();
-        s.busy_until = s.busy_until.max(now) + work / self.model.cores.max(1);
-        s.charged += work;
+    /// A heartbeat frame handled at `now`.
+    pub fn frame(&mut self, now: Duration) {
+        self.charge(now, self.model.frame_cost);
     }
 
-    /// A heartbeat frame was handled.
-    pub fn frame(&self) {
-        self.charge(self.model.frame_cost);
+    /// An application message received at `now`.
+    pub fn message(&mut self, now: Duration) {
+        self.charge(now, self.model.frame_cost + self.model.message_cost);
     }
 
-    /// An application message was received.
-    pub fn message(&self) {
-        self.charge(self.model.frame_cost + self.model.message_cost);
+    /// The first whole millisecond with less than [`GRAIN`] of work left: when a stopped
+    /// process runs again.
+    pub fn resume_at(&self) -> Duration {
+        next_ms(self.busy_until.saturating_sub(GRAIN))
     }
 
-    /// The process's gate: `inner` (pauses) and this CPU's queue.
-    pub fn gate(self: &Arc<Cpu>, inner: GateHandle) -> GateHandle {
-        GateHandle(Arc::new(CpuGate {
-            inner,
-            cpu: self.clone(),
-        }))
+    /// When a process running at `now` must stop for what is queued: the next whole
+    /// millisecond, if a millisecond or more of work is still left then; else never.
+    pub fn stop_at(&self, now: Duration) -> Option<Duration> {
+        let at = next_ms(now);
+        (self.resume_at() > at).then_some(at)
     }
-}
 
-impl LoadSource for Cpu {
-    fn sample(&self) -> Load {
-        let now = self.net.now();
-        let mut s = self.state();
-        let window = now.saturating_sub(s.last_sample);
+    /// The share of the cores used since the previous sample, taken at `now`.
+    pub fn sample(&mut self, now: Duration) -> Load {
+        let window = now.saturating_sub(self.last_sample);
         let capacity = window.as_secs_f64() * f64::from(self.model.cores.max(1));
         let cpu = if capacity > 0.0 {
-            s.charged.as_secs_f64() / capacity
+            self.charged.as_secs_f64() / capacity
         } else {
             0.0
         };
-        s.charged = Duration::ZERO;
-        s.last_sample = now;
+        self.charged = Duration::ZERO;
+        self.last_sample = now;
         Load {
             cpu_permille: permille(cpu),
             mem_permille: 0,
@@ -142,25 +135,160 @@ impl LoadSource for Cpu {
     }
 }
 
-/// Closed while the process is paused or its CPU has a millisecond or more of work queued.
-struct CpuGate {
-    inner: GateHandle,
-    cpu: Arc<Cpu>,
+/// One server machine's CPU, shared by the server process's tasks (or the event engine), the
+/// observer that charges heartbeats, the application that charges messages, and the load
+/// sampler.
+pub struct Cpu {
+    clock: AppClock,
+    queue: Mutex<CpuQueue>,
+    /// Set when a charge means the process must stop ([`CpuQueue::stop_at`]); taken by
+    /// whoever stops it.
+    stop: Mutex<Option<Duration>>,
+    /// Wakes [`Cpu::run_stops`] when a stop is wanted.
+    wanted: Notify,
+    /// On the turmoil runner: the network and host whose process this CPU stops, told of
+    /// each stop as soon as it is asked for ([`SimNet::stop_ahead`]).
+    stops_on: Option<(SimNet, &'static str)>,
 }
 
-impl Gate for CpuGate {
-    fn wait_open(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            loop {
-                self.inner.0.wait_open().await;
-                let now = self.cpu.net.now();
-                let until = self.cpu.state().busy_until;
-                if until < now + GRAIN {
-                    return;
-                }
-                tokio::time::sleep(until - now).await;
-            }
+impl Cpu {
+    /// An idle CPU, its time read from `clock`; the event engine carries out its stops.
+    pub fn new(model: LoadModel, clock: AppClock) -> Arc<Cpu> {
+        Cpu::build(model, clock, None)
+    }
+
+    /// An idle CPU of `host` on the turmoil runner's `net`, whose stops
+    /// [`Cpu::run_stops`] carries out.
+    pub fn on_net(model: LoadModel, net: SimNet, host: &'static str) -> Arc<Cpu> {
+        Cpu::build(model, AppClock::Net(net.clone()), Some((net, host)))
+    }
+
+    fn build(
+        model: LoadModel,
+        clock: AppClock,
+        stops_on: Option<(SimNet, &'static str)>,
+    ) -> Arc<Cpu> {
+        let now = clock.now();
+        Arc::new(Cpu {
+            clock,
+            queue: Mutex::new(CpuQueue::new(model, now)),
+            stop: Mutex::new(None),
+            wanted: Notify::new(),
+            stops_on,
         })
+    }
+
+    fn queue(&self) -> MutexGuard<'_, CpuQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn charged(&self, charge: impl FnOnce(&mut CpuQueue, Duration)) {
+        let now = self.clock.now();
+        let (stop, until) = {
+            let mut q = self.queue();
+            charge(&mut q, now);
+            (q.stop_at(now), q.resume_at())
+        };
+        if let Some(at) = stop {
+            if let Some((net, host)) = &self.stops_on {
+                net.stop_ahead(host, at, until);
+            }
+            let mut s = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+            *s = Some(s.map_or(at, |asked| asked.max(at)));
+            self.wanted.notify_one();
+        }
+    }
+
+    /// A heartbeat frame was handled.
+    pub fn frame(&self) {
+        self.charged(CpuQueue::frame);
+    }
+
+    /// An application message was received.
+    pub fn message(&self) {
+        self.charged(CpuQueue::message);
+    }
+
+    /// The stop a charge asked for since the last call, if any: the instant the process must
+    /// stop at (when it comes, [`Cpu::resume_at`] says until when).
+    pub fn take_stop(&self) -> Option<Duration> {
+        self.stop.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// When a process stopped now runs again.
+    pub fn resume_at(&self) -> Duration {
+        self.queue().resume_at()
+    }
+
+    /// Back to idle at `now`: a new life of the process on the same machine.
+    pub fn reset(&self, now: Duration) {
+        let model = self.queue().model;
+        *self.queue() = CpuQueue::new(model, now);
+        self.take_stop();
+    }
+
+    /// Stops `host`'s process on `net` whenever its work asks for it, for as long as it asks;
+    /// for the turmoil runner, inside the process it stops (it dies with it).
+    pub async fn run_stops(self: Arc<Cpu>) -> std::convert::Infallible {
+        let Some((net, host)) = self.stops_on.clone() else {
+            return std::future::pending().await;
+        };
+        loop {
+            self.wanted.notified().await;
+            let Some(mut at) = self.take_stop() else {
+                continue;
+            };
+            loop {
+                sleep_until(&net, at).await;
+                let until = self.resume_at();
+                if until <= net.now() {
+                    break;
+                }
+                net.stall(host, true);
+                sleep_until(&net, until).await;
+                net.stall(host, false);
+                // The process runs again: what it does now may stop it from the next
+                // millisecond, asked for by its charges or taken here.
+                match self.take_stop() {
+                    Some(next) => at = next,
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
+/// Passes everything on to `inner`, charging `cpu` for each heartbeat frame the server handles
+/// (a HEARTBEAT received, or the reply to its own): how either engine's server pays for its
+/// heartbeats.
+pub struct Charging {
+    pub inner: Arc<dyn Observer>,
+    pub cpu: Arc<Cpu>,
+}
+
+impl Observer for Charging {
+    fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
+        if side == Side::Server
+            && let NetEvent::Session(Event::HeartbeatReceived { .. } | Event::Rtt { .. }) = event
+        {
+            self.cpu.frame();
+        }
+        self.inner.observe(node, side, session_id, event);
+    }
+}
+
+/// Sleeps until the simulated instant `t`.
+async fn sleep_until(net: &SimNet, t: Duration) {
+    let now = net.now();
+    if t > now {
+        tokio::time::sleep(t - now).await;
+    }
+}
+
+impl LoadSource for Cpu {
+    fn sample(&self) -> Load {
+        let now = self.clock.now();
+        self.queue().sample(now)
     }
 }
 
@@ -172,5 +300,93 @@ pub struct Idle;
 impl LoadSource for Idle {
     fn sample(&self) -> Load {
         Load::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    fn one_core(frame_us: u64) -> CpuQueue {
+        let model = LoadModel {
+            frame_cost: us(frame_us),
+            message_cost: us(1200),
+            cores: 1,
+        };
+        CpuQueue::new(model, Duration::ZERO)
+    }
+
+    #[test]
+    fn work_under_a_millisecond_does_not_stop_the_process() {
+        let mut q = one_core(800);
+        q.frame(ms(10));
+        assert_eq!(q.stop_at(ms(10)), None);
+        assert_eq!(q.resume_at(), ms(10));
+    }
+
+    #[test]
+    fn a_millisecond_of_work_stops_the_process_from_the_next_millisecond_until_it_is_done() {
+        let mut q = one_core(800);
+        // 5 frames at 10.2 ms: 4 ms of work, done at 14.2 ms.
+        for _ in 0..5 {
+            q.frame(ms(10) + us(200));
+        }
+        assert_eq!(q.stop_at(ms(10) + us(200)), Some(ms(11)));
+        // At 14 ms 0.2 ms is left: under a millisecond, so the process runs then.
+        assert_eq!(q.resume_at(), ms(14));
+    }
+
+    #[test]
+    fn charges_of_one_instant_add_up_the_same_in_any_order() {
+        let mut a = one_core(800);
+        a.frame(ms(3));
+        a.message(ms(3));
+        a.frame(ms(3));
+        let mut b = one_core(800);
+        b.message(ms(3));
+        b.frame(ms(3));
+        b.frame(ms(3));
+        assert_eq!(a.resume_at(), b.resume_at());
+        assert_eq!(a.stop_at(ms(3)), b.stop_at(ms(3)));
+    }
+
+    #[test]
+    fn work_carried_under_a_millisecond_adds_up_to_a_stop() {
+        let mut q = one_core(600);
+        q.frame(ms(1));
+        assert_eq!(q.stop_at(ms(1)), None);
+        // 0.6 ms carried into 1.5 ms: 0.1 left there, plus 0.6 + 0.6 = 1.3 ms of work.
+        q.frame(ms(1) + us(500));
+        q.frame(ms(1) + us(500));
+        assert_eq!(q.resume_at(), ms(2));
+        assert_eq!(q.stop_at(ms(1) + us(500)), None);
+        q.frame(ms(1) + us(500));
+        assert_eq!(q.stop_at(ms(1) + us(500)), Some(ms(2)));
+        assert_eq!(q.resume_at(), ms(3));
+    }
+
+    #[test]
+    fn work_spreads_over_the_cores_and_a_sample_is_the_share_used() {
+        let model = LoadModel {
+            frame_cost: ms(10),
+            message_cost: Duration::ZERO,
+            cores: 2,
+        };
+        let mut q = CpuQueue::new(model, Duration::ZERO);
+        for _ in 0..100 {
+            q.frame(ms(0));
+        }
+        // 1 s of work on 2 cores: done at 0.5 s; over a second, half the capacity.
+        assert_eq!(q.resume_at(), ms(500));
+        assert_eq!(q.sample(ms(1000)).cpu_permille, 500);
+        assert_eq!(q.sample(ms(2000)).cpu_permille, 0);
     }
 }

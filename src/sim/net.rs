@@ -36,12 +36,12 @@
 //! All times are durations since the simulation started (`turmoil::sim_elapsed`).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -223,6 +223,14 @@ struct ListenerState {
 
 struct State {
     hosts: BTreeMap<String, HostState>,
+    /// Hosts paused by the fault schedule, and hosts whose process its CPU stops
+    /// ([`SimNet::stall`]): a host is `Paused` while it is in either.
+    fault_paused: BTreeSet<String>,
+    stalled: BTreeSet<String>,
+    /// A stop its CPU has asked for, per host, as `[from, until)`: the host's sockets and gate
+    /// act stopped from `from` on, before anything of that instant runs, even before the task
+    /// that carries the stop out ([`SimNet::stall`]) does.
+    stops: BTreeMap<String, (Duration, Duration)>,
     listeners: BTreeMap<(String, u16), ListenerState>,
     conns: Conns,
     next_conn: u64,
@@ -269,6 +277,25 @@ struct StepClock {
 pub struct HostGate {
     paused: AtomicBool,
     resumed: Notify,
+    /// A stop asked for ahead ([`SimNet::stop_ahead`]), `[from, until)` in nanoseconds of
+    /// simulated time; `from == u64::MAX` when there is none.
+    stop_from: AtomicU64,
+    stop_until: AtomicU64,
+}
+
+impl HostGate {
+    /// Closed: paused, or within a stop asked for ahead.
+    fn closed(&self) -> bool {
+        if self.paused.load(Ordering::Acquire) {
+            return true;
+        }
+        let from = self.stop_from.load(Ordering::Acquire);
+        if from == u64::MAX {
+            return false;
+        }
+        let now = turmoil::sim_elapsed().unwrap_or_default().as_nanos() as u64;
+        from <= now && now < self.stop_until.load(Ordering::Acquire)
+    }
 }
 
 /// A gate found open: resolves at once. Zero-sized, so boxing it does not allocate.
@@ -285,7 +312,7 @@ impl Gate for HostGate {
     fn wait_open(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         // The drivers ask at every turn of their loops and the gate is almost always open:
         // answer that without touching the `Notify`. Only a closed gate needs the careful path.
-        if !self.paused.load(Ordering::Acquire) {
+        if !self.closed() {
             return Box::pin(Open);
         }
         Box::pin(async move {
@@ -294,7 +321,7 @@ impl Gate for HostGate {
                 tokio::pin!(resumed);
                 // Registered before the check, so a resume in between is not missed.
                 resumed.as_mut().enable();
-                if !self.paused.load(Ordering::Acquire) {
+                if !self.closed() {
                     return;
                 }
                 resumed.await;
@@ -313,16 +340,34 @@ impl State {
     ) -> HostState {
         if let Some((epoch, state)) = *cache
             && epoch == self.host_epoch
+            && self.stops.is_empty()
         {
             return state;
         }
-        let state = self
-            .conns
-            .get(id)
-            .and_then(|c| self.hosts.get(&c.hosts[side]).copied())
+        let host = self.conns.get(id).map(|c| &c.hosts[side]);
+        let state = host
+            .and_then(|h| self.hosts.get(h).copied())
             .unwrap_or(HostState::Crashed);
         *cache = Some((self.host_epoch, state));
+        // Within a stop its CPU asked for ahead, a running host acts stopped.
+        if state == HostState::Up
+            && let Some(&(from, until)) = host.and_then(|h| self.stops.get(h))
+            && (from..until).contains(&self.last_now)
+        {
+            return HostState::Paused;
+        }
         state
+    }
+
+    /// Brings `last_now` up to the present for [`State::host_state_of`] while a stop is asked
+    /// for ahead (it depends on the time then); nothing otherwise.
+    fn clock_for_stops(&mut self, id: u64, side: usize) {
+        if self.stops.is_empty() {
+            return;
+        }
+        if let Some(host) = self.conns.get(id).map(|c| c.host_ids[side]) {
+            host_now(&mut self.clocks, host, self.step, &mut self.last_now);
+        }
     }
 
     /// A host's state changed: sockets look theirs up again, and every host's clock is read
@@ -409,6 +454,9 @@ impl SimNet {
         SimNet {
             state: Arc::new(Mutex::new(State {
                 hosts: BTreeMap::new(),
+                fault_paused: BTreeSet::new(),
+                stalled: BTreeSet::new(),
+                stops: BTreeMap::new(),
                 listeners: BTreeMap::new(),
                 conns: Conns::default(),
                 next_conn: 1,
@@ -547,6 +595,8 @@ impl SimNet {
             Arc::new(HostGate {
                 paused: AtomicBool::new(false),
                 resumed: Notify::new(),
+                stop_from: AtomicU64::new(u64::MAX),
+                stop_until: AtomicU64::new(0),
             })
         });
         GateHandle(g.clone())
@@ -600,6 +650,24 @@ impl SimNet {
     /// holds its traffic until [`SimNet::resume`]. Either way the host's gate closes and its
     /// sockets read nothing.
     pub fn set_host_state(&self, host: &str, state: HostState) {
+        {
+            let mut s = self.lock();
+            if state == HostState::Paused {
+                s.fault_paused.insert(host.to_string());
+                if s.hosts.get(host) == Some(&HostState::Paused) {
+                    // Already stopped by its CPU: it stays stopped for both.
+                    return;
+                }
+            } else {
+                s.fault_paused.remove(host);
+                s.stalled.remove(host);
+                SimNet::clear_stop(&mut s, host);
+            }
+        }
+        self.enter_state(host, state);
+    }
+
+    fn enter_state(&self, host: &str, state: HostState) {
         let now = self.now();
         let mut wake = Vec::new();
         {
@@ -623,7 +691,69 @@ impl SimNet {
     }
 
     /// Resumes a paused host: what it wrote goes out now, what it was sent becomes readable.
+    /// A host whose CPU still stops it ([`SimNet::stall`]) stays paused until its CPU lets it
+    /// run.
     pub fn resume(&self, host: &str) {
+        {
+            let mut s = self.lock();
+            s.fault_paused.remove(host);
+            if s.stalled.contains(host) {
+                return;
+            }
+        }
+        self.leave_pause(host);
+    }
+
+    /// Stops (`on`) or lets run again a live host's process for its CPU's queue
+    /// ([`super::load`]): to its connections and peers the same as a pause, and kept apart
+    /// from the fault schedule's pauses, so that each ends only its own.
+    pub fn stall(&self, host: &str, on: bool) {
+        let state = {
+            let mut s = self.lock();
+            let state = s.hosts.get(host).copied().unwrap_or(HostState::Up);
+            if matches!(state, HostState::Killed | HostState::Crashed) {
+                return;
+            }
+            if on {
+                s.stalled.insert(host.to_string());
+            } else {
+                s.stalled.remove(host);
+                SimNet::clear_stop(&mut s, host);
+                if s.fault_paused.contains(host) {
+                    return;
+                }
+            }
+            state
+        };
+        match (on, state) {
+            (true, HostState::Up) => self.enter_state(host, HostState::Paused),
+            (false, HostState::Paused) => self.leave_pause(host),
+            _ => {}
+        }
+    }
+
+    /// Asks ahead for a stop of `host`'s process by its CPU over `[from, until)`: from `from`
+    /// on its sockets read and send nothing and its gate is closed, whatever the order the
+    /// tasks of that instant run in; [`SimNet::stall`] then carries the stop out.
+    pub fn stop_ahead(&self, host: &str, from: Duration, until: Duration) {
+        let mut s = self.lock();
+        s.stops.insert(host.to_string(), (from, until));
+        if let Some(g) = s.gates.get(host) {
+            g.stop_until
+                .store(until.as_nanos() as u64, Ordering::Release);
+            g.stop_from.store(from.as_nanos() as u64, Ordering::Release);
+        }
+    }
+
+    fn clear_stop(s: &mut State, host: &str) {
+        if s.stops.remove(host).is_some()
+            && let Some(g) = s.gates.get(host)
+        {
+            g.stop_from.store(u64::MAX, Ordering::Release);
+        }
+    }
+
+    fn leave_pause(&self, host: &str) {
         let now = self.now();
         let mut wake = Vec::new();
         {
@@ -653,6 +783,9 @@ impl SimNet {
         {
             let mut s = self.lock();
             s.hosts.insert(host.to_string(), HostState::Up);
+            s.fault_paused.remove(host);
+            s.stalled.remove(host);
+            SimNet::clear_stop(&mut s, host);
             s.host_changed();
             SimNet::set_paused(&mut s, host, false);
             s.for_ends_on(host, now, &mut wake, |conn, side, wake| {
@@ -885,6 +1018,7 @@ impl AsyncRead for SimStream {
             let mut guard = this.net.lock();
             let s = &mut *guard;
             // A stopped process reads nothing (a dead one is being dropped).
+            s.clock_for_stops(id, side);
             let paused = s.host_state_of(id, side, &mut this.host_cache) != HostState::Up;
             let Some(conn) = s.conns.get(id) else {
                 break 'read Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
@@ -999,6 +1133,7 @@ impl AsyncWrite for SimStream {
         let result = 'write: {
             let mut guard = this.net.lock();
             let s = &mut *guard;
+            s.clock_for_stops(id, side);
             let host_state = s.host_state_of(id, side, &mut this.host_cache);
             let Some(conn) = s.conns.get(id) else {
                 break 'write Poll::Ready(Err(io::ErrorKind::NotConnected.into()));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
-use super::load::{Cpu, Idle};
+use super::load::{Charging, Cpu, Idle};
 use super::net::SimNet;
 use super::record::{Recorder, TraceObserver};
 use super::runner::{SERVER, Scenario, SegmentTrace};
@@ -161,7 +161,7 @@ fn server(shared: &Shared, scenario: &Scenario) -> Software {
         let traffic = apps.workload.is_on();
         let (app, started) = ServerApp::new(apps.clone(), life as u32);
         // Each life of the server process starts with an idle CPU.
-        let cpu = load.map(|m| Cpu::new(m, net.clone()));
+        let cpu = load.map(|m| Cpu::on_net(m, net.clone(), SERVER));
         let app = app.with_cpu(cpu.clone());
         let handler: Arc<dyn Handler> = if traffic {
             Arc::new(app)
@@ -169,29 +169,48 @@ fn server(shared: &Shared, scenario: &Scenario) -> Software {
             Arc::new(Discard)
         };
         Box::pin(async move {
-            opts.gate = Some(match &cpu {
-                Some(cpu) => cpu.gate(net.gate(SERVER)),
-                None => net.gate(SERVER),
-            });
+            // Its CPU stops the process as a pause does: one gate for both.
+            opts.gate = Some(net.gate(SERVER));
             // Load comes from the model, never from the machine running the simulation.
             opts.load = Some(match &cpu {
                 Some(cpu) => cpu.clone(),
                 None => Arc::new(Idle),
             });
             let listener = net.listen(SERVER, PORT).map_err(|e| e.to_string())?;
-            let observer = Arc::new(TraceObserver {
+            let stops = cpu.clone().map(Cpu::run_stops);
+            let observer: Arc<dyn Observer> = Arc::new(TraceObserver {
                 rec,
                 segments,
-                cpu,
                 clock: None,
             });
+            let observer = match cpu {
+                Some(cpu) => Arc::new(Charging {
+                    inner: observer,
+                    cpu,
+                }),
+                None => observer,
+            };
             let server = Server::new(opts, observer, handler);
             let (_keep, shutdown) = tokio::sync::watch::channel(false);
-            // The generators of the server's application live and die with its process.
-            let (served, ()) = tokio::join!(
-                server.serve(listener, shutdown),
-                ServerApp::run_generators(started)
-            );
+            // The generators of the server's application, and the stops its CPU imposes, live
+            // and die with its process.
+            let serving = async {
+                let (served, ()) = tokio::join!(
+                    server.serve(listener, shutdown),
+                    ServerApp::run_generators(started)
+                );
+                served
+            };
+            let served = tokio::select! {
+                biased;
+                served = serving => served,
+                never = async move {
+                    match stops {
+                        Some(stops) => stops.await,
+                        None => std::future::pending().await,
+                    }
+                } => match never {},
+            };
             served.map_err(|e| e.to_string())
         })
     })
@@ -229,7 +248,6 @@ fn clients(
             let observer: Arc<dyn Observer> = Arc::new(TraceObserver {
                 rec,
                 segments,
-                cpu: None,
                 clock: None,
             });
             let (_keep, shutdown) = tokio::sync::watch::channel(false);

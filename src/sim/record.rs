@@ -7,7 +7,6 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::load::Cpu;
 use super::runner::{Heartbeats, Reconnects, SERVER, SegmentTrace, TraceLine, Traffic, Transition};
 use crate::net::{NetEvent, Observer};
 use crate::proto::session::{Event, Side};
@@ -335,8 +334,6 @@ pub(super) struct TraceObserver {
     pub(super) rec: Arc<Mutex<Recorder>>,
     /// Heartbeat receipts go here, at the segment level only.
     pub(super) segments: SegmentTrace,
-    /// The server's CPU, charged for each heartbeat frame it handles, when a load model is on.
-    pub(super) cpu: Option<Arc<Cpu>>,
     /// Where simulated time comes from: the event engine's clock, or turmoil's (`None`).
     pub(super) clock: Option<super::engine::EngineClock>,
 }
@@ -475,11 +472,6 @@ struct Receipt {
 
 impl Observer for TraceObserver {
     fn observe(&self, node: &str, side: Side, session_id: u32, event: &NetEvent) {
-        if let Some(cpu) = &self.cpu
-            && let NetEvent::Session(Event::HeartbeatReceived { .. } | Event::Rtt { .. }) = event
-        {
-            cpu.frame();
-        }
         // The hot events (one per heartbeat or per second) never reach the default trace:
         // leave before reading the clock; traffic only adds to its end's counters, heartbeats to
         // their side's round trips and gaps.

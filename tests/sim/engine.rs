@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mcpsim::net::{NetEvent, Observer};
 use mcpsim::proto::session::{Event, Side};
-use mcpsim::sim::engine::{Engine, EngineClock, EngineError};
+use mcpsim::sim::engine::{Engine, EngineClock};
 use mcpsim::sim::histogram::LogHistogram;
 use mcpsim::sim::runner::{Fault, Scenario, run};
 
@@ -168,21 +168,6 @@ fn the_same_seed_gives_a_byte_identical_trace() {
     // Another seed: other session ids and start times.
     let c = engine_run(&s, 8).0.lines.join("\n");
     assert_ne!(a, c);
-}
-
-#[test]
-fn a_scenario_with_what_the_engine_does_not_model_yet_is_refused() {
-    let mut s = scenario(2, 10.0, Vec::new());
-    s.load = Some(mcpsim::sim::load::LoadModel {
-        frame_cost: Duration::from_micros(800),
-        message_cost: Duration::from_micros(1200),
-        cores: 1,
-    });
-    let e = Engine::new(&s, 1, Arc::new(mcpsim::net::Quiet), EngineClock::default());
-    assert!(
-        matches!(e, Err(EngineError::Unsupported("the server's load"))),
-        "{e:?}"
-    );
 }
 
 #[test]
@@ -718,4 +703,77 @@ fn a_stream_is_freed_once_its_generator_is_done_or_its_process_died() {
         (30, 0),
         "the new server's sessions started 10 more; every generator is done"
     );
+}
+
+/// `sessions` clients heartbeating every second two-way over constant 1 ms links, to a server
+/// whose every heartbeat frame costs `frame_ms` of its one core.
+fn saturated(sessions: usize, seconds: f64, frame_ms: u64) -> Scenario {
+    let mut s = quiet(sessions, seconds);
+    s.stack.heartbeat.mode = mcpsim::config::Mode::TwoWay;
+    s.load = Some(mcpsim::sim::load::LoadModel {
+        frame_cost: Duration::from_millis(frame_ms),
+        message_cost: Duration::ZERO,
+        cores: 1,
+    });
+    s
+}
+
+/// A run's segment-level trace on both engines, each sorted: the lines of one instant from
+/// different connections come in the order tokio wakes the runner's tasks, which the engine
+/// does not reproduce (docs/simulator.md), so only the sets of lines can be compared.
+fn sorted_segment_traces(s: &Scenario, seed: u64) -> (Vec<String>, Vec<String>) {
+    use mcpsim::sim::runner::{RunOptions, TraceLevel, run_with};
+    let segments = RunOptions {
+        trace: TraceLevel::Segments,
+    };
+    let lines = |o: mcpsim::sim::runner::Outcome| {
+        sorted(
+            o.trace
+                .iter()
+                .map(|l| format!("{:>12?} {} {}", l.at, l.node, l.text))
+                .collect(),
+        )
+    };
+    let engine = lines(mcpsim::sim::engine::run_with(s, seed, segments).unwrap());
+    let turmoil = lines(run_with(s, seed, segments).unwrap());
+    (engine, turmoil)
+}
+
+/// The longest heartbeat round trip in a trace's receipts, in milliseconds.
+fn longest_rtt_ms(lines: &[String]) -> f64 {
+    lines
+        .iter()
+        .filter_map(|l| l.split(", rtt ").nth(1))
+        .filter_map(|r| r.split("ms").next()?.parse::<f64>().ok())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn a_server_saturated_by_its_heartbeats_stops_on_the_same_milliseconds_on_both_engines() {
+    // 20 sessions, two frames a second each at 30 ms: 1.2 of the core.
+    let s = saturated(20, 60.0, 30);
+    let (engine, turmoil) = sorted_segment_traces(&s, 1);
+    assert!(engine.len() > 2_000, "{} lines", engine.len());
+    // Over 1 ms links the round trips are 2 to 4 ms while the server keeps up; its stops make
+    // them hundreds.
+    assert!(
+        longest_rtt_ms(&engine) > 300.0,
+        "{}",
+        longest_rtt_ms(&engine)
+    );
+    assert_eq!(engine, turmoil);
+}
+
+#[test]
+fn a_throttling_server_grants_the_same_interval_at_the_same_instant_on_both_engines() {
+    // 0.96 of the core at 1 s heartbeats: the server throttles to 2 s once it has sampled 80%
+    // or more for 2 s, and every session's heartbeats carry its load from then on.
+    let mut s = saturated(20, 30.0, 24);
+    s.stack.throttle.enabled = true;
+    let (engine, turmoil) = sorted_segment_traces(&s, 2);
+    let grants: Vec<&String> = engine.iter().filter(|l| l.contains("granting")).collect();
+    assert!(engine.len() > 1_000, "{} lines", engine.len());
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert!(grants[0].contains("granting 2000ms"), "{grants:?}");
+    assert_eq!(engine, turmoil);
 }

@@ -30,7 +30,8 @@ use crate::net::conn::{Handler, ReadState, Reporter, TrafficMeter};
 use crate::net::server::client_peer;
 use crate::net::{ConnEnd, NetEvent, Observer};
 use crate::proto::client::ClientEndpoint;
-use crate::proto::server::{ConnId, Greeting, Opening, ServerEndpoint};
+use crate::proto::frame::Load;
+use crate::proto::server::{ConnId, Greeting, Opening, ServerEndpoint, Steer};
 use crate::proto::session::{Session, Side};
 use crate::proto::writes::WriteProgress;
 use crate::proto::{Frame, Time};
@@ -57,6 +58,10 @@ pub(super) struct World<'a> {
     /// The generators the server's application starts, and its sessions' streams.
     pub server_starts: &'a mut ServerStarts,
     pub server_feeds: &'a mut BTreeMap<u32, u32>,
+    /// What the server tells every connection of its throttle and load, as the driver's
+    /// `apply_steer` has it; and whether the clients' heartbeats report (idle) load.
+    pub steer: Steer,
+    pub client_load: bool,
 }
 
 impl World<'_> {
@@ -334,6 +339,10 @@ impl Conn {
         if let Holder::Client(_, e) = &mut client.holder {
             client.open = true;
             e.handle_connected(t);
+            if w.client_load {
+                // The client driver's sampler: a simulated client's load is idle.
+                e.session_mut().set_load(Some(Load::default()));
+            }
             client.io.traffic = Some(TrafficMeter::new(e.session(), t));
             if !client.paused {
                 self.step(0, None, w);
@@ -697,6 +706,8 @@ impl Conn {
                 // Bytes read with the HELLO count; the HELLO itself was the handshake's.
                 end.io.bytes_in = end.io.read.buf.len() as u64;
                 end.io.traffic = Some(TrafficMeter::new(&session, t));
+                let mut session = session;
+                apply_steer(&mut session, &w.steer, t);
                 end.holder = Holder::Server(session);
                 true
             }
@@ -989,6 +1000,19 @@ impl Conn {
         self.arm(w);
     }
 
+    /// The server's throttle or load figures changed: its session here applies them, and a
+    /// running end takes a turn (a CONFIG to send, its deadlines moved), as the driver's
+    /// `select!` does.
+    pub fn steer(&mut self, w: &mut World<'_>) {
+        let end = &mut self.ends[1];
+        let t = end.time(w.now);
+        let Holder::Server(session) = &mut end.holder else {
+            return;
+        };
+        apply_steer(session, &w.steer, t);
+        self.kick(1, w);
+    }
+
     /// Side `side`'s queue of application messages has one: its driver takes it if its
     /// session has room.
     pub fn kick(&mut self, side: usize, w: &mut World<'_>) {
@@ -1051,4 +1075,10 @@ fn fail(slot: &mut Option<(Duration, io::ErrorKind)>, at: Duration, kind: io::Er
         Some((t, k)) if *t < at || (*t == at && *k == io::ErrorKind::TimedOut) => {}
         _ => *slot = Some((at, kind)),
     }
+}
+
+/// The server's throttle and load figures applied to a session, as `net::conn` applies them.
+fn apply_steer(session: &mut Session, steer: &Steer, t: Time) {
+    session.set_load(steer.load);
+    session.set_throttle(t, steer.factor, steer.cap_ms);
 }

@@ -41,10 +41,37 @@ impl Engine {
             HostChange::Down {
                 host,
                 state: HostState::Paused,
-            } => self.pause(&host),
-            HostChange::Down { host, state } => self.kill(&host, state),
+            } => {
+                self.fault_paused.insert(host.clone());
+                // A server its CPU stops is already paused: it stays so for both.
+                if !self.paused(&host) {
+                    self.pause(&host);
+                }
+            }
+            HostChange::Down { host, state } => {
+                self.fault_paused.remove(&host);
+                self.kill(&host, state);
+            }
             HostChange::Restart { host, reboot } => self.restart(&host, reboot),
-            HostChange::Resume { host } => self.resume(&host),
+            HostChange::Resume { host } => {
+                self.fault_paused.remove(&host);
+                // A server its CPU still stops runs again when its CPU lets it.
+                if !(host == SERVER && self.stalled) {
+                    self.resume(&host);
+                }
+            }
+        }
+    }
+
+    /// The server's CPU stops its process (`on`) or lets it run again (`sim::load`): to its
+    /// connections and clients the same as a pause, kept apart from the fault schedule's
+    /// pauses so that each ends only its own.
+    pub(super) fn stall(&mut self, on: bool) {
+        self.stalled = on;
+        match (on, self.paused(SERVER)) {
+            (true, false) => self.pause(SERVER),
+            (false, true) if !self.fault_paused.contains(SERVER) => self.resume(SERVER),
+            _ => {}
         }
     }
 
@@ -156,8 +183,11 @@ impl Engine {
             self.server_alive = false;
             let _ = self.server_timer.arm(None);
             // The application and the sessions' queues it keeps die with the process.
-            (self.server_app, self.server_starts) = super::server_app(None, 0);
+            (self.server_app, self.server_starts) = super::server_app(None, 0, None);
             self.server_feeds.clear();
+            // So do its CPU's stops (its events find another life).
+            self.stalled = false;
+            self.cpu_stop = None;
         }
         let now = self.now;
         if let Some(apps) = &self.apps {
@@ -187,8 +217,18 @@ impl Engine {
             self.endpoint = server_endpoint(&self.server, self.seed, self.server_life);
             self.server_epoch = now;
             self.server_alive = true;
-            (self.server_app, self.server_starts) =
-                super::server_app(self.apps.as_ref(), self.server_life as u32);
+            // Each life of the server process starts with an idle CPU and tells its
+            // connections nothing yet; it samples its load at once.
+            if let Some(cpu) = &self.cpu {
+                cpu.reset(now);
+            }
+            self.steer = Default::default();
+            (self.server_app, self.server_starts) = super::server_app(
+                self.apps.as_ref(),
+                self.server_life as u32,
+                self.cpu.as_ref(),
+            );
+            self.world().0.arm_server();
         }
         for i in self.clients_on(host) {
             // The same draws as its first life: the jitter's seed first.

@@ -75,8 +75,13 @@
 //! runner's recorder, and the kernels' notes of each connection, taken after each of its events
 //! and in the runner's form and order (`runner::kernel_lines`).
 //!
-//! Not yet, and refused by [`Engine::new`]: the server's load model, throttling and load
-//! reports.
+//! The server's CPU (`sim::load`): the server's heartbeat frames and messages are charged as
+//! they are handled (through [`Charging`] and the server application), and once a millisecond
+//! or more of work is queued the server process stops, before anything else of the next
+//! millisecond, until less than one is left: a pause to its connections and endpoint, kept
+//! apart from the fault schedule's pauses. The server endpoint's load samples come due through
+//! its `poll_timeout`; what it decides (throttle factor, load figures) reaches every session at
+//! once, and a new session when it starts. Clients that report load report an idle one.
 //!
 //! # Determinism
 //!
@@ -106,6 +111,7 @@ use self::feeds::Feeds;
 use super::delivery::Log as DeliveryLog;
 use super::fault::FaultError;
 use super::links::FaultLinks;
+use super::load::{Charging, Cpu};
 use super::net::{ConnectOutcome, HostState, Links};
 use super::process::{client_draws, server_seed};
 use super::record::{Recorder, TraceObserver};
@@ -116,15 +122,14 @@ use super::runner::{
 use super::schedule::{self, Action, FaultLog};
 use super::tcp::{Note, TcpModel};
 use super::traffic::{AppClock, Apps, ClientApp, Generator, ServerApp};
-use crate::net::NetEvent;
 use crate::net::Observer;
 use crate::net::client::ClientOptions;
 use crate::net::conn::{Discard, Handler, Outgoing, ReadState};
 use crate::net::server::ServerOptions;
 use crate::proto::Decoder;
 use crate::proto::client::{ClientEndpoint, EndpointConfig};
-use crate::proto::frame::MAX_PAYLOAD_LEN;
-use crate::proto::server::{ServerEndpoint, ServerEndpointConfig};
+use crate::proto::frame::{Load, MAX_PAYLOAD_LEN};
+use crate::proto::server::{ServerEndpoint, ServerEndpointConfig, Steer};
 use crate::proto::session::{Counters, Side};
 use tokio::sync::mpsc;
 
@@ -149,7 +154,6 @@ pub fn run_with(
     let observer = Arc::new(TraceObserver {
         rec: rec.clone(),
         segments: SegmentTrace::at_level(options.trace, &rec),
-        cpu: None,
         clock: Some(clock.clone()),
     });
     let mut engine = Engine::new(scenario, seed, observer, clock)?;
@@ -223,8 +227,6 @@ pub(crate) fn wake_at(t: Duration) -> Duration {
 /// Why a scenario cannot run on the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("the event engine does not model {0} yet")]
-    Unsupported(&'static str),
     #[error("the stack configuration cannot run: {0}")]
     Config(String),
     #[error(transparent)]
@@ -267,6 +269,8 @@ enum Ev {
     Fault(u32),
     /// An application stream's next message is due.
     Feed { feed: u32, generation: u32 },
+    /// The server's CPU lets its process run again (`sim::load`), in this life.
+    CpuResume { life: u32 },
 }
 
 impl Ev {
@@ -318,8 +322,8 @@ fn server_endpoint(server: &ServerOptions, seed: u64, life: u64) -> ServerEndpoi
             server: server.config.clone(),
             max_connections: server.max_connections,
             handshake_timeout: server.handshake_timeout,
-            throttle: None,
-            report_load: false,
+            throttle: server.throttle.clone(),
+            report_load: server.report_load,
         },
         ChaCha20Rng::seed_from_u64(server_seed),
     );
@@ -329,10 +333,15 @@ fn server_endpoint(server: &ServerOptions, seed: u64, life: u64) -> ServerEndpoi
 
 /// The server's application in its process's `life`, and the generators it starts; nothing
 /// without traffic.
-fn server_app(apps: Option<&Apps>, life: u32) -> (Arc<dyn Handler>, ServerStarts) {
+fn server_app(
+    apps: Option<&Apps>,
+    life: u32,
+    cpu: Option<&Arc<Cpu>>,
+) -> (Arc<dyn Handler>, ServerStarts) {
     match apps {
         Some(apps) => {
             let (app, starts) = ServerApp::new(apps.clone(), life);
+            let app = app.with_cpu(cpu.cloned());
             (Arc::new(app), Some(starts))
         }
         None => (Arc::new(Discard), None),
@@ -438,6 +447,17 @@ pub struct Engine {
     server_life: u64,
     /// What a paused host's processes will do when it resumes, in the order it came due.
     deferred: BTreeMap<String, Vec<Deferred>>,
+    /// Hosts the fault schedule paused; a host is paused while it is here or its CPU stops
+    /// it (`stalled`, the server only).
+    fault_paused: std::collections::BTreeSet<String>,
+    stalled: bool,
+    /// The server machine's CPU, with a load model; and the stop filed for it, if one is.
+    cpu: Option<Arc<Cpu>>,
+    cpu_stop: Option<Duration>,
+    /// What the server last told its connections of its throttle and load; whether the
+    /// clients report load.
+    steer: Steer,
+    client_load: bool,
     /// Told of every death of a host's processes.
     deaths: Option<Deaths>,
     /// The run's applications, when it has traffic; the streams they send, and those whose
@@ -469,31 +489,17 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Whether the engine models everything `scenario` asks for; if not, what it lacks.
-    pub fn supports(scenario: &Scenario) -> Result<(), EngineError> {
-        let unsupported = [
-            (scenario.load.is_some(), "the server's load"),
-            (scenario.stack.throttle.reports_load(), "load reports"),
-            (scenario.stack.throttle.policy().is_some(), "throttling"),
-        ];
-        if let Some((_, what)) = unsupported.iter().find(|(on, _)| *on) {
-            return Err(EngineError::Unsupported(what));
-        }
-        Ok(())
-    }
-
     /// An engine for `scenario` under the master `seed`, reporting to `observer`, which may read
-    /// the time of what it is told from `clock` (the engine sets it). Refuses what it does not
-    /// model yet (see the module docs).
+    /// the time of what it is told from `clock` (the engine sets it).
     pub fn new(
         scenario: &Scenario,
         seed: u64,
         observer: Arc<dyn Observer>,
         clock: EngineClock,
     ) -> Result<Engine, EngineError> {
-        Engine::supports(scenario)?;
         let config = |e: crate::config::ConfigError| EngineError::Config(e.to_string());
         let client = super::runner::client_options(scenario).map_err(config)?;
+        let client_load = client.report_load;
         let server = scenario.stack.server_options();
         // The same schedule as the runner's: the link faults go into the links' outages and
         // latency, and each action is an event that logs it.
@@ -513,7 +519,19 @@ impl Engine {
             end: scenario.duration.saturating_sub(scenario.traffic.drain),
             seed,
         });
-        let (server_app, server_starts) = server_app(apps.as_ref(), 0);
+        // The server machine's CPU charges the server's heartbeats through the observer and
+        // its messages through its application, as in the runner's server process.
+        let cpu = scenario
+            .load
+            .map(|m| Cpu::new(m, AppClock::Engine(clock.clone())));
+        let observer: Arc<dyn Observer> = match &cpu {
+            Some(cpu) => Arc::new(Charging {
+                inner: observer,
+                cpu: cpu.clone(),
+            }),
+            None => observer,
+        };
+        let (server_app, server_starts) = server_app(apps.as_ref(), 0, cpu.as_ref());
         let mut feeds = Feeds::default();
         let mut actions = Vec::new();
         for (i, (at, _, action)) in schedule::actions(&faults).into_iter().enumerate() {
@@ -566,7 +584,7 @@ impl Engine {
                 outgoing,
             });
         }
-        Ok(Engine {
+        let mut engine = Engine {
             now: Duration::ZERO,
             duration: scenario.duration,
             queue,
@@ -592,6 +610,12 @@ impl Engine {
             server_epoch: Duration::ZERO,
             server_life: 0,
             deferred: BTreeMap::new(),
+            fault_paused: Default::default(),
+            stalled: false,
+            cpu,
+            cpu_stop: None,
+            steer: Steer::default(),
+            client_load,
             deaths: None,
             apps,
             feeds,
@@ -601,7 +625,11 @@ impl Engine {
             server_feeds: BTreeMap::new(),
             stats: Stats::default(),
             notes: None,
-        })
+        };
+        // A server that samples its load does so at once, and from then on when its endpoint
+        // says.
+        engine.world().0.arm_server();
+        Ok(engine)
     }
 
     /// Keep segment-level notes (every retransmission, probe and timeout) of the connections
@@ -675,6 +703,16 @@ impl Engine {
         while let Some(at) = self.queue.peek_time()
             && at <= until
         {
+            // The server's CPU stops its process before anything else of the stop's instant.
+            if let Some(stop) = self.cpu_stop
+                && stop <= at
+            {
+                self.cpu_stop = None;
+                self.now = stop;
+                self.clock.set(stop);
+                self.stop_server();
+                continue;
+            }
             let Some((at, ev)) = self.queue.pop() else {
                 break;
             };
@@ -703,7 +741,18 @@ impl Engine {
         match ev {
             Ev::Handshake(id) | Ev::Retry(id) | Ev::Open(id) => self.reap(id as usize),
             Ev::Session { conn, .. } | Ev::Tcp { conn, .. } => self.reap(conn as usize),
-            Ev::Client { .. } | Ev::Server { .. } | Ev::Fault(_) | Ev::Feed { .. } => {}
+            Ev::Client { .. }
+            | Ev::Server { .. }
+            | Ev::Fault(_)
+            | Ev::Feed { .. }
+            | Ev::CpuResume { .. } => {}
+        }
+        // Work done in this event may stop the server from the next millisecond.
+        if let Some(cpu) = &self.cpu
+            && let Some(at) = cpu.take_stop()
+            && self.cpu_stop.is_none()
+        {
+            self.cpu_stop = Some(at);
         }
     }
 
@@ -791,6 +840,11 @@ impl Engine {
                     self.pace(feed);
                 }
             }
+            Ev::CpuResume { life } => {
+                if u64::from(life) == self.server_life && self.server_alive {
+                    self.stall(false);
+                }
+            }
             Ev::Fault(i) => {
                 let Some(action) = self.actions[i as usize].take() else {
                     return;
@@ -851,9 +905,23 @@ impl Engine {
                 room: &mut self.room,
                 server_starts: &mut self.server_starts,
                 server_feeds: &mut self.server_feeds,
+                steer: self.steer,
+                client_load: self.client_load,
             },
             &mut self.conns,
         )
+    }
+
+    /// The server's CPU has a millisecond or more of work queued: its process stops until the
+    /// work is done (`sim::load`).
+    fn stop_server(&mut self) {
+        let Some(cpu) = &self.cpu else { return };
+        let until = cpu.resume_at();
+        if until > self.now && self.server_alive {
+            self.stall(true);
+            let life = self.server_life as u32;
+            self.queue.push(until, Ev::CpuResume { life });
+        }
     }
 
     /// The server endpoint's expiry is due: detached sessions whose resume window is over go,
@@ -861,26 +929,38 @@ impl Engine {
     fn expire(&mut self) {
         let t = crate::proto::Time::from_epoch(self.now.saturating_sub(self.server_epoch));
         self.endpoint.handle_timeout(t);
-        while let Some(ev) = self.endpoint.poll_event() {
-            if let crate::proto::server::ServerEvent::Registry(
-                crate::proto::registry::RegistryEvent::Expired {
-                    session_id,
-                    undelivered,
-                },
-            ) = ev
-            {
-                let expired = NetEvent::Expired {
-                    undelivered: undelivered.len(),
-                };
-                self.observer
-                    .observe(&self.server.name, Side::Server, session_id, &expired);
-                if !undelivered.is_empty() {
-                    self.server_app.undelivered(session_id, undelivered);
+        self.report_server();
+        // Then a load sample, if one is due, as the server driver takes it at the top of its
+        // loop: what it decides goes to every connection.
+        if self.endpoint.sample_due(t) {
+            let sample = match &self.cpu {
+                Some(cpu) => crate::net::load::LoadSource::sample(&**cpu),
+                None => Load::default(),
+            };
+            let steer = self.endpoint.handle_load(t, sample);
+            self.report_server();
+            if steer != self.steer {
+                self.steer = steer;
+                for k in 0..self.conns.len() {
+                    let (mut w, conns) = self.world();
+                    if let Some(c) = conns[k].as_mut() {
+                        c.steer(&mut w);
+                    }
+                    self.reap(k + 1);
                 }
-                self.server_app.ended(session_id);
             }
         }
         self.world().0.arm_server();
+    }
+
+    /// Passes the server endpoint's events on, as the server driver does.
+    fn report_server(&mut self) {
+        let (observer, name) = (&self.observer, &self.server.name);
+        crate::net::server::report(
+            &mut self.endpoint,
+            |id, ev| observer.observe(name, Side::Server, id, &ev),
+            &*self.server_app,
+        );
     }
 
     /// Client `i`'s endpoint asked for a connection: it opens through the path model, as the
