@@ -451,7 +451,13 @@ impl Conn {
             return;
         }
         if self.ends[side].open && !self.ends[side].paused {
-            self.step(side, None, w);
+            // What reached the socket first, as the driver drains it before it judges.
+            if self.ends[side].io.linger.is_none() && self.pipes[1 - side].readable > 0 {
+                self.read(side, w);
+            }
+            if self.ends[side].open {
+                self.step(side, None, w);
+            }
         }
         self.arm(w);
     }
@@ -777,6 +783,11 @@ impl Conn {
     /// the session is closing the connection, and whether the buffer stalled.
     fn turn(&mut self, side: usize, w: &mut World<'_>) -> (bool, bool) {
         let now = w.now;
+        // Bytes that reached the socket and that the driver will read before it judges its
+        // peer (`net::conn` drains them first): the read loop comes back to run the deadline.
+        let end = &self.ends[side];
+        let unread =
+            end.open && !end.paused && end.io.linger.is_none() && self.pipes[1 - side].readable > 0;
         let Some((rep, session, io, t)) = self.ends[side].driver(w) else {
             return (false, false);
         };
@@ -819,6 +830,7 @@ impl Conn {
                 if let Some(d) = io.deadline
                     && d <= t
                     && io.handled != Some(d)
+                    && !unread
                 {
                     session.handle_timeout(t);
                     io.handled = Some(d);
