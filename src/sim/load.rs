@@ -19,7 +19,11 @@
 //! Why stops on the millisecond grid rather than a gate each task waits at: which tasks run at
 //! an instant must not hang on the order they are woken in. The queue only adds (the same total
 //! whatever the order of the charges within an instant) and a stop starts at the next
-//! millisecond, so every engine stops the same process at the same instants. An earlier model
+//! millisecond, before anything else of that instant, so every engine stops the same process
+//! at the same instants: the event engine takes the stop before the instant's first event, and
+//! on turmoil the charge that asks for it tells the network at once ([`SimNet::stop_ahead`]),
+//! whose sockets and gate act stopped from then on whatever order the tasks wake in, before
+//! [`Cpu::run_stops`] carries the stop out. An earlier model
 //! closed a gate at the top of each connection's loop the moment the work was queued; tasks
 //! that were already waiting for input still took their read, and which waiting task went
 //! first when the gate opened was tokio's wake order. Its figures hung on that order: on
@@ -104,7 +108,7 @@ impl CpuQueue {
         self.charge(now, self.model.frame_cost + self.model.message_cost);
     }
 
-    /// The first whole millisecond with less than [`GRAIN`] of work left: when a stopped
+    /// The first whole millisecond with less than a millisecond of work left: when a stopped
     /// process runs again.
     pub fn resume_at(&self) -> Duration {
         next_ms(self.busy_until.saturating_sub(GRAIN))
@@ -227,8 +231,9 @@ impl Cpu {
         self.take_stop();
     }
 
-    /// Stops `host`'s process on `net` whenever its work asks for it, for as long as it asks;
-    /// for the turmoil runner, inside the process it stops (it dies with it).
+    /// Stops the process of the host this CPU was made for ([`Cpu::on_net`]) whenever its work
+    /// asks for it, for as long as it asks; run inside that process, so that it dies with it.
+    /// A CPU the event engine drives ([`Cpu::new`]) has nothing to do here: it waits for ever.
     pub async fn run_stops(self: Arc<Cpu>) -> std::convert::Infallible {
         let Some((net, host)) = self.stops_on.clone() else {
             return std::future::pending().await;
