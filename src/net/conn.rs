@@ -185,8 +185,8 @@ pub async fn drive<S: Stream>(
     // The server's throttle and load, as they are now and whenever they change.
     let mut steer = ctx.steer.clone();
     if let Some(s) = &mut steer {
-        let now = s.now();
-        apply_steer(session, ctx, now);
+        let current = s.now();
+        session.apply_steer(ctx.clock.now(), &current);
     }
     // Frames that arrived with the handshake's read are still in the buffer.
     if let Err(e) = rep.decode_all(&mut read, session, || ctx.clock.now()) {
@@ -299,7 +299,7 @@ pub async fn drive<S: Stream>(
             }
             _ = sleep_until_some(writes.replaced_deadline().map(|t| ctx.clock.instant(t))),
                 if writes.replaced_deadline().is_some() => break ConnEnd::Closed,
-            s = steer_changed(&mut steer), if steer.is_some() => apply_steer(session, ctx, s),
+            s = steer_changed(&mut steer), if steer.is_some() => session.apply_steer(ctx.clock.now(), &s),
             r = wr.write(&wbuf), if !wbuf.is_empty() => {
                 if let Err(end) = wrote(r, &mut wbuf, &mut bytes_out, &mut writes, ctx) {
                     break end;
@@ -649,12 +649,6 @@ async fn try_write<W: AsyncWrite + Unpin>(
         })
     })
     .await
-}
-
-/// Applies the server's throttle factor and load figures to the session.
-fn apply_steer(session: &mut Session, ctx: &ConnCtx<'_>, s: Steer) {
-    session.set_load(s.load);
-    session.set_throttle(ctx.clock.now(), s.factor, s.cap_ms);
 }
 
 async fn steer_changed(follower: &mut Option<Follower<Steer>>) -> Steer {

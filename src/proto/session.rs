@@ -46,6 +46,7 @@ use super::frame::{
     MAX_PAYLOAD_LEN, Resume, TOKEN_LEN, Welcome, expand_seq,
 };
 use super::health::{HealthConfig, HealthEvaluator, HealthEvent, HealthState};
+use super::server::Steer;
 use super::time::Time;
 
 /// How a side's sessions leave when its process shuts down ([`Session::handle_shutdown`]).
@@ -1408,6 +1409,13 @@ impl Session {
             None => Frame::heartbeat(self.id, self.hb_seq),
         };
         self.control.push_back(frame);
+    }
+
+    /// What its server tells every connection ([`Steer`]): the load figures to report and
+    /// the throttle factor, applied at `now`.
+    pub fn apply_steer(&mut self, now: Time, steer: &Steer) {
+        self.set_load(steer.load);
+        self.set_throttle(now, steer.factor, steer.cap_ms);
     }
 
     /// The load figures this side reports in its heartbeats and replies from now on (§11.3);

@@ -738,6 +738,7 @@ impl SimNet {
     pub fn stop_ahead(&self, host: &str, from: Duration, until: Duration) {
         let mut s = self.lock();
         s.stops.insert(host.to_string(), (from, until));
+        // The gate keeps its own copy: it answers the drivers without taking this lock.
         if let Some(g) = s.gates.get(host) {
             g.stop_until
                 .store(until.as_nanos() as u64, Ordering::Release);

@@ -27,14 +27,15 @@ use super::feeds::Feeds;
 use super::queue::{Queue, Timer};
 use super::{AppQueue, Client, Ev, ServerStarts, Stats, wake_at};
 use crate::net::conn::{Handler, ReadState, Reporter, TrafficMeter};
+use crate::net::load::LoadSource;
 use crate::net::server::client_peer;
 use crate::net::{ConnEnd, NetEvent, Observer};
 use crate::proto::client::ClientEndpoint;
-use crate::proto::frame::Load;
 use crate::proto::server::{ConnId, Greeting, Opening, ServerEndpoint, Steer};
 use crate::proto::session::{Session, Side};
 use crate::proto::writes::WriteProgress;
 use crate::proto::{Frame, Time};
+use crate::sim::load::Idle;
 use crate::sim::net::{HostState, MAX_SEGMENT, PathModel, Paths, peer_addr};
 use crate::sim::tcp::{Note, Output, TcpModel};
 
@@ -341,7 +342,7 @@ impl Conn {
             e.handle_connected(t);
             if w.client_load {
                 // The client driver's sampler: a simulated client's load is idle.
-                e.session_mut().set_load(Some(Load::default()));
+                e.session_mut().set_load(Some(LoadSource::sample(&Idle)));
             }
             client.io.traffic = Some(TrafficMeter::new(e.session(), t));
             if !client.paused {
@@ -713,7 +714,7 @@ impl Conn {
                 end.io.bytes_in = end.io.read.buf.len() as u64;
                 end.io.traffic = Some(TrafficMeter::new(&session, t));
                 let mut session = session;
-                apply_steer(&mut session, &w.steer, t);
+                session.apply_steer(t, &w.steer);
                 end.holder = Holder::Server(session);
                 true
             }
@@ -1021,7 +1022,7 @@ impl Conn {
         let Holder::Server(session) = &mut end.holder else {
             return;
         };
-        apply_steer(session, &w.steer, t);
+        session.apply_steer(t, &w.steer);
         self.kick(1, w);
     }
 
@@ -1087,10 +1088,4 @@ fn fail(slot: &mut Option<(Duration, io::ErrorKind)>, at: Duration, kind: io::Er
         Some((t, k)) if *t < at || (*t == at && *k == io::ErrorKind::TimedOut) => {}
         _ => *slot = Some((at, kind)),
     }
-}
-
-/// The server's throttle and load figures applied to a session, as `net::conn` applies them.
-fn apply_steer(session: &mut Session, steer: &Steer, t: Time) {
-    session.set_load(steer.load);
-    session.set_throttle(t, steer.factor, steer.cap_ms);
 }

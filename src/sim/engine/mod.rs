@@ -111,7 +111,7 @@ use self::feeds::Feeds;
 use super::delivery::Log as DeliveryLog;
 use super::fault::FaultError;
 use super::links::FaultLinks;
-use super::load::{Charging, Cpu};
+use super::load::{Charging, Cpu, Idle};
 use super::net::{ConnectOutcome, HostState, Links};
 use super::process::{client_draws, server_seed};
 use super::record::{Recorder, TraceObserver};
@@ -125,10 +125,11 @@ use super::traffic::{AppClock, Apps, ClientApp, Generator, ServerApp};
 use crate::net::Observer;
 use crate::net::client::ClientOptions;
 use crate::net::conn::{Discard, Handler, Outgoing, ReadState};
+use crate::net::load::LoadSource;
 use crate::net::server::ServerOptions;
 use crate::proto::Decoder;
 use crate::proto::client::{ClientEndpoint, EndpointConfig};
-use crate::proto::frame::{Load, MAX_PAYLOAD_LEN};
+use crate::proto::frame::MAX_PAYLOAD_LEN;
 use crate::proto::server::{ServerEndpoint, ServerEndpointConfig, Steer};
 use crate::proto::session::{Counters, Side};
 use tokio::sync::mpsc;
@@ -933,9 +934,10 @@ impl Engine {
         // Then a load sample, if one is due, as the server driver takes it at the top of its
         // loop: what it decides goes to every connection.
         if self.endpoint.sample_due(t) {
+            // Load comes from the model, never from the machine running the simulation.
             let sample = match &self.cpu {
-                Some(cpu) => crate::net::load::LoadSource::sample(&**cpu),
-                None => Load::default(),
+                Some(cpu) => LoadSource::sample(&**cpu),
+                None => LoadSource::sample(&Idle),
             };
             let steer = self.endpoint.handle_load(t, sample);
             self.report_server();
