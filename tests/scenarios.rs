@@ -128,20 +128,10 @@ struct Runs {
     by_seed: Vec<Vec<RunSummary>>,
 }
 
-/// Runs every pairing on every seed of `plan`, as `check::run` does, keeping each run.
+/// Runs every pairing on every seed of `plan`, keeping each run.
 fn run_plan(plan: &scenario::Plan, path: &Path) -> Result<Runs, Failed> {
-    let jobs: Vec<(usize, u64)> = (0..plan.pairings.len())
-        .flat_map(|p| plan.seeds.iter().map(move |s| (p, *s)))
-        .collect();
-    let runs = check::run_jobs(plan, &jobs, threads(), |_| {})
+    let (report, by_seed) = check::run_by_seed(plan, &plan.seeds, threads(), |_| {})
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut merged = vec![RunSummary::default(); plan.pairings.len()];
-    let mut by_seed = vec![Vec::new(); plan.pairings.len()];
-    for (&(p, _), run) in jobs.iter().zip(runs) {
-        merged[p].merge(&run);
-        by_seed[p].push(run);
-    }
-    let report = check::report(plan, merged, &plan.seeds);
     Ok(Runs { report, by_seed })
 }
 

@@ -162,15 +162,28 @@ pub fn run(
     threads: usize,
     progress: impl Fn(Progress) + Sync,
 ) -> Result<Report, RunError> {
+    Ok(run_by_seed(plan, seeds, threads, progress)?.0)
+}
+
+/// [`run`], also giving each pairing's runs one by one, in the order of `seeds`: for figures
+/// that need the spread between seeds.
+pub fn run_by_seed(
+    plan: &Plan,
+    seeds: &[u64],
+    threads: usize,
+    progress: impl Fn(Progress) + Sync,
+) -> Result<(Report, Vec<Vec<RunSummary>>), RunError> {
     let jobs: Vec<(usize, u64)> = (0..plan.pairings.len())
         .flat_map(|p| seeds.iter().map(move |s| (p, *s)))
         .collect();
     let summaries = run_jobs(plan, &jobs, threads, progress)?;
     let mut by_pairing: Vec<RunSummary> = vec![RunSummary::default(); plan.pairings.len()];
-    for (&(p, _), s) in jobs.iter().zip(&summaries) {
-        by_pairing[p].merge(s);
+    let mut by_seed: Vec<Vec<RunSummary>> = vec![Vec::new(); plan.pairings.len()];
+    for (&(p, _), s) in jobs.iter().zip(summaries) {
+        by_pairing[p].merge(&s);
+        by_seed[p].push(s);
     }
-    Ok(report(plan, by_pairing, seeds))
+    Ok((report(plan, by_pairing, seeds), by_seed))
 }
 
 /// How far a batch of runs has got: runs finished, and simulated time gone by over all of them
