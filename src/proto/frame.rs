@@ -739,7 +739,12 @@ impl Decoder {
             return Ok(None);
         }
         self.head = None;
-        let payload = src.split_to(len).freeze();
+        // An empty payload (a plain heartbeat, its reply) takes nothing from the buffer: no
+        // split, which would share the buffer and count references for nothing.
+        let payload = match len {
+            0 => Bytes::new(),
+            _ => src.split_to(len).freeze(),
+        };
         Frame::from_parts(&head, payload).map(Some)
     }
 
