@@ -61,7 +61,7 @@ pub(super) struct World<'a> {
     pub server_feeds: &'a mut BTreeMap<u32, u32>,
     /// What the server tells every connection of its throttle and load, as the driver's
     /// `apply_steer` has it; and whether the clients' heartbeats report (idle) load.
-    pub steer: Steer,
+    pub steer: &'a Steer,
     pub client_load: bool,
 }
 
@@ -714,7 +714,7 @@ impl Conn {
                 end.io.bytes_in = end.io.read.buf.len() as u64;
                 end.io.traffic = Some(TrafficMeter::new(&session, t));
                 let mut session = session;
-                session.apply_steer(t, &w.steer);
+                session.apply_steer(t, w.steer);
                 end.holder = Holder::Server(session);
                 true
             }
@@ -1022,7 +1022,7 @@ impl Conn {
         let Holder::Server(session) = &mut end.holder else {
             return;
         };
-        session.apply_steer(t, &w.steer);
+        session.apply_steer(t, w.steer);
         self.kick(1, w);
     }
 

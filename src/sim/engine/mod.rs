@@ -906,7 +906,7 @@ impl Engine {
                 room: &mut self.room,
                 server_starts: &mut self.server_starts,
                 server_feeds: &mut self.server_feeds,
-                steer: self.steer,
+                steer: &self.steer,
                 client_load: self.client_load,
             },
             &mut self.conns,
