@@ -332,6 +332,7 @@ impl Conn {
     /// connected leaves its kernel's side as the death made it ([`Conn::process_dies`]).
     pub fn open(&mut self, server_paused: bool, w: &mut World<'_>) {
         self.opened = true;
+        self.settle(w.now);
         if !server_paused {
             self.accept(w);
         }
@@ -357,6 +358,7 @@ impl Conn {
     /// connection limit.
     pub fn accept(&mut self, w: &mut World<'_>) {
         let now = w.now;
+        self.settle(now);
         let peer = peer_addr(self.id);
         let server = &mut self.ends[1];
         server.epoch = w.server_epoch;
@@ -386,6 +388,7 @@ impl Conn {
 
     /// The server's handshake deadline: a connection still without a session is closed.
     pub fn on_handshake_deadline(&mut self, w: &mut World<'_>) {
+        self.settle(w.now);
         let end = &mut self.ends[1];
         let Some(conn) = end.accepted else { return };
         if !end.open || end.holder.session().is_some() || end.pending.is_some() {
@@ -421,6 +424,7 @@ impl Conn {
 
     /// The HELLO that waited for a takeover is offered to the server endpoint again.
     pub fn on_retry(&mut self, w: &mut World<'_>) {
+        self.settle(w.now);
         if let Some(hello) = self.ends[1].pending.take()
             && self.ends[1].open
             && self.greet(Ok(hello), w)
@@ -500,7 +504,7 @@ impl Conn {
             .filter(|side| !self.ends[*side].paused)
             .filter_map(|side| self.failures[side].map(|f| f.0))
             .min();
-        let next = [self.tcp.poll_timeout(), failing]
+        let next = [self.tcp.poll_wake(self.waiting()), failing]
             .into_iter()
             .flatten()
             .min()
@@ -509,6 +513,18 @@ impl Conn {
         if let Some((at, generation)) = self.tcp_timer.arm(next) {
             w.queue.push(at, Ev::tcp(self.id, generation));
         }
+    }
+
+    /// Which ends have bytes waiting for room in the kernel's send buffer.
+    fn waiting(&self) -> [bool; 2] {
+        [self.pipes[0].unwritten > 0, self.pipes[1].unwritten > 0]
+    }
+
+    /// The kernels take the acknowledgements that [`Conn::arm`] left to the connection's next
+    /// event ([`TcpModel::poll_wake`]), before anything else touches them at `now`.
+    fn settle(&mut self, now: Duration) {
+        let waiting = self.waiting();
+        self.tcp.settle(now, waiting, &mut Paths(&mut self.paths));
     }
 
     /// Runs the kernels up to now: segments reach their receivers' buffers, which read them;
@@ -957,7 +973,8 @@ impl Conn {
 
     /// The process of side `side` stopped (paused): its kernel goes on receiving and
     /// acknowledging, but nothing reads, writes or decides there until [`Conn::resume`].
-    pub fn pause(&mut self, side: usize) {
+    pub fn pause(&mut self, side: usize, now: Duration) {
+        self.settle(now);
         self.ends[side].paused = true;
         self.tcp.set_reading(side, false);
     }
@@ -988,6 +1005,7 @@ impl Conn {
     /// falls silent; a killed process's kernel closes the socket, with RST if data it was sent
     /// lies unread, else with FIN, and answers what comes later with RST.
     pub fn process_dies(&mut self, side: usize, state: HostState, w: &mut World<'_>) {
+        self.settle(w.now);
         drop_unwritten(&mut self.pipes[side]);
         self.dropped[side] = true;
         let end = &mut self.ends[side];
@@ -1017,6 +1035,7 @@ impl Conn {
     /// running end takes a turn (a CONFIG to send, its deadlines moved), as the driver's
     /// `select!` does.
     pub fn steer(&mut self, w: &mut World<'_>) {
+        self.settle(w.now);
         let end = &mut self.ends[1];
         let t = end.time(w.now);
         let Holder::Server(session) = &mut end.holder else {
@@ -1030,6 +1049,7 @@ impl Conn {
     /// session has room.
     pub fn kick(&mut self, side: usize, w: &mut World<'_>) {
         if self.ends[side].open && !self.ends[side].paused {
+            self.settle(w.now);
             self.step(side, None, w);
             self.arm(w);
         }
@@ -1038,6 +1058,7 @@ impl Conn {
     /// Side `side`'s machine came back after a crash with an empty kernel: the peer's next
     /// transmission on this connection gets RST.
     pub fn forget(&mut self, side: usize, w: &mut World<'_>) {
+        self.settle(w.now);
         self.tcp.forget(side);
         self.arm(w);
     }

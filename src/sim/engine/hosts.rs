@@ -100,9 +100,10 @@ impl Engine {
 
     fn pause(&mut self, host: &str) {
         self.states.insert(host.to_string(), HostState::Paused);
+        let now = self.now;
         for (k, side) in self.ends_on(host) {
             if let Some(c) = self.conns[k].as_mut() {
-                c.pause(side);
+                c.pause(side, now);
             }
         }
     }

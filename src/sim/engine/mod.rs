@@ -1050,7 +1050,7 @@ impl Engine {
         client_end.io.outgoing = outgoing;
         let mut conn = Conn::new(id, i as u32, [client_end, server_end], [there, back], tcp);
         if self.paused(SERVER) {
-            conn.pause(1);
+            conn.pause(1, self.now);
         }
         self.conns.push(Some(Box::new(conn)));
         self.queue.push(at, Ev::Open(id as u32));
