@@ -235,6 +235,8 @@ struct State {
     conns: Conns,
     next_conn: u64,
     links: Box<dyn Links>,
+    /// The kernels' TCP settings, shared by every connection's model.
+    tcp: Arc<TcpConfig>,
     /// Time as last seen inside a host, for code that runs outside one (drops during a crash).
     last_now: Duration,
     /// Wakers from sockets dropped outside any host (turmoil dropping a host's tasks,
@@ -460,6 +462,7 @@ impl SimNet {
                 listeners: BTreeMap::new(),
                 conns: Conns::default(),
                 next_conn: 1,
+                tcp: Arc::new(links.tcp()),
                 links,
                 last_now: Duration::ZERO,
                 deferred: BTreeMap::new(),
@@ -1373,10 +1376,13 @@ impl crate::net::Connector for SimConnector {
             let host_ids = [s.host_id(&this.from), s.host_id(&this.to)];
             // Both kernels take their first RTT sample from the handshake, unless a SYN had to
             // be resent (Karn's rule: then the RTO starts at its initial 1 s).
-            let tcp_cfg = s.links.tcp();
             let handshake = at.saturating_sub(now);
-            let sample = (handshake < tcp_cfg.syn_rto).then_some(handshake);
-            let mut tcp = TcpModel::new(tcp_cfg, sample, [path.wheel_seed(), back.wheel_seed()]);
+            let sample = (handshake < s.tcp.syn_rto).then_some(handshake);
+            let mut tcp = TcpModel::new(
+                s.tcp.clone(),
+                sample,
+                [path.wheel_seed(), back.wheel_seed()],
+            );
             if s.notes.is_some() {
                 tcp.keep_notes();
             }

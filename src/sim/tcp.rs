@@ -107,6 +107,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::fault::TcpConfig;
@@ -516,7 +517,8 @@ enum Due {
 /// One TCP connection between two kernels: side 0 opened it, side 1 accepted it.
 #[derive(Clone, Debug)]
 pub struct TcpModel {
-    cfg: TcpConfig,
+    /// Shared by every connection of a run: one copy stays in the caches.
+    cfg: Arc<TcpConfig>,
     ends: [End; 2],
     /// The packets on their way, by the side they left: each direction is FIFO (see `fifo`), so
     /// each queue is in order of `(at, order)` and the earlier of the two heads is the next.
@@ -535,7 +537,12 @@ impl TcpModel {
     /// A connection established with a handshake round trip of `handshake_rtt` (`None` when the
     /// handshake was retransmitted: Karn's rule leaves no sample, and the RTO starts at 1 s).
     /// `wheel_seeds` place each side's jiffy counter.
-    pub fn new(cfg: TcpConfig, handshake_rtt: Option<Duration>, wheel_seeds: [u64; 2]) -> Self {
+    pub fn new(
+        cfg: impl Into<Arc<TcpConfig>>,
+        handshake_rtt: Option<Duration>,
+        wheel_seeds: [u64; 2],
+    ) -> Self {
+        let cfg = cfg.into();
         TcpModel {
             ends: [
                 End::new(&cfg, handshake_rtt, wheel_seeds[0]),
@@ -1445,7 +1452,7 @@ impl TcpModel {
     }
 
     fn on_rto(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
-        let cfg = self.cfg;
+        let cfg = *self.cfg;
         let e = &mut self.ends[side];
         if e.sent() == 0 || !matches!(e.kernel, Kernel::Up | Kernel::Closed) {
             return;

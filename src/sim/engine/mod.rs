@@ -109,7 +109,7 @@ pub use queue::{Queue, Timer};
 use self::conn::{Conn, End, Holder, Names, World};
 use self::feeds::Feeds;
 use super::delivery::Log as DeliveryLog;
-use super::fault::FaultError;
+use super::fault::{FaultError, TcpConfig};
 use super::links::FaultLinks;
 use super::load::{Charging, Cpu, Idle};
 use super::net::{ConnectOutcome, HostState, Links};
@@ -422,6 +422,8 @@ pub struct Engine {
     clock: EngineClock,
     observer: Arc<dyn Observer>,
     links: FaultLinks,
+    /// The kernels' TCP settings, shared by every connection's model.
+    tcp: Arc<TcpConfig>,
     endpoint: ServerEndpoint<u64>,
     server_timer: Timer,
     /// Connections whose server end must let go of its session (a takeover).
@@ -591,6 +593,7 @@ impl Engine {
             queue,
             clock,
             observer,
+            tcp: Arc::new(links.tcp()),
             links,
             endpoint,
             server_timer: Timer::default(),
@@ -997,10 +1000,13 @@ impl Engine {
         }
         // Both kernels take their first RTT sample from the handshake, unless a SYN had to be
         // resent (Karn's rule), as in `sim::net`.
-        let tcp_cfg = self.links.tcp();
         let handshake = at - now;
-        let sample = (handshake < tcp_cfg.syn_rto).then_some(handshake);
-        let mut tcp = TcpModel::new(tcp_cfg, sample, [there.wheel_seed(), back.wheel_seed()]);
+        let sample = (handshake < self.tcp.syn_rto).then_some(handshake);
+        let mut tcp = TcpModel::new(
+            self.tcp.clone(),
+            sample,
+            [there.wheel_seed(), back.wheel_seed()],
+        );
         if self.notes.is_some() {
             tcp.keep_notes();
         }
