@@ -246,11 +246,15 @@ fn run(o: &Opts, case: &Case, rep: u32) -> std::io::Result<()> {
         let outs: Vec<Output> = m.take_outputs().collect();
         for out in outs {
             match out {
-                Output::Delivered { from: 0, seq, at } => {
+                Output::Delivered {
+                    from: 0, seq, at, ..
+                } => {
                     let _ = writeln!(server, "{seq},{:.6}", at.as_secs_f64());
                     m.write(1, 16, at, &mut link);
                 }
-                Output::Delivered { from: 1, seq, at } => {
+                Output::Delivered {
+                    from: 1, seq, at, ..
+                } => {
                     echoed[seq as usize] = Some(at.as_secs_f64());
                 }
                 Output::TimedOut { side: 0, at } => {

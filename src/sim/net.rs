@@ -864,7 +864,7 @@ fn run_tcp(
     if tcp.has_outputs() {
         for out in tcp.take_outputs() {
             match out {
-                Output::Delivered { from, seq, at } => {
+                Output::Delivered { from, seq, at, .. } => {
                     let pipe = &mut pipes[from];
                     if pipe.fin_seq == Some(seq) {
                         pipe.fin_at = Some(pipe.fin_at.map_or(at, |x| x.min(at)));

@@ -129,9 +129,14 @@ pub const INITIAL_WINDOW: u32 = 10;
 /// What the applications can observe, in the order it happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// Segment `seq` written on side `from` is in the other side's receive buffer from `at`
-    /// (segments are delivered in order).
-    Delivered { from: usize, seq: u64, at: Duration },
+    /// Segment `seq` written on side `from`, `len` bytes (0: the FIN), is in the other side's
+    /// receive buffer from `at` (segments are delivered in order).
+    Delivered {
+        from: usize,
+        seq: u64,
+        len: usize,
+        at: Duration,
+    },
     /// Side `side`'s connection failed with ETIMEDOUT at `at`.
     TimedOut { side: usize, at: Duration },
     /// Side `side` got a reset at `at`.
@@ -1089,13 +1094,13 @@ impl TcpModel {
         }
         let before = self.ends[to].rcv_nxt;
         let mut rcv_nxt = before;
-        while self.ends[from]
-            .seg(rcv_nxt)
-            .is_some_and(|s| s.recv_at.is_some())
+        while let Some(s) = self.ends[from].seg(rcv_nxt)
+            && s.recv_at.is_some()
         {
             self.outputs.push(Output::Delivered {
                 from,
                 seq: rcv_nxt,
+                len: s.len,
                 at,
             });
             rcv_nxt += 1;
@@ -1685,12 +1690,16 @@ mod tests {
             let outs: Vec<Output> = m.take_outputs().collect();
             for o in outs {
                 match o {
-                    Output::Delivered { from: 0, seq, at } => {
+                    Output::Delivered {
+                        from: 0, seq, at, ..
+                    } => {
                         run.at_server[seq as usize] = Some(at);
                         let s = m.write(1, 16, at, link);
                         echo_seq.push((s, seq));
                     }
-                    Output::Delivered { from: 1, seq, at } => {
+                    Output::Delivered {
+                        from: 1, seq, at, ..
+                    } => {
                         let hb = echo_seq.iter().find(|(s, _)| *s == seq).expect("echo").1;
                         run.echoed[hb as usize] = Some(at);
                     }
@@ -2140,7 +2149,10 @@ mod tests {
             m.advance(t, link);
             let outs: Vec<Output> = m.take_outputs().collect();
             for o in outs {
-                if let Output::Delivered { from: 0, seq, at } = o {
+                if let Output::Delivered {
+                    from: 0, seq, at, ..
+                } = o
+                {
                     assert_eq!(seq as usize, delivered.len(), "delivered out of order");
                     delivered.push(at);
                 }

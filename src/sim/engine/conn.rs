@@ -16,7 +16,7 @@
 //! progress for `write_timeout` ends the connection (`WriteStalled`); a session that closes
 //! the connection lingers until its buffer is written.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,14 +153,10 @@ impl Holder {
 #[derive(Default)]
 pub(super) struct Pipe {
     /// Bytes written and not yet read, oldest first: `readable` of them in the receiver's
-    /// socket buffer, then those in flight (`segments`), then those encoded this turn and not
-    /// yet written (`unwritten`).
+    /// socket buffer, then those in flight (the TCP model's segments, which know their
+    /// lengths), then those encoded this turn and not yet written (`unwritten`).
     bytes: BytesMut,
     unwritten: usize,
-    /// The length of each segment written and not yet delivered; the first has TCP sequence
-    /// number `first_seq`.
-    segments: VecDeque<usize>,
-    first_seq: u64,
     /// Bytes at the front of `bytes` in the receiver's socket buffer, not yet read.
     readable: usize,
     /// The FIN's sequence number, once this side has closed, and whether it has arrived.
@@ -553,13 +549,11 @@ impl Conn {
         };
         for out in self.tcp.take_outputs() {
             let side = match out {
-                Output::Delivered { from, seq, .. } => {
+                Output::Delivered { from, seq, len, .. } => {
                     let pipe = &mut self.pipes[from];
                     if pipe.fin_seq == Some(seq) {
                         pipe.fin_delivered = true;
-                    } else if let Some(len) = pipe.segments.pop_front() {
-                        debug_assert_eq!(seq, pipe.first_seq, "segments arrive in order");
-                        pipe.first_seq += 1;
+                    } else {
                         pipe.readable += len;
                     }
                     1 - from
@@ -771,7 +765,6 @@ impl Conn {
             return;
         }
         let n = pipe.bytes.len() - before;
-        pipe.segments.push_back(n);
         self.tcp.write(side, n, w.now, &mut Paths(&mut self.paths));
         self.ends[side].io.bytes_out += n as u64;
     }
@@ -865,10 +858,8 @@ impl Conn {
                 }
                 let n = pipe.unwritten.min(free).min(MAX_SEGMENT);
                 pipe.unwritten -= n;
-                let segments = &mut pipe.segments;
                 let paths = &mut Paths(&mut self.paths);
-                self.tcp
-                    .write_bytes(side, n, now, paths, |len| segments.push_back(len));
+                self.tcp.write_bytes(side, n, now, paths, |_| ());
                 io.bytes_out += n as u64;
                 io.writes.wrote(t);
                 wrote = true;
