@@ -199,14 +199,15 @@ impl FaultLinks {
     }
 }
 
-impl Links for FaultLinks {
-    fn path(
+impl FaultLinks {
+    /// [`Links::path`], unboxed: the event engine keeps a connection's two paths in it.
+    pub(crate) fn conn_path(
         &mut self,
         from: &str,
         to: &str,
         conn: u64,
         client: (&str, &str),
-    ) -> Box<dyn PathModel> {
+    ) -> ConnPath {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (client_host, session) = client;
         let hosts = (from.to_string(), to.to_string());
@@ -236,13 +237,25 @@ impl Links for FaultLinks {
             .expect("validated direction");
         let rng = stream(inner.seed, Purpose::Segments, &[names_key(from, to), conn]);
         let wheel = stream(inner.seed, Purpose::Timers, &[names_key(from, to), conn]).next_u64();
-        Box::new(ConnPath {
+        ConnPath {
             inner: self.inner.clone(),
             forward,
             reverse,
             rng,
             wheel,
-        })
+        }
+    }
+}
+
+impl Links for FaultLinks {
+    fn path(
+        &mut self,
+        from: &str,
+        to: &str,
+        conn: u64,
+        client: (&str, &str),
+    ) -> Box<dyn PathModel> {
+        Box::new(self.conn_path(from, to, conn, client))
     }
 
     fn queue_drops(&self) -> u64 {
@@ -260,7 +273,7 @@ impl Links for FaultLinks {
 }
 
 /// One direction of one connection.
-struct ConnPath {
+pub(crate) struct ConnPath {
     inner: Arc<Mutex<Inner>>,
     forward: usize,
     reverse: usize,

@@ -35,8 +35,9 @@ use crate::proto::server::{ConnId, Greeting, Opening, ServerEndpoint, Steer};
 use crate::proto::session::{Session, Side};
 use crate::proto::writes::WriteProgress;
 use crate::proto::{Frame, Time};
+use crate::sim::links::ConnPath;
 use crate::sim::load::Idle;
-use crate::sim::net::{HostState, MAX_SEGMENT, PathModel, Paths, peer_addr};
+use crate::sim::net::{HostState, MAX_SEGMENT, Paths, peer_addr};
 use crate::sim::tcp::{Note, Output, TcpModel};
 
 /// What every connection's handling borrows from the engine.
@@ -289,7 +290,7 @@ pub(super) struct Conn {
     opened: bool,
     pub ends: [End; 2],
     pipes: [Pipe; 2],
-    paths: [Box<dyn PathModel>; 2],
+    paths: [ConnPath; 2],
     tcp: TcpModel,
     pub tcp_timer: Timer,
     /// A reset or timeout the kernel has decided for a side, and when it reaches that side's
@@ -301,13 +302,7 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub fn new(
-        id: u64,
-        client: u32,
-        ends: [End; 2],
-        paths: [Box<dyn PathModel>; 2],
-        tcp: TcpModel,
-    ) -> Conn {
+    pub fn new(id: u64, client: u32, ends: [End; 2], paths: [ConnPath; 2], tcp: TcpModel) -> Conn {
         Conn {
             id,
             client,

@@ -112,7 +112,7 @@ use super::delivery::Log as DeliveryLog;
 use super::fault::{FaultError, TcpConfig};
 use super::links::FaultLinks;
 use super::load::{Charging, Cpu, Idle};
-use super::net::{ConnectOutcome, HostState, Links};
+use super::net::{ConnectOutcome, HostState, Links, PathModel};
 use super::process::{client_draws, server_seed};
 use super::record::{Recorder, TraceObserver};
 use super::runner::{
@@ -981,8 +981,8 @@ impl Engine {
             .map(|d| client.start + d.since_epoch());
         let id = self.conns.len() as u64 + 1;
         let route = (client.host.as_str(), client.name.as_str());
-        let mut there = self.links.path(route.0, SERVER, id, route);
-        let back = self.links.path(SERVER, route.0, id, route);
+        let mut there = self.links.conn_path(route.0, SERVER, id, route);
+        let back = self.links.conn_path(SERVER, route.0, id, route);
         let timeout = deadline.map_or(self.client.connect_timeout, |d| d.saturating_sub(now));
         let (at, failure) = match there.connect(now) {
             ConnectOutcome::Established(at) if at - now <= timeout => (at, None),
