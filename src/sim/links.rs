@@ -197,9 +197,7 @@ impl FaultLinks {
             })),
         })
     }
-}
 
-impl FaultLinks {
     /// [`Links::path`], unboxed: the event engine keeps a connection's two paths in it.
     pub(crate) fn conn_path(
         &mut self,
