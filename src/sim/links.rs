@@ -23,6 +23,7 @@ use super::fault::{
 };
 use super::net::{Links, PathModel};
 use super::synthetic::{Purpose, stream};
+use super::tcp::Wire;
 
 /// The faults of one direction between two hosts.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -94,7 +95,11 @@ impl NetworkSpec {
     }
 }
 
-struct Inner {
+/// Every direction of the network, built on first use, and the kernels' TCP settings: what a
+/// connection's packets cross. The event engine owns one outright and lends it to each
+/// connection's TCP ([`ConnWire`]); the turmoil runner shares one behind a lock
+/// ([`FaultLinks`]).
+pub(crate) struct LinkTable {
     spec: NetworkSpec,
     seed: u64,
     horizon: Duration,
@@ -103,7 +108,34 @@ struct Inner {
     index: BTreeMap<(String, String), usize>,
 }
 
-impl Inner {
+impl LinkTable {
+    /// Validates the spec; random outages are sampled up to `horizon`. A link with a rate turns
+    /// on the kernels' segmentation and congestion window ([`TcpConfig::window`]): bulk data
+    /// then crosses it in MSS-sized packets at the pace the window allows.
+    pub(crate) fn new(
+        mut spec: NetworkSpec,
+        seed: u64,
+        horizon: Duration,
+    ) -> Result<LinkTable, FaultError> {
+        for d in std::iter::once(&spec.default).chain(spec.directions.values()) {
+            d.latency.validate()?;
+            d.loss.validate()?;
+            if let Some(r) = &d.rate {
+                r.validate()?;
+            }
+        }
+        if spec.has_rate() {
+            spec.tcp.window = true;
+        }
+        Ok(LinkTable {
+            spec,
+            seed,
+            horizon,
+            dirs: Vec::new(),
+            index: BTreeMap::new(),
+        })
+    }
+
     /// The direction for `key`: a host pair, or a session and a host when faults name the
     /// session. A session's direction has the host pair's spec unless it has its own, and both
     /// the host pair's and its own partitions and episodes.
@@ -137,6 +169,81 @@ impl Inner {
         self.index.insert(key, self.dirs.len() - 1);
         Ok(self.dirs.len() - 1)
     }
+
+    /// The path of data from host `from` to host `to` on connection `conn`, opened by the
+    /// client session `client.1` on host `client.0` (faults may name the session).
+    pub(crate) fn conn_path(
+        &mut self,
+        from: &str,
+        to: &str,
+        conn: u64,
+        client: (&str, &str),
+    ) -> ConnPath {
+        let (client_host, session) = client;
+        let hosts = (from.to_string(), to.to_string());
+        let back = (to.to_string(), from.to_string());
+        // Faults may name the session instead of its host: then it gets directions of its own.
+        let name = |h: &str| {
+            if h == client_host {
+                session.to_string()
+            } else {
+                h.to_string()
+            }
+        };
+        let named = (name(from), name(to));
+        let named_back = (named.1.clone(), named.0.clone());
+        let (fwd_key, back_key) = if self.spec.mentions(&named) || self.spec.mentions(&named_back) {
+            (named, named_back)
+        } else {
+            (hosts.clone(), back.clone())
+        };
+        // Specs were validated in `new`, so building a direction cannot fail here.
+        let forward = self.direction(fwd_key, hosts).expect("validated direction");
+        let reverse = self.direction(back_key, back).expect("validated direction");
+        let rng = stream(self.seed, Purpose::Segments, &[names_key(from, to), conn]);
+        let wheel = stream(self.seed, Purpose::Timers, &[names_key(from, to), conn]).next_u64();
+        ConnPath {
+            forward,
+            reverse,
+            rng,
+            wheel,
+        }
+    }
+
+    fn with_path<T>(
+        &mut self,
+        path: &mut ConnPath,
+        f: impl FnOnce(&mut Path<'_>, &mut ChaCha8Rng) -> T,
+    ) -> T {
+        let (fwd, rev) = two_mut(&mut self.dirs, path.forward, path.reverse);
+        let mut path_now = Path::new(fwd, rev, &self.spec.tcp);
+        f(&mut path_now, &mut path.rng)
+    }
+
+    /// [`PathModel::carry`] on `path`.
+    pub(crate) fn carry(
+        &mut self,
+        path: &mut ConnPath,
+        at: Duration,
+        payload: usize,
+    ) -> Option<Duration> {
+        self.with_path(path, |p, rng| p.carry_sized(at, payload, rng))
+    }
+
+    /// [`PathModel::connect`] on `path`.
+    pub(crate) fn connect(&mut self, path: &mut ConnPath, at: Duration) -> ConnectOutcome {
+        self.with_path(path, |p, rng| p.syn(at, rng))
+    }
+
+    /// Packets dropped so far by full queues, over every direction.
+    pub(crate) fn queue_drops(&self) -> u64 {
+        self.dirs.iter().map(Direction::queue_drops).sum()
+    }
+
+    /// The kernels' TCP settings.
+    pub(crate) fn tcp(&self) -> TcpConfig {
+        self.spec.tcp
+    }
 }
 
 /// The entries for the host pair, and for the session's own key if it differs.
@@ -162,86 +269,23 @@ fn names_key(from: &str, to: &str) -> u64 {
     h
 }
 
-/// [`Links`] built from a [`NetworkSpec`] and a seed.
+/// [`Links`] built from a [`NetworkSpec`] and a seed: a [`LinkTable`] shared by the paths it
+/// hands out.
 #[derive(Clone)]
 pub struct FaultLinks {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Mutex<LinkTable>>,
 }
 
 impl FaultLinks {
-    /// Validates the spec; random outages are sampled up to `horizon`. A link with a rate turns
-    /// on the kernels' segmentation and congestion window ([`TcpConfig::window`]): bulk data
-    /// then crosses it in MSS-sized packets at the pace the window allows.
-    pub fn new(
-        mut spec: NetworkSpec,
-        seed: u64,
-        horizon: Duration,
-    ) -> Result<FaultLinks, FaultError> {
-        for d in std::iter::once(&spec.default).chain(spec.directions.values()) {
-            d.latency.validate()?;
-            d.loss.validate()?;
-            if let Some(r) = &d.rate {
-                r.validate()?;
-            }
-        }
-        if spec.has_rate() {
-            spec.tcp.window = true;
-        }
+    /// See [`LinkTable::new`].
+    pub fn new(spec: NetworkSpec, seed: u64, horizon: Duration) -> Result<FaultLinks, FaultError> {
         Ok(FaultLinks {
-            inner: Arc::new(Mutex::new(Inner {
-                spec,
-                seed,
-                horizon,
-                dirs: Vec::new(),
-                index: BTreeMap::new(),
-            })),
+            inner: Arc::new(Mutex::new(LinkTable::new(spec, seed, horizon)?)),
         })
     }
 
-    /// [`Links::path`], unboxed: the event engine keeps a connection's two paths in it.
-    pub(crate) fn conn_path(
-        &mut self,
-        from: &str,
-        to: &str,
-        conn: u64,
-        client: (&str, &str),
-    ) -> ConnPath {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (client_host, session) = client;
-        let hosts = (from.to_string(), to.to_string());
-        let back = (to.to_string(), from.to_string());
-        // Faults may name the session instead of its host: then it gets directions of its own.
-        let name = |h: &str| {
-            if h == client_host {
-                session.to_string()
-            } else {
-                h.to_string()
-            }
-        };
-        let named = (name(from), name(to));
-        let named_back = (named.1.clone(), named.0.clone());
-        let (fwd_key, back_key) = if inner.spec.mentions(&named) || inner.spec.mentions(&named_back)
-        {
-            (named, named_back)
-        } else {
-            (hosts.clone(), back.clone())
-        };
-        // Specs were validated in `new`, so building a direction cannot fail here.
-        let forward = inner
-            .direction(fwd_key, hosts)
-            .expect("validated direction");
-        let reverse = inner
-            .direction(back_key, back)
-            .expect("validated direction");
-        let rng = stream(inner.seed, Purpose::Segments, &[names_key(from, to), conn]);
-        let wheel = stream(inner.seed, Purpose::Timers, &[names_key(from, to), conn]).next_u64();
-        ConnPath {
-            inner: self.inner.clone(),
-            forward,
-            reverse,
-            rng,
-            wheel,
-        }
+    fn table(&self) -> std::sync::MutexGuard<'_, LinkTable> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -253,26 +297,25 @@ impl Links for FaultLinks {
         conn: u64,
         client: (&str, &str),
     ) -> Box<dyn PathModel> {
-        Box::new(self.conn_path(from, to, conn, client))
+        let path = self.table().conn_path(from, to, conn, client);
+        Box::new(SharedPath {
+            table: self.inner.clone(),
+            path,
+        })
     }
 
     fn queue_drops(&self) -> u64 {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.dirs.iter().map(Direction::queue_drops).sum()
+        self.table().queue_drops()
     }
 
     fn tcp(&self) -> TcpConfig {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .spec
-            .tcp
+        self.table().tcp()
     }
 }
 
-/// One direction of one connection.
+/// One direction of one connection: which directions of the [`LinkTable`] it crosses, and its
+/// own stream of per-segment draws.
 pub(crate) struct ConnPath {
-    inner: Arc<Mutex<Inner>>,
     forward: usize,
     reverse: usize,
     rng: ChaCha8Rng,
@@ -281,13 +324,41 @@ pub(crate) struct ConnPath {
 }
 
 impl ConnPath {
-    fn with_path<T>(&mut self, f: impl FnOnce(&mut Path<'_>, &mut ChaCha8Rng) -> T) -> T {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let Inner { dirs, spec, .. } = &mut *inner;
-        let tcp = spec.tcp;
-        let (fwd, rev) = two_mut(dirs, self.forward, self.reverse);
-        let mut path = Path::new(fwd, rev, &tcp);
-        f(&mut path, &mut self.rng)
+    pub(crate) fn wheel_seed(&self) -> u64 {
+        self.wheel
+    }
+}
+
+/// A [`ConnPath`] with the table it crosses, behind its lock: what [`FaultLinks`] hands out.
+struct SharedPath {
+    table: Arc<Mutex<LinkTable>>,
+    path: ConnPath,
+}
+
+impl PathModel for SharedPath {
+    fn carry(&mut self, at: Duration, payload: usize) -> Option<Duration> {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.carry(&mut self.path, at, payload)
+    }
+    fn wheel_seed(&self) -> u64 {
+        self.path.wheel
+    }
+    fn connect(&mut self, at: Duration) -> ConnectOutcome {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.connect(&mut self.path, at)
+    }
+}
+
+/// A connection's two paths and the table they cross, as its TCP's [`Wire`]: `paths[i]`
+/// carries what side `i` sends.
+pub(crate) struct ConnWire<'a> {
+    pub table: &'a mut LinkTable,
+    pub paths: &'a mut [ConnPath; 2],
+}
+
+impl Wire for ConnWire<'_> {
+    fn carry(&mut self, from: usize, at: Duration, payload: usize) -> Option<Duration> {
+        self.table.carry(&mut self.paths[from], at, payload)
     }
 }
 
@@ -300,18 +371,6 @@ fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     } else {
         let (l, r) = v.split_at_mut(a);
         (&mut r[0], &mut l[b])
-    }
-}
-
-impl PathModel for ConnPath {
-    fn carry(&mut self, at: Duration, payload: usize) -> Option<Duration> {
-        self.with_path(|p, rng| p.carry_sized(at, payload, rng))
-    }
-    fn wheel_seed(&self) -> u64 {
-        self.wheel
-    }
-    fn connect(&mut self, at: Duration) -> ConnectOutcome {
-        self.with_path(|p, rng| p.syn(at, rng))
     }
 }
 

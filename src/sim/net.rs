@@ -834,21 +834,9 @@ fn write_segment(conn: &mut Conn, side: usize, now: Duration, mut data: Bytes) {
 }
 
 /// The packets of one connection, for its TCP: `0[i]` carries what side `i` sends.
-pub(crate) struct Paths<'a, P = Box<dyn PathModel>>(pub(crate) &'a mut [P; 2]);
+pub(crate) struct Paths<'a>(pub(crate) &'a mut [Box<dyn PathModel>; 2]);
 
-impl<P: PathModel + ?Sized> PathModel for Box<P> {
-    fn carry(&mut self, at: Duration, payload: usize) -> Option<Duration> {
-        (**self).carry(at, payload)
-    }
-    fn connect(&mut self, at: Duration) -> ConnectOutcome {
-        (**self).connect(at)
-    }
-    fn wheel_seed(&self) -> u64 {
-        (**self).wheel_seed()
-    }
-}
-
-impl<P: PathModel> Wire for Paths<'_, P> {
+impl Wire for Paths<'_> {
     fn carry(&mut self, from: usize, at: Duration, payload: usize) -> Option<Duration> {
         self.0[from].carry(at, payload)
     }

@@ -35,15 +35,17 @@ use crate::proto::server::{ConnId, Greeting, Opening, ServerEndpoint, Steer};
 use crate::proto::session::{Session, Side};
 use crate::proto::writes::WriteProgress;
 use crate::proto::{Frame, Time};
-use crate::sim::links::ConnPath;
+use crate::sim::links::{ConnPath, ConnWire, LinkTable};
 use crate::sim::load::Idle;
-use crate::sim::net::{HostState, MAX_SEGMENT, Paths, peer_addr};
+use crate::sim::net::{HostState, MAX_SEGMENT, peer_addr};
 use crate::sim::tcp::{Note, Output, TcpModel};
 
 /// What every connection's handling borrows from the engine.
 pub(super) struct World<'a> {
     pub now: Duration,
     pub queue: &'a mut Queue<Ev>,
+    /// The network every connection's packets cross.
+    pub links: &'a mut LinkTable,
     pub observer: &'a dyn Observer,
     pub server: &'a mut ServerEndpoint<u64>,
     /// The server endpoint's timer (the next expiry of a detached session).
@@ -176,11 +178,11 @@ pub(super) struct Names {
 }
 
 impl Names {
-    fn reporter<'r>(&'r self, w: &World<'r>) -> Reporter<'r> {
+    fn reporter<'r>(&'r self, observer: &'r dyn Observer) -> Reporter<'r> {
         Reporter {
             node: &self.node,
             peer: &self.peer,
-            observer: w.observer,
+            observer,
             handler: &*self.handler,
         }
     }
@@ -273,11 +275,12 @@ impl End {
     /// yet), the socket, and the session's time now.
     fn driver<'r>(
         &'r mut self,
-        w: &World<'r>,
+        now: Duration,
+        observer: &'r dyn Observer,
     ) -> Option<(Reporter<'r>, &'r mut Session, &'r mut Io, Time)> {
-        let t = self.time(w.now);
+        let t = self.time(now);
         let session = self.holder.session_mut()?;
-        Some((self.names.reporter(w), session, &mut self.io, t))
+        Some((self.names.reporter(observer), session, &mut self.io, t))
     }
 }
 
@@ -323,7 +326,7 @@ impl Conn {
     /// connected leaves its kernel's side as the death made it ([`Conn::process_dies`]).
     pub fn open(&mut self, server_paused: bool, w: &mut World<'_>) {
         self.opened = true;
-        self.settle(w.now);
+        self.settle(w.now, w.links);
         if !server_paused {
             self.accept(w);
         }
@@ -349,7 +352,7 @@ impl Conn {
     /// connection limit.
     pub fn accept(&mut self, w: &mut World<'_>) {
         let now = w.now;
-        self.settle(now);
+        self.settle(now, w.links);
         let peer = peer_addr(self.id);
         let server = &mut self.ends[1];
         server.epoch = w.server_epoch;
@@ -379,7 +382,7 @@ impl Conn {
 
     /// The server's handshake deadline: a connection still without a session is closed.
     pub fn on_handshake_deadline(&mut self, w: &mut World<'_>) {
-        self.settle(w.now);
+        self.settle(w.now, w.links);
         let end = &mut self.ends[1];
         let Some(conn) = end.accepted else { return };
         if !end.open || end.holder.session().is_some() || end.pending.is_some() {
@@ -415,7 +418,7 @@ impl Conn {
 
     /// The HELLO that waited for a takeover is offered to the server endpoint again.
     pub fn on_retry(&mut self, w: &mut World<'_>) {
-        self.settle(w.now);
+        self.settle(w.now, w.links);
         if let Some(hello) = self.ends[1].pending.take()
             && self.ends[1].open
             && self.greet(Ok(hello), w)
@@ -513,9 +516,13 @@ impl Conn {
 
     /// The kernels take the acknowledgements that [`Conn::arm`] left to the connection's next
     /// event ([`TcpModel::poll_wake`]), before anything else touches them at `now`.
-    fn settle(&mut self, now: Duration) {
+    fn settle(&mut self, now: Duration, links: &mut LinkTable) {
         let waiting = self.waiting();
-        self.tcp.settle(now, waiting, &mut Paths(&mut self.paths));
+        let wire = &mut ConnWire {
+            table: links,
+            paths: &mut self.paths,
+        };
+        self.tcp.settle(now, waiting, wire);
     }
 
     /// Runs the kernels up to now: segments reach their receivers' buffers, which read them;
@@ -530,7 +537,11 @@ impl Conn {
         if self.tcp.poll_timeout().is_none_or(|t| t > now) && !failing {
             return;
         }
-        self.tcp.advance(now, &mut Paths(&mut self.paths));
+        let wire = &mut ConnWire {
+            table: w.links,
+            paths: &mut self.paths,
+        };
+        self.tcp.advance(now, wire);
         // Which ends have something to read, in the order their first input came.
         let mut readers: [Option<usize>; 2] = [None; 2];
         let mut ended: [Option<ConnEnd>; 2] = [None, None];
@@ -637,7 +648,7 @@ impl Conn {
 
     /// Side `side`'s session takes the frames its read buffer holds, and its driver has a turn.
     fn feed(&mut self, side: usize, w: &mut World<'_>) {
-        let Some((rep, session, io, t)) = self.ends[side].driver(w) else {
+        let Some((rep, session, io, t)) = self.ends[side].driver(w.now, w.observer) else {
             return;
         };
         let ending = rep
@@ -650,7 +661,7 @@ impl Conn {
     /// Side `side` read the end of the stream: what is left in its buffer is a last frame or
     /// a truncated one, and the connection ends.
     fn read_eof(&mut self, side: usize, w: &mut World<'_>) {
-        let Some((rep, session, io, t)) = self.ends[side].driver(w) else {
+        let Some((rep, session, io, t)) = self.ends[side].driver(w.now, w.observer) else {
             self.close(side, w);
             return;
         };
@@ -760,7 +771,11 @@ impl Conn {
             return;
         }
         let n = pipe.bytes.len() - before;
-        self.tcp.write(side, n, w.now, &mut Paths(&mut self.paths));
+        let wire = &mut ConnWire {
+            table: w.links,
+            paths: &mut self.paths,
+        };
+        self.tcp.write(side, n, w.now, wire);
         self.ends[side].io.bytes_out += n as u64;
     }
 
@@ -793,7 +808,8 @@ impl Conn {
         let end = &self.ends[side];
         let unread =
             end.open && !end.paused && end.io.linger.is_none() && self.pipes[1 - side].readable > 0;
-        let Some((rep, session, io, t)) = self.ends[side].driver(w) else {
+        let links = &mut *w.links;
+        let Some((rep, session, io, t)) = self.ends[side].driver(w.now, w.observer) else {
             return (false, false);
         };
         let pipe = &mut self.pipes[side];
@@ -853,8 +869,11 @@ impl Conn {
                 }
                 let n = pipe.unwritten.min(free).min(MAX_SEGMENT);
                 pipe.unwritten -= n;
-                let paths = &mut Paths(&mut self.paths);
-                self.tcp.write_bytes(side, n, now, paths, |_| ());
+                let wire = &mut ConnWire {
+                    table: &mut *links,
+                    paths: &mut self.paths,
+                };
+                self.tcp.write_bytes(side, n, now, wire, |_| ());
                 io.bytes_out += n as u64;
                 io.writes.wrote(t);
                 wrote = true;
@@ -878,7 +897,7 @@ impl Conn {
         if !end.open {
             return;
         }
-        if let Some((rep, session, io, t)) = end.driver(w)
+        if let Some((rep, session, io, t)) = end.driver(w.now, w.observer)
             && let Some(traffic) = io.traffic.as_mut()
         {
             let totals = (io.bytes_in, io.bytes_out);
@@ -933,13 +952,13 @@ impl Conn {
         drop_unwritten(&mut self.pipes[side]);
         self.ends[side].io.linger = None;
         self.dropped[side] = true;
-        self.kernel_closes(side, w.now);
+        self.kernel_closes(side, w.now, w.links);
     }
 
     /// Side `side`'s kernel closes its socket: RST if data it was sent lies unread (and what
     /// it still had to send goes with it), else FIN behind what it wrote; it answers later
     /// data with RST. Once only.
-    fn kernel_closes(&mut self, side: usize, now: Duration) {
+    fn kernel_closes(&mut self, side: usize, now: Duration, links: &mut LinkTable) {
         let pipe = &mut self.pipes[1 - side];
         let unread = pipe.readable > 0;
         pipe.bytes.advance(pipe.readable);
@@ -947,11 +966,15 @@ impl Conn {
         if self.pipes[side].fin_seq.is_some() || self.ends[side].reset {
             return;
         }
+        let wire = &mut ConnWire {
+            table: links,
+            paths: &mut self.paths,
+        };
         if unread {
             self.ends[side].reset = true;
-            self.tcp.abort(side, now, &mut Paths(&mut self.paths));
+            self.tcp.abort(side, now, wire);
         } else {
-            let seq = self.tcp.write(side, 0, now, &mut Paths(&mut self.paths));
+            let seq = self.tcp.write(side, 0, now, wire);
             self.pipes[side].fin_seq = Some(seq);
             self.tcp.close(side);
         }
@@ -959,8 +982,8 @@ impl Conn {
 
     /// The process of side `side` stopped (paused): its kernel goes on receiving and
     /// acknowledging, but nothing reads, writes or decides there until [`Conn::resume`].
-    pub fn pause(&mut self, side: usize, now: Duration) {
-        self.settle(now);
+    pub fn pause(&mut self, side: usize, now: Duration, links: &mut LinkTable) {
+        self.settle(now, links);
         self.ends[side].paused = true;
         self.tcp.set_reading(side, false);
     }
@@ -991,7 +1014,7 @@ impl Conn {
     /// falls silent; a killed process's kernel closes the socket, with RST if data it was sent
     /// lies unread, else with FIN, and answers what comes later with RST.
     pub fn process_dies(&mut self, side: usize, state: HostState, w: &mut World<'_>) {
-        self.settle(w.now);
+        self.settle(w.now, w.links);
         drop_unwritten(&mut self.pipes[side]);
         self.dropped[side] = true;
         let end = &mut self.ends[side];
@@ -1012,7 +1035,7 @@ impl Conn {
             pipe.readable = 0;
             self.tcp.machine_down(side);
         } else {
-            self.kernel_closes(side, w.now);
+            self.kernel_closes(side, w.now, w.links);
         }
         self.arm(w);
     }
@@ -1021,7 +1044,7 @@ impl Conn {
     /// running end takes a turn (a CONFIG to send, its deadlines moved), as the driver's
     /// `select!` does.
     pub fn steer(&mut self, w: &mut World<'_>) {
-        self.settle(w.now);
+        self.settle(w.now, w.links);
         let end = &mut self.ends[1];
         let t = end.time(w.now);
         let Holder::Server(session) = &mut end.holder else {
@@ -1035,7 +1058,7 @@ impl Conn {
     /// session has room.
     pub fn kick(&mut self, side: usize, w: &mut World<'_>) {
         if self.ends[side].open && !self.ends[side].paused {
-            self.settle(w.now);
+            self.settle(w.now, w.links);
             self.step(side, None, w);
             self.arm(w);
         }
@@ -1044,7 +1067,7 @@ impl Conn {
     /// Side `side`'s machine came back after a crash with an empty kernel: the peer's next
     /// transmission on this connection gets RST.
     pub fn forget(&mut self, side: usize, w: &mut World<'_>) {
-        self.settle(w.now);
+        self.settle(w.now, w.links);
         self.tcp.forget(side);
         self.arm(w);
     }

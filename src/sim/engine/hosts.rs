@@ -103,7 +103,7 @@ impl Engine {
         let now = self.now;
         for (k, side) in self.ends_on(host) {
             if let Some(c) = self.conns[k].as_mut() {
-                c.pause(side, now);
+                c.pause(side, now, &mut self.links);
             }
         }
     }

@@ -110,9 +110,9 @@ use self::conn::{Conn, End, Holder, Names, World};
 use self::feeds::Feeds;
 use super::delivery::Log as DeliveryLog;
 use super::fault::{FaultError, TcpConfig};
-use super::links::FaultLinks;
+use super::links::LinkTable;
 use super::load::{Charging, Cpu, Idle};
-use super::net::{ConnectOutcome, HostState, Links, PathModel};
+use super::net::{ConnectOutcome, HostState};
 use super::process::{client_draws, server_seed};
 use super::record::{Recorder, TraceObserver};
 use super::runner::{
@@ -421,7 +421,7 @@ pub struct Engine {
     queue: Queue<Ev>,
     clock: EngineClock,
     observer: Arc<dyn Observer>,
-    links: FaultLinks,
+    links: LinkTable,
     /// The kernels' TCP settings, shared by every connection's model.
     tcp: Arc<TcpConfig>,
     endpoint: ServerEndpoint<u64>,
@@ -510,7 +510,7 @@ impl Engine {
             schedule::faults(scenario, seed).map_err(|e| EngineError::Schedule(e.to_string()))?;
         let (faults, merged) = schedule::merge_host_faults(faults);
         let horizon = scenario.duration + Duration::from_secs(3600);
-        let links = FaultLinks::new(network(scenario, &faults), seed, horizon)?;
+        let links = LinkTable::new(network(scenario, &faults), seed, horizon)?;
         let endpoint = server_endpoint(&server, seed, 0);
         let hosts = scenario.client_hosts.max(1);
         let mut queue = Queue::with_capacity(scenario.sessions * 8);
@@ -898,6 +898,7 @@ impl Engine {
             World {
                 now: self.now,
                 queue: &mut self.queue,
+                links: &mut self.links,
                 observer: &*self.observer,
                 server: &mut self.endpoint,
                 server_timer: &mut self.server_timer,
@@ -984,7 +985,7 @@ impl Engine {
         let mut there = self.links.conn_path(route.0, SERVER, id, route);
         let back = self.links.conn_path(SERVER, route.0, id, route);
         let timeout = deadline.map_or(self.client.connect_timeout, |d| d.saturating_sub(now));
-        let (at, failure) = match there.connect(now) {
+        let (at, failure) = match self.links.connect(&mut there, now) {
             ConnectOutcome::Established(at) if at - now <= timeout => (at, None),
             ConnectOutcome::Established(_) => (now + timeout, Some("connect timed out")),
             ConnectOutcome::TimedOut(at) if at - now <= timeout => (at, Some("timed out")),
@@ -1056,7 +1057,7 @@ impl Engine {
         client_end.io.outgoing = outgoing;
         let mut conn = Conn::new(id, i as u32, [client_end, server_end], [there, back], tcp);
         if self.paused(SERVER) {
-            conn.pause(1, self.now);
+            conn.pause(1, self.now, &mut self.links);
         }
         self.conns.push(Some(Box::new(conn)));
         self.queue.push(at, Ev::Open(id as u32));
