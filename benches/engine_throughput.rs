@@ -8,6 +8,11 @@
 //! THREADS (default: one per core) runs that many seeds at once, one simulation per thread;
 //! the figures are totals over all threads. ONLY=engine or ONLY=model runs one of the two.
 //!
+//! RAMP_MS (default 0, as `sim_throughput`: every session starts at once, so all heartbeat in
+//! phase) spreads the sessions' starts over that many milliseconds, in both: the engine draws
+//! each start from the seed, as a scenario's `connect_ramp` does (whose default is one
+//! interval); the model spaces them evenly.
+//!
 //! The minimal model is what the engine's work would cost with nothing but an event queue: per
 //! session a heartbeat every second from the client, its arrival at the server 1 ms later, the
 //! reply's arrival back 1 ms after that, and a k-miss deadline on each side moved by every
@@ -67,12 +72,12 @@ fn env(name: &str, default: u64) -> u64 {
 
 /// The shape of `sim_throughput`, as a scenario file would give it: `sessions` sessions starting
 /// at once, heartbeats every second (one-way, k = 3), 1 ms links, no faults.
-fn shape(sessions: usize, minutes: u64) -> Scenario {
+fn shape(sessions: usize, minutes: u64, ramp_ms: u64) -> Scenario {
     // A file is bounded at `MAX_SESSIONS`; the bench sets its count after, to measure past it.
     let text = format!(
         "description = \"the bench shape\"\n\
          duration = \"{minutes}m\"\n\
-         [topology]\nsessions = 1\nconnect_ramp = \"0s\"\n\
+         [topology]\nsessions = 1\nconnect_ramp = \"{ramp_ms}ms\"\n\
          [grid]\ninterval = [\"1s\"]\nmiss_threshold = [3]\n\
          [network]\nlatency = \"1ms\"\n\
          [stack.heartbeat]\nmode = \"one-way\"\n\
@@ -106,8 +111,8 @@ impl Sim for Engine {
     }
 }
 
-fn engine(sessions: usize, minutes: u64, seed: u64) -> Engine {
-    let scenario = shape(sessions, minutes);
+fn engine(sessions: usize, minutes: u64, ramp_ms: u64, seed: u64) -> Engine {
+    let scenario = shape(sessions, minutes, ramp_ms);
     Engine::new(&scenario, seed, Arc::new(Quiet), EngineClock::default()).expect("engine")
 }
 
@@ -152,7 +157,8 @@ struct Model {
 }
 
 impl Model {
-    fn new(sessions: usize) -> Model {
+    /// Session `i` starts at `i / sessions` of `ramp` (ns), as evenly as a ramp can.
+    fn new(sessions: usize, ramp: u64) -> Model {
         let mut m = Model {
             now: 0,
             seq: 0,
@@ -163,9 +169,10 @@ impl Model {
             events: 0,
         };
         for i in 0..sessions as u32 {
-            m.push(INTERVAL, i, What::Beat);
-            m.push(TIMEOUT, i, What::Deadline(true));
-            m.push(TIMEOUT, i, What::Deadline(false));
+            let start = ramp * u64::from(i) / sessions as u64;
+            m.push(start + INTERVAL, i, What::Beat);
+            m.push(start + TIMEOUT, i, What::Deadline(true));
+            m.push(start + TIMEOUT, i, What::Deadline(false));
             m.client[i as usize].filed = true;
             m.server[i as usize].filed = true;
         }
@@ -289,16 +296,17 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let threads = env("THREADS", cores);
     let alloc_minutes = env("ALLOC_MINUTES", 3);
+    let ramp_ms = env("RAMP_MS", 0);
     let only = std::env::var("ONLY").unwrap_or_default();
     let (run_engine, run_model) = (only != "model", only != "engine");
 
     if alloc_minutes > 1 {
         if run_engine {
-            let sim = engine(sessions, alloc_minutes, 0);
+            let sim = engine(sessions, alloc_minutes, ramp_ms, 0);
             report_steady("engine", steady_state(sim, alloc_minutes), alloc_minutes);
         }
         if run_model {
-            let sim = Model::new(sessions);
+            let sim = Model::new(sessions, ramp_ms * MS);
             report_steady("model", steady_state(sim, alloc_minutes), alloc_minutes);
         }
     }
@@ -316,10 +324,17 @@ fn main() {
     let a = run_engine.then(|| {
         report(
             "engine",
-            timed(threads, minutes, |seed| engine(sessions, minutes, seed)),
+            timed(threads, minutes, |seed| {
+                engine(sessions, minutes, ramp_ms, seed)
+            }),
         )
     });
-    let b = run_model.then(|| report("model", timed(threads, minutes, |_| Model::new(sessions))));
+    let b = run_model.then(|| {
+        report(
+            "model",
+            timed(threads, minutes, |_| Model::new(sessions, ramp_ms * MS)),
+        )
+    });
     if let (Some(a), Some(b)) = (a, b) {
         println!(
             "engine / model: {:.3} (the engine takes {:.1}x the model's time)",
