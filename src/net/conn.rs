@@ -494,6 +494,9 @@ impl Reporter<'_> {
     /// the message stays in the session, whose window then pushes back on the peer. A handler
     /// that never replies takes every message at once.
     pub(crate) fn deliver(&self, session: &mut Session) {
+        if !session.has_received() {
+            return;
+        }
         let replies = self.handler.replies();
         while !replies || session.send_capacity() > 0 {
             let Some(m) = session.recv() else { break };

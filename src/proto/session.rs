@@ -297,6 +297,9 @@ impl Scheduler {
     }
 
     fn pop(&mut self) -> Option<(u16, u8, Bytes)> {
+        if self.len == 0 {
+            return None;
+        }
         let best = self
             .channels
             .values()
@@ -1268,21 +1271,12 @@ impl Session {
             State::Handshaking => return self.handshake_deadline,
             _ => return None,
         }
-        let health = self.health.as_ref().and_then(|h| h.poll_timeout());
-        let mut t = [
-            self.handshake_deadline,
-            self.hb_deadline,
-            self.ack_deadline,
-            health,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        if self.state == State::Established
-            && let Some(d) = self.detector.as_ref().and_then(|d| d.poll_timeout())
-        {
-            let d = self.starved_recheck.map_or(d, |r| r.max(d));
-            t = Some(t.map_or(d, |t| t.min(d)));
+        // Called after every turn of a driver: plain comparisons, no iterator chain.
+        let mut t = earlier(self.handshake_deadline, self.hb_deadline);
+        t = earlier(t, self.ack_deadline);
+        t = earlier(t, self.health.as_ref().and_then(|h| h.poll_timeout()));
+        if let Some(d) = self.detector.as_ref().and_then(|d| d.poll_timeout()) {
+            t = earlier(t, Some(self.starved_recheck.map_or(d, |r| r.max(d))));
         }
         t
     }
@@ -1517,6 +1511,11 @@ impl Session {
         Ok(())
     }
 
+    /// Whether a received message waits for [`Session::recv`].
+    pub fn has_received(&self) -> bool {
+        !self.inbox.is_empty()
+    }
+
     /// The next received message, in sequence order. Reading opens the window again.
     pub fn recv(&mut self) -> Option<Message> {
         let m = self.inbox.pop_front()?;
@@ -1532,6 +1531,14 @@ impl Session {
             self.ack_now = true;
         }
         Some(m)
+    }
+}
+
+/// The earlier of two optional instants.
+fn earlier(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
