@@ -90,9 +90,13 @@
 //!   drops at once), pacing and TSO (a window leaves back to back), HyStart, ABC limits, and an
 //!   ACK per two full segments (every data packet is acknowledged).
 //! - Nagle (the drivers set `TCP_NODELAY`), the receive window, path MTU, ECN.
-//! - Ping-pong (interactive) mode of delayed ACKs: it needs an application that replies before
-//!   its read has sent the ACK, which ours never do. The adaptive ACK timeout stays at its 40 ms
-//!   floor.
+//! - Ping-pong (interactive) mode of delayed ACKs. Linux enters it when a reply leaves within
+//!   the ACK timeout of the data it answers (`tcp_event_data_sent`, threshold 1 on 6.x), whether
+//!   or not the read already sent an ACK; from then on a read leaves the ACK to the delayed-ACK
+//!   timer and the reply carries it. So a heartbeat and its reply are three packets on Linux
+//!   after the first exchange, and four here (the server's pure ACK on read comes first):
+//!   measured on this kind of machine, see `docs/simulator.md`. The adaptive ACK timeout stays
+//!   at its 40 ms floor.
 //! - A piggybacked ACK shares its packet's fate: it is lost with it. A pure ACK's fate is drawn
 //!   on its own.
 //! - D-SACK undo and F-RTO; spurious retransmissions are undone by the timestamps alone
