@@ -63,8 +63,8 @@ pub struct ServerOptions {
     pub throttle: Option<ThrottleConfig>,
     /// Heartbeats and replies carry this server's load figures.
     pub report_load: bool,
-    /// Where load figures come from; `None`: the operating system ([`OsLoad`]). Sampled only
-    /// when throttling or reporting load.
+    /// Where load figures come from; `None`: the operating system
+    /// ([`super::load::OsLoad`]). Sampled only when throttling or reporting load.
     pub load: Option<Arc<dyn LoadSource>>,
 }
 

@@ -269,15 +269,16 @@ fn names_key(from: &str, to: &str) -> u64 {
     h
 }
 
-/// [`Links`] built from a [`NetworkSpec`] and a seed: a [`LinkTable`] shared by the paths it
-/// hands out.
+/// [`Links`] built from a [`NetworkSpec`] and a seed: one table of the network's directions
+/// (`LinkTable`, which the event engine owns outright), shared by the paths it hands out.
 #[derive(Clone)]
 pub struct FaultLinks {
     inner: Arc<Mutex<LinkTable>>,
 }
 
 impl FaultLinks {
-    /// See [`LinkTable::new`].
+    /// Validates the spec; random outages are sampled up to `horizon`. A link with a rate turns
+    /// on the kernels' segmentation and congestion window ([`TcpConfig::window`]).
     pub fn new(spec: NetworkSpec, seed: u64, horizon: Duration) -> Result<FaultLinks, FaultError> {
         Ok(FaultLinks {
             inner: Arc::new(Mutex::new(LinkTable::new(spec, seed, horizon)?)),

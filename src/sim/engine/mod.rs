@@ -52,11 +52,11 @@
 //! connection ending by EOF, reset or timeout, with its `PeerLost` and `Disconnected`), and
 //! [`run`]'s [`Outcome`] through the runner's recorder and judge.
 //!
-//! Faults, scheduled or random, through the runner's own fault schedule ([`super::schedule`]):
+//! Faults, scheduled or random, through the runner's own fault schedule (`sim::schedule`):
 //! the same faults drawn from the seed and merged, the same links with the partitions' outages
 //! and the latency episodes in them from the start, and each action an event at its
 //! millisecond that logs its trace line and the ground truth's down period
-//! ([`FaultLog::record`]) and carries out what it does to a host: kills, crashes, reboots and
+//! (`FaultLog::record`) and carries out what it does to a host: kills, crashes, reboots and
 //! pauses (`hosts.rs`), meaning to the connections what `sim::net` makes them mean to the
 //! runner's sockets.
 //!
