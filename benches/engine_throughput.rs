@@ -152,6 +152,27 @@ struct KMiss {
     suspected: bool,
 }
 
+impl KMiss {
+    /// A heartbeat arrived at `now`: when to file the deadline, if it is not filed.
+    fn arrived(&mut self, now: u64) -> Option<u64> {
+        self.last = now;
+        self.suspected = false;
+        (!std::mem::replace(&mut self.filed, true)).then_some(now + TIMEOUT)
+    }
+
+    /// The deadline's entry popped at `at`: suspect, or when to file it again.
+    fn popped(&mut self, at: u64) -> Option<u64> {
+        let due = self.last + TIMEOUT;
+        if due <= at {
+            self.filed = false;
+            self.suspected = true;
+            None
+        } else {
+            Some(due)
+        }
+    }
+}
+
 struct Model {
     now: u64,
     seq: u64,
@@ -192,16 +213,13 @@ impl Model {
     }
 
     fn arrived(&mut self, session: u32, client: bool) {
-        let d = if client {
-            &mut self.client[session as usize]
+        let side = if client {
+            &mut self.client
         } else {
-            &mut self.server[session as usize]
+            &mut self.server
         };
-        d.last = self.now;
-        d.suspected = false;
-        if !d.filed {
-            d.filed = true;
-            self.push(self.now + TIMEOUT, session, What::Deadline(client));
+        if let Some(at) = side[session as usize].arrived(self.now) {
+            self.push(at, session, What::Deadline(client));
         }
     }
 }
@@ -227,16 +245,12 @@ impl Sim for Model {
                 }
                 What::AtClient => self.arrived(i, true),
                 What::Deadline(client) => {
-                    let d = if client {
-                        &mut self.client[i as usize]
+                    let side = if client {
+                        &mut self.client
                     } else {
-                        &mut self.server[i as usize]
+                        &mut self.server
                     };
-                    let due = d.last + TIMEOUT;
-                    if due <= at {
-                        d.filed = false;
-                        d.suspected = true;
-                    } else {
+                    if let Some(due) = side[i as usize].popped(at) {
                         self.push(due, i, What::Deadline(client));
                     }
                 }
@@ -362,17 +376,13 @@ impl RtoModel {
     }
 
     fn arrived(&mut self, session: u32, client: bool) {
-        let now = self.now;
-        let d = if client {
-            &mut self.client[session as usize]
+        let side = if client {
+            &mut self.client
         } else {
-            &mut self.server[session as usize]
+            &mut self.server
         };
-        d.last = now;
-        d.suspected = false;
-        if !d.filed {
-            d.filed = true;
-            self.push(now + TIMEOUT, session, Step::Deadline(client));
+        if let Some(at) = side[session as usize].arrived(self.now) {
+            self.push(at, session, Step::Deadline(client));
         }
     }
 }
@@ -422,16 +432,12 @@ impl Sim for RtoModel {
                     }
                 }
                 Step::Deadline(client) => {
-                    let d = if client {
-                        &mut self.client[i as usize]
+                    let side = if client {
+                        &mut self.client
                     } else {
-                        &mut self.server[i as usize]
+                        &mut self.server
                     };
-                    let due = d.last + TIMEOUT;
-                    if due <= at {
-                        d.filed = false;
-                        d.suspected = true;
-                    } else {
+                    if let Some(due) = side[i as usize].popped(at) {
                         self.push(due, i, Step::Deadline(client));
                     }
                 }
