@@ -173,24 +173,26 @@ impl KMiss {
     }
 }
 
-struct Model {
+/// What both models keep: the clock, a binary heap of `E` by time then push, each side's
+/// k-miss detector per session, and the counts.
+struct Core<E> {
     now: u64,
     seq: u64,
-    /// By time (ns), then push sequence.
-    heap: BinaryHeap<Reverse<(u64, u64, u32, What)>>,
+    heap: BinaryHeap<Reverse<(u64, u64, u32, E)>>,
     client: Vec<KMiss>,
     server: Vec<KMiss>,
     beats: u64,
     events: u64,
 }
 
-impl Model {
-    /// Session `i` starts at `i / sessions` of `ramp` (ns), as evenly as a ramp can.
-    fn new(sessions: usize, ramp: u64) -> Model {
-        let mut m = Model {
+impl<E: Copy + Ord> Core<E> {
+    /// Session `i` beats first at `i / sessions` of `ramp` (ns) past one interval, as evenly as
+    /// a ramp can, with both sides' deadlines filed (`deadline(client)` names their entries).
+    fn new(sessions: usize, ramp: u64, beat: E, deadline: impl Fn(bool) -> E) -> Core<E> {
+        let mut core = Core {
             now: 0,
             seq: 0,
-            heap: BinaryHeap::with_capacity(sessions * 4),
+            heap: BinaryHeap::with_capacity(sessions * 6),
             client: (0..sessions).map(|_| KMiss::default()).collect(),
             server: (0..sessions).map(|_| KMiss::default()).collect(),
             beats: 0,
@@ -198,71 +200,92 @@ impl Model {
         };
         for i in 0..sessions as u32 {
             let start = ramp * u64::from(i) / sessions as u64;
-            m.push(start + INTERVAL, i, What::Beat);
-            m.push(start + TIMEOUT, i, What::Deadline(true));
-            m.push(start + TIMEOUT, i, What::Deadline(false));
-            m.client[i as usize].filed = true;
-            m.server[i as usize].filed = true;
+            core.push(start + INTERVAL, i, beat);
+            core.push(start + TIMEOUT, i, deadline(true));
+            core.push(start + TIMEOUT, i, deadline(false));
+            core.client[i as usize].filed = true;
+            core.server[i as usize].filed = true;
         }
-        m
+        core
     }
 
-    fn push(&mut self, at: u64, session: u32, what: What) {
+    fn push(&mut self, at: u64, session: u32, event: E) {
         self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, session, what)));
+        self.heap.push(Reverse((at, self.seq, session, event)));
     }
 
-    fn arrived(&mut self, session: u32, client: bool) {
+    /// The next event at or before `until` (ns), the clock moved to it.
+    fn pop(&mut self, until: u64) -> Option<(u64, u32, E)> {
+        let &Reverse((at, _, i, event)) = self.heap.peek()?;
+        if at > until {
+            return None;
+        }
+        self.heap.pop();
+        self.now = at;
+        self.events += 1;
+        Some((at, i, event))
+    }
+
+    /// A heartbeat (or reply) reached side `client` of session `i`: its deadline moves.
+    fn arrived(&mut self, i: u32, client: bool, deadline: E) {
         let side = if client {
             &mut self.client
         } else {
             &mut self.server
         };
-        if let Some(at) = side[session as usize].arrived(self.now) {
-            self.push(at, session, What::Deadline(client));
+        if let Some(at) = side[i as usize].arrived(self.now) {
+            self.push(at, i, deadline);
         }
+    }
+
+    /// Side `client`'s deadline entry of session `i` popped at `at`.
+    fn deadline(&mut self, i: u32, client: bool, at: u64, deadline: E) {
+        let side = if client {
+            &mut self.client
+        } else {
+            &mut self.server
+        };
+        if let Some(due) = side[i as usize].popped(at) {
+            self.push(due, i, deadline);
+        }
+    }
+}
+
+/// The minimal model: per session a heartbeat every second from the client, its arrival at the
+/// server 1 ms later, the reply's arrival back 1 ms after that, and a k-miss deadline each side.
+struct Model(Core<What>);
+
+impl Model {
+    fn new(sessions: usize, ramp: u64) -> Model {
+        Model(Core::new(sessions, ramp, What::Beat, What::Deadline))
     }
 }
 
 impl Sim for Model {
     fn run_until(&mut self, t: Duration) {
-        let until = t.as_nanos() as u64;
-        while let Some(&Reverse((at, _, i, what))) = self.heap.peek()
-            && at <= until
-        {
-            self.heap.pop();
-            self.now = at;
-            self.events += 1;
+        let m = &mut self.0;
+        while let Some((at, i, what)) = m.pop(t.as_nanos() as u64) {
             match what {
                 What::Beat => {
-                    self.beats += 1;
-                    self.push(at + INTERVAL, i, What::Beat);
-                    self.push(at + DELAY, i, What::AtServer);
+                    m.beats += 1;
+                    m.push(at + INTERVAL, i, What::Beat);
+                    m.push(at + DELAY, i, What::AtServer);
                 }
                 What::AtServer => {
-                    self.arrived(i, false);
-                    self.push(at + DELAY, i, What::AtClient);
+                    m.arrived(i, false, What::Deadline(false));
+                    m.push(at + DELAY, i, What::AtClient);
                 }
-                What::AtClient => self.arrived(i, true),
-                What::Deadline(client) => {
-                    let side = if client {
-                        &mut self.client
-                    } else {
-                        &mut self.server
-                    };
-                    if let Some(due) = side[i as usize].popped(at) {
-                        self.push(due, i, What::Deadline(client));
-                    }
-                }
+                What::AtClient => m.arrived(i, true, What::Deadline(true)),
+                What::Deadline(client) => m.deadline(i, client, at, What::Deadline(client)),
             }
         }
     }
 
     fn heartbeats(&self) -> u64 {
-        self.beats
+        self.0.beats
     }
     fn events(&self) -> u64 {
-        self.events
+        self.0.events
     }
 }
 
@@ -299,17 +322,11 @@ struct Sender {
 const RTO_MIN: u64 = 200 * MS;
 
 struct RtoModel {
-    now: u64,
-    seq: u64,
-    heap: BinaryHeap<Reverse<(u64, u64, u32, Step)>>,
+    core: Core<Step>,
     rng: rand_chacha::ChaCha8Rng,
     loss: f64,
-    client: Vec<KMiss>,
-    server: Vec<KMiss>,
     /// Per session: the client's sender, then the server's.
     senders: Vec<[Sender; 2]>,
-    beats: u64,
-    events: u64,
 }
 
 impl RtoModel {
@@ -320,32 +337,12 @@ impl RtoModel {
             rto: RTO_MIN,
             filed: false,
         };
-        let mut m = RtoModel {
-            now: 0,
-            seq: 0,
-            heap: BinaryHeap::with_capacity(sessions * 6),
+        RtoModel {
+            core: Core::new(sessions, ramp, Step::Beat, Step::Deadline),
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
             loss: 0.0,
-            client: (0..sessions).map(|_| KMiss::default()).collect(),
-            server: (0..sessions).map(|_| KMiss::default()).collect(),
             senders: (0..sessions).map(|_| [sender(), sender()]).collect(),
-            beats: 0,
-            events: 0,
-        };
-        for i in 0..sessions as u32 {
-            let start = ramp * u64::from(i) / sessions as u64;
-            m.push(start + INTERVAL, i, Step::Beat);
-            m.push(start + TIMEOUT, i, Step::Deadline(true));
-            m.push(start + TIMEOUT, i, Step::Deadline(false));
-            m.client[i as usize].filed = true;
-            m.server[i as usize].filed = true;
         }
-        m
-    }
-
-    fn push(&mut self, at: u64, session: u32, step: Step) {
-        self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, session, step)));
     }
 
     /// A packet leaves now: whether it arrives (one loss draw).
@@ -356,16 +353,16 @@ impl RtoModel {
 
     /// Side `client`'s sender sends (or resends) its segment now, with its timer.
     fn send(&mut self, i: u32, client: bool) {
-        let now = self.now;
+        let now = self.core.now;
         let s = &mut self.senders[i as usize][usize::from(!client)];
         s.unacked = Some(now);
         if !s.filed {
             s.filed = true;
             let at = now + s.rto;
-            self.push(at, i, Step::Rto(client));
+            self.core.push(at, i, Step::Rto(client));
         }
         if self.carried() {
-            self.push(now + DELAY, i, Step::Data(!client));
+            self.core.push(now + DELAY, i, Step::Data(!client));
         }
     }
 
@@ -374,44 +371,27 @@ impl RtoModel {
         s.unacked = None;
         s.rto = RTO_MIN;
     }
-
-    fn arrived(&mut self, session: u32, client: bool) {
-        let side = if client {
-            &mut self.client
-        } else {
-            &mut self.server
-        };
-        if let Some(at) = side[session as usize].arrived(self.now) {
-            self.push(at, session, Step::Deadline(client));
-        }
-    }
 }
 
 impl Sim for RtoModel {
     fn run_until(&mut self, t: Duration) {
-        let until = t.as_nanos() as u64;
-        while let Some(&Reverse((at, _, i, step))) = self.heap.peek()
-            && at <= until
-        {
-            self.heap.pop();
-            self.now = at;
-            self.events += 1;
+        while let Some((at, i, step)) = self.core.pop(t.as_nanos() as u64) {
             match step {
                 Step::Beat => {
-                    self.beats += 1;
-                    self.push(at + INTERVAL, i, Step::Beat);
+                    self.core.beats += 1;
+                    self.core.push(at + INTERVAL, i, Step::Beat);
                     self.send(i, true);
                 }
                 Step::Data(false) => {
                     // The heartbeat: the reply carries its ACK.
-                    self.arrived(i, false);
+                    self.core.arrived(i, false, Step::Deadline(false));
                     self.send(i, false);
                 }
                 Step::Data(true) => {
-                    self.arrived(i, true);
+                    self.core.arrived(i, true, Step::Deadline(true));
                     self.acked(i, true);
                     if self.carried() {
-                        self.push(at + DELAY, i, Step::Ack);
+                        self.core.push(at + DELAY, i, Step::Ack);
                     }
                 }
                 Step::Ack => self.acked(i, false),
@@ -427,29 +407,20 @@ impl Sim for RtoModel {
                         Some(sent) => {
                             s.filed = true;
                             let due = sent + s.rto;
-                            self.push(due, i, Step::Rto(client));
+                            self.core.push(due, i, Step::Rto(client));
                         }
                     }
                 }
-                Step::Deadline(client) => {
-                    let side = if client {
-                        &mut self.client
-                    } else {
-                        &mut self.server
-                    };
-                    if let Some(due) = side[i as usize].popped(at) {
-                        self.push(due, i, Step::Deadline(client));
-                    }
-                }
+                Step::Deadline(client) => self.core.deadline(i, client, at, Step::Deadline(client)),
             }
         }
     }
 
     fn heartbeats(&self) -> u64 {
-        self.beats
+        self.core.beats
     }
     fn events(&self) -> u64 {
-        self.events
+        self.core.events
     }
 }
 
