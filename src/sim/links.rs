@@ -353,8 +353,14 @@ impl PathModel for SharedPath {
 /// A connection's two paths and the table they cross, as its TCP's [`Wire`]: `paths[i]`
 /// carries what side `i` sends.
 pub(crate) struct ConnWire<'a> {
-    pub table: &'a mut LinkTable,
-    pub paths: &'a mut [ConnPath; 2],
+    table: &'a mut LinkTable,
+    paths: &'a mut [ConnPath; 2],
+}
+
+impl<'a> ConnWire<'a> {
+    pub(crate) fn new(table: &'a mut LinkTable, paths: &'a mut [ConnPath; 2]) -> ConnWire<'a> {
+        ConnWire { table, paths }
+    }
 }
 
 impl Wire for ConnWire<'_> {

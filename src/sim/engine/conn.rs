@@ -518,10 +518,7 @@ impl Conn {
     /// event ([`TcpModel::poll_wake`]), before anything else touches them at `now`.
     fn settle(&mut self, now: Duration, links: &mut LinkTable) {
         let waiting = self.waiting();
-        let wire = &mut ConnWire {
-            table: links,
-            paths: &mut self.paths,
-        };
+        let wire = &mut ConnWire::new(links, &mut self.paths);
         self.tcp.settle(now, waiting, wire);
     }
 
@@ -537,10 +534,7 @@ impl Conn {
         if self.tcp.poll_timeout().is_none_or(|t| t > now) && !failing {
             return;
         }
-        let wire = &mut ConnWire {
-            table: w.links,
-            paths: &mut self.paths,
-        };
+        let wire = &mut ConnWire::new(w.links, &mut self.paths);
         self.tcp.advance(now, wire);
         // Which ends have something to read, in the order their first input came.
         let mut readers: [Option<usize>; 2] = [None; 2];
@@ -771,10 +765,7 @@ impl Conn {
             return;
         }
         let n = pipe.bytes.len() - before;
-        let wire = &mut ConnWire {
-            table: w.links,
-            paths: &mut self.paths,
-        };
+        let wire = &mut ConnWire::new(w.links, &mut self.paths);
         self.tcp.write(side, n, w.now, wire);
         self.ends[side].io.bytes_out += n as u64;
     }
@@ -869,10 +860,7 @@ impl Conn {
                 }
                 let n = pipe.unwritten.min(free).min(MAX_SEGMENT);
                 pipe.unwritten -= n;
-                let wire = &mut ConnWire {
-                    table: &mut *links,
-                    paths: &mut self.paths,
-                };
+                let wire = &mut ConnWire::new(&mut *links, &mut self.paths);
                 self.tcp.write_bytes(side, n, now, wire, |_| ());
                 io.bytes_out += n as u64;
                 io.writes.wrote(t);
@@ -966,10 +954,7 @@ impl Conn {
         if self.pipes[side].fin_seq.is_some() || self.ends[side].reset {
             return;
         }
-        let wire = &mut ConnWire {
-            table: links,
-            paths: &mut self.paths,
-        };
+        let wire = &mut ConnWire::new(links, &mut self.paths);
         if unread {
             self.ends[side].reset = true;
             self.tcp.abort(side, now, wire);
