@@ -44,7 +44,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::detector::{Verdict, millis};
-use super::time::Time;
+use super::time::{Time, earlier};
 
 /// The largest loss window honoured; larger configured windows are clamped to it.
 pub const MAX_LOSS_WINDOW: usize = 4096;
@@ -360,10 +360,7 @@ impl HealthEvaluator {
             }
         };
         let dead = self.suspect_since.map(|t| t + self.config.dead_after);
-        match (reply, dead) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earlier(reply, dead)
     }
 
     /// The next state change, oldest first.

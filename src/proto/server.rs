@@ -36,7 +36,7 @@ use super::frame::{Body, Close, Frame, HeartbeatParams, Load};
 use super::registry::{Admission, Registry, RegistryEvent, ServerConfig};
 use super::session::{Session, State};
 use super::throttle::{Throttle, ThrottleConfig};
-use super::time::Time;
+use super::time::{Time, earlier};
 
 /// How often a resume offers itself again while the connection that still holds its session
 /// lets go.
@@ -301,10 +301,7 @@ impl<H: Clone> ServerEndpoint<H> {
     /// When the endpoint next needs the driver: the next detached session expires, or a load
     /// sample is due ([`ServerEndpoint::sample_due`]).
     pub fn poll_timeout(&self) -> Option<Time> {
-        match (self.registry.poll_timeout(), self.next_sample) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earlier(self.registry.poll_timeout(), self.next_sample)
     }
 
     /// Expires the detached sessions whose resume window is over by `now`.

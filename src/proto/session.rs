@@ -47,7 +47,7 @@ use super::frame::{
 };
 use super::health::{HealthConfig, HealthEvaluator, HealthEvent, HealthState};
 use super::server::Steer;
-use super::time::Time;
+use super::time::{Time, earlier};
 
 /// How a side's sessions leave when its process shuts down ([`Session::handle_shutdown`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1531,14 +1531,6 @@ impl Session {
             self.ack_now = true;
         }
         Some(m)
-    }
-}
-
-/// The earlier of two optional instants.
-fn earlier(a: Option<Time>, b: Option<Time>) -> Option<Time> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

@@ -36,6 +36,14 @@ impl Time {
     }
 }
 
+/// The earlier of two optional instants (or durations): either, if only one is set.
+pub fn earlier<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl Add<Duration> for Time {
     type Output = Time;
     fn add(self, d: Duration) -> Time {

@@ -33,6 +33,7 @@ use crate::net::{ConnEnd, NetEvent, Observer};
 use crate::proto::client::ClientEndpoint;
 use crate::proto::server::{ConnId, Greeting, Opening, ServerEndpoint, Steer};
 use crate::proto::session::{Session, Side};
+use crate::proto::time::earlier;
 use crate::proto::writes::WriteProgress;
 use crate::proto::{Frame, Time};
 use crate::sim::links::{ConnPath, ConnWire, LinkTable};
@@ -485,10 +486,7 @@ impl Conn {
                 Some(t) if end.open => Some(wake_at(end.epoch + t.since_epoch()).max(now)),
                 _ => None,
             };
-            let deadline = match (deadline, writes) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = earlier(deadline, writes);
             if let Some(filed) = end.timer.arm(deadline) {
                 w.queue.push(filed.0, Ev::session(self.id, side, filed.1));
             }
