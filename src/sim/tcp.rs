@@ -1713,13 +1713,27 @@ mod tests {
     /// A client (side 0) heartbeats every `interval` until `end`; the server echoes each one
     /// the instant it arrives. The handshake gave an RTT of twice the link's delay.
     fn echo(cfg: TcpConfig, link: &mut Link, interval: Duration, end: Duration) -> Echo {
-        let mut m = TcpModel::new(cfg, Some(link.delay * 2), [7, 11]);
+        let m = TcpModel::new(cfg, Some(link.delay * 2), [7, 11]);
+        echo_sampled(m, link, interval, end, None, |_| {})
+    }
+
+    /// [`echo`] on model `m` over any wire, showing `sample` the model every `every`.
+    fn echo_sampled(
+        mut m: TcpModel,
+        link: &mut impl Wire,
+        interval: Duration,
+        end: Duration,
+        every: Option<Duration>,
+        mut sample: impl FnMut(&TcpModel),
+    ) -> Echo {
         m.keep_notes();
         let mut run = Echo::default();
         let mut echo_seq = Vec::new();
         let mut next_hb = interval;
+        let mut next_sample = every;
         loop {
             let t = m.poll_timeout().map_or(next_hb, |t| t.min(next_hb));
+            let t = next_sample.map_or(t, |s| s.min(t));
             if t > end || run.timed_out.is_some() {
                 break;
             }
@@ -1743,6 +1757,10 @@ mod tests {
                     Output::TimedOut { side: 0, at } => run.timed_out = Some(at),
                     _ => {}
                 }
+            }
+            if Some(t) == next_sample {
+                sample(&m);
+                next_sample = every.map(|e| t + e);
             }
             if t == next_hb && run.timed_out.is_none() {
                 m.write(0, 16, t, link);
@@ -2051,6 +2069,116 @@ mod tests {
         assert_eq!(exchanges(&late), [4, 3, 3, 4, 4, 3, 4, 4, 4, 3]);
         // Never in time: never in the mode.
         assert_eq!(exchanges(&[true; 6]), [4; 6]);
+    }
+
+    /// A lossy veth pair: 0.15 ms each way, each packet lost with probability `loss`, from a
+    /// seeded stream (the kernel reference drops at the receivers' input hooks, both ways).
+    struct Lossy {
+        rng: rand_chacha::ChaCha8Rng,
+        loss: f64,
+    }
+
+    impl Wire for Lossy {
+        fn carry(&mut self, _from: usize, at: Duration, _payload: usize) -> Option<Duration> {
+            use rand::Rng;
+            (!self.rng.random_bool(self.loss)).then_some(at + Duration::from_micros(150))
+        }
+    }
+
+    /// What `scripts/kernel-tcp/measure.py` reports of a loss run, over `runs` runs of 15
+    /// minutes: round trips over 200 ms and over 1 s per hour, and per side the smoothed RTT
+    /// and the RTO without its backoff, sampled every 100 ms, in milliseconds.
+    struct LossRun {
+        over_200ms: f64,
+        over_1s: f64,
+        srtt: [Vec<f64>; 2],
+        rto: [Vec<f64>; 2],
+    }
+
+    impl LossRun {
+        fn quantile(v: &[f64], q: f64) -> f64 {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[((v.len() - 1) as f64 * q) as usize]
+        }
+    }
+
+    /// The kernel reference's workload: a 16-byte heartbeat every second from the client (side
+    /// 0), echoed by the server the instant it arrives.
+    fn loss_runs(loss: f64, runs: u64) -> LossRun {
+        use rand::SeedableRng;
+        let mut out = LossRun {
+            over_200ms: 0.0,
+            over_1s: 0.0,
+            srtt: Default::default(),
+            rto: Default::default(),
+        };
+        for run in 0..runs {
+            let mut link = Lossy {
+                rng: rand_chacha::ChaCha8Rng::seed_from_u64(run),
+                loss,
+            };
+            let m = TcpModel::new(TcpConfig::default(), Some(ms(0.3)), [run, run * 7 + 3]);
+            let (srtt, rto) = (&mut out.srtt, &mut out.rto);
+            let sample = |m: &TcpModel| {
+                for side in 0..2 {
+                    let info = m.info(side);
+                    srtt[side].extend(info.srtt.map(|s| s.as_secs_f64() * 1e3));
+                    let unbacked = info.rto / (1 << info.backoff.min(16));
+                    rto[side].push(unbacked.as_secs_f64() * 1e3);
+                }
+            };
+            let (interval, end) = (ms(1000.0), ms(900_000.0));
+            let echo = echo_sampled(m, &mut link, interval, end, Some(ms(100.0)), sample);
+            for (sent, echoed) in echo.sent.iter().zip(&echo.echoed) {
+                let rtt = echoed.map(|e| e - *sent);
+                out.over_200ms += f64::from(u8::from(rtt.is_some_and(|r| r > ms(200.0))));
+                out.over_1s += f64::from(u8::from(rtt.is_some_and(|r| r > ms(1000.0))));
+            }
+        }
+        let hours = runs as f64 / 4.0;
+        out.over_200ms /= hours;
+        out.over_1s /= hours;
+        out
+    }
+
+    fn assert_within(what: &str, value: f64, range: std::ops::RangeInclusive<f64>) {
+        assert!(range.contains(&value), "{what}: {value} not in {range:?}");
+    }
+
+    #[test]
+    fn under_random_loss_the_estimators_and_the_stalls_are_the_kernels() {
+        // docs/kernel-reference.md, "Random loss, each way", η = 1 s: one 15-minute run per
+        // loss rate on Linux 6.18. Counts must fall in the kernel's 95% Poisson intervals;
+        // the estimator's quantiles within a band around the kernel's single run.
+        let q = LossRun::quantile;
+        let ten = loss_runs(0.1, 24);
+        // Kernel: 660 [563–769] per hour over 200 ms; client SRTT p50 12.4 ms, p90 36.9 ms
+        // (samples of resent heartbeats, by their timestamps); RTO at backoff 0 p50 220 ms,
+        // p90 336 ms; the server's 204 and 204.
+        assert_within("10%: over 200 ms per hour", ten.over_200ms, 563.0..=769.0);
+        assert_within("10%: client SRTT p50", q(&ten.srtt[0], 0.5), 6.0..=25.0);
+        assert_within("10%: client SRTT p90", q(&ten.srtt[0], 0.9), 25.0..=55.0);
+        assert_within("10%: client RTO p50", q(&ten.rto[0], 0.5), 208.0..=240.0);
+        assert_within("10%: client RTO p90", q(&ten.rto[0], 0.9), 300.0..=400.0);
+        assert_eq!((q(&ten.rto[1], 0.5), q(&ten.rto[1], 0.9)), (204.0, 204.0));
+        let twenty = loss_runs(0.2, 24);
+        // Kernel: 1,332 [1,193–1,483] over 200 ms and 112 [74–162] over 1 s per hour; client
+        // SRTT p50 26.8 ms, p90 74.9 ms; RTO at backoff 0 p50 276 ms, p90 568 ms.
+        assert_within(
+            "20%: over 200 ms per hour",
+            twenty.over_200ms,
+            1193.0..=1483.0,
+        );
+        assert_within("20%: over 1 s per hour", twenty.over_1s, 74.0..=162.0);
+        assert_within("20%: client SRTT p50", q(&twenty.srtt[0], 0.5), 15.0..=40.0);
+        assert_within(
+            "20%: client SRTT p90",
+            q(&twenty.srtt[0], 0.9),
+            45.0..=110.0,
+        );
+        assert_within("20%: client RTO p50", q(&twenty.rto[0], 0.5), 250.0..=320.0);
+        assert_within("20%: client RTO p90", q(&twenty.rto[0], 0.9), 420.0..=700.0);
     }
 
     #[test]
