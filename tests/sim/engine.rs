@@ -627,6 +627,7 @@ fn an_upload_cut_by_a_partition_ends_alike_on_both_engines() {
             "engine {x:?}, runner {y:?}: more than three messages apart"
         );
     }
+    assert_eq!(ours.down, theirs.down);
     assert_eq!(ours.reconnects, theirs.reconnects);
     let periods = |o: &mcpsim::sim::runner::Outcome| -> Vec<usize> {
         o.connected.values().map(Vec::len).collect()
