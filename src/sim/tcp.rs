@@ -1689,11 +1689,12 @@ mod tests {
             assert_eq!(lazy_notes, notes, "seed {seed}, loss {loss}");
             assert_eq!(lazy_info, info, "seed {seed}, loss {loss}");
             // The quiet acknowledgements (the echoes' ACKs, mostly) were left to later events:
-            // 685 runs against 989 without loss, 907 against 979 at 30% (where recoveries
-            // dominate; before ping-pong mode, whose replies carry the ACKs a pure ACK carried,
-            // 833 against 948).
+            // 685 runs against 989 without loss, 725 of 993 at 2%, 776 of 1,000 at 10%, 907 of
+            // 979 at 30%, where recoveries dominate. (Before ping-pong mode, whose replies carry
+            // the ACKs a pure ACK carried, 833 against 948 at 30%.)
+            let share = if loss < 0.3 { 0.8 } else { 0.95 };
             assert!(
-                lazy_runs * 20 < runs * 19,
+                (lazy_runs as f64) < share * runs as f64,
                 "seed {seed}: {lazy_runs} runs against {runs}"
             );
         }
