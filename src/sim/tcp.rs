@@ -618,7 +618,7 @@ impl TcpModel {
     }
 
     /// The next instant at which a driver must run the model, if any: [`TcpModel::poll_timeout`]
-    /// less the arrivals of quiet acknowledgements (see [`TcpModel::settle`]), and less the
+    /// less the arrivals of quiet acknowledgements (see `quiet`), and less the
     /// timers such an acknowledgement will clear before they fire. `waiting[side]`: side
     /// `side`'s application has bytes waiting for room in the send buffer, so an
     /// acknowledgement to it is not quiet (the room it makes lets them go).
@@ -626,9 +626,9 @@ impl TcpModel {
     /// A heartbeat and its reply make three packets: the heartbeat, the reply (carrying the
     /// heartbeat's ACK) and the ACK of the reply, which only tells the server's kernel that
     /// its reply arrived. That last one changes no packet, output or socket until the
-    /// connection's next event, so a driver may leave it to that event: [`TcpModel::advance`]
-    /// and [`TcpModel::settle`] still take it at its own instant, in order, and the model
-    /// goes exactly as if it had been run then.
+    /// connection's next event, so a driver may leave it to that event: [`TcpModel::advance`],
+    /// which a driver calls before any input at `now` (a write, a close, a pause), still takes
+    /// it at its own instant, in order, and the model goes exactly as if it had been run then.
     pub fn poll_wake(&self, waiting: [bool; 2]) -> Option<Duration> {
         let pure_ack = |q: &VecDeque<Packet>| q.front().is_some_and(|p| !p.rst && p.first > p.last);
         if !pure_ack(&self.packets[0]) && !pure_ack(&self.packets[1]) {
@@ -661,38 +661,10 @@ impl TcpModel {
         best
     }
 
-    /// Runs the quiet acknowledgements due at or before `now` that come before anything else
-    /// the model has to do, as [`TcpModel::advance`] would have run them, and leaves the rest
-    /// to it. Call it before any other input at `now` when the model is run at
-    /// [`TcpModel::poll_wake`]: a write, a close, a change of reading. It reports nothing
-    /// (the room they make in the send buffer waits for no one).
-    ///
-    /// An acknowledgement is quiet when it carries no data and reaches an open kernel in no
-    /// loss recovery, with nothing unsent and nothing waiting to be written, and acknowledges
-    /// every segment that kernel has sent: all it does is take an RTT sample, grow the window,
-    /// free the send buffer and clear the retransmission timer.
-    pub fn settle(&mut self, now: Duration, waiting: [bool; 2], wire: &mut impl Wire) {
-        let outputs = self.outputs.len();
-        while let Some((t, Due::Packet(from))) = self.next()
-            && t <= now
-            && self.packets[from]
-                .front()
-                .is_some_and(|p| self.quiet(p, waiting))
-        {
-            self.next.set(None);
-            let p = self.packets[from].pop_front().expect("peeked");
-            self.arrive(p, wire);
-        }
-        debug_assert!(
-            self.outputs[outputs..]
-                .iter()
-                .all(|o| matches!(o, Output::Acked { .. })),
-            "a quiet acknowledgement only makes room"
-        );
-        self.outputs.truncate(outputs);
-    }
-
-    /// Whether `p` is a quiet acknowledgement (see [`TcpModel::settle`]). That it acknowledges
+    /// Whether `p` is a quiet acknowledgement: it carries no data and reaches an open kernel in
+    /// no loss recovery, with nothing unsent and nothing waiting to be written, and acknowledges
+    /// every segment that kernel has sent, so that all it does is take an RTT sample, grow the
+    /// window, free the send buffer and clear the retransmission timer. That it acknowledges
     /// everything sent is judged by what had arrived in order when it left, which misses a
     /// segment that arrived at the same instant after it left: such an acknowledgement is taken
     /// for not quiet, which only costs an event.
@@ -777,6 +749,12 @@ impl TcpModel {
     /// The application on `side` writes `len` bytes at `now` (`len = 0` is a FIN): the
     /// segment's sequence number. Call [`TcpModel::advance`] to `now` first.
     pub fn write(&mut self, side: usize, len: usize, now: Duration, wire: &mut impl Wire) -> u64 {
+        debug_assert!(
+            self.packets
+                .iter()
+                .all(|q| q.front().is_none_or(|p| p.at >= now)),
+            "a packet that reached a kernel before this write was not taken: advance first"
+        );
         self.next.set(None);
         let window = self.cfg.window;
         let e = &mut self.ends[side];
@@ -1613,7 +1591,7 @@ mod tests {
 
     /// Both sides write on a seeded schedule, and side 1 echoes what side 0 writes; the model is
     /// run at every [`TcpModel::poll_timeout`] (`lazy = false`), or only at
-    /// [`TcpModel::poll_wake`] with [`TcpModel::settle`] before each write (`lazy = true`).
+    /// [`TcpModel::poll_wake`] and advanced to each write's instant before it (`lazy = true`).
     /// What the applications saw (acknowledgements aside), the kernels' notes, their final
     /// state, and how many times the model was run.
     fn two_way(seed: u64, loss: f64, lazy: bool) -> (Vec<Output>, Vec<Note>, [TcpInfo; 2], u32) {
@@ -1660,7 +1638,7 @@ mod tests {
             for o in outs {
                 if let Output::Delivered { from: 0, at, .. } = o {
                     if lazy {
-                        m.settle(at, [false; 2], &mut link);
+                        m.advance(at, &mut link);
                     }
                     m.write(1, 16, at, &mut link);
                 }
@@ -1670,7 +1648,7 @@ mod tests {
             }
             while let Some((at, side)) = writes.next_if(|w| w.0 == t) {
                 if lazy {
-                    m.settle(at, [false; 2], &mut link);
+                    m.advance(at, &mut link);
                 }
                 m.write(side, 100, at, &mut link);
             }

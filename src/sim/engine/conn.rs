@@ -303,6 +303,31 @@ pub(super) struct Conn {
     /// Which sides' sockets are gone (closed by their driver, or with their process). Once
     /// both are and the kernels are done (see [`Conn::gone`]), so is the connection.
     dropped: [bool; 2],
+    /// What the kernels did that the ends have not met yet ([`Conn::kernels`]).
+    woken: Woken,
+}
+
+/// The sockets the kernels woke, for their ends to meet at the connection's next event: which
+/// ends have something to read, in the order their first input came, and which have room to
+/// write again.
+#[derive(Default)]
+struct Woken {
+    readers: [Option<usize>; 2],
+    writable: [bool; 2],
+}
+
+impl Woken {
+    fn reader(&mut self, side: usize) {
+        if self.readers[0].is_none() {
+            self.readers[0] = Some(side);
+        } else if self.readers[0] != Some(side) {
+            self.readers[1] = Some(side);
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.readers[0].is_some() || self.writable.contains(&true)
+    }
 }
 
 impl Conn {
@@ -318,6 +343,7 @@ impl Conn {
             tcp_timer: Timer::default(),
             failures: [None, None],
             dropped: [false; 2],
+            woken: Woken::default(),
         }
     }
 
@@ -327,7 +353,7 @@ impl Conn {
     /// connected leaves its kernel's side as the death made it ([`Conn::process_dies`]).
     pub fn open(&mut self, server_paused: bool, w: &mut World<'_>) {
         self.opened = true;
-        self.settle(w.now, w.links);
+        self.kernels(w.now, w.links);
         if !server_paused {
             self.accept(w);
         }
@@ -353,7 +379,7 @@ impl Conn {
     /// connection limit.
     pub fn accept(&mut self, w: &mut World<'_>) {
         let now = w.now;
-        self.settle(now, w.links);
+        self.kernels(now, w.links);
         let peer = peer_addr(self.id);
         let server = &mut self.ends[1];
         server.epoch = w.server_epoch;
@@ -383,7 +409,7 @@ impl Conn {
 
     /// The server's handshake deadline: a connection still without a session is closed.
     pub fn on_handshake_deadline(&mut self, w: &mut World<'_>) {
-        self.settle(w.now, w.links);
+        self.kernels(w.now, w.links);
         let end = &mut self.ends[1];
         let Some(conn) = end.accepted else { return };
         if !end.open || end.holder.session().is_some() || end.pending.is_some() {
@@ -419,7 +445,7 @@ impl Conn {
 
     /// The HELLO that waited for a takeover is offered to the server endpoint again.
     pub fn on_retry(&mut self, w: &mut World<'_>) {
-        self.settle(w.now, w.links);
+        self.kernels(w.now, w.links);
         if let Some(hello) = self.ends[1].pending.take()
             && self.ends[1].open
             && self.greet(Ok(hello), w)
@@ -496,7 +522,9 @@ impl Conn {
             .filter(|side| !self.ends[*side].paused)
             .filter_map(|side| self.failures[side].map(|f| f.0))
             .min();
-        let next = [self.tcp.poll_wake(self.waiting()), failing]
+        // What the kernels woke is met at once, at this instant's next event.
+        let woken = self.woken.any().then_some(now);
+        let next = [self.tcp.poll_wake(self.waiting()), failing, woken]
             .into_iter()
             .flatten()
             .min()
@@ -512,39 +540,18 @@ impl Conn {
         [self.pipes[0].unwritten > 0, self.pipes[1].unwritten > 0]
     }
 
-    /// The kernels take the acknowledgements that [`Conn::arm`] left to the connection's next
-    /// event ([`TcpModel::poll_wake`]), before anything else touches them at `now`.
-    fn settle(&mut self, now: Duration, links: &mut LinkTable) {
-        let waiting = self.waiting();
+    /// The kernels run up to `now`, as a socket operation on the runner runs them first: what
+    /// reached a kernel before `now` is taken before anything else touches it (a write, a
+    /// close, a pause), including the acknowledgements [`Conn::arm`] left to the connection's
+    /// next event ([`TcpModel::poll_wake`]). What they deliver, fail or acknowledge is noted
+    /// for the ends, which meet it at the connection's next event, as the runner's sockets
+    /// wake their tasks.
+    fn kernels(&mut self, now: Duration, links: &mut LinkTable) {
+        if self.gone() || self.tcp.poll_timeout().is_none_or(|t| t > now) {
+            return;
+        }
         let wire = &mut ConnWire::new(links, &mut self.paths);
-        self.tcp.settle(now, waiting, wire);
-    }
-
-    /// Runs the kernels up to now: segments reach their receivers' buffers, which read them;
-    /// a timeout or a reset ends a side.
-    fn run_tcp(&mut self, w: &mut World<'_>) {
-        if self.gone() {
-            return;
-        }
-        let now = w.now;
-        let failing = (0..2)
-            .any(|side| !self.ends[side].paused && self.failures[side].is_some_and(|f| f.0 <= now));
-        if self.tcp.poll_timeout().is_none_or(|t| t > now) && !failing {
-            return;
-        }
-        let wire = &mut ConnWire::new(w.links, &mut self.paths);
         self.tcp.advance(now, wire);
-        // Which ends have something to read, in the order their first input came.
-        let mut readers: [Option<usize>; 2] = [None; 2];
-        let mut ended: [Option<ConnEnd>; 2] = [None, None];
-        let mut writable = [false; 2];
-        let note = |side: usize, readers: &mut [Option<usize>; 2]| {
-            if readers[0].is_none() {
-                readers[0] = Some(side);
-            } else if readers[0] != Some(side) {
-                readers[1] = Some(side);
-            }
-        };
         for out in self.tcp.take_outputs() {
             let side = match out {
                 Output::Delivered { from, seq, len, .. } => {
@@ -567,12 +574,29 @@ impl Conn {
                 }
                 // Room in the send buffer: a writer waiting for it writes on.
                 Output::Acked { side, .. } => {
-                    writable[side] = true;
+                    self.woken.writable[side] = true;
                     continue;
                 }
             };
-            note(side, &mut readers);
+            self.woken.reader(side);
         }
+    }
+
+    /// Runs the kernels up to now: segments reach their receivers' buffers, which read them;
+    /// a timeout or a reset ends a side.
+    fn run_tcp(&mut self, w: &mut World<'_>) {
+        if self.gone() {
+            return;
+        }
+        let now = w.now;
+        self.kernels(now, w.links);
+        let failing = (0..2)
+            .any(|side| !self.ends[side].paused && self.failures[side].is_some_and(|f| f.0 <= now));
+        if !failing && !self.woken.any() {
+            return;
+        }
+        let mut woken = std::mem::take(&mut self.woken);
+        let mut ended: [Option<ConnEnd>; 2] = [None, None];
         // A reset or timeout whose time has come ends its side, as a read would find it.
         for (side, (failure, ended)) in self.failures.iter_mut().zip(&mut ended).enumerate() {
             if let Some((at, kind)) = *failure
@@ -581,16 +605,16 @@ impl Conn {
             {
                 *failure = None;
                 ended.get_or_insert(ConnEnd::from_io(&io::Error::from(kind)));
-                note(side, &mut readers);
+                woken.reader(side);
             }
         }
-        for side in readers.into_iter().flatten() {
+        for side in woken.readers.into_iter().flatten() {
             match ended[side].take() {
                 Some(end) => self.end(side, end, false, w),
                 None => self.read(side, w),
             }
         }
-        for (side, writable) in writable.into_iter().enumerate() {
+        for (side, writable) in woken.writable.into_iter().enumerate() {
             let end = &self.ends[side];
             if writable && end.open && !end.paused && self.pipes[side].unwritten > 0 {
                 self.step(side, None, w);
@@ -966,7 +990,7 @@ impl Conn {
     /// The process of side `side` stopped (paused): its kernel goes on receiving and
     /// acknowledging, but nothing reads, writes or decides there until [`Conn::resume`].
     pub fn pause(&mut self, side: usize, now: Duration, links: &mut LinkTable) {
-        self.settle(now, links);
+        self.kernels(now, links);
         self.ends[side].paused = true;
         self.tcp.set_reading(side, false);
     }
@@ -997,7 +1021,7 @@ impl Conn {
     /// falls silent; a killed process's kernel closes the socket, with RST if data it was sent
     /// lies unread, else with FIN, and answers what comes later with RST.
     pub fn process_dies(&mut self, side: usize, state: HostState, w: &mut World<'_>) {
-        self.settle(w.now, w.links);
+        self.kernels(w.now, w.links);
         drop_unwritten(&mut self.pipes[side]);
         self.dropped[side] = true;
         let end = &mut self.ends[side];
@@ -1027,7 +1051,7 @@ impl Conn {
     /// running end takes a turn (a CONFIG to send, its deadlines moved), as the driver's
     /// `select!` does.
     pub fn steer(&mut self, w: &mut World<'_>) {
-        self.settle(w.now, w.links);
+        self.kernels(w.now, w.links);
         let end = &mut self.ends[1];
         let t = end.time(w.now);
         let Holder::Server(session) = &mut end.holder else {
@@ -1041,7 +1065,7 @@ impl Conn {
     /// session has room.
     pub fn kick(&mut self, side: usize, w: &mut World<'_>) {
         if self.ends[side].open && !self.ends[side].paused {
-            self.settle(w.now, w.links);
+            self.kernels(w.now, w.links);
             self.step(side, None, w);
             self.arm(w);
         }
@@ -1050,7 +1074,7 @@ impl Conn {
     /// Side `side`'s machine came back after a crash with an empty kernel: the peer's next
     /// transmission on this connection gets RST.
     pub fn forget(&mut self, side: usize, w: &mut World<'_>) {
-        self.settle(w.now, w.links);
+        self.kernels(w.now, w.links);
         self.tcp.forget(side);
         self.arm(w);
     }
