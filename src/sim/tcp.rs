@@ -441,10 +441,10 @@ impl End {
                 self.rtt_seq = self.nxt();
             }
             Some(srtt) => {
-                let (s, m) = (srtt.as_nanos() as i128, rtt.as_nanos() as i128);
+                let (s, m) = (signed_nanos(srtt), signed_nanos(rtt));
                 let err = m - s;
                 self.srtt = Some(nanos(s + err / 8));
-                let mdev = self.mdev.as_nanos() as i128;
+                let mdev = signed_nanos(self.mdev);
                 let mut d = err.abs() - mdev / 4;
                 if err < 0 && d > 0 {
                     // A falling RTT moves the deviation less (Linux's damping).
@@ -492,8 +492,14 @@ impl End {
     }
 }
 
-fn nanos(n: i128) -> Duration {
-    Duration::from_nanos(n.clamp(0, u64::MAX as i128) as u64)
+/// A duration in nanoseconds, as a signed number for the estimator's differences (durations
+/// here are far below the 292 years an `i64` holds; longer ones saturate).
+fn signed_nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn nanos(n: i64) -> Duration {
+    Duration::from_nanos(n.max(0).unsigned_abs())
 }
 
 fn jiffy_ns(cfg: &TcpConfig) -> u64 {
