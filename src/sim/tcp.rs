@@ -2115,11 +2115,14 @@ mod tests {
             };
             let (interval, end) = (ms(1000.0), ms(900_000.0));
             let echo = echo_sampled(m, &mut link, interval, end, Some(ms(100.0)), sample);
-            for (sent, echoed) in echo.sent.iter().zip(&echo.echoed) {
-                let rtt = echoed.map(|e| e - *sent);
-                out.over_200ms += f64::from(u8::from(rtt.is_some_and(|r| r > ms(200.0))));
-                out.over_1s += f64::from(u8::from(rtt.is_some_and(|r| r > ms(1000.0))));
-            }
+            let rtts = echo.sent.iter().zip(&echo.echoed);
+            let over = |limit: Duration| {
+                rtts.clone()
+                    .filter(|(sent, echoed)| echoed.is_some_and(|e| e - **sent > limit))
+                    .count() as f64
+            };
+            out.over_200ms += over(ms(200.0));
+            out.over_1s += over(ms(1000.0));
         }
         let hours = runs as f64 / 4.0;
         out.over_200ms /= hours;
