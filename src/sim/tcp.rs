@@ -116,6 +116,21 @@ use std::time::Duration;
 
 use super::fault::TcpConfig;
 
+/// An instant or a span inside the model, in nanoseconds (an instant counts from the
+/// simulation's zero). The model's arithmetic is on every packet's path: one machine word is
+/// one instruction where a [`Duration`] is several. The public API takes and gives `Duration`s.
+type Ns = u64;
+
+/// [`Wire::carry`] in the model's nanoseconds.
+fn carry(wire: &mut impl Wire, from: usize, at: Ns, payload: usize) -> Option<Ns> {
+    wire.carry(from, dur(at), payload).map(ns)
+}
+
+/// `n` nanoseconds as a [`Duration`].
+fn dur(n: Ns) -> Duration {
+    Duration::from_nanos(n)
+}
+
 /// Carries packets between the two ends.
 pub trait Wire {
     /// A packet with `payload` bytes of data (0 for a pure ACK) leaving side `from` at `at`:
@@ -210,12 +225,12 @@ struct Seg {
     /// Never sent yet: queued behind a segment in loss recovery.
     unsent: bool,
     /// Last transmission.
-    xmit: Duration,
+    xmit: Ns,
     retransmitted: bool,
     sacked: bool,
     lost: bool,
     /// When the receiver first got it.
-    recv_at: Option<Duration>,
+    recv_at: Option<Ns>,
     /// It was the first segment of the packet that last carried it: the congestion window
     /// counts packets, and a packet carries a run of segments.
     head: bool,
@@ -233,27 +248,27 @@ struct End {
     una: u64,
     /// Bytes written and not yet acknowledged.
     bytes: usize,
-    srtt: Option<Duration>,
+    srtt: Option<Ns>,
     /// 4·RTTVAR as Linux keeps it (`mdev_us`), its maximum over the current flight, and the
     /// smoothed maximum used for the RTO (`rttvar_us`).
-    mdev: Duration,
-    mdev_max: Duration,
-    rttvar: Duration,
+    mdev: Ns,
+    mdev_max: Ns,
+    rttvar: Ns,
     /// The flight the deviation maximum belongs to ends when this segment is acknowledged.
     rtt_seq: u64,
-    min_rtt: Option<Duration>,
+    min_rtt: Option<Ns>,
     /// The current RTO, doubled by each timeout (`icsk_rto`).
-    rto: Duration,
+    rto: Ns,
     backoff: u32,
     /// RTO expiries since the last ACK of new data (`icsk_retransmits`).
     timeouts: u32,
     recovery: Recovery,
-    timer: Option<(Duration, TimerKind)>,
+    timer: Option<(Ns, TimerKind)>,
     /// The probe outstanding, if any: one per flight.
     probe: Option<u64>,
-    retrans_stamp: Option<Duration>,
+    retrans_stamp: Option<Ns>,
     /// RACK: the transmission time and RTT of the most recently sent segment known delivered.
-    rack: Option<(Duration, Duration)>,
+    rack: Option<(Ns, Ns)>,
     retransmits: u64,
     /// Congestion control (with `TcpConfig::window`): window and threshold in packets, the
     /// packets acknowledged towards the next increase in congestion avoidance, the values to
@@ -264,14 +279,14 @@ struct End {
     cwnd_cnt: u32,
     prior_cwnd: u32,
     prior_ssthresh: u32,
-    last_send: Duration,
+    last_send: Ns,
     // Receiver of the peer's data.
     rcv_nxt: u64,
-    delack: Option<Duration>,
+    delack: Option<Ns>,
     /// TS.Recent (RFC 7323): the send time of the last packet that reached `rcv_nxt`.
-    ts_recent: Duration,
+    ts_recent: Ns,
     quick: u32,
-    last_rcv: Option<Duration>,
+    last_rcv: Option<Ns>,
     /// The application reads what arrives at once (its process is not stopped).
     reading: bool,
     /// Ping-pong (interactive) mode (`inet_csk_in_pingpong_mode`): data left within the ACK
@@ -280,10 +295,12 @@ struct End {
     pingpong: bool,
     /// The timer wheel's offset: jiffies since boot at time zero, in nanoseconds.
     wheel_offset: u64,
+    /// One jiffy in nanoseconds (`TcpConfig::hz`), kept here: every timer armed divides by it.
+    jiffy: u64,
 }
 
 impl End {
-    fn new(cfg: &TcpConfig, handshake_rtt: Option<Duration>, wheel_seed: u64) -> End {
+    fn new(cfg: &TcpConfig, t: &Times, handshake_rtt: Option<Ns>, wheel_seed: u64) -> End {
         let jiffy = jiffy_ns(cfg);
         // Jiffies since boot: anything up to about a day, at any phase within a jiffy.
         let wheel_offset =
@@ -295,12 +312,12 @@ impl End {
             una: 0,
             bytes: 0,
             srtt: None,
-            mdev: Duration::ZERO,
-            mdev_max: Duration::ZERO,
-            rttvar: Duration::ZERO,
+            mdev: 0,
+            mdev_max: 0,
+            rttvar: 0,
             rtt_seq: 0,
             min_rtt: None,
-            rto: cfg.syn_rto,
+            rto: t.syn_rto,
             backoff: 0,
             timeouts: 0,
             recovery: Recovery::Open,
@@ -314,18 +331,19 @@ impl End {
             cwnd_cnt: 0,
             prior_cwnd: INITIAL_WINDOW,
             prior_ssthresh: u32::MAX,
-            last_send: Duration::ZERO,
+            last_send: 0,
             rcv_nxt: 0,
             delack: None,
-            ts_recent: Duration::ZERO,
+            ts_recent: 0,
             quick: cfg.quickacks,
             last_rcv: None,
             reading: true,
             pingpong: false,
             wheel_offset,
+            jiffy,
         };
         if let Some(rtt) = handshake_rtt {
-            end.sample(cfg, rtt);
+            end.sample(t, rtt);
         }
         end
     }
@@ -429,14 +447,14 @@ impl End {
     }
 
     /// `tcp_rtt_estimator` and `tcp_set_rto`.
-    fn sample(&mut self, cfg: &TcpConfig, rtt: Duration) {
-        let rtt = rtt.max(Duration::from_micros(1));
+    fn sample(&mut self, t: &Times, rtt: Ns) {
+        let rtt = rtt.max(1_000);
         self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
                 self.mdev = rtt * 2;
-                self.mdev_max = self.mdev.max(cfg.rto_min);
+                self.mdev_max = self.mdev.max(t.rto_min);
                 self.rttvar = self.mdev_max;
                 self.rtt_seq = self.nxt();
             }
@@ -462,28 +480,28 @@ impl End {
                         self.rttvar -= (self.rttvar - self.mdev_max) / 4;
                     }
                     self.rtt_seq = self.nxt();
-                    self.mdev_max = cfg.rto_min;
+                    self.mdev_max = t.rto_min;
                 }
             }
         }
         // `icsk_rto` is kept in jiffies, rounded up: 200.26 ms is 204 ms at HZ = 250.
         let rto = self.srtt.unwrap_or_default() + self.rttvar;
-        let j = jiffy_ns(cfg);
-        self.rto = Duration::from_nanos((rto.as_nanos() as u64).div_ceil(j) * j).min(cfg.rto_max);
+        let j = self.jiffy;
+        self.rto = (rto.div_ceil(j) * j).min(t.rto_max);
         self.backoff = 0;
     }
 
     /// The probe timeout (`tcp_schedule_loss_probe`), before the cap at the RTO.
-    fn pto(&self, cfg: &TcpConfig) -> Duration {
+    fn pto(&self, t: &Times) -> Ns {
         match self.srtt {
-            Some(srtt) if self.sent() == 1 => srtt * 2 + cfg.rto_min,
-            Some(srtt) => srtt * 2 + Duration::from_nanos(2 * jiffy_ns(cfg)),
-            None => cfg.syn_rto,
+            Some(srtt) if self.sent() == 1 => srtt * 2 + t.rto_min,
+            Some(srtt) => srtt * 2 + 2 * self.jiffy,
+            None => t.syn_rto,
         }
     }
 
     /// When the RTO armed from the oldest segment's transmission runs out (`tcp_rto_delta_us`).
-    fn rto_due(&self) -> Option<Duration> {
+    fn rto_due(&self) -> Option<Ns> {
         // The unsent segments are the last ones: the oldest sent one, if any, is the first.
         if self.segs.len() == self.unsent_tail() {
             return None;
@@ -494,12 +512,42 @@ impl End {
 
 /// A duration in nanoseconds, as a signed number for the estimator's differences (durations
 /// here are far below the 292 years an `i64` holds; longer ones saturate).
-fn signed_nanos(d: Duration) -> i64 {
-    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+fn signed_nanos(d: Ns) -> i64 {
+    i64::try_from(d).unwrap_or(i64::MAX)
 }
 
-fn nanos(n: i64) -> Duration {
-    Duration::from_nanos(n.max(0).unsigned_abs())
+fn nanos(n: i64) -> Ns {
+    n.max(0).unsigned_abs()
+}
+
+/// `d` in nanoseconds, saturating at 584 years (without the 128-bit product of `as_nanos`).
+fn ns(d: Duration) -> Ns {
+    d.as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(u64::from(d.subsec_nanos())))
+        .unwrap_or(u64::MAX)
+}
+
+/// The settings of [`TcpConfig`] the model computes with, in nanoseconds.
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    rto_min: Ns,
+    rto_max: Ns,
+    syn_rto: Ns,
+    delayed_ack: Ns,
+    user_timeout: Option<Ns>,
+}
+
+impl Times {
+    fn of(cfg: &TcpConfig) -> Times {
+        Times {
+            rto_min: ns(cfg.rto_min),
+            rto_max: ns(cfg.rto_max),
+            syn_rto: ns(cfg.syn_rto),
+            delayed_ack: ns(cfg.delayed_ack),
+            user_timeout: cfg.user_timeout.map(ns),
+        }
+    }
 }
 
 fn jiffy_ns(cfg: &TcpConfig) -> u64 {
@@ -510,15 +558,15 @@ fn jiffy_ns(cfg: &TcpConfig) -> u64 {
 /// with an ACK of everything side `1 - to` held at `stamp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Packet {
-    at: Duration,
+    at: Ns,
     order: u64,
     to: usize,
     first: u64,
     last: u64,
-    stamp: Duration,
+    stamp: Ns,
     /// The timestamp echoed (TSecr): when the data that last advanced the sender's receive
     /// window was sent.
-    tsecr: Duration,
+    tsecr: Ns,
     /// A RST (no data, no ACK): the receiving kernel aborts the connection.
     rst: bool,
     /// The sender's `rcv_nxt` when it left: every segment before it had arrived, in order.
@@ -539,18 +587,20 @@ enum Due {
 pub struct TcpModel {
     /// Shared by every connection of a run: one copy stays in the caches.
     cfg: Arc<TcpConfig>,
+    /// Its durations in nanoseconds.
+    times: Times,
     ends: [End; 2],
     /// The packets on their way, by the side they left: each direction is FIFO (see `fifo`), so
     /// each queue is in order of `(at, order)` and the earlier of the two heads is the next.
     packets: [VecDeque<Packet>; 2],
     order: u64,
     /// The latest arrival on each direction (data leaving side `i`): links are FIFO.
-    fifo: [Duration; 2],
+    fifo: [Ns; 2],
     outputs: Vec<Output>,
     notes: Option<Vec<Note>>,
     /// What [`TcpModel::next`] last found, while nothing it depends on has changed since
     /// (`None`: not known). Every input that changes packets or timers forgets it.
-    next: Cell<Option<Option<(Duration, Due)>>>,
+    next: Cell<Option<Option<(Ns, Due)>>>,
 }
 
 impl TcpModel {
@@ -563,15 +613,18 @@ impl TcpModel {
         wheel_seeds: [u64; 2],
     ) -> Self {
         let cfg = cfg.into();
+        let times = Times::of(&cfg);
+        let rtt = handshake_rtt.map(ns);
         TcpModel {
             ends: [
-                End::new(&cfg, handshake_rtt, wheel_seeds[0]),
-                End::new(&cfg, handshake_rtt, wheel_seeds[1]),
+                End::new(&cfg, &times, rtt, wheel_seeds[0]),
+                End::new(&cfg, &times, rtt, wheel_seeds[1]),
             ],
             cfg,
+            times,
             packets: [VecDeque::new(), VecDeque::new()],
             order: 0,
-            fifo: [Duration::ZERO; 2],
+            fifo: [0; 2],
             outputs: Vec::new(),
             notes: None,
             next: Cell::new(None),
@@ -599,8 +652,8 @@ impl TcpModel {
     pub fn info(&self, side: usize) -> TcpInfo {
         let e = &self.ends[side];
         TcpInfo {
-            srtt: e.srtt,
-            rto: e.rto,
+            srtt: e.srtt.map(dur),
+            rto: dur(e.rto),
             backoff: e.backoff,
             retransmits: e.retransmits,
             unacked: e.segs.len(),
@@ -620,7 +673,7 @@ impl TcpModel {
 
     /// The next instant at which anything happens, if anything will.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        self.next().map(|(t, _)| t)
+        self.next().map(|(t, _)| dur(t))
     }
 
     /// The next instant at which a driver must run the model, if any: [`TcpModel::poll_timeout`]
@@ -636,12 +689,16 @@ impl TcpModel {
     /// which a driver calls before any input at `now` (a write, a close, a pause), still takes
     /// it at its own instant, in order, and the model goes exactly as if it had been run then.
     pub fn poll_wake(&self, waiting: [bool; 2]) -> Option<Duration> {
+        self.wake(waiting).map(dur)
+    }
+
+    fn wake(&self, waiting: [bool; 2]) -> Option<Ns> {
         let pure_ack = |q: &VecDeque<Packet>| q.front().is_some_and(|p| !p.rst && p.first > p.last);
         if !pure_ack(&self.packets[0]) && !pure_ack(&self.packets[1]) {
-            return self.poll_timeout();
+            return self.next().map(|(t, _)| t);
         }
-        let mut best: Option<Duration> = None;
-        let mut consider = |t: Option<Duration>| {
+        let mut best: Option<Ns> = None;
+        let mut consider = |t: Option<Ns>| {
             if let Some(t) = t
                 && best.is_none_or(|b| t < b)
             {
@@ -649,7 +706,7 @@ impl TcpModel {
             }
         };
         // Per side, when a quiet acknowledgement reaches it: its timer, if not earlier, goes.
-        let mut cleared: [Option<Duration>; 2] = [None; 2];
+        let mut cleared: [Option<Ns>; 2] = [None; 2];
         for queue in &self.packets {
             match queue.front() {
                 Some(p) if self.quiet(p, waiting) => {
@@ -686,7 +743,7 @@ impl TcpModel {
             && !matches!(e.timer, Some((_, TimerKind::Reorder)))
     }
 
-    fn next(&self) -> Option<(Duration, Due)> {
+    fn next(&self) -> Option<(Ns, Due)> {
         if let Some(next) = self.next.get() {
             return next;
         }
@@ -695,7 +752,7 @@ impl TcpModel {
         next
     }
 
-    fn find_next(&self) -> Option<(Duration, Due)> {
+    fn find_next(&self) -> Option<(Ns, Due)> {
         // Called for every socket operation: plain comparisons, no iterator chain. Candidates
         // are taken in `Due`'s order and only a strictly earlier one replaces the best, so at
         // one instant packets come first, then timers, then delayed ACKs, side 0 first.
@@ -704,7 +761,7 @@ impl TcpModel {
             (Some(a), _) => Some((a.at, Due::Packet(0))),
             (None, b) => b.map(|b| (b.at, Due::Packet(1))),
         };
-        let mut consider = |t: Option<Duration>, due: Due| {
+        let mut consider = |t: Option<Ns>, due: Due| {
             if let Some(t) = t
                 && best.is_none_or(|(b, _)| t < b)
             {
@@ -720,6 +777,7 @@ impl TcpModel {
 
     /// Runs everything due at or before `now`.
     pub fn advance(&mut self, now: Duration, wire: &mut impl Wire) {
+        let now = ns(now);
         while let Some((t, due)) = self.next()
             && t <= now
         {
@@ -755,6 +813,10 @@ impl TcpModel {
     /// The application on `side` writes `len` bytes at `now` (`len = 0` is a FIN): the
     /// segment's sequence number. Call [`TcpModel::advance`] to `now` first.
     pub fn write(&mut self, side: usize, len: usize, now: Duration, wire: &mut impl Wire) -> u64 {
+        self.write_at(side, len, ns(now), wire)
+    }
+
+    fn write_at(&mut self, side: usize, len: usize, now: Ns, wire: &mut impl Wire) -> u64 {
         debug_assert!(
             self.packets
                 .iter()
@@ -818,6 +880,7 @@ impl TcpModel {
         wire: &mut impl Wire,
         mut each: impl FnMut(usize),
     ) {
+        let now = ns(now);
         let piece = if self.cfg.window {
             self.cfg.mss.max(1)
         } else {
@@ -826,7 +889,7 @@ impl TcpModel {
         let mut left = len;
         while left > 0 {
             let n = left.min(piece);
-            self.write(side, n, now, wire);
+            self.write_at(side, n, now, wire);
             each(n);
             left -= n;
         }
@@ -872,7 +935,7 @@ impl TcpModel {
     /// dropped (reset by the peer, or forgotten) sends nothing.
     pub fn abort(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
         if matches!(self.ends[side].kernel, Kernel::Up | Kernel::Closed) {
-            self.reset(side, now, wire);
+            self.reset(side, ns(now), wire);
         }
         self.forget(side);
     }
@@ -883,9 +946,9 @@ impl TcpModel {
     /// A RST is not retransmitted: if it is lost, the peer's next packet (a resend, new data)
     /// meets the same closed socket and draws another, as on Linux, where every segment that
     /// reaches no socket is answered with one.
-    fn reset(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+    fn reset(&mut self, side: usize, now: Ns, wire: &mut impl Wire) {
         self.next.set(None);
-        if let Some(a) = wire.carry(side, now, 0) {
+        if let Some(a) = carry(wire, side, now, 0) {
             let a = a.max(self.fifo[side]);
             self.fifo[side] = a;
             self.order += 1;
@@ -896,17 +959,17 @@ impl TcpModel {
                 first: 1,
                 last: 0,
                 stamp: now,
-                tsecr: Duration::ZERO,
+                tsecr: 0,
                 rst: true,
                 ack: 0,
             });
         }
     }
 
-    fn note(&mut self, at: Duration, side: usize, text: impl FnOnce() -> String) {
+    fn note(&mut self, at: Ns, side: usize, text: impl FnOnce() -> String) {
         if let Some(n) = &mut self.notes {
             n.push(Note {
-                at,
+                at: dur(at),
                 side,
                 text: text(),
             });
@@ -914,15 +977,15 @@ impl TcpModel {
     }
 
     /// When a timer armed at `now` for `delay` fires on the kernel's timer wheel.
-    fn fire(&self, side: usize, now: Duration, delay: Duration) -> Duration {
+    fn fire(&self, side: usize, now: Ns, delay: Ns) -> Ns {
         if !self.cfg.timer_wheel {
             return now + delay;
         }
-        let j = jiffy_ns(&self.cfg);
+        let j = self.ends[side].jiffy;
         let off = self.ends[side].wheel_offset;
-        let now_ns = now.as_nanos() as u64 + off;
+        let now_ns = now + off;
         let now_j = now_ns / j;
-        let delay_j = (delay.as_nanos() as u64).div_ceil(j);
+        let delay_j = delay.div_ceil(j);
         let expires = now_j + delay_j;
         // The wheel's levels (`calc_wheel_index`, LVL_CLK_SHIFT = 3, 64 buckets a level).
         let lvl = match delay_j {
@@ -935,12 +998,12 @@ impl TcpModel {
         };
         let shift = 3 * lvl;
         let bucket = ((expires >> shift) + 1) << shift;
-        Duration::from_nanos((bucket * j).saturating_sub(off))
+        (bucket * j).saturating_sub(off)
     }
 
     /// Sends the segments never sent yet: without a window all in one packet; with one, in
     /// packets of up to one MSS, as many as the window lets out. The number of packets sent.
-    fn send_new(&mut self, side: usize, now: Duration, wire: &mut impl Wire) -> u32 {
+    fn send_new(&mut self, side: usize, now: Ns, wire: &mut impl Wire) -> u32 {
         let e = &self.ends[side];
         let unsent = e.unsent_tail() as u64;
         if unsent == 0 {
@@ -979,14 +1042,7 @@ impl TcpModel {
     }
 
     /// Sends segments `first..=last` (their first sending or a resend) in one packet.
-    fn transmit(
-        &mut self,
-        side: usize,
-        first: u64,
-        last: u64,
-        now: Duration,
-        wire: &mut impl Wire,
-    ) {
+    fn transmit(&mut self, side: usize, first: u64, last: u64, now: Ns, wire: &mut impl Wire) {
         let e = &mut self.ends[side];
         let mut resent = 0;
         let mut fresh = 0;
@@ -1010,7 +1066,7 @@ impl TcpModel {
     }
 
     /// A packet leaves `side` at `now` carrying `first..=last` (or nothing) and an ACK.
-    fn send(&mut self, side: usize, first: u64, last: u64, now: Duration, wire: &mut impl Wire) {
+    fn send(&mut self, side: usize, first: u64, last: u64, now: Ns, wire: &mut impl Wire) {
         if self.ends[side].kernel == Kernel::Gone || self.ends[side].kernel == Kernel::Forgotten {
             return;
         }
@@ -1027,11 +1083,11 @@ impl TcpModel {
         // (`TCP_PINGPONG_THRESH`, 1 on Linux 6.x).
         if payload > 0
             && e.last_rcv
-                .is_some_and(|l| now.saturating_sub(l) < self.cfg.delayed_ack)
+                .is_some_and(|l| now.saturating_sub(l) < self.times.delayed_ack)
         {
             self.ends[side].pingpong = true;
         }
-        if let Some(a) = wire.carry(side, now, payload) {
+        if let Some(a) = carry(wire, side, now, payload) {
             let at = a.max(self.fifo[side]);
             self.fifo[side] = at;
             self.order += 1;
@@ -1054,7 +1110,10 @@ impl TcpModel {
         if p.rst {
             // A kernel without the connection (down, or it forgot it) has nothing to abort.
             if matches!(self.ends[to].kernel, Kernel::Up | Kernel::Closed) {
-                self.outputs.push(Output::Reset { side: to, at: p.at });
+                self.outputs.push(Output::Reset {
+                    side: to,
+                    at: dur(p.at),
+                });
                 self.note(p.at, to, || {
                     "tcp: reset by peer, connection aborted".to_string()
                 });
@@ -1084,7 +1143,7 @@ impl TcpModel {
     }
 
     /// Side `to` receives segments `first..=last` of its peer at `at`.
-    fn on_data(&mut self, to: usize, first: u64, last: u64, at: Duration, wire: &mut impl Wire) {
+    fn on_data(&mut self, to: usize, first: u64, last: u64, at: Ns, wire: &mut impl Wire) {
         let from = 1 - to;
         let mut dup = false;
         {
@@ -1105,7 +1164,7 @@ impl TcpModel {
                 from,
                 seq: rcv_nxt,
                 len: s.len,
-                at,
+                at: dur(at),
             });
             rcv_nxt += 1;
         }
@@ -1150,21 +1209,14 @@ impl TcpModel {
             }
             self.send(to, 1, 0, at, wire);
         } else if r.delack.is_none() {
-            let t = self.fire(to, at, self.cfg.delayed_ack);
+            let t = self.fire(to, at, self.times.delayed_ack);
             self.ends[to].delack = Some(t);
         }
     }
 
     /// Side `side` gets an ACK at `now` of everything its peer held at `stamp`, echoing the
     /// send time `tsecr`.
-    fn on_ack(
-        &mut self,
-        side: usize,
-        stamp: Duration,
-        tsecr: Duration,
-        now: Duration,
-        wire: &mut impl Wire,
-    ) {
+    fn on_ack(&mut self, side: usize, stamp: Ns, tsecr: Ns, now: Ns, wire: &mut impl Wire) {
         let window = self.cfg.window;
         let e = &mut self.ends[side];
         // Whether the sender was using its window when this ACK came (`tcp_is_cwnd_limited`),
@@ -1216,7 +1268,7 @@ impl TcpModel {
         }
         e.una += cum as u64;
         if let Some(rtt) = sample {
-            e.sample(&self.cfg, rtt);
+            e.sample(&self.times, rtt);
         }
         if cum > 0 {
             e.timeouts = 0;
@@ -1226,7 +1278,7 @@ impl TcpModel {
             if !e.sent_segs().any(|s| s.retransmitted) {
                 e.retrans_stamp = None;
             }
-            self.outputs.push(Output::Acked { side, at: now });
+            self.outputs.push(Output::Acked { side, at: dur(now) });
         }
         let e = &mut self.ends[side];
         let recovered = match e.recovery {
@@ -1292,7 +1344,7 @@ impl TcpModel {
 
     /// RACK: segments sent before one known delivered are lost once `rtt + reo_wnd` has passed
     /// since they were sent; resend those at once and wait for the rest with a timer.
-    fn detect_losses(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+    fn detect_losses(&mut self, side: usize, now: Ns, wire: &mut impl Wire) {
         if !self.cfg.rack {
             return;
         }
@@ -1306,10 +1358,10 @@ impl TcpModel {
         };
         let reo_wnd = match (e.min_rtt, e.srtt) {
             (Some(m), Some(s)) => (m / 4).min(s),
-            _ => Duration::ZERO,
+            _ => 0,
         };
         let mut newly_lost = false;
-        let mut wait: Option<Duration> = None;
+        let mut wait: Option<Ns> = None;
         for s in e.sent_segs_mut() {
             if s.unsent || s.sacked || s.lost || s.xmit >= rack_xmit {
                 continue;
@@ -1319,7 +1371,7 @@ impl TcpModel {
                 s.lost = true;
                 newly_lost = true;
             } else {
-                wait = Some(wait.map_or(due, |w: Duration| w.min(due)));
+                wait = Some(wait.map_or(due, |w: Ns| w.min(due)));
             }
         }
         if newly_lost {
@@ -1350,13 +1402,7 @@ impl TcpModel {
     /// [`TcpModel::resend_lost`]); with one, from the oldest, in packets of up to one MSS, as
     /// many as the window lets out (at least one if `at_least_one`: a fast retransmission goes
     /// whatever the window).
-    fn resend_in_window(
-        &mut self,
-        side: usize,
-        now: Duration,
-        wire: &mut impl Wire,
-        at_least_one: bool,
-    ) {
+    fn resend_in_window(&mut self, side: usize, now: Ns, wire: &mut impl Wire, at_least_one: bool) {
         if !self.cfg.window {
             self.resend_lost(side, now, wire, usize::MAX, usize::MAX);
             return;
@@ -1376,7 +1422,7 @@ impl TcpModel {
     fn resend_lost(
         &mut self,
         side: usize,
-        now: Duration,
+        now: Ns,
         wire: &mut impl Wire,
         max_bytes: usize,
         max_runs: usize,
@@ -1416,19 +1462,19 @@ impl TcpModel {
         any
     }
 
-    fn arm_rto_from_head(&mut self, side: usize, now: Duration) {
+    fn arm_rto_from_head(&mut self, side: usize, now: Ns) {
         let e = &self.ends[side];
         let Some(due) = e.rto_due() else {
             self.ends[side].timer = None;
             return;
         };
-        let delay = due.saturating_sub(now).max(Duration::from_micros(1));
+        let delay = due.saturating_sub(now).max(1_000);
         let t = self.fire(side, now, delay);
         self.ends[side].timer = Some((t, TimerKind::Rto));
     }
 
     /// After new data: a probe timer, capped at the RTO from the oldest segment.
-    fn schedule_probe(&mut self, side: usize, now: Duration) {
+    fn schedule_probe(&mut self, side: usize, now: Ns) {
         let cap = self.ends[side]
             .rto_due()
             .map(|d| d.saturating_sub(now))
@@ -1442,7 +1488,7 @@ impl TcpModel {
         self.cfg.tail_loss_probe && e.recovery == Recovery::Open && e.sent() > 0
     }
 
-    fn schedule_probe_capped(&mut self, side: usize, now: Duration, cap: Duration) {
+    fn schedule_probe_capped(&mut self, side: usize, now: Ns, cap: Ns) {
         if !self.probes(side) {
             return;
         }
@@ -1450,15 +1496,15 @@ impl TcpModel {
         if matches!(e.timer, Some((_, TimerKind::Reorder))) {
             return;
         }
-        let mut pto = e.pto(&self.cfg);
-        if cap > Duration::ZERO {
+        let mut pto = e.pto(&self.times);
+        if cap > 0 {
             pto = pto.min(cap);
         }
         let t = self.fire(side, now, pto);
         self.ends[side].timer = Some((t, TimerKind::Probe));
     }
 
-    fn on_probe(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+    fn on_probe(&mut self, side: usize, now: Ns, wire: &mut impl Wire) {
         let e = &self.ends[side];
         if e.kernel != Kernel::Up && e.kernel != Kernel::Closed {
             return;
@@ -1474,8 +1520,9 @@ impl TcpModel {
         self.arm_rto_from_head(side, now);
     }
 
-    fn on_rto(&mut self, side: usize, now: Duration, wire: &mut impl Wire) {
+    fn on_rto(&mut self, side: usize, now: Ns, wire: &mut impl Wire) {
         let cfg = *self.cfg;
+        let t = self.times;
         let e = &mut self.ends[side];
         if e.sent() == 0 || !matches!(e.kernel, Kernel::Up | Kernel::Closed) {
             return;
@@ -1486,16 +1533,16 @@ impl TcpModel {
             // A closed socket's kernel (an orphan) gives up after `tcp_orphan_retries`
             // (0, which Linux reads as 8 while the RTO is under its maximum), not `retries2`.
             let retries = match e.kernel {
-                Kernel::Closed if e.rto < cfg.rto_max => ORPHAN_RETRIES,
+                Kernel::Closed if e.rto < t.rto_max => ORPHAN_RETRIES,
                 Kernel::Closed => 0,
                 _ => cfg.retries2,
             };
-            let limit = cfg
+            let limit = t
                 .user_timeout
-                .unwrap_or_else(|| cfg.budget(cfg.rto_min, retries));
+                .unwrap_or_else(|| ns(cfg.budget(cfg.rto_min, retries)));
             if now.saturating_sub(stamp) >= limit {
                 self.note(now, side, || "tcp: ETIMEDOUT".to_string());
-                self.outputs.push(Output::TimedOut { side, at: now });
+                self.outputs.push(Output::TimedOut { side, at: dur(now) });
                 self.forget(side);
                 return;
             }
@@ -1520,7 +1567,7 @@ impl TcpModel {
         }
         let rto = e.rto;
         self.note(now, side, || {
-            format!("tcp: retransmission timeout (rto {}ms)", rto.as_millis())
+            format!("tcp: retransmission timeout (rto {}ms)", rto / 1_000_000)
         });
         // Only the head goes, with what fits behind it in one MSS (`tcp_retrans_try_collapse`).
         self.resend_lost(side, now, wire, cfg.mss, 1);
@@ -1530,11 +1577,11 @@ impl TcpModel {
         }
         e.timeouts += 1;
         e.backoff += 1;
-        e.rto = (e.rto * 2).min(cfg.rto_max);
+        e.rto = (e.rto * 2).min(t.rto_max);
         let mut delay = e.rto;
-        if let (Some(u), Some(stamp)) = (cfg.user_timeout, e.retrans_stamp) {
+        if let (Some(u), Some(stamp)) = (t.user_timeout, e.retrans_stamp) {
             let remaining = u.saturating_sub(now.saturating_sub(stamp));
-            delay = delay.min(remaining.max(Duration::from_millis(1)));
+            delay = delay.min(remaining.max(1_000_000));
         }
         let t = self.fire(side, now, delay);
         self.ends[side].timer = Some((t, TimerKind::Rto));
@@ -1935,27 +1982,29 @@ mod tests {
         // resend): SRTT += (205 − SRTT)/8, 4·RTTVAR becomes ¾ of itself plus |205 − SRTT|, and
         // the RTO is SRTT + max(4·RTTVAR, 200 ms).
         let cfg = TcpConfig::default();
-        let mut e = End::new(&cfg, Some(ms(2.0)), 0);
+        let t = Times::of(&cfg);
+        let sample = |ms_: f64| ns(ms(ms_));
+        let mut e = End::new(&cfg, &t, Some(sample(2.0)), 0);
         for _ in 0..50 {
-            e.sample(&cfg, ms(2.0));
+            e.sample(&t, sample(2.0));
         }
         // 2 ms + 200 ms, rounded up to whole jiffies.
-        assert_eq!(e.rto, ms(204.0));
-        let srtt = e.srtt.unwrap().as_secs_f64() * 1000.0;
-        let mdev = e.mdev.as_secs_f64() * 1000.0;
-        e.sample(&cfg, ms(205.0));
+        assert_eq!(dur(e.rto), ms(204.0));
+        let srtt = dur(e.srtt.unwrap()).as_secs_f64() * 1000.0;
+        let mdev = dur(e.mdev).as_secs_f64() * 1000.0;
+        e.sample(&t, sample(205.0));
         let srtt2 = srtt + (205.0 - srtt) / 8.0;
         let mdev2 = mdev * 0.75 + (205.0 - srtt);
-        let rto = e.rto.as_secs_f64() * 1000.0;
+        let rto = dur(e.rto).as_secs_f64() * 1000.0;
         let jiffies = ((srtt2 + mdev2.max(200.0)) / 4.0).ceil() * 4.0;
         assert!((rto - jiffies).abs() < 0.01, "{rto}");
         assert!(rto > 230.0, "{rto}");
         // It decays back as steady samples return, flight by flight.
         for _ in 0..200 {
             e.una += 1;
-            e.sample(&cfg, ms(2.0));
+            e.sample(&t, sample(2.0));
         }
-        assert!(e.rto <= ms(208.0), "{:?}", e.rto);
+        assert!(dur(e.rto) <= ms(208.0), "{:?}", dur(e.rto));
     }
 
     #[test]
@@ -1966,7 +2015,8 @@ mod tests {
             for seed in 0..2000u64 {
                 let m = TcpModel::new(cfg, None, [seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 0]);
                 let now = ms(1000.0 + seed as f64 * 0.37);
-                let late = (m.fire(0, now, ms(delay)) - now).as_secs_f64() * 1000.0 - delay;
+                let fired = dur(m.fire(0, ns(now), ns(ms(delay))));
+                let late = (fired - now).as_secs_f64() * 1000.0 - delay;
                 // Rounded up to a jiffy, then to the next bucket boundary of its level.
                 assert!(
                     late > 0.0 && late <= gran + 4.0,
@@ -1980,7 +2030,7 @@ mod tests {
             );
         }
         let exact = TcpModel::new(exact(), None, [1, 2]);
-        assert_eq!(exact.fire(0, ms(5.0), ms(204.0)), ms(209.0));
+        assert_eq!(dur(exact.fire(0, ns(ms(5.0)), ns(ms(204.0)))), ms(209.0));
     }
 
     /// A client heartbeating every 100 ms for 4 s and a server echoing 1 ms after each arrival;
