@@ -366,7 +366,8 @@ pub async fn drive<S: Stream>(
 /// Reports traffic deltas at most once a second, so metrics stay live on long connections
 /// without an event per frame.
 pub(crate) struct TrafficMeter {
-    last: Time,
+    /// A second after the last report (or the connection's start): when the next is due.
+    due: Time,
     bytes_in: u64,
     bytes_out: u64,
     counters: crate::proto::session::Counters,
@@ -375,7 +376,7 @@ pub(crate) struct TrafficMeter {
 impl TrafficMeter {
     pub(crate) fn new(session: &Session, now: Time) -> TrafficMeter {
         TrafficMeter {
-            last: now,
+            due: now + Duration::from_secs(1),
             bytes_in: 0,
             bytes_out: 0,
             counters: session.counters(),
@@ -385,6 +386,7 @@ impl TrafficMeter {
     /// Reports the traffic since the last report if a second has gone by since it, or if this
     /// is the `last` report of the connection. `bytes_in` and `bytes_out` are the connection's
     /// totals so far.
+    #[inline]
     pub(crate) fn maybe_report(
         &mut self,
         session: &Session,
@@ -394,9 +396,20 @@ impl TrafficMeter {
         now: Time,
         last: bool,
     ) {
-        if !last && now < self.last + Duration::from_secs(1) {
+        // Checked at every turn of a driver: one comparison until a report is due.
+        if !last && now < self.due {
             return;
         }
+        self.report(session, rep, (bytes_in, bytes_out), now);
+    }
+
+    fn report(
+        &mut self,
+        session: &Session,
+        rep: &Reporter<'_>,
+        (bytes_in, bytes_out): (u64, u64),
+        now: Time,
+    ) {
         let c = session.counters();
         let ev = NetEvent::Traffic {
             bytes_in: bytes_in - self.bytes_in,
@@ -405,7 +418,7 @@ impl TrafficMeter {
             heartbeats_received: c.heartbeats_received - self.counters.heartbeats_received,
         };
         *self = TrafficMeter {
-            last: now,
+            due: now + Duration::from_secs(1),
             bytes_in,
             bytes_out,
             counters: c,
@@ -493,10 +506,14 @@ impl Reporter<'_> {
     /// Gives received messages to the handler. A reply needs room in the send queue; without it
     /// the message stays in the session, whose window then pushes back on the peer. A handler
     /// that never replies takes every message at once.
+    #[inline]
     pub(crate) fn deliver(&self, session: &mut Session) {
-        if !session.has_received() {
-            return;
+        if session.has_received() {
+            self.hand_over(session);
         }
+    }
+
+    fn hand_over(&self, session: &mut Session) {
         let replies = self.handler.replies();
         while !replies || session.send_capacity() > 0 {
             let Some(m) = session.recv() else { break };
@@ -530,7 +547,16 @@ impl Reporter<'_> {
 
     /// Reports the session's events (and hands undelivered messages to the handler). True once
     /// the connection is closing.
+    #[inline]
     pub(crate) fn events(&self, session: &mut Session) -> bool {
+        // Asked at every turn of a driver, and most turns have nothing to report.
+        if !session.has_events() {
+            return false;
+        }
+        self.report_events(session)
+    }
+
+    fn report_events(&self, session: &mut Session) -> bool {
         let mut closing = false;
         while let Some(ev) = session.poll_event() {
             closing |= matches!(ev, Event::ConnectionClosed { .. });

@@ -1483,6 +1483,12 @@ impl Session {
         self.events.pop_front()
     }
 
+    /// Whether [`Session::poll_event`] has anything to give.
+    #[inline]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     // ---- Application ----------------------------------------------------------------------
 
     /// Queues an application message on `channel` (priority 0 is the most urgent).
@@ -1512,6 +1518,7 @@ impl Session {
     }
 
     /// Whether a received message waits for [`Session::recv`].
+    #[inline]
     pub fn has_received(&self) -> bool {
         !self.inbox.is_empty()
     }

@@ -689,10 +689,16 @@ impl TcpModel {
     /// which a driver calls before any input at `now` (a write, a close, a pause), still takes
     /// it at its own instant, in order, and the model goes exactly as if it had been run then.
     pub fn poll_wake(&self, waiting: [bool; 2]) -> Option<Duration> {
-        self.wake(waiting).map(dur)
+        self.wake_ns(waiting).map(dur)
     }
 
-    fn wake(&self, waiting: [bool; 2]) -> Option<Ns> {
+    /// Whether anything is due at or before `now` ([`TcpModel::poll_timeout`] `<= now`).
+    pub fn due(&self, now: Duration) -> bool {
+        self.next().is_some_and(|(t, _)| t <= ns(now))
+    }
+
+    /// [`TcpModel::poll_wake`] in nanoseconds.
+    pub fn wake_ns(&self, waiting: [bool; 2]) -> Option<u64> {
         let pure_ack = |q: &VecDeque<Packet>| q.front().is_some_and(|p| !p.rst && p.first > p.last);
         if !pure_ack(&self.packets[0]) && !pure_ack(&self.packets[1]) {
             return self.next().map(|(t, _)| t);

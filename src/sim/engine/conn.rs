@@ -24,8 +24,8 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::feeds::Feeds;
-use super::queue::{Queue, Timer};
-use super::{AppQueue, Client, Ev, ServerStarts, Stats, wake_at};
+use super::queue::{Queue, Timer, nanos};
+use super::{AppQueue, Client, Ev, ServerStarts, Stats, wake_at, wake_at_ns};
 use crate::net::conn::{Handler, ReadState, Reporter, TrafficMeter};
 use crate::net::load::LoadSource;
 use crate::net::server::client_peer;
@@ -491,47 +491,51 @@ impl Conn {
     /// Files the connection's next events: the session deadline of each end that had a turn
     /// (no other input moves it) and the TCP model's.
     fn arm(&mut self, w: &mut World<'_>) {
-        let now = w.now;
+        // In nanoseconds, as the queue files its events: this runs after every event.
+        let now = nanos(w.now);
         for (side, end) in self.ends.iter_mut().enumerate() {
             if !std::mem::take(&mut end.io.touched) {
                 continue;
             }
+            let at = |t: Time| nanos(end.epoch + t.since_epoch());
             // A deadline the session keeps after it was handled waits for another input, as
             // in the driver (which would otherwise loop without end).
             let deadline = match end.io.deadline {
                 Some(d) if end.open && end.io.handled != Some(d) => {
-                    Some(wake_at(end.epoch + d.since_epoch()).max(now))
+                    Some(wake_at_ns(at(d)).max(now))
                 }
-                Some(d) if end.open && end.epoch + d.since_epoch() > now => {
-                    Some(wake_at(end.epoch + d.since_epoch()))
-                }
+                Some(d) if end.open && at(d) > now => Some(wake_at_ns(at(d))),
                 _ => None,
             };
             // Where its writes give up: bytes stalled in the buffer, a replaced session.
             let writes = match end.io.writes.next_deadline(self.pipes[side].unwritten > 0) {
-                Some(t) if end.open => Some(wake_at(end.epoch + t.since_epoch()).max(now)),
+                Some(t) if end.open => Some(wake_at_ns(at(t)).max(now)),
                 _ => None,
             };
             let deadline = earlier(deadline, writes);
-            if let Some(filed) = end.timer.arm(deadline) {
-                w.queue.push(filed.0, Ev::session(self.id, side, filed.1));
+            if let Some(filed) = end.timer.arm_ns(deadline) {
+                w.queue
+                    .push_ns(filed.0, Ev::session(self.id, side, filed.1));
             }
         }
         // A paused end meets its failure when it resumes.
-        let failing = (0..2)
-            .filter(|side| !self.ends[*side].paused)
-            .filter_map(|side| self.failures[side].map(|f| f.0))
-            .min();
+        let mut next = self.tcp.wake_ns(self.waiting());
+        for side in 0..2 {
+            if let Some((t, _)) = self.failures[side]
+                && !self.ends[side].paused
+            {
+                next = earlier(next, Some(nanos(t)));
+            }
+        }
         // What the kernels woke is met at once, at this instant's next event.
-        let woken = self.woken.any().then_some(now);
-        let next = [self.tcp.poll_wake(self.waiting()), failing, woken]
-            .into_iter()
-            .flatten()
-            .min()
+        if self.woken.any() {
+            next = Some(now);
+        }
+        let next = next
             .filter(|_| !self.gone())
-            .map(|t| wake_at(t).max(now));
-        if let Some((at, generation)) = self.tcp_timer.arm(next) {
-            w.queue.push(at, Ev::tcp(self.id, generation));
+            .map(|t| wake_at_ns(t).max(now));
+        if let Some((at, generation)) = self.tcp_timer.arm_ns(next) {
+            w.queue.push_ns(at, Ev::tcp(self.id, generation));
         }
     }
 
@@ -547,7 +551,7 @@ impl Conn {
     /// for the ends, which meet it at the connection's next event, as the runner's sockets
     /// wake their tasks.
     fn kernels(&mut self, now: Duration, links: &mut LinkTable) {
-        if self.gone() || self.tcp.poll_timeout().is_none_or(|t| t > now) {
+        if self.gone() || !self.tcp.due(now) {
             return;
         }
         let wire = &mut ConnWire::new(links, &mut self.paths);

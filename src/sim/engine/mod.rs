@@ -225,6 +225,11 @@ pub(crate) fn wake_at(t: Duration) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// [`wake_at`] in nanoseconds: the next whole millisecond at or after `ns`.
+pub(crate) fn wake_at_ns(ns: u64) -> u64 {
+    ns.div_ceil(1_000_000).saturating_mul(1_000_000)
+}
+
 /// Why a scenario cannot run on the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

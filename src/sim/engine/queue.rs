@@ -68,9 +68,16 @@ impl<E> Ord for Entry<E> {
     }
 }
 
-fn key(at: Duration, seq: u64) -> u128 {
-    let ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+fn key(ns: u64, seq: u64) -> u128 {
     (u128::from(ns) << 64) | u128::from(seq)
+}
+
+/// `at` in nanoseconds, saturating at about 584 years (without `as_nanos`' 128-bit product).
+pub(crate) fn nanos(at: Duration) -> u64 {
+    at.as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(u64::from(at.subsec_nanos())))
+        .unwrap_or(u64::MAX)
 }
 
 /// The millisecond of a key's time, rounded down.
@@ -140,10 +147,14 @@ impl<E> Queue<E> {
     /// Schedules `event` at `at` (to the nanosecond, at most about 584 years), after every
     /// event already scheduled for that instant.
     pub fn push(&mut self, at: Duration, event: E) {
+        self.push_ns(nanos(at), event);
+    }
+
+    /// [`Queue::push`] at `ns` nanoseconds.
+    pub fn push_ns(&mut self, ns: u64, event: E) {
         self.seq += 1;
-        let ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
         let ms = ns / MS;
-        if ns % MS == 0 && ms >= self.cursor && ms < self.cursor + SLOTS {
+        if ns.is_multiple_of(MS) && ms >= self.cursor && ms < self.cursor + SLOTS {
             let node = Node {
                 seq: self.seq,
                 event: Some(event),
@@ -168,7 +179,7 @@ impl<E> Queue<E> {
             slot.1 = i;
             self.in_slots += 1;
         } else {
-            let key = key(at, self.seq);
+            let key = key(ns, self.seq);
             self.heap.push(Entry { key, event });
         }
     }
@@ -244,9 +255,10 @@ impl<E> Queue<E> {
 /// hands it back to [`Timer::fire`] when the event pops.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timer {
-    deadline: Option<Duration>,
+    /// In nanoseconds, as the queue keys its entries.
+    deadline: Option<u64>,
     /// When the live entry is filed for, if one is.
-    filed: Option<Duration>,
+    filed: Option<u64>,
     generation: u32,
 }
 
@@ -255,6 +267,13 @@ impl Timer {
     /// entry must be pushed: there is none yet, or the deadline moved before it.
     #[must_use]
     pub fn arm(&mut self, deadline: Option<Duration>) -> Option<(Duration, u32)> {
+        self.arm_ns(deadline.map(nanos))
+            .map(|(at, generation)| (Duration::from_nanos(at), generation))
+    }
+
+    /// [`Timer::arm`] in nanoseconds, for [`Queue::push_ns`].
+    #[must_use]
+    pub fn arm_ns(&mut self, deadline: Option<u64>) -> Option<(u64, u32)> {
         self.deadline = deadline;
         let d = deadline?;
         if self.filed.is_some_and(|f| f <= d) {
@@ -275,14 +294,18 @@ impl Timer {
         }
         self.filed = None;
         match self.deadline {
-            Some(d) if d <= now => (true, None),
-            later => (false, self.arm(later)),
+            Some(d) if d <= nanos(now) => (true, None),
+            later => (
+                false,
+                self.arm_ns(later)
+                    .map(|(at, generation)| (Duration::from_nanos(at), generation)),
+            ),
         }
     }
 
     /// The deadline, as last armed.
     pub fn deadline(&self) -> Option<Duration> {
-        self.deadline
+        self.deadline.map(Duration::from_nanos)
     }
 }
 
