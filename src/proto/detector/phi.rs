@@ -870,6 +870,10 @@ mod tests {
         assert!(deadline >= at(3000) && deadline <= at(3001));
     }
 
+    /// A hundred years: gaps of a century, then of the centuries up to the last instant a
+    /// [`Time`] holds (`Duration::MAX` saturates there).
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
+
     #[test]
     fn huge_gaps_do_not_break_the_estimate() {
         // Only a threshold phi never reaches lets such gaps into the history.
@@ -878,7 +882,7 @@ mod tests {
             ..PhiConfig::default()
         };
         let mut d = heard(config, [0]);
-        d.handle_heartbeat(Time::from_epoch(Duration::from_secs(u64::MAX / 4)));
+        d.handle_heartbeat(Time::from_epoch(CENTURY));
         d.handle_heartbeat(Time::from_epoch(Duration::MAX));
         assert_eq!(d.history.len(), 4);
         assert!(d.mean() < Duration::from_nanos(MAX_INTERVAL_NS));
@@ -887,7 +891,7 @@ mod tests {
         d.handle_timeout(Time::from_epoch(Duration::MAX));
 
         let mut d = heard(PhiConfig::default(), [0]);
-        d.handle_heartbeat(Time::from_epoch(Duration::from_secs(u64::MAX / 4)));
+        d.handle_heartbeat(Time::from_epoch(CENTURY));
         d.handle_heartbeat(Time::from_epoch(Duration::MAX));
         assert_eq!(d.mean(), ETA, "gaps with phi over 8 stay out");
         assert!(d.suspect_after().is_some());
