@@ -35,6 +35,16 @@ impl Time {
         Duration::from_nanos(self.0)
     }
 
+    /// A time `ns` nanoseconds after the epoch.
+    pub const fn from_nanos(ns: u64) -> Time {
+        Time(ns)
+    }
+
+    /// Nanoseconds since the epoch.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
     /// `self - earlier`, or zero if `earlier` is later.
     pub fn saturating_since(self, earlier: Time) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))

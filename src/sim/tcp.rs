@@ -577,9 +577,9 @@ struct Packet {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
     /// The head of the packets leaving this side.
-    Packet(usize),
-    Timer(usize),
-    DelayedAck(usize),
+    Packet(u8),
+    Timer(u8),
+    DelayedAck(u8),
 }
 
 /// One TCP connection between two kernels: side 0 opened it, side 1 accepted it.
@@ -790,10 +790,11 @@ impl TcpModel {
             self.next.set(None);
             match due {
                 Due::Packet(from) => {
-                    let p = self.packets[from].pop_front().expect("peeked");
+                    let p = self.packets[usize::from(from)].pop_front().expect("peeked");
                     self.arrive(p, wire);
                 }
                 Due::Timer(side) => {
+                    let side = usize::from(side);
                     let (_, kind) = self.ends[side].timer.take().expect("peeked");
                     match kind {
                         TimerKind::Rto => self.on_rto(side, t, wire),
@@ -807,6 +808,7 @@ impl TcpModel {
                     }
                 }
                 Due::DelayedAck(side) => {
+                    let side = usize::from(side);
                     // `tcp_delack_timer_handler`: no reply came in time to carry the ACK.
                     self.ends[side].delack = None;
                     self.ends[side].pingpong = false;

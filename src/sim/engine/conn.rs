@@ -269,7 +269,7 @@ impl End {
     }
 
     fn time(&self, now: Duration) -> Time {
-        Time::from_epoch(now.saturating_sub(self.epoch))
+        Time::from_nanos(nanos(now).saturating_sub(nanos(self.epoch)))
     }
 
     /// What a turn of the driver works with: where it reports, the session (if there is one
@@ -497,7 +497,8 @@ impl Conn {
             if !std::mem::take(&mut end.io.touched) {
                 continue;
             }
-            let at = |t: Time| nanos(end.epoch + t.since_epoch());
+            let epoch = nanos(end.epoch);
+            let at = |t: Time| epoch.saturating_add(t.as_nanos());
             // A deadline the session keeps after it was handled waits for another input, as
             // in the driver (which would otherwise loop without end).
             let deadline = match end.io.deadline {
