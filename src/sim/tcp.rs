@@ -485,16 +485,17 @@ impl End {
             }
         }
         // `icsk_rto` is kept in jiffies, rounded up: 200.26 ms is 204 ms at HZ = 250.
-        let rto = self.srtt.unwrap_or_default() + self.rttvar;
+        // Saturating: a scenario's `rto_min` is not bounded, and `rttvar` starts there.
+        let rto = self.srtt.unwrap_or_default().saturating_add(self.rttvar);
         let j = self.jiffy;
-        self.rto = (rto.div_ceil(j) * j).min(t.rto_max);
+        self.rto = rto.div_ceil(j).saturating_mul(j).min(t.rto_max);
         self.backoff = 0;
     }
 
     /// The probe timeout (`tcp_schedule_loss_probe`), before the cap at the RTO.
     fn pto(&self, t: &Times) -> Ns {
         match self.srtt {
-            Some(srtt) if self.sent() == 1 => srtt * 2 + t.rto_min,
+            Some(srtt) if self.sent() == 1 => (srtt * 2).saturating_add(t.rto_min),
             Some(srtt) => srtt * 2 + 2 * self.jiffy,
             None => t.syn_rto,
         }
@@ -987,14 +988,14 @@ impl TcpModel {
     /// When a timer armed at `now` for `delay` fires on the kernel's timer wheel.
     fn fire(&self, side: usize, now: Ns, delay: Ns) -> Ns {
         if !self.cfg.timer_wheel {
-            return now + delay;
+            return now.saturating_add(delay);
         }
         let j = self.ends[side].jiffy;
         let off = self.ends[side].wheel_offset;
-        let now_ns = now + off;
+        let now_ns = now.saturating_add(off);
         let now_j = now_ns / j;
         let delay_j = delay.div_ceil(j);
-        let expires = now_j + delay_j;
+        let expires = now_j.saturating_add(delay_j);
         // The wheel's levels (`calc_wheel_index`, LVL_CLK_SHIFT = 3, 64 buckets a level).
         let lvl = match delay_j {
             0..63 => 0,
@@ -1005,8 +1006,8 @@ impl TcpModel {
             _ => 5,
         };
         let shift = 3 * lvl;
-        let bucket = ((expires >> shift) + 1) << shift;
-        (bucket * j).saturating_sub(off)
+        let bucket = (expires >> shift).saturating_add(1) << shift;
+        bucket.saturating_mul(j).saturating_sub(off)
     }
 
     /// Sends the segments never sent yet: without a window all in one packet; with one, in
@@ -1844,6 +1845,33 @@ mod tests {
             }
         }
         assert!(run.notes.is_empty(), "{:?}", run.notes);
+    }
+
+    #[test]
+    fn an_rto_floor_past_what_nanoseconds_hold_leaves_the_rto_at_its_ceiling() {
+        // A scenario's `rto_min` has no upper bound; a thousand years saturates the model's
+        // nanoseconds, and every sum it enters saturates too rather than wrapping.
+        for timer_wheel in [true, false] {
+            let cfg = TcpConfig {
+                rto_min: Duration::from_secs(1000 * 365 * 86_400),
+                timer_wheel,
+                ..TcpConfig::default()
+            };
+            let mut link = lan();
+            let m = TcpModel::new(cfg, Some(ms(2.0)), [7, 11]);
+            let mut rto = Vec::new();
+            let run = echo_sampled(
+                m,
+                &mut link,
+                ms(1000.0),
+                ms(10_500.0),
+                Some(ms(500.0)),
+                |m| rto.push(m.info(0).rto),
+            );
+            assert_eq!(run.echoed.len(), 10);
+            assert!(run.echoed.iter().all(Option::is_some), "{:?}", run.echoed);
+            assert!(rto.iter().all(|r| *r == cfg.rto_max), "{rto:?}");
+        }
     }
 
     #[test]
