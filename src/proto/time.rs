@@ -13,8 +13,9 @@ use std::time::Duration;
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Time(u64);
 
-/// `d` in nanoseconds, saturating.
-const fn nanos(d: Duration) -> u64 {
+/// `d` in nanoseconds, saturating at about 584 years (without the 128-bit product of
+/// `Duration::as_nanos`): how the protocol core and the simulator count time in one word.
+pub const fn nanos(d: Duration) -> u64 {
     match d.as_secs().checked_mul(1_000_000_000) {
         Some(n) => n.saturating_add(d.subsec_nanos() as u64),
         None => u64::MAX,

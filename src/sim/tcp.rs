@@ -115,6 +115,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::fault::TcpConfig;
+use crate::proto::time::nanos as ns;
 
 /// An instant or a span inside the model, in nanoseconds (an instant counts from the
 /// simulation's zero). The model's arithmetic is on every packet's path: one machine word is
@@ -519,14 +520,6 @@ fn signed_nanos(d: Ns) -> i64 {
 
 fn nanos(n: i64) -> Ns {
     n.max(0).unsigned_abs()
-}
-
-/// `d` in nanoseconds, saturating at 584 years (without the 128-bit product of `as_nanos`).
-fn ns(d: Duration) -> Ns {
-    d.as_secs()
-        .checked_mul(1_000_000_000)
-        .and_then(|n| n.checked_add(u64::from(d.subsec_nanos())))
-        .unwrap_or(u64::MAX)
 }
 
 /// The settings of [`TcpConfig`] the model computes with, in nanoseconds.

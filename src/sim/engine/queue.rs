@@ -39,6 +39,8 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
+pub(crate) use crate::proto::time::nanos;
+
 /// One pending event. Its key is the time in nanoseconds in the high 64 bits and the push
 /// sequence number in the low 64: one comparison orders by time, then by push.
 #[derive(Debug)]
@@ -70,14 +72,6 @@ impl<E> Ord for Entry<E> {
 
 fn key(ns: u64, seq: u64) -> u128 {
     (u128::from(ns) << 64) | u128::from(seq)
-}
-
-/// `at` in nanoseconds, saturating at about 584 years (without `as_nanos`' 128-bit product).
-pub(crate) fn nanos(at: Duration) -> u64 {
-    at.as_secs()
-        .checked_mul(1_000_000_000)
-        .and_then(|n| n.checked_add(u64::from(at.subsec_nanos())))
-        .unwrap_or(u64::MAX)
 }
 
 /// The millisecond of a key's time, rounded down.
