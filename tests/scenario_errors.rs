@@ -372,6 +372,20 @@ fn an_empty_queue_or_a_queue_without_a_rate_is_refused() {
 }
 
 #[test]
+fn an_rto_floor_above_its_ceiling_is_refused() {
+    let text = format!("{GOOD}\n[network.tcp]\nrto_min = \"121s\"\n");
+    let e = error_of(&text);
+    assert_eq!(e.line, line_of(&text, "rto_min"));
+    assert!(
+        e.message.contains("above the RTO's ceiling"),
+        "{}",
+        e.message
+    );
+    let text = format!("{GOOD}\n[network.tcp]\nrto_min = \"120s\"\n");
+    assert!(parse("ok.toml", "ok", &text).is_ok());
+}
+
+#[test]
 fn a_send_buffer_below_one_segment_is_refused() {
     let text = format!("{GOOD}\n[network.tcp]\nsend_buffer = \"1KiB\"\n");
     let e = error_of(&text);

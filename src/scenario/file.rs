@@ -240,8 +240,9 @@ pub struct DirectionSpec {
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TcpSpec {
-    /// The RTO floor (default 200ms).
-    pub rto_min: Option<Dur>,
+    /// The RTO floor (default 200ms), at most the RTO's ceiling (`rto_max`, 120s).
+    #[schemars(with = "Option<Dur>")]
+    pub rto_min: Option<Spanned<Dur>>,
     /// `tcp_retries2` (default 15).
     pub retries2: Option<u32>,
     /// `tcp_syn_retries` (default 6).

@@ -930,8 +930,20 @@ impl Checker<'_> {
         }
         let t = &n.tcp;
         let mut tcp = TcpConfig::default();
-        if let Some(x) = t.rto_min {
-            tcp.rto_min = x.0;
+        if let Some(x) = &t.rto_min {
+            let floor = x.get_ref().0;
+            // A floor above the ceiling would make every RTO the ceiling, which no kernel does.
+            if floor > tcp.rto_max {
+                return Err(self.err(
+                    x.span(),
+                    format!(
+                        "rto_min of {} is above the RTO's ceiling (rto_max, {})",
+                        x.get_ref(),
+                        Dur(tcp.rto_max)
+                    ),
+                ));
+            }
+            tcp.rto_min = floor;
         }
         if let Some(x) = t.retries2 {
             tcp.retries2 = x;
