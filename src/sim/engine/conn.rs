@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::feeds::Feeds;
-use super::queue::{Queue, Timer, nanos};
+use super::queue::{Queue, Timer};
 use super::{AppQueue, Client, Ev, ServerStarts, Stats, wake_at, wake_at_ns};
 use crate::net::conn::{Handler, ReadState, Reporter, TrafficMeter};
 use crate::net::load::LoadSource;
@@ -33,7 +33,7 @@ use crate::net::{ConnEnd, NetEvent, Observer};
 use crate::proto::client::ClientEndpoint;
 use crate::proto::server::{ConnId, Greeting, Opening, ServerEndpoint, Steer};
 use crate::proto::session::{Session, Side};
-use crate::proto::time::earlier;
+use crate::proto::time::{earlier, nanos};
 use crate::proto::writes::WriteProgress;
 use crate::proto::{Frame, Time};
 use crate::sim::links::{ConnPath, ConnWire, LinkTable};

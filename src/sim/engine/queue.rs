@@ -39,7 +39,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-pub(crate) use crate::proto::time::nanos;
+use crate::proto::time::nanos;
 
 /// One pending event. Its key is the time in nanoseconds in the high 64 bits and the push
 /// sequence number in the low 64: one comparison orders by time, then by push.
