@@ -858,7 +858,7 @@ fn run_tcp(
         nodes,
         ..
     } = conn;
-    if tcp.poll_timeout().is_some_and(|t| t <= now) {
+    if tcp.due(now) {
         tcp.advance(now, &mut Paths(paths));
     }
     if tcp.has_outputs() {
