@@ -132,6 +132,7 @@ use crate::proto::client::{ClientEndpoint, EndpointConfig};
 use crate::proto::frame::MAX_PAYLOAD_LEN;
 use crate::proto::server::{ServerEndpoint, ServerEndpointConfig, Steer};
 use crate::proto::session::{Counters, Side};
+use crate::proto::time::nanos;
 use tokio::sync::mpsc;
 
 /// Runs `scenario` with `seed` on the event engine: the same [`Outcome`] as
@@ -206,7 +207,10 @@ impl EngineClock {
     }
 
     fn set(&self, t: Duration) {
-        let ns = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
+        self.set_ns(nanos(t));
+    }
+
+    fn set_ns(&self, ns: u64) {
         self.0.store(ns, Ordering::Relaxed);
     }
 }
@@ -709,12 +713,14 @@ impl Engine {
 
     /// Handles every event due at or before `until`, then stands at `until`.
     pub fn run_until(&mut self, until: Duration) {
-        while let Some(at) = self.queue.peek_time()
-            && at <= until
-        {
+        let until_ns = nanos(until);
+        loop {
             // The server's CPU stops its process before anything else of the stop's instant.
             if let Some(stop) = self.cpu_stop
-                && stop <= at
+                && self
+                    .queue
+                    .peek_time()
+                    .is_some_and(|at| at <= until && stop <= at)
             {
                 self.cpu_stop = None;
                 self.now = stop;
@@ -722,11 +728,12 @@ impl Engine {
                 self.stop_server();
                 continue;
             }
-            let Some((at, ev)) = self.queue.pop() else {
+            let Some((at, ev)) = self.queue.pop_until(until_ns) else {
                 break;
             };
+            self.clock.set_ns(at);
+            let at = Duration::from_nanos(at);
             self.now = at;
-            self.clock.set(at);
             self.stats.events += 1;
             self.handle(ev);
         }

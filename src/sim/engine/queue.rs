@@ -195,13 +195,24 @@ impl<E> Queue<E> {
 
     /// The earliest event, first scheduled among those of its instant.
     pub fn pop(&mut self) -> Option<(Duration, E)> {
+        self.pop_until(u64::MAX)
+            .map(|(ns, event)| (Duration::from_nanos(ns), event))
+    }
+
+    /// The earliest event if it is due at or before `until` (nanoseconds), with its time in
+    /// nanoseconds: a [`Queue::peek_time`] and a [`Queue::pop`] in one look at the fronts.
+    pub fn pop_until(&mut self, until: u64) -> Option<(u64, E)> {
         let wheel = self.wheel_front();
         let heap = self.heap.peek().map(|e| e.key);
-        let from_wheel = match (wheel, heap) {
+        let (from_wheel, first) = match (wheel, heap) {
             (None, None) => return None,
-            (Some(w), Some(h)) => w < h,
-            (w, _) => w.is_some(),
+            (Some(w), Some(h)) => (w < h, w.min(h)),
+            (Some(w), None) => (true, w),
+            (None, Some(h)) => (false, h),
         };
+        if (first >> 64) as u64 > until {
+            return None;
+        }
         if from_wheel {
             let slot = &mut self.slots[(self.cursor % SLOTS) as usize];
             let i = slot.0;
@@ -214,13 +225,13 @@ impl<E> Queue<E> {
             node.next = self.free;
             self.free = i;
             self.in_slots -= 1;
-            Some((Duration::from_nanos(self.cursor * MS), event))
+            Some((self.cursor * MS, event))
         } else {
             let e = self.heap.pop().expect("the top was just seen");
             // Nothing in the wheel is earlier, so its cursor may follow: the wheel goes on
             // covering the seconds ahead of now after a stretch with nothing in it.
             self.cursor = self.cursor.max(key_ms(e.key));
-            Some((time(e.key), e.event))
+            Some(((e.key >> 64) as u64, e.event))
         }
     }
 
@@ -452,7 +463,12 @@ mod tests {
                 pending.sort();
                 let want = pending.remove(0);
                 assert_eq!(q.peek_time(), Some(want.0));
-                assert_eq!(q.pop(), Some(want));
+                // Bounded just before the next event, the queue keeps it; at it, it gives it.
+                if let Some(before) = nanos(want.0).checked_sub(1) {
+                    assert_eq!(q.pop_until(before), None);
+                }
+                let got = q.pop_until(nanos(want.0));
+                assert_eq!(got.map(|(t, i)| (Duration::from_nanos(t), i)), Some(want));
                 now = want.0;
             }
             assert_eq!(q.len(), pending.len());
