@@ -657,7 +657,12 @@ impl Conn {
                 return;
             }
             io.read.buf.extend_from_slice(&pipe.bytes[..n]);
-            pipe.bytes.advance(n);
+            if n == pipe.bytes.len() {
+                // All of it read (the usual case): the buffer keeps its room where it is.
+                pipe.bytes.clear();
+            } else {
+                pipe.bytes.advance(n);
+            }
             pipe.readable -= n;
             io.bytes_in += n as u64;
             if side == 1 && self.ends[1].holder.session().is_none() && !self.admit(w) {
