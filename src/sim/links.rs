@@ -227,7 +227,8 @@ impl LinkTable {
         at: Duration,
         payload: usize,
     ) -> Option<Duration> {
-        self.with_path(path, |p, rng| p.carry_sized(at, payload, rng))
+        // Only the forward direction: what `Path::carry_sized` does, without lending both.
+        self.dirs[path.forward].carry_packet(at, payload, &mut path.rng)
     }
 
     /// [`PathModel::connect`] on `path`.

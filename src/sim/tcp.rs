@@ -237,12 +237,67 @@ struct Seg {
     head: bool,
 }
 
+/// A sender's segments, oldest first: a vector read from `head`, so that every scan is over one
+/// slice. Acknowledged segments leave the front by moving `head`; their room is taken back when
+/// the last segment leaves, or once it is larger than what is left.
+#[derive(Clone, Debug, Default)]
+struct Segs {
+    v: Vec<Seg>,
+    head: usize,
+}
+
+impl Segs {
+    fn len(&self) -> usize {
+        self.v.len() - self.head
+    }
+
+    fn as_slice(&self) -> &[Seg] {
+        &self.v[self.head..]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Seg] {
+        &mut self.v[self.head..]
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Seg> {
+        self.as_slice().iter()
+    }
+
+    fn iter_mut(&mut self) -> std::slice::IterMut<'_, Seg> {
+        self.as_mut_slice().iter_mut()
+    }
+
+    fn get(&self, i: usize) -> Option<&Seg> {
+        self.as_slice().get(i)
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Seg> {
+        self.as_mut_slice().get_mut(i)
+    }
+
+    fn push_back(&mut self, s: Seg) {
+        self.v.push(s);
+    }
+
+    /// Drops the `n` oldest segments (at most all of them).
+    fn drop_front(&mut self, n: usize) {
+        self.head += n.min(self.len());
+        if self.head == self.v.len() {
+            self.v.clear();
+            self.head = 0;
+        } else if self.head > self.len() {
+            self.v.drain(..self.head);
+            self.head = 0;
+        }
+    }
+}
+
 /// One side's kernel: the sender of its data and the receiver of its peer's.
 #[derive(Clone, Debug)]
 struct End {
     kernel: Kernel,
     // Sender.
-    segs: VecDeque<Seg>,
+    segs: Segs,
     /// How many of `segs` were never sent (`Seg::unsent`): always the last ones.
     unsent: usize,
     /// Sequence number of `segs[0]`.
@@ -308,7 +363,7 @@ impl End {
             (wheel_seed % (86_400_000_000_000 / jiffy)) * jiffy + (wheel_seed >> 40) % jiffy;
         let mut end = End {
             kernel: Kernel::Up,
-            segs: VecDeque::new(),
+            segs: Segs::default(),
             unsent: 0,
             una: 0,
             bytes: 0,
@@ -433,13 +488,13 @@ impl End {
     /// The segments sent at least once: all but the unsent tail. Every scan for what was sent
     /// looks at these only (a bulk sender's kernel may hold thousands of unsent segments
     /// behind its window).
-    fn sent_segs(&self) -> std::collections::vec_deque::Iter<'_, Seg> {
-        self.segs.range(..self.segs.len() - self.unsent_tail())
+    fn sent_segs(&self) -> std::slice::Iter<'_, Seg> {
+        self.segs.as_slice()[..self.segs.len() - self.unsent_tail()].iter()
     }
 
-    fn sent_segs_mut(&mut self) -> std::collections::vec_deque::IterMut<'_, Seg> {
+    fn sent_segs_mut(&mut self) -> std::slice::IterMut<'_, Seg> {
         let end = self.segs.len() - self.unsent_tail();
-        self.segs.range_mut(..end)
+        self.segs.as_mut_slice()[..end].iter_mut()
     }
 
     fn newest_sent(&self) -> Option<u64> {
@@ -508,7 +563,10 @@ impl End {
         if self.segs.len() == self.unsent_tail() {
             return None;
         }
-        self.segs.front().map(|s| s.xmit.saturating_add(self.rto))
+        self.segs
+            .as_slice()
+            .first()
+            .map(|s| s.xmit.saturating_add(self.rto))
     }
 }
 
@@ -1264,10 +1322,10 @@ impl TcpModel {
             sample = Some(now.saturating_sub(tsecr));
         }
         e.rack = rack;
-        for _ in 0..cum {
-            let s = e.segs.pop_front().expect("counted");
+        for s in &e.segs.as_slice()[..cum] {
             e.bytes -= s.len;
         }
+        e.segs.drop_front(cum);
         e.una += cum as u64;
         if let Some(rtt) = sample {
             e.sample(&self.times, rtt);

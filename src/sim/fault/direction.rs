@@ -9,7 +9,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::latency::from_ms;
-use super::{FaultError, Latency, LossProcess, Timeline};
+use super::{FaultError, HISTORY, Latency, LossProcess, Timeline};
 
 /// The faults of one direction between two hosts, shared by every connection between them.
 #[derive(Clone, Debug)]
@@ -187,6 +187,18 @@ impl Direction {
     fn lost<R: Rng + ?Sized>(&mut self, t: Duration, rng: &mut R) -> bool {
         let lost = self.loss.is_lost(t, rng);
         lost || self.outages.blocked(t)
+    }
+
+    /// One connection's packet of `payload` bytes sent at `t`: [`Direction::carry`] through the
+    /// queue, once the loss state has dropped what is older than [`HISTORY`] before `t`.
+    pub fn carry_packet<R: Rng + ?Sized>(
+        &mut self,
+        t: Duration,
+        payload: usize,
+        rng: &mut R,
+    ) -> Option<Duration> {
+        self.loss.forget_before(t.saturating_sub(HISTORY));
+        self.carry(t, Some(payload), rng)
     }
 
     /// When a transmission sent at `t` arrives, or `None` if lost. With a rate, a packet of

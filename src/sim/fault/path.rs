@@ -58,8 +58,7 @@ impl<'a> Path<'a> {
         payload: usize,
         rng: &mut R,
     ) -> Option<Duration> {
-        self.forward.loss.forget_before(t.saturating_sub(HISTORY));
-        self.forward.carry(t, Some(payload), rng)
+        self.forward.carry_packet(t, payload, rng)
     }
 
     /// A connection attempt from the forward direction's sender at `connect_at`: SYNs at
