@@ -284,14 +284,16 @@ impl HealthEvaluator {
             return;
         }
         let timeout = self.config.reply_timeout;
-        let Some(sent) = self
-            .window
-            .iter_mut()
-            .rev()
-            .find(|s| s.seq == seq && s.outcome == Outcome::Pending)
-        else {
-            return;
+        let awaited = |s: &Sent| s.seq == seq && s.outcome == Outcome::Pending;
+        // The newest that matches; most often that is the last heartbeat sent.
+        let i = match self.window.len().checked_sub(1) {
+            Some(last) if awaited(&self.window[last]) => last,
+            _ => match self.window.iter().rposition(awaited) {
+                Some(i) => i,
+                None => return,
+            },
         };
+        let sent = &mut self.window[i];
         self.pending -= 1;
         if now <= sent.at + timeout {
             sent.outcome = Outcome::Replied;
@@ -363,6 +365,12 @@ impl HealthEvaluator {
         earlier(reply, dead)
     }
 
+    /// Whether [`HealthEvaluator::poll_event`] has anything to give.
+    #[inline]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next state change, oldest first.
     pub fn poll_event(&mut self) -> Option<HealthEvent> {
         self.events.pop_front()
@@ -373,7 +381,8 @@ impl HealthEvaluator {
             return;
         }
         let timeout = self.config.reply_timeout;
-        for s in self.window.iter_mut().skip(self.settled) {
+        let from = self.settled.min(self.window.len());
+        for s in self.window.range_mut(from..) {
             if s.outcome == Outcome::Pending && now >= s.at + timeout {
                 s.outcome = Outcome::Lost;
                 self.lost += 1;

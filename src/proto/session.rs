@@ -947,14 +947,15 @@ impl Session {
         if !matches!(self.state, State::Handshaking | State::Established) {
             return Ok(());
         }
-        let result = self.dispatch(now, frame);
-        if let Err(e) = &result {
-            match e {
-                Error::PeerClosed { .. } | Error::Rejected { .. } => {}
-                e => self.close_after_answers(e.code(), &e.to_string()),
-            }
+        // Ok, nearly always: then nothing is moved but the answer.
+        let Err(e) = self.dispatch(now, frame) else {
+            return Ok(());
+        };
+        match &e {
+            Error::PeerClosed { .. } | Error::Rejected { .. } => {}
+            e => self.close_after_answers(e.code(), &e.to_string()),
         }
-        result
+        Err(e)
     }
 
     fn unexpected(&self, frame: &Frame) -> Error {
@@ -1164,7 +1165,10 @@ impl Session {
         };
         self.counters.heartbeat_acks_received += 1;
         let (_, sent, probe) = self.hb_sent[pos];
-        self.hb_sent.drain(..=pos);
+        // It and the older ones, unanswered, go; most often it is the only one.
+        for _ in 0..=pos {
+            self.hb_sent.pop_front();
+        }
         let rtt = now - sent;
         let counts = probe || (self.side == Side::Client && self.mode == HeartbeatMode::OneWay);
         let gap = if counts { self.evidence(now) } else { None };
@@ -1346,7 +1350,16 @@ impl Session {
         }
     }
 
+    /// Reports the health evaluator's events; Dead ends the connection.
+    #[inline]
     fn drain_health(&mut self, now: Time) {
+        // Drained after every input, and a change of health is rare: settled without the call.
+        if self.health.as_ref().is_some_and(|h| h.has_events()) {
+            self.report_health(now);
+        }
+    }
+
+    fn report_health(&mut self, now: Time) {
         let mut dead = false;
         while let Some(ev) = self.health.as_mut().and_then(|h| h.poll_event()) {
             dead |= ev.to == HealthState::Dead;
@@ -1360,7 +1373,17 @@ impl Session {
         }
     }
 
+    /// Acts on the detector's events: suspicion and trust go to the events and the health
+    /// evaluator, a probe goes out.
+    #[inline]
     fn drain_detector(&mut self, now: Time) {
+        // Drained after every input, and the detector is mostly quiet: settled without the call.
+        if self.detector.as_ref().is_some_and(|d| d.has_events()) {
+            self.detector_events(now);
+        }
+    }
+
+    fn detector_events(&mut self, now: Time) {
         while let Some(ev) = self.detector.as_mut().and_then(|d| d.poll_event()) {
             match ev {
                 DetectorEvent::Suspect { silent } => {
@@ -1439,7 +1462,17 @@ impl Session {
     }
 
     /// An ACK if one is due, else the next DATA frame the peer's window allows.
+    #[inline]
     fn poll_ack_or_data(&mut self) -> Option<Frame> {
+        // Asked after every frame a turn writes, and most often nothing is owed: no ACK, nothing
+        // to send again, nothing queued. That is settled here, without the call.
+        if !self.ack_now && self.transmitted == self.next_seq - 1 && self.scheduler.len == 0 {
+            return None;
+        }
+        self.ack_or_data()
+    }
+
+    fn ack_or_data(&mut self) -> Option<Frame> {
         if self.ack_now {
             self.ack_now = false;
             self.ack_deadline = None;

@@ -80,6 +80,12 @@ pub struct AdaptiveProbing {
 }
 
 impl AdaptiveProbing {
+    /// The events not yet polled.
+    #[inline]
+    pub(crate) fn events(&self) -> &EventQueue {
+        &self.events
+    }
+
     /// A detector created at `now`, trusting, with a virtual heartbeat at `now`.
     pub fn new(now: Time, interval: Duration, miss_threshold: u32, config: AdaptiveConfig) -> Self {
         let mut d = AdaptiveProbing {

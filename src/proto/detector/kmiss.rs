@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Detector, DetectorEvent, Silence, Time, Verdict, millis, times};
+use super::{Detector, DetectorEvent, EventQueue, Silence, Time, Verdict, millis, times};
 
 /// Tunables of [`KMiss`] beyond the protocol's η and k.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,12 @@ pub struct KMiss {
 }
 
 impl KMiss {
+    /// The events not yet polled.
+    #[inline]
+    pub(crate) fn events(&self) -> &EventQueue {
+        self.silence.events()
+    }
+
     /// A detector created at `now`, trusting, with a virtual heartbeat at `now`.
     pub fn new(now: Time, interval: Duration, miss_threshold: u32, config: KMissConfig) -> KMiss {
         let timeout = times(interval, miss_threshold).saturating_add(config.grace);

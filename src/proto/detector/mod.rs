@@ -77,6 +77,17 @@ pub enum AnyDetector {
 }
 
 impl AnyDetector {
+    /// Whether [`Detector::poll_event`] has anything to give.
+    #[inline]
+    pub(crate) fn has_events(&self) -> bool {
+        match self {
+            AnyDetector::KMiss(d) => !d.events().is_empty(),
+            AnyDetector::Phi(d) => !d.events().is_empty(),
+            AnyDetector::Adaptive(d) => !d.events().is_empty(),
+            AnyDetector::Tcp(d) => !d.events().is_empty(),
+        }
+    }
+
     /// The detector's name in reports: `"k-miss"`, `"phi"`, `"adaptive"` or `"tcp"`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -224,6 +235,11 @@ impl EventQueue {
     }
 
     #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<DetectorEvent> {
         if self.len == 0 {
             return None;
@@ -310,6 +326,11 @@ impl Silence {
     #[inline]
     pub(crate) fn poll_event(&mut self) -> Option<DetectorEvent> {
         self.events.pop()
+    }
+
+    #[inline]
+    pub(crate) fn events(&self) -> &EventQueue {
+        &self.events
     }
 
     #[inline]

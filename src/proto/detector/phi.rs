@@ -234,6 +234,12 @@ pub struct PhiAccrual {
 }
 
 impl PhiAccrual {
+    /// The events not yet polled.
+    #[inline]
+    pub(crate) fn events(&self) -> &EventQueue {
+        &self.events
+    }
+
     /// A detector created at `now`, trusting, with a history seeded from `interval`. Silence
     /// counts from `now`, but `now` is not a heartbeat: the first heartbeat records no interval.
     /// `miss_threshold` is ignored (see the module docs).

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Detector, DetectorEvent, Silence, Time, Verdict, millis};
+use super::{Detector, DetectorEvent, EventQueue, Silence, Time, Verdict, millis};
 
 /// The kernel's floor on the RTO (Linux `TCP_RTO_MIN`) and the delayed-ACK allowance a tail-loss
 /// probe adds when one segment is in flight (RFC 8985 §7.2, Linux).
@@ -76,6 +76,12 @@ pub struct TcpSchedule {
 }
 
 impl TcpSchedule {
+    /// The events not yet polled.
+    #[inline]
+    pub(crate) fn events(&self) -> &EventQueue {
+        self.silence.events()
+    }
+
     /// A detector created at `now`, trusting, with a virtual heartbeat at `now`.
     pub fn new(
         now: Time,
