@@ -189,8 +189,9 @@ impl Direction {
         lost || self.outages.blocked(t)
     }
 
-    /// One connection's packet of `payload` bytes sent at `t`: [`Direction::carry`] through the
-    /// queue, once the loss state has dropped what is older than [`HISTORY`] before `t`.
+    /// One connection's packet of `payload` bytes sent at `t`, carried as `carry` carries it
+    /// (through the queue), once the loss state has dropped what is older than [`HISTORY`]
+    /// before `t`.
     pub fn carry_packet<R: Rng + ?Sized>(
         &mut self,
         t: Duration,
