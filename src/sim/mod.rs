@@ -34,6 +34,7 @@ pub mod links;
 pub mod load;
 pub mod metrics;
 pub mod net;
+mod prefetch;
 mod process;
 pub mod qos;
 mod record;

@@ -833,6 +833,26 @@ impl TcpModel {
         best
     }
 
+    /// Hints the processor at the model's own first lines: what [`TcpModel::next`] and an
+    /// arrival read first. It reads nothing (the addresses are the model's fields).
+    pub(crate) fn prefetch_model(&self) {
+        use crate::sim::prefetch::line;
+        line(&self.next);
+        line(&self.packets);
+        line(&self.ends[0].timer);
+        line(&self.ends[1].timer);
+    }
+
+    /// Hints the processor at the packets at the heads of the two directions, which the next
+    /// arrival reads first. It reads the queues' headers, not the packets.
+    pub(crate) fn prefetch_packets(&self) {
+        for q in &self.packets {
+            if let Some(p) = q.front() {
+                crate::sim::prefetch::line(p);
+            }
+        }
+    }
+
     /// Runs everything due at or before `now`.
     pub fn advance(&mut self, now: Duration, wire: &mut impl Wire) {
         let now = ns(now);

@@ -1116,6 +1116,26 @@ impl Conn {
         self.dropped[0] && self.dropped[1] && self.tcp.poll_timeout().is_none()
     }
 
+    /// Hints the processor, two events before this connection's next, at the lines of it that
+    /// event reads first: their addresses only, nothing is read.
+    pub fn prefetch_far(&self) {
+        use crate::sim::prefetch::line;
+        line(&self.dropped);
+        line(&self.failures);
+        line(&self.pipes);
+        self.tcp.prefetch_model();
+        for end in &self.ends {
+            line(&end.holder);
+            line(&end.io.deadline);
+        }
+    }
+
+    /// Hints the processor, the event before this connection's, at what hangs off the lines
+    /// [`Conn::prefetch_far`] asked for: the packets at the heads of its directions.
+    pub fn prefetch_near(&self) {
+        self.tcp.prefetch_packets();
+    }
+
     /// The heartbeat counters of the session on `side`, if it has one.
     pub fn counters(&self, side: usize) -> Option<crate::proto::session::Counters> {
         self.ends[side].holder.session().map(|s| s.counters())

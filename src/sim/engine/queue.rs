@@ -235,6 +235,18 @@ impl<E> Queue<E> {
         }
     }
 
+    /// The events filed for the wheel's current millisecond that have not popped yet, in the
+    /// order they will pop: a look ahead for prefetching, which may miss an earlier event of
+    /// the heap.
+    pub fn upcoming(&self) -> impl Iterator<Item = &E> {
+        let mut i = self.slots[(self.cursor % SLOTS) as usize].0;
+        std::iter::from_fn(move || {
+            let node = self.nodes.get(i as usize)?;
+            i = node.next;
+            node.event.as_ref()
+        })
+    }
+
     /// When the earliest event is due.
     pub fn peek_time(&mut self) -> Option<Duration> {
         let wheel = self.wheel_front();
@@ -341,6 +353,25 @@ mod tests {
                 (ms(5), "b3")
             ]
         );
+    }
+
+    #[test]
+    fn upcoming_lists_what_is_left_of_the_current_millisecond_in_the_order_it_pops() {
+        let mut q = Queue::default();
+        q.push(ms(6), "later");
+        q.push(ms(5), "b1");
+        q.push(ms(5), "b2");
+        q.push(ms(5), "b3");
+        assert_eq!(q.pop(), Some((ms(5), "b1")));
+        let ahead: Vec<_> = q.upcoming().copied().collect();
+        assert_eq!(ahead, ["b2", "b3"]);
+        let popped: Vec<_> = std::iter::from_fn(|| q.pop()).map(|(_, e)| e).collect();
+        assert_eq!(
+            popped[..2],
+            ahead[..],
+            "the look ahead is the order of the pops"
+        );
+        assert_eq!(q.upcoming().count(), 0, "nothing is left");
     }
 
     #[test]
