@@ -764,7 +764,10 @@ impl Engine {
     }
 
     fn handle(&mut self, ev: Ev) {
-        self.dispatch(ev);
+        if !self.dispatch(ev) {
+            // A timer whose deadline had moved later filed itself again, and nothing ran.
+            return;
+        }
         // A takeover asked connections to let go of their sessions: they do at once.
         while !self.replace.is_empty() {
             for id in std::mem::take(&mut self.replace) {
@@ -825,7 +828,9 @@ impl Engine {
         }
     }
 
-    fn dispatch(&mut self, ev: Ev) {
+    /// Runs `ev`. False when it was a connection's timer that found nothing due (its deadline
+    /// had moved later, or a later arm replaced it): nothing ran, so nothing is left to settle.
+    fn dispatch(&mut self, ev: Ev) -> bool {
         match ev {
             Ev::Client { client, generation } => {
                 let i = client as usize;
@@ -885,7 +890,7 @@ impl Engine {
             }
             Ev::Fault(i) => {
                 let Some(action) = self.actions[i as usize].take() else {
-                    return;
+                    return true;
                 };
                 if let Some(change) = self.faults.record(self.now, action) {
                     self.change_host(change);
@@ -899,32 +904,35 @@ impl Engine {
                 let now = self.now;
                 let (mut w, conns) = self.world();
                 let Some(c) = conns[conn as usize - 1].as_mut() else {
-                    return;
+                    return false;
                 };
                 let side = side as usize;
                 let (due, again) = c.ends[side].timer.fire(generation, now);
                 if let Some((at, generation)) = again {
                     w.queue.push(at, Ev::session(conn.into(), side, generation));
                 }
-                if due {
-                    c.on_session_timer(side, &mut w);
+                if !due {
+                    return false;
                 }
+                c.on_session_timer(side, &mut w);
             }
             Ev::Tcp { conn, generation } => {
                 let now = self.now;
                 let (mut w, conns) = self.world();
                 let Some(c) = conns[conn as usize - 1].as_mut() else {
-                    return;
+                    return false;
                 };
                 let (due, again) = c.tcp_timer.fire(generation, now);
                 if let Some((at, generation)) = again {
                     w.queue.push(at, Ev::tcp(conn.into(), generation));
                 }
-                if due {
-                    c.on_tcp(&mut w);
+                if !due {
+                    return false;
                 }
+                c.on_tcp(&mut w);
             }
         }
+        true
     }
 
     fn world(&mut self) -> (World<'_>, &mut Vec<Option<Box<Conn>>>) {
