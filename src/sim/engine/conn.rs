@@ -219,9 +219,10 @@ pub(super) struct End {
     /// The server's session is known once its endpoint has admitted the HELLO.
     pub holder: Holder,
     /// Server: the connection as the server endpoint names it, once accepted; and a HELLO
-    /// waiting to be offered again while its session is taken over from another connection.
+    /// waiting to be offered again while its session is taken over from another connection
+    /// (boxed: rare, and a frame inline would spread the end's hot fields over more lines).
     pub accepted: Option<ConnId>,
-    pub pending: Option<Frame>,
+    pub pending: Option<Box<Frame>>,
     pub(super) io: Io,
     pub timer: Timer,
     /// The connection is up at this end (from the handshake until its end).
@@ -448,7 +449,7 @@ impl Conn {
         self.kernels(w.now, w.links);
         if let Some(hello) = self.ends[1].pending.take()
             && self.ends[1].open
-            && self.greet(Ok(hello), w)
+            && self.greet(Ok(*hello), w)
         {
             // The session starts with what arrived behind the HELLO, then reads on.
             self.feed(1, w);
@@ -777,7 +778,7 @@ impl Conn {
                 false
             }
             Greeting::TakeOver { owner, retry_at } => {
-                end.pending = first.ok();
+                end.pending = first.ok().map(Box::new);
                 if let Some(owner) = owner {
                     w.replace.push(owner);
                 }
