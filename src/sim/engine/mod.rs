@@ -93,6 +93,8 @@
 mod conn;
 mod feeds;
 mod hosts;
+#[cfg(test)]
+mod probe;
 pub mod queue;
 
 use std::collections::BTreeMap;
