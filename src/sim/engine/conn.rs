@@ -205,10 +205,8 @@ pub(super) struct Io {
     bytes_out: u64,
     /// The session deadline last handled, to not handle it again while the session keeps it.
     handled: Option<Time>,
-    /// The session's deadline as its last turn left it, and whether a turn (or the end of the
-    /// connection) has run since the timer was last armed.
+    /// The session's deadline as its last turn left it.
     deadline: Option<Time>,
-    touched: bool,
 }
 
 /// One side of a connection, as its driver sees it.
@@ -225,13 +223,22 @@ pub(super) struct End {
     pub pending: Option<Box<Frame>>,
     pub(super) io: Io,
     pub timer: Timer,
-    /// The connection is up at this end (from the handshake until its end).
-    pub open: bool,
     /// Its socket was closed with data unread: the kernel reset the connection.
     pub reset: bool,
+}
+
+/// What the events of either side read of an end: kept in the connection, both ends' side by
+/// side, so that an event does not touch a cache line of the other end only for these
+/// (`docs/simulator.md`, "Lines per event, measured").
+#[derive(Clone, Copy, Default)]
+struct Flags {
+    /// The connection is up at this end (from the handshake until its end).
+    open: bool,
     /// The end's process is paused: it reads, writes and decides nothing until it resumes,
     /// while its kernel goes on receiving and acknowledging.
-    pub paused: bool,
+    paused: bool,
+    /// A turn (or the end of the connection) has run since the end's timer was last armed.
+    touched: bool,
 }
 
 impl End {
@@ -260,12 +267,9 @@ impl End {
                 bytes_out: 0,
                 handled: None,
                 deadline: None,
-                touched: false,
             },
             timer: Timer::default(),
-            open: false,
             reset: false,
-            paused: false,
         }
     }
 
@@ -306,6 +310,7 @@ pub(super) struct Conn {
     dropped: [bool; 2],
     /// What the kernels did that the ends have not met yet ([`Conn::kernels`]).
     woken: Woken,
+    flags: [Flags; 2],
 }
 
 /// The sockets the kernels woke, for their ends to meet at the connection's next event: which
@@ -345,6 +350,7 @@ impl Conn {
             failures: [None, None],
             dropped: [false; 2],
             woken: Woken::default(),
+            flags: [Flags::default(); 2],
         }
     }
 
@@ -361,14 +367,14 @@ impl Conn {
         let client = &mut self.ends[0];
         let t = client.time(w.now);
         if let Holder::Client(_, e) = &mut client.holder {
-            client.open = true;
+            self.flags[0].open = true;
             e.handle_connected(t);
             if w.client_load {
                 // The client driver's sampler: a simulated client's load is idle.
                 e.session_mut().set_load(Some(LoadSource::sample(&Idle)));
             }
             client.io.traffic = Some(TrafficMeter::new(e.session(), t));
-            if !client.paused {
+            if !self.flags[0].paused {
                 self.step(0, None, w);
             }
         }
@@ -384,7 +390,7 @@ impl Conn {
         let peer = peer_addr(self.id);
         let server = &mut self.ends[1];
         server.epoch = w.server_epoch;
-        server.open = true;
+        self.flags[1].open = true;
         match w.server.handle_accept(server.time(now), self.id) {
             Opening::Open { conn, deadline } => {
                 let accepted = NetEvent::Accepted { peer };
@@ -403,7 +409,7 @@ impl Conn {
             }
         }
         // What arrived before the accept (a HELLO sent to a paused server) is read now.
-        if self.ends[1].open {
+        if self.flags[1].open {
             self.read(1, w);
         }
     }
@@ -413,7 +419,7 @@ impl Conn {
         self.kernels(w.now, w.links);
         let end = &mut self.ends[1];
         let Some(conn) = end.accepted else { return };
-        if !end.open || end.holder.session().is_some() || end.pending.is_some() {
+        if !self.flags[1].open || end.holder.session().is_some() || end.pending.is_some() {
             return;
         }
         let timed_out = NetEvent::HandshakeTimeout {
@@ -432,7 +438,7 @@ impl Conn {
     pub fn on_replaced(&mut self, w: &mut World<'_>) {
         self.run_tcp(w);
         let end = &mut self.ends[1];
-        if !end.open {
+        if !self.flags[1].open {
             return;
         }
         let t = end.time(w.now);
@@ -448,7 +454,7 @@ impl Conn {
     pub fn on_retry(&mut self, w: &mut World<'_>) {
         self.kernels(w.now, w.links);
         if let Some(hello) = self.ends[1].pending.take()
-            && self.ends[1].open
+            && self.flags[1].open
             && self.greet(Ok(*hello), w)
         {
             // The session starts with what arrived behind the HELLO, then reads on.
@@ -471,18 +477,18 @@ impl Conn {
         self.run_tcp(w);
         let end = &self.ends[side];
         let t = end.time(w.now);
-        if end.open && end.io.writes.replaced_deadline().is_some_and(|d| d <= t) {
+        if self.flags[side].open && end.io.writes.replaced_deadline().is_some_and(|d| d <= t) {
             // Its CLOSE had its while to leave.
             self.end(side, ConnEnd::Closed, true, w);
             self.arm(w);
             return;
         }
-        if self.ends[side].open && !self.ends[side].paused {
+        if self.flags[side].open && !self.flags[side].paused {
             // What reached the socket first, as the driver drains it before it judges.
             if self.ends[side].io.linger.is_none() && self.pipes[1 - side].readable > 0 {
                 self.read(side, w);
             }
-            if self.ends[side].open {
+            if self.flags[side].open {
                 self.step(side, None, w);
             }
         }
@@ -495,23 +501,23 @@ impl Conn {
         // In nanoseconds, as the queue files its events: this runs after every event.
         let now = nanos(w.now);
         for (side, end) in self.ends.iter_mut().enumerate() {
-            if !std::mem::take(&mut end.io.touched) {
+            let flags = &mut self.flags[side];
+            if !std::mem::take(&mut flags.touched) {
                 continue;
             }
+            let open = flags.open;
             let epoch = nanos(end.epoch);
             let at = |t: Time| epoch.saturating_add(t.as_nanos());
             // A deadline the session keeps after it was handled waits for another input, as
             // in the driver (which would otherwise loop without end).
             let deadline = match end.io.deadline {
-                Some(d) if end.open && end.io.handled != Some(d) => {
-                    Some(wake_at_ns(at(d)).max(now))
-                }
-                Some(d) if end.open && at(d) > now => Some(wake_at_ns(at(d))),
+                Some(d) if open && end.io.handled != Some(d) => Some(wake_at_ns(at(d)).max(now)),
+                Some(d) if open && at(d) > now => Some(wake_at_ns(at(d))),
                 _ => None,
             };
             // Where its writes give up: bytes stalled in the buffer, a replaced session.
             let writes = match end.io.writes.next_deadline(self.pipes[side].unwritten > 0) {
-                Some(t) if end.open => Some(wake_at_ns(at(t)).max(now)),
+                Some(t) if open => Some(wake_at_ns(at(t)).max(now)),
                 _ => None,
             };
             let deadline = earlier(deadline, writes);
@@ -524,7 +530,7 @@ impl Conn {
         let mut next = self.tcp.wake_ns(self.waiting());
         for side in 0..2 {
             if let Some((t, _)) = self.failures[side]
-                && !self.ends[side].paused
+                && !self.flags[side].paused
             {
                 next = earlier(next, Some(nanos(t)));
             }
@@ -596,8 +602,9 @@ impl Conn {
         }
         let now = w.now;
         self.kernels(now, w.links);
-        let failing = (0..2)
-            .any(|side| !self.ends[side].paused && self.failures[side].is_some_and(|f| f.0 <= now));
+        let failing = (0..2).any(|side| {
+            !self.flags[side].paused && self.failures[side].is_some_and(|f| f.0 <= now)
+        });
         if !failing && !self.woken.any() {
             return;
         }
@@ -607,7 +614,7 @@ impl Conn {
         for (side, (failure, ended)) in self.failures.iter_mut().zip(&mut ended).enumerate() {
             if let Some((at, kind)) = *failure
                 && at <= now
-                && !self.ends[side].paused
+                && !self.flags[side].paused
             {
                 *failure = None;
                 ended.get_or_insert(ConnEnd::from_io(&io::Error::from(kind)));
@@ -621,8 +628,8 @@ impl Conn {
             }
         }
         for (side, writable) in woken.writable.into_iter().enumerate() {
-            let end = &self.ends[side];
-            if writable && end.open && !end.paused && self.pipes[side].unwritten > 0 {
+            let f = self.flags[side];
+            if writable && f.open && !f.paused && self.pipes[side].unwritten > 0 {
                 self.step(side, None, w);
             }
         }
@@ -633,16 +640,16 @@ impl Conn {
     /// none), the frames it completes go to the session, and a turn answers them before the
     /// next read. Then the end of the stream, if it came.
     fn read(&mut self, side: usize, w: &mut World<'_>) {
-        if self.ends[side].paused {
+        if self.flags[side].paused {
             return;
         }
         loop {
             let pipe = &mut self.pipes[1 - side];
-            if self.ends[side].open && self.ends[side].io.linger.is_some() {
+            if self.flags[side].open && self.ends[side].io.linger.is_some() {
                 // Closing: the driver reads no more while it writes what it has.
                 return;
             }
-            if !self.ends[side].open {
+            if !self.flags[side].open {
                 // A closed socket's kernel answers with RST; nobody reads the bytes.
                 pipe.bytes.advance(pipe.readable);
                 pipe.readable = 0;
@@ -710,7 +717,7 @@ impl Conn {
     /// The server's first frame, once it is complete. Whether a session now runs.
     fn admit(&mut self, w: &mut World<'_>) -> bool {
         let end = &mut self.ends[1];
-        if end.pending.is_some() || !end.open {
+        if end.pending.is_some() || !self.flags[1].open {
             return false;
         }
         let first = match end.io.read.decoder.decode(&mut end.io.read.buf) {
@@ -830,8 +837,10 @@ impl Conn {
         // Bytes that reached the socket and that the driver will read before it judges its
         // peer (`net::conn` drains them first): the read loop comes back to run the deadline.
         let end = &self.ends[side];
-        let unread =
-            end.open && !end.paused && end.io.linger.is_none() && self.pipes[1 - side].readable > 0;
+        let unread = self.flags[side].open
+            && !self.flags[side].paused
+            && end.io.linger.is_none()
+            && self.pipes[1 - side].readable > 0;
         let links = &mut *w.links;
         let Some((rep, session, io, t)) = self.ends[side].driver(w.now, w.observer) else {
             return (false, false);
@@ -906,7 +915,7 @@ impl Conn {
                 break;
             }
         }
-        io.touched = true;
+        self.flags[side].touched = true;
         w.room.extend(room);
         (closing, stalled)
     }
@@ -914,10 +923,10 @@ impl Conn {
     /// The connection ends at side `side` for `why`: reported as the driver reports it, then
     /// the socket closes (a FIN behind what it wrote).
     fn end(&mut self, side: usize, why: ConnEnd, closing: bool, w: &mut World<'_>) {
-        let end = &mut self.ends[side];
-        if !end.open {
+        if !self.flags[side].open {
             return;
         }
+        let end = &mut self.ends[side];
         if let Some((rep, session, io, t)) = end.driver(w.now, w.observer)
             && let Some(traffic) = io.traffic.as_mut()
         {
@@ -932,9 +941,9 @@ impl Conn {
     /// driver hands the session back: a client's endpoint decides what comes next, the server
     /// endpoint parks the session for a resume.
     fn close(&mut self, side: usize, w: &mut World<'_>) {
+        self.flags[side].open = false;
+        self.flags[side].touched = true;
         let end = &mut self.ends[side];
-        end.open = false;
-        end.io.touched = true;
         let t = end.time(w.now);
         let outgoing = end.io.outgoing.take();
         if let Some((_, f)) = &outgoing {
@@ -1002,7 +1011,7 @@ impl Conn {
     /// acknowledging, but nothing reads, writes or decides there until [`Conn::resume`].
     pub fn pause(&mut self, side: usize, now: Duration, links: &mut LinkTable) {
         self.kernels(now, links);
-        self.ends[side].paused = true;
+        self.flags[side].paused = true;
         self.tcp.set_reading(side, false);
     }
 
@@ -1010,7 +1019,7 @@ impl Conn {
     /// driver does before judging an overdue deadline), then taking its turn; a reset or
     /// timeout that reached its socket meanwhile ends the connection there.
     pub fn resume(&mut self, side: usize, w: &mut World<'_>) {
-        self.ends[side].paused = false;
+        self.flags[side].paused = false;
         self.tcp.set_reading(side, true);
         self.run_tcp(w);
         if let Some((at, kind)) = self.failures[side]
@@ -1018,9 +1027,9 @@ impl Conn {
         {
             self.failures[side] = None;
             self.end(side, ConnEnd::from_io(&io::Error::from(kind)), false, w);
-        } else if self.ends[side].open {
+        } else if self.flags[side].open {
             self.read(side, w);
-            if self.ends[side].open {
+            if self.flags[side].open {
                 self.step(side, None, w);
             }
         }
@@ -1035,14 +1044,15 @@ impl Conn {
         self.kernels(w.now, w.links);
         drop_unwritten(&mut self.pipes[side]);
         self.dropped[side] = true;
+        self.flags[side] = Flags {
+            touched: true,
+            ..Flags::default()
+        };
         let end = &mut self.ends[side];
-        end.open = false;
-        end.paused = false;
         end.io.linger = None;
         end.holder = Holder::None;
         end.accepted = None;
         end.pending = None;
-        end.io.touched = true;
         if let Some((_, f)) = end.io.outgoing.take() {
             w.feeds.let_go(f);
         }
@@ -1075,7 +1085,7 @@ impl Conn {
     /// Side `side`'s queue of application messages has one: its driver takes it if its
     /// session has room.
     pub fn kick(&mut self, side: usize, w: &mut World<'_>) {
-        if self.ends[side].open && !self.ends[side].paused {
+        if self.flags[side].open && !self.flags[side].paused {
             self.kernels(w.now, w.links);
             self.step(side, None, w);
             self.arm(w);
@@ -1095,8 +1105,8 @@ impl Conn {
     /// socket, and both kernels done with it.
     pub fn is_done(&self) -> bool {
         self.opened
-            && self.ends.iter().all(|e| {
-                !e.open && !e.paused && e.pending.is_none() && matches!(e.holder, Holder::None)
+            && self.ends.iter().zip(&self.flags).all(|(e, f)| {
+                !f.open && !f.paused && e.pending.is_none() && matches!(e.holder, Holder::None)
             })
             && (self.gone()
                 || (self.failures.iter().all(Option::is_none) && self.tcp.poll_timeout().is_none()))
