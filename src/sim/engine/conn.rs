@@ -310,6 +310,7 @@ pub(super) struct Conn {
     dropped: [bool; 2],
     /// What the kernels did that the ends have not met yet ([`Conn::kernels`]).
     woken: Woken,
+    /// Each end's open, paused and touched flags, by side.
     flags: [Flags; 2],
 }
 
