@@ -767,7 +767,7 @@ impl Engine {
 
     fn handle(&mut self, ev: Ev) {
         if !self.dispatch(ev) {
-            // A timer whose deadline had moved later filed itself again, and nothing ran.
+            // A connection's timer that found nothing to do: nothing ran.
             return;
         }
         // A takeover asked connections to let go of their sessions: they do at once.
@@ -830,8 +830,9 @@ impl Engine {
         }
     }
 
-    /// Runs `ev`. False when it was a connection's timer that found nothing due (its deadline
-    /// had moved later, or a later arm replaced it): nothing ran, so nothing is left to settle.
+    /// Runs `ev`. False when it was a connection's timer that found nothing to do (its deadline
+    /// had moved later and it filed itself again, a later arm replaced it, or the connection is
+    /// gone): nothing ran, so nothing is left to settle.
     fn dispatch(&mut self, ev: Ev) -> bool {
         match ev {
             Ev::Client { client, generation } => {
