@@ -3,13 +3,14 @@
 # client's endpoint (its session inside) and the server's session, over two simulated seconds of
 # the bench shape's steady state with two sessions. valgrind's lackey traces every load and
 # store of the probe test in `src/sim/engine/probe.rs`; an event starts at each store to the
-# engine's event counter. With many sessions every one of these lines is cold at each event
-# (`docs/simulator.md`, "Speed"), so fewer lines per event is what a faster engine needs.
+# engine's event counter. It says which objects an event reaches and how spread their fields
+# are. It does not predict wall time: a layout that cut the connection's lines per event from
+# 23.2 to 20.0 ran slower (`docs/simulator.md`, "A compact layout, measured and dropped").
 #
-#   scripts/lines-per-event.sh        (about a minute once the tests are built)
+#   scripts/lines-per-event.sh        (about 10 s once the tests are built)
 #
-# Counts are of 64-byte lines by address; a test build (opt-level 1) lays types out as a
-# release build does.
+# Counts are of 64-byte lines by address, and depend on where the allocator put each object;
+# a test build (opt-level 1) lays types out as a release build does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 2; }
