@@ -904,38 +904,46 @@ impl Engine {
                 side,
                 generation,
             } => {
-                let now = self.now;
-                let (mut w, conns) = self.world();
-                let Some(c) = conns[conn as usize - 1].as_mut() else {
+                let side = side as usize;
+                let refile = |g| Ev::session(conn.into(), side, g);
+                let Some((mut w, c)) =
+                    self.due(conn, generation, |c| &mut c.ends[side].timer, refile)
+                else {
                     return false;
                 };
-                let side = side as usize;
-                let (due, again) = c.ends[side].timer.fire(generation, now);
-                if let Some((at, generation)) = again {
-                    w.queue.push(at, Ev::session(conn.into(), side, generation));
-                }
-                if !due {
-                    return false;
-                }
                 c.on_session_timer(side, &mut w);
             }
             Ev::Tcp { conn, generation } => {
-                let now = self.now;
-                let (mut w, conns) = self.world();
-                let Some(c) = conns[conn as usize - 1].as_mut() else {
+                let refile = |g| Ev::tcp(conn.into(), g);
+                let Some((mut w, c)) = self.due(conn, generation, |c| &mut c.tcp_timer, refile)
+                else {
                     return false;
                 };
-                let (due, again) = c.tcp_timer.fire(generation, now);
-                if let Some((at, generation)) = again {
-                    w.queue.push(at, Ev::tcp(conn.into(), generation));
-                }
-                if !due {
-                    return false;
-                }
                 c.on_tcp(&mut w);
             }
         }
         true
+    }
+
+    /// Connection `conn`'s timer (the one `timer` picks) popped with its entry of
+    /// `generation`. An entry early for a deadline that moved later is filed again (`refile`
+    /// makes its event) and goes no further: the connection and the world it acts in come back
+    /// only when the deadline is due and the connection is still there.
+    fn due(
+        &mut self,
+        conn: u32,
+        generation: u32,
+        timer: impl FnOnce(&mut Conn) -> &mut Timer,
+        refile: impl FnOnce(u32) -> Ev,
+    ) -> Option<(World<'_>, &mut Conn)> {
+        let now = self.now;
+        let (w, conns) = self.world();
+        let c = conns[conn as usize - 1].as_deref_mut()?;
+        let (due, again) = timer(c).fire(generation, now);
+        if let Some((at, generation)) = again {
+            w.queue.push(at, refile(generation));
+        }
+        due.then_some((w, c))
     }
 
     fn world(&mut self) -> (World<'_>, &mut Vec<Option<Box<Conn>>>) {
