@@ -241,6 +241,13 @@ struct Flags {
     touched: bool,
 }
 
+impl Flags {
+    /// The end's driver acts: its connection is up and its process is not paused.
+    fn acting(self) -> bool {
+        self.open && !self.paused
+    }
+}
+
 impl End {
     pub fn new(
         names: Names,
@@ -484,7 +491,7 @@ impl Conn {
             self.arm(w);
             return;
         }
-        if self.flags[side].open && !self.flags[side].paused {
+        if self.flags[side].acting() {
             // What reached the socket first, as the driver drains it before it judges.
             if self.ends[side].io.linger.is_none() && self.pipes[1 - side].readable > 0 {
                 self.read(side, w);
@@ -629,8 +636,7 @@ impl Conn {
             }
         }
         for (side, writable) in woken.writable.into_iter().enumerate() {
-            let f = self.flags[side];
-            if writable && f.open && !f.paused && self.pipes[side].unwritten > 0 {
+            if writable && self.flags[side].acting() && self.pipes[side].unwritten > 0 {
                 self.step(side, None, w);
             }
         }
@@ -838,8 +844,7 @@ impl Conn {
         // Bytes that reached the socket and that the driver will read before it judges its
         // peer (`net::conn` drains them first): the read loop comes back to run the deadline.
         let end = &self.ends[side];
-        let unread = self.flags[side].open
-            && !self.flags[side].paused
+        let unread = self.flags[side].acting()
             && end.io.linger.is_none()
             && self.pipes[1 - side].readable > 0;
         let links = &mut *w.links;
@@ -1086,7 +1091,7 @@ impl Conn {
     /// Side `side`'s queue of application messages has one: its driver takes it if its
     /// session has room.
     pub fn kick(&mut self, side: usize, w: &mut World<'_>) {
-        if self.flags[side].open && !self.flags[side].paused {
+        if self.flags[side].acting() {
             self.kernels(w.now, w.links);
             self.step(side, None, w);
             self.arm(w);
